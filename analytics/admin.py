@@ -1,0 +1,12 @@
+from django.contrib import admin
+
+from analytics.models import HourlyStats
+
+
+@admin.register(HourlyStats)
+class HourlyStatsAdmin(admin.ModelAdmin):
+    list_display = ["hour", "provider", "received", "sent", "delivered", "read", "failed", "unique_contacts",
+                    "error_rate"]
+    list_filter = ["provider"]
+    date_hierarchy = "hour"
+    list_select_related = ["provider"]

@@ -1,0 +1,34 @@
+"""The Celery app: `celery -A config worker` and `celery -A config beat`."""
+
+import os
+
+from celery import Celery
+from celery.signals import before_task_publish, task_postrun, task_prerun
+
+from config import correlation
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("whatsapp_platform")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@before_task_publish.connect
+def _attach_correlation_id(headers=None, **_kwargs):
+    # A task enqueued while handling a webhook carries that webhook's id; a beat job gets a fresh one.
+    if headers is not None and not headers.get(correlation.TASK_HEADER):
+        headers[correlation.TASK_HEADER] = correlation.get_correlation_id() or correlation.new_correlation_id()
+
+
+@task_prerun.connect
+def _adopt_correlation_id(task=None, **_kwargs):
+    value = getattr(task.request, correlation.TASK_HEADER, None) if task else None
+    task.request._correlation_token = correlation.set_correlation_id(value)
+
+
+@task_postrun.connect
+def _drop_correlation_id(task=None, **_kwargs):
+    token = getattr(task.request, "_correlation_token", None) if task else None
+    if token is not None:
+        correlation.reset_correlation_id(token)

@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from whatsapp.views import ProviderWebhookView, health
+
+admin.site.site_header = "WhatsApp business messaging"
+admin.site.site_title = "WhatsApp platform"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("health/", health, name="health"),
+    path("webhooks/<str:kind>/<uuid:public_id>/", ProviderWebhookView.as_view(), name="provider-webhook"),
+    path("api/v1/", include("whatsapp.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

@@ -1,0 +1,89 @@
+from collections.abc import Iterable
+from datetime import datetime
+
+import phonenumbers
+from django.db import IntegrityError, transaction
+
+from contacts.models import Contact, ContactIdentity
+from whatsapp.models import Provider
+from whatsapp.providers.events import Identity, IdentityKind
+
+# Business-scoped ids are only unique inside one business account, so they are stored with that
+# account as their scope and two businesses' ids never merge.
+SCOPED_KINDS = frozenset({IdentityKind.BUSINESS_SCOPED_ID, IdentityKind.PARENT_BUSINESS_SCOPED_ID})
+
+
+def phone_to_e164(raw: str) -> str:
+    """'+1 (555) 123-0001' or '15551230001' -> '+15551230001'; unparseable input is kept digits-only."""
+    text = raw.strip()
+    candidate = text if text.startswith("+") else "+" + text
+    try:
+        number = phonenumbers.parse(candidate, None)
+    except phonenumbers.NumberParseException:
+        digits = "".join(ch for ch in text if ch.isdigit())
+        return "+" + digits if digits else text
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def identity_normalize(identity: Identity, provider: Provider) -> Identity:
+    value = identity.value.strip()
+    if identity.kind == IdentityKind.PHONE:
+        value = phone_to_e164(value)
+    scope = provider.business_account_id if identity.kind in SCOPED_KINDS else ""
+    return Identity(identity.kind, value, scope)
+
+
+def _find_contact(identities: Iterable[Identity]) -> Contact | None:
+    for identity in identities:
+        found = (ContactIdentity.objects.select_related("contact")
+                 .filter(kind=identity.kind, value=identity.value, scope=identity.scope).first())
+        if found:
+            return found.contact
+    return None
+
+
+def _link_identities(contact: Contact, identities: Iterable[Identity]) -> None:
+    for identity in identities:
+        try:
+            with transaction.atomic():
+                ContactIdentity.objects.get_or_create(
+                    kind=identity.kind, value=identity.value, scope=identity.scope, defaults={"contact": contact}
+                )
+        except IntegrityError:
+            # Another request linked it at the same moment; whichever contact holds it keeps it.
+            continue
+
+
+def contact_resolve(
+    *, provider: Provider, identities: Iterable[Identity], profile_name: str = "", seen_at: datetime | None = None
+) -> Contact:
+    """
+    The one contact these identities name: an existing one if any identity is known (new identities from
+    the same message are linked to it), else a new contact. Safe when two webhooks race: the unique
+    identity constraint lets only one insert win and the loser re-reads.
+    """
+    normalized = [identity_normalize(identity, provider) for identity in identities if identity.value]
+    if not normalized:
+        raise ValueError("a contact needs at least one identity")
+    contact = _find_contact(normalized)
+    if contact is None:
+        try:
+            with transaction.atomic():
+                contact = Contact.objects.create(profile_name=profile_name, last_seen_at=seen_at)
+                first = normalized[0]
+                ContactIdentity.objects.create(contact=contact, kind=first.kind, value=first.value, scope=first.scope)
+        except IntegrityError:
+            contact = _find_contact(normalized)
+            if contact is None:
+                raise
+    _link_identities(contact, normalized)
+    changed = []
+    if profile_name and contact.profile_name != profile_name:
+        contact.profile_name = profile_name
+        changed.append("profile_name")
+    if seen_at and (contact.last_seen_at is None or seen_at > contact.last_seen_at):
+        contact.last_seen_at = seen_at
+        changed.append("last_seen_at")
+    if changed:
+        contact.save(update_fields=changed)
+    return contact

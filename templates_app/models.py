@@ -1,0 +1,49 @@
+from django.conf import settings
+from django.db import models
+
+from whatsapp.providers.events import TemplateStatus
+
+
+class MessageTemplate(models.Model):
+    class Category(models.TextChoices):
+        MARKETING = "marketing", "Marketing"
+        UTILITY = "utility", "Utility"
+        AUTHENTICATION = "authentication", "Authentication"
+
+    class ParameterFormat(models.TextChoices):
+        POSITIONAL = "positional", "Positional ({{1}})"
+        NAMED = "named", "Named ({{name}})"
+
+    provider = models.ForeignKey("whatsapp.Provider", on_delete=models.CASCADE, related_name="templates")
+    name = models.CharField(max_length=512)
+    language = models.CharField(max_length=15, help_text="e.g. en_US")
+    category = models.CharField(max_length=16, choices=Category.choices, default=Category.UTILITY)
+    parameter_format = models.CharField(max_length=12, choices=ParameterFormat.choices,
+                                        default=ParameterFormat.POSITIONAL)
+    components = models.JSONField(default=list, blank=True, help_text="Header, body, footer and buttons.")
+    examples = models.JSONField(default=dict, blank=True, help_text="An example value for every parameter.")
+    version = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=24, choices=TemplateStatus.choices, default=TemplateStatus.DRAFT)
+    provider_template_id = models.CharField(max_length=64, blank=True)
+    rejection_reason = models.TextField(blank=True)
+    quality = models.CharField(max_length=16, blank=True)
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "name", "language", "version"],
+                                    name="template_unique_provider_name_language_version"),
+        ]
+        indexes = [models.Index(fields=["status", "-updated_at"], name="template_status_idx")]
+        permissions = [("review_messagetemplate", "Can approve or reject templates in internal review")]
+        ordering = ["name", "language", "-version"]
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.language}] v{self.version}"

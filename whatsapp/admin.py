@@ -1,0 +1,309 @@
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html, format_html_join
+
+from whatsapp.admin_base import AuditedModelAdmin, pretty_json
+from whatsapp.models import AuditLog, Conversation, Media, Message, MessageStatusEvent, Provider, Session, WebhookEvent
+from whatsapp.providers import KIND_CHOICES, provider_class_for, provider_for, registered_kinds
+from whatsapp.services.providers import (
+    ROW_TARGETS,
+    provider_apply_options,
+    provider_masked_credentials,
+    provider_missing_options,
+    provider_webhook_url,
+)
+from whatsapp.services.webhooks import webhook_event_replay
+
+
+def _extra_options() -> dict[str, list]:
+    """Options kept in credentials or config, by name, with the kinds that use them."""
+    found: dict[str, list] = {}
+    for kind in registered_kinds():
+        for option in provider_class_for(kind).options:
+            if option.target not in ROW_TARGETS:
+                found.setdefault(option.name, []).append((kind, option))
+    return found
+
+
+def _option_field(option, kinds: str) -> forms.CharField:
+    help_text = f"{option.help} ({kinds})."
+    if option.secret:
+        help_text += " Stored encrypted; leave empty to keep the current value."
+        return forms.CharField(required=False, widget=forms.PasswordInput(render_value=False), help_text=help_text)
+    return forms.CharField(required=False, help_text=help_text)
+
+
+class ProviderAdminForm(forms.ModelForm):
+    class Meta:
+        model = Provider
+        fields = ["kind", "name", "is_active", "is_paused", "phone_number", "external_id", "business_account_id",
+                  "rate_limit_per_second", "verification_status"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.option_names = list(_extra_options())
+        if self.instance.pk:
+            for name in self.option_names:
+                if name in self.instance.config:
+                    self.fields[name].initial = self.instance.config[name]
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get("kind")
+        if kind:
+            self.instance.kind = kind
+            for row_field in ROW_TARGETS:
+                setattr(self.instance, row_field, cleaned.get(row_field, ""))
+            provider_apply_options(self.instance, {name: cleaned.get(name) for name in self.option_names})
+            missing = provider_missing_options(self.instance)
+            if missing:
+                raise forms.ValidationError(f"A {kind} provider needs: {', '.join(missing)}.")
+        return cleaned
+
+
+# Every kind's settings and credentials become declared form fields, so the admin's fieldsets see them.
+for _name, _uses in _extra_options().items():
+    ProviderAdminForm.declared_fields[_name] = ProviderAdminForm.base_fields[_name] = _option_field(
+        _uses[0][1], ", ".join(kind for kind, _ in _uses)
+    )
+
+
+@admin.register(Provider)
+class ProviderAdmin(AuditedModelAdmin):
+    form = ProviderAdminForm
+    list_display = ["name", "kind", "phone_number", "is_active", "is_paused", "verification_status",
+                    "rate_limit_per_second", "created_at"]
+    list_filter = ["kind", "is_active", "is_paused", "verification_status"]
+    search_fields = ["name", "phone_number", "external_id", "business_account_id"]
+    readonly_fields = ["public_id", "webhook_url", "stored_credentials", "created_at", "updated_at"]
+    actions = ["test_connection", "pause", "resume"]
+
+    def get_fieldsets(self, request, obj=None):
+        extra = list(_extra_options())
+        return [
+            (None, {"fields": ["kind", "name", "is_active", "is_paused", "rate_limit_per_second",
+                               "verification_status"]}),
+            ("Provider ids", {"fields": ["phone_number", "external_id", "business_account_id"]}),
+            ("Settings and credentials", {"fields": extra}),
+            ("Webhook", {"fields": ["public_id", "webhook_url", "stored_credentials", "created_at", "updated_at"]}),
+        ]
+
+    @admin.display(description="Webhook URL")
+    def webhook_url(self, obj):
+        return provider_webhook_url(obj) if obj.pk else "(shown after saving)"
+
+    @admin.display(description="Stored credentials (masked)")
+    def stored_credentials(self, obj):
+        masked = provider_masked_credentials(obj) if obj.pk else {}
+        if not masked:
+            return "-"
+        return format_html_join("", "<div><code>{}</code>: {}</div>", masked.items())
+
+    @admin.action(description="Test the connection")
+    def test_connection(self, request, queryset):
+        for provider in queryset:
+            result = provider_for(provider).check_connection()
+            level = messages.SUCCESS if result.ok else messages.WARNING
+            self.message_user(request, f"{provider.name}: {result.detail}", level)
+
+    @admin.action(description="Pause sending")
+    def pause(self, request, queryset):
+        for provider in queryset:
+            provider.is_paused = True
+            provider.save(update_fields=["is_paused", "updated_at"])
+            self.log_change(request, provider, "paused")
+
+    @admin.action(description="Resume sending")
+    def resume(self, request, queryset):
+        for provider in queryset:
+            provider.is_paused = False
+            provider.save(update_fields=["is_paused", "updated_at"])
+            self.log_change(request, provider, "resumed")
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fields = ["created_at", "direction", "message_type", "text", "status"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ["-created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+STATUS_TICKS = {"queued": "🕓", "sending": "🕓", "sent": "✓", "delivered": "✓✓", "read": "✓✓ read",
+                "played": "✓✓ played", "failed": "⚠ failed", "received": ""}
+
+
+@admin.register(Conversation)
+class ConversationAdmin(AuditedModelAdmin):
+    list_display = ["__str__", "provider", "contact", "last_message_at", "assignee", "message_count"]
+    list_filter = ["provider", ("assignee", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["contact__profile_name", "contact__identities__value", "external_conversation_id"]
+    autocomplete_fields = ["contact", "assignee"]
+    readonly_fields = ["transcript", "created_at", "last_message_at"]
+    fields = ["provider", "contact", "assignee", "external_conversation_id", "context", "ai_summary",
+              "last_message_at", "created_at", "transcript"]
+    list_select_related = ["provider", "contact", "assignee"]
+
+    def message_count(self, obj):
+        return obj.messages.count()
+
+    @admin.display(description="Transcript")
+    def transcript(self, obj):
+        if not obj.pk:
+            return "-"
+        rows = obj.messages.order_by("created_at", "id")[:500]
+        bubbles = format_html_join(
+            "",
+            "<div style='margin:6px 0;display:flex;justify-content:{}'>"
+            "<div class='wa-bubble wa-{}' style='max-width:60%;padding:6px 10px;border-radius:8px;"
+            "background:{};color:#111'><div>{}</div><small style='color:#555'>{} · {} {}</small></div></div>",
+            (
+                (
+                    "flex-end" if m.direction == "outbound" else "flex-start",
+                    m.direction,
+                    "#dcf8c6" if m.direction == "outbound" else "#f0f0f0",
+                    m.text or f"[{m.message_type}]",
+                    m.created_at.strftime("%Y-%m-%d %H:%M"),
+                    m.message_type,
+                    STATUS_TICKS.get(m.status, m.status),
+                )
+                for m in rows
+            ),
+        )
+        return format_html("<div class='wa-transcript' style='max-width:50em'>{}</div>", bubbles)
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = ["id", "conversation", "state", "opened_at", "last_inbound_at", "expires_at", "closed_at"]
+    list_filter = ["state"]
+    search_fields = ["conversation__contact__profile_name"]
+    raw_id_fields = ["conversation"]
+    list_select_related = ["conversation__contact", "conversation__provider"]
+
+
+class StatusEventInline(admin.TabularInline):
+    model = MessageStatusEvent
+    fields = ["status", "occurred_at", "applied", "error_code", "error_title"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class MediaInline(admin.TabularInline):
+    model = Media
+    fields = ["mime_type", "filename", "state", "attempts", "archive_path"]
+    readonly_fields = fields
+    extra = 0
+
+
+@admin.register(Message)
+class MessageAdmin(AuditedModelAdmin):
+    list_display = ["id", "created_at", "direction", "message_type", "short_text", "status", "provider",
+                    "conversation"]
+    list_filter = ["direction", "status", "message_type", "provider", "processing_status"]
+    search_fields = ["text", "provider_message_id", "conversation__contact__profile_name"]
+    raw_id_fields = ["conversation", "session", "reply_to", "template", "created_by"]
+    readonly_fields = ["provider_message_id", "duplicate_count", "attempts", "created_at", "updated_at",
+                       "pretty_content"]
+    inlines = [MediaInline, StatusEventInline]
+    list_select_related = ["provider", "conversation__contact"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="Text")
+    def short_text(self, obj):
+        return (obj.text or "")[:60]
+
+    @admin.display(description="Content")
+    def pretty_content(self, obj):
+        return pretty_json(obj.content)
+
+
+@admin.register(MessageStatusEvent)
+class MessageStatusEventAdmin(admin.ModelAdmin):
+    list_display = ["provider_message_id", "status", "occurred_at", "applied", "error_code", "provider"]
+    list_filter = ["status", "applied", "provider"]
+    search_fields = ["provider_message_id"]
+    raw_id_fields = ["message", "webhook_event"]
+
+
+@admin.register(Media)
+class MediaAdmin(admin.ModelAdmin):
+    list_display = ["id", "message", "mime_type", "state", "attempts", "size_bytes", "created_at"]
+    list_filter = ["state", "mime_type"]
+    search_fields = ["provider_media_id", "sha256", "filename"]
+    raw_id_fields = ["message"]
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    list_display = ["id", "received_at", "kind", "provider", "status", "http_status", "signature_valid",
+                    "event_count", "attempts", "rejection_reason"]
+    list_filter = ["status", "kind", "signature_valid", "http_status", "provider"]
+    search_fields = ["correlation_id", "delivery_id", "rejection_reason", "last_error"]
+    readonly_fields = [f.name for f in WebhookEvent._meta.fields if f.name != "body"] + ["pretty_body"]
+    exclude = ["body"]
+    actions = ["replay"]
+    date_hierarchy = "received_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Body (as received)")
+    def pretty_body(self, obj):
+        raw = bytes(obj.body or b"")
+        try:
+            return pretty_json(json.loads(raw.decode("utf-8")))
+        except (UnicodeDecodeError, ValueError):
+            return format_html("<pre style='white-space:pre-wrap'>{}</pre>", raw.decode("utf-8", "replace"))
+
+    @admin.action(description="Replay (process again)")
+    def replay(self, request, queryset):
+        count = 0
+        for event in queryset.exclude(status=WebhookEvent.Status.REJECTED).exclude(provider=None):
+            webhook_event_replay(event=event)
+            count += 1
+        self.message_user(request, f"{count} event(s) queued for processing.")
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "actor_label", "action", "object_type", "object_repr"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["object_repr", "object_id", "actor_label", "correlation_id"]
+    readonly_fields = ["actor", "actor_label", "action", "object_type", "object_id", "object_repr", "pretty_before",
+                       "pretty_after", "correlation_id", "created_at"]
+    exclude = ["before", "after"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Before")
+    def pretty_before(self, obj):
+        return pretty_json(obj.before)
+
+    @admin.display(description="After")
+    def pretty_after(self, obj):
+        return pretty_json(obj.after)
+
+
+__all__ = ["KIND_CHOICES"]

@@ -1,0 +1,35 @@
+"""Shared admin pieces: every change made through the admin also lands in the audit log."""
+
+import json
+
+from django.contrib import admin
+from django.forms.models import model_to_dict
+from django.utils.html import format_html
+
+from whatsapp.services.audit import audit_record
+
+
+def pretty_json(value) -> str:
+    return format_html("<pre style='white-space:pre-wrap;max-width:100em'>{}</pre>",
+                       json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _snapshot(obj) -> dict:
+    data = model_to_dict(obj)
+    data.pop("credentials", None)  # secrets never go into the audit log
+    return json.loads(json.dumps(data, default=str))
+
+
+class AuditedModelAdmin(admin.ModelAdmin):
+    def log_addition(self, request, obj, message):
+        audit_record(action="admin.add", obj=obj, actor=request.user, after=_snapshot(obj))
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        audit_record(action="admin.change", obj=obj, actor=request.user, after=_snapshot(obj),
+                     before={"changed": message})
+        return super().log_change(request, obj, message)
+
+    def log_deletion(self, request, obj, object_repr):
+        audit_record(action="admin.delete", obj=obj, actor=request.user, before=_snapshot(obj))
+        return super().log_deletion(request, obj, object_repr)

@@ -1,0 +1,12 @@
+from rest_framework.routers import DefaultRouter
+
+from whatsapp.api import views
+
+router = DefaultRouter()
+router.register("providers", views.ProviderViewSet)
+router.register("contacts", views.ContactViewSet)
+router.register("conversations", views.ConversationViewSet)
+router.register("messages", views.MessageViewSet)
+router.register("templates", views.MessageTemplateViewSet)
+
+urlpatterns = router.urls

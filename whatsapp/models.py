@@ -1,0 +1,286 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from whatsapp.fields import EncryptedJSONField
+from whatsapp.providers import KIND_CHOICES
+from whatsapp.providers.events import MessageStatus, MessageType
+
+
+class Provider(models.Model):
+    class VerificationStatus(models.TextChoices):
+        UNVERIFIED = "unverified", "Not verified"
+        VERIFIED = "verified", "Verified"
+        FAILED = "failed", "Verification failed"
+
+    kind = models.CharField(max_length=20, choices=KIND_CHOICES)
+    name = models.CharField(max_length=100, unique=True)
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False,
+                                 help_text="Used in the webhook URL; not secret, but unguessable.")
+    is_active = models.BooleanField(default=True, help_text="Inactive providers answer 404 to webhooks.")
+    is_paused = models.BooleanField(default=False, help_text="Paused providers hold outbound messages queued.")
+    phone_number = models.CharField(max_length=20, blank=True, help_text="The business number, E.164.")
+    external_id = models.CharField(
+        max_length=64, blank=True, db_index=True,
+        help_text="The provider's id for this sender: Meta phone number id, Chatwoot inbox id.",
+    )
+    business_account_id = models.CharField(
+        max_length=64, blank=True,
+        help_text="Meta WABA id, Twilio account SID or Chatwoot account id; scopes business-scoped user ids.",
+    )
+    config = models.JSONField(default=dict, blank=True, help_text="Non-secret settings of this provider kind.")
+    credentials = EncryptedJSONField(help_text="Secrets, encrypted at rest.")
+    rate_limit_per_second = models.PositiveIntegerField(default=10)
+    verification_status = models.CharField(
+        max_length=20, choices=VerificationStatus.choices, default=VerificationStatus.UNVERIFIED
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["kind", "external_id"], name="provider_kind_external_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
+class Conversation(models.Model):
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="conversations")
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="conversations")
+    context = models.JSONField(default=dict, blank=True,
+                               help_text="Multi-step state, e.g. a clarification in progress.")
+    ai_summary = models.TextField(blank=True)
+    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="assigned_conversations")
+    external_conversation_id = models.CharField(max_length=64, blank=True,
+                                                help_text="The provider's conversation id, e.g. Chatwoot's.")
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "contact"], name="conversation_unique_provider_contact"),
+        ]
+        indexes = [models.Index(fields=["-last_message_at"], name="conversation_last_msg_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.contact} via {self.provider.name}"
+
+
+class Session(models.Model):
+    """One 24-hour customer-service window: opened by an inbound message, extended by each later one."""
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="sessions")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    opened_at = models.DateTimeField()
+    last_inbound_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["conversation"], condition=Q(state="open"),
+                                    name="session_one_open_per_conversation"),
+        ]
+        indexes = [models.Index(fields=["state", "expires_at"], name="session_state_expires_idx")]
+
+    def __str__(self) -> str:
+        return f"Session {self.pk} ({self.state}) until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class Message(models.Model):
+    class Direction(models.TextChoices):
+        INBOUND = "inbound", "Inbound"
+        OUTBOUND = "outbound", "Outbound"
+
+    class ProcessingStatus(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="messages")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    message_type = models.CharField(max_length=20, choices=MessageType.choices, default=MessageType.TEXT)
+    text = models.TextField(blank=True)
+    content = models.JSONField(default=dict, blank=True, help_text="Normalized content of any type.")
+    provider_message_id = models.CharField(max_length=128, null=True, blank=True)
+    reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies")
+    status = models.CharField(max_length=12, choices=MessageStatus.choices)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(null=True, blank=True, help_text="When the provider says it was sent to us.")
+    error_code = models.CharField(max_length=32, blank=True)
+    error_detail = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0, help_text="Redeliveries of this message ignored.")
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True)
+    template = models.ForeignKey("templates_app.MessageTemplate", null=True, blank=True,
+                                 on_delete=models.PROTECT, related_name="messages")
+    template_variables = models.JSONField(default=dict, blank=True)
+    transcript = models.TextField(blank=True)
+    intent = models.CharField(max_length=64, blank=True)
+    sentiment = models.CharField(max_length=16, blank=True)
+    language = models.CharField(max_length=16, blank=True)
+    ai_processed_at = models.DateTimeField(null=True, blank=True)
+    processing_status = models.CharField(max_length=10, choices=ProcessingStatus.choices,
+                                         default=ProcessingStatus.PENDING)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # The dedup key: a redelivered webhook can never create a second row.
+            models.UniqueConstraint(fields=["provider", "provider_message_id"],
+                                    condition=Q(provider_message_id__isnull=False),
+                                    name="message_unique_provider_message_id"),
+            models.UniqueConstraint(fields=["idempotency_key"], condition=Q(idempotency_key__isnull=False),
+                                    name="message_unique_idempotency_key"),
+        ]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="message_conversation_time_idx"),
+            models.Index(fields=["provider", "-created_at"], name="message_provider_time_idx"),
+            models.Index(fields=["status", "-created_at"], name="message_status_time_idx"),
+            models.Index(fields=["direction", "-created_at"], name="message_direction_time_idx"),
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        preview = (self.text or self.message_type)[:40]
+        return f"{self.get_direction_display()} {self.message_type}: {preview}"
+
+
+class MessageStatusEvent(models.Model):
+    """Every status report as received, so late or out-of-order reports are kept."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="status_events")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="status_events")
+    provider_message_id = models.CharField(max_length=128)
+    status = models.CharField(max_length=12, choices=MessageStatus.choices)
+    occurred_at = models.DateTimeField()
+    error_code = models.CharField(max_length=32, blank=True)
+    error_title = models.CharField(max_length=255, blank=True)
+    error_detail = models.TextField(blank=True)
+    applied = models.BooleanField(default=False, help_text="Whether it moved the message's status forward.")
+    webhook_event = models.ForeignKey("WebhookEvent", null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="status_events")
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        indexes = [models.Index(fields=["provider", "provider_message_id"], name="status_event_lookup_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.provider_message_id} {self.status}"
+
+
+class Media(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        FETCHED = "fetched", "Fetched"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="media")
+    provider_media_id = models.CharField(max_length=255, blank=True)
+    source_url = models.URLField(max_length=2000, blank=True)
+    mime_type = models.CharField(max_length=100, blank=True)
+    filename = models.CharField(max_length=255, blank=True)
+    caption = models.TextField(blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="When the provider forgets the media id.")
+    archive_path = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "media"
+        indexes = [models.Index(fields=["state", "created_at"], name="media_state_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.mime_type or 'media'} for message {self.message_id}"
+
+
+class WebhookEvent(models.Model):
+    """The inbox: every webhook request, stored raw before it is acknowledged."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSED = "processed", "Processed"
+        FAILED = "failed", "Failed"
+        REJECTED = "rejected", "Rejected"
+
+    provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="webhook_events")
+    kind = models.CharField(max_length=20, help_text="The provider kind named in the URL.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    signature_valid = models.BooleanField(null=True)
+    http_status = models.PositiveSmallIntegerField(default=200, help_text="What we answered.")
+    rejection_reason = models.CharField(max_length=255, blank=True)
+    body = models.BinaryField(help_text="The body bytes exactly as received.")
+    body_size = models.PositiveIntegerField(default=0)
+    content_type = models.CharField(max_length=100, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    delivery_id = models.CharField(max_length=128, blank=True, help_text="The provider's delivery id, if any.")
+    duplicate_count = models.PositiveIntegerField(default=0)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    correlation_id = models.CharField(max_length=64, blank=True, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    event_count = models.PositiveIntegerField(default=0, help_text="Normalized events parsed from it.")
+    archive_path = models.CharField(max_length=500, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "delivery_id"], condition=~Q(delivery_id=""),
+                                    name="webhook_event_unique_delivery"),
+        ]
+        indexes = [models.Index(fields=["status", "received_at"], name="webhook_event_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} webhook {self.pk} ({self.status})"
+
+
+class AuditLog(models.Model):
+    """Who changed what, when, with before and after values (secrets masked)."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="audit_entries")
+    actor_label = models.CharField(max_length=150, blank=True, help_text="e.g. 'system', 'beat', an API client.")
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=100)
+    object_id = models.CharField(max_length=64)
+    object_repr = models.CharField(max_length=255, blank=True)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    correlation_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type}#{self.object_id}"

@@ -1,0 +1,178 @@
+"""
+The normalized vocabulary. Provider modules translate their wire formats into these dataclasses and
+nothing outside `whatsapp/providers/` ever sees a provider's field names. Every event keeps the raw
+provider dict it came from.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import models
+
+
+class MessageStatus(models.TextChoices):
+    RECEIVED = "received", "Received"
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    READ = "read", "Read"
+    PLAYED = "played", "Played"
+    FAILED = "failed", "Failed"
+    UNKNOWN = "unknown", "Unknown"
+
+
+# Outbound statuses only move forward along this order; `failed` is handled on its own.
+STATUS_RANK: dict[str, int] = {
+    MessageStatus.QUEUED: 0,
+    MessageStatus.SENDING: 1,
+    MessageStatus.SENT: 2,
+    MessageStatus.DELIVERED: 3,
+    MessageStatus.READ: 4,
+    MessageStatus.PLAYED: 5,
+}
+
+
+class MessageType(models.TextChoices):
+    TEXT = "text", "Text"
+    IMAGE = "image", "Image"
+    AUDIO = "audio", "Audio"
+    VIDEO = "video", "Video"
+    DOCUMENT = "document", "Document"
+    STICKER = "sticker", "Sticker"
+    LOCATION = "location", "Location"
+    CONTACTS = "contacts", "Contacts"
+    INTERACTIVE_REPLY = "interactive_reply", "Interactive reply"
+    BUTTON = "button", "Button"
+    REACTION = "reaction", "Reaction"
+    TEMPLATE = "template", "Template"
+    SYSTEM = "system", "System"
+    UNSUPPORTED = "unsupported", "Unsupported"
+
+
+MEDIA_TYPES = frozenset(
+    {MessageType.IMAGE, MessageType.AUDIO, MessageType.VIDEO, MessageType.DOCUMENT, MessageType.STICKER}
+)
+
+
+class IdentityKind(models.TextChoices):
+    PHONE = "phone", "Phone number (E.164)"
+    WHATSAPP_ID = "whatsapp_id", "WhatsApp id"
+    BUSINESS_SCOPED_ID = "bsuid", "Business-scoped user id"
+    PARENT_BUSINESS_SCOPED_ID = "bsuid_parent", "Parent business-scoped user id"
+    USERNAME = "username", "WhatsApp username"
+    TWILIO_EXTERNAL_ID = "twilio_external_id", "Twilio external user id"
+    CHATWOOT_CONTACT_ID = "chatwoot_contact_id", "Chatwoot contact id"
+    SANDBOX_ID = "sandbox_id", "Sandbox phone id"
+
+
+class TemplateStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    IN_REVIEW = "in_review", "In internal review"
+    INTERNALLY_APPROVED = "internally_approved", "Approved internally"
+    INTERNALLY_REJECTED = "internally_rejected", "Rejected internally"
+    SUBMITTED = "submitted", "Submitted to provider"
+    PENDING = "pending", "Pending at provider"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    PAUSED = "paused", "Paused"
+    DISABLED = "disabled", "Disabled"
+    IN_APPEAL = "in_appeal", "In appeal"
+    MANAGED_ELSEWHERE = "managed_elsewhere", "Managed elsewhere"
+    UNKNOWN = "unknown", "Unknown"
+
+
+@dataclass(frozen=True)
+class Identity:
+    kind: str
+    value: str
+    # Business-scoped ids are only unique within one business account; global kinds leave this empty.
+    scope: str = ""
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    provider_media_id: str = ""
+    url: str = ""
+    mime_type: str = ""
+    sha256: str = ""
+    filename: str = ""
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    provider_message_id: str
+    timestamp: datetime
+    identities: tuple[Identity, ...]
+    message_type: str
+    profile_name: str = ""
+    text: str = ""
+    content: dict[str, Any] = field(default_factory=dict)
+    media: tuple[MediaRef, ...] = ()
+    reply_to_provider_message_id: str = ""
+    # The provider-side id of the business number or inbox the message was sent to (used to route one
+    # shared webhook URL to the right provider row); empty when the URL already names the provider.
+    routed_to: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    provider_message_id: str
+    status: str
+    timestamp: datetime
+    error_code: str = ""
+    error_title: str = ""
+    error_detail: str = ""
+    routed_to: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TemplateStatusUpdate:
+    provider_template_id: str
+    name: str
+    language: str
+    status: str
+    reason: str = ""
+    timestamp: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UnhandledEvent:
+    """Something valid we do not act on (yet); kept so that nothing is silently dropped."""
+
+    description: str
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+NormalizedEvent = InboundMessage | StatusUpdate | TemplateStatusUpdate | UnhandledEvent
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """What we ask a provider to send, in our own vocabulary."""
+
+    to: tuple[Identity, ...]
+    message_type: str
+    text: str = ""
+    content: dict[str, Any] = field(default_factory=dict)
+    reply_to_provider_message_id: str = ""
+    # Our own id, for providers that can echo it back (Meta biz_opaque_callback_data, Chatwoot echo_id).
+    client_reference: str = ""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider_message_id: str
+    status: str = MessageStatus.SENT
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    ok: bool
+    detail: str

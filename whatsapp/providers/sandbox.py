@@ -1,0 +1,144 @@
+"""
+The sandbox provider: a simulated phone, so the whole loop runs with no account and no network.
+
+Webhook format (our own, kept deliberately small), signed with `X-Sandbox-Signature:
+sha256=<hex HMAC-SHA256 of the raw body keyed with the provider's webhook secret>`:
+
+    {"events": [
+        {"type": "message", "id": "sbx-1", "from": "+15551230001", "name": "Ana",
+         "text": "hello", "timestamp": 1767225600},
+        {"type": "status", "message_id": "sbx-2", "status": "delivered", "timestamp": 1767225601,
+         "error": {"code": "...", "title": "..."}}
+    ]}
+
+Sending records the message under a new `sbx-` id; the simulated phone then reports sent, delivered
+and read back through the provider's own webhook URL (see `whatsapp.sandbox_phone`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from whatsapp.providers.base import (
+    BaseProvider,
+    ProviderOption,
+    WebhookRejected,
+    WebhookRequest,
+    clean_json_bytes,
+    constant_time_equals,
+    hmac_sha256_hex,
+)
+from whatsapp.providers.events import (
+    ConnectionCheck,
+    Identity,
+    IdentityKind,
+    InboundMessage,
+    MessageStatus,
+    MessageType,
+    NormalizedEvent,
+    OutboundMessage,
+    SendResult,
+    StatusUpdate,
+    UnhandledEvent,
+)
+
+SIGNATURE_HEADER = "X-Sandbox-Signature"
+WEBHOOK_SECRET = "webhook_secret"
+
+STATUS_MAP = {
+    "sent": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "read": MessageStatus.READ,
+    "failed": MessageStatus.FAILED,
+}
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac_sha256_hex(secret, body)
+
+
+def _timestamp(value: Any) -> datetime:
+    try:
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    except (TypeError, ValueError):
+        return datetime.now(tz=UTC)
+
+
+class SandboxProvider(BaseProvider):
+    kind = "sandbox"
+    label = "Sandbox"
+    stored_headers = (SIGNATURE_HEADER.lower(),)
+    default_rate_limit_per_second = 50
+    options = (
+        ProviderOption("phone_number", "The simulated business number (E.164)", target="phone_number",
+                       default="+15550000000"),
+        ProviderOption(WEBHOOK_SECRET, "Shared secret that signs the simulator's webhooks (generated when empty)",
+                       target="credentials", secret=True, generated=True),
+    )
+
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        secret = self.credential(WEBHOOK_SECRET)
+        if not secret:
+            raise WebhookRejected(403, "this sandbox provider has no webhook secret configured")
+        received = request.header(SIGNATURE_HEADER)
+        if not received:
+            raise WebhookRejected(401, f"missing {SIGNATURE_HEADER} header")
+        if not constant_time_equals(received, sign(secret, request.body)):
+            raise WebhookRejected(403, f"{SIGNATURE_HEADER} does not match the body")
+
+    def check_body(self, request: WebhookRequest) -> None:
+        super().check_body(request)
+        payload = clean_json_bytes(request.body)
+        if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
+            raise WebhookRejected(400, 'body must be a JSON object with an "events" list')
+
+    def parse_webhook(self, body: bytes, headers: dict[str, str], content_type: str) -> list[NormalizedEvent]:
+        payload = clean_json_bytes(body)
+        return [self._parse_event(item) for item in payload.get("events", [])]
+
+    def _parse_event(self, item: Any) -> NormalizedEvent:
+        if not isinstance(item, dict):
+            return UnhandledEvent("sandbox event is not an object", raw={"value": item})
+        if item.get("type") == "message" and item.get("id") and item.get("from"):
+            return InboundMessage(
+                provider_message_id=str(item["id"]),
+                timestamp=_timestamp(item.get("timestamp")),
+                identities=(Identity(IdentityKind.PHONE, str(item["from"])),),
+                profile_name=str(item.get("name", "")),
+                message_type=MessageType.TEXT,
+                text=str(item.get("text", "")),
+                content={"text": str(item.get("text", ""))},
+                reply_to_provider_message_id=str(item.get("reply_to", "")),
+                raw=item,
+            )
+        if item.get("type") == "status" and item.get("message_id"):
+            error = item.get("error") if isinstance(item.get("error"), dict) else {}
+            return StatusUpdate(
+                provider_message_id=str(item["message_id"]),
+                status=STATUS_MAP.get(str(item.get("status")), MessageStatus.UNKNOWN),
+                timestamp=_timestamp(item.get("timestamp")),
+                error_code=str(error.get("code", "")),
+                error_title=str(error.get("title", "")),
+                raw=item,
+            )
+        return UnhandledEvent(f"unknown sandbox event type {item.get('type')!r}", raw=item)
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        # Imported here: the simulated phone is Celery-backed and the provider layer must not
+        # import tasks at module load.
+        from whatsapp import sandbox_phone
+
+        provider_message_id = f"sbx-{uuid.uuid4().hex}"
+        sandbox_phone.schedule_receipts(self.provider.pk, provider_message_id)
+        return SendResult(provider_message_id=provider_message_id, status=MessageStatus.SENT,
+                          raw={"id": provider_message_id, "to": [i.value for i in message.to]})
+
+    def check_connection(self) -> ConnectionCheck:
+        if not self.credential(WEBHOOK_SECRET):
+            return ConnectionCheck(False, "no webhook secret configured")
+        return ConnectionCheck(True, "the sandbox simulator is always reachable")
+
+
+PROVIDER = SandboxProvider

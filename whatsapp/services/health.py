@@ -1,0 +1,60 @@
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+from kombu import Connection
+
+from whatsapp.storage import get_storage
+
+BROKER_TIMEOUT_SECONDS = 2
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _check_broker() -> None:
+    url = settings.CELERY_BROKER_URL
+    if url.startswith("filesystem://"):
+        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    with Connection(url, connect_timeout=BROKER_TIMEOUT_SECONDS,
+                    transport_options={"socket_timeout": BROKER_TIMEOUT_SECONDS}) as conn:
+        conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
+        # Redis accepts the TCP connection lazily: a round trip proves it answers.
+        channel = conn.default_channel
+        client = getattr(channel, "client", None)
+        if client is not None and hasattr(client, "ping"):
+            client.ping()
+
+
+def _check_storage() -> None:
+    get_storage().check()
+
+
+CHECKS: dict[str, Callable[[], None]] = {
+    "database": _check_database,
+    "broker": _check_broker,
+    "storage": _check_storage,
+}
+
+
+def health_report() -> tuple[bool, dict]:
+    results = {}
+    for name, check in CHECKS.items():
+        try:
+            check()
+        except Exception as exc:  # noqa: BLE001 - a health check reports every failure, it never raises
+            results[name] = {"status": "fail", "error": f"{type(exc).__name__}: {exc}"[:300]}
+        else:
+            results[name] = {"status": "ok"}
+    healthy = all(result["status"] == "ok" for result in results.values())
+    failing = [name for name, result in results.items() if result["status"] != "ok"]
+    report = {"status": "ok" if healthy else "fail", "checks": results}
+    if failing:
+        report["failing"] = failing
+    return healthy, report

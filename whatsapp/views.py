@@ -1,0 +1,136 @@
+"""
+The webhook endpoint, one view for every provider: check size and content type, verify, store,
+answer 200, and process later. Every refusal is recorded and explained; nothing here answers 5xx
+except 503 when the database is unreachable, so that the provider retries.
+"""
+
+import logging
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+from whatsapp.models import Provider, WebhookEvent
+from whatsapp.providers import provider_for
+from whatsapp.providers.base import WebhookRejected, WebhookRequest
+from whatsapp.services.health import health_report
+from whatsapp.services.webhooks import webhook_event_record
+
+logger = logging.getLogger(__name__)
+
+
+def _error(status: int, reason: str) -> JsonResponse:
+    return JsonResponse({"error": reason}, status=status)
+
+
+def _remote_addr(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _media_type(request: HttpRequest) -> str:
+    return request.content_type.split(";")[0].strip().lower() if request.content_type else ""
+
+
+def _webhook_request(request: HttpRequest, body: bytes) -> WebhookRequest:
+    # Providers sign the URL they called, which behind a proxy is PUBLIC_BASE_URL, not Django's view.
+    form = {}
+    if _media_type(request) == "application/x-www-form-urlencoded":
+        form = {key: request.POST.get(key) for key in request.POST}
+    return WebhookRequest(
+        method=request.method,
+        public_url=settings.PUBLIC_BASE_URL + request.get_full_path(),
+        body=body,
+        headers={name.lower(): value for name, value in request.headers.items()},
+        query={key: request.GET.get(key) for key in request.GET},
+        form=form,
+        content_type=_media_type(request),
+    )
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class ProviderWebhookView(View):
+    http_method_names = ["get", "post"]
+
+    def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except DatabaseError:
+            logger.exception("database unavailable while receiving a webhook")
+            return _error(503, "database unavailable; retry later")
+
+    def _provider(self, kind: str, public_id: uuid.UUID) -> Provider | None:
+        return Provider.objects.filter(kind=kind, public_id=public_id, is_active=True).first()
+
+    def get(self, request: HttpRequest, kind: str, public_id: uuid.UUID) -> HttpResponse:
+        provider = self._provider(kind, public_id)
+        if provider is None:
+            return _error(404, "unknown or inactive provider")
+        try:
+            answer = provider_for(provider).answer_verification(_webhook_request(request, b""))
+        except WebhookRejected as rejected:
+            return _error(rejected.status, rejected.reason)
+        return HttpResponse(answer.body, status=answer.status, content_type="text/plain")
+
+    def post(self, request: HttpRequest, kind: str, public_id: uuid.UUID) -> HttpResponse:
+        provider = self._provider(kind, public_id)
+        try:
+            body = self._read_body(request)
+        except WebhookRejected as rejected:
+            return self._reject(request, kind, provider, b"", rejected, keep_body=False)
+        webhook_request = _webhook_request(request, body)
+        if provider is None:
+            return self._reject(request, kind, None, body, WebhookRejected(404, "unknown or inactive provider"))
+        handler = provider_for(provider)
+        if webhook_request.content_type not in handler.accepted_content_types:
+            return self._reject(request, kind, provider, body, WebhookRejected(
+                415, f"content type must be {' or '.join(handler.accepted_content_types)}"))
+        try:
+            handler.verify_webhook(webhook_request)
+        except WebhookRejected as rejected:
+            return self._reject(request, kind, provider, body, rejected, signature_valid=False)
+        try:
+            handler.check_body(webhook_request)
+        except WebhookRejected as rejected:
+            return self._reject(request, kind, provider, body, rejected, signature_valid=True)
+        event, created = webhook_event_record(kind=kind, provider=provider, request=webhook_request,
+                                              remote_addr=_remote_addr(request), signature_valid=True)
+        return JsonResponse({"status": "accepted" if created else "duplicate", "event": event.pk})
+
+    def _read_body(self, request: HttpRequest) -> bytes:
+        limit = settings.WEBHOOK_MAX_BODY_BYTES
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise WebhookRejected(400, "Content-Length is not a number") from None
+        if declared > limit:
+            raise WebhookRejected(413, f"body is larger than {limit} bytes")
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            raise WebhookRejected(413, f"body is larger than {limit} bytes") from None
+        if len(body) > limit:
+            raise WebhookRejected(413, f"body is larger than {limit} bytes")
+        return body
+
+    def _reject(self, request, kind, provider, body, rejected: WebhookRejected, *, signature_valid=None,
+                keep_body=True) -> HttpResponse:
+        webhook_request = _webhook_request(request, body) if keep_body else WebhookRequest(
+            method=request.method, public_url="", body=b"", headers={}, content_type=_media_type(request))
+        webhook_event_record(
+            kind=kind, provider=provider, request=webhook_request, remote_addr=_remote_addr(request),
+            status=WebhookEvent.Status.REJECTED, http_status=rejected.status, reason=rejected.reason,
+            signature_valid=signature_valid, keep_body=keep_body,
+        )
+        logger.info("webhook rejected", extra={"kind": kind, "http_status": rejected.status,
+                                               "reason": rejected.reason})
+        return _error(rejected.status, rejected.reason)
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    healthy, report = health_report()
+    return JsonResponse(report, status=200 if healthy else 503)
