@@ -20,10 +20,13 @@ GROUPS = {
         "analytics": {"hourlystats": ("view",)},
     },
     "Admin": {
-        "whatsapp": {model: ALL_ACTIONS for model in ("provider", "conversation", "session", "message",
-                                                      "messagestatusevent", "media", "webhookevent", "auditlog")},
-        "contacts": {model: ALL_ACTIONS for model in ("contact", "contactidentity", "contactusermapping")},
-        "templates_app": {"messagetemplate": ALL_ACTIONS + ("review",)},
+        "whatsapp": dict.fromkeys(
+            ("provider", "conversation", "session", "message", "messagestatusevent", "media", "webhookevent",
+             "auditlog"),
+            ALL_ACTIONS,
+        ),
+        "contacts": dict.fromkeys(("contact", "contactidentity", "contactusermapping"), ALL_ACTIONS),
+        "templates_app": {"messagetemplate": (*ALL_ACTIONS, "review")},
         "analytics": {"hourlystats": ALL_ACTIONS},
     },
 }

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Run the whole platform on one machine: web server, Celery worker and Celery beat.
+# With no environment variables it uses embedded defaults (SQLite, a filesystem broker, local storage).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+PORT="${PORT:-8000}"
+HOST="${HOST:-127.0.0.1}"
+export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:${PORT}}"
+export DJANGO_SETTINGS_MODULE=config.settings
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+
+.venv/bin/python manage.py migrate --noinput
+.venv/bin/python manage.py collectstatic --noinput --verbosity 0
+.venv/bin/python manage.py seed_demo
+
+mkdir -p var/log
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+.venv/bin/celery -A config worker --loglevel INFO --concurrency "${WORKER_CONCURRENCY:-2}" \
+  >>var/log/worker.log 2>&1 &
+pids+=($!)
+.venv/bin/celery -A config beat --loglevel INFO --pidfile= >>var/log/beat.log 2>&1 &
+pids+=($!)
+.venv/bin/gunicorn config.wsgi:application --bind "${HOST}:${PORT}" --workers "${WEB_CONCURRENCY:-2}" \
+  --access-logfile - >>var/log/web.log 2>&1 &
+pids+=($!)
+
+for _ in $(seq 1 60); do
+  if .venv/bin/python -c "import urllib.request,sys; urllib.request.urlopen('http://${HOST}:${PORT}/health/', timeout=2)" 2>/dev/null; then
+    break
+  fi
+  sleep 1
+done
+
+cat <<MSG
+
+  WhatsApp platform is running.
+  Admin:      ${PUBLIC_BASE_URL}/admin/
+  Demo login: ${DEMO_ADMIN_USERNAME:-admin} / ${DEMO_ADMIN_PASSWORD:-whatsapp-demo}
+  API docs:   ${PUBLIC_BASE_URL}/api/docs/
+  Health:     ${PUBLIC_BASE_URL}/health/
+  Logs:       var/log/{web,worker,beat}.log      (Ctrl-C stops everything)
+
+MSG
+
+# Stop everything as soon as any of the three processes exits.
+wait -n "${pids[@]}"
