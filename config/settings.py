@@ -220,6 +220,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Contacts, conversations, messages and templates across Meta, Twilio and Chatwoot.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "MessageStatusEnum": "whatsapp.providers.events.MessageStatus",
+        "TemplateStatusEnum": "whatsapp.providers.events.TemplateStatus",
+        "ProviderVerificationStatusEnum": "whatsapp.models.Provider.VerificationStatus",
+    },
 }
 
 # --- Logging: JSON lines with the correlation id that follows a webhook into its tasks ---

@@ -2,6 +2,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.utils.html import format_html, format_html_join
 
 from whatsapp.admin_base import AuditedModelAdmin, pretty_json
@@ -243,6 +244,7 @@ class MediaAdmin(admin.ModelAdmin):
     list_filter = ["state", "mime_type"]
     search_fields = ["provider_media_id", "sha256", "filename"]
     raw_id_fields = ["message"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(WebhookEvent)

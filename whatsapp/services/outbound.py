@@ -57,8 +57,8 @@ def message_deliver(message_id: int) -> Message:
     """Hand one queued message to its provider. Runs in the send task; a message already past
     `queued` is left alone, so a redelivered task does not send twice."""
     with transaction.atomic():
-        message = (Message.objects.select_for_update().select_related("provider", "conversation__contact",
-                                                                      "reply_to").get(pk=message_id))
+        message = (Message.objects.select_for_update(of=("self",))
+                   .select_related("provider", "conversation__contact", "reply_to").get(pk=message_id))
         if message.status != MessageStatus.QUEUED:
             return message
         message.status = MessageStatus.SENDING

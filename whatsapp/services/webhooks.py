@@ -66,7 +66,7 @@ def webhook_event_enqueue(event_id: int) -> None:
 def webhook_event_process(event_id: int) -> WebhookEvent:
     """Parse a stored event with its provider module and apply the result in one transaction."""
     with transaction.atomic():
-        event = WebhookEvent.objects.select_for_update().select_related("provider").get(pk=event_id)
+        event = WebhookEvent.objects.select_for_update(of=("self",)).select_related("provider").get(pk=event_id)
         if event.status not in (WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED) or event.provider is None:
             return event
         event.attempts += 1

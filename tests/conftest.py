@@ -1,0 +1,134 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+
+from whatsapp import sandbox_phone
+from whatsapp.services.providers import provider_create
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def fixture_bytes(provider_kind: str, name: str) -> bytes:
+    return (FIXTURES / provider_kind / name).read_bytes()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+@pytest.fixture
+def sandbox_provider(db):
+    return provider_create(kind="sandbox", name="Sandbox test", options={})
+
+
+@pytest.fixture
+def post_sandbox(client):
+    """POST a body to a sandbox provider's webhook, signed the way the simulator signs."""
+
+    def post(provider, body: bytes, *, sign: bool = True, headers: dict | None = None, content_type=None):
+        extra = {}
+        if sign:
+            extra["HTTP_X_SANDBOX_SIGNATURE"] = sandbox_phone.signed_headers(provider, body)["X-Sandbox-Signature"]
+        for name, value in (headers or {}).items():
+            extra["HTTP_" + name.upper().replace("-", "_")] = value
+        return client.post(f"/webhooks/{provider.kind}/{provider.public_id}/", data=body,
+                           content_type=content_type or "application/json", **extra)
+
+    return post
+
+
+@pytest.fixture
+def superuser(db):
+    return get_user_model().objects.create_superuser("root", "root@example.com", "pw-123456-strong")
+
+
+@pytest.fixture
+def admin_client_logged(client, superuser):
+    client.force_login(superuser)
+    return client
+
+
+@pytest.fixture
+def api_client(superuser):
+    from rest_framework.test import APIClient
+
+    token, _ = Token.objects.get_or_create(user=superuser)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return api
+
+
+def _database_url(settings_dict: dict) -> str:
+    user = settings_dict.get("USER") or ""
+    password = settings_dict.get("PASSWORD") or ""
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or "5432"
+    return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
+
+
+@pytest.fixture
+def celery_worker(live_server, transactional_db, settings):
+    """
+    A real Celery worker process on the test's Redis broker and the test database, with
+    PUBLIC_BASE_URL pointing at the live server so the sandbox phone's webhooks reach this test.
+    """
+    from django.db import connection
+
+    from config.celery import app
+
+    settings.PUBLIC_BASE_URL = live_server.url
+    with app.connection_for_write() as conn:  # start from an empty queue
+        conn.default_channel.client.flushdb()
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(connection.settings_dict),
+        "PUBLIC_BASE_URL": live_server.url,
+        "SANDBOX_STATUS_DELAY_SECONDS": "0.3",
+        "ALLOWED_HOSTS": "localhost,127.0.0.1",
+    }
+    log_path = REPO_ROOT / "tests" / "artifacts" / f"worker-{os.getpid()}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2",
+         "--without-gossip", "--without-mingle", "--hostname", f"test-{os.getpid()}@%h"],
+        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: b"ready." in log_path.read_bytes() or process.poll() is not None, 60,
+                   message="the Celery worker to start")
+        assert process.poll() is None, log_path.read_text()
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def json_body(response):
+    return json.loads(response.content.decode())

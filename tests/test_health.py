@@ -1,0 +1,67 @@
+"""/health/ answers 200 when everything works and 503 naming what does not."""
+
+import shutil
+import subprocess
+import time
+
+import pytest
+import redis
+
+from tests.conftest import free_port, json_body, wait_until
+
+pytestmark = pytest.mark.django_db
+
+
+def test_health_is_ok_with_database_broker_and_storage(client):
+    response = client.get("/health/")
+    assert response.status_code == 200, response.content
+    body = json_body(response)
+    assert body["status"] == "ok"
+    assert set(body["checks"]) == {"database", "broker", "storage"}
+
+
+@pytest.fixture
+def own_redis():
+    """A Redis server of our own, so the test can really stop the broker."""
+    port = free_port()
+    process = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+                                "127.0.0.1", "--save", "", "--appendonly", "no"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: _pings(port), 10, message="redis-server to start")
+    yield port, process
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def _pings(port):
+    try:
+        return redis.Redis(port=port, socket_timeout=0.5).ping()
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+def test_stopped_broker_gives_503_naming_it(client, settings, own_redis):
+    port, process = own_redis
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{port}/0"
+    assert client.get("/health/").status_code == 200
+
+    process.terminate()
+    process.wait(timeout=10)
+    started = time.monotonic()
+    response = client.get("/health/")
+    assert response.status_code == 503
+    body = json_body(response)
+    assert body["status"] == "fail" and body["failing"] == ["broker"]
+    assert body["checks"]["broker"]["status"] == "fail"
+    assert body["checks"]["database"]["status"] == "ok"
+    assert time.monotonic() - started < 15
+
+
+def test_unwritable_storage_gives_503_naming_it(client, settings, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the storage directory should be")
+    settings.LOCAL_STORAGE_DIR = blocker
+    response = client.get("/health/")
+    assert response.status_code == 503
+    assert json_body(response)["failing"] == ["storage"]
