@@ -14,7 +14,8 @@ from django.http import HttpRequest, HttpResponse
 
 _correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="")
 HEADER = "X-Request-ID"
-TASK_HEADER = "correlation_id"
+# Not "correlation_id": Celery already uses that name on a task request for the task id.
+TASK_HEADER = "wa_correlation_id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 

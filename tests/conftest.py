@@ -89,7 +89,7 @@ def _database_url(settings_dict: dict) -> str:
 
 
 @pytest.fixture
-def celery_worker(live_server, transactional_db, settings):
+def celery_worker(live_server, transactional_db, settings, tmp_path):
     """
     A real Celery worker process on the test's Redis broker and the test database, with
     PUBLIC_BASE_URL pointing at the live server so the sandbox phone's webhooks reach this test.
@@ -108,8 +108,7 @@ def celery_worker(live_server, transactional_db, settings):
         "SANDBOX_STATUS_DELAY_SECONDS": "0.3",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
     }
-    log_path = REPO_ROOT / "tests" / "artifacts" / f"worker-{os.getpid()}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path = tmp_path / "worker.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2",
@@ -120,6 +119,7 @@ def celery_worker(live_server, transactional_db, settings):
         wait_until(lambda: b"ready." in log_path.read_bytes() or process.poll() is not None, 60,
                    message="the Celery worker to start")
         assert process.poll() is None, log_path.read_text()
+        process.log_path = log_path
         yield process
     finally:
         process.terminate()

@@ -85,6 +85,8 @@ def webhook_event_process(event_id: int) -> WebhookEvent:
             event.last_error = ""
             event.processed_at = timezone.now()
         event.save(update_fields=["status", "attempts", "last_error", "event_count", "processed_at"])
+    logger.info("webhook event %s", event.status, extra={"webhook_event": event.pk, "events": event.event_count,
+                                                         "attempts": event.attempts})
     return event
 
 
