@@ -1,0 +1,63 @@
+"""A real browser (Debian's chromium, headless) logs into the admin and opens a conversation page."""
+
+import shutil
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from tests.conftest import fixture_bytes
+from whatsapp.models import Conversation
+from whatsapp.services.providers import provider_create
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver_path, "install Debian's chromium and chromium-driver (.ci/run does)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--no-first-run", "--window-size=1280,900"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+
+
+def test_admin_login_and_conversation_page(browser, live_server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from whatsapp import sandbox_phone
+    from whatsapp.providers.base import WebhookRequest
+    from whatsapp.services.webhooks import webhook_event_process, webhook_event_record
+
+    get_user_model().objects.create_superuser("operator", "op@example.com", "pw-123456-strong")
+    provider = provider_create(kind="sandbox", name="Browser sandbox", options={})
+    body = fixture_bytes("sandbox", "inbound_text.json")
+    headers = {k.lower(): v for k, v in sandbox_phone.signed_headers(provider, body).items()}
+    event, _ = webhook_event_record(kind="sandbox", provider=provider, remote_addr=None, request=WebhookRequest(
+        method="POST", public_url="", body=body, headers=headers, content_type="application/json"))
+    webhook_event_process(event.pk)
+    conversation = Conversation.objects.get()
+
+    browser.get(live_server.url + "/admin/")
+    browser.find_element(By.NAME, "username").send_keys("operator")
+    browser.find_element(By.NAME, "password").send_keys("pw-123456-strong")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "user-tools")))
+
+    browser.get(f"{live_server.url}/admin/whatsapp/conversation/{conversation.pk}/change/")
+    transcript = WebDriverWait(browser, 10).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".wa-transcript")))
+    assert "Is my order #1042 on its way?" in transcript.text
+    assert browser.find_elements(By.CSS_SELECTOR, ".wa-bubble.wa-inbound")
+    browser.save_screenshot(str(tmp_path / "conversation.png"))
