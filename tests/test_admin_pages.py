@@ -100,3 +100,24 @@ def test_default_groups_exist():
     assert {"Operator", "Template reviewer", "Admin"} <= names
     reviewer = Group.objects.get(name="Template reviewer")
     assert reviewer.permissions.filter(codename="review_messagetemplate").exists()
+
+
+def test_pause_and_resume_actions_are_audited(admin_client_logged, demo_data):
+    from whatsapp.models import AuditLog
+
+    url = reverse("admin:whatsapp_provider_changelist")
+    admin_client_logged.post(url, {"action": "pause", "_selected_action": [demo_data.pk]})
+    demo_data.refresh_from_db()
+    assert demo_data.is_paused
+    admin_client_logged.post(url, {"action": "resume", "_selected_action": [demo_data.pk]})
+    demo_data.refresh_from_db()
+    assert not demo_data.is_paused
+    actions = list(AuditLog.objects.filter(object_id=str(demo_data.pk)).values_list("action", "actor_label"))
+    assert ("provider.pause", "root") in actions and ("provider.resume", "root") in actions
+
+
+def test_test_connection_action_reports_the_result(admin_client_logged, demo_data):
+    url = reverse("admin:whatsapp_provider_changelist")
+    response = admin_client_logged.post(url, {"action": "test_connection", "_selected_action": [demo_data.pk]},
+                                        follow=True)
+    assert "the sandbox simulator is always reachable" in response.content.decode()

@@ -13,6 +13,7 @@ from whatsapp.services.providers import (
     provider_apply_options,
     provider_masked_credentials,
     provider_missing_options,
+    provider_set_paused,
     provider_webhook_url,
 )
 from whatsapp.services.webhooks import webhook_event_replay
@@ -112,16 +113,14 @@ class ProviderAdmin(AuditedModelAdmin):
     @admin.action(description="Pause sending")
     def pause(self, request, queryset):
         for provider in queryset:
-            provider.is_paused = True
-            provider.save(update_fields=["is_paused", "updated_at"])
-            self.log_change(request, provider, "paused")
+            provider_set_paused(provider=provider, paused=True, actor=request.user)
+        self.message_user(request, f"Paused {queryset.count()} provider(s); their messages stay queued.")
 
     @admin.action(description="Resume sending")
     def resume(self, request, queryset):
         for provider in queryset:
-            provider.is_paused = False
-            provider.save(update_fields=["is_paused", "updated_at"])
-            self.log_change(request, provider, "resumed")
+            provider_set_paused(provider=provider, paused=False, actor=request.user)
+        self.message_user(request, f"Resumed {queryset.count()} provider(s).")
 
 
 class MessageInline(admin.TabularInline):

@@ -79,3 +79,13 @@ def provider_create(*, kind: str, name: str, options: dict[str, Any], actor: Any
     audit_record(action="provider.create", obj=provider, actor=actor,
                  after={"kind": kind, "name": name, "credentials": sorted(provider.credentials)})
     return provider
+
+
+def provider_set_paused(*, provider: Provider, paused: bool, actor: Any = None) -> None:
+    """A paused provider keeps accepting webhooks but holds outbound messages queued."""
+    if provider.is_paused == paused:
+        return
+    provider.is_paused = paused
+    provider.save(update_fields=["is_paused", "updated_at"])
+    audit_record(action="provider.pause" if paused else "provider.resume", obj=provider, actor=actor,
+                 before={"is_paused": not paused}, after={"is_paused": paused})
