@@ -121,3 +121,25 @@ def test_test_connection_action_reports_the_result(admin_client_logged, demo_dat
     response = admin_client_logged.post(url, {"action": "test_connection", "_selected_action": [demo_data.pk]},
                                         follow=True)
     assert "the sandbox simulator is always reachable" in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simulate_inbound_posts_a_signed_webhook_to_the_live_server(live_server, settings):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from whatsapp.services.providers import provider_create
+
+    settings.PUBLIC_BASE_URL = live_server.url
+    user = get_user_model().objects.create_superuser("sim", "sim@example.com", "pw-123456-strong")
+    provider = provider_create(kind="sandbox", name="Sim sandbox", options={})
+    client = Client()
+    client.force_login(user)
+    page = client.get(reverse("admin:whatsapp_provider_change", args=[provider.pk])).content.decode()
+    assert "Simulate an inbound message" in page
+    response = client.post(reverse("admin:whatsapp_provider_simulate_inbound", args=[provider.pk]),
+                           {"from_phone": "+15551239999", "name": "Sim", "text": "hello from the phone"})
+    assert response.status_code == 302
+    event = WebhookEvent.objects.get(provider=provider)
+    assert event.status == "pending" and event.signature_valid is True
+    assert b"hello from the phone" in bytes(event.body)

@@ -1,10 +1,15 @@
 import json
 
+import httpx
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path
 from django.utils.html import format_html, format_html_join
 
+from whatsapp import sandbox_phone
 from whatsapp.admin_base import AuditedModelAdmin, pretty_json
 from whatsapp.models import AuditLog, Conversation, Media, Message, MessageStatusEvent, Provider, Session, WebhookEvent
 from whatsapp.providers import KIND_CHOICES, provider_class_for, provider_for, registered_kinds
@@ -72,6 +77,12 @@ for _name, _uses in _extra_options().items():
     )
 
 
+class SimulateInboundForm(forms.Form):
+    from_phone = forms.CharField(label="From (phone, E.164)", initial="+15551230009", max_length=20)
+    name = forms.CharField(label="Profile name", initial="Test customer", max_length=100, required=False)
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4096)
+
+
 @admin.register(Provider)
 class ProviderAdmin(AuditedModelAdmin):
     form = ProviderAdminForm
@@ -81,6 +92,38 @@ class ProviderAdmin(AuditedModelAdmin):
     search_fields = ["name", "phone_number", "external_id", "business_account_id"]
     readonly_fields = ["public_id", "webhook_url", "stored_credentials", "created_at", "updated_at"]
     actions = ["test_connection", "pause", "resume"]
+    change_form_template = "admin/whatsapp/provider/change_form.html"
+
+    def get_urls(self):
+        simulate = path("<int:provider_id>/simulate-inbound/", self.admin_site.admin_view(self.simulate_inbound),
+                        name="whatsapp_provider_simulate_inbound")
+        return [simulate, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        provider = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {}),
+                         "can_simulate_inbound": bool(provider and provider_for(provider).can_simulate_inbound)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def simulate_inbound(self, request, provider_id):
+        """The sandbox's phone sends a message: a signed webhook to the provider's own URL, over HTTP."""
+        provider = get_object_or_404(Provider, pk=provider_id)
+        if not self.has_change_permission(request, provider) or not provider_for(provider).can_simulate_inbound:
+            raise PermissionDenied
+        form = SimulateInboundForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                sandbox_phone.post_to_webhook(provider, sandbox_phone.inbound_payload(
+                    from_phone=form.cleaned_data["from_phone"], name=form.cleaned_data["name"],
+                    text=form.cleaned_data["text"]))
+            except httpx.HTTPError as exc:
+                self.message_user(request, f"The webhook URL did not accept it: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, "Sent; it appears in the conversation once the worker processes it.")
+                return redirect("admin:whatsapp_provider_change", provider.pk)
+        context = {**self.admin_site.each_context(request), "title": f"Simulate an inbound message to {provider}",
+                   "form": form, "provider": provider, "opts": self.model._meta}
+        return render(request, "admin/whatsapp/provider/simulate_inbound.html", context)
 
     def get_fieldsets(self, request, obj=None):
         extra = list(_extra_options())

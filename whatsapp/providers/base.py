@@ -117,6 +117,8 @@ class BaseProvider:
     stored_headers: ClassVar[tuple[str, ...]] = ()
     #: Credential keys that must never be shown; everything under "credentials" is masked anyway.
     default_rate_limit_per_second: ClassVar[int] = 10
+    #: Whether the admin offers "simulate an inbound message" (only a local simulator can).
+    can_simulate_inbound: ClassVar[bool] = False
 
     def __init__(self, provider: ProviderRow):
         self.provider = provider

@@ -71,6 +71,7 @@ class SandboxProvider(BaseProvider):
     label = "Sandbox"
     stored_headers = (SIGNATURE_HEADER.lower(),)
     default_rate_limit_per_second = 50
+    can_simulate_inbound = True
     options = (
         ProviderOption("phone_number", "The simulated business number (E.164)", target="phone_number",
                        default="+15550000000"),
