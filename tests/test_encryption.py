@@ -67,3 +67,26 @@ def test_unknown_key_fails_clearly(settings):
     settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     with pytest.raises(crypto.DecryptionError):
         Provider.objects.get(pk=provider.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pg_dump_shows_no_plaintext_credential():
+    import os
+    import shutil
+    import subprocess
+
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_dump needs PostgreSQL")
+    pg_dump = shutil.which("pg_dump")
+    assert pg_dump, "pg_dump (postgresql-client) is needed for this test"
+    provider = _meta("Meta dumped")
+    database = connection.settings_dict
+    dump = subprocess.run(
+        [pg_dump, "--data-only", "--table=whatsapp_provider", "-h", database["HOST"] or "127.0.0.1",
+         "-p", str(database["PORT"] or 5432), "-U", database["USER"] or "postgres", database["NAME"]],
+        capture_output=True, text=True, check=True, timeout=60,
+        env={**os.environ, "PGPASSWORD": database["PASSWORD"] or ""},
+    ).stdout
+    assert "Meta dumped" in dump and str(provider.public_id) in dump
+    for secret in (SECRET, "app-secret-xyz", "verify-me-please"):
+        assert secret not in dump
