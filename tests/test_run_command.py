@@ -59,10 +59,11 @@ def test_run_command_serves_health_from_a_clean_directory(tmp_path):
         assert status == 200, f"exit={process.poll()} body={body}\n{output[-4000:]}"
         assert '"database": {"status": "ok"}' in body
         deadline = time.monotonic() + 30
-        while "Demo login: admin" not in output and time.monotonic() < deadline:
+        banner = f"Admin:      http://127.0.0.1:{port}/admin/"
+        while banner not in output and time.monotonic() < deadline:
             time.sleep(1)
             output = (tmp_path / "run.log").read_text(errors="replace")
-        assert f"http://127.0.0.1:{port}/admin/" in output and "Demo login: admin" in output
+        assert banner in output and "Demo login: admin / whatsapp-demo" in output, output[-4000:]
         assert (checkout / "var" / "db.sqlite3").exists()  # embedded defaults: SQLite under var/
     finally:
         os.killpg(process.pid, signal.SIGTERM)
