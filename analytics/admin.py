@@ -1,10 +1,11 @@
 from django.contrib import admin
 
 from analytics.models import HourlyStats
+from whatsapp.admin_base import ReadOnlyModelAdmin
 
 
 @admin.register(HourlyStats)
-class HourlyStatsAdmin(admin.ModelAdmin):
+class HourlyStatsAdmin(ReadOnlyModelAdmin):
     list_display = ["hour", "provider", "received", "sent", "delivered", "read", "failed", "unique_contacts",
                     "error_rate"]
     list_filter = ["provider"]

@@ -106,11 +106,14 @@ WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 
 # --- Security (all of `check --deploy` is satisfied when DJANGO_DEBUG=false and HTTPS is used) ---
 HTTPS = env.bool("DJANGO_HTTPS", default=PUBLIC_BASE_URL.startswith("https://"))
-# Behind a TLS-terminating proxy the scheme comes from X-Forwarded-Proto (Twilio signs the public URL).
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Behind a TLS-terminating proxy the scheme comes from X-Forwarded-Proto. Only trust it when a proxy
+# sets it (assumed when the public URL is https); otherwise a client could claim HTTPS.
+if env.bool("TRUST_X_FORWARDED_PROTO", default=HTTPS):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
-# Health checks and webhooks must answer on plain HTTP inside the cluster.
-SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+# Health checks answer on plain HTTP inside the cluster; a webhook must never be redirected (a
+# provider does not follow a redirect of its POST, so the event would be lost).
+SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^webhooks/"]
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if HTTPS else 0)
@@ -169,9 +172,13 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Beat schedules are declared here, in code; django-celery-beat copies them into the database, where
 # admins can see them and pause them.
 CELERY_BEAT_SCHEDULE = {
-    "requeue-stale-webhook-events": {
-        "task": "whatsapp.tasks.requeue_stale_webhook_events_task",
+    "requeue-due-webhook-events": {
+        "task": "whatsapp.tasks.requeue_due_webhook_events_task",
         "schedule": 60.0,
+    },
+    "prune-rejected-webhook-events": {
+        "task": "whatsapp.tasks.prune_rejected_webhook_events_task",
+        "schedule": 24 * 3600.0,
     },
     "close-expired-sessions": {
         "task": "whatsapp.tasks.close_expired_sessions_task",
@@ -182,6 +189,7 @@ CELERY_BEAT_SCHEDULE = {
 # --- Webhooks and sending ---
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=3 * 1024 * 1024)
 WEBHOOK_STALE_AFTER_SECONDS = env.int("WEBHOOK_STALE_AFTER_SECONDS", default=120)
+WEBHOOK_REJECTED_RETENTION_DAYS = env.int("WEBHOOK_REJECTED_RETENTION_DAYS", default=14)
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY_BYTES + 1024 * 1024
 SESSION_WINDOW_HOURS = 24
 SANDBOX_STATUS_DELAY_SECONDS = env.float("SANDBOX_STATUS_DELAY_SECONDS", default=1.0)

@@ -8,17 +8,20 @@ from django.db import models
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils.html import format_html, format_html_join
+from rest_framework.authtoken.models import TokenProxy
 
-from whatsapp import sandbox_phone
-from whatsapp.admin_base import AuditedModelAdmin, pretty_json
+from whatsapp.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin, pretty_json
 from whatsapp.models import AuditLog, Conversation, Media, Message, MessageStatusEvent, Provider, Session, WebhookEvent
 from whatsapp.providers import KIND_CHOICES, provider_class_for, provider_for, registered_kinds
 from whatsapp.services.providers import (
     ROW_TARGETS,
+    mask_secret,
     provider_apply_options,
+    provider_fill_defaults,
     provider_masked_credentials,
     provider_missing_options,
     provider_set_paused,
+    provider_simulate_inbound,
     provider_webhook_url,
 )
 from whatsapp.services.webhooks import webhook_event_replay
@@ -64,6 +67,7 @@ class ProviderAdminForm(forms.ModelForm):
             for row_field in ROW_TARGETS:
                 setattr(self.instance, row_field, cleaned.get(row_field, ""))
             provider_apply_options(self.instance, {name: cleaned.get(name) for name in self.option_names})
+            provider_fill_defaults(self.instance)
             missing = provider_missing_options(self.instance)
             if missing:
                 raise forms.ValidationError(f"A {kind} provider needs: {', '.join(missing)}.")
@@ -113,9 +117,7 @@ class ProviderAdmin(AuditedModelAdmin):
         form = SimulateInboundForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                sandbox_phone.post_to_webhook(provider, sandbox_phone.inbound_payload(
-                    from_phone=form.cleaned_data["from_phone"], name=form.cleaned_data["name"],
-                    text=form.cleaned_data["text"]))
+                provider_simulate_inbound(provider=provider, **form.cleaned_data)
             except httpx.HTTPError as exc:
                 self.message_user(request, f"The webhook URL did not accept it: {exc}", messages.ERROR)
             else:
@@ -224,7 +226,7 @@ class ConversationAdmin(AuditedModelAdmin):
 
 
 @admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
+class SessionAdmin(ReadOnlyModelAdmin):
     list_display = ["id", "conversation", "state", "opened_at", "last_inbound_at", "expires_at", "closed_at"]
     list_filter = ["state"]
     search_fields = ["conversation__contact__profile_name"]
@@ -252,6 +254,7 @@ class MediaInline(admin.TabularInline):
 
 @admin.register(Message)
 class MessageAdmin(AuditedModelAdmin):
+    # Messages are written by the inbound and send pipelines; admins read them (and may delete them).
     list_display = ["id", "created_at", "direction", "message_type", "short_text", "status", "provider",
                     "conversation"]
     list_filter = ["direction", "status", "message_type", "provider", "processing_status"]
@@ -263,6 +266,12 @@ class MessageAdmin(AuditedModelAdmin):
     list_select_related = ["provider", "conversation__contact"]
     date_hierarchy = "created_at"
 
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
     @admin.display(description="Text")
     def short_text(self, obj):
         return (obj.text or "")[:60]
@@ -273,15 +282,20 @@ class MessageAdmin(AuditedModelAdmin):
 
 
 @admin.register(MessageStatusEvent)
-class MessageStatusEventAdmin(admin.ModelAdmin):
+class MessageStatusEventAdmin(ReadOnlyModelAdmin):
     list_display = ["provider_message_id", "status", "occurred_at", "applied", "error_code", "provider"]
     list_filter = ["status", "applied", "provider"]
     search_fields = ["provider_message_id"]
-    raw_id_fields = ["message", "webhook_event"]
+    exclude = ["raw"]
+    readonly_fields = ["pretty_raw"]
+
+    @admin.display(description="Raw report")
+    def pretty_raw(self, obj):
+        return pretty_json(obj.raw)
 
 
 @admin.register(Media)
-class MediaAdmin(admin.ModelAdmin):
+class MediaAdmin(ReadOnlyModelAdmin):
     list_display = ["id", "message", "mime_type", "state", "attempts", "size_bytes", "created_at"]
     list_filter = ["state", "mime_type"]
     search_fields = ["provider_media_id", "sha256", "filename"]
@@ -290,7 +304,7 @@ class MediaAdmin(admin.ModelAdmin):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(ReadOnlyModelAdmin):
     list_display = ["id", "received_at", "kind", "provider", "status", "http_status", "signature_valid",
                     "event_count", "attempts", "rejection_reason"]
     list_filter = ["status", "kind", "signature_valid", "http_status", "provider"]
@@ -299,12 +313,6 @@ class WebhookEventAdmin(admin.ModelAdmin):
     exclude = ["body"]
     actions = ["replay"]
     date_hierarchy = "received_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Body (as received)")
     def pretty_body(self, obj):
@@ -318,25 +326,19 @@ class WebhookEventAdmin(admin.ModelAdmin):
     def replay(self, request, queryset):
         count = 0
         for event in queryset.exclude(status=WebhookEvent.Status.REJECTED).exclude(provider=None):
-            webhook_event_replay(event=event)
+            webhook_event_replay(event=event, actor=request.user)
             count += 1
         self.message_user(request, f"{count} event(s) queued for processing.")
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ReadOnlyModelAdmin):
     list_display = ["created_at", "actor_label", "action", "object_type", "object_repr"]
     list_filter = ["action", "object_type"]
     search_fields = ["object_repr", "object_id", "actor_label", "correlation_id"]
     readonly_fields = ["actor", "actor_label", "action", "object_type", "object_id", "object_repr", "pretty_before",
                        "pretty_after", "correlation_id", "created_at"]
     exclude = ["before", "after"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -351,3 +353,19 @@ class AuditLogAdmin(admin.ModelAdmin):
 
 
 __all__ = ["KIND_CHOICES"]
+
+
+# DRF's own token admin lists every key in clear; show tokens masked instead.
+admin.site.unregister(TokenProxy)
+
+
+@admin.register(TokenProxy)
+class MaskedTokenAdmin(admin.ModelAdmin):
+    list_display = ["masked_key", "user", "created"]
+    search_fields = ["user__username"]
+    autocomplete_fields = ["user"]
+    fields = ["user"]
+
+    @admin.display(description="Key")
+    def masked_key(self, obj):
+        return mask_secret(obj.key)

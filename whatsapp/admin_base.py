@@ -20,14 +20,31 @@ def _snapshot(obj) -> dict:
     return json.loads(json.dumps(data, default=str))
 
 
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """Rows the system writes (inbox, statuses, sessions, rollups): people look, they do not edit."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 class AuditedModelAdmin(admin.ModelAdmin):
+    def save_model(self, request, obj, form, change):
+        # Snapshot the stored row before it changes, for the audit entry's "before".
+        if change and obj.pk:
+            stored = type(obj).objects.filter(pk=obj.pk).first()
+            request._audit_before = _snapshot(stored) if stored else {}
+        super().save_model(request, obj, form, change)
+
     def log_addition(self, request, obj, message):
         audit_record(action="admin.add", obj=obj, actor=request.user, after=_snapshot(obj))
         return super().log_addition(request, obj, message)
 
     def log_change(self, request, obj, message):
         audit_record(action="admin.change", obj=obj, actor=request.user, after=_snapshot(obj),
-                     before={"changed": message})
+                     before=getattr(request, "_audit_before", {}))
         return super().log_change(request, obj, message)
 
     def log_deletion(self, request, obj, object_repr):

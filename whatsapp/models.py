@@ -184,6 +184,11 @@ class MessageStatusEvent(models.Model):
 
     class Meta:
         ordering = ["occurred_at", "id"]
+        constraints = [
+            # A redelivered report (providers do send duplicates) is the same row, not a second one.
+            models.UniqueConstraint(fields=["provider", "provider_message_id", "status", "occurred_at"],
+                                    name="status_event_unique_report"),
+        ]
         indexes = [models.Index(fields=["provider", "provider_message_id"], name="status_event_lookup_idx")]
 
     def __str__(self) -> str:
@@ -236,7 +241,7 @@ class WebhookEvent(models.Model):
     signature_valid = models.BooleanField(null=True)
     http_status = models.PositiveSmallIntegerField(default=200, help_text="What we answered.")
     rejection_reason = models.CharField(max_length=255, blank=True)
-    body = models.BinaryField(help_text="The body bytes exactly as received.")
+    body = models.BinaryField(help_text="The body bytes exactly as received (only a prefix when rejected).")
     body_size = models.PositiveIntegerField(default=0)
     content_type = models.CharField(max_length=100, blank=True)
     headers = models.JSONField(default=dict, blank=True)
@@ -250,6 +255,10 @@ class WebhookEvent(models.Model):
     archive_path = models.CharField(max_length=500, blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the requeue job may hand it to a worker again if it is still pending or failed.",
+    )
 
     class Meta:
         ordering = ["-received_at"]
@@ -257,7 +266,10 @@ class WebhookEvent(models.Model):
             models.UniqueConstraint(fields=["provider", "delivery_id"], condition=~Q(delivery_id=""),
                                     name="webhook_event_unique_delivery"),
         ]
-        indexes = [models.Index(fields=["status", "received_at"], name="webhook_event_status_idx")]
+        indexes = [
+            models.Index(fields=["status", "received_at"], name="webhook_event_status_idx"),
+            models.Index(fields=["status", "next_attempt_at"], name="webhook_event_due_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} webhook {self.pk} ({self.status})"

@@ -3,25 +3,29 @@
 import httpx
 from celery import shared_task
 
-from whatsapp.models import WebhookEvent
 
-
-@shared_task(bind=True, max_retries=5)
-def process_webhook_event_task(self, event_id: int) -> str:
-    from whatsapp.services.webhooks import MAX_PROCESSING_ATTEMPTS, webhook_event_process
+@shared_task
+def process_webhook_event_task(event_id: int) -> str:
+    # No Celery-level retry: a failed event gets a due time in the database and the requeue job hands
+    # it back (backoff up to hours, longer than a broker's visibility timeout allows for countdowns).
+    from whatsapp.services.webhooks import webhook_event_process
 
     event = webhook_event_process(event_id)
-    if event.status == WebhookEvent.Status.FAILED and event.attempts < MAX_PROCESSING_ATTEMPTS:
-        # Backoff stays well under the broker's visibility timeout; the beat job covers longer waits.
-        raise self.retry(countdown=min(2 ** event.attempts, 30))
-    return event.status
+    return event.status if event else "busy"
 
 
 @shared_task
-def requeue_stale_webhook_events_task() -> int:
-    from whatsapp.services.webhooks import webhook_events_requeue_stale
+def requeue_due_webhook_events_task() -> int:
+    from whatsapp.services.webhooks import webhook_events_requeue_due
 
-    return webhook_events_requeue_stale()
+    return webhook_events_requeue_due()
+
+
+@shared_task
+def prune_rejected_webhook_events_task() -> int:
+    from whatsapp.services.webhooks import webhook_events_prune_rejected
+
+    return webhook_events_prune_rejected()
 
 
 @shared_task

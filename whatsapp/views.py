@@ -15,6 +15,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
+from whatsapp.crypto import DecryptionError
 from whatsapp.models import Provider, WebhookEvent
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import WebhookRejected, WebhookRequest
@@ -34,6 +35,13 @@ def _remote_addr(request: HttpRequest) -> str | None:
 
 def _media_type(request: HttpRequest) -> str:
     return request.content_type.split(";")[0].strip().lower() if request.content_type else ""
+
+
+def _declared_length(request: HttpRequest) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return -1
 
 
 def _webhook_request(request: HttpRequest, body: bytes) -> WebhookRequest:
@@ -62,6 +70,11 @@ class ProviderWebhookView(View):
         except DatabaseError:
             logger.exception("database unavailable while receiving a webhook")
             return _error(503, "database unavailable; retry later")
+        except DecryptionError:
+            # FIELD_ENCRYPTION_KEYS lost the key this provider's secrets were written with: nothing can
+            # be verified, so ask the provider to retry rather than accept unverified input.
+            logger.exception("provider credentials cannot be decrypted")
+            return _error(503, "provider credentials unavailable; retry later")
 
     def _provider(self, kind: str, public_id: uuid.UUID) -> Provider | None:
         return Provider.objects.filter(kind=kind, public_id=public_id, is_active=True).first()
@@ -81,7 +94,8 @@ class ProviderWebhookView(View):
         try:
             body = self._read_body(request)
         except WebhookRejected as rejected:
-            return self._reject(request, kind, provider, b"", rejected, keep_body=False)
+            return self._reject(request, kind, provider, b"", rejected,
+                                body_size=max(_declared_length(request), 0))
         webhook_request = _webhook_request(request, body)
         if provider is None:
             return self._reject(request, kind, None, body, WebhookRejected(404, "unknown or inactive provider"))
@@ -103,10 +117,9 @@ class ProviderWebhookView(View):
 
     def _read_body(self, request: HttpRequest) -> bytes:
         limit = settings.WEBHOOK_MAX_BODY_BYTES
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            raise WebhookRejected(400, "Content-Length is not a number") from None
+        declared = _declared_length(request)
+        if declared < 0:
+            raise WebhookRejected(400, "Content-Length is not a number")
         if declared > limit:
             raise WebhookRejected(413, f"body is larger than {limit} bytes")
         try:
@@ -118,13 +131,16 @@ class ProviderWebhookView(View):
         return body
 
     def _reject(self, request, kind, provider, body, rejected: WebhookRejected, *, signature_valid=None,
-                keep_body=True) -> HttpResponse:
-        webhook_request = _webhook_request(request, body) if keep_body else WebhookRequest(
-            method=request.method, public_url="", body=b"", headers={}, content_type=_media_type(request))
+                body_size=None) -> HttpResponse:
+        if body_size is None:
+            webhook_request = _webhook_request(request, body)
+        else:  # the body was never read (too large): record the request without it
+            webhook_request = WebhookRequest(method=request.method, public_url="", body=b"", headers={},
+                                             content_type=_media_type(request))
         webhook_event_record(
             kind=kind, provider=provider, request=webhook_request, remote_addr=_remote_addr(request),
             status=WebhookEvent.Status.REJECTED, http_status=rejected.status, reason=rejected.reason,
-            signature_valid=signature_valid, keep_body=keep_body,
+            signature_valid=signature_valid, body_size=body_size,
         )
         logger.info("webhook rejected", extra={"kind": kind, "http_status": rejected.status,
                                                "reason": rejected.reason})

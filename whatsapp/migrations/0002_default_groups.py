@@ -7,7 +7,7 @@ ALL_ACTIONS = ("view", "add", "change", "delete")
 
 GROUPS = {
     "Operator": {
-        "whatsapp": {"conversation": ("view", "change"), "message": ("view", "add"), "session": ("view",),
+        "whatsapp": {"conversation": ("view", "change"), "message": ("view",), "session": ("view",),
                      "provider": ("view",), "media": ("view",), "messagestatusevent": ("view",)},
         "contacts": {"contact": ("view", "change"), "contactidentity": ("view",),
                      "contactusermapping": ALL_ACTIONS},

@@ -100,7 +100,8 @@ def clean_json_bytes(body: bytes) -> Any:
 
 def _strip_nul(value: Any) -> Any:
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        # Also replace lone surrogates (valid in JSON escapes, invalid in UTF-8 and in the database).
+        return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, list):
         return [_strip_nul(item) for item in value]
     if isinstance(value, dict):
@@ -152,6 +153,10 @@ class BaseProvider:
 
     def check_connection(self) -> ConnectionCheck:
         raise NotImplementedError
+
+    def simulated_inbound(self, *, from_phone: str, name: str, text: str) -> tuple[bytes, dict[str, str]]:
+        """Body and headers of a signed webhook carrying one inbound text (local simulators only)."""
+        raise NotImplementedError(f"{self.label} cannot simulate inbound messages")
 
     # --- helpers ---------------------------------------------------------------------------
     def credential(self, name: str) -> str:

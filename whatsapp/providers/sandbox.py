@@ -17,6 +17,8 @@ and read back through the provider's own webhook URL (see `whatsapp.sandbox_phon
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -59,10 +61,21 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac_sha256_hex(secret, body)
 
 
+def inbound_body(*, from_phone: str, text: str, name: str = "", message_id: str = "") -> bytes:
+    event = {"type": "message", "id": message_id or f"sbx-in-{uuid.uuid4().hex}", "from": from_phone,
+             "name": name, "text": text, "timestamp": time.time()}
+    return json.dumps({"events": [event]}).encode()
+
+
+def status_body(provider_message_id: str, status: str) -> bytes:
+    event = {"type": "status", "message_id": provider_message_id, "status": status, "timestamp": time.time()}
+    return json.dumps({"events": [event]}).encode()
+
+
 def _timestamp(value: Any) -> datetime:
     try:
         return datetime.fromtimestamp(float(value), tz=UTC)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, OSError):
         return datetime.now(tz=UTC)
 
 
@@ -135,6 +148,13 @@ class SandboxProvider(BaseProvider):
         sandbox_phone.schedule_receipts(self.provider.pk, provider_message_id)
         return SendResult(provider_message_id=provider_message_id, status=MessageStatus.SENT,
                           raw={"id": provider_message_id, "to": [i.value for i in message.to]})
+
+    def signed_headers(self, body: bytes) -> dict[str, str]:
+        return {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.credential(WEBHOOK_SECRET), body)}
+
+    def simulated_inbound(self, *, from_phone: str, name: str, text: str) -> tuple[bytes, dict[str, str]]:
+        body = inbound_body(from_phone=from_phone, name=name, text=text)
+        return body, self.signed_headers(body)
 
     def check_connection(self) -> ConnectionCheck:
         if not self.credential(WEBHOOK_SECRET):

@@ -3,7 +3,9 @@
 import logging
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
+from contacts.models import Contact
 from contacts.services import contact_resolve
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider, WebhookEvent
 from whatsapp.providers.events import (
@@ -15,6 +17,7 @@ from whatsapp.providers.events import (
     TemplateStatusUpdate,
     UnhandledEvent,
 )
+from whatsapp.services.locks import lock_key
 from whatsapp.services.sessions import session_open_or_extend
 
 logger = logging.getLogger(__name__)
@@ -27,7 +30,7 @@ STATUS_TIMESTAMP_FIELD = {
 }
 
 
-def conversation_get_or_create(*, provider: Provider, contact) -> Conversation:
+def conversation_get_or_create(*, provider: Provider, contact: Contact) -> Conversation:
     try:
         with transaction.atomic():
             conversation, _ = Conversation.objects.get_or_create(provider=provider, contact=contact)
@@ -44,7 +47,7 @@ def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple
     """
     existing = Message.objects.filter(provider=provider, provider_message_id=event.provider_message_id).first()
     if existing:
-        Message.objects.filter(pk=existing.pk).update(duplicate_count=existing.duplicate_count + 1)
+        Message.objects.filter(pk=existing.pk).update(duplicate_count=F("duplicate_count") + 1)
         return existing, False
 
     contact = contact_resolve(provider=provider, identities=event.identities, profile_name=event.profile_name,
@@ -75,7 +78,7 @@ def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple
     except IntegrityError:
         # The same message arrived through a parallel delivery and won the insert.
         message = Message.objects.get(provider=provider, provider_message_id=event.provider_message_id)
-        Message.objects.filter(pk=message.pk).update(duplicate_count=message.duplicate_count + 1)
+        Message.objects.filter(pk=message.pk).update(duplicate_count=F("duplicate_count") + 1)
         return message, False
     for ref in event.media:
         Media.objects.create(message=message, provider_media_id=ref.provider_media_id, source_url=ref.url,
@@ -124,16 +127,22 @@ def _apply_status(message: Message, status_event: MessageStatusEvent) -> bool:
 @transaction.atomic
 def status_update_apply(*, provider: Provider, event: StatusUpdate,
                         webhook_event: WebhookEvent | None = None) -> MessageStatusEvent:
-    """Record a status report and move the message forward if it is news. Reports for a message we
-    have not stored its provider id for yet are kept and applied when the id is recorded."""
+    """
+    Record a status report and move the message forward if it is news. A redelivered report is the
+    same row. A report for a message whose provider id is not recorded yet is kept and applied when
+    the send records it; the key lock makes "record the id" and "look up the id" take turns.
+    """
+    lock_key("provider-message", provider.pk, event.provider_message_id)
     message = (Message.objects.select_for_update()
-               .filter(provider=provider, provider_message_id=event.provider_message_id).first())
-    status_event = MessageStatusEvent.objects.create(
-        provider=provider, message=message, provider_message_id=event.provider_message_id, status=event.status,
-        occurred_at=event.timestamp, error_code=event.error_code, error_title=event.error_title,
-        error_detail=event.error_detail, webhook_event=webhook_event, raw=event.raw,
+               .filter(provider=provider, provider_message_id=event.provider_message_id,
+                       direction=Message.Direction.OUTBOUND).first())
+    status_event, created = MessageStatusEvent.objects.get_or_create(
+        provider=provider, provider_message_id=event.provider_message_id, status=event.status,
+        occurred_at=event.timestamp,
+        defaults={"message": message, "error_code": event.error_code, "error_title": event.error_title,
+                  "error_detail": event.error_detail, "webhook_event": webhook_event, "raw": event.raw},
     )
-    if message is not None and _apply_status(message, status_event):
+    if created and message is not None and _apply_status(message, status_event):
         status_event.applied = True
         status_event.save(update_fields=["applied"])
     return status_event
@@ -149,16 +158,15 @@ def orphan_statuses_apply(message: Message) -> None:
         status_event.save(update_fields=["message", "applied"])
 
 
-def events_apply(*, provider: Provider, events: list[NormalizedEvent], webhook_event: WebhookEvent | None) -> None:
-    for event in events:
-        if isinstance(event, InboundMessage):
-            inbound_message_apply(provider=provider, event=event)
-        elif isinstance(event, StatusUpdate):
-            status_update_apply(provider=provider, event=event, webhook_event=webhook_event)
-        elif isinstance(event, TemplateStatusUpdate):
-            from templates_app.services import template_status_apply
+def event_apply(*, provider: Provider, event: NormalizedEvent, webhook_event: WebhookEvent | None) -> None:
+    if isinstance(event, InboundMessage):
+        inbound_message_apply(provider=provider, event=event)
+    elif isinstance(event, StatusUpdate):
+        status_update_apply(provider=provider, event=event, webhook_event=webhook_event)
+    elif isinstance(event, TemplateStatusUpdate):
+        from templates_app.services import template_status_apply
 
-            template_status_apply(provider=provider, event=event)
-        elif isinstance(event, UnhandledEvent):
-            logger.info("unhandled webhook event kept", extra={"reason": event.description,
-                                                               "webhook_event": getattr(webhook_event, "pk", None)})
+        template_status_apply(provider=provider, event=event)
+    elif isinstance(event, UnhandledEvent):
+        logger.info("unhandled webhook event kept", extra={"reason": event.description,
+                                                           "webhook_event": getattr(webhook_event, "pk", None)})

@@ -16,6 +16,7 @@ from whatsapp.providers import provider_for
 from whatsapp.providers.base import ProviderError
 from whatsapp.providers.events import Identity, MessageStatus, MessageType, OutboundMessage
 from whatsapp.services.inbound import conversation_get_or_create, orphan_statuses_apply
+from whatsapp.services.locks import lock_key
 from whatsapp.services.sessions import session_current
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,9 @@ def message_deliver(message_id: int) -> Message:
                    .select_related("provider", "conversation__contact", "reply_to").get(pk=message_id))
         if message.status != MessageStatus.QUEUED:
             return message
+        if message.provider.is_paused or not message.provider.is_active:
+            # Held, in order, until the provider is resumed (provider_set_paused re-enqueues them).
+            return message
         message.status = MessageStatus.SENDING
         message.attempts += 1
         message.save(update_fields=["status", "attempts", "updated_at"])
@@ -74,6 +78,7 @@ def message_deliver(message_id: int) -> Message:
         message.save(update_fields=["status", "failed_at", "error_code", "error_detail", "updated_at"])
         return message
     with transaction.atomic():
+        lock_key("provider-message", message.provider_id, result.provider_message_id)
         message = Message.objects.select_for_update().get(pk=message_id)
         message.provider_message_id = result.provider_message_id
         if message.status == MessageStatus.SENDING:
@@ -82,3 +87,14 @@ def message_deliver(message_id: int) -> Message:
         message.save(update_fields=["provider_message_id", "status", "sent_at", "updated_at"])
         orphan_statuses_apply(message)
     return message
+
+
+def messages_release_held(*, provider: Provider) -> int:
+    """Re-enqueue, oldest first, the messages a paused provider held."""
+    held = list(Message.objects.filter(provider=provider, direction=Message.Direction.OUTBOUND,
+                                       status=MessageStatus.QUEUED).order_by("created_at", "id")
+                .values_list("pk", flat=True))
+    with transaction.atomic():
+        for message_id in held:
+            message_enqueue(message_id)
+    return len(held)

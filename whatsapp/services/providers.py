@@ -5,7 +5,7 @@ from django.conf import settings
 from django.db import transaction
 
 from whatsapp.models import Provider
-from whatsapp.providers import provider_class_for
+from whatsapp.providers import provider_class_for, provider_for
 from whatsapp.services.audit import audit_record
 
 ROW_TARGETS = ("phone_number", "external_id", "business_account_id")
@@ -47,31 +47,37 @@ def provider_apply_options(provider: Provider, options: dict[str, Any]) -> None:
 
 def provider_missing_options(provider: Provider) -> list[str]:
     provider_class = provider_class_for(provider.kind)
-    missing = []
+    return [option.name for option in provider_class.options
+            if option.required and not _current_value(provider, option)]
+
+
+def provider_fill_defaults(provider: Provider) -> None:
+    """What a new provider of its kind starts with: option defaults, generated secrets, rate limit."""
+    provider_class = provider_class_for(provider.kind)
     for option in provider_class.options:
-        if not option.required:
-            continue
-        if option.target in ROW_TARGETS:
-            present = getattr(provider, option.target)
-        elif option.target == "credentials":
-            present = provider.credentials.get(option.name)
-        else:
-            present = provider.config.get(option.name)
-        if not present:
-            missing.append(option.name)
-    return missing
+        if option.default and not _current_value(provider, option):
+            provider_apply_options(provider, {option.name: option.default})
+        # Secrets that we choose ourselves (not issued by the provider) are generated when none is given.
+        if option.generated and not _current_value(provider, option):
+            provider.credentials = {**provider.credentials, option.name: secrets.token_urlsafe(32)}
+    if provider._state.adding and not provider.rate_limit_per_second:
+        provider.rate_limit_per_second = provider_class.default_rate_limit_per_second
+
+
+def _current_value(provider: Provider, option) -> Any:
+    if option.target in ROW_TARGETS:
+        return getattr(provider, option.target)
+    if option.target == "credentials":
+        return provider.credentials.get(option.name)
+    return provider.config.get(option.name)
 
 
 @transaction.atomic
 def provider_create(*, kind: str, name: str, options: dict[str, Any], actor: Any = None) -> Provider:
     provider_class = provider_class_for(kind)
     provider = Provider(kind=kind, name=name, rate_limit_per_second=provider_class.default_rate_limit_per_second)
-    defaults = {option.name: option.default for option in provider_class.options if option.default}
-    provider_apply_options(provider, {**defaults, **options})
-    # Secrets that we choose ourselves (not issued by the provider) are generated when none is given.
-    for option in provider_class.options:
-        if option.generated and not options.get(option.name):
-            provider.credentials = {**provider.credentials, option.name: secrets.token_urlsafe(32)}
+    provider_apply_options(provider, options)
+    provider_fill_defaults(provider)
     missing = provider_missing_options(provider)
     if missing:
         raise ProviderConfigError(f"a {kind} provider needs: {', '.join(missing)}")
@@ -89,3 +95,20 @@ def provider_set_paused(*, provider: Provider, paused: bool, actor: Any = None) 
     provider.save(update_fields=["is_paused", "updated_at"])
     audit_record(action="provider.pause" if paused else "provider.resume", obj=provider, actor=actor,
                  before={"is_paused": not paused}, after={"is_paused": paused})
+    if not paused:
+        from whatsapp.services.outbound import messages_release_held
+
+        messages_release_held(provider=provider)
+
+
+def provider_simulate_inbound(*, provider: Provider, from_phone: str, name: str, text: str) -> int:
+    """
+    A simulator's phone sends a text: a signed webhook posted to the provider's own URL over HTTP, so it
+    takes exactly the path a real provider's webhook takes. Returns the stored inbox event's id.
+    """
+    import httpx
+
+    body, headers = provider_for(provider).simulated_inbound(from_phone=from_phone, name=name, text=text)
+    response = httpx.post(provider_webhook_url(provider), content=body, headers=headers, timeout=5)
+    response.raise_for_status()
+    return int(response.json()["event"])

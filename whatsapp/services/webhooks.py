@@ -1,21 +1,40 @@
 """The webhook inbox: store every request before acknowledging it, then process it asynchronously."""
 
+import hashlib
 import logging
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from config.correlation import get_correlation_id
+from config.correlation import TASK_HEADER, get_correlation_id
 from whatsapp.models import Provider, WebhookEvent
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import WebhookRequest
-from whatsapp.services.inbound import events_apply
+from whatsapp.services.inbound import event_apply
 
 logger = logging.getLogger(__name__)
 
-MAX_PROCESSING_ATTEMPTS = 10
+# Rejected (unverified) requests keep only a prefix of their body: enough to diagnose, too little to
+# let anyone on the internet fill the database.
+REJECTED_BODY_PREFIX_BYTES = 4096
+MAX_RETRY_DELAY = timedelta(hours=6)
+DELIVERY_ID_MAX = 128
+
+
+def _retry_delay(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min, ... up to 6 h: an acknowledged event is retried until it goes through."""
+    return min(timedelta(seconds=30 * 2 ** max(attempts - 1, 0)), MAX_RETRY_DELAY)
+
+
+def _delivery_id(provider: Provider | None, request: WebhookRequest) -> str:
+    raw = provider_for(provider).delivery_id(request) if provider else ""
+    if len(raw) > DELIVERY_ID_MAX:
+        # Keep ids unique without storing arbitrary lengths.
+        raw = "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
+    return raw
 
 
 def webhook_event_record(
@@ -28,83 +47,131 @@ def webhook_event_record(
     http_status: int = 200,
     reason: str = "",
     signature_valid: bool | None = None,
-    keep_body: bool = True,
+    body_size: int | None = None,
 ) -> tuple[WebhookEvent, bool]:
     """
     Store one webhook request. Returns (event, created); a redelivery the provider marked with the
     same delivery id returns the first event with its duplicate counter raised.
     """
+    accepted = status == WebhookEvent.Status.PENDING
     stored_headers = provider_for(provider).stored_headers if provider else ()
     headers = {name: value for name, value in request.headers.items() if name in stored_headers}
-    delivery_id = provider_for(provider).delivery_id(request) if provider and status == "pending" else ""
-    body = request.body if keep_body else b""
+    delivery_id = _delivery_id(provider, request) if accepted else ""
+    body = request.body if accepted else request.body[:REJECTED_BODY_PREFIX_BYTES]
+    now = timezone.now()
     try:
         with transaction.atomic():
             event = WebhookEvent.objects.create(
                 provider=provider, kind=kind[:20], status=status, http_status=http_status,
                 rejection_reason=reason[:255], signature_valid=signature_valid, body=body,
-                body_size=len(request.body), content_type=request.content_type[:100], headers=headers,
-                delivery_id=delivery_id[:128], remote_addr=remote_addr, correlation_id=get_correlation_id(),
+                body_size=len(request.body) if body_size is None else body_size,
+                content_type=request.content_type[:100], headers=headers, delivery_id=delivery_id,
+                remote_addr=remote_addr, correlation_id=get_correlation_id(),
+                next_attempt_at=now + timedelta(seconds=settings.WEBHOOK_STALE_AFTER_SECONDS) if accepted else None,
             )
     except IntegrityError:
         event = WebhookEvent.objects.get(provider=provider, delivery_id=delivery_id)
-        WebhookEvent.objects.filter(pk=event.pk).update(duplicate_count=event.duplicate_count + 1)
+        WebhookEvent.objects.filter(pk=event.pk).update(duplicate_count=F("duplicate_count") + 1)
         return event, False
-    if status == WebhookEvent.Status.PENDING:
-        webhook_event_enqueue(event.pk)
+    if accepted:
+        webhook_event_enqueue(event)
     return event, True
 
 
-def webhook_event_enqueue(event_id: int) -> None:
+def webhook_event_enqueue(event: WebhookEvent) -> None:
     from whatsapp.tasks import process_webhook_event_task
 
+    # The task carries the correlation id of the request that brought the event, even when requeued.
+    headers = {TASK_HEADER: event.correlation_id} if event.correlation_id else {}
     # robust: a broker outage must not turn an acknowledged webhook into an error; the row stays
-    # pending and the requeue beat job picks it up.
-    transaction.on_commit(lambda: process_webhook_event_task.delay(event_id), robust=True)
+    # pending and the requeue beat job sends it once its next_attempt_at is due.
+    transaction.on_commit(lambda: process_webhook_event_task.apply_async((event.pk,), headers=headers), robust=True)
 
 
-def webhook_event_process(event_id: int) -> WebhookEvent:
-    """Parse a stored event with its provider module and apply the result in one transaction."""
+def webhook_event_process(event_id: int) -> WebhookEvent | None:
+    """
+    Parse a stored event with its provider module and apply each normalized event in its own savepoint,
+    so one bad update never holds back the others in the same request (Meta batches up to 1000).
+    A failure leaves the event `failed` with a due time for the next attempt; re-applying is harmless
+    because messages and status reports are deduplicated.
+    """
     with transaction.atomic():
-        event = WebhookEvent.objects.select_for_update(of=("self",)).select_related("provider").get(pk=event_id)
+        event = (WebhookEvent.objects.select_for_update(skip_locked=True, of=("self",))
+                 .select_related("provider").filter(pk=event_id).first())
+        if event is None:
+            return None  # another worker holds it right now
         if event.status not in (WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED) or event.provider is None:
             return event
         event.attempts += 1
-        try:
-            with transaction.atomic():
-                provider = provider_for(event.provider)
-                events = provider.parse_webhook(bytes(event.body), event.headers, event.content_type)
-                events_apply(provider=event.provider, events=events, webhook_event=event)
-        except Exception as exc:  # noqa: BLE001 - whatever fails, the event is kept and retried
-            logger.warning("webhook event processing failed", extra={"webhook_event": event.pk, "error": repr(exc)})
+        errors = _apply_all(event)
+        now = timezone.now()
+        if errors:
             event.status = WebhookEvent.Status.FAILED
-            event.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            event.last_error = "\n".join(errors)[:4000]
+            event.next_attempt_at = now + _retry_delay(event.attempts)
+            logger.warning("webhook event failed", extra={"webhook_event": event.pk, "errors": errors[:5]})
         else:
             event.status = WebhookEvent.Status.PROCESSED
-            event.event_count = len(events)
             event.last_error = ""
-            event.processed_at = timezone.now()
-        event.save(update_fields=["status", "attempts", "last_error", "event_count", "processed_at"])
+            event.processed_at = now
+            event.next_attempt_at = None
+        event.save(update_fields=["status", "attempts", "last_error", "event_count", "processed_at",
+                                  "next_attempt_at"])
     logger.info("webhook event %s", event.status, extra={"webhook_event": event.pk, "events": event.event_count,
                                                          "attempts": event.attempts})
     return event
 
 
-def webhook_event_replay(*, event: WebhookEvent) -> None:
+def _apply_all(event: WebhookEvent) -> list[str]:
+    try:
+        events = provider_for(event.provider).parse_webhook(bytes(event.body), event.headers, event.content_type)
+    except Exception as exc:  # noqa: BLE001 - whatever the parser does, the event is kept and retried
+        return [f"parse: {type(exc).__name__}: {exc}"]
+    event.event_count = len(events)
+    errors = []
+    for index, normalized in enumerate(events):
+        try:
+            with transaction.atomic():
+                event_apply(provider=event.provider, event=normalized, webhook_event=event)
+        except Exception as exc:  # noqa: BLE001 - one bad update must not block the rest
+            errors.append(f"event {index}: {type(exc).__name__}: {exc}")
+    return errors
+
+
+def webhook_event_replay(*, event: WebhookEvent, actor=None) -> None:
     """Admin replay: run a stored event through processing again (dedup keeps this harmless)."""
-    WebhookEvent.objects.filter(pk=event.pk).update(status=WebhookEvent.Status.PENDING, last_error="")
-    webhook_event_enqueue(event.pk)
+    from whatsapp.services.audit import audit_record
+
+    WebhookEvent.objects.filter(pk=event.pk).update(status=WebhookEvent.Status.PENDING, last_error="", attempts=0,
+                                                    next_attempt_at=timezone.now())
+    audit_record(action="webhook_event.replay", obj=event, actor=actor, before={"status": event.status})
+    webhook_event_enqueue(event)
 
 
-def webhook_events_requeue_stale() -> int:
-    """Re-enqueue events left pending (broker down, worker died) or failed with attempts left."""
-    cutoff = timezone.now() - timedelta(seconds=settings.WEBHOOK_STALE_AFTER_SECONDS)
-    stale = WebhookEvent.objects.filter(
-        status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED],
-        attempts__lt=MAX_PROCESSING_ATTEMPTS, received_at__lt=cutoff, provider__isnull=False,
-    ).values_list("pk", flat=True)[:500]
-    ids = list(stale)
+def webhook_events_requeue_due(*, limit: int = 500) -> int:
+    """
+    Hand due events back to the workers: pending ones whose task was lost (broker down, worker died)
+    and failed ones whose backoff has passed. Oldest first; each is given a new due time so a busy
+    queue is not flooded with copies.
+    """
+    now = timezone.now()
     with transaction.atomic():
-        for event_id in ids:
-            webhook_event_enqueue(event_id)
-    return len(ids)
+        due = list(
+            WebhookEvent.objects.select_for_update(skip_locked=True)
+            .filter(status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED], provider__isnull=False,
+                    next_attempt_at__lte=now)
+            .order_by("received_at")[:limit]
+        )
+        for event in due:
+            event.next_attempt_at = now + max(_retry_delay(event.attempts),
+                                              timedelta(seconds=settings.WEBHOOK_STALE_AFTER_SECONDS))
+            event.save(update_fields=["next_attempt_at"])
+            webhook_event_enqueue(event)
+    return len(due)
+
+
+def webhook_events_prune_rejected(*, older_than_days: int | None = None) -> int:
+    days = settings.WEBHOOK_REJECTED_RETENTION_DAYS if older_than_days is None else older_than_days
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = WebhookEvent.objects.filter(status=WebhookEvent.Status.REJECTED, received_at__lt=cutoff).delete()
+    return deleted

@@ -6,8 +6,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from contacts.models import Contact
-from whatsapp import sandbox_phone
 from whatsapp.models import Provider
+from whatsapp.providers import provider_for
 from whatsapp.providers.base import WebhookRequest
 from whatsapp.services.outbound import message_send_text
 from whatsapp.services.providers import provider_create, provider_webhook_url
@@ -47,8 +47,8 @@ class Command(BaseCommand):
         # Inbound messages go through the real inbox (signed, stored, parsed, applied), synchronously.
         for phone, name, texts in DEMO_CHATS:
             for text in texts:
-                body = sandbox_phone.inbound_payload(from_phone=phone, name=name, text=text)
-                headers = {key.lower(): value for key, value in sandbox_phone.signed_headers(provider, body).items()}
+                body, signed = provider_for(provider).simulated_inbound(from_phone=phone, name=name, text=text)
+                headers = {key.lower(): value for key, value in signed.items()}
                 request = WebhookRequest(method="POST", public_url=provider_webhook_url(provider), body=body,
                                          headers=headers, content_type="application/json")
                 with transaction.atomic():
