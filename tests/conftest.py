@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
 from whatsapp import sandbox_phone
 from whatsapp.services.providers import provider_create
@@ -73,9 +72,11 @@ def admin_client_logged(client, superuser):
 def api_client(superuser):
     from rest_framework.test import APIClient
 
-    token, _ = Token.objects.get_or_create(user=superuser)
+    from whatsapp.services.api_tokens import api_token_create
+
+    _, key = api_token_create(user=superuser, name="tests")
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return api
 
 

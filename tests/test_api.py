@@ -34,11 +34,12 @@ def test_anonymous_is_refused(client, endpoint):
 
 def test_user_without_view_permission_is_refused(db, client):
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+
+    from whatsapp.services.api_tokens import api_token_create
 
     user = get_user_model().objects.create_user("nobody", password="pw-123456-strong")
-    token = Token.objects.create(user=user)
-    response = client.get("/api/v1/messages/", HTTP_AUTHORIZATION=f"Token {token.key}")
+    _, key = api_token_create(user=user, name="no permissions")
+    response = client.get("/api/v1/messages/", HTTP_AUTHORIZATION=f"Token {key}")
     assert response.status_code == 403
 
 

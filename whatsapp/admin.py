@@ -8,14 +8,23 @@ from django.db import models
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils.html import format_html, format_html_join
-from rest_framework.authtoken.models import TokenProxy
 
 from whatsapp.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin, pretty_json
-from whatsapp.models import AuditLog, Conversation, Media, Message, MessageStatusEvent, Provider, Session, WebhookEvent
+from whatsapp.models import (
+    ApiToken,
+    AuditLog,
+    Conversation,
+    Media,
+    Message,
+    MessageStatusEvent,
+    Provider,
+    Session,
+    WebhookEvent,
+)
 from whatsapp.providers import KIND_CHOICES, provider_class_for, provider_for, registered_kinds
+from whatsapp.services.api_tokens import api_token_create, api_token_revoke
 from whatsapp.services.providers import (
     ROW_TARGETS,
-    mask_secret,
     provider_apply_options,
     provider_fill_defaults,
     provider_masked_credentials,
@@ -67,7 +76,6 @@ class ProviderAdminForm(forms.ModelForm):
             for row_field in ROW_TARGETS:
                 setattr(self.instance, row_field, cleaned.get(row_field, ""))
             provider_apply_options(self.instance, {name: cleaned.get(name) for name in self.option_names})
-            provider_fill_defaults(self.instance)
             missing = provider_missing_options(self.instance)
             if missing:
                 raise forms.ValidationError(f"A {kind} provider needs: {', '.join(missing)}.")
@@ -97,6 +105,10 @@ class ProviderAdmin(AuditedModelAdmin):
     readonly_fields = ["public_id", "webhook_url", "stored_credentials", "created_at", "updated_at"]
     actions = ["test_connection", "pause", "resume"]
     change_form_template = "admin/whatsapp/provider/change_form.html"
+
+    def save_model(self, request, obj, form, change):
+        provider_fill_defaults(obj)  # after the form has written its fields onto the row
+        super().save_model(request, obj, form, change)
 
     def get_urls(self):
         simulate = path("<int:provider_id>/simulate-inbound/", self.admin_site.admin_view(self.simulate_inbound),
@@ -355,17 +367,46 @@ class AuditLogAdmin(ReadOnlyModelAdmin):
 __all__ = ["KIND_CHOICES"]
 
 
-# DRF's own token admin lists every key in clear; show tokens masked instead.
-admin.site.unregister(TokenProxy)
+class ApiTokenAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ["user", "name"]
 
 
-@admin.register(TokenProxy)
-class MaskedTokenAdmin(admin.ModelAdmin):
-    list_display = ["masked_key", "user", "created"]
-    search_fields = ["user__username"]
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Keys are shown once, when made; afterwards only their prefix (the database holds a digest)."""
+
+    list_display = ["name", "prefix", "user", "is_active", "created_at", "last_used_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "prefix", "user__username"]
     autocomplete_fields = ["user"]
-    fields = ["user"]
+    readonly_fields = ["prefix", "is_active", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
 
-    @admin.display(description="Key")
-    def masked_key(self, obj):
-        return mask_secret(obj.key)
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiTokenAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["user", "name"] if obj is None else ["user", "name", *self.readonly_fields]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        token, key = api_token_create(user=form.cleaned_data["user"], name=form.cleaned_data["name"],
+                                      actor=request.user)
+        obj.pk = token.pk
+        self.message_user(request, f"API key for {token.user}: {key} (copy it now; it is not shown again).",
+                          messages.WARNING)
+
+    def log_addition(self, request, obj, message):
+        pass  # api_token_create wrote the audit entry
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request, queryset):
+        for token in queryset:
+            api_token_revoke(token=token, actor=request.user)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")

@@ -32,7 +32,8 @@ class Provider(models.Model):
     )
     config = models.JSONField(default=dict, blank=True, help_text="Non-secret settings of this provider kind.")
     credentials = EncryptedJSONField(help_text="Secrets, encrypted at rest.")
-    rate_limit_per_second = models.PositiveIntegerField(default=10)
+    rate_limit_per_second = models.PositiveIntegerField(
+        default=0, help_text="Messages per second from this number; 0 on creation takes the kind's default.")
     verification_status = models.CharField(
         max_length=20, choices=VerificationStatus.choices, default=VerificationStatus.UNVERIFIED
     )
@@ -296,3 +297,25 @@ class AuditLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type}#{self.object_id}"
+
+
+class ApiToken(models.Model):
+    """
+    An API key. Only a SHA-256 digest is stored (the key is shown once, when it is made), so neither a
+    database dump nor the admin reveals a usable key. The prefix identifies a key in lists and logs.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What uses this key, e.g. 'CRM integration'.")
+    prefix = models.CharField(max_length=12, unique=True, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
