@@ -33,8 +33,8 @@ trap cleanup EXIT INT TERM
 pids+=($!)
 .venv/bin/celery -A config beat --loglevel INFO --pidfile= >>var/log/beat.log 2>&1 &
 pids+=($!)
-.venv/bin/gunicorn config.wsgi:application --bind "${HOST}:${PORT}" --workers "${WEB_CONCURRENCY:-2}" \
-  --access-logfile - >>var/log/web.log 2>&1 &
+GUNICORN_BIND="${HOST}:${PORT}" .venv/bin/gunicorn config.wsgi:application -c config/gunicorn.py \
+  >>var/log/web.log 2>&1 &
 pids+=($!)
 
 for _ in $(seq 1 60); do
