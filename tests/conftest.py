@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -89,46 +90,60 @@ def _database_url(settings_dict: dict) -> str:
     return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
 
 
+def start_worker(env: dict, log_path: Path, name: str) -> subprocess.Popen:
+    """A real `celery -A config worker` process, in its own process group, once it says it is ready."""
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2",
+         "--without-gossip", "--without-mingle", "--hostname", f"{name}-{os.getpid()}@%h"],
+        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    log.close()
+    wait_until(lambda: b"ready." in log_path.read_bytes() or process.poll() is not None, 60,
+               message="the Celery worker to start")
+    assert process.poll() is None, log_path.read_text()
+    process.log_path = log_path
+    return process
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @pytest.fixture
-def celery_worker(live_server, transactional_db, settings, tmp_path):
-    """
-    A real Celery worker process on the test's Redis broker and the test database, with
-    PUBLIC_BASE_URL pointing at the live server so the sandbox phone's webhooks reach this test.
-    """
+def worker_env(live_server, transactional_db, settings):
+    """Environment for worker processes: the test's Redis broker (emptied first), the test database, and
+    PUBLIC_BASE_URL pointing at the live server so the sandbox phone's webhooks reach this test."""
     from django.db import connection
 
     from config.celery import app
 
     settings.PUBLIC_BASE_URL = live_server.url
-    with app.connection_for_write() as conn:  # start from an empty queue
+    with app.connection_for_write() as conn:
         conn.default_channel.client.flushdb()
-    env = {
+    return {
         **os.environ,
         "DATABASE_URL": _database_url(connection.settings_dict),
         "PUBLIC_BASE_URL": live_server.url,
         "SANDBOX_STATUS_DELAY_SECONDS": "0.3",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
     }
-    log_path = tmp_path / "worker.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2",
-         "--without-gossip", "--without-mingle", "--hostname", f"test-{os.getpid()}@%h"],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+
+
+@pytest.fixture
+def celery_worker(worker_env, tmp_path):
+    process = start_worker(worker_env, tmp_path / "worker.log", "test")
     try:
-        wait_until(lambda: b"ready." in log_path.read_bytes() or process.poll() is not None, 60,
-                   message="the Celery worker to start")
-        assert process.poll() is None, log_path.read_text()
-        process.log_path = log_path
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        stop_worker(process)
 
 
 def json_body(response):
