@@ -143,3 +143,19 @@ def test_simulate_inbound_posts_a_signed_webhook_to_the_live_server(live_server,
     event = WebhookEvent.objects.get(provider=provider)
     assert event.status == "pending" and event.signature_valid is True
     assert b"hello from the phone" in bytes(event.body)
+
+
+def test_editing_a_provider_keeps_secrets_left_empty_and_audits_before_and_after(admin_client_logged, demo_data):
+    from whatsapp.models import AuditLog
+
+    secret = demo_data.credentials["webhook_secret"]
+    response = admin_client_logged.post(reverse("admin:whatsapp_provider_change", args=[demo_data.pk]), {
+        "name": "Renamed sandbox", "is_active": "on", "rate_limit_per_second": "20",
+        "verification_status": "verified", "phone_number": "+15550000000", "webhook_secret": ""})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    demo_data.refresh_from_db()
+    assert demo_data.name == "Renamed sandbox" and demo_data.kind == "sandbox"
+    assert demo_data.credentials["webhook_secret"] == secret
+    entry = AuditLog.objects.filter(action="admin.change", object_id=str(demo_data.pk)).get()
+    assert entry.before["name"] == "Sandbox test" and entry.after["name"] == "Renamed sandbox"
+    assert secret not in str(entry.before) + str(entry.after)

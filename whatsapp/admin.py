@@ -70,7 +70,7 @@ class ProviderAdminForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        kind = cleaned.get("kind")
+        kind = cleaned.get("kind") or self.instance.kind
         if kind:
             self.instance.kind = kind
             for row_field in ROW_TARGETS:
@@ -144,10 +144,14 @@ class ProviderAdmin(AuditedModelAdmin):
         return [
             (None, {"fields": ["kind", "name", "is_active", "is_paused", "rate_limit_per_second",
                                "verification_status"]}),
+            ("Webhook", {"fields": ["webhook_url", "stored_credentials", "public_id", "created_at", "updated_at"]}),
             ("Provider ids", {"fields": ["phone_number", "external_id", "business_account_id"]}),
             ("Settings and credentials", {"fields": extra}),
-            ("Webhook", {"fields": ["public_id", "webhook_url", "stored_credentials", "created_at", "updated_at"]}),
         ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Another kind would need other credentials: make a new provider instead.
+        return [*self.readonly_fields, "kind"] if obj else self.readonly_fields
 
     @admin.display(description="Webhook URL")
     def webhook_url(self, obj):
@@ -204,9 +208,17 @@ class ConversationAdmin(AuditedModelAdmin):
     search_fields = ["contact__profile_name", "contact__identities__value", "external_conversation_id"]
     autocomplete_fields = ["contact", "assignee"]
     readonly_fields = ["transcript", "created_at", "last_message_at"]
-    fields = ["provider", "contact", "assignee", "external_conversation_id", "context", "ai_summary",
-              "last_message_at", "created_at", "transcript"]
+    fieldsets = [
+        ("Transcript", {"fields": ["transcript"]}),
+        (None, {"fields": ["provider", "contact", "assignee", "external_conversation_id", "last_message_at",
+                           "created_at"]}),
+        ("Context and summary", {"fields": ["context", "ai_summary"], "classes": ["collapse"]}),
+    ]
     list_select_related = ["provider", "contact", "assignee"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A conversation belongs to one provider and one contact for good.
+        return [*self.readonly_fields, "provider", "contact"] if obj else self.readonly_fields
 
     def message_count(self, obj):
         return obj.messages.count()
