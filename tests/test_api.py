@@ -60,10 +60,17 @@ def test_provider_endpoint_never_shows_credentials(api_client, data):
     assert data.credentials["webhook_secret"] not in str(provider)
 
 
-def test_message_detail_shows_status_history(api_client, data):
-    message = api_client.get("/api/v1/messages/").json()["results"][0]
-    detail = api_client.get(f"/api/v1/messages/{message['id']}/").json()
-    assert detail["status_history"] == []
+def test_message_detail_shows_status_history(api_client, data, post_sandbox):
+    from whatsapp.models import Conversation, Message
+
+    outbound = Message.objects.create(provider=data, conversation=Conversation.objects.first(), direction="outbound",
+                                      status="sent", provider_message_id="sbx-out-0001")
+    webhook_event_process(json_body(post_sandbox(data, fixture_bytes("sandbox", "status_read_then_delivered.json")))
+                          ["event"])
+    detail = api_client.get(f"/api/v1/messages/{outbound.pk}/").json()
+    assert detail["status"] == "read"
+    history = [(entry["status"], entry["applied"]) for entry in detail["status_history"]]
+    assert history == [("delivered", False), ("read", True)]  # in the order they happened
 
 
 def test_schema_and_docs_are_served(client):

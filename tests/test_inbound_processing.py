@@ -81,10 +81,19 @@ def test_status_before_the_send_is_recorded_and_applied_later(sandbox_provider, 
     assert outbound.status == "read"
 
 
-def test_expired_sessions_are_closed_and_a_new_message_opens_a_new_one(sandbox_provider, post_sandbox):
+def test_expired_sessions_are_closed(sandbox_provider, post_sandbox):
     _deliver(sandbox_provider, post_sandbox, "inbound_text.json")
     assert sessions_close_expired(now=timezone.now() + timedelta(days=3650)) == 1
     assert Session.objects.get().state == "closed"
+
+
+def test_a_message_after_the_window_opens_a_new_session(sandbox_provider, post_sandbox):
+    _deliver(sandbox_provider, post_sandbox, "inbound_text.json")
+    _deliver(sandbox_provider, post_sandbox, "inbound_text_two_days_later.json")
+    first, second = Session.objects.order_by("opened_at")
+    assert (first.state, second.state) == ("closed", "open")
+    assert first.closed_at == first.expires_at
+    assert Message.objects.get(text="Hello again, two days later").session == second
 
 
 def test_processing_failure_keeps_the_event_for_retry(db, client):

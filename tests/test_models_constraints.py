@@ -44,6 +44,7 @@ def test_same_provider_message_id_on_two_providers_is_allowed(conversation, db):
     other_conversation = Conversation.objects.create(provider=other, contact=conversation.contact)
     _message(conversation, "sbx-1")
     _message(other_conversation, "sbx-1")
+    assert Message.objects.filter(provider_message_id="sbx-1").count() == 2
 
 
 def test_only_one_open_session_per_conversation(conversation):

@@ -21,7 +21,7 @@ from whatsapp.models import (
     Session,
     WebhookEvent,
 )
-from whatsapp.providers import KIND_CHOICES, provider_class_for, provider_for, registered_kinds
+from whatsapp.providers import provider_class_for, provider_for, registered_kinds
 from whatsapp.services.api_tokens import api_token_create, api_token_revoke
 from whatsapp.services.providers import (
     ROW_TARGETS,
@@ -375,8 +375,6 @@ class AuditLogAdmin(ReadOnlyModelAdmin):
     def pretty_after(self, obj):
         return pretty_json(obj.after)
 
-
-__all__ = ["KIND_CHOICES"]
 
 
 class ApiTokenAddForm(forms.ModelForm):

@@ -4,14 +4,13 @@ sent, delivered and read to the provider's own webhook URL over HTTP, signed by 
 the demo exercises the same inbox and status pipeline as Meta, Twilio or Chatwoot.
 """
 
-import httpx
 from django.conf import settings
 from django.db import transaction
 
 from whatsapp.models import Provider
 from whatsapp.providers import provider_for
 from whatsapp.providers.sandbox import status_body
-from whatsapp.services.providers import provider_webhook_url
+from whatsapp.services.providers import provider_webhook_post
 
 RECEIPT_SEQUENCE = ("sent", "delivered", "read")
 
@@ -33,13 +32,7 @@ def signed_headers(provider: Provider, body: bytes) -> dict[str, str]:
     return provider_for(provider).signed_headers(body)
 
 
-def post_to_webhook(provider: Provider, body: bytes, headers: dict[str, str], timeout: float = 10) -> httpx.Response:
-    response = httpx.post(provider_webhook_url(provider), content=body, headers=headers, timeout=timeout)
-    response.raise_for_status()
-    return response
-
-
 def report_status(provider_id: int, provider_message_id: str, status: str) -> None:
     provider = Provider.objects.get(pk=provider_id)
     body = status_body(provider_message_id, status)
-    post_to_webhook(provider, body, signed_headers(provider, body))
+    provider_webhook_post(provider, body, signed_headers(provider, body))

@@ -93,19 +93,19 @@ def hmac_sha256_hex(secret: str, message: bytes) -> str:
 def clean_json_bytes(body: bytes) -> Any:
     """
     Parse a JSON body for storage in a JSON column. PostgreSQL's jsonb refuses the NUL character
-    (\\u0000) in text, so NULs are removed from every string after parsing.
+    (\\u0000) in text, so NULs are removed (and lone surrogates replaced) in every string after parsing.
     """
-    return _strip_nul(json.loads(body.decode("utf-8")))
+    return _clean_strings(json.loads(body.decode("utf-8")))
 
 
-def _strip_nul(value: Any) -> Any:
+def _clean_strings(value: Any) -> Any:
     if isinstance(value, str):
         # Also replace lone surrogates (valid in JSON escapes, invalid in UTF-8 and in the database).
         return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, list):
-        return [_strip_nul(item) for item in value]
+        return [_clean_strings(item) for item in value]
     if isinstance(value, dict):
-        return {_strip_nul(key): _strip_nul(item) for key, item in value.items()}
+        return {_clean_strings(key): _clean_strings(item) for key, item in value.items()}
     return value
 
 
@@ -116,7 +116,7 @@ class BaseProvider:
     accepted_content_types: ClassVar[tuple[str, ...]] = ("application/json",)
     #: Header names stored with each webhook event (lower case); signatures are kept for audits.
     stored_headers: ClassVar[tuple[str, ...]] = ()
-    #: Credential keys that must never be shown; everything under "credentials" is masked anyway.
+    #: Messages per second a new provider of this kind starts with.
     default_rate_limit_per_second: ClassVar[int] = 10
     #: Whether the admin offers "simulate an inbound message" (only a local simulator can).
     can_simulate_inbound: ClassVar[bool] = False

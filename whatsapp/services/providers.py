@@ -1,6 +1,7 @@
 import secrets
 from typing import Any
 
+import httpx
 from django.conf import settings
 from django.db import transaction
 
@@ -74,8 +75,7 @@ def _current_value(provider: Provider, option) -> Any:
 
 @transaction.atomic
 def provider_create(*, kind: str, name: str, options: dict[str, Any], actor: Any = None) -> Provider:
-    provider_class = provider_class_for(kind)
-    provider = Provider(kind=kind, name=name, rate_limit_per_second=provider_class.default_rate_limit_per_second)
+    provider = Provider(kind=kind, name=name)
     provider_apply_options(provider, options)
     provider_fill_defaults(provider)
     missing = provider_missing_options(provider)
@@ -101,14 +101,18 @@ def provider_set_paused(*, provider: Provider, paused: bool, actor: Any = None) 
         messages_release_held(provider=provider)
 
 
+def provider_webhook_post(provider: Provider, body: bytes, headers: dict[str, str],
+                          timeout: float = 10) -> httpx.Response:
+    """POST to the provider's own webhook URL, as a simulator plays the provider's servers."""
+    response = httpx.post(provider_webhook_url(provider), content=body, headers=headers, timeout=timeout)
+    response.raise_for_status()
+    return response
+
+
 def provider_simulate_inbound(*, provider: Provider, from_phone: str, name: str, text: str) -> int:
     """
     A simulator's phone sends a text: a signed webhook posted to the provider's own URL over HTTP, so it
     takes exactly the path a real provider's webhook takes. Returns the stored inbox event's id.
     """
-    import httpx
-
     body, headers = provider_for(provider).simulated_inbound(from_phone=from_phone, name=name, text=text)
-    response = httpx.post(provider_webhook_url(provider), content=body, headers=headers, timeout=5)
-    response.raise_for_status()
-    return int(response.json()["event"])
+    return int(provider_webhook_post(provider, body, headers, timeout=5).json()["event"])

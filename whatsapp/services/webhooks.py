@@ -3,6 +3,7 @@
 import hashlib
 import logging
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -13,6 +14,7 @@ from config.correlation import TASK_HEADER, get_correlation_id
 from whatsapp.models import Provider, WebhookEvent
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import WebhookRequest
+from whatsapp.services.audit import audit_record
 from whatsapp.services.inbound import event_apply
 
 logger = logging.getLogger(__name__)
@@ -138,10 +140,8 @@ def _apply_all(event: WebhookEvent) -> list[str]:
     return errors
 
 
-def webhook_event_replay(*, event: WebhookEvent, actor=None) -> None:
+def webhook_event_replay(*, event: WebhookEvent, actor: Any = None) -> None:
     """Admin replay: run a stored event through processing again (dedup keeps this harmless)."""
-    from whatsapp.services.audit import audit_record
-
     WebhookEvent.objects.filter(pk=event.pk).update(status=WebhookEvent.Status.PENDING, last_error="", attempts=0,
                                                     next_attempt_at=timezone.now())
     audit_record(action="webhook_event.replay", obj=event, actor=actor, before={"status": event.status})
