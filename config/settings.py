@@ -179,6 +179,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "whatsapp.tasks.prune_rejected_webhook_events_task",
         "schedule": 24 * 3600.0,
     },
+    "requeue-due-media-downloads": {
+        "task": "whatsapp.tasks.requeue_due_media_downloads_task",
+        "schedule": 30.0,
+    },
     "close-expired-sessions": {
         "task": "whatsapp.tasks.close_expired_sessions_task",
         "schedule": 300.0,
@@ -191,6 +195,13 @@ WEBHOOK_STALE_AFTER_SECONDS = env.int("WEBHOOK_STALE_AFTER_SECONDS", default=120
 WEBHOOK_REJECTED_RETENTION_DAYS = env.int("WEBHOOK_REJECTED_RETENTION_DAYS", default=14)
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY_BYTES + 1024 * 1024
 SESSION_WINDOW_HOURS = 24
+# Provider REST calls (Meta's Graph API, Chatwoot, media downloads).
+PROVIDER_HTTP_TIMEOUT_SECONDS = env.float("PROVIDER_HTTP_TIMEOUT_SECONDS", default=15.0)
+META_GRAPH_BASE_URL = env("META_GRAPH_BASE_URL", default="https://graph.facebook.com").rstrip("/")
+META_GRAPH_API_VERSION = env("META_GRAPH_API_VERSION", default="v25.0")
+# WhatsApp's largest file (a document) is 100 MB.
+MEDIA_MAX_BYTES = env.int("MEDIA_MAX_BYTES", default=100 * 1024 * 1024)
+MEDIA_MAX_ATTEMPTS = env.int("MEDIA_MAX_ATTEMPTS", default=25)
 SANDBOX_STATUS_DELAY_SECONDS = env.float("SANDBOX_STATUS_DELAY_SECONDS", default=1.0)
 
 # --- Storage: local directory by default; GCS when GCS_BUCKET_PREFIX / GCS_PROJECT are set. ---

@@ -9,8 +9,10 @@ from whatsapp.models import Provider
 from whatsapp.providers.events import Identity, IdentityKind
 
 # Business-scoped ids are only unique inside one business account, so they are stored with that
-# account as their scope and two businesses' ids never merge.
-SCOPED_KINDS = frozenset({IdentityKind.BUSINESS_SCOPED_ID, IdentityKind.PARENT_BUSINESS_SCOPED_ID})
+# account as their scope and two businesses' ids never merge. Twilio's ExternalUserId carries the
+# business-scoped id too; a Chatwoot contact id is only unique inside its Chatwoot account.
+SCOPED_KINDS = frozenset({IdentityKind.BUSINESS_SCOPED_ID, IdentityKind.PARENT_BUSINESS_SCOPED_ID,
+                          IdentityKind.TWILIO_EXTERNAL_ID, IdentityKind.CHATWOOT_CONTACT_ID})
 
 
 def phone_to_e164(raw: str) -> str:
@@ -29,8 +31,11 @@ def identity_normalize(identity: Identity, provider: Provider) -> Identity:
     value = identity.value.strip()
     if identity.kind == IdentityKind.PHONE:
         value = phone_to_e164(value)
-    scope = provider.business_account_id if identity.kind in SCOPED_KINDS else ""
-    return Identity(identity.kind, value, scope)
+    elif identity.kind == IdentityKind.EMAIL:
+        value = value.lower()
+    # A provider module may scope an id more finely itself (e.g. a Chatwoot installation and account).
+    scope = identity.scope or (provider.business_account_id if identity.kind in SCOPED_KINDS else "")
+    return Identity(identity.kind, value[:255], scope[:64])
 
 
 def _find_contact(identities: Iterable[Identity]) -> Contact | None:

@@ -1,5 +1,4 @@
 """Processing stored webhook events: contacts, conversations, sessions, dedup and statuses."""
-
 from datetime import timedelta
 
 import pytest
@@ -94,20 +93,3 @@ def test_a_message_after_the_window_opens_a_new_session(sandbox_provider, post_s
     assert (first.state, second.state) == ("closed", "open")
     assert first.closed_at == first.expires_at
     assert Message.objects.get(text="Hello again, two days later").session == second
-
-
-def test_processing_failure_keeps_the_event_for_retry(db, client):
-    from whatsapp.providers.base import hmac_sha256_hex
-    from whatsapp.providers.meta import SIGNATURE_HEADER
-    from whatsapp.services.providers import provider_create
-
-    provider = provider_create(kind="meta", name="Meta", options={
-        "phone_number_id": "1", "waba_id": "2", "access_token": "t", "app_secret": "s3cret", "verify_token": "v"})
-    body = b'{"object": "whatsapp_business_account", "entry": []}'
-    response = client.post(f"/webhooks/meta/{provider.public_id}/", data=body, content_type="application/json",
-                           headers={SIGNATURE_HEADER: "sha256=" + hmac_sha256_hex("s3cret", body)})
-    assert response.status_code == 200
-    event = webhook_event_process(json_body(response)["event"])
-    assert event.status == "failed" and event.attempts == 1
-    assert "NotImplementedError" in event.last_error
-    assert bytes(event.body) == body

@@ -28,7 +28,7 @@ def test_one_bad_event_does_not_hold_back_the_others(sandbox_provider, post_sand
     texts = set(Message.objects.values_list("text", flat=True))
     assert texts == {"first, fine", "third, fine, odd time", "lone ? surrogate"}
     assert event.status == "failed" and event.event_count == 4
-    assert event.last_error.startswith("event 1: DataError")
+    assert event.last_error.startswith("event 1 (InboundMessage sbx-in-XXX") and "DataError" in event.last_error
     assert event.next_attempt_at > timezone.now()
 
     # The retry re-applies everything; what was stored is not stored twice.

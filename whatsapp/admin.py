@@ -1,4 +1,5 @@
 import json
+from urllib.parse import parse_qsl
 
 import httpx
 from django import forms
@@ -23,6 +24,7 @@ from whatsapp.models import (
 )
 from whatsapp.providers import provider_class_for, provider_for, registered_kinds
 from whatsapp.services.api_tokens import api_token_create, api_token_revoke
+from whatsapp.services.media import media_retry
 from whatsapp.services.providers import (
     ROW_TARGETS,
     provider_apply_options,
@@ -33,7 +35,7 @@ from whatsapp.services.providers import (
     provider_simulate_inbound,
     provider_webhook_url,
 )
-from whatsapp.services.webhooks import webhook_event_replay
+from whatsapp.services.webhooks import webhook_event_replay, webhook_events_replay_unrouted
 
 
 def _extra_options() -> dict[str, list]:
@@ -109,6 +111,8 @@ class ProviderAdmin(AuditedModelAdmin):
     def save_model(self, request, obj, form, change):
         provider_fill_defaults(obj)  # after the form has written its fields onto the row
         super().save_model(request, obj, form, change)
+        # Updates that named this number before the provider existed were kept and flagged; apply them now.
+        webhook_events_replay_unrouted(provider=obj)
 
     def get_urls(self):
         simulate = path("<int:provider_id>/simulate-inbound/", self.admin_site.admin_view(self.simulate_inbound),
@@ -320,18 +324,39 @@ class MessageStatusEventAdmin(ReadOnlyModelAdmin):
 
 @admin.register(Media)
 class MediaAdmin(ReadOnlyModelAdmin):
-    list_display = ["id", "message", "mime_type", "state", "attempts", "size_bytes", "created_at"]
+    list_display = ["id", "message", "mime_type", "state", "attempts", "size_bytes", "last_error", "created_at"]
     list_filter = ["state", "mime_type"]
     search_fields = ["provider_media_id", "sha256", "filename"]
     raw_id_fields = ["message"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    actions = ["retry_download"]
+
+    @admin.action(description="Retry the download now")
+    def retry_download(self, request, queryset):
+        count = media_retry(queryset.exclude(state=Media.State.FETCHED), actor=request.user)
+        self.message_user(request, f"{count} download(s) queued.")
+
+
+class FlaggedFilter(admin.SimpleListFilter):
+    title = "routing"
+    parameter_name = "routing"
+
+    def lookups(self, request, model_admin):
+        return [("unrouted", "Names a number no provider has"), ("notes", "Has updates we do not act on")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "unrouted":
+            return queryset.exclude(unrouted_to="")
+        if self.value() == "notes":
+            return queryset.exclude(notes="")
+        return queryset
 
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyModelAdmin):
     list_display = ["id", "received_at", "kind", "provider", "status", "http_status", "signature_valid",
-                    "event_count", "attempts", "rejection_reason"]
-    list_filter = ["status", "kind", "signature_valid", "http_status", "provider"]
+                    "event_count", "attempts", "rejection_reason", "unrouted_to"]
+    list_filter = ["status", "kind", "signature_valid", FlaggedFilter, "http_status", "provider"]
     search_fields = ["correlation_id", "delivery_id", "rejection_reason", "last_error"]
     readonly_fields = [f.name for f in WebhookEvent._meta.fields if f.name != "body"] + ["pretty_body"]
     exclude = ["body"]
@@ -342,6 +367,8 @@ class WebhookEventAdmin(ReadOnlyModelAdmin):
     def pretty_body(self, obj):
         raw = bytes(obj.body or b"")
         try:
+            if obj.content_type == "application/x-www-form-urlencoded":
+                return pretty_json(dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True)))
             return pretty_json(json.loads(raw.decode("utf-8")))
         except (UnicodeDecodeError, ValueError):
             return format_html("<pre style='white-space:pre-wrap'>{}</pre>", raw.decode("utf-8", "replace"))

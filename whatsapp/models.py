@@ -58,6 +58,8 @@ class Conversation(models.Model):
                                  related_name="assigned_conversations")
     external_conversation_id = models.CharField(max_length=64, blank=True,
                                                 help_text="The provider's conversation id, e.g. Chatwoot's.")
+    external_state = models.CharField(max_length=20, blank=True,
+                                      help_text="The provider's state of that conversation (open, resolved...).")
     last_message_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -121,6 +123,7 @@ class Message(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
+    played_at = models.DateTimeField(null=True, blank=True, help_text="First play of a voice message.")
     failed_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(null=True, blank=True, help_text="When the provider says it was sent to us.")
     error_code = models.CharField(max_length=32, blank=True)
@@ -215,12 +218,18 @@ class Media(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     expires_at = models.DateTimeField(null=True, blank=True, help_text="When the provider forgets the media id.")
+    next_attempt_at = models.DateTimeField(null=True, blank=True,
+                                           help_text="When the retry job tries the download again.")
+    fetched_at = models.DateTimeField(null=True, blank=True)
     archive_path = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name_plural = "media"
-        indexes = [models.Index(fields=["state", "created_at"], name="media_state_idx")]
+        indexes = [
+            models.Index(fields=["state", "created_at"], name="media_state_idx"),
+            models.Index(fields=["state", "next_attempt_at"], name="media_due_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.mime_type or 'media'} for message {self.message_id}"
@@ -253,6 +262,12 @@ class WebhookEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     event_count = models.PositiveIntegerField(default=0, help_text="Normalized events parsed from it.")
+    unrouted_to = models.CharField(
+        max_length=255, blank=True, db_index=True,
+        help_text="Numbers (e.g. Meta phone number ids) it named that no active provider has: kept, flagged, "
+                  "and replayed when such a provider is added.",
+    )
+    notes = models.TextField(blank=True, help_text="Updates it carried that we keep but do not act on.")
     archive_path = models.CharField(max_length=500, blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)

@@ -29,6 +29,21 @@ def prune_rejected_webhook_events_task() -> int:
 
 
 @shared_task
+def download_media_task(media_id: int) -> str:
+    from whatsapp.services.media import media_download
+
+    media = media_download(media_id)
+    return media.state if media else "missing"
+
+
+@shared_task
+def requeue_due_media_downloads_task() -> int:
+    from whatsapp.services.media import media_requeue_due
+
+    return media_requeue_due()
+
+
+@shared_task
 def close_expired_sessions_task() -> int:
     from whatsapp.services.sessions import sessions_close_expired
 

@@ -6,12 +6,26 @@ only through these methods and the normalized dataclasses in `events.py`.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from whatsapp.providers.events import ConnectionCheck, NormalizedEvent, OutboundMessage, SendResult
+import httpx
+from django.conf import settings
+
+from whatsapp.providers.events import (
+    ConnectionCheck,
+    DownloadedMedia,
+    MediaRef,
+    NormalizedEvent,
+    OutboundMessage,
+    SendResult,
+    StoredWebhook,
+)
 
 if TYPE_CHECKING:
     from whatsapp.models import Provider as ProviderRow
@@ -90,6 +104,49 @@ def hmac_sha256_hex(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode(), message, "sha256").hexdigest()
 
 
+def http_client(**kwargs: Any) -> httpx.Client:
+    """The HTTP client every provider module uses for its REST calls (timeouts from settings)."""
+    return httpx.Client(timeout=settings.PROVIDER_HTTP_TIMEOUT_SECONDS, **kwargs)
+
+
+def is_retryable_status(status: int) -> bool:
+    return status in (408, 425, 429) or status >= 500
+
+
+def fetch_media_bytes(client: httpx.Client, url: str, **kwargs: Any) -> httpx.Response:
+    """
+    GET a media file, following redirects, refusing files over MEDIA_MAX_BYTES. Raises ProviderError,
+    retryable for network trouble, timeouts, 429 and 5xx.
+    """
+    limit = settings.MEDIA_MAX_BYTES
+    try:
+        with client.stream("GET", url, follow_redirects=True, **kwargs) as response:
+            if response.status_code >= 400:
+                raise ProviderError(f"media download answered HTTP {response.status_code}",
+                                    code=f"http_{response.status_code}",
+                                    retryable=is_retryable_status(response.status_code))
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise ProviderError(f"media is larger than {limit} bytes", code="too_large")
+                chunks.append(chunk)
+            response._content = b"".join(chunks)
+            return response
+    except httpx.HTTPError as exc:
+        raise ProviderError(f"media download failed: {type(exc).__name__}: {exc}", code="network",
+                            retryable=True) from exc
+
+
+def sha256_matches(content: bytes, expected: str) -> bool:
+    """Providers give a file's SHA-256 as hex (Meta's media endpoint) or base64 (some webhooks)."""
+    digest = hashlib.sha256(content).digest()
+    expected = expected.strip()
+    if len(expected) == 64:
+        return hmac.compare_digest(digest.hex(), expected.lower())
+    return hmac.compare_digest(base64.b64encode(digest).decode(), expected)
+
+
 def clean_json_bytes(body: bytes) -> Any:
     """
     Parse a JSON body for storage in a JSON column. PostgreSQL's jsonb refuses the NUL character
@@ -120,6 +177,8 @@ class BaseProvider:
     default_rate_limit_per_second: ClassVar[int] = 10
     #: Whether the admin offers "simulate an inbound message" (only a local simulator can).
     can_simulate_inbound: ClassVar[bool] = False
+    #: How long the provider keeps an inbound media file downloadable; None when it gives no limit.
+    media_lifetime: ClassVar[timedelta | None] = None
 
     def __init__(self, provider: ProviderRow):
         self.provider = provider
@@ -144,8 +203,16 @@ class BaseProvider:
         """The provider's id for this delivery when it sends one (for dedup of redeliveries)."""
         return ""
 
-    def parse_webhook(self, body: bytes, headers: dict[str, str], content_type: str) -> list[NormalizedEvent]:
+    def webhook_query(self) -> dict[str, str]:
+        """Query parameters the provider must call our webhook URL with (a URL token, where used)."""
+        return {}
+
+    def parse_webhook(self, stored: StoredWebhook) -> list[NormalizedEvent]:
         raise NotImplementedError
+
+    def download_media(self, media: MediaRef) -> DownloadedMedia:
+        """Fetch one inbound attachment. Raises ProviderError (retryable or not)."""
+        raise ProviderError(f"{self.label} has no media to download", code="not_supported")
 
     # --- sending ---------------------------------------------------------------------------
     def send(self, message: OutboundMessage) -> SendResult:

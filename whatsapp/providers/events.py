@@ -47,6 +47,7 @@ class MessageType(models.TextChoices):
     BUTTON = "button", "Button"
     REACTION = "reaction", "Reaction"
     TEMPLATE = "template", "Template"
+    ORDER = "order", "Order"
     SYSTEM = "system", "System"
     UNSUPPORTED = "unsupported", "Unsupported"
 
@@ -65,6 +66,7 @@ class IdentityKind(models.TextChoices):
     TWILIO_EXTERNAL_ID = "twilio_external_id", "Twilio external user id"
     CHATWOOT_CONTACT_ID = "chatwoot_contact_id", "Chatwoot contact id"
     SANDBOX_ID = "sandbox_id", "Sandbox phone id"
+    EMAIL = "email", "Email address"
 
 
 class TemplateStatus(models.TextChoices):
@@ -99,6 +101,7 @@ class MediaRef:
     sha256: str = ""
     filename: str = ""
     caption: str = ""
+    size_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,52 @@ class InboundMessage:
     reply_to_provider_message_id: str = ""
     # The provider-side id of the business number or inbox the message was sent to (used to route one
     # shared webhook URL to the right provider row); empty when the URL already names the provider.
+    routed_to: str = ""
+    # The provider's own conversation id where it has one (Chatwoot's display id, used to reply).
+    conversation_ref: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OutboundEcho:
+    """
+    A provider telling us about a message sent from the business side: our own send echoed back
+    (Chatwoot does this) or one an agent typed in the provider's UI. It is matched to the message we
+    sent, never stored twice and never treated as something the customer said.
+    """
+
+    provider_message_id: str
+    timestamp: datetime
+    identities: tuple[Identity, ...]
+    message_type: str = MessageType.TEXT
+    text: str = ""
+    content: dict[str, Any] = field(default_factory=dict)
+    # Our own reference, when the provider echoes the one we gave it on sending.
+    client_reference: str = ""
+    sender_label: str = ""
+    conversation_ref: str = ""
+    routed_to: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContactProfile:
+    """What a provider knows about a person (Chatwoot contact events): linked into the identity ledger."""
+
+    identities: tuple[Identity, ...]
+    profile_name: str = ""
+    routed_to: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConversationUpdate:
+    """A provider-side conversation opened or changed state (Chatwoot: open, pending, resolved...)."""
+
+    identities: tuple[Identity, ...]
+    conversation_ref: str
+    state: str = ""
+    profile_name: str = ""
     routed_to: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -135,9 +184,13 @@ class TemplateStatusUpdate:
     provider_template_id: str
     name: str
     language: str
+    # A TemplateStatus; UNKNOWN when the report changes something else (quality, category).
     status: str
     reason: str = ""
+    quality: str = ""
+    category: str = ""
     timestamp: datetime | None = None
+    routed_to: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -146,10 +199,30 @@ class UnhandledEvent:
     """Something valid we do not act on (yet); kept so that nothing is silently dropped."""
 
     description: str
+    routed_to: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
 
 
-NormalizedEvent = InboundMessage | StatusUpdate | TemplateStatusUpdate | UnhandledEvent
+NormalizedEvent = (InboundMessage | StatusUpdate | TemplateStatusUpdate | OutboundEcho | ContactProfile
+                   | ConversationUpdate | UnhandledEvent)
+
+
+@dataclass(frozen=True)
+class StoredWebhook:
+    """A stored webhook request as a provider module parses it (the raw body and what came with it)."""
+
+    body: bytes
+    headers: dict[str, str]
+    content_type: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class DownloadedMedia:
+    content: bytes
+    mime_type: str = ""
+    # The provider's checksum of the file when it gives one (hex or base64), checked after download.
+    sha256: str = ""
 
 
 @dataclass(frozen=True)

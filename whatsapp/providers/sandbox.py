@@ -43,6 +43,7 @@ from whatsapp.providers.events import (
     OutboundMessage,
     SendResult,
     StatusUpdate,
+    StoredWebhook,
     UnhandledEvent,
 )
 
@@ -108,8 +109,8 @@ class SandboxProvider(BaseProvider):
         if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
             raise WebhookRejected(400, 'body must be a JSON object with an "events" list')
 
-    def parse_webhook(self, body: bytes, headers: dict[str, str], content_type: str) -> list[NormalizedEvent]:
-        payload = clean_json_bytes(body)
+    def parse_webhook(self, stored: StoredWebhook) -> list[NormalizedEvent]:
+        payload = clean_json_bytes(stored.body)
         return [self._parse_event(item) for item in payload.get("events", [])]
 
     def _parse_event(self, item: Any) -> NormalizedEvent:

@@ -1,24 +1,33 @@
 """Applying normalized events to the database: messages, statuses, sessions."""
 
 import logging
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from contacts.models import Contact
 from contacts.services import contact_resolve
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider, WebhookEvent
+from whatsapp.providers import provider_for
 from whatsapp.providers.events import (
     STATUS_RANK,
+    ContactProfile,
+    ConversationUpdate,
+    Identity,
     InboundMessage,
+    MediaRef,
     MessageStatus,
     NormalizedEvent,
+    OutboundEcho,
     StatusUpdate,
     TemplateStatusUpdate,
     UnhandledEvent,
 )
 from whatsapp.services.locks import lock_key
-from whatsapp.services.sessions import session_open_or_extend
+from whatsapp.services.sessions import session_current, session_open_or_extend
 
 logger = logging.getLogger(__name__)
 
@@ -26,17 +35,60 @@ STATUS_TIMESTAMP_FIELD = {
     MessageStatus.SENT: "sent_at",
     MessageStatus.DELIVERED: "delivered_at",
     MessageStatus.READ: "read_at",
+    MessageStatus.PLAYED: "played_at",
     MessageStatus.FAILED: "failed_at",
 }
+# How long an echo of our own send may wait for the send task to record the provider's id.
+ECHO_WAIT_FOR_SEND = timedelta(minutes=10)
 
 
-def conversation_get_or_create(*, provider: Provider, contact: Contact) -> Conversation:
+class RetryLater(Exception):
+    """An event that cannot be applied yet but will be (the webhook event is retried with backoff)."""
+
+
+def conversation_get_or_create(*, provider: Provider, contact: Contact, external_id: str = "") -> Conversation:
     try:
         with transaction.atomic():
             conversation, _ = Conversation.objects.get_or_create(provider=provider, contact=contact)
     except IntegrityError:
         conversation = Conversation.objects.get(provider=provider, contact=contact)
+    if external_id and conversation.external_conversation_id != external_id:
+        # The provider's own thread id (Chatwoot's conversation), needed to reply in that thread.
+        conversation.external_conversation_id = external_id
+        conversation.save(update_fields=["external_conversation_id"])
     return conversation
+
+
+def _contact_and_conversation(*, provider: Provider, identities: Iterable[Identity], profile_name: str,
+                              seen_at: datetime | None, conversation_ref: str) -> Conversation:
+    contact = contact_resolve(provider=provider, identities=identities, profile_name=profile_name, seen_at=seen_at)
+    return conversation_get_or_create(provider=provider, contact=contact, external_id=conversation_ref)
+
+
+def _media_create(*, provider: Provider, message: Message, refs: Iterable[MediaRef]) -> None:
+    lifetime = provider_for(provider).media_lifetime
+    for ref in refs:
+        media = Media.objects.create(
+            message=message, provider_media_id=ref.provider_media_id, source_url=ref.url[:2000],
+            mime_type=ref.mime_type[:100], sha256=ref.sha256[:64], filename=ref.filename[:255], caption=ref.caption,
+            size_bytes=ref.size_bytes, next_attempt_at=timezone.now(),
+            expires_at=(message.received_at + lifetime) if lifetime and message.received_at else None,
+        )
+        media_enqueue(media.pk)
+
+
+def media_enqueue(media_id: int) -> None:
+    from whatsapp.tasks import download_media_task
+
+    # robust: with the broker down the row stays pending and the retry beat job picks it up.
+    transaction.on_commit(lambda: download_media_task.delay(media_id), robust=True)
+
+
+def _with_quote(event: InboundMessage) -> dict:
+    # The quoted message may be one we never stored (sent before this platform): keep its id anyway.
+    if event.reply_to_provider_message_id:
+        return {**event.content, "quoted_message_id": event.reply_to_provider_message_id}
+    return event.content
 
 
 @transaction.atomic
@@ -50,9 +102,9 @@ def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple
         Message.objects.filter(pk=existing.pk).update(duplicate_count=F("duplicate_count") + 1)
         return existing, False
 
-    contact = contact_resolve(provider=provider, identities=event.identities, profile_name=event.profile_name,
-                              seen_at=event.timestamp)
-    conversation = conversation_get_or_create(provider=provider, contact=contact)
+    conversation = _contact_and_conversation(provider=provider, identities=event.identities,
+                                             profile_name=event.profile_name, seen_at=event.timestamp,
+                                             conversation_ref=event.conversation_ref)
     # Lock the conversation so concurrent messages of one contact open at most one session.
     conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
     session = session_open_or_extend(conversation=conversation, inbound_at=event.timestamp)
@@ -69,7 +121,7 @@ def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple
                 direction=Message.Direction.INBOUND,
                 message_type=event.message_type,
                 text=event.text,
-                content=event.content,
+                content=_with_quote(event),
                 provider_message_id=event.provider_message_id,
                 reply_to=reply_to,
                 status=MessageStatus.RECEIVED,
@@ -80,9 +132,7 @@ def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple
         message = Message.objects.get(provider=provider, provider_message_id=event.provider_message_id)
         Message.objects.filter(pk=message.pk).update(duplicate_count=F("duplicate_count") + 1)
         return message, False
-    for ref in event.media:
-        Media.objects.create(message=message, provider_media_id=ref.provider_media_id, source_url=ref.url,
-                             mime_type=ref.mime_type, sha256=ref.sha256, filename=ref.filename, caption=ref.caption)
+    _media_create(provider=provider, message=message, refs=event.media)
     if conversation.last_message_at is None or event.timestamp > conversation.last_message_at:
         conversation.last_message_at = event.timestamp
         conversation.save(update_fields=["last_message_at"])
@@ -102,14 +152,27 @@ def status_is_forward(current: str, new: str) -> bool:
     return STATUS_RANK[new] > STATUS_RANK.get(current, -1)
 
 
+def _backfill_step_time(message: Message, status_event: MessageStatusEvent) -> None:
+    """A late report for a step already implied (delivered after read) still gives that step its own time."""
+    field = STATUS_TIMESTAMP_FIELD.get(status_event.status)
+    if status_event.status == MessageStatus.FAILED or field is None:
+        return
+    current = getattr(message, field)
+    if current is None or status_event.occurred_at < current:
+        setattr(message, field, status_event.occurred_at)
+        message.save(update_fields=[field, "updated_at"])
+
+
 def _apply_status(message: Message, status_event: MessageStatusEvent) -> bool:
     new = status_event.status
     if not status_is_forward(message.status, new):
+        if message.status != MessageStatus.FAILED:
+            _backfill_step_time(message, status_event)
         return False
     fields = ["status", "updated_at"]
     message.status = new
     # Fill every step the report implies: a read report means it was also sent and delivered.
-    for step in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ):
+    for step in (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.PLAYED):
         if new != MessageStatus.FAILED and STATUS_RANK[step] <= STATUS_RANK.get(new, -1):
             field = STATUS_TIMESTAMP_FIELD[step]
             if getattr(message, field) is None:
@@ -158,9 +221,76 @@ def orphan_statuses_apply(message: Message) -> None:
         status_event.save(update_fields=["message", "applied"])
 
 
+def _echo_target(provider: Provider, event: OutboundEcho) -> Message | None:
+    """Our outbound message this echo is about, when the provider gave back our reference."""
+    if not event.client_reference.isdigit():
+        return None
+    return (Message.objects.select_for_update()
+            .filter(pk=int(event.client_reference), provider=provider, direction=Message.Direction.OUTBOUND)
+            .first())
+
+
+@transaction.atomic
+def outbound_echo_apply(*, provider: Provider, event: OutboundEcho) -> Message:
+    """
+    A message sent from the business side, reported back by the provider. Our own sends are matched
+    (by the provider's id once the send recorded it, or by our reference), so they are never stored
+    twice; a message an agent wrote in the provider's own UI is stored as outbound, already sent.
+    Neither is ever treated as customer input, so nothing can answer it (no loops).
+    """
+    lock_key("provider-message", provider.pk, event.provider_message_id)
+    existing = Message.objects.filter(provider=provider, provider_message_id=event.provider_message_id).first()
+    if existing:
+        Message.objects.filter(pk=existing.pk).update(duplicate_count=F("duplicate_count") + 1)
+        return existing
+    ours = _echo_target(provider, event)
+    if ours is not None and not ours.provider_message_id:
+        ours.provider_message_id = event.provider_message_id
+        ours.save(update_fields=["provider_message_id", "updated_at"])
+        orphan_statuses_apply(ours)
+        return ours
+    conversation = _contact_and_conversation(provider=provider, identities=event.identities, profile_name="",
+                                             seen_at=None, conversation_ref=event.conversation_ref)
+    in_flight = Message.objects.filter(
+        conversation=conversation, direction=Message.Direction.OUTBOUND, status=MessageStatus.SENDING,
+        provider_message_id__isnull=True, updated_at__gte=timezone.now() - ECHO_WAIT_FOR_SEND,
+    )
+    if in_flight.exists():
+        # Our send task has the provider's answer but has not recorded its id yet: try again shortly
+        # rather than store our own message a second time.
+        raise RetryLater("echo of a send whose provider id is not recorded yet")
+    return Message.objects.create(
+        provider=provider, conversation=conversation, direction=Message.Direction.OUTBOUND,
+        message_type=event.message_type, text=event.text,
+        content={**event.content, "sent_from_provider": True, "sender": event.sender_label},
+        provider_message_id=event.provider_message_id, status=MessageStatus.SENT, sent_at=event.timestamp,
+        session=session_current(conversation, at=event.timestamp),
+    )
+
+
+def contact_profile_apply(*, provider: Provider, event: ContactProfile) -> Contact:
+    return contact_resolve(provider=provider, identities=event.identities, profile_name=event.profile_name)
+
+
+def conversation_update_apply(*, provider: Provider, event: ConversationUpdate) -> Conversation:
+    conversation = _contact_and_conversation(provider=provider, identities=event.identities,
+                                             profile_name=event.profile_name, seen_at=None,
+                                             conversation_ref=event.conversation_ref)
+    if event.state and conversation.external_state != event.state:
+        conversation.external_state = event.state
+        conversation.save(update_fields=["external_state"])
+    return conversation
+
+
 def event_apply(*, provider: Provider, event: NormalizedEvent, webhook_event: WebhookEvent | None) -> None:
     if isinstance(event, InboundMessage):
         inbound_message_apply(provider=provider, event=event)
+    elif isinstance(event, OutboundEcho):
+        outbound_echo_apply(provider=provider, event=event)
+    elif isinstance(event, ContactProfile):
+        contact_profile_apply(provider=provider, event=event)
+    elif isinstance(event, ConversationUpdate):
+        conversation_update_apply(provider=provider, event=event)
     elif isinstance(event, StatusUpdate):
         status_update_apply(provider=provider, event=event, webhook_event=webhook_event)
     elif isinstance(event, TemplateStatusUpdate):

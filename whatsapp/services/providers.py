@@ -1,5 +1,6 @@
 import secrets
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from django.conf import settings
@@ -8,6 +9,7 @@ from django.db import transaction
 from whatsapp.models import Provider
 from whatsapp.providers import provider_class_for, provider_for
 from whatsapp.services.audit import audit_record
+from whatsapp.services.webhooks import webhook_events_replay_unrouted
 
 ROW_TARGETS = ("phone_number", "external_id", "business_account_id")
 
@@ -17,7 +19,9 @@ class ProviderConfigError(ValueError):
 
 
 def provider_webhook_url(provider: Provider) -> str:
-    return f"{settings.PUBLIC_BASE_URL}/webhooks/{provider.kind}/{provider.public_id}/"
+    url = f"{settings.PUBLIC_BASE_URL}/webhooks/{provider.kind}/{provider.public_id}/"
+    query = provider_for(provider).webhook_query()
+    return f"{url}?{urlencode(query)}" if query else url
 
 
 def mask_secret(value: str) -> str:
@@ -84,6 +88,8 @@ def provider_create(*, kind: str, name: str, options: dict[str, Any], actor: Any
     provider.save()
     audit_record(action="provider.create", obj=provider, actor=actor,
                  after={"kind": kind, "name": name, "credentials": sorted(provider.credentials)})
+    # Updates that named this number before the provider existed were kept and flagged; apply them now.
+    webhook_events_replay_unrouted(provider=provider)
     return provider
 
 

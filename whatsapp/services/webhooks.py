@@ -14,6 +14,7 @@ from config.correlation import TASK_HEADER, get_correlation_id
 from whatsapp.models import Provider, WebhookEvent
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import WebhookRequest
+from whatsapp.providers.events import NormalizedEvent, StoredWebhook, UnhandledEvent
 from whatsapp.services.audit import audit_record
 from whatsapp.services.inbound import event_apply
 
@@ -118,26 +119,75 @@ def webhook_event_process(event_id: int) -> WebhookEvent | None:
             event.processed_at = now
             event.next_attempt_at = None
         event.save(update_fields=["status", "attempts", "last_error", "event_count", "processed_at",
-                                  "next_attempt_at"])
+                                  "next_attempt_at", "unrouted_to", "notes"])
     logger.info("webhook event %s", event.status, extra={"webhook_event": event.pk, "events": event.event_count,
                                                          "attempts": event.attempts})
     return event
 
 
+def provider_route(receiver: Provider, routed_to: str, cache: dict[str, Provider | None]) -> Provider | None:
+    """
+    The provider an update is for. One Meta app posts every number's updates to one URL, so an update
+    names its number and goes to the active provider of the same kind that has it; None when none does.
+    """
+    if not routed_to or routed_to == receiver.external_id:
+        return receiver
+    if routed_to not in cache:
+        cache[routed_to] = Provider.objects.filter(kind=receiver.kind, external_id=routed_to, is_active=True).first()
+    return cache[routed_to]
+
+
+def _stored(event: WebhookEvent) -> StoredWebhook:
+    return StoredWebhook(body=bytes(event.body), headers=event.headers, content_type=event.content_type,
+                         received_at=event.received_at)
+
+
 def _apply_all(event: WebhookEvent) -> list[str]:
     try:
-        events = provider_for(event.provider).parse_webhook(bytes(event.body), event.headers, event.content_type)
+        events = provider_for(event.provider).parse_webhook(_stored(event))
     except Exception as exc:  # noqa: BLE001 - whatever the parser does, the event is kept and retried
         return [f"parse: {type(exc).__name__}: {exc}"]
     event.event_count = len(events)
-    errors = []
+    errors: list[str] = []
+    unrouted: set[str] = set()
+    notes: list[str] = []
+    routes: dict[str, Provider | None] = {}
     for index, normalized in enumerate(events):
+        target = provider_route(event.provider, normalized.routed_to, routes)
+        if target is None:
+            unrouted.add(normalized.routed_to)
+            continue
+        if isinstance(normalized, UnhandledEvent):
+            notes.append(normalized.description)
         try:
             with transaction.atomic():
-                event_apply(provider=event.provider, event=normalized, webhook_event=event)
+                event_apply(provider=target, event=normalized, webhook_event=event)
         except Exception as exc:  # noqa: BLE001 - one bad update must not block the rest
-            errors.append(f"event {index}: {type(exc).__name__}: {exc}")
+            errors.append(f"event {index} ({_describe(normalized)}): {type(exc).__name__}: {exc}")
+    event.unrouted_to = " ".join(sorted(unrouted))[:255]
+    event.notes = "\n".join(notes)[:4000]
+    if unrouted:
+        logger.warning("webhook event names numbers no provider has", extra={"webhook_event": event.pk,
+                                                                             "unrouted_to": event.unrouted_to})
     return errors
+
+
+def _describe(normalized: NormalizedEvent) -> str:
+    ident = getattr(normalized, "provider_message_id", "") or getattr(normalized, "name", "")
+    return f"{type(normalized).__name__} {ident[:60]}".strip()
+
+
+def webhook_events_replay_unrouted(*, provider: Provider) -> int:
+    """Replay the flagged events that named this provider's number before it existed."""
+    if not provider.external_id:
+        return 0
+    flagged = WebhookEvent.objects.filter(kind=provider.kind, unrouted_to__contains=provider.external_id)
+    count = 0
+    for event in flagged:
+        if provider.external_id in event.unrouted_to.split():
+            webhook_event_replay(event=event, actor=None)
+            count += 1
+    return count
 
 
 def webhook_event_replay(*, event: WebhookEvent, actor: Any = None) -> None:
