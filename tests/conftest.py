@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from django.contrib.auth import get_user_model
 
 from whatsapp import sandbox_phone
@@ -148,3 +150,33 @@ def celery_worker(worker_env, tmp_path):
 
 def json_body(response):
     return json.loads(response.content.decode())
+
+
+def start_redis(port: int) -> subprocess.Popen:
+    process = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+                                "127.0.0.1", "--save", "", "--appendonly", "no"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: _pings(port), 10, message="redis-server to start")
+    return process
+
+
+def _pings(port):
+    try:
+        return redis.Redis(port=port, socket_timeout=0.5).ping()
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def own_redis():
+    """A Redis server of our own, so the test can really stop the broker."""
+    port = free_port()
+    process = start_redis(port)
+    yield port, process
+    stop_process(process)

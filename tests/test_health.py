@@ -1,13 +1,10 @@
 """/health/ answers 200 when everything works and 503 naming what does not."""
 
-import shutil
-import subprocess
 import time
 
 import pytest
-import redis
 
-from tests.conftest import free_port, json_body, wait_until
+from tests.conftest import json_body
 
 pytestmark = pytest.mark.django_db
 
@@ -18,27 +15,6 @@ def test_health_is_ok_with_database_broker_and_storage(client):
     body = json_body(response)
     assert body["status"] == "ok"
     assert set(body["checks"]) == {"database", "broker", "storage"}
-
-
-@pytest.fixture
-def own_redis():
-    """A Redis server of our own, so the test can really stop the broker."""
-    port = free_port()
-    process = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
-                                "127.0.0.1", "--save", "", "--appendonly", "no"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: _pings(port), 10, message="redis-server to start")
-    yield port, process
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-
-
-def _pings(port):
-    try:
-        return redis.Redis(port=port, socket_timeout=0.5).ping()
-    except redis.exceptions.ConnectionError:
-        return False
 
 
 def test_stopped_broker_gives_503_naming_it(client, settings, own_redis):

@@ -101,6 +101,8 @@ class TwilioProvider(BaseProvider):
     def check_body(self, request: WebhookRequest) -> None:
         if not request.form:
             raise WebhookRejected(400, "body must be a non-empty form")
+        if not (request.form.get("MessageSid") or request.form.get("SmsSid")):
+            raise WebhookRejected(400, "form has no MessageSid: not a Twilio message or status callback")
 
     def verify_webhook(self, request: WebhookRequest) -> None:
         token = self.credential(AUTH_TOKEN)

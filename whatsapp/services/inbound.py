@@ -27,6 +27,7 @@ from whatsapp.providers.events import (
     UnhandledEvent,
 )
 from whatsapp.services.locks import lock_key
+from whatsapp.services.queueing import publish_on_commit
 from whatsapp.services.sessions import session_current, session_open_or_extend
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,8 @@ def _media_create(*, provider: Provider, message: Message, refs: Iterable[MediaR
 def media_enqueue(media_id: int) -> None:
     from whatsapp.tasks import download_media_task
 
-    # robust: with the broker down the row stays pending and the retry beat job picks it up.
-    transaction.on_commit(lambda: download_media_task.delay(media_id), robust=True)
+    # With the broker down the row stays pending and the retry beat job picks it up.
+    publish_on_commit(lambda: download_media_task.delay(media_id), what=f"media {media_id}")
 
 
 def _with_quote(event: InboundMessage) -> dict:

@@ -17,6 +17,7 @@ from whatsapp.providers.base import WebhookRequest
 from whatsapp.providers.events import NormalizedEvent, StoredWebhook, UnhandledEvent
 from whatsapp.services.audit import audit_record
 from whatsapp.services.inbound import event_apply
+from whatsapp.services.queueing import publish_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +87,10 @@ def webhook_event_enqueue(event: WebhookEvent) -> None:
 
     # The task carries the correlation id of the request that brought the event, even when requeued.
     headers = {TASK_HEADER: event.correlation_id} if event.correlation_id else {}
-    # robust: a broker outage must not turn an acknowledged webhook into an error; the row stays
-    # pending and the requeue beat job sends it once its next_attempt_at is due.
-    transaction.on_commit(lambda: process_webhook_event_task.apply_async((event.pk,), headers=headers), robust=True)
+    # A broker outage must not turn an acknowledged webhook into an error: the row stays pending and the
+    # requeue beat job sends it once its next_attempt_at is due.
+    publish_on_commit(lambda: process_webhook_event_task.apply_async((event.pk,), headers=headers),
+                      what=f"webhook event {event.pk}")
 
 
 def webhook_event_process(event_id: int) -> WebhookEvent | None:

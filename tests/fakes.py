@@ -1,0 +1,75 @@
+"""
+Local HTTP servers that play a provider's side in tests: they answer with scripted responses and
+record what they received, so a test asserts what the provider saw.
+"""
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, payload, status: int = 200) -> "Reply":
+        return cls(status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+
+
+class FakeServer:
+    """`routes[path]` is a list of replies used in turn (the last one repeats)."""
+
+    def __init__(self):
+        self.routes: dict[str, list[Reply]] = {}
+        self.requests: list[Recorded] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                parts = urlsplit(self.path)
+                server.requests.append(Recorded(self.command, parts.path, parts.query,
+                                                {k.lower(): v for k, v in self.headers.items()},
+                                                self.rfile.read(length) if length else b""))
+                replies = server.routes.get(parts.path) or [Reply(404, b'{"error": "no route"}')]
+                reply = replies.pop(0) if len(replies) > 1 else replies[0]
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _handle
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FakeServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def hits(self, path: str) -> list[Recorded]:
+        return [request for request in self.requests if request.path == path]

@@ -1,0 +1,218 @@
+"""
+The contract every provider's webhook passes (the Zulip shape): bad signature, missing secret,
+replayed request, malformed body, oversized body, wrong content type, duplicate delivery -> one
+message. Each kind says how it signs; the assertions are the same for all.
+"""
+
+import json
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.conftest import FIXTURES, fixture_bytes, json_body
+from tests.signing import (
+    chatwoot_headers,
+    make_chatwoot,
+    make_meta,
+    make_twilio,
+    meta_headers,
+    twilio_headers,
+    webhook_path,
+)
+from whatsapp import sandbox_phone
+from whatsapp.models import Message, WebhookEvent
+from whatsapp.services.providers import provider_create
+from whatsapp.services.webhooks import webhook_event_process
+
+pytestmark = pytest.mark.django_db
+
+
+class Kind:
+    content_type = "application/json"
+    secret_name = ""
+
+    def make(self):
+        raise NotImplementedError
+
+    def body(self) -> bytes:
+        raise NotImplementedError
+
+    def sign(self, provider, path: str, body: bytes) -> dict[str, str]:
+        raise NotImplementedError
+
+    def malformed(self) -> bytes:
+        return b'{"not json'
+
+    def tamper(self, body: bytes) -> bytes:
+        return body.rstrip() + b" \n"  # still valid JSON, no longer what was signed
+
+
+class Meta(Kind):
+    secret_name = "app_secret"
+
+    def make(self):
+        return make_meta()
+
+    def body(self):
+        return fixture_bytes("meta", "text.json")
+
+    def sign(self, provider, path, body):
+        return meta_headers(body)
+
+
+class Twilio(Kind):
+    content_type = "application/x-www-form-urlencoded"
+    secret_name = "auth_token"
+
+    def make(self):
+        return make_twilio()
+
+    def body(self):
+        return urlencode(json.loads((FIXTURES / "twilio" / "inbound_text.json").read_text())).encode()
+
+    def sign(self, provider, path, body):
+        from urllib.parse import parse_qsl
+
+        return {**twilio_headers(path, dict(parse_qsl(body.decode()))),
+                "I-Twilio-Idempotency-Token": "f1b5e2c4-0000-4000-8000-000000000001"}
+
+    def malformed(self):
+        return b"Body=a+form+that+is+not+a+Twilio+message"
+
+    def tamper(self, body):
+        return body + b"&Body=changed"
+
+
+class Chatwoot(Kind):
+    secret_name = "webhook_secret"
+
+    def make(self):
+        return make_chatwoot()
+
+    def body(self):
+        return fixture_bytes("chatwoot", "message_created_text.json")
+
+    def sign(self, provider, path, body):
+        return chatwoot_headers(body, delivery="0c1f7a52-2d5e-4f57-9a1e-5b0d9d1e0001")
+
+
+class Sandbox(Kind):
+    secret_name = "webhook_secret"
+
+    def make(self):
+        return provider_create(kind="sandbox", name="Sandbox contract", options={})
+
+    def body(self):
+        return fixture_bytes("sandbox", "inbound_text.json")
+
+    def sign(self, provider, path, body):
+        return {"X-Sandbox-Signature": sandbox_phone.signed_headers(provider, body)["X-Sandbox-Signature"]}
+
+
+KINDS = {"meta": Meta(), "twilio": Twilio(), "chatwoot": Chatwoot(), "sandbox": Sandbox()}
+
+
+@pytest.fixture(params=sorted(KINDS))
+def kind(request):
+    return KINDS[request.param]
+
+
+def post(client, kind, provider, body, headers, content_type=None):
+    return client.post(webhook_path(provider), data=body, content_type=content_type or kind.content_type,
+                       headers=headers)
+
+
+def test_signed_request_is_stored_and_becomes_one_message(client, kind):
+    provider = kind.make()
+    body = kind.body()
+    response = post(client, kind, provider, body, kind.sign(provider, webhook_path(provider), body))
+    assert response.status_code == 200, response.content
+    event = webhook_event_process(json_body(response)["event"])
+    assert event.status == "processed" and bytes(event.body) == body
+    assert Message.objects.filter(direction="inbound").count() == 1
+
+
+def test_unsigned_gets_401_and_a_rejected_row(client, kind):
+    provider = kind.make()
+    response = post(client, kind, provider, kind.body(), {})
+    assert response.status_code == 401 and json_body(response)["error"]
+    assert WebhookEvent.objects.get().status == "rejected"
+
+
+def test_wrong_signature_gets_403(client, kind):
+    provider = kind.make()
+    body = kind.body()
+    headers = kind.sign(provider, webhook_path(provider), body)
+    tampered = kind.tamper(body)
+    response = post(client, kind, provider, tampered, headers)
+    assert response.status_code == 403
+    rejected = WebhookEvent.objects.get()
+    assert (rejected.status, rejected.signature_valid, rejected.http_status) == ("rejected", False, 403)
+    assert not Message.objects.exists()
+
+
+def test_missing_secret_refuses_everything(client, kind):
+    provider = kind.make()
+    body = kind.body()
+    headers = kind.sign(provider, webhook_path(provider), body)
+    provider.credentials = {key: value for key, value in provider.credentials.items() if key != kind.secret_name}
+    provider.save()
+    response = post(client, kind, provider, body, headers)
+    assert response.status_code == 403 and "no" in json_body(response)["error"]
+
+
+def test_replayed_request_is_harmless(client, kind):
+    provider = kind.make()
+    body = kind.body()
+    headers = kind.sign(provider, webhook_path(provider), body)
+    for _ in range(3):
+        response = post(client, kind, provider, body, headers)
+        assert response.status_code == 200
+        webhook_event_process(json_body(response)["event"])
+    assert Message.objects.count() == 1
+
+
+def test_malformed_body_gets_400_and_is_recorded(client, kind):
+    provider = kind.make()
+    body = kind.malformed()
+    response = post(client, kind, provider, body, kind.sign(provider, webhook_path(provider), body))
+    assert response.status_code == 400 and json_body(response)["error"]
+    assert WebhookEvent.objects.get().http_status == 400
+
+
+def test_oversized_body_gets_413(client, kind, settings):
+    settings.WEBHOOK_MAX_BODY_BYTES = 100
+    provider = kind.make()
+    body = kind.body()
+    assert len(body) > 100
+    response = post(client, kind, provider, body, kind.sign(provider, webhook_path(provider), body))
+    assert response.status_code == 413
+    event = WebhookEvent.objects.get()
+    assert (event.http_status, event.body_size) == (413, len(body))
+
+
+def test_wrong_content_type_gets_415(client, kind):
+    provider = kind.make()
+    body = kind.body()
+    response = post(client, kind, provider, body, kind.sign(provider, webhook_path(provider), body),
+                    content_type="text/plain")
+    assert response.status_code == 415
+
+
+def test_unknown_or_inactive_provider_gets_404(client, kind):
+    provider = kind.make()
+    provider.is_active = False
+    provider.save()
+    body = kind.body()
+    response = post(client, kind, provider, body, kind.sign(provider, webhook_path(provider), body))
+    assert response.status_code == 404
+
+
+def test_chatwoot_replay_outside_the_time_window_is_refused(client):
+    import time
+
+    provider = make_chatwoot()
+    body = fixture_bytes("chatwoot", "message_created_text.json")
+    stale = chatwoot_headers(body, timestamp=int(time.time()) - 3600)
+    response = client.post(webhook_path(provider), data=body, content_type="application/json", headers=stale)
+    assert response.status_code == 403 and "window" in json_body(response)["error"]

@@ -1,0 +1,93 @@
+"""
+Nothing acknowledged is lost: with the broker down, gunicorn still answers 200 to every signed
+webhook (the inbox row is the record); once the broker is back, the requeue job (run by a real
+worker, as beat would) hands every row to the workers and each becomes exactly one message.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from celery import Celery
+
+from tests.conftest import REPO_ROOT, free_port, start_redis, start_worker, stop_process, stop_worker, wait_until
+from tests.signing import META_WABA_ID, make_meta, meta_headers
+from whatsapp.models import Message, WebhookEvent
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+COUNT = 200
+
+
+def _webhook(provider, index: int) -> bytes:
+    sender = f"55119000{index:05d}"
+    value = {"messaging_product": "whatsapp",
+             "metadata": {"display_phone_number": "15550001111", "phone_number_id": provider.external_id},
+             "contacts": [{"profile": {"name": f"Customer {index}"}, "wa_id": sender}],
+             "messages": [{"from": sender, "id": f"wamid.ZEROLOSS{index:05d}", "timestamp": "1793000000",
+                           "type": "text", "text": {"body": f"message {index}"}}]}
+    return json.dumps({"object": "whatsapp_business_account",
+                       "entry": [{"id": META_WABA_ID, "changes": [{"field": "messages", "value": value}]}]}).encode()
+
+
+@pytest.fixture
+def gunicorn(worker_env, tmp_path):
+    port, broker_port = free_port(), free_port()
+    env = {**worker_env, "CELERY_BROKER_URL": f"redis://127.0.0.1:{broker_port}/0",
+           "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "WEBHOOK_STALE_AFTER_SECONDS": "1",
+           "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"}
+    log = (tmp_path / "gunicorn.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py",
+                                "--access-logfile", "/dev/null"], cwd=REPO_ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _answers(url), 30, message="gunicorn to start")
+    yield url, env, broker_port
+    process.terminate()
+    process.wait(timeout=20)
+    log.close()
+
+
+def _answers(url):
+    try:
+        return httpx.get(url + "/health/", timeout=10).status_code in (200, 503)
+    except httpx.HTTPError:
+        return False
+
+
+def test_webhooks_acknowledged_while_the_broker_is_down_are_all_processed_once_it_is_back(gunicorn, tmp_path):
+    url, env, broker_port = gunicorn
+    provider = make_meta()
+    path = f"{url}/webhooks/meta/{provider.public_id}/"
+    bodies = [_webhook(provider, index) for index in range(COUNT)]
+
+    def post(body):
+        return httpx.post(path, content=body, timeout=30,
+                          headers={"Content-Type": "application/json", **meta_headers(body)}).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(post, bodies))
+    assert statuses == [200] * COUNT  # the broker is down, and every webhook is still acknowledged
+    assert WebhookEvent.objects.filter(status="pending").count() == COUNT
+    assert Message.objects.count() == 0
+
+    broker = start_redis(broker_port)
+    worker = start_worker(env, tmp_path / "worker.log", "zero-loss")
+    try:
+        # What beat does every minute: run the requeue job (here at once).
+        Celery(broker=env["CELERY_BROKER_URL"]).send_task("whatsapp.tasks.requeue_due_webhook_events_task")
+        wait_until(lambda: WebhookEvent.objects.filter(status="processed").count() == COUNT, 90,
+                   message="every stored webhook to be processed")
+    finally:
+        stop_worker(worker)
+        stop_process(broker)
+    assert Message.objects.count() == COUNT
+    assert sorted(Message.objects.values_list("provider_message_id", flat=True)) == [
+        f"wamid.ZEROLOSS{index:05d}" for index in range(COUNT)]
+    assert not Message.objects.filter(duplicate_count__gt=0).exists()
+    assert WebhookEvent.objects.count() == COUNT
+    assert os.environ.get("CELERY_BROKER_URL") != env["CELERY_BROKER_URL"]

@@ -1,0 +1,41 @@
+"""
+Enqueueing tasks from request handlers without letting a broker outage slow them down.
+
+Everything enqueued this way is also recorded in the database with a due time (inbox events, media
+downloads), and a beat job hands due rows back to the workers. So when the broker is down, a publish
+may simply be skipped: after one failure, this process stops trying for a few seconds, instead of
+making every webhook wait for connection retries.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+BROKER_BACKOFF_SECONDS = 10.0
+
+_lock = threading.Lock()
+_skip_until = 0.0
+
+
+def publish_on_commit(publish: Callable[[], Any], *, what: str) -> None:
+    """Run `publish` after the transaction commits; a broker failure is logged, never raised."""
+    transaction.on_commit(lambda: _publish(publish, what))
+
+
+def _publish(publish: Callable[[], Any], what: str) -> None:
+    global _skip_until
+    if time.monotonic() < _skip_until:
+        return  # the broker failed moments ago; the row's due time brings it back
+    try:
+        publish()
+    except Exception as exc:  # noqa: BLE001 - any broker failure: the database row is the safety net
+        with _lock:
+            _skip_until = time.monotonic() + BROKER_BACKOFF_SECONDS
+        logger.warning("broker unavailable; %s left for the requeue job", what,
+                       extra={"error": f"{type(exc).__name__}: {exc}"})
