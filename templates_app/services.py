@@ -3,6 +3,7 @@ from django.db.models import Q
 from templates_app.models import MessageTemplate
 from whatsapp.models import Provider
 from whatsapp.providers.events import TemplateStatus, TemplateStatusUpdate
+from whatsapp.services.audit import audit_record
 
 
 def template_status_apply(*, provider: Provider, event: TemplateStatusUpdate) -> int:
@@ -22,6 +23,7 @@ def template_status_apply(*, provider: Provider, event: TemplateStatusUpdate) ->
         "-version").first()
     if latest is None:
         return 0
+    before = {"status": latest.status, "quality": latest.quality, "category": latest.category}
     fields = ["updated_at"]
     if event.provider_template_id and not latest.provider_template_id:
         latest.provider_template_id = event.provider_template_id
@@ -39,4 +41,7 @@ def template_status_apply(*, provider: Provider, event: TemplateStatusUpdate) ->
         latest.category = event.category
         fields.append("category")
     latest.save(update_fields=fields)
+    audit_record(action="template.provider_update", obj=latest, actor_label=f"{provider.kind} webhook",
+                 before=before, after={"status": latest.status, "quality": latest.quality,
+                                       "category": latest.category, "reason": event.reason})
     return 1

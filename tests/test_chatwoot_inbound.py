@@ -170,3 +170,15 @@ def test_same_delivery_id_is_one_event(client, chatwoot):
     assert json_body(first)["status"] == "accepted" and json_body(second)["status"] == "duplicate"
     assert WebhookEvent.objects.get().duplicate_count == 1
     assert json.loads(body)["event"] == "message_created"
+
+
+def test_button_reply_title_is_matched_to_the_choice_we_offered(client, chatwoot):
+    deliver(client, chatwoot, "message_created_text.json")
+    Message.objects.create(provider=chatwoot, conversation=Conversation.objects.get(), direction="outbound",
+                           status="read", message_type="interactive", text="Pick one",
+                           content={"buttons": [{"id": "keep", "title": "Keep"},
+                                                {"id": "resched-1", "title": "Reschedule"}]})
+    deliver(client, chatwoot, "message_created_button_title.json")
+    reply = Message.objects.get(text="Reschedule")
+    assert reply.message_type == "interactive_reply"
+    assert (reply.content["id"], reply.content["matched_by"]) == ("resched-1", "title")

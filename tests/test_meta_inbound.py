@@ -219,10 +219,14 @@ def submitted_template(meta):
     ("template_paused.json", "paused", "FIRST_PAUSE: Paused for 3 hours"),
 ])
 def test_template_status_updates_apply_to_the_template(client, meta, submitted_template, fixture, status, reason):
+    from whatsapp.models import AuditLog
+
     deliver(client, meta, fixture)
     submitted_template.refresh_from_db()
     assert submitted_template.status == status
     assert reason in submitted_template.rejection_reason
+    audit = AuditLog.objects.get(action="template.provider_update")
+    assert (audit.actor_label, audit.before["status"], audit.after["status"]) == ("meta webhook", "pending", status)
 
 
 def test_template_quality_update_changes_quality_only(client, meta, submitted_template):

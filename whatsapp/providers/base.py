@@ -177,6 +177,9 @@ class BaseProvider:
     default_rate_limit_per_second: ClassVar[int] = 10
     #: Whether the admin offers "simulate an inbound message" (only a local simulator can).
     can_simulate_inbound: ClassVar[bool] = False
+    #: Whether a button or list reply arrives as the chosen title only (Chatwoot drops the id), so it is
+    #: matched against the choices we last offered.
+    button_replies_by_title: ClassVar[bool] = False
     #: How long the provider keeps an inbound media file downloadable; None when it gives no limit.
     media_lifetime: ClassVar[timedelta | None] = None
 

@@ -105,6 +105,9 @@ class ChatwootProvider(BaseProvider):
     kind = "chatwoot"
     label = "Chatwoot"
     stored_headers = (SIGNATURE_HEADER.lower(), TIMESTAMP_HEADER.lower(), DELIVERY_HEADER.lower())
+    # Chatwoot passes a WhatsApp button or list reply on as its title only (the id is dropped in
+    # app/services/whatsapp/incoming_message_service_helpers.rb).
+    button_replies_by_title = True
     options = (
         ProviderOption("base_url", "Chatwoot base URL, e.g. https://chat.example.com", target="config",
                        required=True),

@@ -43,6 +43,7 @@ class MessageType(models.TextChoices):
     STICKER = "sticker", "Sticker"
     LOCATION = "location", "Location"
     CONTACTS = "contacts", "Contacts"
+    INTERACTIVE = "interactive", "Interactive (buttons or list)"
     INTERACTIVE_REPLY = "interactive_reply", "Interactive reply"
     BUTTON = "button", "Button"
     REACTION = "reaction", "Reaction"

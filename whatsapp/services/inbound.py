@@ -20,6 +20,7 @@ from whatsapp.providers.events import (
     InboundMessage,
     MediaRef,
     MessageStatus,
+    MessageType,
     NormalizedEvent,
     OutboundEcho,
     StatusUpdate,
@@ -92,6 +93,32 @@ def _with_quote(event: InboundMessage) -> dict:
     return event.content
 
 
+def _offered_choices(message: Message) -> list[dict]:
+    """The buttons and list rows an outbound interactive message offered ({"id", "title"} each)."""
+    choices = [choice for choice in message.content.get("buttons") or [] if isinstance(choice, dict)]
+    for section in message.content.get("sections") or []:
+        choices += [row for row in (section.get("rows") or []) if isinstance(row, dict)]
+    return choices
+
+
+def _type_and_content(provider: Provider, conversation: Conversation, event: InboundMessage) -> tuple[str, dict]:
+    """
+    Where a provider passes button replies on as bare titles, a text equal to one of the choices our
+    last interactive message offered is that choice, with its id.
+    """
+    content = _with_quote(event)
+    if not (provider_for(provider).button_replies_by_title and event.message_type == MessageType.TEXT and event.text):
+        return event.message_type, content
+    offer = (Message.objects.filter(conversation=conversation, direction=Message.Direction.OUTBOUND,
+                                    message_type=MessageType.INTERACTIVE).order_by("-created_at").first())
+    for choice in _offered_choices(offer) if offer else []:
+        if str(choice.get("title", "")).strip().casefold() == event.text.strip().casefold():
+            return MessageType.INTERACTIVE_REPLY, {**content, "kind": "button_reply", "id": str(choice.get("id", "")),
+                                                   "title": str(choice.get("title", "")), "matched_by": "title",
+                                                   "offer_message_id": offer.pk}
+    return event.message_type, content
+
+
 @transaction.atomic
 def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple[Message, bool]:
     """
@@ -113,6 +140,7 @@ def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple
     if event.reply_to_provider_message_id:
         reply_to = Message.objects.filter(provider=provider,
                                           provider_message_id=event.reply_to_provider_message_id).first()
+    message_type, content = _type_and_content(provider, conversation, event)
     try:
         with transaction.atomic():
             message = Message.objects.create(
@@ -120,9 +148,9 @@ def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple
                 conversation=conversation,
                 session=session,
                 direction=Message.Direction.INBOUND,
-                message_type=event.message_type,
+                message_type=message_type,
                 text=event.text,
-                content=_with_quote(event),
+                content=content,
                 provider_message_id=event.provider_message_id,
                 reply_to=reply_to,
                 status=MessageStatus.RECEIVED,
