@@ -1,10 +1,12 @@
 """Every admin changelist and add page answers 200 to a superuser; object pages show what matters."""
 
+import json
+
 import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from tests.conftest import fixture_bytes, json_body
+from tests.conftest import FIXTURES, fixture_bytes, json_body
 from whatsapp.models import Conversation, Provider, WebhookEvent
 from whatsapp.services.webhooks import webhook_event_process
 
@@ -159,3 +161,38 @@ def test_editing_a_provider_keeps_secrets_left_empty_and_audits_before_and_after
     entry = AuditLog.objects.filter(action="admin.change", object_id=str(demo_data.pk)).get()
     assert entry.before["name"] == "Sandbox test" and entry.after["name"] == "Renamed sandbox"
     assert secret not in str(entry.before) + str(entry.after)
+
+
+def test_inbox_filters_flagged_events_and_shows_forms_readably(admin_client_logged):
+    from tests.signing import make_meta, make_twilio, post_meta, post_twilio
+
+    meta = make_meta()
+    flagged = webhook_event_process(json_body(post_meta(
+        admin_client_logged, meta, fixture_bytes("meta", "batch_three_numbers.json")))["event"])
+    assert flagged.unrouted_to
+    twilio = make_twilio()
+    form = json.loads((FIXTURES / "twilio" / "inbound_text.json").read_text())
+    twilio_event = json_body(post_twilio(admin_client_logged, twilio, form))["event"]
+
+    changelist = reverse("admin:whatsapp_webhookevent_changelist")
+    listed = admin_client_logged.get(changelist, {"routing": "unrouted"}).content.decode()
+    assert f"/{flagged.pk}/change/" in listed and f"/{twilio_event}/change/" not in listed
+    detail = admin_client_logged.get(reverse("admin:whatsapp_webhookevent_change", args=[twilio_event]))
+    assert "&quot;MessageSid&quot;" in detail.content.decode() or '"MessageSid"' in detail.content.decode()
+
+
+def test_media_retry_action_requeues_and_audits(admin_client_logged):
+    from contacts.models import Contact
+    from whatsapp.models import AuditLog, Media, Message
+
+    conversation = Conversation.objects.create(provider=Provider.objects.create(kind="sandbox", name="s"),
+                                               contact=Contact.objects.create())
+    message = Message.objects.create(provider=conversation.provider, conversation=conversation, direction="inbound",
+                                     status="received", message_type="image")
+    media = Media.objects.create(message=message, state="failed", attempts=5, last_error="HTTP 404")
+    response = admin_client_logged.post(reverse("admin:whatsapp_media_changelist"),
+                                        {"action": "retry_download", "_selected_action": [media.pk]}, follow=True)
+    assert "1 download(s) queued" in response.content.decode()
+    media.refresh_from_db()
+    assert (media.state, media.attempts) == ("pending", 0)
+    assert AuditLog.objects.filter(action="media.retry").exists()
