@@ -274,3 +274,11 @@ def test_verification_challenge_and_signature_rules(client, meta):
     assert (ok.status_code, ok.content) == (200, b"1158201444")
     assert client.get(path, {"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1"}
                       ).status_code == 403
+
+
+def test_updates_are_never_routed_to_a_provider_behind_another_app_secret(client, meta):
+    """Whoever holds one tenant's app secret must not write into another tenant's number."""
+    other_tenant = make_meta(name="Other tenant", phone_number_id="109900998877665", app_secret="their-own-secret")
+    event = deliver(client, meta, "batch_three_numbers.json")
+    assert not Message.objects.filter(provider=other_tenant).exists()
+    assert "109900998877665" in event.unrouted_to.split()

@@ -206,6 +206,14 @@ class BaseProvider:
         """The provider's id for this delivery when it sends one (for dedup of redeliveries)."""
         return ""
 
+    def may_route_to(self, other: ProviderRow) -> bool:
+        """
+        Whether an update this provider's webhook received may be applied to `other` (the provider the
+        update names). Only providers behind the same signing secret may: otherwise whoever holds one
+        tenant's secret could write into another tenant's provider.
+        """
+        return False
+
     def webhook_query(self) -> dict[str, str]:
         """Query parameters the provider must call our webhook URL with (a URL token, where used)."""
         return {}

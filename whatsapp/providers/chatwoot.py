@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from django.utils.dateparse import parse_datetime
@@ -50,6 +50,9 @@ from whatsapp.providers.events import (
     StoredWebhook,
     UnhandledEvent,
 )
+
+if TYPE_CHECKING:
+    from whatsapp.models import Provider as ProviderRow
 
 SIGNATURE_HEADER = "X-Chatwoot-Signature"
 TIMESTAMP_HEADER = "X-Chatwoot-Timestamp"
@@ -121,6 +124,14 @@ class ChatwootProvider(BaseProvider):
                        "a secret token that must be in the webhook URL", target="credentials", secret=True),
         ProviderOption("phone_number", "The inbox's WhatsApp number (E.164)", target="phone_number"),
     )
+
+    def may_route_to(self, other: ProviderRow) -> bool:
+        # An account webhook covers every inbox of one Chatwoot account, under one secret.
+        same_account = (other.config.get("base_url", "").rstrip("/") == self.config_value("base_url").rstrip("/")
+                        and other.business_account_id == self.provider.business_account_id)
+        secret = self.credential(WEBHOOK_SECRET)
+        return same_account and bool(secret) and constant_time_equals(
+            secret, str(other.credentials.get(WEBHOOK_SECRET, "")))
 
     def webhook_query(self) -> dict[str, str]:
         if self.credential(URL_TOKEN) and not self.credential(WEBHOOK_SECRET):

@@ -10,7 +10,7 @@ and changes; every update carries `metadata.phone_number_id`, which routes it to
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from django.conf import settings
@@ -48,6 +48,9 @@ from whatsapp.providers.events import (
     TemplateStatusUpdate,
     UnhandledEvent,
 )
+
+if TYPE_CHECKING:
+    from whatsapp.models import Provider as ProviderRow
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 ACCESS_TOKEN = "access_token"
@@ -166,6 +169,11 @@ class MetaProvider(BaseProvider):
             raise WebhookRejected(401, f"missing {SIGNATURE_HEADER} header")
         if not constant_time_equals(received, "sha256=" + hmac_sha256_hex(secret, request.body)):
             raise WebhookRejected(403, f"{SIGNATURE_HEADER} does not match the body")
+
+    def may_route_to(self, other: ProviderRow) -> bool:
+        # Numbers of the same Meta app share its app secret, which signed the update.
+        secret = self.credential(APP_SECRET)
+        return bool(secret) and constant_time_equals(secret, str(other.credentials.get(APP_SECRET, "")))
 
     def check_body(self, request: WebhookRequest) -> None:
         super().check_body(request)

@@ -135,7 +135,10 @@ def provider_route(receiver: Provider, routed_to: str, cache: dict[str, Provider
     if not routed_to or routed_to == receiver.external_id:
         return receiver
     if routed_to not in cache:
-        cache[routed_to] = Provider.objects.filter(kind=receiver.kind, external_id=routed_to, is_active=True).first()
+        candidate = Provider.objects.filter(kind=receiver.kind, external_id=routed_to, is_active=True).first()
+        # Never across signing secrets: that would let one tenant write into another's provider.
+        allowed = candidate is not None and provider_for(receiver).may_route_to(candidate)
+        cache[routed_to] = candidate if allowed else None
     return cache[routed_to]
 
 
