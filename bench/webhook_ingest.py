@@ -95,6 +95,18 @@ def _sigterm(_signum, _frame):
     raise SystemExit(143)
 
 
+def wait_quiet(limit: float, threshold: float = 0.15) -> float:
+    """Wait (up to limit seconds) for a 2-second window where the machine is less than threshold busy."""
+    deadline = time.monotonic() + limit
+    while True:
+        busy0, total0 = system_busy()
+        time.sleep(2)
+        busy1, total1 = system_busy()
+        busy = (busy1 - busy0) / max(total1 - total0, 1)
+        if busy < threshold or time.monotonic() >= deadline:
+            return busy
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -329,6 +341,15 @@ class Result:
         self.system_busy += other.system_busy * other.elapsed  # weighted; divided in busy_share()
 
     @property
+    def other_share(self) -> float:
+        """CPU (share of one core) used by processes that are not the client, gunicorn, PostgreSQL or Redis."""
+        if not self.elapsed:
+            return 0.0
+        machine = self.system_busy / self.elapsed * (os.cpu_count() or 1)
+        own = self.client_cpu + self.server_cpu + self.postgres_cpu + self.redis_cpu
+        return max(machine - own / self.elapsed, 0.0)
+
+    @property
     def count(self) -> int:
         return sum(self.statuses.values()) + sum(self.errors.values())
 
@@ -450,6 +471,11 @@ def drain(args, env: dict[str, str], processes: Processes, provider, expected: i
     before = inbound_messages(provider)
     cmd = [str(VENV_BIN / "celery"), "-A", "config", "worker", "-l", "WARNING", "-c", str(args.drain),
            "--pool", args.drain_pool, "-n", f"bench-{os.getpid()}@%h"]
+    if args.wait_quiet:
+        wait_quiet(args.wait_quiet)
+    busy0, total0 = system_busy()
+    postgres0, redis0 = command_cpu_seconds("postgres"), command_cpu_seconds("redis-server")
+    cpu0 = time.process_time()
     started = time.perf_counter()
     worker = processes.start("celery", cmd, env, logs / "celery.log")
     first_at = None
@@ -475,6 +501,10 @@ def drain(args, env: dict[str, str], processes: Processes, provider, expected: i
                 break
         finished = time.perf_counter()
         worker_cpu = group_cpu_seconds(worker.pid)
+        postgres_cpu = command_cpu_seconds("postgres") - postgres0
+        redis_cpu = command_cpu_seconds("redis-server") - redis0
+        busy1, total1 = system_busy()
+        own_cpu = time.process_time() - cpu0
     finally:
         processes.stop(worker)
     done = count - before
@@ -487,6 +517,8 @@ def drain(args, env: dict[str, str], processes: Processes, provider, expected: i
         "rate": done / total if total else 0.0, "steady_seconds": steady,
         "steady_rate": steady_count / steady if steady > 0 else 0.0,
         "startup_seconds": (first_at - started) if first_at else float("nan"), "worker_cpu": worker_cpu,
+        "postgres_cpu": postgres_cpu, "redis_cpu": redis_cpu, "poller_cpu": own_cpu,
+        "machine": (busy1 - busy0) / max(total1 - total0, 1),
         "statuses": ours_rows(provider),
     }
 
@@ -507,7 +539,7 @@ def report(args, warm: dict, results: dict, ours_stored: dict[str, int], bare_st
           f"connections, gunicorn {args.workers} sync workers, kind {args.kind}, warm-up {args.warmup} per endpoint")
     header = (f"{'endpoint':<10}{'requests':>9}{'200s':>8}{'non-200':>9}{'errors':>8}{'req/s':>9}"
               f"{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu: client':>12}{'gunicorn':>9}{'postgres':>9}{'redis':>7}"
-              f"{'machine':>9}")
+              f"{'other':>7}{'machine':>9}")
     print(header)
     print("-" * len(header))
     for name, result in (("ours", ours), ("baseline", bare)):
@@ -516,14 +548,19 @@ def report(args, warm: dict, results: dict, ours_stored: dict[str, int], bare_st
               f"{result.rps:>9.0f}{result.percentile_ms(0.5):>9.1f}{result.percentile_ms(0.99):>9.1f}"
               f"{result.percentile_ms(1.0):>9.1f}{result.client_cpu / result.elapsed:>12.0%}"
               f"{result.server_cpu / result.elapsed:>9.0%}{result.postgres_cpu / result.elapsed:>9.0%}"
-              f"{result.redis_cpu / result.elapsed:>7.0%}{busy:>9.0%}")
+              f"{result.redis_cpu / result.elapsed:>7.0%}{result.other_share:>7.0%}{busy:>9.0%}")
     for name, result in (("ours", ours), ("baseline", bare), ("ours warm-up", warm["ours"]),
                          ("baseline warm-up", warm["baseline"])):
         extra = {**{str(k): v for k, v in result.statuses.items() if k != 200}, **result.errors}
         if extra:
             print(f"  {name}: non-200 answers / errors: {extra}")
-    print("  (cpu columns: share of ONE core over the phase, 100% = one core; machine: all cores, 100% = all busy;"
-          " postgres includes backends forked per connection)")
+    print("  (cpu columns: share of ONE core over the phase, 100% = one core; postgres includes the backends forked"
+          " per connection and any other database user; other = everything else on the machine, e.g. a concurrent"
+          " test run; machine: all cores, 100% = all busy)")
+    worst_other = max(ours.other_share, bare.other_share)
+    if worst_other > 0.15:
+        print(f"  WARNING: other processes used up to {worst_other:.0%} of a core during the measurement: "
+              "the figures are disturbed; re-run on a quiet machine.")
     ratio = ours.rps / bare.rps if bare.rps else 0.0
     ours_kept = ours_stored.get("pending", 0) + ours_stored.get("processed", 0)
     ours_lost = ours_200_total - ours_kept
@@ -553,8 +590,14 @@ def report_drain(args, result: dict) -> None:
           f"in Redis db 14 (kind {args.kind})")
     print(f"  outcome: {result['outcome']}")
     print(f"  inbound Message rows created: {result['done']} of {result['expected']} in {result['seconds']:.1f} s "
-          f"(worker start-up to first message {result['startup_seconds']:.1f} s; "
-          f"worker cpu {result['worker_cpu']:.1f} s)")
+          f"(worker start-up to first message {result['startup_seconds']:.1f} s)")
+    seconds = result["seconds"] or 1
+    machine = result["machine"] * (os.cpu_count() or 1)
+    own = (result["worker_cpu"] + result["postgres_cpu"] + result["redis_cpu"] + result["poller_cpu"]) / seconds
+    print(f"  cpu (share of one core): celery {result['worker_cpu'] / seconds:.0%}, postgres "
+          f"{result['postgres_cpu'] / seconds:.0%}, redis {result['redis_cpu'] / seconds:.0%}, this poller "
+          f"{result['poller_cpu'] / seconds:.0%}, other {max(machine - own, 0):.0%}; "
+          f"machine {result['machine']:.0%} busy")
     print(f"  webhook events by status afterwards: {result['statuses']}")
     ok = result["outcome"] == "done" and result["rate"] >= GOALS["drain_per_s"]
     print(f"{'drain rate, worker start -> last message (msg/s)':<52}{result['rate']:>12.0f}   "
@@ -576,6 +619,8 @@ def parse_args(argv=None):
     parser.add_argument("--contacts", type=int, default=1000, help="distinct senders the messages cycle through")
     parser.add_argument("--conn-max-age", type=int, default=0,
                         help="DATABASE_CONN_MAX_AGE for web and worker (default 0, the application's default)")
+    parser.add_argument("--wait-quiet", type=float, default=120, metavar="SECONDS",
+                        help="wait up to this long for the machine to be idle before measuring (default 120, 0 = no)")
     parser.add_argument("--drain", type=int, default=2, metavar="CONCURRENCY",
                         help="Celery worker concurrency for the drain phase; 0 skips the drain (default 2)")
     parser.add_argument("--drain-pool", choices=["prefork", "threads", "solo"], default="prefork")
@@ -616,13 +661,19 @@ def main(argv=None) -> int:
               f"{time.perf_counter() - started:.1f} s ({len(ours.requests[0])} bytes each)", flush=True)
 
         cmd = [str(VENV_BIN / "gunicorn"), "config.wsgi", "-c", "config/gunicorn.py",
-               "--access-logfile", "/dev/null"]
+               # Our own control socket: gunicorn's default (~/.gunicorn/gunicorn.ctl) is shared by every
+               # gunicorn of the user on this machine, e.g. one a concurrent test run starts.
+               "--access-logfile", "/dev/null", "--control-socket", str(logs / "gunicorn.ctl")]
         print(f"Starting gunicorn on {HOST}:{port} with {args.workers} sync workers ({os.cpu_count()} cores); "
               "no Celery worker during ingest", flush=True)
         server = processes.start("gunicorn", cmd, env, logs / "gunicorn.log")
         health = wait_http(port, "/health/", time.monotonic() + 60, server)
         print(f"  /health/ answered {health}", flush=True)
 
+        if args.wait_quiet:
+            busy = wait_quiet(args.wait_quiet)
+            print(f"  machine {busy:.0%} busy before the measurement"
+                  + (" (still busy after waiting: other work is running)" if busy >= 0.15 else ""), flush=True)
         warm, results = ingest(args, ours, bare, port, server.pid)
         ours_stored = ours_rows(provider)
         bare_stored = baseline_rows()

@@ -3,6 +3,10 @@
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+# gunicorn's default control socket (~/.gunicorn/gunicorn.ctl) is shared by every gunicorn of the user:
+# keep ours with this instance's files.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET",
+                                os.path.join(os.environ.get("VAR_DIR", "var"), "gunicorn.ctl"))
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 timeout = 30
 accesslog = "-"

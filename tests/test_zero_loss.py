@@ -6,6 +6,7 @@ worker, as beat would) hands every row to the workers and each becomes exactly o
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -39,17 +40,20 @@ def gunicorn(worker_env, tmp_path):
     port, broker_port = free_port(), free_port()
     env = {**worker_env, "CELERY_BROKER_URL": f"redis://127.0.0.1:{broker_port}/0",
            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "WEBHOOK_STALE_AFTER_SECONDS": "1",
-           "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"}
+           "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
+           "GUNICORN_CONTROL_SOCKET": str(tmp_path / "gunicorn.ctl")}
     log = (tmp_path / "gunicorn.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py",
                                 "--access-logfile", "/dev/null"], cwd=REPO_ROOT, env=env, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(url), 30, message="gunicorn to start")
-    yield url, env, broker_port
-    process.terminate()
-    process.wait(timeout=20)
-    log.close()
+    try:
+        wait_until(lambda: _answers(url), 30, message="gunicorn to start")
+        yield url, env, broker_port
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+        log.close()
 
 
 def _answers(url):
