@@ -3,6 +3,7 @@ from datetime import datetime
 
 import phonenumbers
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from contacts.models import Contact, ContactIdentity
 from whatsapp.models import Provider
@@ -38,25 +39,22 @@ def identity_normalize(identity: Identity, provider: Provider) -> Identity:
     return Identity(identity.kind, value[:255], scope[:64])
 
 
-def _find_contact(identities: Iterable[Identity]) -> Contact | None:
+def _known_identities(identities: list[Identity]) -> dict[Identity, ContactIdentity]:
+    """The stored rows among these identities, in one query."""
+    match = Q(pk__in=[])
     for identity in identities:
-        found = (ContactIdentity.objects.select_related("contact")
-                 .filter(kind=identity.kind, value=identity.value, scope=identity.scope).first())
-        if found:
-            return found.contact
-    return None
+        match |= Q(kind=identity.kind, value=identity.value, scope=identity.scope)
+    rows = ContactIdentity.objects.select_related("contact").filter(match)
+    return {Identity(row.kind, row.value, row.scope): row for row in rows}
 
 
 def _link_identities(contact: Contact, identities: Iterable[Identity]) -> None:
-    for identity in identities:
-        try:
-            with transaction.atomic():
-                ContactIdentity.objects.get_or_create(
-                    kind=identity.kind, value=identity.value, scope=identity.scope, defaults={"contact": contact}
-                )
-        except IntegrityError:
-            # Another request linked it at the same moment; whichever contact holds it keeps it.
-            continue
+    # ON CONFLICT DO NOTHING: an identity another request linked at the same moment stays with the
+    # contact that holds it.
+    ContactIdentity.objects.bulk_create(
+        [ContactIdentity(contact=contact, kind=i.kind, value=i.value, scope=i.scope) for i in identities],
+        ignore_conflicts=True,
+    )
 
 
 def contact_resolve(
@@ -67,21 +65,30 @@ def contact_resolve(
     the same message are linked to it), else a new contact. Safe when two webhooks race: the unique
     identity constraint lets only one insert win and the loser re-reads.
     """
-    normalized = [identity_normalize(identity, provider) for identity in identities if identity.value]
+    normalized = list(dict.fromkeys(identity_normalize(identity, provider)
+                                    for identity in identities if identity.value))
     if not normalized:
         raise ValueError("a contact needs at least one identity")
-    contact = _find_contact(normalized)
+    known = _known_identities(normalized)
+    linked = set(known)
+    contact = next((known[identity].contact for identity in normalized if identity in known), None)
     if contact is None:
         try:
             with transaction.atomic():
                 contact = Contact.objects.create(profile_name=profile_name, last_seen_at=seen_at)
                 first = normalized[0]
+                # The unique identity is what makes a race safe: only one of two parallel inserts wins.
                 ContactIdentity.objects.create(contact=contact, kind=first.kind, value=first.value, scope=first.scope)
+                linked.add(first)
         except IntegrityError:
-            contact = _find_contact(normalized)
+            known = _known_identities(normalized)
+            linked = set(known)
+            contact = next((known[identity].contact for identity in normalized if identity in known), None)
             if contact is None:
                 raise
-    _link_identities(contact, normalized)
+    missing = [identity for identity in normalized if identity not in linked]
+    if missing:
+        _link_identities(contact, missing)
     changed = []
     if profile_name and contact.profile_name != profile_name:
         contact.profile_name = profile_name

@@ -77,7 +77,10 @@ class ProviderWebhookView(View):
             return _error(503, "provider credentials unavailable; retry later")
 
     def _provider(self, kind: str, public_id: uuid.UUID) -> Provider | None:
-        return Provider.objects.filter(kind=kind, public_id=public_id, is_active=True).first()
+        try:
+            return Provider.objects.get(kind=kind, public_id=public_id, is_active=True)
+        except Provider.DoesNotExist:
+            return None
 
     def get(self, request: HttpRequest, kind: str, public_id: uuid.UUID) -> HttpResponse:
         provider = self._provider(kind, public_id)

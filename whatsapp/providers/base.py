@@ -196,11 +196,15 @@ class BaseProvider:
         raise NotImplementedError
 
     def check_body(self, request: WebhookRequest) -> None:
-        """Raise WebhookRejected(400) when the body cannot be parsed at all."""
+        """Raise WebhookRejected(400) when the body cannot be parsed at all (parsed once, then checked)."""
         try:
-            clean_json_bytes(request.body)
+            payload = json.loads(request.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise WebhookRejected(400, f"body is not valid JSON: {exc}") from exc
+        self.check_payload(payload)
+
+    def check_payload(self, payload: Any) -> None:
+        """Raise WebhookRejected(400) when a parsed JSON body is not shaped like this provider's webhooks."""
 
     def delivery_id(self, request: WebhookRequest) -> str:
         """The provider's id for this delivery when it sends one (for dedup of redeliveries)."""

@@ -169,9 +169,7 @@ class ChatwootProvider(BaseProvider):
     def delivery_id(self, request: WebhookRequest) -> str:
         return request.header(DELIVERY_HEADER)
 
-    def check_body(self, request: WebhookRequest) -> None:
-        super().check_body(request)
-        payload = clean_json_bytes(request.body)
+    def check_payload(self, payload: Any) -> None:
         if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
             raise WebhookRejected(400, 'body must be a JSON object with an "event" name')
 

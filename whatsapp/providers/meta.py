@@ -175,9 +175,7 @@ class MetaProvider(BaseProvider):
         secret = self.credential(APP_SECRET)
         return bool(secret) and constant_time_equals(secret, str(other.credentials.get(APP_SECRET, "")))
 
-    def check_body(self, request: WebhookRequest) -> None:
-        super().check_body(request)
-        payload = clean_json_bytes(request.body)
+    def check_payload(self, payload: Any) -> None:
         if not isinstance(payload, dict) or not isinstance(payload.get("entry"), list):
             raise WebhookRejected(400, 'body must be a JSON object with an "entry" list')
 

@@ -48,12 +48,20 @@ class RetryLater(Exception):
     """An event that cannot be applied yet but will be (the webhook event is retried with backoff)."""
 
 
-def conversation_get_or_create(*, provider: Provider, contact: Contact, external_id: str = "") -> Conversation:
-    try:
-        with transaction.atomic():
-            conversation, _ = Conversation.objects.get_or_create(provider=provider, contact=contact)
-    except IntegrityError:
-        conversation = Conversation.objects.get(provider=provider, contact=contact)
+def conversation_get_or_create(*, provider: Provider, contact: Contact, external_id: str = "",
+                               lock: bool = False) -> Conversation:
+    """
+    The conversation of this contact with this provider. With `lock`, the row stays locked until the
+    transaction ends (the caller is about to open or extend its session).
+    """
+    rows = Conversation.objects.filter(provider=provider, contact=contact)
+    conversation = (rows.select_for_update() if lock else rows).first()
+    if conversation is None:
+        try:
+            with transaction.atomic():
+                conversation = Conversation.objects.create(provider=provider, contact=contact)
+        except IntegrityError:
+            conversation = (rows.select_for_update() if lock else rows).get()
     if external_id and conversation.external_conversation_id != external_id:
         # The provider's own thread id (Chatwoot's conversation), needed to reply in that thread.
         conversation.external_conversation_id = external_id
@@ -62,9 +70,9 @@ def conversation_get_or_create(*, provider: Provider, contact: Contact, external
 
 
 def _contact_and_conversation(*, provider: Provider, identities: Iterable[Identity], profile_name: str,
-                              seen_at: datetime | None, conversation_ref: str) -> Conversation:
+                              seen_at: datetime | None, conversation_ref: str, lock: bool = False) -> Conversation:
     contact = contact_resolve(provider=provider, identities=identities, profile_name=profile_name, seen_at=seen_at)
-    return conversation_get_or_create(provider=provider, contact=contact, external_id=conversation_ref)
+    return conversation_get_or_create(provider=provider, contact=contact, external_id=conversation_ref, lock=lock)
 
 
 def _media_create(*, provider: Provider, message: Message, refs: Iterable[MediaRef]) -> None:
@@ -119,48 +127,43 @@ def _type_and_content(provider: Provider, conversation: Conversation, event: Inb
     return event.message_type, content
 
 
-@transaction.atomic
+# savepoint=False: the caller already gives each event its own savepoint.
+@transaction.atomic(savepoint=False)
 def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple[Message, bool]:
     """
     Store one inbound message with its contact, conversation and session. Returns (message, created);
     a redelivered message (same provider message id) changes nothing but its duplicate counter.
     """
-    existing = Message.objects.filter(provider=provider, provider_message_id=event.provider_message_id).first()
-    if existing:
-        Message.objects.filter(pk=existing.pk).update(duplicate_count=F("duplicate_count") + 1)
-        return existing, False
+    # Two deliveries of one message take turns here, so the second always sees the first's row.
+    lock_key("provider-message", provider.pk, event.provider_message_id)
+    updated = Message.objects.filter(provider=provider, provider_message_id=event.provider_message_id).update(
+        duplicate_count=F("duplicate_count") + 1)
+    if updated:
+        return Message.objects.get(provider=provider, provider_message_id=event.provider_message_id), False
 
+    # The conversation stays locked so concurrent messages of one contact open at most one session.
     conversation = _contact_and_conversation(provider=provider, identities=event.identities,
                                              profile_name=event.profile_name, seen_at=event.timestamp,
-                                             conversation_ref=event.conversation_ref)
-    # Lock the conversation so concurrent messages of one contact open at most one session.
-    conversation = Conversation.objects.select_for_update().get(pk=conversation.pk)
+                                             conversation_ref=event.conversation_ref, lock=True)
     session = session_open_or_extend(conversation=conversation, inbound_at=event.timestamp)
     reply_to = None
     if event.reply_to_provider_message_id:
         reply_to = Message.objects.filter(provider=provider,
                                           provider_message_id=event.reply_to_provider_message_id).first()
     message_type, content = _type_and_content(provider, conversation, event)
-    try:
-        with transaction.atomic():
-            message = Message.objects.create(
-                provider=provider,
-                conversation=conversation,
-                session=session,
-                direction=Message.Direction.INBOUND,
-                message_type=message_type,
-                text=event.text,
-                content=content,
-                provider_message_id=event.provider_message_id,
-                reply_to=reply_to,
-                status=MessageStatus.RECEIVED,
-                received_at=event.timestamp,
-            )
-    except IntegrityError:
-        # The same message arrived through a parallel delivery and won the insert.
-        message = Message.objects.get(provider=provider, provider_message_id=event.provider_message_id)
-        Message.objects.filter(pk=message.pk).update(duplicate_count=F("duplicate_count") + 1)
-        return message, False
+    message = Message.objects.create(
+        provider=provider,
+        conversation=conversation,
+        session=session,
+        direction=Message.Direction.INBOUND,
+        message_type=message_type,
+        text=event.text,
+        content=content,
+        provider_message_id=event.provider_message_id,
+        reply_to=reply_to,
+        status=MessageStatus.RECEIVED,
+        received_at=event.timestamp,
+    )
     _media_create(provider=provider, message=message, refs=event.media)
     if conversation.last_message_at is None or event.timestamp > conversation.last_message_at:
         conversation.last_message_at = event.timestamp
@@ -216,7 +219,7 @@ def _apply_status(message: Message, status_event: MessageStatusEvent) -> bool:
     return True
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def status_update_apply(*, provider: Provider, event: StatusUpdate,
                         webhook_event: WebhookEvent | None = None) -> MessageStatusEvent:
     """
@@ -259,7 +262,7 @@ def _echo_target(provider: Provider, event: OutboundEcho) -> Message | None:
             .first())
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def outbound_echo_apply(*, provider: Provider, event: OutboundEcho) -> Message:
     """
     A message sent from the business side, reported back by the provider. Our own sends are matched

@@ -1,4 +1,4 @@
-"""Short transaction-scoped locks for keys that have no row to lock yet."""
+"""Transaction-scoped helpers: locks for keys that have no row to lock yet, commit durability."""
 
 import hashlib
 
@@ -17,3 +17,16 @@ def lock_key(*parts: object) -> None:
     key = int.from_bytes(digest, "big", signed=True)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def commit_without_waiting_for_disk() -> None:
+    """
+    Let the current transaction's COMMIT return before its WAL reaches the disk (PostgreSQL's
+    synchronous_commit=off, for this transaction only). Only for work that can be derived again: a
+    crash may lose the last fraction of a second of such commits, never corrupt anything, and the
+    inputs (inbox rows, committed durably when the webhook was acknowledged) make them again.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit TO OFF")

@@ -17,6 +17,7 @@ from whatsapp.providers.base import WebhookRequest
 from whatsapp.providers.events import NormalizedEvent, StoredWebhook, UnhandledEvent
 from whatsapp.services.audit import audit_record
 from whatsapp.services.inbound import event_apply
+from whatsapp.services.locks import commit_without_waiting_for_disk
 from whatsapp.services.queueing import publish_on_commit
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def webhook_event_process(event_id: int) -> WebhookEvent | None:
     because messages and status reports are deduplicated.
     """
     with transaction.atomic():
+        commit_without_waiting_for_disk()
         event = (WebhookEvent.objects.select_for_update(skip_locked=True, of=("self",))
                  .select_related("provider").filter(pk=event_id).first())
         if event is None:
