@@ -158,7 +158,6 @@ def bench_env(args, port: int, app_secret: str) -> dict[str, str]:
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
-        "DATABASE_CONN_MAX_AGE": str(args.conn_max_age),
         "REDIS_URL": REDIS_URL,
         "PUBLIC_BASE_URL": f"http://{HOST}:{port}",
         "LOG_LEVEL": "WARNING",
@@ -168,6 +167,9 @@ def bench_env(args, port: int, app_secret: str) -> dict[str, str]:
         "BENCH_APP_SECRET": app_secret,
         "PYTHONDONTWRITEBYTECODE": "1",
     })
+    env.pop("DATABASE_CONN_MAX_AGE", None)
+    if args.conn_max_age is not None:
+        env["DATABASE_CONN_MAX_AGE"] = str(args.conn_max_age)
     for name in ("CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "ALLOWED_HOSTS", "DJANGO_HTTPS",
                  "SECURE_SSL_REDIRECT", "STATIC_ROOT"):
         env.pop(name, None)
@@ -617,8 +619,8 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers (default 4 on 2 cores)")
     parser.add_argument("--kind", choices=["meta", "sandbox"], default="meta", help="provider kind (default meta)")
     parser.add_argument("--contacts", type=int, default=1000, help="distinct senders the messages cycle through")
-    parser.add_argument("--conn-max-age", type=int, default=0,
-                        help="DATABASE_CONN_MAX_AGE for web and worker (default 0, the application's default)")
+    parser.add_argument("--conn-max-age", type=int, default=None,
+                        help="DATABASE_CONN_MAX_AGE for web and worker (default: the application's, 60)")
     parser.add_argument("--wait-quiet", type=float, default=120, metavar="SECONDS",
                         help="wait up to this long for the machine to be idle before measuring (default 120, 0 = no)")
     parser.add_argument("--drain", type=int, default=2, metavar="CONCURRENCY",
