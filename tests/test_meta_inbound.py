@@ -282,3 +282,29 @@ def test_updates_are_never_routed_to_a_provider_behind_another_app_secret(client
     event = deliver(client, meta, "batch_three_numbers.json")
     assert not Message.objects.filter(provider=other_tenant).exists()
     assert "109900998877665" in event.unrouted_to.split()
+
+
+def test_a_post_with_1000_updates_across_entries_and_changes_is_processed_whole(client, meta):
+    import json
+
+    def change(entry_index: int) -> dict:
+        messages = [{"from": f"5511955{entry_index:02d}{i:04d}", "id": f"wamid.BULK-{entry_index}-{i}",
+                     "timestamp": "1793000000", "type": "text", "text": {"body": f"bulk {entry_index}/{i}"}}
+                    for i in range(125)]
+        statuses = [{"id": f"wamid.SENT-{entry_index}-{i}", "status": "delivered", "timestamp": "1793000100",
+                     "recipient_id": "5511900000001"} for i in range(125)]
+        return {"field": "messages", "value": {
+            "messaging_product": "whatsapp", "metadata": {"phone_number_id": meta.external_id},
+            "contacts": [{"profile": {"name": "Bulk"}, "wa_id": m["from"]} for m in messages],
+            "messages": messages, "statuses": statuses}}
+
+    body = json.dumps({"object": "whatsapp_business_account",
+                       "entry": [{"id": META_WABA_ID, "changes": [change(e * 2), change(e * 2 + 1)]}
+                                 for e in range(2)]}).encode()
+    assert len(body) < 3 * 1024 * 1024
+    response = post_meta(client, meta, body)
+    assert response.status_code == 200
+    event = webhook_event_process(json_body(response)["event"])
+    assert (event.status, event.event_count) == ("processed", 1000)
+    assert Message.objects.count() == 500 and Contact.objects.count() == 500
+    assert MessageStatusEvent.objects.filter(message=None).count() == 500  # kept until their messages appear
