@@ -152,6 +152,11 @@ def json_body(response):
     return json.loads(response.content.decode())
 
 
+def event_id(response) -> int:
+    """The stored inbox row of an acknowledged webhook (every provider's 200 names it in a header)."""
+    return int(response["X-Webhook-Event"])
+
+
 def start_redis(port: int) -> subprocess.Popen:
     process = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
                                 "127.0.0.1", "--save", "", "--appendonly", "no"],

@@ -6,7 +6,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from tests.conftest import FIXTURES, fixture_bytes, json_body
+from tests.conftest import FIXTURES, event_id, fixture_bytes, json_body
 from whatsapp.models import Conversation, Provider, WebhookEvent
 from whatsapp.services.webhooks import webhook_event_process
 
@@ -172,7 +172,7 @@ def test_inbox_filters_flagged_events_and_shows_forms_readably(admin_client_logg
     assert flagged.unrouted_to
     twilio = make_twilio()
     form = json.loads((FIXTURES / "twilio" / "inbound_text.json").read_text())
-    twilio_event = json_body(post_twilio(admin_client_logged, twilio, form))["event"]
+    twilio_event = event_id(post_twilio(admin_client_logged, twilio, form))
 
     changelist = reverse("admin:whatsapp_webhookevent_changelist")
     listed = admin_client_logged.get(changelist, {"routing": "unrouted"}).content.decode()

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.conftest import FIXTURES, fixture_bytes, json_body
+from tests.conftest import FIXTURES, event_id, fixture_bytes, json_body
 from tests.fakes import FakeServer, Reply
 from tests.signing import (
     TWILIO_ACCOUNT_SID,
@@ -119,7 +119,7 @@ def test_twilio_media_with_account_credentials_and_redirect(client):
         form["MediaUrl0"] = twilio_api.url + media_path
         twilio_api.routes[media_path] = [Reply(307, b"", {"Location": f"{twilio_api.url}/s3/photo"})]
         twilio_api.routes["/s3/photo"] = [Reply(200, PHOTO, {"Content-Type": "image/jpeg"})]
-        webhook_event_process(json_body(post_twilio(client, provider, form))["event"])
+        webhook_event_process(event_id(post_twilio(client, provider, form)))
         media = media_download(Media.objects.get().pk)
     assert media.state == "fetched" and get_storage().read(media.archive_path) == PHOTO
     expected = "Basic " + base64.b64encode(f"{TWILIO_ACCOUNT_SID}:twilio-auth-token-for-tests".encode()).decode()

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from contacts.models import Contact
-from tests.conftest import FIXTURES, json_body
+from tests.conftest import FIXTURES, event_id
 from tests.signing import TWILIO_ACCOUNT_SID, make_twilio, post_twilio, twilio_headers, webhook_path
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, WebhookEvent
 from whatsapp.services.webhooks import webhook_event_process
@@ -25,7 +25,7 @@ def form(name: str) -> dict[str, str]:
 def deliver(client, provider, name: str) -> WebhookEvent:
     response = post_twilio(client, provider, form(name))
     assert response.status_code == 200, response.content
-    return webhook_event_process(json_body(response)["event"])
+    return webhook_event_process(event_id(response))
 
 
 INBOUND = {
@@ -120,3 +120,10 @@ def test_signature_is_checked_over_the_public_url(client, twilio, settings):
     response = client.post(path, data=urlencode(tampered), content_type="application/x-www-form-urlencoded",
                            headers=twilio_headers(path, data))
     assert response.status_code == 403
+
+
+def test_twilio_gets_an_empty_twiml_answer(client, twilio):
+    response = post_twilio(client, twilio, form("inbound_text.json"))
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/xml")
+    assert response.content.endswith(b"<Response/>")
+    assert WebhookEvent.objects.get().pk == event_id(response)

@@ -116,7 +116,12 @@ class ProviderWebhookView(View):
             return self._reject(request, kind, provider, body, rejected, signature_valid=True)
         event, created = webhook_event_record(kind=kind, provider=provider, request=webhook_request,
                                               remote_addr=_remote_addr(request), signature_valid=True)
-        return JsonResponse({"status": "accepted" if created else "duplicate", "event": event.pk})
+        status = "accepted" if created else "duplicate"
+        body, content_type = handler.acknowledgement({"status": status, "event": event.pk})
+        response = HttpResponse(body, content_type=content_type)
+        # The inbox row's id, whatever the body format (Twilio expects TwiML back).
+        response["X-Webhook-Event"] = str(event.pk)
+        return response
 
     def _read_body(self, request: HttpRequest) -> bytes:
         limit = settings.WEBHOOK_MAX_BODY_BYTES

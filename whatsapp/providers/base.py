@@ -210,6 +210,10 @@ class BaseProvider:
         """The provider's id for this delivery when it sends one (for dedup of redeliveries)."""
         return ""
 
+    def acknowledgement(self, receipt: dict[str, Any]) -> tuple[str, str]:
+        """The body and content type of the 200 that acknowledges a stored webhook."""
+        return json.dumps(receipt), "application/json"
+
     def may_route_to(self, other: ProviderRow) -> bool:
         """
         Whether an update this provider's webhook received may be applied to `other` (the provider the

@@ -11,6 +11,7 @@ https://www.twilio.com/docs/messaging/guides/track-outbound-message-status
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from urllib.parse import parse_qsl
 
 from twilio.request_validator import RequestValidator
@@ -113,6 +114,11 @@ class TwilioProvider(BaseProvider):
             raise WebhookRejected(401, f"missing {SIGNATURE_HEADER} header")
         if not RequestValidator(token).validate(request.public_url, request.form, received):
             raise WebhookRejected(403, f"{SIGNATURE_HEADER} does not match the URL and parameters")
+
+    def acknowledgement(self, receipt: dict[str, Any]) -> tuple[str, str]:
+        # Twilio reads the answer to an inbound message as TwiML; an empty <Response/> sends no reply
+        # (anything else is logged as error 12300 in Twilio's debugger).
+        return '<?xml version="1.0" encoding="UTF-8"?><Response/>', "text/xml"
 
     def delivery_id(self, request: WebhookRequest) -> str:
         return request.header("I-Twilio-Idempotency-Token")
