@@ -308,3 +308,11 @@ def test_a_post_with_1000_updates_across_entries_and_changes_is_processed_whole(
     assert (event.status, event.event_count) == ("processed", 1000)
     assert Message.objects.count() == 500 and Contact.objects.count() == 500
     assert MessageStatusEvent.objects.filter(message=None).count() == 500  # kept until their messages appear
+
+
+def test_api_shows_a_message_with_its_media(client, meta, api_client):
+    deliver(client, meta, "document.json")
+    message = Message.objects.get()
+    body = api_client.get(f"/api/v1/messages/{message.pk}/").json()
+    assert body["media"][0]["filename"] == "invoice-2291.pdf" and body["media"][0]["state"] == "pending"
+    assert body["content"] == {}

@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from contacts.models import Contact, ContactIdentity
 from templates_app.models import MessageTemplate
-from whatsapp.models import Conversation, Message, MessageStatusEvent, Provider
+from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider
 from whatsapp.services.providers import provider_webhook_url
 
 
@@ -49,7 +49,7 @@ class ConversationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Conversation
         fields = ["id", "provider", "contact", "contact_name", "assignee", "external_conversation_id",
-                  "last_message_at", "session_open_until", "ai_summary", "created_at"]
+                  "external_state", "last_message_at", "session_open_until", "ai_summary", "created_at"]
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_session_open_until(self, conversation: Conversation):
@@ -63,16 +63,24 @@ class MessageStatusEventSerializer(serializers.ModelSerializer):
         fields = ["status", "occurred_at", "applied", "error_code", "error_title"]
 
 
+class MediaSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Media
+        fields = ["id", "mime_type", "filename", "caption", "size_bytes", "sha256", "state", "attempts",
+                  "last_error", "fetched_at", "expires_at"]
+
+
 class MessageSerializer(serializers.ModelSerializer):
     status_history = MessageStatusEventSerializer(source="status_events", many=True, read_only=True)
+    media = MediaSerializer(many=True, read_only=True)
 
     class Meta:
         model = Message
         fields = ["id", "provider", "conversation", "direction", "message_type", "text", "content",
                   "provider_message_id", "reply_to", "status", "queued_at", "sent_at", "delivered_at", "read_at",
-                  "failed_at", "received_at", "error_code", "error_detail", "attempts", "template",
-                  "template_variables", "transcript", "intent", "sentiment", "language", "status_history",
-                  "created_at"]
+                  "played_at", "failed_at", "received_at", "error_code", "error_detail", "attempts", "template",
+                  "template_variables", "transcript", "intent", "sentiment", "language", "media", "status_history",
+                  "duplicate_count", "created_at"]
 
 
 class MessageTemplateSerializer(serializers.ModelSerializer):

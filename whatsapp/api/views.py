@@ -39,7 +39,7 @@ class ConversationViewSet(viewsets.ReadOnlyModelViewSet):
 
 class MessageViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Message.objects.prefetch_related(
-        Prefetch("status_events", queryset=MessageStatusEvent.objects.order_by("occurred_at", "id"))
+        Prefetch("status_events", queryset=MessageStatusEvent.objects.order_by("occurred_at", "id")), "media"
     )
     serializer_class = serializers.MessageSerializer
     filterset_fields = {"provider": ["exact"], "conversation": ["exact"], "direction": ["exact"],
