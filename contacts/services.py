@@ -65,6 +65,7 @@ def contact_resolve(
     the same message are linked to it), else a new contact. Safe when two webhooks race: the unique
     identity constraint lets only one insert win and the loser re-reads.
     """
+    profile_name = profile_name[:255]
     normalized = list(dict.fromkeys(identity_normalize(identity, provider)
                                     for identity in identities if identity.value))
     if not normalized:

@@ -182,3 +182,14 @@ def test_button_reply_title_is_matched_to_the_choice_we_offered(client, chatwoot
     reply = Message.objects.get(text="Reschedule")
     assert reply.message_type == "interactive_reply"
     assert (reply.content["id"], reply.content["matched_by"]) == ("resched-1", "title")
+
+
+def test_failure_without_a_code_keeps_the_sentence(client, chatwoot):
+    deliver(client, chatwoot, "message_created_text.json")
+    deliver(client, chatwoot, "message_created_agent_reply.json")
+    body = fixture_bytes("chatwoot", "message_updated_failed.json").replace(
+        b"131047: Re-engagement message", b"Template not found or invalid template name")
+    assert deliver(client, chatwoot, body).status == "processed"
+    agent = Message.objects.get(direction="outbound")
+    assert (agent.status, agent.error_code, agent.error_detail) == (
+        "failed", "", "Template not found or invalid template name")

@@ -316,3 +316,10 @@ def test_api_shows_a_message_with_its_media(client, meta, api_client):
     body = api_client.get(f"/api/v1/messages/{message.pk}/").json()
     assert body["media"][0]["filename"] == "invoice-2291.pdf" and body["media"][0]["state"] == "pending"
     assert body["content"] == {}
+
+
+def test_overlong_profile_name_is_cut_not_refused(client, meta):
+    body = fixture_bytes("meta", "text.json").replace(b'"Beatriz Lima"', b'"' + b"B" * 400 + b'"')
+    response = post_meta(client, meta, body)
+    assert webhook_event_process(json_body(response)["event"]).status == "processed"
+    assert len(Contact.objects.get().profile_name) == 255

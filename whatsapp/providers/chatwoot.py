@@ -288,8 +288,11 @@ class ChatwootProvider(BaseProvider):
             if _dict(nested).get("id") == message.get("id"):
                 status = status or _text(nested.get("status"))
         if error:
-            code, _, title = error.partition(":")
-            status, code, title = MessageStatus.FAILED, code.strip(), title.strip() or error
+            # Usually "<code>: <title>" (e.g. "131047: Re-engagement message"), sometimes a sentence.
+            code, separator, title = error.partition(":")
+            if not (separator and code.strip().isalnum() and len(code.strip()) <= 32):
+                code, title = "", error
+            status, code, title = MessageStatus.FAILED, code.strip(), title.strip()
         else:
             status = STATUS_MAP.get(status) or (MessageStatus.SENT if message.get("source_id") else "")
             code = title = ""

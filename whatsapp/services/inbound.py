@@ -62,6 +62,7 @@ def conversation_get_or_create(*, provider: Provider, contact: Contact, external
                 conversation = Conversation.objects.create(provider=provider, contact=contact)
         except IntegrityError:
             conversation = (rows.select_for_update() if lock else rows).get()
+    external_id = external_id[:64]
     if external_id and conversation.external_conversation_id != external_id:
         # The provider's own thread id (Chatwoot's conversation), needed to reply in that thread.
         conversation.external_conversation_id = external_id
@@ -234,7 +235,7 @@ def status_update_apply(*, provider: Provider, event: StatusUpdate,
     status_event, created = MessageStatusEvent.objects.get_or_create(
         provider=provider, provider_message_id=event.provider_message_id, status=event.status,
         occurred_at=event.timestamp,
-        defaults={"message": message, "error_code": event.error_code, "error_title": event.error_title,
+        defaults={"message": message, "error_code": event.error_code[:32], "error_title": event.error_title[:255],
                   "error_detail": event.error_detail, "webhook_event": webhook_event, "raw": event.raw},
     )
     if created and message is not None and _apply_status(message, status_event):
@@ -308,8 +309,8 @@ def conversation_update_apply(*, provider: Provider, event: ConversationUpdate) 
     conversation = _contact_and_conversation(provider=provider, identities=event.identities,
                                              profile_name=event.profile_name, seen_at=None,
                                              conversation_ref=event.conversation_ref)
-    if event.state and conversation.external_state != event.state:
-        conversation.external_state = event.state
+    if event.state and conversation.external_state != event.state[:20]:
+        conversation.external_state = event.state[:20]
         conversation.save(update_fields=["external_state"])
     return conversation
 
