@@ -1,6 +1,5 @@
 """Chatwoot webhooks: incoming messages, echoes of our own, notes, statuses, conversations, contacts."""
 
-import json
 
 import pytest
 
@@ -169,7 +168,6 @@ def test_same_delivery_id_is_one_event(client, chatwoot):
                          headers=chatwoot_headers(body, delivery="5d3c2f9e-1111-4c1e-9a55-000000000001"))
     assert json_body(first)["status"] == "accepted" and json_body(second)["status"] == "duplicate"
     assert WebhookEvent.objects.get().duplicate_count == 1
-    assert json.loads(body)["event"] == "message_created"
 
 
 def test_button_reply_title_is_matched_to_the_choice_we_offered(client, chatwoot):

@@ -113,10 +113,11 @@ def is_retryable_status(status: int) -> bool:
     return status in (408, 425, 429) or status >= 500
 
 
-def fetch_media_bytes(client: httpx.Client, url: str, **kwargs: Any) -> httpx.Response:
+def fetch_media_bytes(client: httpx.Client, url: str, *, mime_type: str = "", **kwargs: Any) -> DownloadedMedia:
     """
     GET a media file, following redirects, refusing files over MEDIA_MAX_BYTES. Raises ProviderError,
-    retryable for network trouble, timeouts, 429 and 5xx.
+    retryable for network trouble, timeouts, 429 and 5xx. `mime_type` is what the provider declared;
+    the response's Content-Type is used only without one.
     """
     limit = settings.MEDIA_MAX_BYTES
     try:
@@ -131,11 +132,31 @@ def fetch_media_bytes(client: httpx.Client, url: str, **kwargs: Any) -> httpx.Re
                 if size > limit:
                     raise ProviderError(f"media is larger than {limit} bytes", code="too_large")
                 chunks.append(chunk)
-            response._content = b"".join(chunks)
-            return response
+            return DownloadedMedia(content=b"".join(chunks),
+                                   mime_type=mime_type or response.headers.get("content-type", ""))
     except httpx.HTTPError as exc:
         raise ProviderError(f"media download failed: {type(exc).__name__}: {exc}", code="network",
                             retryable=True) from exc
+
+
+# Payloads are parsed defensively: a field of an unexpected type reads as empty, never raises.
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def as_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def response_json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return {}
 
 
 def sha256_matches(content: bytes, expected: str) -> bool:

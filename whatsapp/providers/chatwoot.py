@@ -25,6 +25,8 @@ from whatsapp.providers.base import (
     ProviderOption,
     WebhookRejected,
     WebhookRequest,
+    as_dict,
+    as_text,
     clean_json_bytes,
     constant_time_equals,
     fetch_media_bytes,
@@ -82,14 +84,6 @@ CONTACT_EVENTS = frozenset({"contact_created", "contact_updated"})
 PUSH_MESSAGE_TYPES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
 def _time(value: Any, fallback: datetime) -> datetime:
     # webhook_data gives ISO-8601 strings; the nested push format gives Unix seconds.
     if isinstance(value, int | float):
@@ -101,7 +95,7 @@ def _time(value: Any, fallback: datetime) -> datetime:
 
 
 def _message_type(value: Any) -> str:
-    return PUSH_MESSAGE_TYPES.get(value, "") if isinstance(value, int) else _text(value)
+    return PUSH_MESSAGE_TYPES.get(value, "") if isinstance(value, int) else as_text(value)
 
 
 class ChatwootProvider(BaseProvider):
@@ -176,14 +170,14 @@ class ChatwootProvider(BaseProvider):
     # --- parsing ---------------------------------------------------------------------------
     def parse_webhook(self, stored: StoredWebhook) -> list[NormalizedEvent]:
         payload = clean_json_bytes(stored.body)
-        event = _text(payload.get("event"))
+        event = as_text(payload.get("event"))
         if event in ("message_created", "message_updated"):
             return [self._parse_message_event(event, payload, stored.received_at)]
         if event in CONVERSATION_EVENTS:
             return [self._parse_conversation(payload)]
         if event in CONTACT_EVENTS:
             return [ContactProfile(identities=self._contact_identities(payload),
-                                   profile_name=_text(payload.get("name")), raw=payload)]
+                                   profile_name=as_text(payload.get("name")), raw=payload)]
         return [UnhandledEvent(f"Chatwoot event {event!r} is not acted on", raw=payload)]
 
     def _scope(self) -> str:
@@ -193,10 +187,10 @@ class ChatwootProvider(BaseProvider):
     def _contact_identities(self, contact: dict, source_id: str = "") -> tuple[Identity, ...]:
         identities = []
         if contact.get("id") is not None:
-            identities.append(Identity(IdentityKind.CHATWOOT_CONTACT_ID, _text(contact["id"]), self._scope()))
-        if phone := _text(contact.get("phone_number")):
+            identities.append(Identity(IdentityKind.CHATWOOT_CONTACT_ID, as_text(contact["id"]), self._scope()))
+        if phone := as_text(contact.get("phone_number")):
             identities.append(Identity(IdentityKind.PHONE, phone))
-        if email := _text(contact.get("email")):
+        if email := as_text(contact.get("email")):
             identities.append(Identity(IdentityKind.EMAIL, email))
         # The contact inbox's source id: wa_id digits (Cloud channel) or whatsapp:+E164 / whatsapp:<BSUID> (Twilio).
         address = source_id.removeprefix("whatsapp:")
@@ -208,14 +202,11 @@ class ChatwootProvider(BaseProvider):
             identities.append(Identity(IdentityKind.BUSINESS_SCOPED_ID, address))
         return tuple(dict.fromkeys(identities))
 
-    def _routed_to(self, inbox_id: Any) -> str:
-        # Account webhooks carry every inbox of the account: each event goes to the provider of its inbox.
-        return _text(inbox_id)
-
     def _parse_message_event(self, event: str, message: dict, received_at: datetime) -> NormalizedEvent:
-        conversation = _dict(message.get("conversation"))
-        inbox_id = _dict(message.get("inbox")).get("id", conversation.get("inbox_id"))
-        routed_to = self._routed_to(inbox_id)
+        conversation = as_dict(message.get("conversation"))
+        inbox_id = as_dict(message.get("inbox")).get("id", conversation.get("inbox_id"))
+        # Account webhooks carry every inbox of the account: each event goes to the provider of its inbox.
+        routed_to = as_text(inbox_id)
         direction = _message_type(message.get("message_type"))
         if message.get("private"):
             return UnhandledEvent("Chatwoot private note (never a customer message)", routed_to=routed_to,
@@ -228,65 +219,66 @@ class ChatwootProvider(BaseProvider):
                 return UnhandledEvent("Chatwoot update of an incoming message (edit or delete) kept",
                                       routed_to=routed_to, raw=message)
             return self._parse_outgoing_update(message, conversation, routed_to, received_at)
-        sender = _dict(message.get("sender"))
-        contact = sender if direction == "incoming" else _dict(_dict(conversation.get("meta")).get("sender"))
-        identities = self._contact_identities(contact, _text(_dict(conversation.get("contact_inbox")).get("source_id")))
+        sender = as_dict(message.get("sender"))
+        contact = sender if direction == "incoming" else as_dict(as_dict(conversation.get("meta")).get("sender"))
+        source_id = as_text(as_dict(conversation.get("contact_inbox")).get("source_id"))
+        identities = self._contact_identities(contact, source_id)
         message_type, content, media = self._content(message)
         common = {
-            "provider_message_id": _text(message["id"]),
+            "provider_message_id": as_text(message["id"]),
             "timestamp": _time(message.get("created_at"), received_at),
             "identities": identities,
             "message_type": message_type,
-            "text": _text(message.get("content")),
+            "text": as_text(message.get("content")),
             "content": content,
-            "conversation_ref": _text(conversation.get("id")),
+            "conversation_ref": as_text(conversation.get("id")),
             "routed_to": routed_to,
             "raw": message,
         }
         if direction == "incoming":
-            attributes = _dict(message.get("content_attributes"))
-            return InboundMessage(**common, profile_name=_text(sender.get("name")), media=media,
-                                  reply_to_provider_message_id=_text(attributes.get("in_reply_to")))
-        attributes = _dict(message.get("content_attributes"))
-        return OutboundEcho(**common, client_reference=_text(message.get("echo_id") or attributes.get("echo_id")),
-                            sender_label=f"{sender.get('type') or 'user'}: {_text(sender.get('name'))}".strip())
+            attributes = as_dict(message.get("content_attributes"))
+            return InboundMessage(**common, profile_name=as_text(sender.get("name")), media=media,
+                                  reply_to_provider_message_id=as_text(attributes.get("in_reply_to")))
+        attributes = as_dict(message.get("content_attributes"))
+        return OutboundEcho(**common, client_reference=as_text(message.get("echo_id") or attributes.get("echo_id")),
+                            sender_label=f"{sender.get('type') or 'user'}: {as_text(sender.get('name'))}".strip())
 
     def _content(self, message: dict) -> tuple[str, dict[str, Any], tuple[MediaRef, ...]]:
-        attachments = [_dict(item) for item in message.get("attachments") or []]
-        content: dict[str, Any] = {"content_type": _text(message.get("content_type"))}
+        attachments = [as_dict(item) for item in message.get("attachments") or []]
+        content: dict[str, Any] = {"content_type": as_text(message.get("content_type"))}
         if message.get("content_type") == "sticker" and attachments:
             message_type = MessageType.STICKER
         elif attachments:
-            message_type = ATTACHMENT_TYPES.get(_text(attachments[0].get("file_type")), MessageType.UNSUPPORTED)
+            message_type = ATTACHMENT_TYPES.get(as_text(attachments[0].get("file_type")), MessageType.UNSUPPORTED)
         else:
             message_type = MessageType.TEXT
         media = []
         for attachment in attachments:
             if attachment.get("file_type") == "location":
                 content.update(latitude=attachment.get("coordinates_lat"), longitude=attachment.get("coordinates_long"),
-                               name=_text(attachment.get("fallback_title")))
+                               name=as_text(attachment.get("fallback_title")))
             elif attachment.get("data_url"):
                 media.append(MediaRef(
-                    provider_media_id=_text(attachment.get("id")), url=_text(attachment["data_url"]),
-                    mime_type=_text(attachment.get("content_type")),
+                    provider_media_id=as_text(attachment.get("id")), url=as_text(attachment["data_url"]),
+                    mime_type=as_text(attachment.get("content_type")),
                     filename=f"attachment-{attachment.get('id')}.{attachment['extension']}"
                     if attachment.get("extension") else "",
                     size_bytes=attachment.get("file_size") if isinstance(attachment.get("file_size"), int) else None))
                 if attachment.get("transcribed_text"):
-                    content["provider_transcript"] = _text(attachment["transcribed_text"])
+                    content["provider_transcript"] = as_text(attachment["transcribed_text"])
         if message_type == MessageType.UNSUPPORTED:
-            content["unsupported_type"] = _text(attachments[0].get("file_type"))
+            content["unsupported_type"] = as_text(attachments[0].get("file_type"))
         return message_type, content, tuple(media)
 
     def _parse_outgoing_update(self, message: dict, conversation: dict, routed_to: str,
                                received_at: datetime) -> NormalizedEvent:
-        attributes = _dict(message.get("content_attributes"))
-        error = _text(attributes.get("external_error"))
-        status = _text(message.get("status"))
+        attributes = as_dict(message.get("content_attributes"))
+        error = as_text(attributes.get("external_error"))
+        status = as_text(message.get("status"))
         for nested in conversation.get("messages") or []:
             # webhook_data has no status; the conversation's latest message (push format) does.
-            if _dict(nested).get("id") == message.get("id"):
-                status = status or _text(nested.get("status"))
+            if as_dict(nested).get("id") == message.get("id"):
+                status = status or as_text(nested.get("status"))
         if error:
             # Usually "<code>: <title>" (e.g. "131047: Re-engagement message"), sometimes a sentence.
             code, separator, title = error.partition(":")
@@ -299,27 +291,25 @@ class ChatwootProvider(BaseProvider):
         if not status:
             return UnhandledEvent("Chatwoot update of an outgoing message without a status", routed_to=routed_to,
                                   raw=message)
-        return StatusUpdate(provider_message_id=_text(message["id"]), status=status,
+        return StatusUpdate(provider_message_id=as_text(message["id"]), status=status,
                             timestamp=_time(message.get("updated_at"), received_at), error_code=code,
                             error_title=title, routed_to=routed_to, raw=message)
 
     def _parse_conversation(self, conversation: dict) -> NormalizedEvent:
-        meta = _dict(conversation.get("meta"))
-        sender = _dict(meta.get("sender"))
-        source_id = _text(_dict(conversation.get("contact_inbox")).get("source_id"))
+        meta = as_dict(conversation.get("meta"))
+        sender = as_dict(meta.get("sender"))
+        source_id = as_text(as_dict(conversation.get("contact_inbox")).get("source_id"))
         return ConversationUpdate(identities=self._contact_identities(sender, source_id),
-                                  conversation_ref=_text(conversation.get("id")),
-                                  state=_text(conversation.get("status")),
-                                  profile_name=_text(sender.get("name")),
-                                  routed_to=self._routed_to(conversation.get("inbox_id")), raw=conversation)
+                                  conversation_ref=as_text(conversation.get("id")),
+                                  state=as_text(conversation.get("status")),
+                                  profile_name=as_text(sender.get("name")),
+                                  routed_to=as_text(conversation.get("inbox_id")), raw=conversation)
 
     def download_media(self, media: MediaRef) -> DownloadedMedia:
         # data_url is an ActiveStorage redirect (its signed id is the credential) to a short-lived URL.
         url = urljoin(self.config_value("base_url").rstrip("/") + "/", media.url)
         with http_client() as client:
-            response = fetch_media_bytes(client, url)
-        return DownloadedMedia(content=response.content,
-                               mime_type=media.mime_type or response.headers.get("content-type", ""))
+            return fetch_media_bytes(client, url, mime_type=media.mime_type)
 
     def send(self, message: OutboundMessage) -> SendResult:
         raise ProviderError("sending through Chatwoot arrives with the outbound issue", code="not_implemented")

@@ -22,12 +22,16 @@ from whatsapp.providers.base import (
     VerificationAnswer,
     WebhookRejected,
     WebhookRequest,
+    as_dict,
+    as_list,
+    as_text,
     clean_json_bytes,
     constant_time_equals,
     fetch_media_bytes,
     hmac_sha256_hex,
     http_client,
     is_retryable_status,
+    response_json,
 )
 from whatsapp.providers.events import (
     MEDIA_TYPES,
@@ -112,25 +116,13 @@ def _timestamp(value: Any, fallback: datetime) -> datetime:
         return fallback
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
 def _first_error(errors: Any) -> dict[str, Any]:
-    errors = _list(errors)
-    return _dict(errors[0]) if errors else {}
+    errors = as_list(errors)
+    return as_dict(errors[0]) if errors else {}
 
 
 def _error_detail(error: dict[str, Any]) -> str:
-    return _text(_dict(error.get("error_data")).get("details") or error.get("message"))
+    return as_text(as_dict(error.get("error_data")).get("details") or error.get("message"))
 
 
 class MetaProvider(BaseProvider):
@@ -182,15 +174,15 @@ class MetaProvider(BaseProvider):
     def parse_webhook(self, stored: StoredWebhook) -> list[NormalizedEvent]:
         payload = clean_json_bytes(stored.body)
         events: list[NormalizedEvent] = []
-        for entry in _list(payload.get("entry")):
-            entry = _dict(entry)
-            for change in _list(entry.get("changes")):
-                events.extend(self._parse_change(entry, _dict(change), stored.received_at))
+        for entry in as_list(payload.get("entry")):
+            entry = as_dict(entry)
+            for change in as_list(entry.get("changes")):
+                events.extend(self._parse_change(entry, as_dict(change), stored.received_at))
         return events
 
     def _parse_change(self, entry: dict, change: dict, received_at: datetime) -> list[NormalizedEvent]:
-        field = _text(change.get("field"))
-        value = _dict(change.get("value"))
+        field = as_text(change.get("field"))
+        value = as_dict(change.get("value"))
         if field == "messages":
             return self._parse_messages_value(value, received_at)
         if field in ("message_template_status_update", "message_template_quality_update",
@@ -199,15 +191,15 @@ class MetaProvider(BaseProvider):
         return [UnhandledEvent(f"Meta webhook field {field!r} is not acted on", raw=change)]
 
     def _parse_messages_value(self, value: dict, received_at: datetime) -> list[NormalizedEvent]:
-        routed_to = _text(_dict(value.get("metadata")).get("phone_number_id"))
-        contacts = [_dict(contact) for contact in _list(value.get("contacts"))]
+        routed_to = as_text(as_dict(value.get("metadata")).get("phone_number_id"))
+        contacts = [as_dict(contact) for contact in as_list(value.get("contacts"))]
         events: list[NormalizedEvent] = []
-        for message in _list(value.get("messages")):
-            events.append(self._parse_message(_dict(message), contacts, routed_to, received_at))
-        for status in _list(value.get("statuses")):
-            events.append(self._parse_status(_dict(status), routed_to, received_at))
-        for error in _list(value.get("errors")):
-            error = _dict(error)
+        for message in as_list(value.get("messages")):
+            events.append(self._parse_message(as_dict(message), contacts, routed_to, received_at))
+        for status in as_list(value.get("statuses")):
+            events.append(self._parse_status(as_dict(status), routed_to, received_at))
+        for error in as_list(value.get("errors")):
+            error = as_dict(error)
             events.append(UnhandledEvent(
                 f"Meta reported error {error.get('code')}: {error.get('title')} ({_error_detail(error)})",
                 routed_to=routed_to, raw=error))
@@ -218,42 +210,42 @@ class MetaProvider(BaseProvider):
 
     # --- inbound messages ------------------------------------------------------------------
     def _sender_identities(self, message: dict, contacts: list[dict]) -> tuple[tuple[Identity, ...], str]:
-        sender = _text(message.get("from"))
-        sender_user_id = _text(message.get("from_user_id"))
+        sender = as_text(message.get("from"))
+        sender_user_id = as_text(message.get("from_user_id"))
         contact = next((c for c in contacts if sender and c.get("wa_id") == sender), None)
         if contact is None:
             contact = next((c for c in contacts if sender_user_id and c.get("user_id") == sender_user_id), None)
         if contact is None and len(contacts) == 1:
             contact = contacts[0]
         contact = contact or {}
-        profile = _dict(contact.get("profile"))
-        wa_id = _text(contact.get("wa_id")) or sender
+        profile = as_dict(contact.get("profile"))
+        wa_id = as_text(contact.get("wa_id")) or sender
         identities = []
         # Since 2026 a sender may come with a business-scoped user id and no phone number at all.
         if wa_id:
             identities += [Identity(IdentityKind.PHONE, wa_id), Identity(IdentityKind.WHATSAPP_ID, wa_id)]
-        if user_id := sender_user_id or _text(contact.get("user_id")):
+        if user_id := sender_user_id or as_text(contact.get("user_id")):
             identities.append(Identity(IdentityKind.BUSINESS_SCOPED_ID, user_id))
-        if parent := _text(contact.get("parent_user_id")):
+        if parent := as_text(contact.get("parent_user_id")):
             identities.append(Identity(IdentityKind.PARENT_BUSINESS_SCOPED_ID, parent))
-        if username := _text(profile.get("username")):
+        if username := as_text(profile.get("username")):
             identities.append(Identity(IdentityKind.USERNAME, username))
-        return tuple(identities), _text(profile.get("name"))
+        return tuple(identities), as_text(profile.get("name"))
 
     def _parse_message(self, message: dict, contacts: list[dict], routed_to: str,
                        received_at: datetime) -> NormalizedEvent:
-        message_id = _text(message.get("id"))
+        message_id = as_text(message.get("id"))
         identities, profile_name = self._sender_identities(message, contacts)
         if not message_id or not identities:
             return UnhandledEvent("Meta message without an id or a sender", routed_to=routed_to, raw=message)
-        wire_type = _text(message.get("type"))
+        wire_type = as_text(message.get("type"))
         message_type = MESSAGE_TYPE_MAP.get(wire_type, MessageType.UNSUPPORTED)
-        body = _dict(message.get(wire_type))
+        body = as_dict(message.get(wire_type))
         text, content, media = self._content(wire_type, message_type, body, message)
-        context = _dict(message.get("context"))
-        reply_to = _text(context.get("id"))
+        context = as_dict(message.get("context"))
+        reply_to = as_text(context.get("id"))
         if message_type == MessageType.REACTION:
-            reply_to = _text(body.get("message_id"))
+            reply_to = as_text(body.get("message_id"))
         if context.get("forwarded"):
             content["forwarded"] = True
         if context.get("frequently_forwarded"):
@@ -264,7 +256,7 @@ class MetaProvider(BaseProvider):
             content["referral"] = message["referral"]
         if message.get("errors") and "errors" not in content:
             content["errors"] = message["errors"]
-        if message_type == MessageType.SYSTEM and (new_wa_id := _text(body.get("wa_id"))):
+        if message_type == MessageType.SYSTEM and (new_wa_id := as_text(body.get("wa_id"))):
             # "user_changed_number": the same person now writes from a new number; link both to one contact.
             identities = (*identities, Identity(IdentityKind.PHONE, new_wa_id),
                           Identity(IdentityKind.WHATSAPP_ID, new_wa_id))
@@ -285,85 +277,85 @@ class MetaProvider(BaseProvider):
     def _content(self, wire_type: str, message_type: str, body: dict,
                  message: dict) -> tuple[str, dict[str, Any], tuple[MediaRef, ...]]:
         if message_type == MessageType.TEXT:
-            return _text(body.get("body")), {}, ()
+            return as_text(body.get("body")), {}, ()
         if message_type in MEDIA_TYPES:
-            ref = MediaRef(provider_media_id=_text(body.get("id")), url=_text(body.get("url")),
-                           mime_type=_text(body.get("mime_type")), sha256=_text(body.get("sha256")),
-                           filename=_text(body.get("filename")), caption=_text(body.get("caption")))
+            ref = MediaRef(provider_media_id=as_text(body.get("id")), url=as_text(body.get("url")),
+                           mime_type=as_text(body.get("mime_type")), sha256=as_text(body.get("sha256")),
+                           filename=as_text(body.get("filename")), caption=as_text(body.get("caption")))
             content = {"voice": bool(body.get("voice") or wire_type == "voice"),
                        "animated": bool(body.get("animated"))}
             return ref.caption, {k: v for k, v in content.items() if v}, (ref,) if ref.provider_media_id else ()
         if message_type == MessageType.LOCATION:
             keys = ("latitude", "longitude", "name", "address", "url")
-            return _text(body.get("name")), {k: body[k] for k in keys if k in body}, ()
+            return as_text(body.get("name")), {k: body[k] for k in keys if k in body}, ()
         if message_type == MessageType.CONTACTS:
-            cards = _list(message.get("contacts"))
-            names = [_text(_dict(_dict(card).get("name")).get("formatted_name")) for card in cards]
+            cards = as_list(message.get("contacts"))
+            names = [as_text(as_dict(as_dict(card).get("name")).get("formatted_name")) for card in cards]
             return ", ".join(filter(None, names)), {"contacts": cards}, ()
         if message_type == MessageType.INTERACTIVE_REPLY:
-            kind = _text(body.get("type"))
-            reply = _dict(body.get(kind))
-            content = {"kind": kind, "id": _text(reply.get("id")), "title": _text(reply.get("title"))}
+            kind = as_text(body.get("type"))
+            reply = as_dict(body.get(kind))
+            content = {"kind": kind, "id": as_text(reply.get("id")), "title": as_text(reply.get("title"))}
             if kind == "list_reply":
-                content["description"] = _text(reply.get("description"))
+                content["description"] = as_text(reply.get("description"))
             if kind == "nfm_reply":  # a WhatsApp Flow's answers, as a JSON string
-                content.update(name=_text(reply.get("name")), response_json=_text(reply.get("response_json")))
-                return _text(reply.get("body")), content, ()
+                content.update(name=as_text(reply.get("name")), response_json=as_text(reply.get("response_json")))
+                return as_text(reply.get("body")), content, ()
             return content["title"], content, ()
         if message_type == MessageType.BUTTON:
-            title = _text(body.get("text"))
-            return title, {"payload": _text(body.get("payload")), "title": title}, ()
+            title = as_text(body.get("text"))
+            return title, {"payload": as_text(body.get("payload")), "title": title}, ()
         if message_type == MessageType.REACTION:
-            emoji = _text(body.get("emoji"))
+            emoji = as_text(body.get("emoji"))
             # An empty or missing emoji is Meta's way of saying the reaction was removed.
             return emoji, {"emoji": emoji, "removed": not emoji}, ()
         if message_type == MessageType.ORDER:
-            return _text(body.get("text")), {"order": body}, ()
+            return as_text(body.get("text")), {"order": body}, ()
         if message_type == MessageType.SYSTEM:
-            return _text(body.get("body")), {"system": body}, ()
+            return as_text(body.get("body")), {"system": body}, ()
         error = _first_error(message.get("errors"))
-        content = {"unsupported_type": _text(body.get("type")) or wire_type, "errors": _list(message.get("errors"))}
-        return _text(error.get("title")), content, ()
+        content = {"unsupported_type": as_text(body.get("type")) or wire_type, "errors": as_list(message.get("errors"))}
+        return as_text(error.get("title")), content, ()
 
     # --- statuses and templates ------------------------------------------------------------
     def _parse_status(self, status: dict, routed_to: str, received_at: datetime) -> NormalizedEvent:
-        wire_status = _text(status.get("status"))
+        wire_status = as_text(status.get("status"))
         if not status.get("id") or wire_status in IGNORED_STATUSES:
             return UnhandledEvent(f"Meta status {wire_status!r} ignored", routed_to=routed_to, raw=status)
         error = _first_error(status.get("errors"))
         return StatusUpdate(
-            provider_message_id=_text(status["id"]),
+            provider_message_id=as_text(status["id"]),
             status=STATUS_MAP.get(wire_status, MessageStatus.UNKNOWN),
             timestamp=_timestamp(status.get("timestamp"), received_at),
-            error_code=_text(error.get("code")),
-            error_title=_text(error.get("title") or error.get("message")),
+            error_code=as_text(error.get("code")),
+            error_title=as_text(error.get("title") or error.get("message")),
             error_detail=_error_detail(error),
             routed_to=routed_to,
             raw=status,
         )
 
     def _parse_template_update(self, field: str, entry: dict, value: dict, received_at: datetime) -> NormalizedEvent:
-        event = _text(value.get("event")).upper()
+        event = as_text(value.get("event")).upper()
         status = TEMPLATE_STATUS_MAP.get(event, TemplateStatus.UNKNOWN) if field.endswith("status_update") else (
             TemplateStatus.UNKNOWN)
-        rejection = _dict(value.get("rejection_info"))
-        other = _dict(value.get("other_info"))
+        rejection = as_dict(value.get("rejection_info"))
+        other = as_dict(value.get("other_info"))
         reasons = [
-            _text(value.get("reason")) if _text(value.get("reason")) not in ("", "NONE") else "",
-            _text(rejection.get("reason")),
-            _text(rejection.get("recommendation")),
-            ": ".join(filter(None, [_text(other.get("title")), _text(other.get("description"))])),
+            as_text(value.get("reason")) if as_text(value.get("reason")) not in ("", "NONE") else "",
+            as_text(rejection.get("reason")),
+            as_text(rejection.get("recommendation")),
+            ": ".join(filter(None, [as_text(other.get("title")), as_text(other.get("description"))])),
             "flagged by Meta; a pause may follow" if event == "FLAGGED" else "",
         ]
         return TemplateStatusUpdate(
-            provider_template_id=_text(value.get("message_template_id")),
-            name=_text(value.get("message_template_name")),
+            provider_template_id=as_text(value.get("message_template_id")),
+            name=as_text(value.get("message_template_name")),
             # Meta writes both en-US and en_US.
-            language=_text(value.get("message_template_language")).replace("-", "_"),
+            language=as_text(value.get("message_template_language")).replace("-", "_"),
             status=status,
             reason=" — ".join(filter(None, reasons)),
-            quality=_text(value.get("new_quality_score")).lower(),
-            category=_text(value.get("new_category")).lower(),
+            quality=as_text(value.get("new_quality_score")).lower(),
+            category=as_text(value.get("new_category")).lower(),
             timestamp=_timestamp(entry.get("time"), received_at),
             routed_to="",
             raw=value,
@@ -388,19 +380,19 @@ class MetaProvider(BaseProvider):
                 raise ProviderError(f"resolving media id failed: {type(exc).__name__}: {exc}", code="network",
                                     retryable=True) from exc
             if response.status_code >= 400:
-                error = _dict(_dict(_safe_json(response)).get("error"))
+                error = as_dict(as_dict(response_json(response)).get("error"))
                 raise ProviderError(
                     f"resolving media id answered HTTP {response.status_code}: {error.get('message', '')}".strip(),
-                    code=_text(error.get("code")) or f"http_{response.status_code}",
+                    code=as_text(error.get("code")) or f"http_{response.status_code}",
                     retryable=is_retryable_status(response.status_code))
-            described = _dict(_safe_json(response))
-            url = _text(described.get("url"))
+            described = as_dict(response_json(response))
+            url = as_text(described.get("url"))
             if not url:
                 raise ProviderError("Meta's media description has no url", code="no_url", retryable=True)
-            fetched = fetch_media_bytes(client, url, headers=self._auth())
-        return DownloadedMedia(content=fetched.content,
-                               mime_type=_text(described.get("mime_type")) or fetched.headers.get("content-type", ""),
-                               sha256=_text(described.get("sha256")) or media.sha256)
+            fetched = fetch_media_bytes(client, url, mime_type=as_text(described.get("mime_type")),
+                                        headers=self._auth())
+        return DownloadedMedia(content=fetched.content, mime_type=fetched.mime_type,
+                               sha256=as_text(described.get("sha256")) or media.sha256)
 
     # --- sending ---------------------------------------------------------------------------
     def send(self, message: OutboundMessage) -> SendResult:
@@ -408,13 +400,6 @@ class MetaProvider(BaseProvider):
 
     def check_connection(self) -> ConnectionCheck:
         return ConnectionCheck(False, "the Meta connection test arrives with the outbound issue")
-
-
-def _safe_json(response: Any) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return {}
 
 
 PROVIDER = MetaProvider

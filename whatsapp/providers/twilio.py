@@ -220,9 +220,7 @@ class TwilioProvider(BaseProvider):
         # https://www.twilio.com/docs/messaging/api/media-resource
         auth = (self.provider.business_account_id, self.credential(AUTH_TOKEN))
         with http_client() as client:
-            response = fetch_media_bytes(client, media.url, auth=auth)
-        return DownloadedMedia(content=response.content,
-                               mime_type=response.headers.get("content-type", media.mime_type))
+            return fetch_media_bytes(client, media.url, mime_type=media.mime_type, auth=auth)
 
     def send(self, message: OutboundMessage) -> SendResult:
         raise ProviderError("sending through Twilio arrives with the outbound issue", code="not_implemented")
