@@ -189,6 +189,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "whatsapp.tasks.requeue_due_media_downloads_task",
         "schedule": 30.0,
     },
+    "requeue-due-messages": {
+        "task": "whatsapp.tasks.requeue_due_messages_task",
+        "schedule": 5.0,
+    },
     "close-expired-sessions": {
         "task": "whatsapp.tasks.close_expired_sessions_task",
         "schedule": 300.0,
@@ -209,6 +213,27 @@ META_GRAPH_API_VERSION = env("META_GRAPH_API_VERSION", default="v25.0")
 MEDIA_MAX_BYTES = env.int("MEDIA_MAX_BYTES", default=100 * 1024 * 1024)
 MEDIA_MAX_ATTEMPTS = env.int("MEDIA_MAX_ATTEMPTS", default=25)
 SANDBOX_STATUS_DELAY_SECONDS = env.float("SANDBOX_STATUS_DELAY_SECONDS", default=1.0)
+# Twilio's REST API (the twilio SDK's `api` domain); a setting so tests and proxies can point elsewhere.
+TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default="https://api.twilio.com").rstrip("/")
+
+# --- Sending ---
+# Attempts per message before it lands in the dead-letter state; backoff doubles from the base, with
+# full jitter, up to the cap.
+SEND_MAX_ATTEMPTS = env.int("SEND_MAX_ATTEMPTS", default=6)
+SEND_RETRY_BASE_SECONDS = env.float("SEND_RETRY_BASE_SECONDS", default=2.0)
+SEND_RETRY_MAX_SECONDS = env.float("SEND_RETRY_MAX_SECONDS", default=900.0)
+# Circuit breaker per provider: opens after this many consecutive failed calls, probes after the cooldown.
+SEND_CIRCUIT_THRESHOLD = env.int("SEND_CIRCUIT_THRESHOLD", default=5)
+SEND_CIRCUIT_COOLDOWN_SECONDS = env.float("SEND_CIRCUIT_COOLDOWN_SECONDS", default=30.0)
+# The per-number limiter keeps this fraction of the rate spare, to absorb the jitter between our
+# admission and the provider's arrival clock (so no one-second window at the provider exceeds the rate).
+SEND_RATE_HEADROOM = env.float("SEND_RATE_HEADROOM", default=0.01)
+# Overrides every kind's per-recipient interval (WhatsApp's pair rate) when set; seconds.
+SEND_PAIR_INTERVAL_SECONDS = env.float("SEND_PAIR_INTERVAL_SECONDS", default=None)
+# A message still "sending" this long after its attempt began lost its worker mid-call (see docs).
+SEND_STALE_AFTER_SECONDS = env.int("SEND_STALE_AFTER_SECONDS", default=300)
+# Uploaded files to send are kept in storage and served to the provider from an unguessable URL.
+OUTBOUND_MEDIA_MAX_BYTES = env.int("OUTBOUND_MEDIA_MAX_BYTES", default=16 * 1024 * 1024)
 
 # --- Storage: local directory by default; GCS when GCS_BUCKET_PREFIX / GCS_PROJECT are set. ---
 STORAGE_BACKEND = env("STORAGE_BACKEND", default="gcs" if env("GCS_PROJECT", default="") else "local")

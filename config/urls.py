@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from whatsapp.views import ProviderWebhookView, health
+from whatsapp.views import ProviderWebhookView, health, outbound_media
 
 admin.site.site_header = "WhatsApp business messaging"
 admin.site.site_title = "WhatsApp platform"
@@ -11,6 +11,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
     path("webhooks/<str:kind>/<uuid:public_id>/", ProviderWebhookView.as_view(), name="provider-webhook"),
+    path("media/out/<str:token>/", outbound_media, name="outbound-media"),
     path("api/v1/", include("whatsapp.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

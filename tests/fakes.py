@@ -5,6 +5,7 @@ record what they received, so a test asserts what the provider saw.
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -24,6 +25,8 @@ class Reply:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    # Seconds to wait before answering (to make a client time out).
+    delay: float = 0.0
 
     @classmethod
     def json(cls, payload, status: int = 200) -> "Reply":
@@ -47,6 +50,8 @@ class FakeServer:
                                                 self.rfile.read(length) if length else b""))
                 replies = server.routes.get(parts.path) or [Reply(404, b'{"error": "no route"}')]
                 reply = replies.pop(0) if len(replies) > 1 else replies[0]
+                if reply.delay:
+                    time.sleep(reply.delay)
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)

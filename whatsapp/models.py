@@ -9,6 +9,12 @@ from whatsapp.providers import KIND_CHOICES
 from whatsapp.providers.events import MessageStatus, MessageType
 
 
+class CircuitState(models.TextChoices):
+    CLOSED = "closed", "Closed (sending)"
+    OPEN = "open", "Open (holding)"
+    HALF_OPEN = "half_open", "Half-open (probing)"
+
+
 class Provider(models.Model):
     class VerificationStatus(models.TextChoices):
         UNVERIFIED = "unverified", "Not verified"
@@ -34,6 +40,13 @@ class Provider(models.Model):
     credentials = EncryptedJSONField(help_text="Secrets, encrypted at rest.")
     rate_limit_per_second = models.PositiveIntegerField(
         default=0, help_text="Messages per second from this number; 0 on creation takes the kind's default.")
+    circuit_state = models.CharField(max_length=10, choices=CircuitState.choices, default=CircuitState.CLOSED,
+                                     help_text="The send circuit breaker: open holds messages until a probe succeeds.")
+    circuit_failures = models.PositiveIntegerField(default=0, help_text="Consecutive failed provider calls.")
+    circuit_opened_at = models.DateTimeField(null=True, blank=True)
+    circuit_retry_at = models.DateTimeField(null=True, blank=True,
+                                            help_text="When an open circuit lets a probe through.")
+    circuit_last_error = models.TextField(blank=True)
     verification_status = models.CharField(
         max_length=20, choices=VerificationStatus.choices, default=VerificationStatus.UNVERIFIED
     )
@@ -109,6 +122,10 @@ class Message(models.Model):
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
 
+    class Lane(models.TextChoices):
+        REPLY = "reply", "Reply (open conversation)"
+        BULK = "bulk", "Bulk"
+
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="messages")
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
@@ -127,8 +144,19 @@ class Message(models.Model):
     failed_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(null=True, blank=True, help_text="When the provider says it was sent to us.")
     error_code = models.CharField(max_length=32, blank=True)
+    error_title = models.CharField(max_length=255, blank=True)
     error_detail = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    lane = models.CharField(max_length=8, choices=Lane.choices, default=Lane.REPLY,
+                            help_text="Replies to an open conversation go ahead of bulk sends.")
+    next_attempt_at = models.DateTimeField(null=True, blank=True,
+                                           help_text="When a queued message is due (retry backoff, rate limit, hold).")
+    enqueued_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="When it was last handed to the broker; empty while it waits here.")
+    hold_reason = models.CharField(max_length=255, blank=True, help_text="Why a queued message is waiting.")
+    dead_lettered_at = models.DateTimeField(null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True,
+                                           help_text="Digest of the API request that made it (idempotency).")
     duplicate_count = models.PositiveIntegerField(default=0, help_text="Redeliveries of this message ignored.")
     idempotency_key = models.CharField(max_length=128, null=True, blank=True)
     template = models.ForeignKey("templates_app.MessageTemplate", null=True, blank=True,
@@ -160,12 +188,55 @@ class Message(models.Model):
             models.Index(fields=["provider", "-created_at"], name="message_provider_time_idx"),
             models.Index(fields=["status", "-created_at"], name="message_status_time_idx"),
             models.Index(fields=["direction", "-created_at"], name="message_direction_time_idx"),
+            models.Index(fields=["status", "next_attempt_at"], name="message_due_idx",
+                         condition=Q(status__in=["queued", "sending"])),
         ]
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         preview = (self.text or self.message_type)[:40]
         return f"{self.get_direction_display()} {self.message_type}: {preview}"
+
+
+class DeadLetter(Message):
+    """The dead-letter view: outbound messages that need a person to retry or discard them."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dead letter"
+
+
+class SendAttempt(models.Model):
+    """One provider call for an outbound message, with its outcome: the send log."""
+
+    class Outcome(models.TextChoices):
+        SENDING = "sending", "In progress"
+        SENT = "sent", "Accepted by the provider"
+        RETRY = "retry", "Failed, will retry"
+        FAILED = "failed", "Failed for good"
+        DEAD_LETTER = "dead_letter", "Retries exhausted"
+        UNKNOWN = "unknown", "Outcome unknown (worker lost)"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="send_attempts")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, default=Outcome.SENDING)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_title = models.CharField(max_length=255, blank=True)
+    error_detail = models.TextField(blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    correlation_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["message", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "number"], name="send_attempt_unique_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of message {self.message_id}: {self.outcome}"
 
 
 class MessageStatusEvent(models.Model):
@@ -222,6 +293,8 @@ class Media(models.Model):
                                            help_text="When the retry job tries the download again.")
     fetched_at = models.DateTimeField(null=True, blank=True)
     archive_path = models.CharField(max_length=500, blank=True)
+    public_token = models.CharField(max_length=64, null=True, blank=True, unique=True,
+                                    help_text="Serves an uploaded outbound file to the provider at an unguessable URL.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

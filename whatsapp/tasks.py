@@ -51,10 +51,19 @@ def close_expired_sessions_task() -> int:
 
 
 @shared_task
-def send_message_task(message_id: int) -> str:
-    from whatsapp.services.outbound import message_deliver
+def send_message_task(message_id: int, pair_reserved: bool = False) -> str:
+    # Acknowledged late (CELERY_TASK_ACKS_LATE): the provider's id is committed before the ack.
+    from whatsapp.services.delivery import message_deliver
 
-    return message_deliver(message_id).status
+    message = message_deliver(message_id, pair_reserved=pair_reserved)
+    return message.status if message else "missing"
+
+
+@shared_task
+def requeue_due_messages_task() -> int:
+    from whatsapp.services.outbound import messages_requeue_due
+
+    return messages_requeue_due()
 
 
 @shared_task(autoretry_for=(httpx.HTTPError,), retry_backoff=1, retry_backoff_max=20, max_retries=8)

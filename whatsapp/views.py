@@ -16,11 +16,12 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from whatsapp.crypto import DecryptionError
-from whatsapp.models import Provider, WebhookEvent
+from whatsapp.models import Media, Provider, WebhookEvent
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import WebhookRejected, WebhookRequest
 from whatsapp.services.health import health_report
 from whatsapp.services.webhooks import webhook_event_record
+from whatsapp.storage import get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -158,3 +159,15 @@ class ProviderWebhookView(View):
 def health(request: HttpRequest) -> JsonResponse:
     healthy, report = health_report()
     return JsonResponse(report, status=200 if healthy else 503)
+
+
+def outbound_media(request: HttpRequest, token: str) -> HttpResponse:
+    """An uploaded file we send, served to the provider that fetches it by link (Twilio's media_url).
+    The token is the credential: 32 random bytes, one per file."""
+    media = Media.objects.filter(public_token=token).only("archive_path", "mime_type", "filename").first()
+    if media is None or not token:
+        return _error(404, "no such file")
+    response = HttpResponse(get_storage().read(media.archive_path), content_type=media.mime_type)
+    response["Content-Disposition"] = f'inline; filename="{media.filename.replace(chr(34), "")}"'
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

@@ -1,9 +1,13 @@
+import json
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from contacts.models import Contact, ContactIdentity
+from contacts.services import phone_parse_e164
 from templates_app.models import MessageTemplate
-from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider
+from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider, SendAttempt
+from whatsapp.services.outbound import message_status_history
 from whatsapp.services.providers import provider_webhook_url
 
 
@@ -70,17 +74,114 @@ class MediaSerializer(serializers.ModelSerializer):
                   "last_error", "fetched_at", "expires_at"]
 
 
+class SendAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SendAttempt
+        fields = ["number", "started_at", "finished_at", "outcome", "error_code", "error_title", "error_detail",
+                  "http_status", "retry_at"]
+
+
 class MessageSerializer(serializers.ModelSerializer):
     status_history = MessageStatusEventSerializer(source="status_events", many=True, read_only=True)
+    send_attempts = SendAttemptSerializer(many=True, read_only=True)
+    history = serializers.SerializerMethodField(help_text="Queued, each send attempt and each provider report, "
+                                                          "oldest first.")
     media = MediaSerializer(many=True, read_only=True)
 
     class Meta:
         model = Message
         fields = ["id", "provider", "conversation", "direction", "message_type", "text", "content",
-                  "provider_message_id", "reply_to", "status", "queued_at", "sent_at", "delivered_at", "read_at",
-                  "played_at", "failed_at", "received_at", "error_code", "error_detail", "attempts", "template",
-                  "template_variables", "transcript", "intent", "sentiment", "language", "media", "status_history",
-                  "duplicate_count", "created_at"]
+                  "provider_message_id", "reply_to", "status", "lane", "queued_at", "sent_at", "delivered_at",
+                  "read_at", "played_at", "failed_at", "received_at", "error_code", "error_title", "error_detail",
+                  "attempts", "next_attempt_at", "hold_reason", "dead_lettered_at", "template", "template_variables",
+                  "transcript", "intent", "sentiment", "language", "media", "status_history", "send_attempts",
+                  "history", "duplicate_count", "created_at"]
+
+    @extend_schema_field(serializers.ListField(child=serializers.DictField()))
+    def get_history(self, message: Message) -> list[dict]:
+        return [{key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in item.items()}
+                for item in message_status_history(message)]
+
+
+class JSONObjectField(serializers.JSONField):
+    """A JSON object, given as JSON or (in a multipart upload) as a JSON string."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                raise serializers.ValidationError("must be a JSON object") from None
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        return super().to_internal_value(data)
+
+
+SENDABLE_TYPES = ["text", "image", "audio", "video", "document", "sticker", "interactive", "location", "reaction",
+                  "template"]
+
+
+class SendMessageSerializer(serializers.Serializer):
+    """
+    One message to send. Give the recipient as `contact` (an id) or `to` (a phone number, E.164), and
+    the fields of its type: text (+ preview_url); image/audio/video/document/sticker: media_url or an
+    uploaded `file` (multipart), caption, filename; interactive: {"body", "header", "footer", "buttons":
+    [{"id", "title"}]} or {"body", "button", "sections": [{"title", "rows": [{"id", "title",
+    "description"}]}]}; location: {"latitude", "longitude", "name", "address"}; reaction: emoji +
+    react_to; template: template (an id) or template_name + template_language, and variables
+    {"header", "body", "buttons"}. `reply_to` quotes one of the conversation's messages.
+    """
+
+    provider = serializers.PrimaryKeyRelatedField(queryset=Provider.objects.all(), required=False,
+                                                  help_text="Needed when more than one provider is active.")
+    contact = serializers.PrimaryKeyRelatedField(queryset=Contact.objects.all(), required=False)
+    to = serializers.CharField(required=False, max_length=32, help_text="A phone number in E.164 form.")
+    type = serializers.ChoiceField(choices=SENDABLE_TYPES, default="text")
+    text = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=10000)
+    preview_url = serializers.BooleanField(required=False, default=False)
+    media_url = serializers.URLField(required=False, max_length=2000)
+    file = serializers.FileField(required=False)
+    caption = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    filename = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    interactive = JSONObjectField(required=False)
+    location = JSONObjectField(required=False)
+    emoji = serializers.CharField(required=False, max_length=64)
+    react_to = serializers.PrimaryKeyRelatedField(queryset=Message.objects.all(), required=False)
+    template = serializers.PrimaryKeyRelatedField(queryset=MessageTemplate.objects.all(), required=False)
+    template_name = serializers.CharField(required=False, max_length=512)
+    template_language = serializers.CharField(required=False, max_length=15)
+    variables = JSONObjectField(required=False)
+    reply_to = serializers.PrimaryKeyRelatedField(queryset=Message.objects.all(), required=False)
+    lane = serializers.ChoiceField(choices=Message.Lane.choices, required=False,
+                                   help_text="Default: reply when the 24-hour window is open, else bulk.")
+
+    def validate_to(self, value: str) -> str:
+        try:
+            return phone_parse_e164(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate(self, attrs):
+        if bool(attrs.get("contact")) == bool(attrs.get("to")):
+            raise serializers.ValidationError("give the recipient as either contact or to")
+        attrs["provider"] = attrs.get("provider") or self._only_provider()
+        if attrs.get("template") is None and attrs.get("template_name"):
+            attrs["template"] = self._template_by_name(attrs)
+        return attrs
+
+    def _only_provider(self) -> Provider:
+        active = list(Provider.objects.filter(is_active=True)[:2])
+        if len(active) != 1:
+            raise serializers.ValidationError({"provider": "required when there is not exactly one active provider"})
+        return active[0]
+
+    def _template_by_name(self, attrs) -> MessageTemplate:
+        template = (MessageTemplate.objects.filter(provider=attrs["provider"], name=attrs["template_name"],
+                                                   language=attrs.get("template_language", "en_US"))
+                    .order_by("-version").first())
+        if template is None:
+            raise serializers.ValidationError({"template_name": "no such template for this provider and language"})
+        return template
 
 
 class MessageTemplateSerializer(serializers.ModelSerializer):

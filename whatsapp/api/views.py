@@ -1,12 +1,23 @@
-"""Read endpoints. Every list is paginated, filterable and searchable; writes come with their issues."""
+"""The REST API. Every list is paginated, filterable and searchable; sending is POST /api/v1/messages/."""
+
+import hashlib
+import json
 
 from django.db.models import Prefetch
-from rest_framework import viewsets
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
 
 from contacts.models import Contact
+from contacts.services import contact_resolve
 from templates_app.models import MessageTemplate
 from whatsapp.api import serializers
 from whatsapp.models import Conversation, Message, MessageStatusEvent, Provider, Session
+from whatsapp.providers.events import Identity, IdentityKind
+from whatsapp.services.outbound import IdempotencyConflict, MediaInput, SendRequest, message_send
+from whatsapp.services.send_rules import SendRefused
 
 
 class ProviderViewSet(viewsets.ReadOnlyModelViewSet):
@@ -37,15 +48,85 @@ class ConversationViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["last_message_at", "created_at"]
 
 
-class MessageViewSet(viewsets.ReadOnlyModelViewSet):
+IDEMPOTENCY_KEY_MAX = 100
+
+
+class MessageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Message.objects.prefetch_related(
-        Prefetch("status_events", queryset=MessageStatusEvent.objects.order_by("occurred_at", "id")), "media"
+        Prefetch("status_events", queryset=MessageStatusEvent.objects.order_by("occurred_at", "id")), "media",
+        "send_attempts",
     )
     serializer_class = serializers.MessageSerializer
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
     filterset_fields = {"provider": ["exact"], "conversation": ["exact"], "direction": ["exact"],
-                        "status": ["exact", "in"], "message_type": ["exact"], "created_at": ["gte", "lte"]}
+                        "status": ["exact", "in"], "message_type": ["exact"], "lane": ["exact"],
+                        "created_at": ["gte", "lte"]}
     search_fields = ["text", "provider_message_id"]
     ordering_fields = ["created_at"]
+
+    @extend_schema(
+        request=serializers.SendMessageSerializer,
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                                     description="The same key with the same body returns the same message "
+                                                 "and never sends twice; with a different body it is refused (409).")],
+        responses={201: serializers.MessageSerializer, 200: serializers.MessageSerializer,
+                   400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT, 422: OpenApiTypes.OBJECT},
+    )
+    def create(self, request, *args, **kwargs):
+        """Send a message: checked (consent, 24-hour window, template, recipient), queued, sent by a worker."""
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > IDEMPOTENCY_KEY_MAX:
+            return _refusal(400, "invalid_idempotency_key", f"Idempotency-Key is longer than {IDEMPOTENCY_KEY_MAX}")
+        form = serializers.SendMessageSerializer(data=request.data)
+        if not form.is_valid():
+            if "to" in form.errors:
+                return _refusal(422, "invalid_recipient", " ".join(map(str, form.errors["to"])))
+            return Response({"code": "invalid_request", "detail": "the request has invalid fields",
+                             "errors": form.errors}, status=400)
+        try:
+            send_request = _send_request(form.validated_data, request.user, key)
+            message, created = message_send(send_request)
+        except IdempotencyConflict as refusal:
+            return Response(refusal.as_dict(), status=409)
+        except SendRefused as refusal:
+            return Response(refusal.as_dict(), status=422)
+        message = self.get_queryset().get(pk=message.pk)
+        return Response(serializers.MessageSerializer(message).data, status=201 if created else 200)
+
+
+def _refusal(status: int, code: str, detail: str) -> Response:
+    return Response({"code": code, "detail": detail}, status=status)
+
+
+def _send_request(data: dict, user, key: str) -> SendRequest:
+    contact = data.get("contact") or _contact_for_phone(data["provider"], data["to"])
+    upload = data.get("file")
+    media = None
+    if data.get("media_url") or upload is not None:
+        media = MediaInput(url=data.get("media_url", ""), data=upload.read() if upload is not None else None,
+                           filename=data.get("filename") or (upload.name if upload is not None else ""),
+                           mime_type=getattr(upload, "content_type", "") or "", caption=data.get("caption", ""))
+    return SendRequest(
+        provider=data["provider"], contact=contact, message_type=data["type"], text=data.get("text", ""),
+        preview_url=data.get("preview_url", False), media=media, interactive=data.get("interactive") or {},
+        location=data.get("location") or {}, emoji=data.get("emoji", ""), react_to=data.get("react_to"),
+        template=data.get("template"), template_variables=data.get("variables"), reply_to=data.get("reply_to"),
+        lane=data.get("lane", ""), idempotency_key=f"{user.pk}:{key}" if key else "",
+        fingerprint=_fingerprint(data, contact, media), actor=user,
+    )
+
+
+def _contact_for_phone(provider, phone: str):
+    return contact_resolve(provider=provider, identities=[Identity(IdentityKind.PHONE, phone)])
+
+
+def _fingerprint(data: dict, contact, media: MediaInput | None) -> str:
+    """What makes two requests "the same" for an idempotency key: every field as sent, files by digest."""
+    canonical = {key: getattr(value, "pk", value) for key, value in data.items() if key != "file"}
+    canonical["contact"] = contact.pk
+    if media is not None and media.data is not None:
+        canonical["file"] = hashlib.sha256(media.data).hexdigest()
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class MessageTemplateViewSet(viewsets.ReadOnlyModelViewSet):

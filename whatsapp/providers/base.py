@@ -20,6 +20,7 @@ from django.conf import settings
 from whatsapp.providers.events import (
     ConnectionCheck,
     DownloadedMedia,
+    Identity,
     MediaRef,
     NormalizedEvent,
     OutboundMessage,
@@ -41,13 +42,33 @@ class WebhookRejected(Exception):
 
 
 class ProviderError(Exception):
-    """A provider call failed. `retryable` tells the send pipeline whether to try again."""
+    """
+    A provider call failed. `code` is the provider's error code (or ours: "network", "timeout",
+    "http_<status>"), `title` its short name, the message a readable reason. `retryable` tells the send
+    pipeline whether to try again, `retry_after` (seconds) when the provider said when, and `throttled`
+    that the provider pushed back on our rate (it does not count against the provider's health).
+    """
 
-    def __init__(self, message: str, *, code: str = "", retryable: bool = False, raw: Any = None):
+    def __init__(self, message: str, *, code: str = "", retryable: bool = False, raw: Any = None,
+                 title: str = "", retry_after: float | None = None, http_status: int | None = None,
+                 throttled: bool = False):
         super().__init__(message)
         self.code = code
         self.retryable = retryable
         self.raw = raw
+        self.title = title
+        self.retry_after = retry_after
+        self.http_status = http_status
+        self.throttled = throttled
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """An HTTP Retry-After header in seconds (only the delta-seconds form; dates are ignored)."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds <= 86400 else None
 
 
 @dataclass(frozen=True)
@@ -203,6 +224,14 @@ class BaseProvider:
     button_replies_by_title: ClassVar[bool] = False
     #: How long the provider keeps an inbound media file downloadable; None when it gives no limit.
     media_lifetime: ClassVar[timedelta | None] = None
+    #: The message types `send` can carry (our MessageType values); others are refused before sending.
+    sendable_types: ClassVar[frozenset[str]] = frozenset()
+    #: Whether a message can quote the message it answers.
+    supports_reply_context: ClassVar[bool] = False
+    #: The least time between two messages to one recipient (WhatsApp's pair rate: about one every 6 s).
+    pair_interval_seconds: ClassVar[float] = 0.0
+    #: The highest rate_limit_per_second the provider allows a number.
+    max_rate_limit_per_second: ClassVar[int] = 1000
 
     def __init__(self, provider: ProviderRow):
         self.provider = provider
@@ -255,7 +284,12 @@ class BaseProvider:
         raise ProviderError(f"{self.label} has no media to download", code="not_supported")
 
     # --- sending ---------------------------------------------------------------------------
+    def recipient_address(self, to: tuple[Identity, ...]) -> str:
+        """The address this provider sends to, chosen among a contact's identities; "" when none fits."""
+        raise NotImplementedError
+
     def send(self, message: OutboundMessage) -> SendResult:
+        """Hand one message to the provider. Raises ProviderError (retryable or not)."""
         raise NotImplementedError
 
     def check_connection(self) -> ConnectionCheck:

@@ -7,16 +7,23 @@ secret token in the URL instead (only when it has no signing secret).
 
 Chatwoot echoes every message of the inbox, ours included, and sends private notes too: only incoming,
 non-private messages become inbound messages; outgoing ones are echoes (matched to what we sent).
-Sending arrives with the outbound issue.
+
+Sending posts into an existing conversation (`/api/v1/accounts/<account>/conversations/<display id>/messages`,
+header `api_access_token`): JSON for text, buttons and templates, multipart/form-data for files. Chatwoot
+then hands the message to WhatsApp on its own, and reports the outcome as a `message_updated` event.
 """
 
 from __future__ import annotations
 
+import json
+import mimetypes
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
+import httpx
+from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
 from whatsapp.providers.base import (
@@ -26,14 +33,19 @@ from whatsapp.providers.base import (
     WebhookRejected,
     WebhookRequest,
     as_dict,
+    as_list,
     as_text,
     clean_json_bytes,
     constant_time_equals,
     fetch_media_bytes,
     hmac_sha256_hex,
     http_client,
+    is_retryable_status,
+    response_json,
+    retry_after_seconds,
 )
 from whatsapp.providers.events import (
+    MEDIA_TYPES,
     ConnectionCheck,
     ContactProfile,
     ConversationUpdate,
@@ -46,7 +58,9 @@ from whatsapp.providers.events import (
     MessageType,
     NormalizedEvent,
     OutboundEcho,
+    OutboundMedia,
     OutboundMessage,
+    OutboundTemplate,
     SendResult,
     StatusUpdate,
     StoredWebhook,
@@ -82,6 +96,14 @@ CONVERSATION_EVENTS = frozenset({"conversation_created", "conversation_status_ch
 CONTACT_EVENTS = frozenset({"contact_created", "contact_updated"})
 # Nested (push-format) messages give message_type as an integer.
 PUSH_MESSAGE_TYPES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
+# What an HTTP error from Chatwoot's REST API means for us.
+ERROR_ADVICE = {
+    401: "the API token is wrong or revoked; set the access token of an agent or bot of this account",
+    403: "the API token has no access to this account or inbox; use a token of an agent or bot of the inbox",
+    404: "the account, inbox or conversation does not exist in Chatwoot",
+    422: "Chatwoot refused the message content",
+    429: "Chatwoot's request rate limit was reached; retrying later",
+}
 
 
 def _time(value: Any, fallback: datetime) -> datetime:
@@ -105,6 +127,13 @@ class ChatwootProvider(BaseProvider):
     # Chatwoot passes a WhatsApp button or list reply on as its title only (the id is dropped in
     # app/services/whatsapp/incoming_message_service_helpers.rb).
     button_replies_by_title = True
+    # Files go as attachments; Chatwoot has no location, sticker or reaction sending through its API.
+    sendable_types = frozenset({MessageType.TEXT, MessageType.IMAGE, MessageType.AUDIO, MessageType.VIDEO,
+                                MessageType.DOCUMENT, MessageType.INTERACTIVE, MessageType.TEMPLATE})
+    supports_reply_context = True
+    # Chatwoot queues sends without pacing them, and WhatsApp behind it still enforces its pair rate
+    # (about one message every 6 s to one user).
+    pair_interval_seconds = 6.0
     options = (
         ProviderOption("base_url", "Chatwoot base URL, e.g. https://chat.example.com", target="config",
                        required=True),
@@ -311,11 +340,177 @@ class ChatwootProvider(BaseProvider):
         with http_client() as client:
             return fetch_media_bytes(client, url, mime_type=media.mime_type)
 
+    # --- sending ---------------------------------------------------------------------------
+    def recipient_address(self, to: tuple[Identity, ...]) -> str:
+        # Chatwoot sends into a conversation, not to an address: this only tells whether the contact is
+        # one Chatwoot knows (a contact id of this installation and account), or at least has a number.
+        for identity in to:
+            if identity.kind == IdentityKind.CHATWOOT_CONTACT_ID and identity.scope in ("", self._scope()):
+                return identity.value
+        return next((identity.value for identity in to if identity.kind == IdentityKind.PHONE), "")
+
     def send(self, message: OutboundMessage) -> SendResult:
-        raise ProviderError("sending through Chatwoot arrives with the outbound issue", code="not_implemented")
+        # https://developers.chatwoot.com/api-reference/messages/create-new-message
+        if not message.conversation_ref:
+            raise ProviderError("Chatwoot sends only into an existing conversation: the contact must have written "
+                                "to this inbox first", code="no_conversation", title="No conversation")
+        url = self._api_url(f"conversations/{message.conversation_ref}/messages")
+        with http_client() as client:
+            if message.message_type in MEDIA_TYPES:
+                response = self._call(client, "POST", url, action="the message", **self._multipart(client, message))
+            else:
+                response = self._call(client, "POST", url, action="the message", json=self._json_body(message))
+        payload = as_dict(response_json(response))
+        if payload.get("id") is None:
+            # Chatwoot may have created the message: sending it again could deliver it twice.
+            raise ProviderError(f"Chatwoot answered HTTP {response.status_code} without a message id; the message "
+                                "may have been accepted, so it is not sent again", code="bad_response",
+                                title="No message id", http_status=response.status_code, raw=payload)
+        return SendResult(provider_message_id=as_text(payload["id"]), raw=payload)
 
     def check_connection(self) -> ConnectionCheck:
-        return ConnectionCheck(False, "the Chatwoot connection test arrives with the outbound issue")
+        try:
+            with http_client() as client:
+                response = self._call(client, "GET", self._api_url(f"inboxes/{self.provider.external_id}"),
+                                      action="the inbox lookup")
+        except ProviderError as exc:
+            return ConnectionCheck(False, str(exc))
+        inbox = as_dict(response_json(response))
+        return ConnectionCheck(True, f"inbox {as_text(inbox.get('name')) or self.provider.external_id} "
+                                     f"({as_text(inbox.get('channel_type')) or 'unknown channel'})")
+
+    def _api_url(self, path: str) -> str:
+        base = self.config_value("base_url").rstrip("/")
+        return f"{base}/api/v1/accounts/{self.provider.business_account_id}/{path}"
+
+    def _json_body(self, message: OutboundMessage) -> dict[str, Any]:
+        body: dict[str, Any] = {"content": message.text or as_text(message.content.get("text")),
+                                "message_type": "outgoing", "private": False}
+        attributes: dict[str, Any] = {}
+        if message.message_type == MessageType.INTERACTIVE:
+            # Chatwoot turns input_select items into WhatsApp reply buttons (up to 3) or a list; it allows
+            # only the keys title and value (app/models/concerns/content_attributes_validator.rb).
+            body["content"] = as_text(message.content.get("body")) or message.text
+            body["content_type"] = "input_select"
+            attributes["items"] = _select_items(message.content)
+        elif message.message_type == MessageType.TEMPLATE:
+            if message.template is None:
+                raise ProviderError("a template message needs its template", code="invalid_message")
+            body["content"] = message.template.rendered_text or message.text
+            body["template_params"] = _template_params(message.template)
+        elif message.message_type != MessageType.TEXT:
+            raise ProviderError(f"Chatwoot sending does not handle {message.message_type!r} messages",
+                                code="unsupported_type")
+        if in_reply_to := _reply_to(message):
+            attributes["in_reply_to"] = in_reply_to
+        if attributes:
+            body["content_attributes"] = attributes
+        if message.client_reference:
+            body["echo_id"] = message.client_reference
+        return body
+
+    def _multipart(self, client: httpx.Client, message: OutboundMessage) -> dict[str, Any]:
+        """A file goes as multipart/form-data with attachments[] (Chatwoot takes no link to fetch)."""
+        media = message.media
+        if media is None:
+            raise ProviderError(f"a {message.message_type} message needs a file", code="invalid_message")
+        content, mime_type = self._media_bytes(client, media)
+        mime_type = media.mime_type or mime_type or "application/octet-stream"
+        filename = media.filename or f"{media.kind}{mimetypes.guess_extension(mime_type) or ''}"
+        # No "private" field: Rails reads the form string "false" as true.
+        data = {"content": media.caption or as_text(message.content.get("caption")), "message_type": "outgoing"}
+        if message.client_reference:
+            data["echo_id"] = message.client_reference
+        if in_reply_to := _reply_to(message):
+            # Chatwoot's MessageBuilder parses content_attributes given as a JSON string.
+            data["content_attributes"] = json.dumps({"in_reply_to": in_reply_to})
+        return {"data": data, "files": {"attachments[]": (filename, content, mime_type)}}
+
+    def _media_bytes(self, client: httpx.Client, media: OutboundMedia) -> tuple[bytes, str]:
+        if media.data:
+            return media.data, media.mime_type
+        if not media.url:
+            raise ProviderError(f"the {media.kind} has neither a file nor a link", code="invalid_message")
+        try:
+            fetched = fetch_media_bytes(client, media.url, mime_type=media.mime_type)
+        except ProviderError as exc:
+            # The file will not get smaller; anything else about fetching it may pass on a later try.
+            raise ProviderError(f"could not download the file to attach: {exc}", code=exc.code or "media_fetch",
+                                title="Media download failed", retryable=exc.code != "too_large") from exc
+        return fetched.content, fetched.mime_type
+
+    def _call(self, client: httpx.Client, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
+        """One Chatwoot REST call; anything but a 2xx raises a classified ProviderError."""
+        try:
+            response = client.request(method, url, headers={"api_access_token": self.credential(API_TOKEN)},
+                                      **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ProviderError(f"Chatwoot did not answer {action} within {settings.PROVIDER_HTTP_TIMEOUT_SECONDS} "
+                                f"s ({type(exc).__name__})", code="timeout", title="Timeout", retryable=True) from exc
+        except httpx.HTTPError as exc:
+            raise ProviderError(self._redact(f"could not reach Chatwoot for {action}: {type(exc).__name__}: {exc}"),
+                                code="network", title="Network error", retryable=True) from exc
+        if not 200 <= response.status_code < 300:
+            raise self._answered_error(response, action)
+        return response
+
+    def _answered_error(self, response: httpx.Response, action: str) -> ProviderError:
+        status = response.status_code
+        payload = response_json(response)
+        title = _error_message(payload) or response.reason_phrase
+        throttled = status == 429  # Rack::Attack's limit (3000 requests a minute per IP by default)
+        parts = [f"Chatwoot refused {action} (HTTP {status}: {title})", ERROR_ADVICE.get(status, "")]
+        return ProviderError(self._redact(". ".join(part for part in parts if part)), code=f"http_{status}",
+                             title=title, retryable=is_retryable_status(status), throttled=throttled,
+                             http_status=status, raw=payload or response.text[:2000],
+                             retry_after=retry_after_seconds(response.headers.get("retry-after")))
+
+    def _redact(self, text: str) -> str:
+        token = self.credential(API_TOKEN)
+        return text.replace(token, "[API token]") if token else text
+
+
+def _reply_to(message: OutboundMessage) -> int | None:
+    # Chatwoot quotes a message by its own numeric id (it finds the WhatsApp id to quote itself).
+    target = message.reply_to_provider_message_id
+    return int(target) if target.isdigit() else None
+
+
+def _select_items(content: dict[str, Any]) -> list[dict[str, str]]:
+    choices = as_list(content.get("buttons")) or [
+        row for section in as_list(content.get("sections")) for row in as_list(as_dict(section).get("rows"))]
+    return [{"title": as_text(as_dict(choice).get("title")), "value": as_text(as_dict(choice).get("id"))}
+            for choice in choices]
+
+
+def _template_params(template: OutboundTemplate) -> dict[str, Any]:
+    # Chatwoot finds the approved template by name and language among those it synced from Meta and
+    # builds the components itself (app/services/whatsapp/template_processor_service.rb).
+    processed: dict[str, Any] = {"body": {parameter.name: parameter.value for parameter in template.body}}
+    if template.header_media is not None:
+        if not template.header_media.url:
+            raise ProviderError("Chatwoot needs a public URL for a template's header media; this one has none",
+                                code="media_url_required", title="Media URL required")
+        processed["header"] = {"media_url": template.header_media.url, "media_type": template.header_media.kind}
+    elif template.header:
+        processed["header"] = {parameter.name: parameter.value for parameter in template.header}
+    if template.buttons:
+        # Chatwoot takes a button's position in this list as its index; gaps stay empty (and are skipped).
+        buttons: list[dict[str, str]] = [{} for _ in range(max(button.index for button in template.buttons) + 1)]
+        for button in template.buttons:
+            buttons[button.index] = {"type": button.sub_type, "parameter": button.value}
+        processed["buttons"] = buttons
+    return {"name": template.name, "category": template.category.upper(), "language": template.language,
+            "processed_params": processed}
+
+
+def _error_message(payload: Any) -> str:
+    # Chatwoot answers {"error": "..."}, {"errors": [...]} or {"message": "..."} depending on the controller.
+    payload = as_dict(payload)
+    errors = payload.get("errors")
+    if isinstance(errors, list) and errors:
+        return "; ".join(as_text(item) for item in errors)
+    return as_text(payload.get("error") or payload.get("message") or errors or "")
 
 
 PROVIDER = ChatwootProvider

@@ -20,6 +20,8 @@ class MessageStatus(models.TextChoices):
     READ = "read", "Read"
     PLAYED = "played", "Played"
     FAILED = "failed", "Failed"
+    # Retries exhausted, or the send's outcome is unknown: waits in the dead-letter view for a person.
+    DEAD_LETTER = "dead_letter", "Dead letter"
     UNKNOWN = "unknown", "Unknown"
 
 
@@ -177,6 +179,9 @@ class StatusUpdate:
     error_title: str = ""
     error_detail: str = ""
     routed_to: str = ""
+    # Our own reference when the provider echoes the one we gave it on sending (Meta's
+    # biz_opaque_callback_data): it finds a message whose send outcome we never recorded.
+    client_reference: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -227,8 +232,64 @@ class DownloadedMedia:
 
 
 @dataclass(frozen=True)
+class OutboundMedia:
+    """
+    A file to send. `url` is a public https URL the provider can fetch (the caller's, or ours for an
+    upload); `data` holds the bytes of an upload, for providers that take files rather than links.
+    """
+
+    kind: str  # a MessageType among MEDIA_TYPES
+    url: str = ""
+    data: bytes | None = None
+    filename: str = ""
+    mime_type: str = ""
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class TemplateParameter:
+    # "1", "2"... for positional templates, the parameter's name for named ones.
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class TemplateButtonParameter:
+    index: int
+    sub_type: str  # "quick_reply", "url" or "copy_code"
+    value: str
+
+
+@dataclass(frozen=True)
+class OutboundTemplate:
+    name: str
+    language: str
+    category: str = ""
+    # The provider's id of the approved template (Twilio's content SID "HX...", Meta's template id).
+    provider_template_id: str = ""
+    named_parameters: bool = False
+    header: tuple[TemplateParameter, ...] = ()
+    header_media: OutboundMedia | None = None
+    body: tuple[TemplateParameter, ...] = ()
+    buttons: tuple[TemplateButtonParameter, ...] = ()
+    # The body with its variables filled in, for providers that also want the text (Chatwoot).
+    rendered_text: str = ""
+
+
+@dataclass(frozen=True)
 class OutboundMessage:
-    """What we ask a provider to send, in our own vocabulary."""
+    """
+    What we ask a provider to send, in our own vocabulary. `content` by message type:
+
+    - text: {"text": str, "preview_url": bool}
+    - image/video/audio/document/sticker: `media` is set; content repeats caption and filename
+    - interactive: {"body": str, "header": str, "footer": str, "buttons": [{"id", "title"}]} (reply buttons),
+      or {"body", "header", "footer", "button": str, "sections": [{"title", "rows": [{"id", "title",
+      "description"}]}]} (a list)
+    - location: {"latitude": float, "longitude": float, "name": str, "address": str}
+    - reaction: {"emoji": str, "target": the provider's id of the message reacted to}
+    - template: `template` is set
+    """
 
     to: tuple[Identity, ...]
     message_type: str
@@ -237,6 +298,12 @@ class OutboundMessage:
     reply_to_provider_message_id: str = ""
     # Our own id, for providers that can echo it back (Meta biz_opaque_callback_data, Chatwoot echo_id).
     client_reference: str = ""
+    media: OutboundMedia | None = None
+    template: OutboundTemplate | None = None
+    # The provider's conversation id where sending needs one (Chatwoot's display id).
+    conversation_ref: str = ""
+    # Our webhook URL for this provider, for providers told per message where to report statuses (Twilio).
+    status_callback_url: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """
-Meta WhatsApp Cloud API: webhook verification and parsing, media download through the Graph API.
-Sending arrives with the outbound issue.
+Meta WhatsApp Cloud API: webhook verification and parsing, media download through the Graph API, and
+sending (`POST /<phone_number_id>/messages`, one call per message, after an upload of the file when we
+hold bytes rather than a public link).
 
 Webhook reference: https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages
 One app posts the updates of all its numbers to one URL, up to 1000 updates per POST across entries
@@ -9,6 +10,7 @@ and changes; every update carries `metadata.phone_number_id`, which routes it to
 
 from __future__ import annotations
 
+import mimetypes
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +34,7 @@ from whatsapp.providers.base import (
     http_client,
     is_retryable_status,
     response_json,
+    retry_after_seconds,
 )
 from whatsapp.providers.events import (
     MEDIA_TYPES,
@@ -44,10 +47,13 @@ from whatsapp.providers.events import (
     MessageStatus,
     MessageType,
     NormalizedEvent,
+    OutboundMedia,
     OutboundMessage,
+    OutboundTemplate,
     SendResult,
     StatusUpdate,
     StoredWebhook,
+    TemplateParameter,
     TemplateStatus,
     TemplateStatusUpdate,
     UnhandledEvent,
@@ -107,6 +113,64 @@ MESSAGE_TYPE_MAP = {
     "unsupported": MessageType.UNSUPPORTED,
 }
 
+# --- sending: error classes -----------------------------------------------------------------
+# https://developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes
+# Meta pushing back on our rate (app, WABA, number, spam and pair-rate limits): retried later, and not
+# held against the provider's health. courier classes these the same way (handlers/meta/whatsapp/api.go).
+THROTTLED_CODES = frozenset({"4", "80007", "130429", "131048", "131056", "133016"})
+# Transient trouble on Meta's side (unknown error, service unavailable, media fetch, maintenance).
+RETRYABLE_CODES = frozenset({"131000", "131016", "131053", "131057"})
+# Codes that trying again never fixes, whatever the HTTP status they come with.
+PERMANENT_CODES = frozenset({
+    "0", "3", "10", "100", "190", "200", "368", "130472", "131008", "131009", "131021", "131026", "131031",
+    "131047", "131049", "131050", "131064", "132000", "132001", "132005", "132007", "132012", "132015",
+    "132016",
+})
+# What the error means for us and what to do about it, appended to Meta's own wording.
+ERROR_ADVICE = {
+    "0": "the access token is invalid or revoked; issue a new system user token",
+    "3": "the app lacks a capability or permission for this call",
+    "4": "the app's API call rate limit was reached; retrying later",
+    "10": "the token lacks a permission (whatsapp_business_messaging); fix the system user's permissions",
+    "100": "Meta refused a parameter of the request; check the message content",
+    "190": "the access token has expired; issue a new system user token",
+    "200": "the token has no access to this WhatsApp Business Account; assign the asset to the system user",
+    "368": "the business account is restricted for policy violations; see WhatsApp Manager",
+    "80007": "the business account's rate limit was reached; retrying later",
+    "130429": "the number's message throughput was reached; retrying later",
+    "130472": "the customer is part of a Meta marketing experiment; the message was not sent",
+    "131000": "Meta reported an unknown error; retrying",
+    "131008": "a required parameter is missing",
+    "131009": "a parameter value is invalid (for a reaction: the target is older than 30 days, deleted, "
+              "or itself a reaction)",
+    "131016": "Meta's service is temporarily unavailable; retrying",
+    "131021": "the recipient is the business number itself",
+    "131026": "the message is undeliverable: the number is not on WhatsApp, has not accepted the terms, "
+              "or uses an old app version",
+    "131031": "the business account is locked; see WhatsApp Manager",
+    "131047": "more than 24 hours since the customer last wrote; send an approved template instead",
+    "131048": "Meta's spam rate limit was reached (after blocks or spam reports); slow down and pause campaigns",
+    "131049": "Meta held back this marketing message to keep engagement healthy; wait at least 24 hours",
+    "131050": "the customer stopped marketing messages from this business; do not resend",
+    "131053": "Meta could not fetch or read the media (check the link and the MIME type); retrying",
+    "131056": "too many messages to this customer in a short time (pair rate); retrying later",
+    "131057": "the business number is in maintenance; retrying",
+    "131064": "the messaging limit was reached after template-classification violations",
+    "132000": "the number of template parameters does not match the template's variables",
+    "132001": "the template does not exist in this language or is not approved",
+    "132005": "the template text with its variables filled in is too long",
+    "132007": "the template's content breaks a format-character policy",
+    "132012": "a template parameter does not have the format the template expects",
+    "132015": "the template is paused for low quality; edit it or use another",
+    "132016": "the template is permanently disabled; create a new one",
+    "133016": "too many registration attempts for this number; retrying later",
+}
+
+# Meta takes a caption on these media kinds only, and a filename on documents only.
+CAPTIONED_MEDIA = frozenset({MessageType.IMAGE, MessageType.VIDEO, MessageType.DOCUMENT})
+# A template button's variable goes in a differently named parameter per button kind.
+BUTTON_PARAMETER_TYPES = {"quick_reply": "payload", "url": "text", "copy_code": "coupon_code"}
+
 
 def _timestamp(value: Any, fallback: datetime) -> datetime:
     # Meta sends Unix seconds as a string.
@@ -125,12 +189,49 @@ def _error_detail(error: dict[str, Any]) -> str:
     return as_text(as_dict(error.get("error_data")).get("details") or error.get("message"))
 
 
+def _send_error_class(code: str, status: int) -> tuple[bool, bool]:
+    """(retryable, throttled) for an error Meta answered; a known code decides before the HTTP status."""
+    if code in THROTTLED_CODES:
+        return True, True
+    if code in RETRYABLE_CODES:
+        return True, False
+    if code in PERMANENT_CODES:
+        return False, False
+    if status == 429:
+        return True, True
+    return is_retryable_status(status), False
+
+
+def _error_title(error: dict[str, Any]) -> str:
+    # Meta's message reads "(#131047) Re-engagement message": the part after the code is the title.
+    message = as_text(error.get("message"))
+    if message.startswith("(#") and ") " in message:
+        message = message.split(") ", 1)[1]
+    return as_text(error.get("error_user_title")) or message
+
+
+def _phone_address(value: str) -> str:
+    # Meta wants "+" and the country code; without "+" it would prepend the business number's country code.
+    # https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/send-messages
+    digits = value.strip().removeprefix("+")
+    return "+" + digits if digits.isdigit() else ""
+
+
 class MetaProvider(BaseProvider):
     kind = "meta"
     label = "Meta Cloud API"
     stored_headers = (SIGNATURE_HEADER.lower(),)
-    # Cloud API default throughput per business number (messages/second); upgradable to 1000.
+    # Cloud API default throughput per business number (messages/second); Meta upgrades busy numbers to
+    # 1000. https://developers.facebook.com/documentation/business-messaging/whatsapp/throughput
     default_rate_limit_per_second = 80
+    max_rate_limit_per_second = 1000
+    sendable_types = frozenset({MessageType.TEXT, MessageType.IMAGE, MessageType.AUDIO, MessageType.VIDEO,
+                                MessageType.DOCUMENT, MessageType.STICKER, MessageType.LOCATION,
+                                MessageType.INTERACTIVE, MessageType.REACTION, MessageType.TEMPLATE})
+    supports_reply_context = True
+    # Pair rate: about one message every 6 s to one user; bursts borrow from later quota and then fail
+    # with 131056. https://developers.facebook.com/documentation/business-messaging/whatsapp/messaging-limits
+    pair_interval_seconds = 6.0
     # Media ids in webhooks stay downloadable for 7 days.
     media_lifetime = timedelta(days=7)
     options = (
@@ -331,6 +432,8 @@ class MetaProvider(BaseProvider):
             error_title=as_text(error.get("title") or error.get("message")),
             error_detail=_error_detail(error),
             routed_to=routed_to,
+            # Meta echoes the biz_opaque_callback_data we sent with the message on its statuses.
+            client_reference=as_text(status.get("biz_opaque_callback_data")),
             raw=status,
         )
 
@@ -395,11 +498,208 @@ class MetaProvider(BaseProvider):
                                sha256=as_text(described.get("sha256")) or media.sha256)
 
     # --- sending ---------------------------------------------------------------------------
+    def recipient_address(self, to: tuple[Identity, ...]) -> str:
+        for kind in (IdentityKind.PHONE, IdentityKind.WHATSAPP_ID):
+            for identity in to:
+                if identity.kind == kind and (address := _phone_address(identity.value)):
+                    return address
+        # A business-scoped user id alone is not sendable yet: Meta's send reference documents only phone
+        # numbers for "to", so such a contact waits until a phone number is known.
+        return ""
+
     def send(self, message: OutboundMessage) -> SendResult:
-        raise ProviderError("sending through Meta arrives with the outbound issue", code="not_implemented")
+        # https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/send-messages
+        to = self.recipient_address(message.to)
+        if not to:
+            raise ProviderError("the contact has no phone number or WhatsApp id Meta can send to",
+                                code="no_address", title="No address")
+        wire_type = message.message_type
+        with http_client() as client:
+            body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
+                                    "type": wire_type, wire_type: self._type_payload(client, message)}
+            if message.client_reference:
+                body["biz_opaque_callback_data"] = message.client_reference
+            # A reaction names its target inside the reaction; Meta refuses a context on it.
+            if message.reply_to_provider_message_id and wire_type != MessageType.REACTION:
+                body["context"] = {"message_id": message.reply_to_provider_message_id}
+            response = self._call(client, "POST", self._graph_url(f"{self.provider.external_id}/messages"),
+                                  action="the message", json=body)
+        payload = as_dict(response_json(response))
+        sent = as_dict(next(iter(as_list(payload.get("messages"))), None))
+        if not as_text(sent.get("id")):
+            # Meta may well have accepted the message: sending it again could deliver it twice.
+            raise ProviderError(f"Meta answered HTTP {response.status_code} without a message id; the message "
+                                "may have been accepted, so it is not sent again", code="bad_response",
+                                title="No message id", http_status=response.status_code, raw=payload)
+        return SendResult(provider_message_id=as_text(sent["id"]), raw=payload)
 
     def check_connection(self) -> ConnectionCheck:
-        return ConnectionCheck(False, "the Meta connection test arrives with the outbound issue")
+        fields = "display_phone_number,verified_name,quality_rating,throughput"
+        try:
+            with http_client() as client:
+                response = self._call(client, "GET", self._graph_url(self.provider.external_id),
+                                      action="the phone number lookup", params={"fields": fields})
+        except ProviderError as exc:
+            return ConnectionCheck(False, str(exc))
+        number = as_dict(response_json(response))
+        parts = [as_text(number.get("display_phone_number")), as_text(number.get("verified_name")),
+                 f"quality {as_text(number.get('quality_rating')) or 'unknown'}",
+                 f"throughput {as_text(as_dict(number.get('throughput')).get('level')) or 'unknown'}"]
+        return ConnectionCheck(True, ", ".join(part for part in parts if part))
+
+    def _type_payload(self, client: httpx.Client, message: OutboundMessage) -> dict[str, Any]:
+        content = message.content
+        kind = message.message_type
+        if kind == MessageType.TEXT:
+            return {"body": message.text or as_text(content.get("text")),
+                    "preview_url": bool(content.get("preview_url"))}
+        if kind in MEDIA_TYPES:
+            if message.media is None:
+                raise ProviderError(f"a {kind} message needs a file", code="invalid_message")
+            return self._media_object(client, message.media, kind, content)
+        if kind == MessageType.INTERACTIVE:
+            return _interactive(content, message.text)
+        if kind == MessageType.LOCATION:
+            location = {"latitude": content.get("latitude"), "longitude": content.get("longitude")}
+            location.update({key: content[key] for key in ("name", "address") if content.get(key)})
+            return location
+        if kind == MessageType.REACTION:
+            # An empty emoji removes an earlier reaction.
+            return {"message_id": as_text(content.get("target")), "emoji": as_text(content.get("emoji"))}
+        if kind == MessageType.TEMPLATE:
+            if message.template is None:
+                raise ProviderError("a template message needs its template", code="invalid_message")
+            return self._template(client, message.template)
+        raise ProviderError(f"Meta sending does not handle {kind!r} messages", code="unsupported_type")
+
+    def _media_object(self, client: httpx.Client, media: OutboundMedia, kind: str,
+                      content: dict[str, Any] | None = None) -> dict[str, Any]:
+        content = content or {}
+        if media.data:
+            # An uploaded file goes to Meta itself rather than by our link: Meta need not reach our server.
+            result: dict[str, Any] = {"id": self._upload(client, media)}
+        elif media.url:
+            # Meta caches a link for about 10 minutes.
+            result = {"link": media.url}
+        else:
+            raise ProviderError(f"the {kind} has neither a link nor a file", code="invalid_message")
+        caption = media.caption or as_text(content.get("caption"))
+        if caption and kind in CAPTIONED_MEDIA:
+            result["caption"] = caption
+        filename = media.filename or as_text(content.get("filename"))
+        if filename and kind == MessageType.DOCUMENT:
+            result["filename"] = filename
+        return result
+
+    def _upload(self, client: httpx.Client, media: OutboundMedia) -> str:
+        # https://developers.facebook.com/documentation/business-messaging/whatsapp/business-phone-numbers/media
+        # Meta checks the declared type against the file (a mismatch gives 131053).
+        mime_type = media.mime_type or mimetypes.guess_type(media.filename)[0] or "application/octet-stream"
+        filename = media.filename or f"{media.kind}{mimetypes.guess_extension(mime_type) or ''}"
+        response = self._call(client, "POST", self._graph_url(f"{self.provider.external_id}/media"),
+                              action="the media upload", data={"messaging_product": "whatsapp", "type": mime_type},
+                              files={"file": (filename, media.data or b"", mime_type)})
+        media_id = as_text(as_dict(response_json(response)).get("id"))
+        if not media_id:
+            # Nothing was sent yet, so trying again is safe.
+            raise ProviderError("Meta's media upload answered without an id", code="bad_response",
+                                title="No media id", retryable=True, http_status=response.status_code)
+        return media_id
+
+    def _template(self, client: httpx.Client, template: OutboundTemplate) -> dict[str, Any]:
+        # https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/template-messages
+        def text_parameter(parameter: TemplateParameter) -> dict[str, str]:
+            result = {"type": "text", "text": parameter.value}
+            if template.named_parameters:
+                result["parameter_name"] = parameter.name
+            return result
+
+        components: list[dict[str, Any]] = []
+        if template.header_media is not None:
+            kind = template.header_media.kind
+            media = self._media_object(client, template.header_media, kind)
+            media.pop("caption", None)
+            components.append({"type": "header", "parameters": [{"type": kind, kind: media}]})
+        elif template.header:
+            components.append({"type": "header", "parameters": [text_parameter(p) for p in template.header]})
+        if template.body:
+            components.append({"type": "body", "parameters": [text_parameter(p) for p in template.body]})
+        for button in sorted(template.buttons, key=lambda b: b.index):
+            parameter_type = BUTTON_PARAMETER_TYPES.get(button.sub_type, "text")
+            components.append({"type": "button", "sub_type": button.sub_type, "index": str(button.index),
+                               "parameters": [{"type": parameter_type, parameter_type: button.value}]})
+        result: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
+        if components:
+            result["components"] = components
+        return result
+
+    def _call(self, client: httpx.Client, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
+        """One Graph API call; anything but a 2xx raises a classified ProviderError."""
+        try:
+            response = client.request(method, url, headers=self._auth(), **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ProviderError(f"Meta did not answer {action} within {settings.PROVIDER_HTTP_TIMEOUT_SECONDS} s "
+                                f"({type(exc).__name__})", code="timeout", title="Timeout", retryable=True) from exc
+        except httpx.HTTPError as exc:
+            raise ProviderError(self._redact(f"could not reach Meta for {action}: {type(exc).__name__}: {exc}"),
+                                code="network", title="Network error", retryable=True) from exc
+        if not 200 <= response.status_code < 300:
+            raise self._answered_error(response, action)
+        return response
+
+    def _answered_error(self, response: httpx.Response, action: str) -> ProviderError:
+        # https://developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes
+        # Branch on the code, never on the wording; error_data.details says what happened in this case.
+        payload = response_json(response)
+        error = as_dict(as_dict(payload).get("error"))
+        status = response.status_code
+        code = as_text(error.get("code")) or f"http_{status}"
+        title = _error_title(error) or response.reason_phrase
+        retryable, throttled = _send_error_class(code, status)
+        details = as_text(as_dict(error.get("error_data")).get("details"))
+        parts = [f"Meta refused {action} (HTTP {status}, error {code}: {title})",
+                 details.rstrip(".") if details != title else "", ERROR_ADVICE.get(code, "")]
+        reason = ". ".join(part for part in parts if part)
+        return ProviderError(self._redact(reason), code=code, title=title, retryable=retryable,
+                             throttled=throttled, http_status=status, raw=payload or response.text[:2000],
+                             retry_after=retry_after_seconds(response.headers.get("retry-after")))
+
+    def _redact(self, text: str) -> str:
+        token = self.credential(ACCESS_TOKEN)
+        return text.replace(token, "[access token]") if token else text
+
+
+def _interactive(content: dict[str, Any], fallback_text: str) -> dict[str, Any]:
+    # Reply buttons: at most 3, titles up to 20 characters. A list: at most 10 rows in all.
+    # https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/interactive-reply-buttons-messages
+    # https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/interactive-list-messages
+    result: dict[str, Any] = {"body": {"text": as_text(content.get("body")) or fallback_text}}
+    if header := as_text(content.get("header")):
+        result["header"] = {"type": "text", "text": header}
+    if footer := as_text(content.get("footer")):
+        result["footer"] = {"text": footer}
+    if buttons := as_list(content.get("buttons")):
+        result["type"] = "button"
+        result["action"] = {"buttons": [
+            {"type": "reply", "reply": {"id": as_text(as_dict(b).get("id")), "title": as_text(as_dict(b).get("title"))}}
+            for b in buttons]}
+        return result
+    result["type"] = "list"
+    result["action"] = {"button": as_text(content.get("button")),
+                        "sections": [_list_section(as_dict(section)) for section in as_list(content.get("sections"))]}
+    return result
+
+
+def _list_section(section: dict[str, Any]) -> dict[str, Any]:
+    rows = []
+    for row in as_list(section.get("rows")):
+        row = as_dict(row)
+        item = {"id": as_text(row.get("id")), "title": as_text(row.get("title"))}
+        if description := as_text(row.get("description")):
+            item["description"] = description
+        rows.append(item)
+    # A section title is required only when there are several sections.
+    return {"title": as_text(section["title"]), "rows": rows} if section.get("title") else {"rows": rows}
 
 
 PROVIDER = MetaProvider

@@ -86,6 +86,11 @@ class SandboxProvider(BaseProvider):
     stored_headers = (SIGNATURE_HEADER.lower(),)
     default_rate_limit_per_second = 50
     can_simulate_inbound = True
+    # The simulated phone shows anything; it only reports receipts.
+    sendable_types = frozenset({MessageType.TEXT, MessageType.IMAGE, MessageType.AUDIO, MessageType.VIDEO,
+                                MessageType.DOCUMENT, MessageType.STICKER, MessageType.LOCATION,
+                                MessageType.INTERACTIVE, MessageType.REACTION, MessageType.TEMPLATE})
+    supports_reply_context = True
     options = (
         ProviderOption("phone_number", "The simulated business number (E.164)", target="phone_number",
                        default="+15550000000"),
@@ -138,6 +143,13 @@ class SandboxProvider(BaseProvider):
             )
         return UnhandledEvent(f"unknown sandbox event type {item.get('type')!r}", raw=item)
 
+    def recipient_address(self, to: tuple[Identity, ...]) -> str:
+        for kind in (IdentityKind.PHONE, IdentityKind.SANDBOX_ID, IdentityKind.WHATSAPP_ID):
+            for identity in to:
+                if identity.kind == kind:
+                    return identity.value
+        return ""
+
     def send(self, message: OutboundMessage) -> SendResult:
         # Imported here: the simulated phone is Celery-backed and the provider layer must not
         # import tasks at module load.
@@ -146,7 +158,7 @@ class SandboxProvider(BaseProvider):
         provider_message_id = f"sbx-{uuid.uuid4().hex}"
         sandbox_phone.schedule_receipts(self.provider.pk, provider_message_id)
         return SendResult(provider_message_id=provider_message_id, status=MessageStatus.SENT,
-                          raw={"id": provider_message_id, "to": [i.value for i in message.to]})
+                          raw={"id": provider_message_id, "to": self.recipient_address(message.to)})
 
     def signed_headers(self, body: bytes) -> dict[str, str]:
         return {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.credential(WEBHOOK_SECRET), body)}

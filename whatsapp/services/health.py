@@ -61,4 +61,16 @@ def health_report() -> tuple[bool, dict]:
     report = {"status": "ok" if healthy else "fail", "checks": results}
     if failing:
         report["failing"] = failing
+    if results["database"]["status"] == "ok":
+        report["send_circuits"] = _send_circuits()
     return healthy, report
+
+
+def _send_circuits() -> dict[str, str]:
+    """Each active provider's send circuit (closed, open, half_open). An open circuit holds that
+    provider's messages; it does not make this instance unhealthy (it still receives and queues)."""
+    from whatsapp.models import Provider
+
+    # Named by kind and id, not by the provider's name: /health/ is public.
+    rows = Provider.objects.filter(is_active=True).order_by("pk").values_list("kind", "pk", "circuit_state")
+    return {f"{kind}-{pk}": state for kind, pk, state in rows}

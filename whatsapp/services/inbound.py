@@ -232,6 +232,8 @@ def status_update_apply(*, provider: Provider, event: StatusUpdate,
     message = (Message.objects.select_for_update()
                .filter(provider=provider, provider_message_id=event.provider_message_id,
                        direction=Message.Direction.OUTBOUND).first())
+    if message is None:
+        message = _unrecorded_send(provider, event)
     status_event, created = MessageStatusEvent.objects.get_or_create(
         provider=provider, provider_message_id=event.provider_message_id, status=event.status,
         occurred_at=event.timestamp,
@@ -242,6 +244,24 @@ def status_update_apply(*, provider: Provider, event: StatusUpdate,
         status_event.applied = True
         status_event.save(update_fields=["applied"])
     return status_event
+
+
+def _unrecorded_send(provider: Provider, event: StatusUpdate) -> Message | None:
+    """
+    A report naming our own reference for a send whose provider id we never recorded (the worker
+    stopped between the provider's answer and our commit): the report settles what happened to it.
+    """
+    if not event.client_reference.isdigit():
+        return None
+    message = (Message.objects.select_for_update()
+               .filter(pk=int(event.client_reference), provider=provider, direction=Message.Direction.OUTBOUND,
+                       provider_message_id__isnull=True,
+                       status__in=[MessageStatus.SENDING, MessageStatus.DEAD_LETTER]).first())
+    if message is not None:
+        message.provider_message_id = event.provider_message_id
+        message.save(update_fields=["provider_message_id", "updated_at"])
+        orphan_statuses_apply(message)
+    return message
 
 
 def orphan_statuses_apply(message: Message) -> None:

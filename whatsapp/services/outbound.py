@@ -1,100 +1,345 @@
 """
-Sending. This is the Foundation's minimal path (text to a contact, through the provider module, with
-statuses fed back by the provider's webhooks); window and consent rules, rate limits, retries and the
-dead-letter queue are the outbound issue's.
+Sending, first half: one service (`message_send`) that the API, the admin and beat jobs call. It
+checks the rules (send_rules), records the message as queued, and hands it to the send task on commit.
+The send task's half (rate limits, the provider call, retries, dead letters) is `delivery.py`.
+
+Every queued message is also due in the database (`next_attempt_at`, and `enqueued_at` empty while it
+is not in the broker), so a broker outage or a lost task never loses a message: the requeue job hands
+due messages back to the workers.
 """
 
+from __future__ import annotations
+
+import hashlib
 import logging
+import mimetypes
+import secrets
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from contacts.models import Contact
-from whatsapp.models import Message, Provider
-from whatsapp.providers import provider_for
-from whatsapp.providers.base import ProviderError
-from whatsapp.providers.events import Identity, MessageStatus, MessageType, OutboundMessage
-from whatsapp.services.inbound import conversation_get_or_create, orphan_statuses_apply
-from whatsapp.services.locks import lock_key
+from templates_app.models import MessageTemplate
+from templates_app.parameters import template_render
+from whatsapp.models import Media, Message, Provider
+from whatsapp.providers.events import MEDIA_TYPES, MessageStatus, MessageType
+from whatsapp.services import send_rules
+from whatsapp.services.audit import audit_record
+from whatsapp.services.inbound import conversation_get_or_create
+from whatsapp.services.queueing import publish_on_commit_or
+from whatsapp.services.send_rules import SendRefused
 from whatsapp.services.sessions import session_current
+from whatsapp.storage import get_storage
 
 logger = logging.getLogger(__name__)
 
+# Redis priorities (0 is served first): replies to an open conversation go ahead of bulk sends.
+LANE_PRIORITY = {Message.Lane.REPLY: 0, Message.Lane.BULK: 6}
+# Waits longer than this stay in the database instead of the broker: a countdown longer than the
+# broker's visibility timeout would be delivered twice.
+BROKER_COUNTDOWN_MAX_SECONDS = 30.0
+# States in which a message is still ours to send.
+PENDING_STATUSES = (MessageStatus.QUEUED, MessageStatus.SENDING)
+
+
+class IdempotencyConflict(SendRefused):
+    def __init__(self, key: str):
+        super().__init__("idempotency_key_reused",
+                         f"Idempotency-Key {key!r} was already used for a different request; use a new key")
+
+
+@dataclass
+class MediaInput:
+    url: str = ""
+    data: bytes | None = None
+    filename: str = ""
+    mime_type: str = ""
+    caption: str = ""
+
+
+@dataclass
+class SendRequest:
+    """One message to send, in our vocabulary (what the API, the admin form and beat jobs build)."""
+
+    provider: Provider
+    contact: Contact
+    message_type: str
+    text: str = ""
+    preview_url: bool = False
+    media: MediaInput | None = None
+    interactive: dict[str, Any] = field(default_factory=dict)
+    location: dict[str, Any] = field(default_factory=dict)
+    emoji: str = ""
+    react_to: Message | None = None
+    template: MessageTemplate | None = None
+    template_variables: dict[str, Any] | None = None
+    reply_to: Message | None = None
+    lane: str = ""
+    idempotency_key: str = ""
+    fingerprint: str = ""
+    actor: Any = None
+
+
+def _content(request: SendRequest, conversation) -> tuple[str, dict[str, Any]]:
+    kind = request.message_type
+    if kind == MessageType.TEXT:
+        content = send_rules.text_content(request.text, request.preview_url)
+        return content["text"], content
+    if kind in MEDIA_TYPES:
+        media = request.media or MediaInput()
+        if not media.url and media.data is None:
+            raise SendRefused("invalid_content", f"a {kind} message needs media_url or an uploaded file")
+        content = send_rules.media_content(kind, url=media.url, caption=media.caption, filename=media.filename,
+                                           mime_type=media.mime_type)
+        return media.caption, content
+    if kind == MessageType.INTERACTIVE:
+        content = send_rules.interactive_content(request.interactive)
+        return content["body"], content
+    if kind == MessageType.LOCATION:
+        content = send_rules.location_content(request.location)
+        return content["name"] or content["address"], content
+    if kind == MessageType.REACTION:
+        content = send_rules.reaction_content(emoji=request.emoji, target=request.react_to,
+                                              conversation=conversation)
+        return content["emoji"], content
+    if kind == MessageType.TEMPLATE:
+        return "", {}
+    raise SendRefused("unsupported_type", f"{kind!r} messages cannot be sent")
+
+
+def _check_media_upload(media: MediaInput | None) -> None:
+    if media is None or media.data is None:
+        return
+    if len(media.data) > settings.OUTBOUND_MEDIA_MAX_BYTES:
+        raise SendRefused("media_too_large", f"the file is {len(media.data)} bytes; the limit is "
+                          f"{settings.OUTBOUND_MEDIA_MAX_BYTES}")
+    if not media.data:
+        raise SendRefused("invalid_content", "the uploaded file is empty")
+
+
+def _existing_for_key(request: SendRequest) -> Message | None:
+    if not request.idempotency_key:
+        return None
+    existing = Message.objects.filter(idempotency_key=request.idempotency_key).first()
+    if existing is not None and existing.request_fingerprint != request.fingerprint:
+        raise IdempotencyConflict(request.idempotency_key.split(":", 1)[-1])
+    return existing
+
 
 @transaction.atomic
-def message_send_text(*, provider: Provider, contact: Contact, text: str, actor: Any = None) -> Message:
+def message_send(request: SendRequest) -> tuple[Message, bool]:
+    """
+    Check and queue one message. Returns (message, created): with an idempotency key already used for
+    the same request, the message made then and False. Raises SendRefused.
+    """
+    existing = _existing_for_key(request)
+    if existing is not None:
+        return existing, False
+    provider, contact = request.provider, request.contact
+    send_rules.check_provider_can_send(provider, request.message_type, reply=request.reply_to is not None)
+    send_rules.check_consent(contact)
+    send_rules.check_recipient(provider, contact)
+    _check_media_upload(request.media)
     conversation = conversation_get_or_create(provider=provider, contact=contact)
+    text, content = _content(request, conversation)
+    send_rules.check_window(conversation, request.message_type)
+    variables: dict[str, Any] = {}
+    if request.message_type == MessageType.TEMPLATE:
+        bound = send_rules.check_template(request.template, provider, request.template_variables)
+        text, variables = template_render(request.template, bound), bound.as_variables()
+        content = {"template": request.template.name, "language": request.template.language}
+    if request.reply_to is not None and request.reply_to.conversation_id != conversation.pk:
+        raise SendRefused("invalid_content", "reply_to must be a message of the same conversation")
     now = timezone.now()
-    message = Message.objects.create(
-        provider=provider, conversation=conversation, session=session_current(conversation, at=now),
-        direction=Message.Direction.OUTBOUND, message_type=MessageType.TEXT, text=text, content={"text": text},
-        status=MessageStatus.QUEUED, queued_at=now,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    session = session_current(conversation, at=now)
+    message = Message(
+        provider=provider, conversation=conversation, session=session, direction=Message.Direction.OUTBOUND,
+        message_type=request.message_type, text=text, content=content, reply_to=request.reply_to,
+        template=request.template if request.message_type == MessageType.TEMPLATE else None,
+        template_variables=variables, status=MessageStatus.QUEUED, queued_at=now, next_attempt_at=now,
+        enqueued_at=now, lane=request.lane or (Message.Lane.REPLY if session else Message.Lane.BULK),
+        idempotency_key=request.idempotency_key or None, request_fingerprint=request.fingerprint,
+        created_by=request.actor if getattr(request.actor, "is_authenticated", False) else None,
     )
-    message_enqueue(message.pk)
-    return message
+    try:
+        with transaction.atomic():
+            message.save()
+    except IntegrityError:
+        # Two requests with the same key at once: the other one won; answer as a replay.
+        existing = _existing_for_key(request)
+        if existing is None:
+            raise
+        return existing, False
+    _store_upload(message, request.media)
+    message_enqueue(message)
+    logger.info("message queued", extra={"message_id": message.pk, "provider_id": provider.pk,
+                                         "message_type": message.message_type, "lane": message.lane})
+    return message, True
 
 
-def message_enqueue(message_id: int) -> None:
+def message_send_text(*, provider: Provider, contact: Contact, text: str, actor: Any = None) -> Message:
+    return message_send(SendRequest(provider=provider, contact=contact, message_type=MessageType.TEXT, text=text,
+                                    actor=actor))[0]
+
+
+def _store_upload(message: Message, media: MediaInput | None) -> None:
+    """An uploaded file is kept in storage and served to providers that fetch links (see outbound_media_url)."""
+    if media is None or media.data is None:
+        return
+    mime_type = media.mime_type or mimetypes.guess_type(media.filename)[0] or "application/octet-stream"
+    filename = media.filename or f"file{mimetypes.guess_extension(mime_type) or ''}"
+    path = f"outbound/{timezone.now():%Y-%m-%d}/{message.pk}-{secrets.token_hex(4)}"
+    location = get_storage().write("whatsapp-media", path, media.data, {"mime_type": mime_type})
+    Media.objects.create(message=message, mime_type=mime_type, filename=filename[:255], caption=media.caption,
+                         sha256=hashlib.sha256(media.data).hexdigest(), size_bytes=len(media.data),
+                         state=Media.State.FETCHED, fetched_at=timezone.now(), archive_path=location,
+                         public_token=secrets.token_urlsafe(32))
+    message.content = {**message.content, "mime_type": mime_type, "filename": filename[:240]}
+    message.save(update_fields=["content", "updated_at"])
+
+
+def outbound_media_url(media: Media) -> str:
+    return f"{settings.PUBLIC_BASE_URL}/media/out/{media.public_token}/"
+
+
+# --- handing messages to the send task ------------------------------------------------------------
+
+def _publish(message_id: int, lane: str, countdown: float = 0, **kwargs: Any) -> None:
     from whatsapp.tasks import send_message_task
 
-    transaction.on_commit(lambda: send_message_task.delay(message_id), robust=True)
+    send_message_task.apply_async((message_id,), kwargs or None, priority=LANE_PRIORITY.get(lane, 0),
+                                  countdown=countdown or None)
 
 
-def _outbound_request(message: Message) -> OutboundMessage:
-    identities = tuple(
-        Identity(identity.kind, identity.value, identity.scope)
-        for identity in message.conversation.contact.identities.all()
-    )
-    return OutboundMessage(
-        to=identities, message_type=message.message_type, text=message.text, content=message.content,
-        reply_to_provider_message_id=message.reply_to.provider_message_id if message.reply_to else "",
-        client_reference=str(message.pk),
-    )
+def _not_in_broker(message_ids: list[int]) -> None:
+    # The publish failed: the requeue job takes these once due.
+    Message.objects.filter(pk__in=message_ids, status=MessageStatus.QUEUED).update(enqueued_at=None)
 
 
-def message_deliver(message_id: int) -> Message:
-    """Hand one queued message to its provider. Runs in the send task; a message already past
-    `queued` is left alone, so a redelivered task does not send twice."""
-    with transaction.atomic():
-        message = (Message.objects.select_for_update(of=("self",))
-                   .select_related("provider", "conversation__contact", "reply_to").get(pk=message_id))
-        if message.status != MessageStatus.QUEUED:
-            return message
-        if message.provider.is_paused or not message.provider.is_active:
-            # Held, in order, until the provider is resumed (provider_set_paused re-enqueues them).
-            return message
-        message.status = MessageStatus.SENDING
-        message.attempts += 1
-        message.save(update_fields=["status", "attempts", "updated_at"])
-    try:
-        result = provider_for(message.provider).send(_outbound_request(message))
-    except ProviderError as exc:
-        message.status = MessageStatus.FAILED
-        message.failed_at = timezone.now()
-        message.error_code = exc.code
-        message.error_detail = str(exc)
-        message.save(update_fields=["status", "failed_at", "error_code", "error_detail", "updated_at"])
-        return message
-    with transaction.atomic():
-        lock_key("provider-message", message.provider_id, result.provider_message_id)
-        message = Message.objects.select_for_update().get(pk=message_id)
-        message.provider_message_id = result.provider_message_id
-        if message.status == MessageStatus.SENDING:
-            message.status = MessageStatus.SENT
-            message.sent_at = message.sent_at or timezone.now()
-        message.save(update_fields=["provider_message_id", "status", "sent_at", "updated_at"])
-        orphan_statuses_apply(message)
-    return message
+def message_enqueue(message: Message, *, countdown: float = 0, **kwargs: Any) -> None:
+    """Hand a queued message to the send task when the transaction commits."""
+    message_id, lane = message.pk, message.lane
+    publish_on_commit_or(lambda: _publish(message_id, lane, countdown, **kwargs),
+                         fallback=lambda: _not_in_broker([message_id]), what=f"message {message_id}")
+
+
+def message_schedule(message: Message, *, delay: float, reason: str, **kwargs: Any) -> None:
+    """Try the (queued) message again after `delay` seconds: a countdown in the broker for short waits,
+    the database's due time (and the requeue job) for long ones. The caller saves nothing itself."""
+    now = timezone.now()
+    message.next_attempt_at = now + timedelta(seconds=delay)
+    message.hold_reason = reason[:255]
+    in_broker = delay <= BROKER_COUNTDOWN_MAX_SECONDS
+    message.enqueued_at = now if in_broker else None
+    message.save(update_fields=["status", "next_attempt_at", "hold_reason", "enqueued_at", "updated_at"])
+    if in_broker:
+        message_enqueue(message, countdown=delay, **kwargs)
+
+
+def message_hold(message: Message, *, reason: str, until=None) -> None:
+    """Keep a message queued, out of the broker, until released (pause) or due (circuit cooldown)."""
+    message.next_attempt_at = until
+    message.hold_reason = reason[:255]
+    message.enqueued_at = None
+    message.save(update_fields=["next_attempt_at", "hold_reason", "enqueued_at", "updated_at"])
 
 
 def messages_release_held(*, provider: Provider) -> int:
-    """Re-enqueue, oldest first, the messages a paused provider held."""
-    held = list(Message.objects.filter(provider=provider, direction=Message.Direction.OUTBOUND,
-                                       status=MessageStatus.QUEUED).order_by("created_at", "id")
-                .values_list("pk", flat=True))
+    """Hand every queued message of the provider that waits outside the broker back, oldest first."""
+    now = timezone.now()
     with transaction.atomic():
-        for message_id in held:
-            message_enqueue(message_id)
+        held = list(Message.objects.select_for_update(skip_locked=True)
+                    .filter(provider=provider, direction=Message.Direction.OUTBOUND, status=MessageStatus.QUEUED,
+                            enqueued_at__isnull=True).order_by("pk").only("pk", "lane"))
+        Message.objects.filter(pk__in=[m.pk for m in held]).update(enqueued_at=now, next_attempt_at=now,
+                                                                   hold_reason="")
+        for message in held:
+            message_enqueue(message)
     return len(held)
+
+
+def messages_requeue_due(*, limit: int = 2000) -> int:
+    """
+    The beat job's half of "never lost": queued messages that are due but not in the broker (long
+    backoff, circuit cooldown, a failed publish), or that were handed over so long ago that the task must
+    have been lost; and sends whose worker vanished mid-call (their task decides what happened).
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.SEND_STALE_AFTER_SECONDS)
+    with transaction.atomic():
+        due = list(Message.objects.select_for_update(skip_locked=True)
+                   .filter(status=MessageStatus.QUEUED, next_attempt_at__lte=now, provider__is_paused=False,
+                           provider__is_active=True)
+                   .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale))
+                   .order_by("next_attempt_at", "pk").only("pk", "lane")[:limit])
+        Message.objects.filter(pk__in=[m.pk for m in due]).update(enqueued_at=now)
+        for message in due:
+            message_enqueue(message)
+        interrupted = list(Message.objects.filter(status=MessageStatus.SENDING, updated_at__lt=stale)
+                           .only("pk", "lane")[:limit])
+        for message in interrupted:
+            message_enqueue(message)
+    return len(due) + len(interrupted)
+
+
+# --- the dead-letter view's actions --------------------------------------------------------------
+
+@transaction.atomic
+def message_retry(*, message: Message, actor: Any = None) -> bool:
+    """Queue a dead-lettered (or failed) outbound message again, with a fresh count of attempts."""
+    message = Message.objects.select_for_update().get(pk=message.pk)
+    if message.direction != Message.Direction.OUTBOUND or message.status not in (
+            MessageStatus.DEAD_LETTER, MessageStatus.FAILED) or message.provider_message_id:
+        return False
+    before = {"status": message.status, "error_code": message.error_code, "attempts": message.attempts}
+    now = timezone.now()
+    message.status = MessageStatus.QUEUED
+    message.attempts = 0
+    message.error_code = message.error_title = message.error_detail = message.hold_reason = ""
+    message.failed_at = message.dead_lettered_at = None
+    message.next_attempt_at = message.enqueued_at = now
+    message.save()
+    audit_record(action="message.retry", obj=message, actor=actor, before=before, after={"status": "queued"})
+    message_enqueue(message)
+    return True
+
+
+@transaction.atomic
+def message_discard(*, message: Message, actor: Any = None) -> bool:
+    """Give up on a dead-lettered message: it becomes failed, with who discarded it."""
+    message = Message.objects.select_for_update().get(pk=message.pk)
+    if message.status != MessageStatus.DEAD_LETTER:
+        return False
+    before = {"status": message.status, "error_code": message.error_code}
+    message.status = MessageStatus.FAILED
+    message.failed_at = timezone.now()
+    message.error_detail = f"{message.error_detail} (discarded from the dead-letter view)".strip()
+    message.save(update_fields=["status", "failed_at", "error_detail", "updated_at"])
+    audit_record(action="message.discard", obj=message, actor=actor, before=before, after={"status": "failed"})
+    return True
+
+
+def message_status_history(message: Message) -> list[dict[str, Any]]:
+    """What happened to a message, oldest first: queued, each send attempt, then the provider's reports."""
+    history: list[dict[str, Any]] = []
+    if message.queued_at:
+        history.append({"status": MessageStatus.QUEUED, "at": message.queued_at, "source": "platform"})
+    for attempt in message.send_attempts.all():
+        history.append({"status": "attempt", "at": attempt.started_at, "source": "platform",
+                        "attempt": attempt.number, "outcome": attempt.outcome, "error_code": attempt.error_code,
+                        "error_title": attempt.error_title, "detail": attempt.error_detail,
+                        "retry_at": attempt.retry_at})
+    for report in message.status_events.all():
+        history.append({"status": report.status, "at": report.occurred_at, "source": "provider",
+                        "applied": report.applied, "error_code": report.error_code,
+                        "error_title": report.error_title})
+    if message.dead_lettered_at:
+        history.append({"status": MessageStatus.DEAD_LETTER, "at": message.dead_lettered_at, "source": "platform",
+                        "error_code": message.error_code})
+    return sorted(history, key=lambda item: item["at"])
+

@@ -28,10 +28,17 @@ def publish_on_commit(publish: Callable[[], Any], *, what: str) -> None:
     transaction.on_commit(lambda: _publish(publish, what))
 
 
-def _publish(publish: Callable[[], Any], what: str) -> None:
+def publish_on_commit_or(publish: Callable[[], Any], *, fallback: Callable[[], Any], what: str) -> None:
+    """Like publish_on_commit, and when the publish fails or is skipped, `fallback` records that the
+    row is not in the broker (so the requeue job takes it at once instead of after its stale time)."""
+    transaction.on_commit(lambda: _publish(publish, what) or fallback())
+
+
+def _publish(publish: Callable[[], Any], what: str) -> bool:
+    """Returns whether the broker took it."""
     global _skip_until
     if time.monotonic() < _skip_until:
-        return  # the broker failed moments ago; the row's due time brings it back
+        return False  # the broker failed moments ago; the row's due time brings it back
     try:
         publish()
     except Exception as exc:  # noqa: BLE001 - any broker failure: the database row is the safety net
@@ -39,3 +46,5 @@ def _publish(publish: Callable[[], Any], what: str) -> None:
             _skip_until = time.monotonic() + BROKER_BACKOFF_SECONDS
         logger.warning("broker unavailable; %s left for the requeue job", what,
                        extra={"error": f"{type(exc).__name__}: {exc}"})
+        return False
+    return True
