@@ -18,6 +18,7 @@ class Recorded:
     query: str
     headers: dict[str, str]
     body: bytes
+    at: float = 0.0  # arrival time (time.time())
 
 
 @dataclass
@@ -34,7 +35,8 @@ class Reply:
 
 
 class FakeServer:
-    """`routes[path]` is a list of replies used in turn (the last one repeats)."""
+    """`routes[path]` is a list of replies used in turn (the last one repeats); a reply may also be a
+    function of the recorded request that returns one (e.g. a fresh message id per request)."""
 
     def __init__(self):
         self.routes: dict[str, list[Reply]] = {}
@@ -45,11 +47,14 @@ class FakeServer:
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 parts = urlsplit(self.path)
-                server.requests.append(Recorded(self.command, parts.path, parts.query,
-                                                {k.lower(): v for k, v in self.headers.items()},
-                                                self.rfile.read(length) if length else b""))
+                recorded = Recorded(self.command, parts.path, parts.query,
+                                    {k.lower(): v for k, v in self.headers.items()},
+                                    self.rfile.read(length) if length else b"", time.time())
+                server.requests.append(recorded)
                 replies = server.routes.get(parts.path) or [Reply(404, b'{"error": "no route"}')]
-                reply = replies.pop(0) if len(replies) > 1 else replies[0]
+                if not callable(replies):
+                    replies = replies.pop(0) if len(replies) > 1 else replies[0]
+                reply = replies(recorded) if callable(replies) else replies
                 if reply.delay:
                     time.sleep(reply.delay)
                 self.send_response(reply.status)

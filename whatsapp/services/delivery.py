@@ -25,6 +25,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from config.correlation import get_correlation_id
@@ -46,7 +47,9 @@ from whatsapp.services import circuit, rate_limits, send_rules
 from whatsapp.services.inbound import orphan_statuses_apply
 from whatsapp.services.locks import lock_key
 from whatsapp.services.outbound import (
+    BROKER_COUNTDOWN_MAX_SECONDS,
     PENDING_STATUSES,
+    message_enqueue,
     message_hold,
     message_schedule,
     messages_release_held,
@@ -163,7 +166,10 @@ def _start_attempt(message: Message) -> SendAttempt:
     message.attempts += 1
     message.hold_reason = ""
     message.save(update_fields=["status", "attempts", "hold_reason", "updated_at"])
-    return SendAttempt.objects.create(message=message, number=message.attempts, started_at=timezone.now(),
+    # Numbered over the message's whole life: a retry from the dead-letter view starts a new count of
+    # attempts but keeps the log.
+    number = (message.send_attempts.aggregate(last=Max("number"))["last"] or 0) + 1
+    return SendAttempt.objects.create(message=message, number=number, started_at=timezone.now(),
                                       correlation_id=get_correlation_id())
 
 
@@ -277,6 +283,9 @@ def _interrupted(message: Message) -> Message:
     """A task found its message `sending`: another worker's live call, or one whose worker died."""
     last = message.send_attempts.order_by("-number").first()
     if last is not None and last.started_at > timezone.now() - in_flight_window():
+        # Possibly still another worker's live call: look again once no call could still be running.
+        remaining = (last.started_at + in_flight_window() - timezone.now()).total_seconds()
+        message_enqueue(message, countdown=min(remaining + 1, BROKER_COUNTDOWN_MAX_SECONDS))
         return message
     logger.warning("send interrupted; outcome unknown", extra={"message_id": message.pk})
     return _outcome_unknown(message, last, "the worker stopped during the provider call")

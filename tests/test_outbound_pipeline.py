@@ -1,0 +1,317 @@
+"""
+The send pipeline in one process, against a local server speaking Meta's Graph API: the rules checked
+before any call, idempotency, retries with backoff, dead letters, permanent failures, the circuit
+breaker, and what the API shows. (Flows that cross a real Celery worker are in test_outbound_workers.)
+"""
+
+import itertools
+import json
+
+import pytest
+from django.utils import timezone
+
+from contacts.models import Contact
+from contacts.services import contact_resolve
+from templates_app.models import MessageTemplate
+from tests.fakes import FakeServer, Reply
+from whatsapp.models import CircuitState, Message, Provider, SendAttempt
+from whatsapp.providers.events import Identity, IdentityKind, MessageStatus, TemplateStatus
+from whatsapp.services.delivery import message_deliver
+from whatsapp.services.inbound import conversation_get_or_create
+from whatsapp.services.outbound import message_retry, message_send_text, messages_requeue_due
+from whatsapp.services.providers import provider_create
+from whatsapp.services.send_rules import SendRefused
+from whatsapp.services.sessions import session_open_or_extend
+
+pytestmark = pytest.mark.django_db
+
+PHONE_NUMBER_ID = "106540352242922"
+_ids = itertools.count(1)
+
+
+def accepted(request) -> Reply:
+    to = json.loads(request.body)["to"]
+    return Reply.json({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
+                       "messages": [{"id": f"wamid.test-{next(_ids)}"}]})
+
+
+def meta_error(code: int, status: int, message: str = "error") -> Reply:
+    return Reply.json({"error": {"message": f"(#{code}) {message}", "type": "OAuthException", "code": code,
+                                 "error_data": {"messaging_product": "whatsapp", "details": message},
+                                 "fbtrace_id": "Atest"}}, status=status)
+
+
+@pytest.fixture
+def fake_meta(settings):
+    settings.SEND_PAIR_INTERVAL_SECONDS = 0
+    settings.SEND_RETRY_BASE_SECONDS = 0.05
+    settings.SEND_RETRY_MAX_SECONDS = 0.2
+    with FakeServer() as fake:
+        settings.META_GRAPH_BASE_URL = fake.url
+        fake.send_path = f"/{settings.META_GRAPH_API_VERSION}/{PHONE_NUMBER_ID}/messages"
+        fake.routes[fake.send_path] = accepted
+        yield fake
+
+
+@pytest.fixture
+def meta(fake_meta):
+    return provider_create(kind="meta", name="Meta out", options={
+        "phone_number_id": PHONE_NUMBER_ID, "waba_id": "102290129340398", "phone_number": "+15550001111",
+        "access_token": "EAAtoken-secret-value", "app_secret": "app-secret", "verify_token": "verify"})
+
+
+def customer(provider: Provider, phone: str = "+16505551234", *, in_window: bool = True) -> Contact:
+    contact = contact_resolve(provider=provider, identities=[Identity(IdentityKind.PHONE, phone)],
+                              profile_name="Ana")
+    conversation = conversation_get_or_create(provider=provider, contact=contact)
+    if in_window:
+        session_open_or_extend(conversation=conversation, inbound_at=timezone.now())
+    return contact
+
+
+def sent_bodies(fake: FakeServer) -> list[dict]:
+    return [json.loads(request.body) for request in fake.hits(fake.send_path)]
+
+
+def approved_template(provider: Provider, name="order_update", body="Hi {{1}}, order {{2}} ships today.") -> \
+        MessageTemplate:
+    return MessageTemplate.objects.create(provider=provider, name=name, language="en_US",
+                                          status=TemplateStatus.APPROVED,
+                                          components=[{"type": "BODY", "text": body}])
+
+
+# --- rules -----------------------------------------------------------------------------------------
+
+def test_text_in_window_is_sent_with_its_reference(meta, fake_meta):
+    message = message_send_text(provider=meta, contact=customer(meta), text="Your order ships today.")
+    assert message.status == "queued" and message.lane == "reply"
+    message = message_deliver(message.pk)
+    assert message.status == "sent" and message.provider_message_id.startswith("wamid.test-")
+    (body,) = sent_bodies(fake_meta)
+    assert body == {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "+16505551234",
+                    "type": "text", "text": {"body": "Your order ships today.", "preview_url": False},
+                    "biz_opaque_callback_data": str(message.pk)}
+    assert fake_meta.hits(fake_meta.send_path)[0].headers["authorization"] == "Bearer EAAtoken-secret-value"
+    assert list(message.send_attempts.values_list("outcome", flat=True)) == ["sent"]
+
+
+def test_free_form_outside_the_window_is_refused_with_the_templates_to_use(meta, fake_meta):
+    template = approved_template(meta)
+    contact = customer(meta, in_window=False)
+    with pytest.raises(SendRefused) as refused:
+        message_send_text(provider=meta, contact=contact, text="Hello again")
+    assert refused.value.code == "outside_window"
+    assert "24 hours" in refused.value.reason
+    assert refused.value.details["approved_templates"] == [{"id": template.pk, "name": "order_update",
+                                                            "language": "en_US"}]
+    assert not Message.objects.filter(direction="outbound").exists() and fake_meta.requests == []
+
+
+def test_opted_out_contact_is_refused(meta, fake_meta):
+    contact = customer(meta)
+    Contact.objects.filter(pk=contact.pk).update(consent=Contact.Consent.OPTED_OUT, consent_source="keyword")
+    contact.refresh_from_db()
+    with pytest.raises(SendRefused) as refused:
+        message_send_text(provider=meta, contact=contact, text="Promo")
+    assert refused.value.code == "opted_out" and "opted out" in refused.value.reason
+
+
+def test_opt_out_after_queueing_fails_the_message_without_calling_the_provider(meta, fake_meta):
+    contact = customer(meta)
+    message = message_send_text(provider=meta, contact=contact, text="Soon")
+    Contact.objects.filter(pk=contact.pk).update(consent=Contact.Consent.OPTED_OUT)
+    message = message_deliver(message.pk)
+    assert (message.status, message.error_code) == ("failed", "opted_out")
+    assert fake_meta.requests == []
+
+
+# --- the API ---------------------------------------------------------------------------------------
+
+def test_api_template_send_checks_variables_and_sends_the_exact_body(api_client, meta, fake_meta):
+    template = approved_template(meta)
+    customer(meta, in_window=False)
+    payload = {"provider": meta.pk, "to": "+16505551234", "type": "template", "template": template.pk}
+    missing = api_client.post("/api/v1/messages/", {**payload, "variables": {"body": ["Ana"]}}, format="json")
+    assert missing.status_code == 422
+    assert missing.json()["code"] == "template_variables" and missing.json()["missing"] == ["body.2"]
+    extra = api_client.post("/api/v1/messages/", {**payload, "variables": {"body": ["Ana", "1042", "x"]}},
+                            format="json")
+    assert extra.status_code == 422 and extra.json()["extra"] == ["body.3"]
+
+    response = api_client.post("/api/v1/messages/", {**payload, "variables": {"body": ["Ana", "#1042"]}},
+                               format="json")
+    assert response.status_code == 201, response.content
+    created = response.json()
+    assert created["text"] == "Hi Ana, order #1042 ships today." and created["lane"] == "bulk"
+    message_deliver(created["id"])
+    (body,) = sent_bodies(fake_meta)
+    assert body["type"] == "template" and body["template"] == {
+        "name": "order_update", "language": {"code": "en_US"},
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"},
+                                                       {"type": "text", "text": "#1042"}]}]}
+
+
+def test_api_refuses_templates_that_are_not_approved(api_client, meta, fake_meta):
+    template = approved_template(meta)
+    MessageTemplate.objects.filter(pk=template.pk).update(status=TemplateStatus.PAUSED)
+    response = api_client.post("/api/v1/messages/", {"provider": meta.pk, "to": "+16505551234", "type": "template",
+                                                     "template": template.pk, "variables": {"body": ["a", "b"]}},
+                               format="json")
+    assert response.status_code == 422 and response.json()["code"] == "template_not_approved"
+
+
+def test_api_refuses_an_invalid_recipient_and_bad_content(api_client, meta, fake_meta):
+    bad_number = api_client.post("/api/v1/messages/", {"provider": meta.pk, "to": "12", "text": "hi"}, format="json")
+    assert bad_number.status_code == 422 and bad_number.json()["code"] == "invalid_recipient"
+    customer(meta)
+    four_buttons = {"body": "Pick", "buttons": [{"id": f"b{i}", "title": f"B{i}"} for i in range(4)]}
+    response = api_client.post("/api/v1/messages/", {"provider": meta.pk, "to": "+16505551234", "type": "interactive",
+                                                     "interactive": four_buttons}, format="json")
+    assert response.status_code == 422
+    assert response.json() == {"code": "invalid_content", "detail": "reply buttons: between 1 and 3"}
+    no_recipient = api_client.post("/api/v1/messages/", {"provider": meta.pk, "text": "hi"}, format="json")
+    assert no_recipient.status_code == 400 and no_recipient.json()["code"] == "invalid_request"
+    assert fake_meta.requests == []
+
+
+def test_idempotency_key_same_body_same_message_different_body_refused(api_client, meta, fake_meta):
+    customer(meta)
+    body = {"provider": meta.pk, "to": "+16505551234", "text": "Only once"}
+    first = api_client.post("/api/v1/messages/", body, format="json", HTTP_IDEMPOTENCY_KEY="order-1042-ship")
+    again = api_client.post("/api/v1/messages/", body, format="json", HTTP_IDEMPOTENCY_KEY="order-1042-ship")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["id"] == again.json()["id"]
+    changed = api_client.post("/api/v1/messages/", {**body, "text": "Something else"}, format="json",
+                              HTTP_IDEMPOTENCY_KEY="order-1042-ship")
+    assert changed.status_code == 409 and changed.json()["code"] == "idempotency_key_reused"
+    assert Message.objects.filter(direction="outbound").count() == 1
+
+    message_deliver(first.json()["id"])
+    message_deliver(first.json()["id"])  # a redelivered task
+    assert len(fake_meta.hits(fake_meta.send_path)) == 1
+
+
+def test_get_shows_the_status_history(api_client, meta, fake_meta, settings):
+    fake_meta.routes[fake_meta.send_path] = [meta_error(131000, 500, "Something went wrong"), accepted]
+    customer(meta)
+    created = api_client.post("/api/v1/messages/", {"provider": meta.pk, "to": "+16505551234", "text": "hi"},
+                              format="json").json()
+    message_deliver(created["id"])
+    message_deliver(created["id"])
+    shown = api_client.get(f"/api/v1/messages/{created['id']}/").json()
+    assert shown["status"] == "sent" and shown["attempts"] == 2
+    assert [(item["status"], item.get("outcome")) for item in shown["history"]] == [
+        ("queued", None), ("attempt", "retry"), ("attempt", "sent")]
+    assert shown["send_attempts"][0]["error_code"] == "131000"
+
+
+def test_api_sends_an_uploaded_file(api_client, meta, fake_meta, client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    fake_meta.routes[f"/{fake_meta.send_path.split('/')[1]}/{PHONE_NUMBER_ID}/media"] = [
+        Reply.json({"id": "4490709327384033"})]
+    customer(meta)
+    upload = SimpleUploadedFile("invoice.pdf", b"%PDF-1.4 test invoice", content_type="application/pdf")
+    response = api_client.post("/api/v1/messages/", {"provider": meta.pk, "to": "+16505551234", "type": "document",
+                                                     "file": upload, "caption": "Your invoice"}, format="multipart")
+    assert response.status_code == 201, response.content
+    message = message_deliver(response.json()["id"])
+    assert message.status == "sent"
+    body = sent_bodies(fake_meta)[-1]
+    assert body["document"] == {"id": "4490709327384033", "caption": "Your invoice", "filename": "invoice.pdf"}
+    # The same file is served to providers that fetch links, at an unguessable URL.
+    media = message.media.get()
+    assert client.get(f"/media/out/{media.public_token}/").content == b"%PDF-1.4 test invoice"
+    assert client.get("/media/out/not-a-token/").status_code == 404
+
+
+# --- retries, dead letters, permanent errors -----------------------------------------------------------
+
+def test_throttled_then_accepted_is_sent_once_after_a_backoff(meta, fake_meta):
+    fake_meta.routes[fake_meta.send_path] = [
+        Reply(429, json.dumps({"error": {"message": "(#130429) Rate limit hit", "code": 130429}}).encode(),
+              {"Content-Type": "application/json", "Retry-After": "1"}),
+        accepted]
+    message = message_send_text(provider=meta, contact=customer(meta), text="Busy?")
+    first = message_deliver(message.pk)
+    assert first.status == "queued" and first.error_code == "130429"
+    assert (first.next_attempt_at - timezone.now()).total_seconds() > 0.5  # Retry-After is honoured
+    meta.refresh_from_db()
+    assert meta.circuit_failures == 0  # throttling says the provider is up
+    second = message_deliver(message.pk)
+    assert second.status == "sent"
+    hits = fake_meta.hits(fake_meta.send_path)
+    assert len(hits) == 2 and hits[1].at - hits[0].at >= 0
+    assert list(second.send_attempts.values_list("outcome", flat=True)) == ["retry", "sent"]
+
+
+def test_server_errors_every_time_end_in_the_dead_letter_state_then_retry_succeeds(meta, fake_meta, settings,
+                                                                                   superuser):
+    settings.SEND_MAX_ATTEMPTS = 3
+    fake_meta.routes[fake_meta.send_path] = [meta_error(131000, 500)]
+    message = message_send_text(provider=meta, contact=customer(meta), text="Try hard")
+    for _ in range(3):
+        message = message_deliver(message.pk)
+    assert message.status == "dead_letter" and message.dead_lettered_at
+    assert "gave up after 3 attempts" in message.error_detail
+    assert message_deliver(message.pk).status == "dead_letter"  # nothing more happens by itself
+    assert len(fake_meta.hits(fake_meta.send_path)) == 3
+
+    fake_meta.routes[fake_meta.send_path] = accepted
+    assert message_retry(message=message, actor=superuser)
+    assert message_deliver(message.pk).status == "sent"
+    assert len(fake_meta.hits(fake_meta.send_path)) == 4
+
+
+def test_permanent_error_fails_at_once_with_code_title_and_reason(meta, fake_meta):
+    fake_meta.routes[fake_meta.send_path] = [meta_error(131026, 400, "Message undeliverable")]
+    message = message_deliver(message_send_text(provider=meta, contact=customer(meta), text="Hi").pk)
+    assert (message.status, message.error_code) == ("failed", "131026")
+    assert message.error_title and message.error_detail
+    assert len(fake_meta.hits(fake_meta.send_path)) == 1
+    assert message_deliver(message.pk).status == "failed"
+    assert len(fake_meta.hits(fake_meta.send_path)) == 1
+
+
+def test_circuit_opens_holds_messages_then_a_probe_closes_it(meta, fake_meta, settings, client):
+    settings.SEND_CIRCUIT_THRESHOLD = 2
+    settings.SEND_CIRCUIT_COOLDOWN_SECONDS = 60
+    fake_meta.routes[fake_meta.send_path] = [Reply(503, b"upstream down")]
+    first = message_send_text(provider=meta, contact=customer(meta, "+16505550001"), text="one")
+    second = message_send_text(provider=meta, contact=customer(meta, "+16505550002"), text="two")
+    third = message_send_text(provider=meta, contact=customer(meta, "+16505550003"), text="three")
+    message_deliver(first.pk)
+    message_deliver(second.pk)
+    meta.refresh_from_db()
+    assert meta.circuit_state == CircuitState.OPEN
+    assert client.get("/health/").json()["send_circuits"][f"meta-{meta.pk}"] == "open"
+
+    held = message_deliver(third.pk)
+    assert held.status == "queued" and held.hold_reason.startswith("circuit open")
+    assert len(fake_meta.hits(fake_meta.send_path)) == 2  # the held message did not call
+
+    # Cooldown over: the next message through is the probe; its success closes the circuit.
+    Provider.objects.filter(pk=meta.pk).update(circuit_retry_at=timezone.now())
+    fake_meta.routes[fake_meta.send_path] = accepted
+    assert message_deliver(third.pk).status == "sent"
+    meta.refresh_from_db()
+    assert (meta.circuit_state, meta.circuit_failures) == (CircuitState.CLOSED, 0)
+    assert client.get("/health/").json()["send_circuits"][f"meta-{meta.pk}"] == "closed"
+
+
+def test_requeue_job_hands_back_messages_whose_publish_failed(meta, fake_meta, django_capture_on_commit_callbacks):
+    message = message_send_text(provider=meta, contact=customer(meta), text="lost?")
+    Message.objects.filter(pk=message.pk).update(enqueued_at=None)  # as after a failed publish
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert messages_requeue_due() == 1
+    assert len(callbacks) == 1
+    assert Message.objects.get(pk=message.pk).enqueued_at is not None
+
+
+def test_a_send_whose_worker_vanished_is_not_sent_again(meta, fake_meta, settings):
+    message = message_send_text(provider=meta, contact=customer(meta), text="Once")
+    Message.objects.filter(pk=message.pk).update(status=MessageStatus.SENDING, attempts=1)
+    SendAttempt.objects.create(message=message, number=1, started_at=timezone.now() - timezone.timedelta(hours=1))
+    message = message_deliver(message.pk)
+    assert (message.status, message.error_code) == ("dead_letter", "send_outcome_unknown")
+    assert fake_meta.requests == []
