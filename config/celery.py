@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_process_init
 
 from config import correlation
 
@@ -32,3 +32,12 @@ def _drop_correlation_id(task=None, **_kwargs):
     token = getattr(task.request, "_correlation_token", None) if task else None
     if token is not None:
         correlation.reset_correlation_id(token)
+
+
+@worker_process_init.connect
+def _warm_send_path(**_kwargs):
+    # Build the pooled HTTP client (SSL context and all) before the first send, not between a message's
+    # rate-limit slot and its provider call, where the delay would bunch sends together.
+    from whatsapp.providers.base import pooled_http_client
+
+    pooled_http_client()

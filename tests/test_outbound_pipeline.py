@@ -315,3 +315,17 @@ def test_a_send_whose_worker_vanished_is_not_sent_again(meta, fake_meta, setting
     message = message_deliver(message.pk)
     assert (message.status, message.error_code) == ("dead_letter", "send_outcome_unknown")
     assert fake_meta.requests == []
+
+
+def test_a_second_message_to_one_recipient_waits_for_the_pair_rate(meta, fake_meta, settings):
+    settings.SEND_PAIR_INTERVAL_SECONDS = None  # Meta's own: about one message every 6 s to one user
+    contact = customer(meta)
+    first = message_send_text(provider=meta, contact=contact, text="one")
+    second = message_send_text(provider=meta, contact=contact, text="two")
+    assert message_deliver(first.pk).status == "sent"
+    deferred = message_deliver(second.pk)
+    assert deferred.status == "queued" and deferred.hold_reason.startswith("per-recipient pacing")
+    assert 4 < (deferred.next_attempt_at - timezone.now()).total_seconds() <= 6.1
+    assert len(fake_meta.hits(fake_meta.send_path)) == 1
+    # It comes back holding its reserved slot (the task's pair_reserved flag) and is sent.
+    assert message_deliver(second.pk, pair_reserved=True).status == "sent"

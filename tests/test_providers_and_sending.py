@@ -4,9 +4,9 @@ import pytest
 from django.urls import reverse
 
 from contacts.models import Contact
-from tests.conftest import fixture_bytes, json_body
+from tests.conftest import json_body
 from whatsapp.models import Message, Provider
-from whatsapp.providers import DuplicateProviderKind, register, registered_kinds
+from whatsapp.providers import DuplicateProviderKind, register, registered_kinds, sandbox
 from whatsapp.providers.sandbox import SandboxProvider
 from whatsapp.services.delivery import message_deliver
 from whatsapp.services.outbound import message_send_text
@@ -38,8 +38,9 @@ def test_sandbox_added_in_admin_gets_its_secret_and_defaults(admin_client_logged
 @pytest.mark.django_db
 def test_paused_provider_holds_messages_until_resumed(sandbox_provider, post_sandbox, superuser,
                                                       django_capture_on_commit_callbacks):
-    webhook_event_process(json_body(post_sandbox(sandbox_provider, fixture_bytes("sandbox", "inbound_text.json")))
-                          ["event"])
+    # The customer writes now (so the 24-hour window is open whatever the fixtures' dates).
+    inbound = sandbox.inbound_body(from_phone="+15551230001", name="Ana", text="Where is my order?")
+    webhook_event_process(json_body(post_sandbox(sandbox_provider, inbound))["event"])
     provider_set_paused(provider=sandbox_provider, paused=True, actor=superuser)
     first = message_send_text(provider=sandbox_provider, contact=Contact.objects.get(), text="one")
     second = message_send_text(provider=sandbox_provider, contact=Contact.objects.get(), text="two")

@@ -1,30 +1,44 @@
+import hashlib
 import json
+import uuid
 from urllib.parse import parse_qsl
 
 import httpx
+import phonenumbers
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import models
+from django.db import models, transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 
+from contacts.services import contact_resolve, phone_to_e164
+from templates_app.models import MessageTemplate
+from templates_app.parameters import TemplateVariablesError, template_bind, template_render
 from whatsapp.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin, pretty_json
 from whatsapp.models import (
     ApiToken,
     AuditLog,
+    CircuitState,
     Conversation,
+    DeadLetter,
     Media,
     Message,
     MessageStatusEvent,
     Provider,
+    SendAttempt,
     Session,
     WebhookEvent,
 )
 from whatsapp.providers import provider_class_for, provider_for, registered_kinds
+from whatsapp.providers.events import Identity, IdentityKind, MessageStatus, MessageType, TemplateStatus
 from whatsapp.services.api_tokens import api_token_create, api_token_revoke
+from whatsapp.services.audit import audit_record
+from whatsapp.services.circuit import circuit_reset
 from whatsapp.services.media import media_retry
+from whatsapp.services.outbound import SendRequest, message_discard, message_retry, message_send
 from whatsapp.services.providers import (
     ROW_TARGETS,
     provider_apply_options,
@@ -35,6 +49,8 @@ from whatsapp.services.providers import (
     provider_simulate_inbound,
     provider_webhook_url,
 )
+from whatsapp.services.send_rules import SendRefused
+from whatsapp.services.sessions import session_current
 from whatsapp.services.webhooks import webhook_event_replay, webhook_events_replay_unrouted
 
 
@@ -97,14 +113,53 @@ class SimulateInboundForm(forms.Form):
     text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4096)
 
 
+class TestSendForm(forms.Form):
+    to_phone = forms.CharField(
+        label="To (phone, E.164)", max_length=32,
+        help_text="WhatsApp only delivers a free-form text to a number that wrote to this business in the last "
+                  "24 hours; any other number needs an approved template (send one from its conversation).")
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4096,
+                           initial="Test message from the admin.")
+
+    def clean_to_phone(self):
+        phone = phone_to_e164(self.cleaned_data["to_phone"])
+        try:
+            possible = phonenumbers.is_possible_number(phonenumbers.parse(phone))
+        except phonenumbers.NumberParseException:
+            possible = False
+        if not possible:
+            raise forms.ValidationError("Enter a phone number with its country code, e.g. +15551230001.")
+        return phone
+
+
+@transaction.atomic
+def _send_test_text(*, provider: Provider, actor, to_phone: str, text: str) -> Message:
+    # One transaction: a refused send leaves no contact behind for a number that never wrote.
+    contact = contact_resolve(provider=provider, identities=[Identity(IdentityKind.PHONE, to_phone)])
+    request = SendRequest(provider=provider, contact=contact, message_type=MessageType.TEXT, text=text,
+                          lane=Message.Lane.REPLY, actor=actor)
+    return message_send(request)[0]
+
+
+def _refusal_text(refusal: SendRefused) -> str:
+    text = f"Not sent ({refusal.code}): {refusal.reason}."
+    templates = refusal.details.get("approved_templates")
+    if templates:
+        names = ", ".join(f"{template['name']} [{template['language']}]" for template in templates)
+        text += f" Approved templates: {names}."
+    return text
+
+
 @admin.register(Provider)
 class ProviderAdmin(AuditedModelAdmin):
     form = ProviderAdminForm
-    list_display = ["name", "kind", "phone_number", "is_active", "is_paused", "verification_status",
+    list_display = ["name", "kind", "phone_number", "is_active", "is_paused", "circuit_state", "verification_status",
                     "rate_limit_per_second", "created_at"]
-    list_filter = ["kind", "is_active", "is_paused", "verification_status"]
+    list_filter = ["kind", "is_active", "is_paused", "circuit_state", "verification_status"]
     search_fields = ["name", "phone_number", "external_id", "business_account_id"]
-    readonly_fields = ["public_id", "webhook_url", "stored_credentials", "created_at", "updated_at"]
+    readonly_fields = ["public_id", "webhook_url", "stored_credentials", "created_at", "updated_at",
+                       "circuit_state", "circuit_failures", "circuit_opened_at", "circuit_retry_at",
+                       "circuit_last_error"]
     actions = ["test_connection", "pause", "resume"]
     change_form_template = "admin/whatsapp/provider/change_form.html"
 
@@ -115,20 +170,47 @@ class ProviderAdmin(AuditedModelAdmin):
         webhook_events_replay_unrouted(provider=obj)
 
     def get_urls(self):
-        simulate = path("<int:provider_id>/simulate-inbound/", self.admin_site.admin_view(self.simulate_inbound),
-                        name="whatsapp_provider_simulate_inbound")
-        return [simulate, *super().get_urls()]
+        def route(suffix, view, name, post_only=True, **kwargs):
+            # Anything that changes state is POST-only (and CSRF-checked by admin_view).
+            view = require_POST(view) if post_only else view
+            return path(f"<int:provider_id>/{suffix}/", self.admin_site.admin_view(view), kwargs,
+                        name=f"whatsapp_provider_{name}")
+
+        return [
+            route("simulate-inbound", self.simulate_inbound, "simulate_inbound", post_only=False),
+            route("test-send", self.test_send_view, "test_send", post_only=False),
+            route("test-connection", self.test_connection_view, "test_connection"),
+            route("pause", self.set_paused_view, "pause", paused=True),
+            route("resume", self.set_paused_view, "resume", paused=False),
+            route("reset-circuit", self.reset_circuit_view, "reset_circuit"),
+            *super().get_urls(),
+        ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         provider = self.get_object(request, object_id)
         extra_context = {**(extra_context or {}),
-                         "can_simulate_inbound": bool(provider and provider_for(provider).can_simulate_inbound)}
+                         "can_simulate_inbound": bool(provider and provider_for(provider).can_simulate_inbound),
+                         "circuit_closed": bool(provider and provider.circuit_state == CircuitState.CLOSED
+                                                and not provider.circuit_failures)}
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _provider_to_change(self, request, provider_id) -> Provider:
+        provider = get_object_or_404(Provider, pk=provider_id)
+        if not self.has_change_permission(request, provider):
+            raise PermissionDenied
+        return provider
+
+    def _back_to(self, provider):
+        return redirect("admin:whatsapp_provider_change", provider.pk)
+
+    def _page(self, request, template, title, **context):
+        context = {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta, **context}
+        return render(request, template, context)
 
     def simulate_inbound(self, request, provider_id):
         """The sandbox's phone sends a message: a signed webhook to the provider's own URL, over HTTP."""
-        provider = get_object_or_404(Provider, pk=provider_id)
-        if not self.has_change_permission(request, provider) or not provider_for(provider).can_simulate_inbound:
+        provider = self._provider_to_change(request, provider_id)
+        if not provider_for(provider).can_simulate_inbound:
             raise PermissionDenied
         form = SimulateInboundForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -138,20 +220,63 @@ class ProviderAdmin(AuditedModelAdmin):
                 self.message_user(request, f"The webhook URL did not accept it: {exc}", messages.ERROR)
             else:
                 self.message_user(request, "Sent; it appears in the conversation once the worker processes it.")
-                return redirect("admin:whatsapp_provider_change", provider.pk)
-        context = {**self.admin_site.each_context(request), "title": f"Simulate an inbound message to {provider}",
-                   "form": form, "provider": provider, "opts": self.model._meta}
-        return render(request, "admin/whatsapp/provider/simulate_inbound.html", context)
+                return self._back_to(provider)
+        return self._page(request, "admin/whatsapp/provider/simulate_inbound.html",
+                          f"Simulate an inbound message to {provider}", form=form, provider=provider)
+
+    def test_send_view(self, request, provider_id):
+        """A text to one number through the real send pipeline (rules, queue, worker, provider)."""
+        provider = self._provider_to_change(request, provider_id)
+        form = TestSendForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                message = _send_test_text(provider=provider, actor=request.user, **form.cleaned_data)
+            except SendRefused as refusal:
+                self.message_user(request, _refusal_text(refusal), messages.ERROR)
+            else:
+                self.message_user(request, f"Test message #{message.pk} queued; its status shows here.")
+                return redirect("admin:whatsapp_message_change", message.pk)
+        return self._page(request, "admin/whatsapp/provider/test_send.html", f"Send a test message from {provider}",
+                          form=form, provider=provider)
+
+    def test_connection_view(self, request, provider_id):
+        provider = self._provider_to_change(request, provider_id)
+        self._report_connection(request, provider)
+        return self._back_to(provider)
+
+    def set_paused_view(self, request, provider_id, paused: bool):
+        provider = self._provider_to_change(request, provider_id)
+        provider_set_paused(provider=provider, paused=paused, actor=request.user)  # audits; resuming releases
+        self.message_user(request, "Sending paused: new messages stay queued until you resume." if paused
+                          else "Sending resumed: held messages were handed back to the workers.")
+        return self._back_to(provider)
+
+    def reset_circuit_view(self, request, provider_id):
+        provider = self._provider_to_change(request, provider_id)
+        circuit_reset(provider, actor=request.user)  # audits and releases the messages it held
+        self.message_user(request, "Circuit closed; the messages it held were handed back to the workers.")
+        return self._back_to(provider)
+
+    def _report_connection(self, request, provider):
+        result = provider_for(provider).check_connection()
+        audit_record(action="provider.test_connection", obj=provider, actor=request.user,
+                     after={"ok": result.ok, "detail": result.detail})
+        level = messages.SUCCESS if result.ok else messages.WARNING
+        self.message_user(request, f"{provider.name}: {result.detail}", level)
 
     def get_fieldsets(self, request, obj=None):
         extra = list(_extra_options())
-        return [
+        fieldsets = [
             (None, {"fields": ["kind", "name", "is_active", "is_paused", "rate_limit_per_second",
                                "verification_status"]}),
             ("Webhook", {"fields": ["webhook_url", "stored_credentials", "public_id", "created_at", "updated_at"]}),
             ("Provider ids", {"fields": ["phone_number", "external_id", "business_account_id"]}),
             ("Settings and credentials", {"fields": extra}),
         ]
+        if obj is not None:
+            fieldsets.insert(1, ("Sending", {"fields": ["circuit_state", "circuit_failures", "circuit_opened_at",
+                                                        "circuit_retry_at", "circuit_last_error"]}))
+        return fieldsets
 
     def get_readonly_fields(self, request, obj=None):
         # Another kind would need other credentials: make a new provider instead.
@@ -171,9 +296,7 @@ class ProviderAdmin(AuditedModelAdmin):
     @admin.action(description="Test the connection")
     def test_connection(self, request, queryset):
         for provider in queryset:
-            result = provider_for(provider).check_connection()
-            level = messages.SUCCESS if result.ok else messages.WARNING
-            self.message_user(request, f"{provider.name}: {result.detail}", level)
+            self._report_connection(request, provider)
 
     @admin.action(description="Pause sending")
     def pause(self, request, queryset):
@@ -205,6 +328,69 @@ STATUS_TICKS = {"queued": "🕓", "sending": "🕓", "sent": "✓", "delivered":
                 "played": "✓✓ played", "failed": "⚠ failed", "received": ""}
 
 
+class ConversationSendForm(forms.Form):
+    kind = forms.ChoiceField(choices=[(MessageType.TEXT, "Text (only while the 24-hour window is open)"),
+                                      (MessageType.TEMPLATE, "Approved template")],
+                             initial=MessageType.TEXT, widget=forms.RadioSelect)
+    text = forms.CharField(required=False, max_length=4096, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
+    template = forms.ModelChoiceField(queryset=MessageTemplate.objects.none(), required=False,
+                                      help_text="This number's approved templates.")
+    variables = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+                                help_text='The template\'s values as JSON, e.g. {"body": ["Ana", "123"]}.')
+    # A fresh key per form shown: a double click or a resubmitted page queues the message once.
+    send_key = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    def __init__(self, *args, provider: Provider, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["template"].queryset = MessageTemplate.objects.filter(provider=provider,
+                                                                          status=TemplateStatus.APPROVED)
+        self.fields["send_key"].initial = uuid.uuid4().hex
+
+    def clean_variables(self):
+        raw = self.cleaned_data["variables"].strip()
+        try:
+            variables = json.loads(raw) if raw else {}
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        if not isinstance(variables, dict):
+            raise forms.ValidationError('Give an object, e.g. {"body": ["Ana", "123"]}.')
+        return variables
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get("kind")
+        if kind == MessageType.TEXT and not (cleaned.get("text") or "").strip():
+            self.add_error("text", "Write the text to send.")
+        if kind == MessageType.TEMPLATE and not cleaned.get("template") and "template" not in self.errors:
+            self.add_error("template", "Choose an approved template.")
+        return cleaned
+
+
+def _send_preview(data: dict) -> dict:
+    """What the customer would read, or why the template's values do not fit; nothing is sent."""
+    if data["kind"] == MessageType.TEXT:
+        return {"text": data["text"]}
+    try:
+        bound = template_bind(data["template"], data["variables"])
+    except TemplateVariablesError as exc:
+        return {"error": str(exc)}
+    return {"text": template_render(data["template"], bound)}
+
+
+def _conversation_send_request(conversation: Conversation, data: dict, actor) -> SendRequest:
+    is_template = data["kind"] == MessageType.TEMPLATE
+    template = data["template"] if is_template else None
+    variables = data["variables"] if is_template else None
+    text = "" if is_template else data["text"]
+    fingerprint = hashlib.sha256(json.dumps(
+        {"kind": data["kind"], "text": text, "template": getattr(template, "pk", None), "variables": variables},
+        sort_keys=True).encode()).hexdigest()
+    key = f"admin:{conversation.pk}:{data['send_key']}" if data["send_key"] else ""
+    return SendRequest(provider=conversation.provider, contact=conversation.contact, message_type=data["kind"],
+                       text=text, template=template, template_variables=variables, idempotency_key=key,
+                       fingerprint=fingerprint, actor=actor)
+
+
 @admin.register(Conversation)
 class ConversationAdmin(AuditedModelAdmin):
     list_display = ["__str__", "provider", "contact", "last_message_at", "assignee", "message_count"]
@@ -219,6 +405,50 @@ class ConversationAdmin(AuditedModelAdmin):
         ("Context and summary", {"fields": ["context", "ai_summary"], "classes": ["collapse"]}),
     ]
     list_select_related = ["provider", "contact", "assignee"]
+    change_form_template = "admin/whatsapp/conversation/change_form.html"
+
+    def get_urls(self):
+        send = path("<int:conversation_id>/send/", self.admin_site.admin_view(self.send_view),
+                    name="whatsapp_conversation_send")
+        return [send, *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        conversation = self.get_object(request, object_id)
+        if conversation is not None and self.has_change_permission(request, conversation):
+            extra_context = {**(extra_context or {}),
+                             **self._send_context(conversation, ConversationSendForm(provider=conversation.provider))}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _send_context(self, conversation, form, preview=None) -> dict:
+        return {"conversation": conversation, "send_form": form, "preview": preview,
+                "window": session_current(conversation)}
+
+    def send_view(self, request, conversation_id):
+        """The conversation page's send form posts here: Preview shows the text, Send queues it."""
+        conversation = get_object_or_404(Conversation.objects.select_related("provider", "contact"),
+                                         pk=conversation_id)
+        if not self.has_change_permission(request, conversation):
+            raise PermissionDenied
+        form = ConversationSendForm(request.POST or None, provider=conversation.provider)
+        preview = None
+        if request.method == "POST" and form.is_valid():
+            if "_preview" in request.POST:
+                preview = _send_preview(form.cleaned_data)
+            elif self._send(request, conversation, form.cleaned_data):
+                return redirect("admin:whatsapp_conversation_change", conversation.pk)
+        context = {**self.admin_site.each_context(request), "title": f"Send a message to {conversation.contact}",
+                   "opts": self.model._meta, **self._send_context(conversation, form, preview)}
+        return render(request, "admin/whatsapp/conversation/send.html", context)
+
+    def _send(self, request, conversation, data) -> bool:
+        try:
+            message, created = message_send(_conversation_send_request(conversation, data, request.user))
+        except SendRefused as refusal:
+            self.message_user(request, _refusal_text(refusal), messages.ERROR)
+            return False
+        self.message_user(request, f"Message #{message.pk} queued." if created
+                          else f"Message #{message.pk} was already queued by this form; not sent twice.")
+        return True
 
     def get_readonly_fields(self, request, obj=None):
         # A conversation belongs to one provider and one contact for good.
@@ -280,17 +510,47 @@ class MediaInline(admin.TabularInline):
     extra = 0
 
 
+class MessageViewPermission:
+    """Send attempts and dead letters are views of messages: whoever may see messages may see them
+    (the default groups grant permissions on Message, not on these models)."""
+
+    def has_view_permission(self, request, obj=None):
+        return (request.user.has_perm("whatsapp.view_message") or request.user.has_perm("whatsapp.change_message")
+                or super().has_view_permission(request, obj))
+
+
+class SendAttemptInline(MessageViewPermission, admin.TabularInline):
+    model = SendAttempt
+    fields = ["number", "started_at", "finished_at", "outcome", "error_code", "error_title", "error_detail",
+              "http_status", "retry_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "send attempts (the send log)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.display(description="Text")
+def short_text(obj):
+    return (obj.text or "")[:60]
+
+
 @admin.register(Message)
 class MessageAdmin(AuditedModelAdmin):
     # Messages are written by the inbound and send pipelines; admins read them (and may delete them).
-    list_display = ["id", "created_at", "direction", "message_type", "short_text", "status", "provider",
+    list_display = ["id", "created_at", "direction", "message_type", short_text, "status", "provider",
                     "conversation"]
-    list_filter = ["direction", "status", "message_type", "provider", "processing_status"]
+    list_filter = ["direction", "status", "lane", "message_type", "provider", "processing_status"]
     search_fields = ["text", "provider_message_id", "conversation__contact__profile_name"]
     raw_id_fields = ["conversation", "session", "reply_to", "template", "created_by"]
-    readonly_fields = ["provider_message_id", "duplicate_count", "attempts", "created_at", "updated_at",
-                       "pretty_content"]
-    inlines = [MediaInline, StatusEventInline]
+    readonly_fields = ["provider_message_id", "duplicate_count", "attempts", "lane", "next_attempt_at", "hold_reason",
+                       "error_title", "dead_lettered_at", "created_at", "updated_at", "pretty_content"]
+    inlines = [MediaInline, StatusEventInline, SendAttemptInline]
     list_select_related = ["provider", "conversation__contact"]
     date_hierarchy = "created_at"
 
@@ -300,13 +560,69 @@ class MessageAdmin(AuditedModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="Text")
-    def short_text(self, obj):
-        return (obj.text or "")[:60]
+    @admin.display(description="Content")
+    def pretty_content(self, obj):
+        return pretty_json(obj.content)
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(MessageViewPermission, ReadOnlyModelAdmin):
+    """Outbound messages whose retries ran out or whose outcome is unknown: a person retries or discards."""
+
+    list_display = ["id", "dead_lettered_at", "provider", "contact", "message_type", short_text, "error_code",
+                    "error_title", "attempts"]
+    list_filter = ["provider", "error_code"]
+    search_fields = ["text", "conversation__contact__profile_name", "provider_message_id"]
+    list_select_related = ["provider", "conversation__contact"]
+    ordering = ["-dead_lettered_at", "-pk"]
+    fieldsets = [
+        ("Why it stopped", {"fields": ["error_code", "error_title", "error_detail", "attempts", "dead_lettered_at"]}),
+        ("Message", {"fields": ["provider", "conversation", "message_type", "text", "pretty_content", "lane",
+                                "created_by", "queued_at", "created_at"]}),
+    ]
+    readonly_fields = ["pretty_content"]
+    inlines = [SendAttemptInline]
+    actions = ["retry", "discard"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(direction=Message.Direction.OUTBOUND,
+                                                    status=MessageStatus.DEAD_LETTER)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # discard instead: the message stays, failed, with an audit entry
+
+    def has_resend_permission(self, request):
+        return request.user.has_perm("whatsapp.change_message")
+
+    @admin.display(description="Contact", ordering="conversation__contact__profile_name")
+    def contact(self, obj):
+        return obj.conversation.contact
 
     @admin.display(description="Content")
     def pretty_content(self, obj):
         return pretty_json(obj.content)
+
+    @admin.action(description="Retry now", permissions=["resend"])
+    def retry(self, request, queryset):
+        total = len(queryset)
+        queued = sum(message_retry(message=message, actor=request.user) for message in queryset)
+        self.message_user(request, f"{queued} of {total} message(s) queued again.")
+
+    @admin.action(description="Discard (mark failed)", permissions=["resend"])
+    def discard(self, request, queryset):
+        total = len(queryset)
+        discarded = sum(message_discard(message=message, actor=request.user) for message in queryset)
+        self.message_user(request, f"{discarded} of {total} message(s) discarded.")
+
+
+@admin.register(SendAttempt)
+class SendAttemptAdmin(MessageViewPermission, ReadOnlyModelAdmin):
+    list_display = ["message", "number", "outcome", "error_code", "started_at"]
+    list_filter = ["outcome"]
+    search_fields = ["error_code", "error_title", "correlation_id"]
+    raw_id_fields = ["message"]
+    list_select_related = ["message"]
+    date_hierarchy = "started_at"
 
 
 @admin.register(MessageStatusEvent)

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -128,6 +129,22 @@ def hmac_sha256_hex(secret: str, message: bytes) -> str:
 def http_client(**kwargs: Any) -> httpx.Client:
     """The HTTP client every provider module uses for its REST calls (timeouts from settings)."""
     return httpx.Client(timeout=settings.PROVIDER_HTTP_TIMEOUT_SECONDS, **kwargs)
+
+
+_pooled_clients: dict[int, httpx.Client] = {}
+
+
+def pooled_http_client() -> httpx.Client:
+    """
+    One long-lived client per process, for the send path: it keeps connections to the provider open
+    between messages instead of a new TCP (and TLS) handshake per send. Callers pass the timeout per
+    request. Keyed by process id, because Celery's prefork children must not share a parent's sockets.
+    """
+    pid = os.getpid()
+    client = _pooled_clients.get(pid)
+    if client is None:
+        client = _pooled_clients[pid] = httpx.Client(limits=httpx.Limits(max_keepalive_connections=20))
+    return client
 
 
 def is_retryable_status(status: int) -> bool:

@@ -33,6 +33,7 @@ from whatsapp.providers.base import (
     hmac_sha256_hex,
     http_client,
     is_retryable_status,
+    pooled_http_client,
     response_json,
     retry_after_seconds,
 )
@@ -514,16 +515,16 @@ class MetaProvider(BaseProvider):
             raise ProviderError("the contact has no phone number or WhatsApp id Meta can send to",
                                 code="no_address", title="No address")
         wire_type = message.message_type
-        with http_client() as client:
-            body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
-                                    "type": wire_type, wire_type: self._type_payload(client, message)}
-            if message.client_reference:
-                body["biz_opaque_callback_data"] = message.client_reference
-            # A reaction names its target inside the reaction; Meta refuses a context on it.
-            if message.reply_to_provider_message_id and wire_type != MessageType.REACTION:
-                body["context"] = {"message_id": message.reply_to_provider_message_id}
-            response = self._call(client, "POST", self._graph_url(f"{self.provider.external_id}/messages"),
-                                  action="the message", json=body)
+        client = pooled_http_client()
+        body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
+                                "type": wire_type, wire_type: self._type_payload(client, message)}
+        if message.client_reference:
+            body["biz_opaque_callback_data"] = message.client_reference
+        # A reaction names its target inside the reaction; Meta refuses a context on it.
+        if message.reply_to_provider_message_id and wire_type != MessageType.REACTION:
+            body["context"] = {"message_id": message.reply_to_provider_message_id}
+        response = self._call(client, "POST", self._graph_url(f"{self.provider.external_id}/messages"),
+                              action="the message", json=body)
         payload = as_dict(response_json(response))
         sent = as_dict(next(iter(as_list(payload.get("messages"))), None))
         if not as_text(sent.get("id")):
@@ -636,7 +637,8 @@ class MetaProvider(BaseProvider):
     def _call(self, client: httpx.Client, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
         """One Graph API call; anything but a 2xx raises a classified ProviderError."""
         try:
-            response = client.request(method, url, headers=self._auth(), **kwargs)
+            response = client.request(method, url, headers=self._auth(),
+                                      timeout=settings.PROVIDER_HTTP_TIMEOUT_SECONDS, **kwargs)
         except httpx.TimeoutException as exc:
             raise ProviderError(f"Meta did not answer {action} within {settings.PROVIDER_HTTP_TIMEOUT_SECONDS} s "
                                 f"({type(exc).__name__})", code="timeout", title="Timeout", retryable=True) from exc

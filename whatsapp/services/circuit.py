@@ -72,7 +72,15 @@ def circuit_record_failure(provider: Provider, error: str) -> bool:
     return bool(opened)
 
 
-def circuit_reset(provider: Provider) -> None:
+def circuit_reset(provider: Provider, *, actor=None) -> None:
+    """An admin closes the circuit by hand: audited, and the messages it held are sent."""
+    from whatsapp.services.audit import audit_record
+    from whatsapp.services.outbound import messages_release_held
+
+    before = {"circuit_state": provider.circuit_state, "circuit_failures": provider.circuit_failures}
     Provider.objects.filter(pk=provider.pk).update(circuit_state=CircuitState.CLOSED, circuit_failures=0,
                                                    circuit_opened_at=None, circuit_retry_at=None)
     provider.refresh_from_db()
+    audit_record(action="provider.circuit_reset", obj=provider, actor=actor, before=before,
+                 after={"circuit_state": CircuitState.CLOSED, "circuit_failures": 0})
+    messages_release_held(provider=provider)

@@ -48,6 +48,9 @@ from whatsapp.services.inbound import orphan_statuses_apply
 from whatsapp.services.locks import lock_key
 from whatsapp.services.outbound import (
     BROKER_COUNTDOWN_MAX_SECONDS,
+    HOLD_CIRCUIT,
+    HOLD_INACTIVE,
+    HOLD_PAUSED,
     PENDING_STATUSES,
     message_enqueue,
     message_hold,
@@ -90,33 +93,42 @@ def message_deliver(message_id: int, *, pair_reserved: bool = False) -> Message:
             return message
         if message.status == MessageStatus.SENDING:
             return _interrupted(message)
-        if message.status != MessageStatus.QUEUED:
-            return message
-        wait = _admit(message, pair_reserved=pair_reserved)
-        if wait is None:
+        if message.status != MessageStatus.QUEUED or not _admit(message, pair_reserved=pair_reserved):
             return message
         attempt = _start_attempt(message)
-    if wait > 0:
-        time.sleep(wait)
-    return _call_provider(message, attempt)
+    try:
+        request = outbound_request(message)
+    except Exception as exc:
+        # Nothing reached the provider (e.g. the stored upload could not be read): try again later.
+        logger.exception("could not prepare the send", extra={"message_id": message.pk})
+        return _after_error(message, attempt, ProviderError(f"could not prepare the message: {exc}",
+                                                            code="prepare_failed", retryable=True, throttled=True))
+    # The number's slot is taken last, just before the call, so that the time between the slot and the
+    # provider's clock is only the request's own way there (the limiter's headroom covers that).
+    slot = _number_slot(message.provider)
+    if not slot.admitted:
+        return _back_to_queue(message, attempt, slot.wait)
+    if slot.wait > 0:
+        time.sleep(slot.wait)
+    return _call_provider(message, attempt, request)
 
 
-def _admit(message: Message, *, pair_reserved: bool) -> float | None:
-    """Every check before the call. Returns the wait for the number's slot, or None when the message
-    was held, deferred or failed instead (already saved)."""
+def _admit(message: Message, *, pair_reserved: bool) -> bool:
+    """Every check before the call but the number's rate. False when the message was held, deferred or
+    failed instead (already saved)."""
     provider = message.provider
     if provider.is_paused or not provider.is_active:
-        message_hold(message, reason="provider paused" if provider.is_paused else "provider inactive")
-        return None
+        message_hold(message, reason=HOLD_PAUSED if provider.is_paused else HOLD_INACTIVE)
+        return False
     try:
         _recheck_rules(message)
     except SendRefused as refusal:
         _fail(message, code=refusal.code, title="refused before sending", detail=refusal.reason)
-        return None
+        return False
     earlier = _earlier_pending(message)
     if earlier is not None:
         message_schedule(message, delay=earlier, reason="waiting for an earlier message of this conversation")
-        return None
+        return False
     provider_class = provider_for(provider)
     pair_interval = (settings.SEND_PAIR_INTERVAL_SECONDS if settings.SEND_PAIR_INTERVAL_SECONDS is not None
                      else provider_class.pair_interval_seconds)
@@ -128,18 +140,31 @@ def _admit(message: Message, *, pair_reserved: bool) -> float | None:
             # The slot is ours; the message comes back for it without asking again.
             message_schedule(message, delay=slot.wait, reason="per-recipient pacing (pair rate)",
                              pair_reserved=True)
-            return None
+            return False
     if not circuit.circuit_admits(provider):
-        message_hold(message, reason="circuit open: provider failing", until=circuit.circuit_retry_at(provider))
-        return None
+        message_hold(message, reason=HOLD_CIRCUIT, until=circuit.circuit_retry_at(provider))
+        return False
+    return True
+
+
+def _number_slot(provider) -> rate_limits.Reservation:
+    provider_class = provider_for(provider)
     rate = min(provider.rate_limit_per_second or provider_class.default_rate_limit_per_second,
                provider_class.max_rate_limit_per_second)
-    slot = rate_limits.limiter().reserve(rate_limits.number_key(provider.pk), rate_limits.number_slot_interval(rate),
+    return rate_limits.limiter().reserve(rate_limits.number_key(provider.pk), rate_limits.number_slot_interval(rate),
                                          max_wait=NUMBER_SLOT_MAX_WAIT_SECONDS)
-    if not slot.admitted:
-        message_schedule(message, delay=slot.wait, reason="number rate limit", pair_reserved=True)
-        return None
-    return slot.wait
+
+
+def _back_to_queue(message: Message, attempt: SendAttempt, wait: float) -> Message:
+    """The number is saturated beyond what a worker waits for in-process: give the attempt back."""
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message.pk)
+        SendAttempt.objects.filter(pk=attempt.pk).delete()
+        message.status = MessageStatus.QUEUED
+        message.attempts -= 1
+        message.save(update_fields=["attempts"])
+        message_schedule(message, delay=wait, reason="number rate limit", pair_reserved=True)
+    return message
 
 
 def _recheck_rules(message: Message) -> None:
@@ -173,11 +198,10 @@ def _start_attempt(message: Message) -> SendAttempt:
                                       correlation_id=get_correlation_id())
 
 
-def _call_provider(message: Message, attempt: SendAttempt) -> Message:
+def _call_provider(message: Message, attempt: SendAttempt, request: OutboundMessage) -> Message:
     provider = message.provider
     log = {"message_id": message.pk, "provider_id": provider.pk, "attempt": attempt.number}
     try:
-        request = outbound_request(message)
         result = provider_for(provider).send(request)
     except ProviderError as error:
         logger.warning("send failed", extra={**log, "error_code": error.code, "retryable": error.retryable})
@@ -219,6 +243,7 @@ def _after_error(message: Message, attempt: SendAttempt, error: ProviderError) -
         message = Message.objects.select_for_update().select_related("provider").get(pk=message.pk)
         if message.status != MessageStatus.SENDING:
             return message  # settled meanwhile (a provider report linked it)
+        SendAttempt.objects.filter(pk=attempt.pk).update(finished_at=now)
         message.error_code, message.error_title, message.error_detail = error.code[:32], error.title[:255], detail
         attempt_fields = {"finished_at": now, "error_code": error.code[:32], "error_title": error.title[:255],
                           "error_detail": detail, "http_status": error.http_status}
@@ -236,8 +261,7 @@ def _after_error(message: Message, attempt: SendAttempt, error: ProviderError) -
         message.status = MessageStatus.QUEUED
         if circuit_opened:
             message.save(update_fields=["status", "error_code", "error_title", "error_detail", "updated_at"])
-            message_hold(message, reason="circuit open: provider failing",
-                         until=circuit.circuit_retry_at(message.provider))
+            message_hold(message, reason=HOLD_CIRCUIT, until=circuit.circuit_retry_at(message.provider))
         else:
             message_schedule(message, delay=delay, reason=f"retry after {error.code or 'error'}")
             message.save(update_fields=["error_code", "error_title", "error_detail"])

@@ -45,6 +45,11 @@ LANE_PRIORITY = {Message.Lane.REPLY: 0, Message.Lane.BULK: 6}
 BROKER_COUNTDOWN_MAX_SECONDS = 30.0
 # States in which a message is still ours to send.
 PENDING_STATUSES = (MessageStatus.QUEUED, MessageStatus.SENDING)
+# Why a queued message waits outside the broker until released (not until a due time of its own).
+HOLD_PAUSED = "provider paused"
+HOLD_INACTIVE = "provider inactive"
+HOLD_CIRCUIT = "circuit open: provider failing"
+RELEASABLE_HOLDS = (HOLD_PAUSED, HOLD_INACTIVE, HOLD_CIRCUIT)
 
 
 class IdempotencyConflict(SendRefused):
@@ -250,12 +255,14 @@ def message_hold(message: Message, *, reason: str, until=None) -> None:
 
 
 def messages_release_held(*, provider: Provider) -> int:
-    """Hand every queued message of the provider that waits outside the broker back, oldest first."""
+    """Hand the messages a pause or an open circuit held back to the send task, oldest first (messages
+    waiting out a retry backoff keep their due time)."""
     now = timezone.now()
     with transaction.atomic():
         held = list(Message.objects.select_for_update(skip_locked=True)
                     .filter(provider=provider, direction=Message.Direction.OUTBOUND, status=MessageStatus.QUEUED,
-                            enqueued_at__isnull=True).order_by("pk").only("pk", "lane"))
+                            enqueued_at__isnull=True, hold_reason__in=RELEASABLE_HOLDS)
+                    .order_by("pk").only("pk", "lane"))
         Message.objects.filter(pk__in=[m.pk for m in held]).update(enqueued_at=now, next_attempt_at=now,
                                                                    hold_reason="")
         for message in held:
