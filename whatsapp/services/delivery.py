@@ -99,7 +99,8 @@ def message_deliver(message_id: int, *, pair_reserved: bool = False) -> Message:
     try:
         request = outbound_request(message)
     except Exception as exc:
-        # Nothing reached the provider (e.g. the stored upload could not be read): try again later.
+        # Nothing reached the provider (e.g. the stored upload could not be read): try again later. Marked
+        # throttled so that the provider's circuit breaker does not count a failure of ours.
         logger.exception("could not prepare the send", extra={"message_id": message.pk})
         return _after_error(message, attempt, ProviderError(f"could not prepare the message: {exc}",
                                                             code="prepare_failed", retryable=True, throttled=True))
