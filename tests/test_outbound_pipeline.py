@@ -329,3 +329,70 @@ def test_a_second_message_to_one_recipient_waits_for_the_pair_rate(meta, fake_me
     assert len(fake_meta.hits(fake_meta.send_path)) == 1
     # It comes back holding its reserved slot (the task's pair_reserved flag) and is sent.
     assert message_deliver(second.pk, pair_reserved=True).status == "sent"
+
+
+# --- the same pipeline through Twilio's SDK and Chatwoot's REST API -----------------------------------
+
+def test_twilio_template_goes_out_as_content_sid_with_our_status_callback(settings):
+    from urllib.parse import parse_qs
+
+    from tests.signing import TWILIO_ACCOUNT_SID, make_twilio
+    from whatsapp.services.providers import provider_webhook_url
+
+    with FakeServer() as fake:
+        settings.TWILIO_API_BASE_URL = fake.url
+        path = f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json"
+        fake.routes[path] = [Reply.json({"sid": "SM" + "0a" * 16, "status": "queued"}, status=201)]
+        twilio = make_twilio()
+        template = approved_template(twilio)
+        MessageTemplate.objects.filter(pk=template.pk).update(provider_template_id="HX" + "cd" * 16)
+        template.refresh_from_db()
+        contact = customer(twilio, "+5511900000001", in_window=False)
+        from whatsapp.services.outbound import SendRequest, message_send
+
+        message, _ = message_send(SendRequest(provider=twilio, contact=contact, message_type="template",
+                                              template=template, template_variables={"body": ["Ana", "#7"]}))
+        message = message_deliver(message.pk)
+        assert (message.status, message.provider_message_id) == ("sent", "SM" + "0a" * 16)
+        form = parse_qs(fake.hits(path)[0].body.decode())
+    assert form["ContentSid"] == ["HX" + "cd" * 16]
+    assert json.loads(form["ContentVariables"][0]) == {"1": "Ana", "2": "#7"}
+    assert form["To"] == ["whatsapp:+5511900000001"] and form["From"] == ["whatsapp:+14155238886"]
+    assert form["StatusCallback"] == [provider_webhook_url(twilio)]
+
+
+def test_chatwoot_reply_buttons_go_into_the_contacts_conversation_as_input_select():
+    from tests.signing import make_chatwoot
+    from whatsapp.models import Conversation
+    from whatsapp.services.outbound import SendRequest, message_send
+
+    with FakeServer() as fake:
+        chatwoot = make_chatwoot(base_url=fake.url)
+        path = "/api/v1/accounts/3/conversations/42/messages"
+        fake.routes[path] = [Reply.json({"id": 9001, "content": "Pick a slot", "message_type": 1})]
+        contact = customer(chatwoot, "+15551230009")
+        Conversation.objects.filter(provider=chatwoot, contact=contact).update(external_conversation_id="42")
+        buttons = {"body": "Pick a slot",
+                   "buttons": [{"id": "am", "title": "Morning"}, {"id": "pm", "title": "Evening"}]}
+        message, _ = message_send(SendRequest(provider=chatwoot, contact=contact, message_type="interactive",
+                                              interactive=buttons))
+        message = message_deliver(message.pk)
+        assert (message.status, message.provider_message_id) == ("sent", "9001")
+        (request,) = fake.hits(path)
+    assert request.headers["api_access_token"] == "chatwoot-api-token"
+    assert json.loads(request.body) == {
+        "content": "Pick a slot", "message_type": "outgoing", "private": False, "echo_id": str(message.pk),
+        "content_type": "input_select",
+        "content_attributes": {"items": [{"title": "Morning", "value": "am"}, {"title": "Evening", "value": "pm"}]}}
+
+
+def test_twilio_refuses_free_form_buttons_before_queueing(settings):
+    from tests.signing import make_twilio
+    from whatsapp.services.outbound import SendRequest, message_send
+
+    twilio = make_twilio()
+    with pytest.raises(SendRefused) as refused:
+        message_send(SendRequest(provider=twilio, contact=customer(twilio, "+5511900000002"),
+                                 message_type="interactive",
+                                 interactive={"body": "Pick", "buttons": [{"id": "a", "title": "A"}]}))
+    assert refused.value.code == "unsupported_type"
