@@ -11,11 +11,9 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from contacts.models import Contact
-from contacts.services import contact_resolve
 from templates_app.models import MessageTemplate
 from whatsapp.api import serializers
 from whatsapp.models import Conversation, Message, MessageStatusEvent, Provider, Session
-from whatsapp.providers.events import Identity, IdentityKind
 from whatsapp.services.outbound import IdempotencyConflict, MediaInput, SendRequest, message_send
 from whatsapp.services.send_rules import SendRefused
 
@@ -99,7 +97,6 @@ def _refusal(status: int, code: str, detail: str) -> Response:
 
 
 def _send_request(data: dict, user, key: str) -> SendRequest:
-    contact = data.get("contact") or _contact_for_phone(data["provider"], data["to"])
     upload = data.get("file")
     media = None
     if data.get("media_url") or upload is not None:
@@ -107,23 +104,19 @@ def _send_request(data: dict, user, key: str) -> SendRequest:
                            filename=data.get("filename") or (upload.name if upload is not None else ""),
                            mime_type=getattr(upload, "content_type", "") or "", caption=data.get("caption", ""))
     return SendRequest(
-        provider=data["provider"], contact=contact, message_type=data["type"], text=data.get("text", ""),
+        provider=data["provider"], contact=data.get("contact"), to_phone=data.get("to", ""),
+        message_type=data["type"], text=data.get("text", ""),
         preview_url=data.get("preview_url", False), media=media, interactive=data.get("interactive") or {},
         location=data.get("location") or {}, emoji=data.get("emoji", ""), react_to=data.get("react_to"),
         template=data.get("template"), template_variables=data.get("variables"), reply_to=data.get("reply_to"),
         lane=data.get("lane", ""), idempotency_key=f"{user.pk}:{key}" if key else "",
-        fingerprint=_fingerprint(data, contact, media), actor=user,
+        fingerprint=_fingerprint(data, media), actor=user,
     )
 
 
-def _contact_for_phone(provider, phone: str):
-    return contact_resolve(provider=provider, identities=[Identity(IdentityKind.PHONE, phone)])
-
-
-def _fingerprint(data: dict, contact, media: MediaInput | None) -> str:
+def _fingerprint(data: dict, media: MediaInput | None) -> str:
     """What makes two requests "the same" for an idempotency key: every field as sent, files by digest."""
     canonical = {key: getattr(value, "pk", value) for key, value in data.items() if key != "file"}
-    canonical["contact"] = contact.pk
     if media is not None and media.data is not None:
         canonical["file"] = hashlib.sha256(media.data).hexdigest()
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()

@@ -24,10 +24,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from contacts.models import Contact
+from contacts.services import contact_resolve
 from templates_app.models import MessageTemplate
 from templates_app.parameters import template_render
 from whatsapp.models import Media, Message, Provider
-from whatsapp.providers.events import MEDIA_TYPES, MessageStatus, MessageType
+from whatsapp.providers.events import MEDIA_TYPES, Identity, IdentityKind, MessageStatus, MessageType
 from whatsapp.services import send_rules
 from whatsapp.services.audit import audit_record
 from whatsapp.services.inbound import conversation_get_or_create
@@ -72,8 +73,11 @@ class SendRequest:
     """One message to send, in our vocabulary (what the API, the admin form and beat jobs build)."""
 
     provider: Provider
-    contact: Contact
+    # The recipient: a contact, or a phone number (E.164) resolved to one inside the send's transaction,
+    # so that a refused send to a number that never wrote leaves no contact behind.
+    contact: Contact | None
     message_type: str
+    to_phone: str = ""
     text: str = ""
     preview_url: bool = False
     media: MediaInput | None = None
@@ -145,7 +149,7 @@ def message_send(request: SendRequest) -> tuple[Message, bool]:
     existing = _existing_for_key(request)
     if existing is not None:
         return existing, False
-    provider, contact = request.provider, request.contact
+    provider, contact = request.provider, request.contact or _contact_for_phone(request)
     send_rules.check_provider_can_send(provider, request.message_type, reply=request.reply_to is not None)
     send_rules.check_consent(contact)
     send_rules.check_recipient(provider, contact)
@@ -185,6 +189,12 @@ def message_send(request: SendRequest) -> tuple[Message, bool]:
     logger.info("message queued", extra={"message_id": message.pk, "provider_id": provider.pk,
                                          "message_type": message.message_type, "lane": message.lane})
     return message, True
+
+
+def _contact_for_phone(request: SendRequest) -> Contact:
+    if not request.to_phone:
+        raise SendRefused("invalid_recipient", "give the recipient as a contact or a phone number")
+    return contact_resolve(provider=request.provider, identities=[Identity(IdentityKind.PHONE, request.to_phone)])
 
 
 def message_send_text(*, provider: Provider, contact: Contact, text: str, actor: Any = None) -> Message:

@@ -11,7 +11,6 @@ reply buttons at most 3, titles 20, ids 256; lists at most 10 rows in at most 10
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from contacts.models import Contact
@@ -219,11 +218,3 @@ def check_provider_can_send(provider: Provider, message_type: str, *, reply: boo
         raise SendRefused("unsupported_reply", f"{provider.get_kind_display()} cannot quote the message "
                           "being answered; send without reply_to")
 
-
-@dataclass
-class RuleContext:
-    """What the checks learned, for the message row."""
-
-    address: str = ""
-    bound_template: BoundTemplate | None = None
-    notes: list[str] = field(default_factory=list)
