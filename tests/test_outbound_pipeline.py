@@ -396,3 +396,10 @@ def test_twilio_refuses_free_form_buttons_before_queueing(settings):
                                  message_type="interactive",
                                  interactive={"body": "Pick", "buttons": [{"id": "a", "title": "A"}]}))
     assert refused.value.code == "unsupported_type"
+
+
+def test_a_refused_send_to_a_new_number_leaves_no_contact_behind(api_client, meta, fake_meta):
+    response = api_client.post("/api/v1/messages/", {"provider": meta.pk, "to": "+16505559999", "text": "Hi"},
+                               format="json")
+    assert response.status_code == 422 and response.json()["code"] == "outside_window"
+    assert not Contact.objects.filter(identities__value="+16505559999").exists()
