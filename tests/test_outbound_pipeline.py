@@ -310,11 +310,12 @@ def test_requeue_job_hands_back_messages_whose_publish_failed(meta, fake_meta, d
 
 def test_a_send_whose_worker_vanished_is_not_sent_again(meta, fake_meta, settings):
     message = message_send_text(provider=meta, contact=customer(meta), text="Once")
-    Message.objects.filter(pk=message.pk).update(status=MessageStatus.SENDING, attempts=1)
-    SendAttempt.objects.create(message=message, number=1, started_at=timezone.now() - timezone.timedelta(hours=1))
+    an_hour_ago = timezone.now() - timezone.timedelta(hours=1)
+    Message.objects.filter(pk=message.pk).update(status=MessageStatus.SENDING, attempts=1, updated_at=an_hour_ago)
     message = message_deliver(message.pk)
     assert (message.status, message.error_code) == ("dead_letter", "send_outcome_unknown")
     assert fake_meta.requests == []
+    assert list(SendAttempt.objects.filter(message=message).values_list("outcome", flat=True)) == ["unknown"]
 
 
 def test_a_second_message_to_one_recipient_waits_for_the_pair_rate(meta, fake_meta, settings):

@@ -207,10 +207,9 @@ class DeadLetter(Message):
 
 
 class SendAttempt(models.Model):
-    """One provider call for an outbound message, with its outcome: the send log."""
+    """One provider call for an outbound message, written with its outcome: the send log."""
 
     class Outcome(models.TextChoices):
-        SENDING = "sending", "In progress"
         SENT = "sent", "Accepted by the provider"
         RETRY = "retry", "Failed, will retry"
         FAILED = "failed", "Failed for good"
@@ -221,7 +220,7 @@ class SendAttempt(models.Model):
     number = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.CharField(max_length=12, choices=Outcome.choices, default=Outcome.SENDING)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices)
     error_code = models.CharField(max_length=32, blank=True)
     error_title = models.CharField(max_length=255, blank=True)
     error_detail = models.TextField(blank=True)
@@ -230,10 +229,9 @@ class SendAttempt(models.Model):
     correlation_id = models.CharField(max_length=64, blank=True)
 
     class Meta:
-        ordering = ["message", "number"]
-        constraints = [
-            models.UniqueConstraint(fields=["message", "number"], name="send_attempt_unique_number"),
-        ]
+        # `number` counts within one round of retries: a retry from the dead-letter view starts again at 1.
+        ordering = ["message", "started_at", "id"]
+        indexes = [models.Index(fields=["message", "started_at"], name="send_attempt_message_idx")]
 
     def __str__(self) -> str:
         return f"attempt {self.number} of message {self.message_id}: {self.outcome}"

@@ -25,15 +25,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from config.correlation import get_correlation_id
-from whatsapp.models import Message, SendAttempt
+from whatsapp.models import Message, SendAttempt, Session
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import ProviderError
 from whatsapp.providers.events import (
     MEDIA_TYPES,
+    Identity,
     MessageStatus,
     MessageType,
     OutboundMedia,
@@ -86,18 +86,24 @@ def retry_delay(attempt: int, retry_after: float | None = None) -> float:
 def message_deliver(message_id: int, *, pair_reserved: bool = False) -> Message:
     """The send task's body. Safe to run twice for one message, and at any time."""
     with transaction.atomic():
+        # Only what every send needs is joined (the template and a quoted message load on use): on the
+        # send path, building SQL costs more than running it.
         message = (Message.objects.select_for_update(of=("self",))
-                   .select_related("provider", "conversation__contact", "template", "reply_to")
-                   .filter(pk=message_id).first())
+                   .select_related("provider", "conversation__contact", "session")
+                   .filter(pk=message_id).order_by())
+        message = next(iter(message), None)
         if message is None or message.direction != Message.Direction.OUTBOUND:
             return message
         if message.status == MessageStatus.SENDING:
             return _interrupted(message)
-        if message.status != MessageStatus.QUEUED or not _admit(message, pair_reserved=pair_reserved):
+        if message.status != MessageStatus.QUEUED:
+            return message
+        identities = send_rules.contact_identities(message.conversation.contact)
+        if not _admit(message, identities, pair_reserved=pair_reserved):
             return message
         attempt = _start_attempt(message)
     try:
-        request = outbound_request(message)
+        request = outbound_request(message, identities)
     except Exception as exc:
         # Nothing reached the provider (e.g. the stored upload could not be read): try again later. Marked
         # throttled so that the provider's circuit breaker does not count a failure of ours.
@@ -108,13 +114,13 @@ def message_deliver(message_id: int, *, pair_reserved: bool = False) -> Message:
     # provider's clock is only the request's own way there (the limiter's headroom covers that).
     slot = _number_slot(message.provider)
     if not slot.admitted:
-        return _back_to_queue(message, attempt, slot.wait)
+        return _back_to_queue(message, slot.wait)
     if slot.wait > 0:
         time.sleep(slot.wait)
     return _call_provider(message, attempt, request)
 
 
-def _admit(message: Message, *, pair_reserved: bool) -> bool:
+def _admit(message: Message, identities: tuple[Identity, ...], *, pair_reserved: bool) -> bool:
     """Every check before the call but the number's rate. False when the message was held, deferred or
     failed instead (already saved)."""
     provider = message.provider
@@ -134,7 +140,7 @@ def _admit(message: Message, *, pair_reserved: bool) -> bool:
     pair_interval = (settings.SEND_PAIR_INTERVAL_SECONDS if settings.SEND_PAIR_INTERVAL_SECONDS is not None
                      else provider_class.pair_interval_seconds)
     if pair_interval > 0 and not pair_reserved:
-        address = send_rules.check_recipient(provider, message.conversation.contact)
+        address = send_rules.check_recipient(provider, message.conversation.contact, identities)
         slot = rate_limits.limiter().reserve(rate_limits.recipient_key(provider.pk, address), pair_interval,
                                              max_wait=86400)
         if slot.wait > 0.05:
@@ -156,11 +162,11 @@ def _number_slot(provider) -> rate_limits.Reservation:
                                          max_wait=NUMBER_SLOT_MAX_WAIT_SECONDS)
 
 
-def _back_to_queue(message: Message, attempt: SendAttempt, wait: float) -> Message:
-    """The number is saturated beyond what a worker waits for in-process: give the attempt back."""
+def _back_to_queue(message: Message, wait: float) -> Message:
+    """The number is saturated beyond what a worker waits for in-process: give the attempt back (it was
+    never logged)."""
     with transaction.atomic():
         message = Message.objects.select_for_update().get(pk=message.pk)
-        SendAttempt.objects.filter(pk=attempt.pk).delete()
         message.status = MessageStatus.QUEUED
         message.attempts -= 1
         message.save(update_fields=["attempts"])
@@ -171,32 +177,45 @@ def _back_to_queue(message: Message, attempt: SendAttempt, wait: float) -> Messa
 def _recheck_rules(message: Message) -> None:
     """Time passed since the message was queued (a hold, a backoff): consent, window and template again."""
     send_rules.check_consent(message.conversation.contact)
-    send_rules.check_window(message.conversation, message.message_type)
+    session = message.session
+    # The session it was queued in is still open: no need to look the window up again.
+    if not (session and session.state == Session.State.OPEN and session.expires_at > timezone.now()):
+        send_rules.check_window(message.conversation, message.message_type)
     if message.message_type == MessageType.TEMPLATE:
         send_rules.check_template(message.template, message.provider, message.template_variables)
 
 
 def _earlier_pending(message: Message) -> float | None:
     """Seconds to wait when an earlier message of the same conversation is not sent yet (order)."""
-    earlier = (Message.objects.filter(conversation_id=message.conversation_id, direction=Message.Direction.OUTBOUND,
-                                      status__in=PENDING_STATUSES, pk__lt=message.pk)
-               .order_by("-pk").values_list("pk", "next_attempt_at").first())
-    if earlier is None:
+    earlier = list(Message.objects.filter(conversation_id=message.conversation_id,
+                                          direction=Message.Direction.OUTBOUND, status__in=PENDING_STATUSES,
+                                          pk__lt=message.pk)
+                   .order_by("-pk").values_list("next_attempt_at", flat=True)[:1])
+    if not earlier:
         return None
-    due_in = (earlier[1] - timezone.now()).total_seconds() if earlier[1] else 0
+    due_in = (earlier[0] - timezone.now()).total_seconds() if earlier[0] else 0
     return min(max(due_in, ORDER_POLL_SECONDS), 30.0)
 
 
 def _start_attempt(message: Message) -> SendAttempt:
+    """Mark the message `sending`. Its send-log row is written with the outcome (one write, not two);
+    until then `updated_at` says when the call began."""
     message.status = MessageStatus.SENDING
     message.attempts += 1
     message.hold_reason = ""
     message.save(update_fields=["status", "attempts", "hold_reason", "updated_at"])
-    # Numbered over the message's whole life: a retry from the dead-letter view starts a new count of
-    # attempts but keeps the log.
-    number = (message.send_attempts.aggregate(last=Max("number"))["last"] or 0) + 1
-    return SendAttempt.objects.create(message=message, number=number, started_at=timezone.now(),
-                                      correlation_id=get_correlation_id())
+    return SendAttempt(message=message, number=message.attempts, started_at=message.updated_at,
+                       correlation_id=get_correlation_id())
+
+
+def _log_attempt(attempt: SendAttempt, outcome: str, error: ProviderError | None = None, **fields) -> None:
+    attempt.outcome, attempt.finished_at = outcome, timezone.now()
+    if error is not None:
+        attempt.error_code, attempt.error_title = error.code[:32], error.title[:255]
+        attempt.error_detail, attempt.http_status = str(error), error.http_status
+    for name, value in fields.items():
+        setattr(attempt, name, value)
+    attempt.save(force_insert=True)
 
 
 def _call_provider(message: Message, attempt: SendAttempt, request: OutboundMessage) -> Message:
@@ -218,45 +237,45 @@ def _call_provider(message: Message, attempt: SendAttempt, request: OutboundMess
 
 def _after_success(message: Message, attempt: SendAttempt, result: SendResult) -> Message:
     now = timezone.now()
+    provider = message.provider
     with transaction.atomic():
         # Status reports that name this id wait for the lock, then find the id recorded.
         lock_key("provider-message", message.provider_id, result.provider_message_id)
-        message = Message.objects.select_for_update().select_related("provider").get(pk=message.pk)
-        message.provider_message_id = result.provider_message_id
-        if message.status in (MessageStatus.SENDING, MessageStatus.DEAD_LETTER):
-            message.status = MessageStatus.SENT
-            message.sent_at = message.sent_at or now
-        message.error_code = message.error_title = message.error_detail = ""
-        message.next_attempt_at = None
-        message.save(update_fields=["provider_message_id", "status", "sent_at", "error_code", "error_title",
-                                    "error_detail", "next_attempt_at", "updated_at"])
-        SendAttempt.objects.filter(pk=attempt.pk).update(outcome=SendAttempt.Outcome.SENT, finished_at=now)
+        recorded = Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
+            provider_message_id=result.provider_message_id, status=MessageStatus.SENT, sent_at=now,
+            error_code="", error_title="", error_detail="", next_attempt_at=None, updated_at=now)
+        if not recorded:
+            # A provider report got here first and moved it on (it named our reference): keep its status.
+            message = Message.objects.select_for_update().get(pk=message.pk)
+            message.provider_message_id = result.provider_message_id
+            message.save(update_fields=["provider_message_id", "updated_at"])
+        else:
+            message.provider_message_id, message.status, message.sent_at = (
+                result.provider_message_id, MessageStatus.SENT, now)
+            message.error_code = message.error_title = message.error_detail = ""
+            message.next_attempt_at = None
+        _log_attempt(attempt, SendAttempt.Outcome.SENT)
         orphan_statuses_apply(message)
-        if circuit.circuit_record_success(message.provider):
-            messages_release_held(provider=message.provider)
+        if circuit.circuit_record_success(provider):
+            messages_release_held(provider=provider)
     return message
 
 
 def _after_error(message: Message, attempt: SendAttempt, error: ProviderError) -> Message:
-    now = timezone.now()
     detail = str(error)
     with transaction.atomic():
         message = Message.objects.select_for_update().select_related("provider").get(pk=message.pk)
         if message.status != MessageStatus.SENDING:
             return message  # settled meanwhile (a provider report linked it)
-        SendAttempt.objects.filter(pk=attempt.pk).update(finished_at=now)
         message.error_code, message.error_title, message.error_detail = error.code[:32], error.title[:255], detail
-        attempt_fields = {"finished_at": now, "error_code": error.code[:32], "error_title": error.title[:255],
-                          "error_detail": detail, "http_status": error.http_status}
         if not error.retryable:
             _fail(message, code=error.code, title=error.title, detail=detail)
-            SendAttempt.objects.filter(pk=attempt.pk).update(outcome=SendAttempt.Outcome.FAILED, **attempt_fields)
+            _log_attempt(attempt, SendAttempt.Outcome.FAILED, error)
             return message
         circuit_opened = (not error.throttled) and circuit.circuit_record_failure(message.provider, detail)
         if message.attempts >= settings.SEND_MAX_ATTEMPTS:
             _dead_letter(message, f"gave up after {message.attempts} attempts: {detail}")
-            SendAttempt.objects.filter(pk=attempt.pk).update(outcome=SendAttempt.Outcome.DEAD_LETTER,
-                                                             **attempt_fields)
+            _log_attempt(attempt, SendAttempt.Outcome.DEAD_LETTER, error)
             return message
         delay = retry_delay(message.attempts, error.retry_after)
         message.status = MessageStatus.QUEUED
@@ -266,8 +285,7 @@ def _after_error(message: Message, attempt: SendAttempt, error: ProviderError) -
         else:
             message_schedule(message, delay=delay, reason=f"retry after {error.code or 'error'}")
             message.save(update_fields=["error_code", "error_title", "error_detail"])
-        SendAttempt.objects.filter(pk=attempt.pk).update(outcome=SendAttempt.Outcome.RETRY,
-                                                         retry_at=message.next_attempt_at, **attempt_fields)
+        _log_attempt(attempt, SendAttempt.Outcome.RETRY, error, retry_at=message.next_attempt_at)
     return message
 
 
@@ -298,22 +316,22 @@ def _outcome_unknown(message: Message, attempt: SendAttempt | None, detail: str)
         message.error_code, message.error_title = OUTCOME_UNKNOWN, "send outcome unknown"
         _dead_letter(message, "the send was interrupted after it may have reached the provider, so it was not "
                               f"sent again; check with the provider, then retry or discard ({detail})")
-        attempts = SendAttempt.objects.filter(message=message, outcome=SendAttempt.Outcome.SENDING)
-        attempts.update(outcome=SendAttempt.Outcome.UNKNOWN, finished_at=timezone.now(), error_code=OUTCOME_UNKNOWN,
-                        error_detail=detail)
+        attempt = attempt or SendAttempt(message=message, number=message.attempts, started_at=message.updated_at)
+        _log_attempt(attempt, SendAttempt.Outcome.UNKNOWN, error_code=OUTCOME_UNKNOWN, error_detail=detail)
     return message
 
 
 def _interrupted(message: Message) -> Message:
     """A task found its message `sending`: another worker's live call, or one whose worker died."""
-    last = message.send_attempts.order_by("-number").first()
-    if last is not None and last.started_at > timezone.now() - in_flight_window():
+    # `updated_at` is when it was marked `sending`, right before the call.
+    began = message.updated_at
+    if began > timezone.now() - in_flight_window():
         # Possibly still another worker's live call: look again once no call could still be running.
-        remaining = (last.started_at + in_flight_window() - timezone.now()).total_seconds()
+        remaining = (began + in_flight_window() - timezone.now()).total_seconds()
         message_enqueue(message, countdown=min(remaining + 1, BROKER_COUNTDOWN_MAX_SECONDS))
         return message
     logger.warning("send interrupted; outcome unknown", extra={"message_id": message.pk})
-    return _outcome_unknown(message, last, "the worker stopped during the provider call")
+    return _outcome_unknown(message, None, "the worker stopped during the provider call")
 
 
 # --- from a message row to the provider's request -------------------------------------------------
@@ -344,10 +362,12 @@ def _media_request(message: Message) -> OutboundMedia:
                          caption=content.get("caption", ""))
 
 
-def outbound_request(message: Message) -> OutboundMessage:
+def outbound_request(message: Message, identities: tuple[Identity, ...] | None = None) -> OutboundMessage:
     conversation = message.conversation
+    if identities is None:
+        identities = send_rules.contact_identities(conversation.contact)
     return OutboundMessage(
-        to=send_rules.contact_identities(conversation.contact), message_type=message.message_type,
+        to=identities, message_type=message.message_type,
         text=message.text, content=message.content,
         reply_to_provider_message_id=(message.reply_to.provider_message_id or "") if message.reply_to else "",
         client_reference=str(message.pk),

@@ -195,11 +195,14 @@ def check_template(template: MessageTemplate | None, provider: Provider, variabl
 
 
 def contact_identities(contact: Contact) -> tuple[Identity, ...]:
-    return tuple(Identity(identity.kind, identity.value, identity.scope) for identity in contact.identities.all())
+    rows = contact.identities.values_list("kind", "value", "scope").order_by("pk")
+    return tuple(Identity(kind, value, scope) for kind, value, scope in rows)
 
 
-def check_recipient(provider: Provider, contact: Contact) -> str:
-    address = provider_for(provider).recipient_address(contact_identities(contact))
+def check_recipient(provider: Provider, contact: Contact, identities: tuple[Identity, ...] | None = None) -> str:
+    """The provider's address for the contact; `identities` when the caller already read them."""
+    address = provider_for(provider).recipient_address(
+        contact_identities(contact) if identities is None else identities)
     if not address:
         raise SendRefused("invalid_recipient",
                           f"{contact} has no identity that {provider.get_kind_display()} can send to "
