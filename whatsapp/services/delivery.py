@@ -3,9 +3,10 @@ Sending, second half: the send task's work for one queued message.
 
     lock the row -> still ours? (queued) -> provider paused or inactive: hold -> rules again (consent,
     window, template: time has passed since it was queued) -> an earlier message of the conversation
-    still pending: wait for it (order) -> per-recipient slot (pair rate) -> circuit breaker -> per-number
-    slot (rate) -> mark `sending` and commit -> wait for the slot -> provider call -> record the
-    provider's id, or retry with backoff, or fail, or dead-letter.
+    still pending: wait for it (order) -> per-recipient slot (pair rate) -> circuit breaker -> mark
+    `sending` and commit -> build the request -> per-number slot (rate), waited for in-process ->
+    provider call -> record the provider's id and the send-log row, or retry with backoff, or fail, or
+    dead-letter.
 
 Exactly-once towards the provider, as far as it can be had: the task is acknowledged late (after this
 returns), and the provider's id is committed before that. A task delivered again finds the message
