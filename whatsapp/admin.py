@@ -1,4 +1,3 @@
-import hashlib
 import json
 import uuid
 from urllib.parse import parse_qsl
@@ -38,7 +37,7 @@ from whatsapp.services.api_tokens import api_token_create, api_token_revoke
 from whatsapp.services.audit import audit_record
 from whatsapp.services.circuit import circuit_reset
 from whatsapp.services.media import media_retry
-from whatsapp.services.outbound import SendRequest, message_discard, message_retry, message_send
+from whatsapp.services.outbound import SendRequest, message_discard, message_retry, message_send, request_fingerprint
 from whatsapp.services.providers import (
     ROW_TARGETS,
     provider_apply_options,
@@ -380,9 +379,8 @@ def _conversation_send_request(conversation: Conversation, data: dict, actor) ->
     template = data["template"] if is_template else None
     variables = data["variables"] if is_template else None
     text = "" if is_template else data["text"]
-    fingerprint = hashlib.sha256(json.dumps(
-        {"kind": data["kind"], "text": text, "template": getattr(template, "pk", None), "variables": variables},
-        sort_keys=True).encode()).hexdigest()
+    fingerprint = request_fingerprint({"kind": data["kind"], "text": text, "template": template,
+                                       "variables": variables})
     key = f"admin:{conversation.pk}:{data['send_key']}" if data["send_key"] else ""
     return SendRequest(provider=conversation.provider, contact=conversation.contact, message_type=data["kind"],
                        text=text, template=template, template_variables=variables, idempotency_key=key,

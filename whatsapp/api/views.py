@@ -1,7 +1,6 @@
 """The REST API. Every list is paginated, filterable and searchable; sending is POST /api/v1/messages/."""
 
 import hashlib
-import json
 
 from django.db.models import Prefetch
 from drf_spectacular.types import OpenApiTypes
@@ -14,7 +13,13 @@ from contacts.models import Contact
 from templates_app.models import MessageTemplate
 from whatsapp.api import serializers
 from whatsapp.models import Conversation, Message, MessageStatusEvent, Provider, Session
-from whatsapp.services.outbound import IdempotencyConflict, MediaInput, SendRequest, message_send
+from whatsapp.services.outbound import (
+    IdempotencyConflict,
+    MediaInput,
+    SendRequest,
+    message_send,
+    request_fingerprint,
+)
 from whatsapp.services.send_rules import SendRefused
 
 
@@ -115,11 +120,11 @@ def _send_request(data: dict, user, key: str) -> SendRequest:
 
 
 def _fingerprint(data: dict, media: MediaInput | None) -> str:
-    """What makes two requests "the same" for an idempotency key: every field as sent, files by digest."""
-    canonical = {key: getattr(value, "pk", value) for key, value in data.items() if key != "file"}
+    """Every field as sent, an uploaded file by its digest."""
+    fields = {key: value for key, value in data.items() if key != "file"}
     if media is not None and media.data is not None:
-        canonical["file"] = hashlib.sha256(media.data).hexdigest()
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
+        fields["file"] = hashlib.sha256(media.data).hexdigest()
+    return request_fingerprint(fields)
 
 
 class MessageTemplateViewSet(viewsets.ReadOnlyModelViewSet):

@@ -317,6 +317,37 @@ class BaseProvider:
         raise NotImplementedError(f"{self.label} cannot simulate inbound messages")
 
     # --- helpers ---------------------------------------------------------------------------
+    #: The credential whose value is cut out of any error text (the API token of REST providers).
+    redacted_credential: ClassVar[str] = ""
+
+    def redact(self, text: str) -> str:
+        secret = self.credential(self.redacted_credential) if self.redacted_credential else ""
+        return text.replace(secret, f"[{self.redacted_credential.replace('_', ' ')}]") if secret else text
+
+    def rest_headers(self) -> dict[str, str]:
+        """The headers that authenticate a REST call (a bearer token, an API token header)."""
+        return {}
+
+    def answered_error(self, response: httpx.Response, action: str) -> ProviderError:
+        """A REST call's non-2xx answer, classified (retryable, throttled) in the provider's own terms."""
+        raise NotImplementedError
+
+    def rest_call(self, client: httpx.Client, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
+        """One call to the provider's REST API; anything but a 2xx raises a classified ProviderError, and
+        no error text carries the token."""
+        try:
+            response = client.request(method, url, headers=self.rest_headers(),
+                                      timeout=settings.PROVIDER_HTTP_TIMEOUT_SECONDS, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ProviderError(f"{self.label} did not answer {action} within {settings.PROVIDER_HTTP_TIMEOUT_SECONDS}"
+                                f" s ({type(exc).__name__})", code="timeout", title="Timeout", retryable=True) from exc
+        except httpx.HTTPError as exc:
+            raise ProviderError(self.redact(f"could not reach {self.label} for {action}: {type(exc).__name__}: {exc}"),
+                                code="network", title="Network error", retryable=True) from exc
+        if not 200 <= response.status_code < 300:
+            raise self.answered_error(response, action)
+        return response
+
     def credential(self, name: str) -> str:
         return str(self.provider.credentials.get(name, ""))
 

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-from django.conf import settings
 from django.utils.dateparse import parse_datetime
 
 from whatsapp.providers.base import (
@@ -121,6 +120,7 @@ def _message_type(value: Any) -> str:
 
 
 class ChatwootProvider(BaseProvider):
+    redacted_credential = API_TOKEN
     kind = "chatwoot"
     label = "Chatwoot"
     stored_headers = (SIGNATURE_HEADER.lower(), TIMESTAMP_HEADER.lower(), DELIVERY_HEADER.lower())
@@ -357,9 +357,9 @@ class ChatwootProvider(BaseProvider):
         url = self._api_url(f"conversations/{message.conversation_ref}/messages")
         with http_client() as client:
             if message.message_type in MEDIA_TYPES:
-                response = self._call(client, "POST", url, action="the message", **self._multipart(client, message))
+                response = self.rest_call(client, "POST", url, action="the message", **self._multipart(client, message))
             else:
-                response = self._call(client, "POST", url, action="the message", json=self._json_body(message))
+                response = self.rest_call(client, "POST", url, action="the message", json=self._json_body(message))
         payload = as_dict(response_json(response))
         if payload.get("id") is None:
             # Chatwoot may have created the message: sending it again could deliver it twice.
@@ -371,7 +371,7 @@ class ChatwootProvider(BaseProvider):
     def check_connection(self) -> ConnectionCheck:
         try:
             with http_client() as client:
-                response = self._call(client, "GET", self._api_url(f"inboxes/{self.provider.external_id}"),
+                response = self.rest_call(client, "GET", self._api_url(f"inboxes/{self.provider.external_id}"),
                                       action="the inbox lookup")
         except ProviderError as exc:
             return ConnectionCheck(False, str(exc))
@@ -439,35 +439,20 @@ class ChatwootProvider(BaseProvider):
                                 title="Media download failed", retryable=exc.code != "too_large") from exc
         return fetched.content, fetched.mime_type
 
-    def _call(self, client: httpx.Client, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
-        """One Chatwoot REST call; anything but a 2xx raises a classified ProviderError."""
-        try:
-            response = client.request(method, url, headers={"api_access_token": self.credential(API_TOKEN)},
-                                      **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ProviderError(f"Chatwoot did not answer {action} within {settings.PROVIDER_HTTP_TIMEOUT_SECONDS} "
-                                f"s ({type(exc).__name__})", code="timeout", title="Timeout", retryable=True) from exc
-        except httpx.HTTPError as exc:
-            raise ProviderError(self._redact(f"could not reach Chatwoot for {action}: {type(exc).__name__}: {exc}"),
-                                code="network", title="Network error", retryable=True) from exc
-        if not 200 <= response.status_code < 300:
-            raise self._answered_error(response, action)
-        return response
+    def rest_headers(self) -> dict[str, str]:
+        return {"api_access_token": self.credential(API_TOKEN)}
 
-    def _answered_error(self, response: httpx.Response, action: str) -> ProviderError:
+    def answered_error(self, response: httpx.Response, action: str) -> ProviderError:
         status = response.status_code
         payload = response_json(response)
         title = _error_message(payload) or response.reason_phrase
         throttled = status == 429  # Rack::Attack's limit (3000 requests a minute per IP by default)
         parts = [f"Chatwoot refused {action} (HTTP {status}: {title})", ERROR_ADVICE.get(status, "")]
-        return ProviderError(self._redact(". ".join(part for part in parts if part)), code=f"http_{status}",
+        return ProviderError(self.redact(". ".join(part for part in parts if part)), code=f"http_{status}",
                              title=title, retryable=is_retryable_status(status), throttled=throttled,
                              http_status=status, raw=payload or response.text[:2000],
                              retry_after=retry_after_seconds(response.headers.get("retry-after")))
 
-    def _redact(self, text: str) -> str:
-        token = self.credential(API_TOKEN)
-        return text.replace(token, "[API token]") if token else text
 
 
 def _reply_to(message: OutboundMessage) -> int | None:

@@ -219,6 +219,7 @@ def _phone_address(value: str) -> str:
 
 
 class MetaProvider(BaseProvider):
+    redacted_credential = ACCESS_TOKEN
     kind = "meta"
     label = "Meta Cloud API"
     stored_headers = (SIGNATURE_HEADER.lower(),)
@@ -469,7 +470,7 @@ class MetaProvider(BaseProvider):
     def _graph_url(self, path: str) -> str:
         return f"{settings.META_GRAPH_BASE_URL}/{settings.META_GRAPH_API_VERSION}/{path.lstrip('/')}"
 
-    def _auth(self) -> dict[str, str]:
+    def rest_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.credential(ACCESS_TOKEN)}"}
 
     def download_media(self, media: MediaRef) -> DownloadedMedia:
@@ -478,7 +479,7 @@ class MetaProvider(BaseProvider):
         # attempt resolves afresh.
         with http_client() as client:
             try:
-                response = client.get(self._graph_url(media.provider_media_id), headers=self._auth(),
+                response = client.get(self._graph_url(media.provider_media_id), headers=self.rest_headers(),
                                       params={"phone_number_id": self.provider.external_id})
             except httpx.HTTPError as exc:
                 raise ProviderError(f"resolving media id failed: {type(exc).__name__}: {exc}", code="network",
@@ -494,7 +495,7 @@ class MetaProvider(BaseProvider):
             if not url:
                 raise ProviderError("Meta's media description has no url", code="no_url", retryable=True)
             fetched = fetch_media_bytes(client, url, mime_type=as_text(described.get("mime_type")),
-                                        headers=self._auth())
+                                        headers=self.rest_headers())
         return DownloadedMedia(content=fetched.content, mime_type=fetched.mime_type,
                                sha256=as_text(described.get("sha256")) or media.sha256)
 
@@ -523,7 +524,7 @@ class MetaProvider(BaseProvider):
         # A reaction names its target inside the reaction; Meta refuses a context on it.
         if message.reply_to_provider_message_id and wire_type != MessageType.REACTION:
             body["context"] = {"message_id": message.reply_to_provider_message_id}
-        response = self._call(client, "POST", self._graph_url(f"{self.provider.external_id}/messages"),
+        response = self.rest_call(client, "POST", self._graph_url(f"{self.provider.external_id}/messages"),
                               action="the message", json=body)
         payload = as_dict(response_json(response))
         sent = as_dict(next(iter(as_list(payload.get("messages"))), None))
@@ -538,7 +539,7 @@ class MetaProvider(BaseProvider):
         fields = "display_phone_number,verified_name,quality_rating,throughput"
         try:
             with http_client() as client:
-                response = self._call(client, "GET", self._graph_url(self.provider.external_id),
+                response = self.rest_call(client, "GET", self._graph_url(self.provider.external_id),
                                       action="the phone number lookup", params={"fields": fields})
         except ProviderError as exc:
             return ConnectionCheck(False, str(exc))
@@ -597,7 +598,7 @@ class MetaProvider(BaseProvider):
         # Meta checks the declared type against the file (a mismatch gives 131053).
         mime_type = media.mime_type or mimetypes.guess_type(media.filename)[0] or "application/octet-stream"
         filename = media.filename or f"{media.kind}{mimetypes.guess_extension(mime_type) or ''}"
-        response = self._call(client, "POST", self._graph_url(f"{self.provider.external_id}/media"),
+        response = self.rest_call(client, "POST", self._graph_url(f"{self.provider.external_id}/media"),
                               action="the media upload", data={"messaging_product": "whatsapp", "type": mime_type},
                               files={"file": (filename, media.data or b"", mime_type)})
         media_id = as_text(as_dict(response_json(response)).get("id"))
@@ -634,22 +635,7 @@ class MetaProvider(BaseProvider):
             result["components"] = components
         return result
 
-    def _call(self, client: httpx.Client, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
-        """One Graph API call; anything but a 2xx raises a classified ProviderError."""
-        try:
-            response = client.request(method, url, headers=self._auth(),
-                                      timeout=settings.PROVIDER_HTTP_TIMEOUT_SECONDS, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ProviderError(f"Meta did not answer {action} within {settings.PROVIDER_HTTP_TIMEOUT_SECONDS} s "
-                                f"({type(exc).__name__})", code="timeout", title="Timeout", retryable=True) from exc
-        except httpx.HTTPError as exc:
-            raise ProviderError(self._redact(f"could not reach Meta for {action}: {type(exc).__name__}: {exc}"),
-                                code="network", title="Network error", retryable=True) from exc
-        if not 200 <= response.status_code < 300:
-            raise self._answered_error(response, action)
-        return response
-
-    def _answered_error(self, response: httpx.Response, action: str) -> ProviderError:
+    def answered_error(self, response: httpx.Response, action: str) -> ProviderError:
         # https://developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes
         # Branch on the code, never on the wording; error_data.details says what happened in this case.
         payload = response_json(response)
@@ -662,13 +648,10 @@ class MetaProvider(BaseProvider):
         parts = [f"Meta refused {action} (HTTP {status}, error {code}: {title})",
                  details.rstrip(".") if details != title else "", ERROR_ADVICE.get(code, "")]
         reason = ". ".join(part for part in parts if part)
-        return ProviderError(self._redact(reason), code=code, title=title, retryable=retryable,
+        return ProviderError(self.redact(reason), code=code, title=title, retryable=retryable,
                              throttled=throttled, http_status=status, raw=payload or response.text[:2000],
                              retry_after=retry_after_seconds(response.headers.get("retry-after")))
 
-    def _redact(self, text: str) -> str:
-        token = self.credential(ACCESS_TOKEN)
-        return text.replace(token, "[access token]") if token else text
 
 
 def _interactive(content: dict[str, Any], fallback_text: str) -> dict[str, Any]:

@@ -125,6 +125,7 @@ def _media_type(content_type: str) -> str:
 
 
 class TwilioProvider(BaseProvider):
+    redacted_credential = AUTH_TOKEN
     kind = "twilio"
     label = "Twilio"
     accepted_content_types = ("application/x-www-form-urlencoded",)
@@ -319,11 +320,11 @@ class TwilioProvider(BaseProvider):
             raise ProviderError(f"Twilio did not answer {action} within {settings.PROVIDER_HTTP_TIMEOUT_SECONDS} s "
                                 f"({type(exc).__name__})", code="timeout", title="Timeout", retryable=True) from exc
         except requests.RequestException as exc:
-            raise ProviderError(self._redact(f"could not reach Twilio for {action}: {type(exc).__name__}: {exc}"),
+            raise ProviderError(self.redact(f"could not reach Twilio for {action}: {type(exc).__name__}: {exc}"),
                                 code="network", title="Network error", retryable=True) from exc
         except (TwilioException, ValueError) as exc:
             # The SDK could not read a success answer: the call may have taken effect, so no blind retry.
-            raise ProviderError(self._redact(f"Twilio's answer to {action} could not be read: {exc}"),
+            raise ProviderError(self.redact(f"Twilio's answer to {action} could not be read: {exc}"),
                                 code="bad_response", title="Unreadable answer") from exc
         finally:
             if http.session is not None:
@@ -341,15 +342,12 @@ class TwilioProvider(BaseProvider):
         retryable, throttled = _send_error_class(code, status)
         parts = [f"Twilio refused {action} (HTTP {status}, error {code}: {title.rstrip('.')})",
                  ERROR_ADVICE.get(code, "")]
-        return ProviderError(self._redact(". ".join(part for part in parts if part)), code=code, title=title,
+        return ProviderError(self.redact(". ".join(part for part in parts if part)), code=code, title=title,
                              retryable=retryable, throttled=throttled, http_status=status or None,
                              retry_after=retry_after_seconds((response.headers or {}).get("Retry-After")
                                                              if response else None),
                              raw=_parsed(response.text) if response else {})
 
-    def _redact(self, text: str) -> str:
-        token = self.credential(AUTH_TOKEN)
-        return text.replace(token, "[auth token]") if token else text
 
 
 def _number(value: str) -> float | str:

@@ -251,16 +251,13 @@ def _unrecorded_send(provider: Provider, event: StatusUpdate) -> Message | None:
     A report naming our own reference for a send whose provider id we never recorded (the worker
     stopped between the provider's answer and our commit): the report settles what happened to it.
     """
-    if not event.client_reference.isdigit():
+    message = _our_send(provider, event.client_reference)
+    if message is None or message.provider_message_id or message.status not in (MessageStatus.SENDING,
+                                                                                 MessageStatus.DEAD_LETTER):
         return None
-    message = (Message.objects.select_for_update()
-               .filter(pk=int(event.client_reference), provider=provider, direction=Message.Direction.OUTBOUND,
-                       provider_message_id__isnull=True,
-                       status__in=[MessageStatus.SENDING, MessageStatus.DEAD_LETTER]).first())
-    if message is not None:
-        message.provider_message_id = event.provider_message_id
-        message.save(update_fields=["provider_message_id", "updated_at"])
-        orphan_statuses_apply(message)
+    message.provider_message_id = event.provider_message_id
+    message.save(update_fields=["provider_message_id", "updated_at"])
+    orphan_statuses_apply(message)
     return message
 
 
@@ -274,13 +271,12 @@ def orphan_statuses_apply(message: Message) -> None:
         status_event.save(update_fields=["message", "applied"])
 
 
-def _echo_target(provider: Provider, event: OutboundEcho) -> Message | None:
-    """Our outbound message this echo is about, when the provider gave back our reference."""
-    if not event.client_reference.isdigit():
+def _our_send(provider: Provider, client_reference: str) -> Message | None:
+    """Our outbound message a provider's echo or report names by the reference we gave it (locked)."""
+    if not client_reference.isdigit():
         return None
     return (Message.objects.select_for_update()
-            .filter(pk=int(event.client_reference), provider=provider, direction=Message.Direction.OUTBOUND)
-            .first())
+            .filter(pk=int(client_reference), provider=provider, direction=Message.Direction.OUTBOUND).first())
 
 
 @transaction.atomic(savepoint=False)
@@ -296,7 +292,7 @@ def outbound_echo_apply(*, provider: Provider, event: OutboundEcho) -> Message:
     if existing:
         Message.objects.filter(pk=existing.pk).update(duplicate_count=F("duplicate_count") + 1)
         return existing
-    ours = _echo_target(provider, event)
+    ours = _our_send(provider, event.client_reference)
     if ours is not None and not ours.provider_message_id:
         ours.provider_message_id = event.provider_message_id
         ours.save(update_fields=["provider_message_id", "updated_at"])

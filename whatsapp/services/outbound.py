@@ -11,6 +11,7 @@ due messages back to the workers.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import mimetypes
 import secrets
@@ -129,6 +130,13 @@ def _check_media_upload(media: MediaInput | None) -> None:
                           f"{settings.OUTBOUND_MEDIA_MAX_BYTES}")
     if not media.data:
         raise SendRefused("invalid_content", "the uploaded file is empty")
+
+
+def request_fingerprint(fields: dict[str, Any]) -> str:
+    """What makes two requests under one idempotency key "the same": their fields, in a stable form
+    (model instances by primary key)."""
+    canonical = {key: getattr(value, "pk", value) for key, value in fields.items()}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _existing_for_key(request: SendRequest) -> Message | None:
