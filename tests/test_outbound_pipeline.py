@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from contacts.models import Contact
-from contacts.services import contact_resolve
+from contacts.services.identities import contact_resolve
 from templates_app.models import MessageTemplate
 from tests.fakes import FakeServer, Reply
 from whatsapp.models import CircuitState, Message, Provider, SendAttempt

@@ -13,7 +13,7 @@ from django.urls import path
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
-from contacts.services import phone_to_e164
+from contacts.services.identities import phone_to_e164
 from templates_app.models import MessageTemplate
 from templates_app.parameters import TemplateVariablesError, template_bind, template_render
 from whatsapp.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin, pretty_json

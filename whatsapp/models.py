@@ -15,6 +15,11 @@ class CircuitState(models.TextChoices):
     HALF_OPEN = "half_open", "Half-open (probing)"
 
 
+class UnknownContactPolicy(models.TextChoices):
+    STORE_ONLY = "store_only", "Store the message only"
+    REGISTRATION_REPLY = "registration_reply", "Reply once a day with a registration message"
+
+
 class Provider(models.Model):
     class VerificationStatus(models.TextChoices):
         UNVERIFIED = "unverified", "Not verified"
@@ -50,6 +55,16 @@ class Provider(models.Model):
     verification_status = models.CharField(
         max_length=20, choices=VerificationStatus.choices, default=VerificationStatus.UNVERIFIED
     )
+    unknown_contact_policy = models.CharField(
+        max_length=20, choices=UnknownContactPolicy.choices, default=UnknownContactPolicy.STORE_ONLY,
+        help_text="What a message from a contact not mapped to any user gets.")
+    registration_template = models.ForeignKey(
+        "templates_app.MessageTemplate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The registration reply as an approved template (used before the text when set).")
+    registration_text = models.TextField(blank=True, help_text="The registration reply as free text "
+                                                               "(inside the 24-hour window, which the message opened).")
+    contact_verification_enabled = models.BooleanField(
+        default=False, help_text="Allow one-time codes that verify a contact is the user it is mapped to.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -126,6 +141,12 @@ class Message(models.Model):
         REPLY = "reply", "Reply (open conversation)"
         BULK = "bulk", "Bulk"
 
+    class Purpose(models.TextChoices):
+        CONVERSATION = "", "Conversation"
+        CONSENT_CONFIRMATION = "consent_confirmation", "Consent confirmation"
+        VERIFICATION = "verification", "Verification code"
+        REGISTRATION = "registration", "Registration reply"
+
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="messages")
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages")
@@ -154,6 +175,8 @@ class Message(models.Model):
     enqueued_at = models.DateTimeField(null=True, blank=True,
                                        help_text="When it was last handed to the broker; empty while it waits here.")
     hold_reason = models.CharField(max_length=255, blank=True, help_text="Why a queued message is waiting.")
+    purpose = models.CharField(max_length=24, choices=Purpose.choices, default=Purpose.CONVERSATION, blank=True,
+                               help_text="Why the platform itself sent it; empty for conversation messages.")
     dead_lettered_at = models.DateTimeField(null=True, blank=True)
     request_fingerprint = models.CharField(max_length=64, blank=True,
                                            help_text="Digest of the API request that made it (idempotency).")

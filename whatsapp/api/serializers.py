@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from contacts.models import Contact, ContactIdentity
-from contacts.services import phone_parse_e164
+from contacts.services.identities import phone_parse_e164
 from templates_app.models import MessageTemplate
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider, SendAttempt
 from whatsapp.services.outbound import message_status_history

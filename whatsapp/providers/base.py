@@ -249,6 +249,9 @@ class BaseProvider:
     pair_interval_seconds: ClassVar[float] = 0.0
     #: The highest rate_limit_per_second the provider allows a number.
     max_rate_limit_per_second: ClassVar[int] = 1000
+    #: Send error codes meaning the person blocked us or is not on WhatsApp, with a readable reason: the
+    #: contact is opted out (no further sends) until someone opts them back in.
+    consent_error_codes: ClassVar[dict[str, str]] = {}
 
     def __init__(self, provider: ProviderRow):
         self.provider = provider

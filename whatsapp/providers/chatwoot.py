@@ -131,6 +131,11 @@ class ChatwootProvider(BaseProvider):
     sendable_types = frozenset({MessageType.TEXT, MessageType.IMAGE, MessageType.AUDIO, MessageType.VIDEO,
                                 MessageType.DOCUMENT, MessageType.INTERACTIVE, MessageType.TEMPLATE})
     supports_reply_context = True
+    # Chatwoot passes the channel's error on as "<code>: <title>": Meta's codes for a Cloud API inbox,
+    # Twilio's for a Twilio one.
+    consent_error_codes = {"131026": "undeliverable: not on WhatsApp or blocked the business",
+                           "63014": "blocked the business", "63024": "invalid recipient: not on WhatsApp",
+                           "63003": "not a WhatsApp user or inactive"}
     # Chatwoot queues sends without pacing them, and WhatsApp behind it still enforces its pair rate
     # (about one message every 6 s to one user).
     pair_interval_seconds = 6.0

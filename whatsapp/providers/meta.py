@@ -234,6 +234,10 @@ class MetaProvider(BaseProvider):
     # Pair rate: about one message every 6 s to one user; bursts borrow from later quota and then fail
     # with 131056. https://developers.facebook.com/documentation/business-messaging/whatsapp/messaging-limits
     pair_interval_seconds = 6.0
+    # 131026 "Message undeliverable": the number is not on WhatsApp, has not accepted the terms, or
+    # blocked the business (Meta does not say which, on purpose).
+    # https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
+    consent_error_codes = {"131026": "undeliverable: not on WhatsApp or blocked the business"}
     # Media ids in webhooks stay downloadable for 7 days.
     media_lifetime = timedelta(days=7)
     options = (

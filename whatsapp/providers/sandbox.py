@@ -150,6 +150,9 @@ class SandboxProvider(BaseProvider):
                     return identity.value
         return ""
 
+    # A status report with this error code stands for a person who blocked the business.
+    consent_error_codes = {"blocked": "blocked the business (simulated)"}
+
     def send(self, message: OutboundMessage) -> SendResult:
         # Imported here: the simulated phone is Celery-backed and the provider layer must not
         # import tasks at module load.

@@ -137,6 +137,10 @@ class TwilioProvider(BaseProvider):
     # templates; reactions and stickers have no Messages API form.
     sendable_types = frozenset({MessageType.TEXT, MessageType.IMAGE, MessageType.AUDIO, MessageType.VIDEO,
                                 MessageType.DOCUMENT, MessageType.LOCATION, MessageType.TEMPLATE})
+    # https://www.twilio.com/docs/api/errors/63014 (blocked by the user), 63024 (invalid recipient),
+    # 63003 (the To address is not a WhatsApp user or is inactive).
+    consent_error_codes = {"63014": "blocked the business", "63024": "invalid recipient: not on WhatsApp",
+                           "63003": "not a WhatsApp user or inactive"}
     # WhatsApp's pair rate (about one message every 6 s to one user) applies behind Twilio too.
     pair_interval_seconds = 6.0
     options = (

@@ -29,6 +29,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.correlation import get_correlation_id
+from contacts.services.consent import consent_from_provider_error
 from whatsapp.models import Message, SendAttempt, Session
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import ProviderError
@@ -177,7 +178,7 @@ def _back_to_queue(message: Message, wait: float) -> Message:
 
 def _recheck_rules(message: Message) -> None:
     """Time passed since the message was queued (a hold, a backoff): consent, window and template again."""
-    send_rules.check_consent(message.conversation.contact)
+    send_rules.check_consent(message.conversation.contact, message.purpose)
     session = message.session
     # The session it was queued in is still open: no need to look the window up again.
     if not (session and session.state == Session.State.OPEN and session.expires_at > timezone.now()):
@@ -271,6 +272,7 @@ def _after_error(message: Message, attempt: SendAttempt, error: ProviderError) -
         message.error_code, message.error_title, message.error_detail = error.code[:32], error.title[:255], detail
         if not error.retryable:
             _fail(message, code=error.code, title=error.title, detail=detail)
+            consent_from_provider_error(message, error.code)
             _log_attempt(attempt, SendAttempt.Outcome.FAILED, error)
             return message
         circuit_opened = (not error.throttled) and circuit.circuit_record_failure(message.provider, detail)

@@ -9,7 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from contacts.models import Contact
-from contacts.services import contact_resolve
+from contacts.services.identities import contact_resolve
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider, WebhookEvent
 from whatsapp.providers import provider_for
 from whatsapp.providers.events import (
@@ -42,6 +42,13 @@ STATUS_TIMESTAMP_FIELD = {
 }
 # How long an echo of our own send may wait for the send task to record the provider's id.
 ECHO_WAIT_FOR_SEND = timedelta(minutes=10)
+
+
+def _contacts():
+    # Imported on use: the contacts side sends replies, and the send service imports this module.
+    from contacts.services import followups
+
+    return followups
 
 
 class RetryLater(Exception):
@@ -169,6 +176,7 @@ def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple
     if conversation.last_message_at is None or event.timestamp > conversation.last_message_at:
         conversation.last_message_at = event.timestamp
         conversation.save(update_fields=["last_message_at"])
+    _contacts().inbound_followups(message)
     return message, True
 
 
@@ -217,6 +225,8 @@ def _apply_status(message: Message, status_event: MessageStatusEvent) -> bool:
         message.error_detail = " ".join(filter(None, [status_event.error_title, status_event.error_detail]))
         fields += ["failed_at", "error_code", "error_detail"]
     message.save(update_fields=fields)
+    if new == MessageStatus.FAILED:
+        _contacts().status_failed_followups(message)
     return True
 
 

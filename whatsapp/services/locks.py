@@ -5,6 +5,21 @@ import hashlib
 from django.db import connection
 
 
+def _key(parts: tuple[object, ...]) -> int:
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_keys(keys: list[tuple[object, ...]]) -> None:
+    """Like lock_key for several keys in one statement, taken in a fixed order so that two
+    transactions locking overlapping sets never deadlock."""
+    if connection.vendor != "postgresql" or not keys:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k ORDER BY k",
+                       [sorted({_key(parts) for parts in keys})])
+
+
 def lock_key(*parts: object) -> None:
     """
     Hold a lock on a key until the current transaction ends (PostgreSQL advisory lock). Used where two
@@ -13,10 +28,8 @@ def lock_key(*parts: object) -> None:
     """
     if connection.vendor != "postgresql":
         return
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
-    key = int.from_bytes(digest, "big", signed=True)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_key(parts)])
 
 
 def commit_without_waiting_for_disk() -> None:

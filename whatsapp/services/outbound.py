@@ -25,7 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from contacts.models import Contact
-from contacts.services import contact_resolve
+from contacts.services.identities import contact_resolve
 from templates_app.models import MessageTemplate
 from templates_app.parameters import template_render
 from whatsapp.models import Media, Message, Provider
@@ -93,6 +93,8 @@ class SendRequest:
     idempotency_key: str = ""
     fingerprint: str = ""
     actor: Any = None
+    # Why the platform itself sends it (a Message.Purpose); empty for conversation messages.
+    purpose: str = ""
 
 
 def _content(request: SendRequest, conversation) -> tuple[str, dict[str, Any]]:
@@ -159,7 +161,7 @@ def message_send(request: SendRequest) -> tuple[Message, bool]:
         return existing, False
     provider, contact = request.provider, request.contact or _contact_for_phone(request)
     send_rules.check_provider_can_send(provider, request.message_type, reply=request.reply_to is not None)
-    send_rules.check_consent(contact)
+    send_rules.check_consent(contact, request.purpose)
     send_rules.check_recipient(provider, contact)
     _check_media_upload(request.media)
     conversation = conversation_get_or_create(provider=provider, contact=contact)
@@ -182,6 +184,7 @@ def message_send(request: SendRequest) -> tuple[Message, bool]:
         enqueued_at=now, lane=request.lane or (Message.Lane.REPLY if session else Message.Lane.BULK),
         idempotency_key=request.idempotency_key or None, request_fingerprint=request.fingerprint,
         created_by=request.actor if getattr(request.actor, "is_authenticated", False) else None,
+        purpose=request.purpose,
     )
     try:
         with transaction.atomic():

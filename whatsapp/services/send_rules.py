@@ -153,8 +153,9 @@ def reaction_content(*, emoji: Any, target: Message | None, conversation: Conver
 
 # --- rules about the recipient, the window and the template --------------------------------------
 
-def check_consent(contact: Contact) -> None:
-    if contact.consent == Contact.Consent.OPTED_OUT:
+def check_consent(contact: Contact, purpose: str = "") -> None:
+    # The confirmation of an opt-out is the one message an opted-out contact still gets.
+    if contact.consent == Contact.Consent.OPTED_OUT and purpose != Message.Purpose.CONSENT_CONFIRMATION:
         raise SendRefused("opted_out", f"{contact} opted out of messages"
                           + (f" ({contact.consent_source})" if contact.consent_source else "")
                           + "; nothing is sent to them until they opt in again")

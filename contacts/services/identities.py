@@ -1,19 +1,27 @@
+"""The identity ledger: how providers name a person, resolved to one contact."""
+
+import logging
 from collections.abc import Iterable
 from datetime import datetime
 
 import phonenumbers
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 
 from contacts.models import Contact, ContactIdentity
 from whatsapp.models import Provider
 from whatsapp.providers.events import Identity, IdentityKind
+from whatsapp.services.locks import lock_keys
+
+logger = logging.getLogger(__name__)
 
 # Business-scoped ids are only unique inside one business account, so they are stored with that
 # account as their scope and two businesses' ids never merge. Twilio's ExternalUserId carries the
 # business-scoped id too; a Chatwoot contact id is only unique inside its Chatwoot account.
 SCOPED_KINDS = frozenset({IdentityKind.BUSINESS_SCOPED_ID, IdentityKind.PARENT_BUSINESS_SCOPED_ID,
                           IdentityKind.TWILIO_EXTERNAL_ID, IdentityKind.CHATWOOT_CONTACT_ID})
+# The identities the auto-mapping rules look at.
+MAPPABLE_KINDS = frozenset({IdentityKind.PHONE, IdentityKind.EMAIL})
 
 
 def phone_to_e164(raw: str) -> str:
@@ -62,21 +70,40 @@ def _known_identities(identities: list[Identity]) -> dict[Identity, ContactIdent
 
 
 def _link_identities(contact: Contact, identities: Iterable[Identity]) -> None:
-    # ON CONFLICT DO NOTHING: an identity another request linked at the same moment stays with the
-    # contact that holds it.
+    # The identities are locked, so no one else links them meanwhile; ON CONFLICT DO NOTHING keeps a
+    # database without advisory locks (SQLite, which serializes writers anyway) just as safe.
     ContactIdentity.objects.bulk_create(
         [ContactIdentity(contact=contact, kind=i.kind, value=i.value, scope=i.scope) for i in identities],
         ignore_conflicts=True,
     )
 
 
+def _identity_lock_keys(identities: list[Identity]) -> list[tuple[object, ...]]:
+    return [("contact-identity", i.kind, i.value, i.scope) for i in identities]
+
+
+def _owner(normalized: list[Identity], known: dict[Identity, ContactIdentity]) -> Contact | None:
+    """The contact the message's identities name: the first known one in the message's order. Two
+    different contacts named by one message are left apart (a person merges them in the admin)."""
+    owners = {known[i].contact_id: known[i].contact for i in normalized if i in known}
+    if len(owners) > 1:
+        logger.warning("one message names several contacts; not merged automatically",
+                       extra={"contact_ids": sorted(owners)})
+    return next((known[i].contact for i in normalized if i in known), None)
+
+
+# savepoint=False: callers (inbound processing, a send) are already in a transaction and roll back as a whole.
+@transaction.atomic(savepoint=False)
 def contact_resolve(
     *, provider: Provider, identities: Iterable[Identity], profile_name: str = "", seen_at: datetime | None = None
 ) -> Contact:
     """
     The one contact these identities name: an existing one if any identity is known (new identities from
-    the same message are linked to it), else a new contact. Safe when two webhooks race: the unique
-    identity constraint lets only one insert win and the loser re-reads.
+    the same message are linked to it), else a new contact. A contact that is new, or gains a phone or an
+    email, is offered to the auto-mapping rules.
+
+    Safe when two webhooks race: when anything is to be created, the identities are locked first (in a
+    fixed order), so the second of two messages naming one person in different ways sees the first's rows.
     """
     profile_name = profile_name[:255]
     normalized = list(dict.fromkeys(identity_normalize(identity, provider)
@@ -84,25 +111,25 @@ def contact_resolve(
     if not normalized:
         raise ValueError("a contact needs at least one identity")
     known = _known_identities(normalized)
-    linked = set(known)
-    contact = next((known[identity].contact for identity in normalized if identity in known), None)
-    if contact is None:
-        try:
-            with transaction.atomic():
-                contact = Contact.objects.create(profile_name=profile_name, last_seen_at=seen_at)
-                first = normalized[0]
-                # The unique identity is what makes a race safe: only one of two parallel inserts wins.
-                ContactIdentity.objects.create(contact=contact, kind=first.kind, value=first.value, scope=first.scope)
-                linked.add(first)
-        except IntegrityError:
-            known = _known_identities(normalized)
-            linked = set(known)
-            contact = next((known[identity].contact for identity in normalized if identity in known), None)
-            if contact is None:
-                raise
-    missing = [identity for identity in normalized if identity not in linked]
+    if len(known) < len(normalized):
+        lock_keys(_identity_lock_keys(normalized))
+        known = _known_identities(normalized)
+    contact = _owner(normalized, known)
+    created = contact is None
+    if created:
+        contact = Contact.objects.create(profile_name=profile_name, last_seen_at=seen_at)
+    missing = [identity for identity in normalized if identity not in known]
     if missing:
         _link_identities(contact, missing)
+    _refresh(contact, profile_name, seen_at)
+    if any(identity.kind in MAPPABLE_KINDS for identity in missing):
+        from contacts.services.mapping import mapping_auto_for_contact
+
+        mapping_auto_for_contact(contact)
+    return contact
+
+
+def _refresh(contact: Contact, profile_name: str, seen_at: datetime | None) -> None:
     changed = []
     if profile_name and contact.profile_name != profile_name:
         contact.profile_name = profile_name
@@ -112,4 +139,3 @@ def contact_resolve(
         changed.append("last_seen_at")
     if changed:
         contact.save(update_fields=changed)
-    return contact

@@ -1,0 +1,1 @@
+"""Contacts: the identity ledger, mapping to users, consent, verification and merging."""
