@@ -1,8 +1,80 @@
-from django.contrib import admin
+"""
+Contacts in the admin: the contact pages (identities, consent history, mapping, merging), the
+unmapped-contacts queue with its suggested users, the consent keywords and history, verification codes,
+and the users' WhatsApp profile (the phone the auto rule matches). Every action calls a service, which
+audits it.
+"""
 
-from contacts.models import Contact, ContactIdentity, ContactUserMapping
-from whatsapp.admin_base import AuditedModelAdmin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
+from django.contrib.admin.views.main import ChangeList
+from django.contrib.admin.widgets import AutocompleteSelect
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import PermissionDenied
+from django.db.models import Func, IntegerField, OuterRef, Prefetch, Subquery, prefetch_related_objects
+from django.db.models.functions import Coalesce
+from django.http import HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.template.defaultfilters import truncatechars
+from django.urls import path, reverse
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+from django.utils.timezone import localtime
 
+from contacts.models import (
+    ConsentEvent,
+    ConsentKeyword,
+    ConsentSource,
+    Contact,
+    ContactIdentity,
+    ContactUserMapping,
+    UnmappedContact,
+    UserProfile,
+    VerificationChallenge,
+)
+from contacts.services.consent import consent_set
+from contacts.services.identities import phone_parse_e164
+from contacts.services.mapping import (
+    MappingConflict,
+    contact_create_user,
+    contact_map_to_user,
+    contacts_ignore,
+    suggestions_for,
+    unmapped_contacts,
+)
+from contacts.services.merge import MergeRefused, contacts_merge
+from whatsapp.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin
+from whatsapp.models import Conversation, Message, Provider
+from whatsapp.providers.events import IdentityKind
+
+User = get_user_model()
+
+IDENTITIES_SHOWN = 3
+# Picking contacts for the map page goes through its URL (?ids=1,2,3): keep that URL a sane length.
+MAP_CONTACTS_MAX = 200
+
+
+def user_label(user) -> str:
+    full_name = user.get_full_name()
+    return f"{full_name} <{user.get_username()}>" if full_name else user.get_username()
+
+
+def user_link(user):
+    return format_html('<a href="{}">{}</a>', reverse("admin:auth_user_change", args=[user.pk]), user_label(user))
+
+
+def identity_short(identity: ContactIdentity) -> str:
+    """A phone or an email speaks for itself; other ids get their kind, and long ones are cut."""
+    value = truncatechars(identity.value, 28)
+    if identity.kind in (IdentityKind.PHONE, IdentityKind.EMAIL):
+        return value
+    return f"{identity.kind}: {value}"
+
+
+# --- contacts ------------------------------------------------------------------------------------
 
 class ContactIdentityInline(admin.TabularInline):
     model = ContactIdentity
@@ -11,21 +83,143 @@ class ContactIdentityInline(admin.TabularInline):
     extra = 0
 
 
+class ConsentEventInline(admin.TabularInline):
+    """The consent history: written by consent_set only, so read-only here."""
+
+    model = ConsentEvent
+    fields = ["created_at", "previous_state", "state", "source", "detail", "actor", "message"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "consent history"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        # Part of the contact's page: whoever may see the contact sees its history.
+        return request.user.has_perm("contacts.view_contact") or super().has_view_permission(request, obj)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor", "message")
+
+
+class MappedFilter(admin.SimpleListFilter):
+    title = "mapping"
+    parameter_name = "mapped"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Mapped to a user"), ("no", "Not mapped")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(user_mapping__isnull=self.value() == "no")
+        return queryset
+
+
+class MergeForm(forms.Form):
+    survivor = forms.ModelChoiceField(queryset=Contact.objects.none(), widget=forms.RadioSelect, empty_label=None,
+                                      label="Keep this contact",
+                                      help_text="The others' identities, conversations, messages, mapping and "
+                                                "consent history move to it; the others are deleted.")
+
+    def __init__(self, *args, contacts: list[Contact], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["survivor"].queryset = (Contact.objects.filter(pk__in=[contact.pk for contact in contacts])
+                                            .prefetch_related("identities").order_by("created_at", "pk"))
+        self.fields["survivor"].label_from_instance = lambda contact: _contact_summary(contact)
+
+
+def _contact_summary(contact: Contact) -> str:
+    identities = ", ".join(identity_short(identity) for identity in contact.identities.all())
+    return f"{contact} (#{contact.pk}; {identities or 'no identities'}; first seen {date_format(contact.created_at)})"
+
+
 @admin.register(Contact)
 class ContactAdmin(AuditedModelAdmin):
-    list_display = ["__str__", "consent", "language", "last_seen_at", "mapped_user", "created_at"]
-    list_filter = ["consent", "is_ignored", "language"]
+    list_display = ["__str__", "consent", "language", "last_seen_at", "mapped_user", "is_ignored", "created_at"]
+    list_filter = ["consent", MappedFilter, "is_ignored", "language"]
     search_fields = ["profile_name", "identities__value"]
-    inlines = [ContactIdentityInline]
+    inlines = [ContactIdentityInline, ConsentEventInline]
     date_hierarchy = "created_at"
-
-    @admin.display(description="Mapped user")
-    def mapped_user(self, obj):
-        mapping = getattr(obj, "user_mapping", None)
-        return mapping.user if mapping else "-"
+    fields = ["profile_name", "mapping", "consent", "consent_source", "consent_changed_at", "language", "time_zone",
+              "is_ignored", "last_seen_at", "created_at"]
+    # Consent changes only through the actions (consent_set keeps the history and the audit entry).
+    readonly_fields = ["mapping", "consent", "consent_source", "consent_changed_at", "last_seen_at", "created_at"]
+    actions = ["opt_out", "opt_in", "merge_contacts", "unignore"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user_mapping__user")
+
+    @admin.display(description="Mapped user", ordering="user_mapping__user__username")
+    def mapped_user(self, obj):
+        mapping = getattr(obj, "user_mapping", None)
+        return user_link(mapping.user) if mapping else "-"
+
+    @admin.display(description="Mapped to")
+    def mapping(self, obj):
+        mapping = getattr(obj, "user_mapping", None) if obj.pk else None
+        if mapping is None:
+            if not obj.pk:
+                return "-"
+            return format_html('Not mapped. <a href="{}">Map to a user…</a>',
+                               reverse("admin:contacts_unmappedcontact_map", args=[obj.pk]))
+        how = mapping.get_method_display() + (f" ({mapping.rule})" if mapping.rule else "")
+        by = f", by {mapping.created_by.get_username()}" if mapping.created_by else ""
+        return format_html('{} — {}{}, {}{} · <a href="{}">mapping</a>', user_link(mapping.user), how, by,
+                           date_format(localtime(mapping.created_at), "SHORT_DATETIME_FORMAT"),
+                           ", verified" if mapping.verified_at else "",
+                           reverse("admin:contacts_contactusermapping_change", args=[mapping.pk]))
+
+    def _set_consent(self, request, queryset, state: str, done: str):
+        changed = sum(consent_set(contact=contact, state=state, source=ConsentSource.ADMIN,
+                                  detail="admin action", actor=request.user) for contact in queryset)
+        unchanged = len(queryset) - changed
+        note = f" ({unchanged} already were)" if unchanged else ""
+        self.message_user(request, f"{changed} contact(s) {done}{note}.")
+
+    @admin.action(description="Opt out (stop messaging them)", permissions=["change"])
+    def opt_out(self, request, queryset):
+        self._set_consent(request, queryset, Contact.Consent.OPTED_OUT, "opted out")
+
+    @admin.action(description="Opt in", permissions=["change"])
+    def opt_in(self, request, queryset):
+        self._set_consent(request, queryset, Contact.Consent.OPTED_IN, "opted in")
+
+    @admin.action(description="Put back in the unmapped queue (unignore)", permissions=["change"])
+    def unignore(self, request, queryset):
+        count = contacts_ignore(contacts=list(queryset), actor=request.user, ignored=False)
+        self.message_user(request, f"{count} contact(s) back in the unmapped queue.")
+
+    def has_merge_permission(self, request):
+        # A merge deletes the contacts folded into the survivor.
+        return self.has_change_permission(request) and self.has_delete_permission(request)
+
+    @admin.action(description="Merge selected contacts…", permissions=["merge"])
+    def merge_contacts(self, request, queryset):
+        contacts = list(queryset.prefetch_related("identities").order_by("created_at", "pk"))
+        if len(contacts) < 2:
+            self.message_user(request, "Select at least two contacts to merge.", messages.WARNING)
+            return None
+        form = MergeForm(request.POST if "apply" in request.POST else None, contacts=contacts,
+                         initial={"survivor": contacts[0].pk})
+        if form.is_valid():
+            survivor = form.cleaned_data["survivor"]
+            others = [contact for contact in contacts if contact.pk != survivor.pk]
+            try:
+                contacts_merge(survivor=survivor, others=others, actor=request.user)
+            except MergeRefused as refusal:
+                self.message_user(request, f"Not merged: {refusal}.", messages.ERROR)
+                return None
+            self.message_user(request, f"Merged {len(others)} contact(s) into {survivor} (#{survivor.pk}).")
+            return None
+        context = {**self.admin_site.each_context(request), "title": "Merge contacts", "opts": self.model._meta,
+                   "form": form, "contacts": contacts, "action": "merge_contacts",
+                   "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}
+        return render(request, "admin/contacts/contact/merge.html", context)
 
 
 @admin.register(ContactIdentity)
@@ -44,3 +238,388 @@ class ContactUserMappingAdmin(AuditedModelAdmin):
     search_fields = ["contact__profile_name", "user__username", "user__email"]
     autocomplete_fields = ["contact", "user", "created_by"]
     list_select_related = ["contact", "user", "created_by"]
+
+
+# --- the unmapped-contacts queue -----------------------------------------------------------------
+
+class CountRows(Func):
+    """COUNT(*) of a correlated subquery, without the GROUP BY an aggregate would bring."""
+
+    template = "COUNT(*)"
+    output_field = IntegerField()
+
+
+class ProviderFilter(admin.SimpleListFilter):
+    """By the provider of the contact's conversations; reads providers' names only (their credentials are
+    encrypted, and decrypting them on every page of the queue would be wasted work)."""
+
+    title = "provider"
+    parameter_name = "provider"
+
+    def lookups(self, request, model_admin):
+        return [(str(pk), name) for pk, name in Provider.objects.order_by("name").values_list("pk", "name")]
+
+    def queryset(self, request, queryset):
+        if self.value() and self.value().isdigit():
+            # One conversation per provider and contact: the join never repeats a contact.
+            return queryset.filter(conversations__provider_id=int(self.value()))
+        return queryset
+
+
+def _contact_messages():
+    return Message.objects.filter(conversation__contact=OuterRef("pk")).order_by()
+
+
+class UnmappedChangeList(ChangeList):
+    """
+    A page of the queue in a fixed number of queries whatever its size: message counts and the last
+    message's id come as subqueries of the page's own query; identities, conversations' providers, the
+    last messages and the suggested users are each read once for the whole page.
+    """
+
+    def get_queryset(self, request, exclude_parameters=None):
+        return super().get_queryset(request, exclude_parameters).annotate(
+            message_count=Coalesce(Subquery(_contact_messages().annotate(n=CountRows()).values("n")[:1]), 0),
+            last_message_id=Subquery(_contact_messages().order_by("-created_at", "-id").values("id")[:1]),
+        )
+
+    def get_results(self, request):
+        super().get_results(request)
+        contacts = list(self.result_list)
+        conversations = Conversation.objects.select_related("provider").only("contact", "provider__name")
+        prefetch_related_objects(contacts, "identities", Prefetch("conversations", queryset=conversations))
+        last_ids = [contact.last_message_id for contact in contacts if contact.last_message_id]
+        last_messages = Message.objects.only("text", "message_type", "direction", "created_at").in_bulk(last_ids)
+        suggestions = suggestions_for(contacts)
+        for contact in contacts:
+            contact.last_message = last_messages.get(contact.last_message_id)
+            contact.suggestions = suggestions.get(contact.pk, [])
+        self.result_list = contacts
+
+
+class ContactPermissions:
+    """The queue is a view of contacts: whoever may see or change contacts may use it (the default
+    groups grant permissions on Contact, not on this proxy)."""
+
+    def has_view_permission(self, request, obj=None):
+        return (request.user.has_perm("contacts.view_contact") or request.user.has_perm("contacts.change_contact")
+                or super().has_view_permission(request, obj))
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("contacts.change_contact") or super().has_change_permission(request, obj)
+
+    def has_add_permission(self, request, obj=None):
+        return False  # contacts come from messages
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # "Ignore" takes a contact out of the queue; deleting is done on the contact's page
+
+
+class MappingUserLookup(AutocompleteJsonView):
+    """
+    The user search box of the map page. Django's own autocomplete asks for permission to view users,
+    which operators do not have; here, whoever may map contacts may look users up by name, and only for
+    the mapping's user field.
+    """
+
+    def process_request(self, request):
+        term, model_admin, source_field, to_field_name = super().process_request(request)
+        if source_field != ContactUserMapping._meta.get_field("user"):
+            raise PermissionDenied
+        return term, model_admin, source_field, to_field_name
+
+    def has_perm(self, request, obj=None):
+        return request.user.has_perm("contacts.change_contact") or super().has_perm(request, obj)
+
+    def serialize_result(self, obj, to_field_name):
+        return {"id": str(getattr(obj, to_field_name)), "text": user_label(obj)}
+
+
+class UserAutocomplete(AutocompleteSelect):
+    def get_url(self):
+        return reverse("admin:contacts_unmappedcontact_user_lookup", current_app=self.admin_site.name)
+
+
+class UserChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj):
+        return user_label(obj)
+
+
+class MapToUserForm(forms.Form):
+    suggested_user = forms.TypedChoiceField(coerce=int, required=False, widget=forms.RadioSelect,
+                                            label="Suggested users")
+    user = UserChoiceField(queryset=User.objects.filter(is_active=True), required=False, label="Or find a user",
+                           help_text="Search by username, name or email. A user chosen here wins over a suggestion.")
+    notify_on_ready = forms.BooleanField(required=False, label="Notify on ready",
+                                         help_text="The mapping's notify-on-ready preference: message the user on "
+                                                   "WhatsApp when what they wait for is ready.")
+
+    def __init__(self, *args, suggested_users: list, admin_site, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.suggested_users = {user.pk: user for user in suggested_users}
+        self.fields["suggested_user"].choices = [(user.pk, user_label(user)) for user in suggested_users]
+        if not suggested_users:
+            del self.fields["suggested_user"]
+        self.fields["user"].widget = UserAutocomplete(ContactUserMapping._meta.get_field("user"), admin_site)
+        self.fields["user"].widget.choices = self.fields["user"].choices
+
+    def clean(self):
+        cleaned = super().clean()
+        chosen = cleaned.get("user") or self.suggested_users.get(cleaned.get("suggested_user"))
+        if chosen is None and not self.errors:
+            raise forms.ValidationError("Choose one of the suggested users, or find a user by name.")
+        cleaned["chosen_user"] = chosen
+        return cleaned
+
+
+def _suggested_users(contacts: list[Contact], suggestions: dict) -> list:
+    """Every user suggested for any of the contacts, each once, in the order they were ranked."""
+    users = {}
+    for contact in contacts:
+        for suggestion in suggestions.get(contact.pk, []):
+            users.setdefault(suggestion.user.pk, suggestion.user)
+    return list(users.values())
+
+
+def _ids_from(raw: str) -> list[int]:
+    return list(dict.fromkeys(int(part) for part in raw.split(",") if part.strip().isdigit()))[:MAP_CONTACTS_MAX]
+
+
+@admin.register(UnmappedContact)
+class UnmappedContactAdmin(ContactPermissions, admin.ModelAdmin):
+    list_display = ["name", "map_link", "identities_list", "providers", "message_total", "last_message_preview",
+                    "suggested_users", "created_at"]
+    list_display_links = None
+    list_filter = [ProviderFilter]
+    search_fields = ["profile_name", "identities__value"]
+    ordering = ["-created_at", "-id"]
+    sortable_by = ["created_at"]
+    actions = ["map_to_user", "create_user", "ignore"]
+    # The queue's size is counted once per page; a second count of the unfiltered queue adds nothing.
+    show_full_result_count = False
+
+    def get_queryset(self, request):
+        return unmapped_contacts()
+
+    def get_changelist(self, request, **kwargs):
+        return UnmappedChangeList
+
+    def get_urls(self):
+        return [
+            path("map/", self.admin_site.admin_view(self.map_view), name="contacts_unmappedcontact_map_several"),
+            path("<int:contact_id>/map/", self.admin_site.admin_view(self.map_view),
+                 name="contacts_unmappedcontact_map"),
+            path("users/lookup/", self.admin_site.admin_view(MappingUserLookup.as_view(admin_site=self.admin_site)),
+                 name="contacts_unmappedcontact_user_lookup"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        title = "Unmapped contacts: map each to one of your users, create a user, or ignore it"
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return redirect("admin:contacts_contact_change", object_id)
+
+    # --- columns ---
+
+    @admin.display(description="Name", ordering="profile_name")
+    def name(self, obj):
+        return format_html('<a href="{}">{}</a>', reverse("admin:contacts_contact_change", args=[obj.pk]), obj)
+
+    @admin.display(description="Identities")
+    def identities_list(self, obj):
+        identities = list(obj.identities.all())
+        shown = ", ".join(identity_short(identity) for identity in identities[:IDENTITIES_SHOWN])
+        more = len(identities) - IDENTITIES_SHOWN
+        return f"{shown} (+{more} more)" if more > 0 else shown or "-"
+
+    @admin.display(description="Provider")
+    def providers(self, obj):
+        return ", ".join(sorted({conversation.provider.name for conversation in obj.conversations.all()})) or "-"
+
+    @admin.display(description="Messages")
+    def message_total(self, obj):
+        return obj.message_count
+
+    @admin.display(description="Last message")
+    def last_message_preview(self, obj):
+        message = obj.last_message
+        if message is None:
+            return "-"
+        arrow = "→" if message.direction == Message.Direction.OUTBOUND else "←"
+        text = truncatechars(message.text, 60) if message.text else f"[{message.message_type}]"
+        return format_html("{} {}<br><small>{}</small>", arrow, text,
+                           date_format(localtime(message.created_at), "SHORT_DATETIME_FORMAT"))
+
+    @admin.display(description="Suggested users")
+    def suggested_users(self, obj):
+        if not obj.suggestions:
+            return "-"
+        map_url = reverse("admin:contacts_unmappedcontact_map", args=[obj.pk])
+        return format_html_join(
+            mark_safe("<br>"), '<a class="wa-suggestion" href="{}?user={}">{}</a> <small>({})</small>',
+            ((map_url, suggestion.user.pk, user_label(suggestion.user), ", ".join(suggestion.reasons))
+             for suggestion in obj.suggestions))
+
+    @admin.display(description="")
+    def map_link(self, obj):
+        return format_html('<a class="wa-map-link" href="{}">Map…</a>',
+                           reverse("admin:contacts_unmappedcontact_map", args=[obj.pk]))
+
+    # --- actions ---
+
+    @admin.action(description="Map to a user…", permissions=["change"])
+    def map_to_user(self, request, queryset):
+        ids = list(queryset.values_list("pk", flat=True)[:MAP_CONTACTS_MAX + 1])
+        if len(ids) > MAP_CONTACTS_MAX:
+            self.message_user(request, f"Only the first {MAP_CONTACTS_MAX} of the selected contacts are mapped at "
+                                       "once.", messages.WARNING)
+        listed = ",".join(str(pk) for pk in ids[:MAP_CONTACTS_MAX])
+        return HttpResponseRedirect(f"{reverse('admin:contacts_unmappedcontact_map_several')}?ids={listed}")
+
+    @admin.action(description="Create a user from the contact", permissions=["change"])
+    def create_user(self, request, queryset):
+        for contact in queryset:
+            try:
+                mapping = contact_create_user(contact=contact, actor=request.user)
+            except MappingConflict as conflict:
+                self.message_user(request, str(conflict), messages.ERROR)
+            else:
+                self.message_user(request, f"Created user {user_label(mapping.user)} and mapped {contact} to it.")
+
+    @admin.action(description="Ignore (leave the queue)", permissions=["change"])
+    def ignore(self, request, queryset):
+        count = contacts_ignore(contacts=list(queryset), actor=request.user)
+        self.message_user(request, f"{count} contact(s) left the queue; \"Unignore\" on the contacts page "
+                                   "puts them back.")
+
+    # --- the map page ---
+
+    def map_view(self, request, contact_id=None):
+        """Map one contact (its row's link) or several (the action) to one user."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        ids = [contact_id] if contact_id else _ids_from(request.GET.get("ids", ""))
+        contacts = list(Contact.objects.filter(pk__in=ids).select_related("user_mapping__user")
+                        .prefetch_related("identities").order_by("-created_at", "-id"))
+        if not contacts:
+            self.message_user(request, "None of those contacts exists any more.", messages.WARNING)
+            return redirect("admin:contacts_unmappedcontact_changelist")
+        suggestions = suggestions_for(contacts)
+        suggested = _suggested_users(contacts, suggestions)
+        form = MapToUserForm(request.POST if request.method == "POST" else None, suggested_users=suggested,
+                             admin_site=self.admin_site, initial=self._preselected(request, suggested))
+        if request.method == "POST" and form.is_valid() and self._map(request, contacts, form.cleaned_data):
+            return redirect("admin:contacts_unmappedcontact_changelist")
+        rows = [(contact, suggestions.get(contact.pk, [])) for contact in contacts]
+        title = f"Map {contacts[0]} to a user" if len(contacts) == 1 else f"Map {len(contacts)} contacts to a user"
+        context = {**self.admin_site.each_context(request), "title": title, "opts": self.model._meta,
+                   "form": form, "rows": rows, "media": self.media + form.media}
+        return render(request, "admin/contacts/unmappedcontact/map.html", context)
+
+    @staticmethod
+    def _preselected(request, suggested: list) -> dict:
+        """A suggestion's link names its user: tick it, or put it in the search box if it is not one."""
+        user_id = request.GET.get("user", "")
+        if not user_id.isdigit():
+            return {}
+        return {"suggested_user": int(user_id)} if int(user_id) in {u.pk for u in suggested} else {"user": user_id}
+
+    def _map(self, request, contacts: list[Contact], data: dict) -> bool:
+        user, mapped = data["chosen_user"], 0
+        for contact in contacts:
+            try:
+                contact_map_to_user(contact=contact, user=user, actor=request.user,
+                                    notify_on_ready=data["notify_on_ready"])
+            except MappingConflict as conflict:
+                self.message_user(request, str(conflict), messages.ERROR)
+            else:
+                mapped += 1
+        if mapped:
+            self.message_user(request, f"Mapped {mapped} contact(s) to {user_label(user)}.", messages.SUCCESS)
+        return bool(mapped)
+
+
+# --- consent and verification --------------------------------------------------------------------
+
+@admin.register(ConsentKeyword)
+class ConsentKeywordAdmin(AuditedModelAdmin):
+    list_display = ["keyword", "language", "action", "is_active", "short_confirmation"]
+    list_editable = ["action", "is_active"]
+    list_filter = ["language", "action", "is_active"]
+    search_fields = ["keyword", "confirmation"]
+
+    @admin.display(description="Confirmation")
+    def short_confirmation(self, obj):
+        return truncatechars(obj.confirmation, 80)
+
+
+@admin.register(ConsentEvent)
+class ConsentEventAdmin(ReadOnlyModelAdmin):
+    list_display = ["created_at", "contact", "previous_state", "state", "source", "detail", "actor"]
+    list_filter = ["state", "source"]
+    search_fields = ["contact__profile_name", "contact__identities__value", "detail"]
+    list_select_related = ["contact", "actor"]
+    date_hierarchy = "created_at"
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the history stays
+
+
+@admin.register(VerificationChallenge)
+class VerificationChallengeAdmin(ReadOnlyModelAdmin):
+    # The code's digest is never shown: it is all an attacker would need to try codes offline.
+    list_display = ["created_at", "contact", "user", "provider", "expires_at", "failed_attempts", "verified_at"]
+    list_filter = ["provider"]
+    search_fields = ["contact__profile_name", "user__username"]
+    list_select_related = ["contact", "user", "provider"]
+    fields = ["contact", "user", "provider", "message", "created_at", "expires_at", "failed_attempts",
+              "verified_at", "created_by"]
+
+
+# --- users' WhatsApp profile ---------------------------------------------------------------------
+
+class UserProfileForm(forms.ModelForm):
+    class Meta:
+        model = UserProfile
+        fields = ["phone_number"]
+
+    def clean_phone_number(self):
+        raw = self.cleaned_data["phone_number"].strip()
+        if not raw:
+            return ""
+        try:
+            return phone_parse_e164(raw)
+        except ValueError as exc:
+            raise forms.ValidationError(f"{exc}. Enter it with its country code, e.g. +15551230001.") from None
+
+
+class UserProfileInline(admin.StackedInline):
+    model = UserProfile
+    form = UserProfileForm
+    can_delete = False
+    max_num = 1
+    verbose_name = verbose_name_plural = "WhatsApp profile"
+
+
+@admin.register(UserProfile)
+class UserProfileAdmin(AuditedModelAdmin):
+    form = UserProfileForm
+    list_display = ["user", "phone_number"]
+    search_fields = ["user__username", "user__first_name", "user__last_name", "phone_number"]
+    autocomplete_fields = ["user"]
+    list_select_related = ["user"]
+    fields = ["user", "phone_number"]
+
+
+class UserAdmin(DjangoUserAdmin):
+    inlines = [*DjangoUserAdmin.inlines, UserProfileInline]
+
+    def get_inline_instances(self, request, obj=None):
+        # The add page is Django's two-step one (name and password first); the profile comes after.
+        return super().get_inline_instances(request, obj) if obj is not None else []
+
+
+admin.site.unregister(User)
+admin.site.register(User, UserAdmin)

@@ -37,6 +37,8 @@ class Contact(models.Model):
             models.Index(fields=["consent"], name="contact_consent_idx"),
             # The unmapped-contacts queue: newest first among those not ignored.
             models.Index(fields=["is_ignored", "-created_at"], name="contact_queue_idx"),
+            # The contacts changelist: newest first, and its date hierarchy's min and max.
+            models.Index(fields=["-created_at"], name="contact_created_idx"),
         ]
 
     def __str__(self) -> str:
@@ -161,7 +163,8 @@ class VerificationChallenge(models.Model):
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="verification_challenges")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     provider = models.ForeignKey("whatsapp.Provider", on_delete=models.CASCADE, related_name="+")
-    code_digest = models.CharField(max_length=64, help_text="Keyed digest of the code, which the reply is checked against.")
+    code_digest = models.CharField(max_length=64,
+                                   help_text="Keyed digest of the code, which the reply is checked against.")
     message = models.ForeignKey("whatsapp.Message", null=True, blank=True, on_delete=models.SET_NULL,
                                 related_name="+", help_text="The message that carried the code.")
     expires_at = models.DateTimeField()
@@ -177,3 +180,11 @@ class VerificationChallenge(models.Model):
 
     def __str__(self) -> str:
         return f"Verification of {self.contact} as {self.user}"
+
+
+class UnmappedContact(Contact):
+    """The admin's unmapped-contacts queue: contacts with no user mapping that nobody chose to ignore."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "unmapped contact"

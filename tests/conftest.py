@@ -23,6 +23,15 @@ def fixture_bytes(provider_kind: str, name: str) -> bytes:
     return (FIXTURES / provider_kind / name).read_bytes()
 
 
+def sandbox_fixture_now(name: str) -> bytes:
+    """A sandbox fixture with its events dated now: the fixtures' fixed dates fall out of the 24-hour
+    window as the calendar moves on, and a test that replies needs the window open."""
+    payload = json.loads(fixture_bytes("sandbox", name))
+    for event in payload["events"]:
+        event["timestamp"] = int(time.time())
+    return json.dumps(payload).encode()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from contacts.models import Contact
-from tests.conftest import fixture_bytes, wait_until
+from tests.conftest import fixture_bytes, sandbox_fixture_now, wait_until
 from whatsapp import sandbox_phone
 from whatsapp.models import Message, MessageStatusEvent, WebhookEvent
 from whatsapp.services.outbound import message_send_text
@@ -27,7 +27,7 @@ def _post_inbound(provider, live_server, body: bytes, request_id: str = "") -> h
 
 def test_send_then_sent_delivered_read(celery_worker, live_server):
     provider = provider_create(kind="sandbox", name="Loop sandbox", options={})
-    assert _post_inbound(provider, live_server, fixture_bytes("sandbox", "inbound_text.json")).status_code == 200
+    assert _post_inbound(provider, live_server, sandbox_fixture_now("inbound_text.json")).status_code == 200
     wait_until(lambda: Message.objects.filter(direction="inbound").exists(), 30,
                message="the worker to process the inbound webhook")
 

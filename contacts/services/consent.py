@@ -8,6 +8,7 @@ history and audited; every send checks it (send_rules.check_consent).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from django.db import transaction
@@ -54,7 +55,9 @@ def keyword_match(text: str, language: str = "") -> ConsentKeyword | None:
         return None
     normalized = ConsentKeyword.normalize(text)
     matches = list(ConsentKeyword.objects.filter(keyword=normalized, is_active=True).order_by("language"))
-    preferred = [keyword for keyword in matches if language and keyword.language == language.split("_")[0]]
+    # "pt", "pt_BR", "pt-BR" and "PT" all prefer the Portuguese keyword.
+    base_language = re.split(r"[-_]", language)[0].lower()
+    preferred = [keyword for keyword in matches if base_language and keyword.language.lower() == base_language]
     return (preferred or matches or [None])[0]
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower, Upper
 
 from contacts.models import Contact, ContactIdentity, ContactUserMapping, UserProfile
@@ -58,7 +58,10 @@ def _user_label(user) -> str:
 
 def unmapped_contacts() -> QuerySet[Contact]:
     """The queue: contacts with no mapping that nobody chose to ignore, newest first."""
-    return Contact.objects.filter(user_mapping__isnull=True, is_ignored=False).order_by("-created_at", "-id")
+    # NOT EXISTS rather than a LEFT JOIN ... IS NULL: PostgreSQL then walks the queue index newest first
+    # and stops at the page's end, instead of sorting every contact (92 ms -> 0.4 ms at 100,000).
+    has_mapping = ContactUserMapping.objects.filter(contact=OuterRef("pk"))
+    return Contact.objects.filter(~Exists(has_mapping), is_ignored=False).order_by("-created_at", "-id")
 
 
 # --- matching ----------------------------------------------------------------------------------
@@ -253,6 +256,17 @@ def mapping_delete(*, mapping: ContactUserMapping, actor: Any) -> None:
     contact = mapping.contact
     mapping.delete()
     audit_record(action="contact.unmap", obj=contact, actor=actor, before=before, after={"user": None})
+
+
+def mapping_notify_set(*, mapping: ContactUserMapping, notify_on_ready: bool, actor) -> bool:
+    """Turn the mapped user's notify-on-ready preference on or off, audited; False when unchanged."""
+    if mapping.notify_on_ready == notify_on_ready:
+        return False
+    ContactUserMapping.objects.filter(pk=mapping.pk).update(notify_on_ready=notify_on_ready)
+    audit_record(action="contact.mapping_notify", obj=mapping.contact, actor=actor,
+                 before={"notify_on_ready": mapping.notify_on_ready}, after={"notify_on_ready": notify_on_ready})
+    mapping.notify_on_ready = notify_on_ready
+    return True
 
 
 @transaction.atomic

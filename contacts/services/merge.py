@@ -75,6 +75,9 @@ def contacts_merge(*, survivor: Contact, others: list[Contact], actor: Any) -> C
         if not ContactUserMapping.objects.filter(contact=survivor).exists():
             ContactUserMapping.objects.filter(contact=other).update(contact=survivor)
         ConsentEvent.objects.filter(contact=other).update(contact=survivor)
+        # An open code was sent to (and its digest keyed by) the merged contact: it stops working.
+        VerificationChallenge.objects.filter(contact=other, verified_at__isnull=True,
+                                             expires_at__gt=timezone.now()).update(expires_at=timezone.now())
         VerificationChallenge.objects.filter(contact=other).update(contact=survivor)
         _merge_fields(survivor, other)
         other.delete()

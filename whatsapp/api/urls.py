@@ -5,6 +5,7 @@ from whatsapp.api import views
 router = DefaultRouter()
 router.register("providers", views.ProviderViewSet)
 router.register("contacts", views.ContactViewSet)
+router.register("contact-mappings", views.ContactUserMappingViewSet)
 router.register("conversations", views.ConversationViewSet)
 router.register("messages", views.MessageViewSet)
 router.register("templates", views.MessageTemplateViewSet)
