@@ -13,8 +13,6 @@ from django.contrib.admin.widgets import AutocompleteSelect
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Func, IntegerField, OuterRef, Prefetch, Subquery, prefetch_related_objects
-from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import truncatechars
@@ -46,8 +44,9 @@ from contacts.services.mapping import (
     unmapped_contacts,
 )
 from contacts.services.merge import MergeRefused, contacts_merge
+from contacts.services.queue import queue_page_details, with_queue_columns
 from whatsapp.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin
-from whatsapp.models import Conversation, Message, Provider
+from whatsapp.models import Message, Provider
 from whatsapp.providers.events import IdentityKind
 
 User = get_user_model()
@@ -242,13 +241,6 @@ class ContactUserMappingAdmin(AuditedModelAdmin):
 
 # --- the unmapped-contacts queue -----------------------------------------------------------------
 
-class CountRows(Func):
-    """COUNT(*) of a correlated subquery, without the GROUP BY an aggregate would bring."""
-
-    template = "COUNT(*)"
-    output_field = IntegerField()
-
-
 class ProviderFilter(admin.SimpleListFilter):
     """By the provider of the contact's conversations; reads providers' names only (their credentials are
     encrypted, and decrypting them on every page of the queue would be wasted work)."""
@@ -266,10 +258,6 @@ class ProviderFilter(admin.SimpleListFilter):
         return queryset
 
 
-def _contact_messages():
-    return Message.objects.filter(conversation__contact=OuterRef("pk")).order_by()
-
-
 class UnmappedChangeList(ChangeList):
     """
     A page of the queue in a fixed number of queries whatever its size: message counts and the last
@@ -278,23 +266,12 @@ class UnmappedChangeList(ChangeList):
     """
 
     def get_queryset(self, request, exclude_parameters=None):
-        return super().get_queryset(request, exclude_parameters).annotate(
-            message_count=Coalesce(Subquery(_contact_messages().annotate(n=CountRows()).values("n")[:1]), 0),
-            last_message_id=Subquery(_contact_messages().order_by("-created_at", "-id").values("id")[:1]),
-        )
+        return with_queue_columns(super().get_queryset(request, exclude_parameters))
 
     def get_results(self, request):
         super().get_results(request)
-        contacts = list(self.result_list)
-        conversations = Conversation.objects.select_related("provider").only("contact", "provider__name")
-        prefetch_related_objects(contacts, "identities", Prefetch("conversations", queryset=conversations))
-        last_ids = [contact.last_message_id for contact in contacts if contact.last_message_id]
-        last_messages = Message.objects.only("text", "message_type", "direction", "created_at").in_bulk(last_ids)
-        suggestions = suggestions_for(contacts)
-        for contact in contacts:
-            contact.last_message = last_messages.get(contact.last_message_id)
-            contact.suggestions = suggestions.get(contact.pk, [])
-        self.result_list = contacts
+        self.result_list = list(self.result_list)
+        queue_page_details(self.result_list)
 
 
 class ContactPermissions:

@@ -129,12 +129,12 @@ PREVIEW_LENGTH = 100
 
 
 class UnmappedContactSerializer(serializers.ModelSerializer):
-    """A contact in the unmapped queue. Needs the queue's annotations and the page's suggestions in the
-    context (`suggestions`: {contact id: [Suggestion]})."""
+    """A contact in the unmapped queue, as contacts.services.queue fills it in (with_queue_columns, then
+    queue_page_details)."""
 
     identities = ContactIdentitySerializer(many=True, read_only=True)
     message_count = serializers.IntegerField(read_only=True)
-    last_message_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    last_message_at = serializers.SerializerMethodField()
     last_message_preview = serializers.SerializerMethodField()
     providers = serializers.SerializerMethodField()
     suggested_users = serializers.SerializerMethodField()
@@ -144,10 +144,18 @@ class UnmappedContactSerializer(serializers.ModelSerializer):
         fields = ["id", "profile_name", "consent", "language", "last_seen_at", "identities", "message_count",
                   "last_message_at", "last_message_preview", "providers", "suggested_users", "created_at"]
 
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_last_message_at(self, contact: Contact):
+        return serializers.DateTimeField().to_representation(contact.last_message.created_at) \
+            if contact.last_message else None
+
     def get_last_message_preview(self, contact: Contact) -> str:
-        text = (contact.last_message_text or "").strip()
-        if not text and contact.last_message_type:
-            return f"[{contact.last_message_type}]"
+        message = contact.last_message
+        if message is None:
+            return ""
+        text = message.text.strip()
+        if not text:
+            return f"[{message.message_type}]"
         return text if len(text) <= PREVIEW_LENGTH else text[:PREVIEW_LENGTH - 1] + "…"
 
     @extend_schema_field(ProviderBriefSerializer(many=True))
@@ -157,8 +165,7 @@ class UnmappedContactSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(SuggestedUserSerializer(many=True))
     def get_suggested_users(self, contact: Contact) -> list[dict]:
-        suggestions = self.context.get("suggestions", {}).get(contact.pk, [])
-        return SuggestedUserSerializer(suggestions, many=True).data
+        return SuggestedUserSerializer(contact.suggestions, many=True).data
 
 
 class ContactUserMappingSerializer(serializers.ModelSerializer):

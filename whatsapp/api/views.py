@@ -3,8 +3,7 @@
 import hashlib
 
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Prefetch, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Prefetch
 from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -23,9 +22,9 @@ from contacts.services.mapping import (
     contacts_ignore,
     mapping_delete,
     mapping_notify_set,
-    suggestions_for,
     unmapped_contacts,
 )
+from contacts.services.queue import queue_page_details, with_queue_columns
 from contacts.services.verification import VerificationRefused, verification_start
 from templates_app.models import MessageTemplate
 from whatsapp.api import serializers
@@ -201,30 +200,14 @@ class ContactViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=False, methods=["get"])
     def unmapped(self, request):
-        queue = self.filter_queryset(_unmapped_queue())
-        page = self.paginate_queryset(queue)
-        suggestions = suggestions_for(page)  # once for the page, a fixed number of queries
-        data = serializers.UnmappedContactSerializer(page, many=True, context={"suggestions": suggestions}).data
-        return self.get_paginated_response(data)
+        page = self.paginate_queryset(self.filter_queryset(with_queue_columns(unmapped_contacts())))
+        queue_page_details(page)
+        return self.get_paginated_response(serializers.UnmappedContactSerializer(page, many=True).data)
 
 
 def _contact_shown(contact: Contact) -> dict:
     """The contact as it is now, after a change."""
     return serializers.ContactSerializer(_contacts().get(pk=contact.pk)).data
-
-
-def _unmapped_queue():
-    """The queue with what each row shows, in a fixed number of queries whatever the page size."""
-    messages = Message.objects.filter(conversation__contact=OuterRef("pk"))
-    latest = messages.order_by("-created_at", "-id")
-    count = messages.order_by().values("conversation__contact").annotate(n=Count("pk")).values("n")
-    return (unmapped_contacts()
-            .annotate(message_count=Coalesce(Subquery(count), 0),
-                      last_message_at=Subquery(latest.values("created_at")[:1]),
-                      last_message_text=Subquery(latest.values("text")[:1]),
-                      last_message_type=Subquery(latest.values("message_type")[:1]))
-            .prefetch_related("identities",
-                              Prefetch("conversations", queryset=Conversation.objects.select_related("provider"))))
 
 
 @extend_schema_view(

@@ -1,0 +1,49 @@
+"""
+The unmapped-contacts queue as people see it (the admin screen and the API): each contact with its
+message count, last message, providers and suggested users, in a fixed number of queries per page
+whatever its size.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Func, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, prefetch_related_objects
+from django.db.models.functions import Coalesce
+
+from contacts.models import Contact
+from contacts.services.mapping import suggestions_for
+from whatsapp.models import Conversation, Message
+
+
+class _CountRows(Func):
+    """COUNT(*) of a correlated subquery, without the GROUP BY an aggregate would bring."""
+
+    template = "COUNT(*)"
+    output_field = IntegerField()
+
+
+def _contact_messages() -> QuerySet[Message]:
+    return Message.objects.filter(conversation__contact=OuterRef("pk")).order_by()
+
+
+def with_queue_columns(contacts: QuerySet[Contact]) -> QuerySet[Contact]:
+    """`message_count` and `last_message_id` as subqueries of the page's own query."""
+    return contacts.annotate(
+        message_count=Coalesce(Subquery(_contact_messages().annotate(n=_CountRows()).values("n")[:1]), 0),
+        last_message_id=Subquery(_contact_messages().order_by("-created_at", "-id").values("id")[:1]),
+    )
+
+
+def queue_page_details(contacts: list[Contact]) -> None:
+    """
+    Fill in a page of `with_queue_columns` rows: identities and conversations (with their providers)
+    prefetched, `last_message` (a Message or None) and `suggestions` (see suggestions_for) set on each.
+    """
+    conversations = Conversation.objects.select_related("provider").only("contact", "provider__name",
+                                                                          "provider__kind")
+    prefetch_related_objects(contacts, "identities", Prefetch("conversations", queryset=conversations))
+    last_ids = [contact.last_message_id for contact in contacts if contact.last_message_id]
+    last_messages = Message.objects.only("text", "message_type", "direction", "created_at").in_bulk(last_ids)
+    suggestions = suggestions_for(contacts)
+    for contact in contacts:
+        contact.last_message = last_messages.get(contact.last_message_id)
+        contact.suggestions = suggestions.get(contact.pk, [])
