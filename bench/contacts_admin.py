@@ -66,6 +66,21 @@ def recreate_database(env: dict[str, str]) -> None:
                    env=env, check=True)
 
 
+def _messages_insert(*, text: str, outbound_status: str, id_prefix: str, at: str, source: str) -> str:
+    """Messages for the rows of `source` (a conversation `c` and a number `n`), alternately inbound and
+    outbound; the arguments are SQL expressions of our own."""
+    return f"""
+        INSERT INTO whatsapp_message (provider_id, conversation_id, direction, message_type, text, content, status,
+                                      error_code, error_title, error_detail, attempts, duplicate_count,
+                                      template_variables, transcript, intent, sentiment, language, processing_status,
+                                      lane, hold_reason, request_fingerprint, purpose, provider_message_id,
+                                      created_at, updated_at)
+        SELECT c.provider_id, c.id, CASE WHEN n % 2 = 0 THEN 'inbound' ELSE 'outbound' END, 'text', {text}, '{{}}',
+               CASE WHEN n % 2 = 0 THEN 'received' ELSE '{outbound_status}' END, '', '', '', 0, 0, '{{}}', '', '', '',
+               '', 'done', 'reply', '', '', '', {id_prefix} || '-' || n, {at}, {at}
+        FROM {source}"""  # noqa: S608 - only SQL expressions and integers of our own are interpolated
+
+
 def fill(contacts: int, messages: int) -> dict[str, float]:
     """Bulk rows straight in SQL: the ORM would take an hour for a million messages."""
     from django.db import connection
@@ -114,32 +129,18 @@ def fill(contacts: int, messages: int) -> dict[str, float]:
             SELECT CASE WHEN id % 7 = 0 THEN {other.pk} ELSE {provider.pk} END, id, '{{}}', '', '', '',
                    created_at, created_at
             FROM contacts_contact"""),  # noqa: S608 - only integers of our own are interpolated
-        ("messages", f"""
-            INSERT INTO whatsapp_message (provider_id, conversation_id, direction, message_type, text, content,
-                                          status, error_code, error_title, error_detail, attempts,
-                                          duplicate_count, template_variables, transcript, intent, sentiment,
-                                          language, processing_status, lane, hold_reason, request_fingerprint,
-                                          purpose, provider_message_id, created_at, updated_at)
-            SELECT c.provider_id, c.id, CASE WHEN n % 2 = 0 THEN 'inbound' ELSE 'outbound' END, 'text',
-                   'Message ' || n || ' of conversation ' || c.id, '{{}}',
-                   CASE WHEN n % 2 = 0 THEN 'received' ELSE 'read' END, '', '', '', 0, 0, '{{}}', '', '', '',
-                   '', 'done', 'reply', '', '', '', 'bench-' || c.id || '-' || n,
-                   c.created_at + (n || ' seconds')::interval, c.created_at + (n || ' seconds')::interval
-            FROM whatsapp_conversation c CROSS JOIN generate_series(1, {per_conversation + 1}) n
-            WHERE n <= {per_conversation}
-               OR c.id < (SELECT min(id) FROM whatsapp_conversation) + {remainder}"""),  # noqa: S608 - only integers of our own are interpolated
-        ("long conversation", f"""
-            INSERT INTO whatsapp_message (provider_id, conversation_id, direction, message_type, text, content,
-                                          status, error_code, error_title, error_detail, attempts,
-                                          duplicate_count, template_variables, transcript, intent, sentiment,
-                                          language, processing_status, lane, hold_reason, request_fingerprint,
-                                          purpose, provider_message_id, created_at, updated_at)
-            SELECT c.provider_id, c.id, CASE WHEN n % 2 = 0 THEN 'inbound' ELSE 'outbound' END, 'text',
-                   'Long conversation message ' || n, '{{}}', CASE WHEN n % 2 = 0 THEN 'received' ELSE 'delivered' END,
-                   '', '', '', 0, 0, '{{}}', '', '', '', '', 'done', 'reply', '', '', '', 'bench-long-' || n,
-                   now() - ((3000 - n) || ' seconds')::interval, now()
-            FROM (SELECT * FROM whatsapp_conversation ORDER BY id DESC LIMIT 1) c
-            CROSS JOIN generate_series(1, {LONG_CONVERSATION_MESSAGES}) n"""),  # noqa: S608 - only integers of our own are interpolated
+        ("messages", _messages_insert(
+            text="'Message ' || n || ' of conversation ' || c.id", outbound_status="read",
+            id_prefix="'bench-' || c.id",
+            at="c.created_at + (n || ' seconds')::interval",
+            source=f"""whatsapp_conversation c CROSS JOIN generate_series(1, {per_conversation + 1}) n
+                       WHERE n <= {per_conversation}
+                          OR c.id < (SELECT min(id) FROM whatsapp_conversation) + {remainder}""")),  # noqa: S608
+        ("long conversation", _messages_insert(
+            text="'Long conversation message ' || n", outbound_status="delivered", id_prefix="'bench-long'",
+            at="now() - ((3000 - n) || ' seconds')::interval",
+            source=f"""(SELECT * FROM whatsapp_conversation ORDER BY id DESC LIMIT 1) c
+                       CROSS JOIN generate_series(1, {LONG_CONVERSATION_MESSAGES}) n""")),  # noqa: S608
     ]
     timings = {}
     with connection.cursor() as cursor:

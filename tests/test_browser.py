@@ -31,29 +31,40 @@ def browser():
     driver.quit()
 
 
-def test_admin_login_and_conversation_page(browser, live_server, tmp_path):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
+def _sandbox_message_stored(provider) -> Conversation:
+    """The sandbox fixture's inbound message, stored and processed as the webhook view and worker do."""
     from whatsapp import sandbox_phone
     from whatsapp.providers.base import WebhookRequest
     from whatsapp.services.webhooks import webhook_event_process, webhook_event_record
 
-    get_user_model().objects.create_superuser("operator", "op@example.com", "pw-123456-strong")
-    provider = provider_create(kind="sandbox", name="Browser sandbox", options={})
     body = fixture_bytes("sandbox", "inbound_text.json")
     headers = {k.lower(): v for k, v in sandbox_phone.signed_headers(provider, body).items()}
     event, _ = webhook_event_record(kind="sandbox", provider=provider, remote_addr=None, request=WebhookRequest(
         method="POST", public_url="", body=body, headers=headers, content_type="application/json"))
     webhook_event_process(event.pk)
-    conversation = Conversation.objects.get()
+    return Conversation.objects.get()
+
+
+def _log_in(browser, live_server, username: str, password: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(live_server.url + "/admin/")
-    browser.find_element(By.NAME, "username").send_keys("operator")
-    browser.find_element(By.NAME, "password").send_keys("pw-123456-strong")
+    browser.find_element(By.NAME, "username").send_keys(username)
+    browser.find_element(By.NAME, "password").send_keys(password)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "user-tools")))
+
+
+def test_admin_login_and_conversation_page(browser, live_server, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    get_user_model().objects.create_superuser("operator", "op@example.com", "pw-123456-strong")
+    conversation = _sandbox_message_stored(provider_create(kind="sandbox", name="Browser sandbox", options={}))
+    _log_in(browser, live_server, "operator", "pw-123456-strong")
 
     browser.get(f"{live_server.url}/admin/whatsapp/conversation/{conversation.pk}/change/")
     transcript = WebDriverWait(browser, 10).until(
@@ -72,9 +83,6 @@ def test_unmapped_contact_is_mapped_from_the_queue_and_leaves_it(browser, live_s
 
     from contacts.models import ContactUserMapping
     from contacts.services.mapping import user_phone_set
-    from whatsapp import sandbox_phone
-    from whatsapp.providers.base import WebhookRequest
-    from whatsapp.services.webhooks import webhook_event_process, webhook_event_record
 
     users = get_user_model().objects
     users.create_superuser("mapper", "mapper@example.com", "pw-123456-strong")
@@ -82,21 +90,11 @@ def test_unmapped_contact_is_mapped_from_the_queue_and_leaves_it(browser, live_s
     bruno = users.create_user("bsouza", "bruno@example.com", first_name="Bruno", last_name="Souza")
     for user in (ana, bruno):
         user_phone_set(user, "+15551230001")  # the number the fixture's message comes from
-    provider = provider_create(kind="sandbox", name="Browser sandbox", options={})
-    body = fixture_bytes("sandbox", "inbound_text.json")
-    headers = {k.lower(): v for k, v in sandbox_phone.signed_headers(provider, body).items()}
-    event, _ = webhook_event_record(kind="sandbox", provider=provider, remote_addr=None, request=WebhookRequest(
-        method="POST", public_url="", body=body, headers=headers, content_type="application/json"))
-    webhook_event_process(event.pk)
-    contact = Conversation.objects.get().contact
+    contact = _sandbox_message_stored(provider_create(kind="sandbox", name="Browser sandbox", options={})).contact
     assert not ContactUserMapping.objects.filter(contact=contact).exists()
 
     wait = WebDriverWait(browser, 10)
-    browser.get(live_server.url + "/admin/")
-    browser.find_element(By.NAME, "username").send_keys("mapper")
-    browser.find_element(By.NAME, "password").send_keys("pw-123456-strong")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    wait.until(expected_conditions.presence_of_element_located((By.ID, "user-tools")))
+    _log_in(browser, live_server, "mapper", "pw-123456-strong")
 
     browser.get(f"{live_server.url}/admin/contacts/unmappedcontact/")
     queue = wait.until(expected_conditions.presence_of_element_located((By.ID, "result_list")))
