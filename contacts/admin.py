@@ -45,9 +45,11 @@ from contacts.services.mapping import (
 )
 from contacts.services.merge import MergeRefused, contacts_merge
 from contacts.services.queue import queue_page_details, with_queue_columns
+from contacts.services.verification import VerificationRefused, verification_start
 from whatsapp.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin
 from whatsapp.models import Message, Provider
 from whatsapp.providers.events import IdentityKind
+from whatsapp.services.send_rules import SendRefused
 
 User = get_user_model()
 
@@ -148,7 +150,7 @@ class ContactAdmin(AuditedModelAdmin):
               "is_ignored", "last_seen_at", "created_at"]
     # Consent changes only through the actions (consent_set keeps the history and the audit entry).
     readonly_fields = ["mapping", "consent", "consent_source", "consent_changed_at", "last_seen_at", "created_at"]
-    actions = ["opt_out", "opt_in", "merge_contacts", "unignore"]
+    actions = ["opt_out", "opt_in", "send_verification_code", "merge_contacts", "unignore"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user_mapping__user")
@@ -187,6 +189,17 @@ class ContactAdmin(AuditedModelAdmin):
     @admin.action(description="Opt in", permissions=["change"])
     def opt_in(self, request, queryset):
         self._set_consent(request, queryset, Contact.Consent.OPTED_IN, "opted in")
+
+    @admin.action(description="Send a verification code (to its mapped user's contact)", permissions=["change"])
+    def send_verification_code(self, request, queryset):
+        for contact in queryset:
+            try:
+                challenge = verification_start(contact=contact, actor=request.user)
+            except (VerificationRefused, SendRefused) as refusal:
+                self.message_user(request, f"{contact}: no code sent: {refusal.reason}", messages.ERROR)
+            else:
+                self.message_user(request, f"{contact}: a code is on its way (message #{challenge.message_id}); "
+                                           f"their reply with it verifies the mapping to {challenge.user}.")
 
     @admin.action(description="Put back in the unmapped queue (unignore)", permissions=["change"])
     def unignore(self, request, queryset):

@@ -23,6 +23,7 @@ from contacts.services.mapping import contact_map_to_user, user_phone_set
 from whatsapp.models import AuditLog, Conversation, Message
 from whatsapp.providers.events import Identity, IdentityKind
 from whatsapp.services.providers import provider_create
+from whatsapp.services.sessions import session_open_or_extend
 
 pytestmark = pytest.mark.django_db
 
@@ -325,6 +326,27 @@ def test_opt_out_and_opt_in_actions_keep_a_history(admin_client_logged, sandbox_
     assert "Consent history" in html
     history = html[html.index("Consent history"):]
     assert "Opted out" in history and "Opted in" in history and "root" in history
+
+
+def test_send_verification_code_action_queues_a_code_or_says_why_not(admin_client_logged, sandbox_provider):
+    user = make_user("ana", first="Ana", last="Souza")
+    contact = make_contact(sandbox_provider, phone="+15551230001", name="Ana")
+    inbound = Message.objects.get(conversation__contact=contact)
+    session_open_or_extend(conversation=inbound.conversation, inbound_at=timezone.now())
+    contact_map_to_user(contact=contact, user=user, actor=None)
+    action = {"action": "send_verification_code", "_selected_action": [contact.pk]}
+
+    refused = page(admin_client_logged.post(CONTACTS, action, follow=True))
+    assert "no code sent" in refused and "verification enabled" in refused
+    sandbox_provider.contact_verification_enabled = True
+    sandbox_provider.save()
+    sent = page(admin_client_logged.post(CONTACTS, action, follow=True))
+    code_message = Message.objects.get(conversation__contact=contact, purpose="verification")
+    assert f"a code is on its way (message #{code_message.pk})" in sent
+    assert re.search(r"\b\d{6}\b", code_message.text) and code_message.text not in sent
+    challenge = VerificationChallenge.objects.get(contact=contact)
+    assert (challenge.user, challenge.created_by.username) == (user, "root")
+    assert "contact.verification_start" in [action for action, _ in audit_actions(contact)]
 
 
 def test_contact_page_links_its_mapped_user_and_filters_by_mapping(admin_client_logged, sandbox_provider):
