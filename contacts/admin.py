@@ -42,6 +42,7 @@ from contacts.services.mapping import (
     contacts_ignore,
     suggestions_for,
     unmapped_contacts,
+    user_label,
 )
 from contacts.services.merge import MergeRefused, contacts_merge
 from contacts.services.queue import queue_page_details, with_queue_columns
@@ -56,11 +57,6 @@ User = get_user_model()
 IDENTITIES_SHOWN = 3
 # Picking contacts for the map page goes through its URL (?ids=1,2,3): keep that URL a sane length.
 MAP_CONTACTS_MAX = 200
-
-
-def user_label(user) -> str:
-    full_name = user.get_full_name()
-    return f"{full_name} <{user.get_username()}>" if full_name else user.get_username()
 
 
 def user_link(user):

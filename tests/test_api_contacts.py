@@ -284,6 +284,8 @@ def test_verification_needs_permission(verifying, ana):
     user = make_user("ana.souza")
     refused(reader.post(f"/api/v1/contacts/{ana.pk}/verify/", {"user": user.pk}, format="json"), 403,
             "permission_denied")
+    assert not VerificationChallenge.objects.exists()
+    assert not Message.objects.filter(purpose="verification").exists()
 
 
 # --- mappings --------------------------------------------------------------------------------------

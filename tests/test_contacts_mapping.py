@@ -258,6 +258,17 @@ def test_mapping_to_another_user_needs_replace(waiting_contact, superuser):
                                                                                           (ana.pk, bea.pk)]
 
 
+def test_mapping_again_to_the_verified_user_keeps_the_verification(waiting_contact, superuser):
+    ana = make_user("ana")
+    verified = contact_map_to_user(contact=waiting_contact, user=ana, actor=None, method="verified",
+                                   rule="one-time code")
+    ContactUserMapping.objects.filter(pk=verified.pk).update(verified_at=verified.created_at)
+    again = contact_map_to_user(contact=waiting_contact, user=ana, actor=superuser, notify_on_ready=True)
+    again.refresh_from_db()
+    assert (again.method, again.rule, again.verified_at, again.notify_on_ready) == (
+        "verified", "one-time code", verified.created_at, True)
+
+
 def test_removing_a_mapping_puts_the_contact_back_in_the_queue(waiting_contact, superuser):
     mapping = contact_map_to_user(contact=waiting_contact, user=make_user("ana"), actor=superuser)
     mapping_delete(mapping=mapping, actor=superuser)

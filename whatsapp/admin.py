@@ -11,8 +11,7 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat, linebreaksbr
@@ -46,6 +45,7 @@ from whatsapp.models import (
 )
 from whatsapp.providers import provider_class_for, provider_for, registered_kinds
 from whatsapp.providers.events import MEDIA_TYPES, MessageStatus, MessageType, TemplateStatus
+from whatsapp.queries import count_subquery
 from whatsapp.services.api_tokens import api_token_create, api_token_revoke
 from whatsapp.services.audit import audit_record
 from whatsapp.services.circuit import circuit_reset
@@ -702,12 +702,6 @@ def conversation_contact_card(contact) -> dict:
     return card
 
 
-def _message_count_subquery():
-    counted = (Message.objects.filter(conversation=OuterRef("pk")).order_by().values("conversation")
-               .annotate(total=Count("pk")).values("total"))
-    return Coalesce(Subquery(counted, output_field=models.IntegerField()), 0)
-
-
 class MappedUserFilter(admin.SimpleListFilter):
     """Conversations of one mapped user. The sidebar lists a few mapped users; any other is reached by
     ?mapped_user=<user id> (the user's link on a conversation page) or by searching their username."""
@@ -765,7 +759,7 @@ class ConversationAdmin(AuditedModelAdmin):
         # The list and the conversation page both show these. (The changelist skips list_select_related
         # once the queryset has a select_related, so it is all named here.)
         return (super().get_queryset(request).select_related(*self.list_select_related)
-                .annotate(message_total=_message_count_subquery()))
+                .annotate(message_total=count_subquery(Message.objects.filter(conversation=OuterRef("pk")))))
 
     def get_urls(self):
         send = path("<int:conversation_id>/send/", self.admin_site.admin_view(self.send_view),

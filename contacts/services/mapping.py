@@ -46,12 +46,9 @@ class Suggestion:
     user: Any
     reasons: tuple[str, ...]
 
-    @property
-    def label(self) -> str:
-        return f"{_user_label(self.user)} ({', '.join(self.reasons)})"
 
-
-def _user_label(user) -> str:
+def user_label(user) -> str:
+    """'Ana Souza <asouza>', or the username alone when the user has no name."""
     full_name = user.get_full_name() if hasattr(user, "get_full_name") else ""
     return f"{full_name} <{user.get_username()}>" if full_name else user.get_username()
 
@@ -227,14 +224,18 @@ def contact_map_to_user(*, contact: Contact, user, actor: Any, method: str = Con
                         rule: str = "", notify_on_ready: bool = False, replace: bool = False) -> ContactUserMapping:
     """
     Map a contact to a user. A contact mapped to someone else raises MappingConflict unless `replace`;
-    mapping it again to the same user updates how (e.g. now verified).
+    mapping it again to the same user updates how (e.g. now verified), but never undoes a verification.
     """
     contact = Contact.objects.select_for_update().get(pk=contact.pk)
     existing = ContactUserMapping.objects.filter(contact=contact).first()
     if existing is not None and existing.user_id != user.pk and not replace:
-        raise MappingConflict(f"{contact} is already mapped to {_user_label(existing.user)}; "
+        raise MappingConflict(f"{contact} is already mapped to {user_label(existing.user)}; "
                               "remove that mapping first")
     before = _mapping_state(existing)
+    if (existing is not None and existing.user_id == user.pk and existing.method == ContactUserMapping.Method.VERIFIED
+            and method != ContactUserMapping.Method.VERIFIED):
+        # Mapping a contact again to the user it was verified as never undoes the verification.
+        method, rule = existing.method, existing.rule
     mapping = existing or ContactUserMapping(contact=contact)
     mapping.user, mapping.method, mapping.rule = user, method, rule[:64]
     mapping.notify_on_ready = notify_on_ready or (existing is not None and existing.user_id == user.pk

@@ -6,19 +6,12 @@ whatever its size.
 
 from __future__ import annotations
 
-from django.db.models import Func, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, prefetch_related_objects
-from django.db.models.functions import Coalesce
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery, prefetch_related_objects
 
 from contacts.models import Contact
 from contacts.services.mapping import suggestions_for
 from whatsapp.models import Conversation, Message
-
-
-class _CountRows(Func):
-    """COUNT(*) of a correlated subquery, without the GROUP BY an aggregate would bring."""
-
-    template = "COUNT(*)"
-    output_field = IntegerField()
+from whatsapp.queries import count_subquery
 
 
 def _contact_messages() -> QuerySet[Message]:
@@ -28,7 +21,7 @@ def _contact_messages() -> QuerySet[Message]:
 def with_queue_columns(contacts: QuerySet[Contact]) -> QuerySet[Contact]:
     """`message_count` and `last_message_id` as subqueries of the page's own query."""
     return contacts.annotate(
-        message_count=Coalesce(Subquery(_contact_messages().annotate(n=_CountRows()).values("n")[:1]), 0),
+        message_count=count_subquery(_contact_messages()),
         last_message_id=Subquery(_contact_messages().order_by("-created_at", "-id").values("id")[:1]),
     )
 

@@ -241,7 +241,7 @@ class ContactUserMappingViewSet(ReadableErrors, mixins.CreateModelMixin, mixins.
         form = _valid(serializers.ContactUserMappingCreateSerializer, request.data)
         existing = ContactUserMapping.objects.filter(contact=form["contact"], user=form["user"]).first()
         if existing is not None:
-            # Not remapped: the service would turn a verified mapping back into a manual one.
+            # Already so: nothing to change or audit (PATCH changes the notify preference).
             return Response(self._shown(existing), status=200)
         try:
             mapping = contact_map_to_user(contact=form["contact"], user=form["user"], actor=request.user,
