@@ -25,14 +25,25 @@ class MessageTemplate(models.Model):
     version = models.PositiveIntegerField(default=1)
     status = models.CharField(max_length=24, choices=TemplateStatus.choices, default=TemplateStatus.DRAFT)
     provider_template_id = models.CharField(max_length=64, blank=True)
-    rejection_reason = models.TextField(blank=True)
+    rejection_reason = models.TextField(blank=True, help_text="The provider's reason for a rejection or a pause.")
+    provider_recommendation = models.TextField(blank=True, help_text="What the provider advises doing about it.")
     quality = models.CharField(max_length=16, blank=True)
+    managed_elsewhere = models.BooleanField(
+        default=False, help_text="Imported from a provider that manages its templates itself (e.g. a Chatwoot "
+                                 "inbox): read-only here, its status mirrors the provider's.")
+    review_note = models.TextField(blank=True, help_text="The internal reviewer's reason for a rejection.")
+    submission_error = models.TextField(blank=True, help_text="Why the last submission to the provider failed.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                      related_name="+")
     reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="+")
     submitted_at = models.DateTimeField(null=True, blank=True)
     reviewed_at = models.DateTimeField(null=True, blank=True)
+    sent_to_provider_at = models.DateTimeField(null=True, blank=True)
+    approved_at = models.DateTimeField(null=True, blank=True, help_text="When the provider approved it.")
+    synced_at = models.DateTimeField(null=True, blank=True, help_text="When the sync job last read it.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -47,3 +58,7 @@ class MessageTemplate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} [{self.language}] v{self.version}"
+
+    @property
+    def is_sendable(self) -> bool:
+        return self.status == TemplateStatus.APPROVED

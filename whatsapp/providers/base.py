@@ -25,8 +25,12 @@ from whatsapp.providers.events import (
     MediaRef,
     NormalizedEvent,
     OutboundMessage,
+    RemoteTemplate,
     SendResult,
     StoredWebhook,
+    TemplateDefinition,
+    TemplateManagement,
+    TemplateSubmission,
 )
 
 if TYPE_CHECKING:
@@ -252,6 +256,8 @@ class BaseProvider:
     #: Send error codes meaning the person blocked us or is not on WhatsApp, with a readable reason: the
     #: contact is opted out (no further sends) until someone opts them back in.
     consent_error_codes: ClassVar[dict[str, str]] = {}
+    #: Whether templates are created here and submitted to this provider, only imported from it, or neither.
+    template_management: ClassVar[str] = TemplateManagement.NONE
 
     def __init__(self, provider: ProviderRow):
         self.provider = provider
@@ -314,6 +320,17 @@ class BaseProvider:
 
     def check_connection(self) -> ConnectionCheck:
         raise NotImplementedError
+
+    # --- templates -------------------------------------------------------------------------
+    def submit_template(self, template: TemplateDefinition) -> TemplateSubmission:
+        """Create the template at the provider (or edit the one `provider_template_id` names) and ask for
+        WhatsApp's approval. Raises ProviderError; code "template_unsupported" when the provider cannot
+        express the template."""
+        raise ProviderError(f"{self.label} does not take template submissions", code="not_supported")
+
+    def list_templates(self) -> list[RemoteTemplate]:
+        """Every template the provider holds for this account, with its current status (all pages)."""
+        raise ProviderError(f"{self.label} does not list templates", code="not_supported")
 
     def simulated_inbound(self, *, from_phone: str, name: str, text: str) -> tuple[bytes, dict[str, str]]:
         """Body and headers of a signed webhook carrying one inbound text (local simulators only)."""

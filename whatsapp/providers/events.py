@@ -84,7 +84,8 @@ class TemplateStatus(models.TextChoices):
     PAUSED = "paused", "Paused"
     DISABLED = "disabled", "Disabled"
     IN_APPEAL = "in_appeal", "In appeal"
-    MANAGED_ELSEWHERE = "managed_elsewhere", "Managed elsewhere"
+    # An approved version whose successor has been approved since: kept for history, no longer sent.
+    SUPERSEDED = "superseded", "Superseded by a newer version"
     UNKNOWN = "unknown", "Unknown"
 
 
@@ -193,10 +194,72 @@ class TemplateStatusUpdate:
     # A TemplateStatus; UNKNOWN when the report changes something else (quality, category).
     status: str
     reason: str = ""
+    # What the provider advises doing about a rejection or a pause.
+    recommendation: str = ""
     quality: str = ""
     category: str = ""
     timestamp: datetime | None = None
     routed_to: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+# --- templates at the provider --------------------------------------------------------------
+# Templates travel in WhatsApp's own component shape, which is also how we store them:
+#   [{"type": "HEADER", "format": "TEXT", "text": "Hi {{1}}"}, {"type": "BODY", "text": "..."},
+#    {"type": "FOOTER", "text": "..."}, {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Yes"},
+#    {"type": "URL", "text": "Track", "url": "https://x.example/t/{{1}}"}, {"type": "PHONE_NUMBER", "text": "Call",
+#    "phone_number": "+15550001111"}, {"type": "COPY_CODE", "text": "Copy code"}]}]
+# and examples as {"header": {"1": "Summer"}, "body": {"1": "Ana"}, "buttons": {"1": "order-123"}} (buttons by
+# their index in the BUTTONS list). A provider module translates both to and from its wire format.
+
+
+class TemplateManagement(models.TextChoices):
+    """What the platform can do with a provider's templates."""
+
+    SUBMIT = "submit", "Created here and submitted for approval"
+    IMPORT = "import", "Imported for reference (managed in the provider's own tool)"
+    NONE = "none", "No templates"
+
+
+@dataclass(frozen=True)
+class TemplateDefinition:
+    """A template as authored here, for the provider to create, or to edit when it has its id."""
+
+    name: str
+    language: str
+    category: str  # MessageTemplate.Category: marketing, utility, authentication
+    parameter_format: str  # "positional" or "named"
+    components: list[dict[str, Any]]
+    examples: dict[str, Any]
+    # The provider's id of an earlier version: a provider that edits templates in place edits it.
+    provider_template_id: str = ""
+
+
+@dataclass(frozen=True)
+class TemplateSubmission:
+    """The provider's answer to a submission."""
+
+    provider_template_id: str
+    status: str  # a TemplateStatus (usually PENDING; some providers approve at once)
+    reason: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RemoteTemplate:
+    """A template as the provider lists it (for the sync job)."""
+
+    provider_template_id: str
+    name: str
+    language: str
+    status: str  # a TemplateStatus
+    category: str = ""  # MessageTemplate.Category, or "" when the provider's is unknown to us
+    parameter_format: str = "positional"
+    components: list[dict[str, Any]] = field(default_factory=list)
+    examples: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    recommendation: str = ""
+    quality: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
 
 
