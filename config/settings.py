@@ -197,6 +197,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "whatsapp.tasks.close_expired_sessions_task",
         "schedule": 300.0,
     },
+    "submit-due-templates": {
+        "task": "templates_app.tasks.templates_submit_due_task",
+        "schedule": 60.0,
+    },
+    "sync-templates": {
+        "task": "templates_app.tasks.templates_sync_task",
+        "schedule": env.float("TEMPLATE_SYNC_INTERVAL_SECONDS", default=900.0),
+    },
 }
 
 # --- Webhooks and sending ---
@@ -215,6 +223,8 @@ MEDIA_MAX_ATTEMPTS = env.int("MEDIA_MAX_ATTEMPTS", default=25)
 SANDBOX_STATUS_DELAY_SECONDS = env.float("SANDBOX_STATUS_DELAY_SECONDS", default=1.0)
 # Twilio's REST API (the twilio SDK's `api` domain); a setting so tests and proxies can point elsewhere.
 TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default="https://api.twilio.com").rstrip("/")
+# Twilio's Content API (templates) lives on its own host.
+TWILIO_CONTENT_BASE_URL = env("TWILIO_CONTENT_BASE_URL", default="https://content.twilio.com").rstrip("/")
 
 # --- Sending ---
 # Attempts per message before it lands in the dead-letter state; backoff doubles from the base, with

@@ -42,6 +42,10 @@ class MessageTemplate(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     reviewed_at = models.DateTimeField(null=True, blank=True)
     sent_to_provider_at = models.DateTimeField(null=True, blank=True)
+    # Submission to the provider after the internal approval: retried with backoff by a beat job, so an
+    # approval is never lost to a broker or provider outage.
+    submission_attempts = models.PositiveSmallIntegerField(default=0)
+    next_submission_at = models.DateTimeField(null=True, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True, help_text="When the provider approved it.")
     synced_at = models.DateTimeField(null=True, blank=True, help_text="When the sync job last read it.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -52,7 +56,12 @@ class MessageTemplate(models.Model):
             models.UniqueConstraint(fields=["provider", "name", "language", "version"],
                                     name="template_unique_provider_name_language_version"),
         ]
-        indexes = [models.Index(fields=["status", "-updated_at"], name="template_status_idx")]
+        indexes = [
+            models.Index(fields=["status", "-updated_at"], name="template_status_idx"),
+            models.Index(fields=["provider_template_id"], name="template_provider_id_idx"),
+            models.Index(fields=["next_submission_at"], name="template_submission_due_idx",
+                         condition=models.Q(next_submission_at__isnull=False)),
+        ]
         permissions = [("review_messagetemplate", "Can approve or reject templates in internal review")]
         ordering = ["name", "language", "-version"]
 
@@ -62,3 +71,12 @@ class MessageTemplate(models.Model):
     @property
     def is_sendable(self) -> bool:
         return self.status == TemplateStatus.APPROVED
+
+
+class TemplateAwaitingReview(MessageTemplate):
+    """The admin's "Templates awaiting review" screen: the templates in internal review."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "template awaiting review"
+        verbose_name_plural = "templates awaiting review"

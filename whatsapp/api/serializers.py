@@ -7,6 +7,7 @@ from rest_framework import serializers
 from contacts.models import ConsentEvent, Contact, ContactIdentity, ContactUserMapping
 from contacts.services.identities import phone_parse_e164
 from templates_app.models import MessageTemplate
+from templates_app.selectors import sendable_template
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider, SendAttempt
 from whatsapp.services.outbound import message_status_history
 from whatsapp.services.providers import provider_webhook_url
@@ -329,11 +330,11 @@ class SendMessageSerializer(serializers.Serializer):
         return active[0]
 
     def _template_by_name(self, attrs) -> MessageTemplate:
-        template = (MessageTemplate.objects.filter(provider=attrs["provider"], name=attrs["template_name"],
-                                                   language=attrs.get("template_language", "en_US"))
-                    .order_by("-version").first())
+        # The approved version: a newer version may be a draft in review while the approved one is in use.
+        template = sendable_template(attrs["provider"], attrs["template_name"], attrs.get("template_language", "en_US"))
         if template is None:
-            raise serializers.ValidationError({"template_name": "no such template for this provider and language"})
+            raise serializers.ValidationError({"template_name": "no approved template by this name and language for "
+                                                                "this provider"})
         return template
 
 

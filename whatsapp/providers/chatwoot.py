@@ -60,11 +60,14 @@ from whatsapp.providers.events import (
     OutboundMedia,
     OutboundMessage,
     OutboundTemplate,
+    RemoteTemplate,
     SendResult,
     StatusUpdate,
     StoredWebhook,
+    TemplateManagement,
     UnhandledEvent,
 )
+from whatsapp.providers.whatsapp_templates import remote_template
 
 if TYPE_CHECKING:
     from whatsapp.models import Provider as ProviderRow
@@ -139,6 +142,8 @@ class ChatwootProvider(BaseProvider):
     # Chatwoot queues sends without pacing them, and WhatsApp behind it still enforces its pair rate
     # (about one message every 6 s to one user).
     pair_interval_seconds = 6.0
+    # The inbox's templates are made in Meta's WhatsApp Manager and synced by Chatwoot: imported for reference.
+    template_management = TemplateManagement.IMPORT
     options = (
         ProviderOption("base_url", "Chatwoot base URL, e.g. https://chat.example.com", target="config",
                        required=True),
@@ -383,6 +388,16 @@ class ChatwootProvider(BaseProvider):
         inbox = as_dict(response_json(response))
         return ConnectionCheck(True, f"inbox {as_text(inbox.get('name')) or self.provider.external_id} "
                                      f"({as_text(inbox.get('channel_type')) or 'unknown channel'})")
+
+    def list_templates(self) -> list[RemoteTemplate]:
+        # A WhatsApp Cloud inbox carries the templates Chatwoot last synced from Meta (every 3 hours, or on
+        # its "sync templates" action) as `message_templates`, in Meta's own shape; other channels have none.
+        # https://developers.chatwoot.com/api-reference/inboxes/get-an-inbox
+        with http_client() as client:
+            response = self.rest_call(client, "GET", self._api_url(f"inboxes/{self.provider.external_id}"),
+                                      action="the inbox lookup")
+        inbox = as_dict(response_json(response))
+        return [remote_template(as_dict(item)) for item in as_list(inbox.get("message_templates"))]
 
     def _api_url(self, path: str) -> str:
         base = self.config_value("base_url").rstrip("/")

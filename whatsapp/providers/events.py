@@ -233,6 +233,8 @@ class TemplateDefinition:
     examples: dict[str, Any]
     # The provider's id of an earlier version: a provider that edits templates in place edits it.
     provider_template_id: str = ""
+    # Our version number; a provider whose templates cannot be edited creates a new one per version.
+    version: int = 1
 
 
 @dataclass(frozen=True)

@@ -51,13 +51,24 @@ from whatsapp.providers.events import (
     OutboundMedia,
     OutboundMessage,
     OutboundTemplate,
+    RemoteTemplate,
     SendResult,
     StatusUpdate,
     StoredWebhook,
+    TemplateDefinition,
+    TemplateManagement,
     TemplateParameter,
     TemplateStatus,
     TemplateStatusUpdate,
+    TemplateSubmission,
     UnhandledEvent,
+)
+from whatsapp.providers.whatsapp_templates import (
+    MEDIA_HEADER_FORMATS,
+    TEMPLATE_STATUS_MAP,
+    header_format,
+    remote_template,
+    to_whatsapp_components,
 )
 
 if TYPE_CHECKING:
@@ -77,24 +88,6 @@ STATUS_MAP = {
 }
 # A legacy status Meta still sends for deleted messages; courier ignores it too.
 IGNORED_STATUSES = frozenset({"deleted"})
-
-# message_template_status_update `event` -> our template status. FLAGGED only warns that a pause may
-# follow (the template stays sendable), so it changes no status and is recorded as the reason.
-TEMPLATE_STATUS_MAP = {
-    "APPROVED": TemplateStatus.APPROVED,
-    "REINSTATED": TemplateStatus.APPROVED,
-    "UNARCHIVED": TemplateStatus.APPROVED,
-    "PENDING": TemplateStatus.PENDING,
-    "REJECTED": TemplateStatus.REJECTED,
-    "PAUSED": TemplateStatus.PAUSED,
-    "DISABLED": TemplateStatus.DISABLED,
-    "ARCHIVED": TemplateStatus.DISABLED,
-    "DELETED": TemplateStatus.DISABLED,
-    "PENDING_DELETION": TemplateStatus.DISABLED,
-    "LIMIT_EXCEEDED": TemplateStatus.DISABLED,
-    "LOCKED": TemplateStatus.DISABLED,
-    "IN_APPEAL": TemplateStatus.IN_APPEAL,
-}
 
 MESSAGE_TYPE_MAP = {
     "text": MessageType.TEXT,
@@ -133,7 +126,7 @@ ERROR_ADVICE = {
     "3": "the app lacks a capability or permission for this call",
     "4": "the app's API call rate limit was reached; retrying later",
     "10": "the token lacks a permission (whatsapp_business_messaging); fix the system user's permissions",
-    "100": "Meta refused a parameter of the request; check the message content",
+    "100": "Meta refused a parameter of the request; check what was sent",
     "190": "the access token has expired; issue a new system user token",
     "200": "the token has no access to this WhatsApp Business Account; assign the asset to the system user",
     "368": "the business account is restricted for policy violations; see WhatsApp Manager",
@@ -166,6 +159,12 @@ ERROR_ADVICE = {
     "132016": "the template is permanently disabled; create a new one",
     "133016": "too many registration attempts for this number; retrying later",
 }
+
+# Templates: what a listing asks for, per page (Meta's maximum page size varies; 100 is accepted), and a
+# bound on pages (a portfolio holds at most 6,000 templates).
+TEMPLATE_FIELDS = "id,name,language,status,category,components,parameter_format,quality_score,rejected_reason"
+TEMPLATE_PAGE_SIZE = 100
+TEMPLATE_MAX_PAGES = 200
 
 # Meta takes a caption on these media kinds only, and a filename on documents only.
 CAPTIONED_MEDIA = frozenset({MessageType.IMAGE, MessageType.VIDEO, MessageType.DOCUMENT})
@@ -240,6 +239,8 @@ class MetaProvider(BaseProvider):
     consent_error_codes = {"131026": "undeliverable: not on WhatsApp or blocked the business"}
     # Media ids in webhooks stay downloadable for 7 days.
     media_lifetime = timedelta(days=7)
+    # Templates are created here and submitted to the WhatsApp Business Account.
+    template_management = TemplateManagement.SUBMIT
     options = (
         ProviderOption("phone_number_id", "Cloud API phone number id", target="external_id", required=True),
         ProviderOption("waba_id", "WhatsApp Business Account id", target="business_account_id", required=True),
@@ -452,7 +453,6 @@ class MetaProvider(BaseProvider):
         reasons = [
             as_text(value.get("reason")) if as_text(value.get("reason")) not in ("", "NONE") else "",
             as_text(rejection.get("reason")),
-            as_text(rejection.get("recommendation")),
             ": ".join(filter(None, [as_text(other.get("title")), as_text(other.get("description"))])),
             "flagged by Meta; a pause may follow" if event == "FLAGGED" else "",
         ]
@@ -463,6 +463,8 @@ class MetaProvider(BaseProvider):
             language=as_text(value.get("message_template_language")).replace("-", "_"),
             status=status,
             reason=" — ".join(filter(None, reasons)),
+            # What Meta advises changing, kept apart from the reason so that each shows on its own.
+            recommendation=as_text(rejection.get("recommendation")),
             quality=as_text(value.get("new_quality_score")).lower(),
             category=as_text(value.get("new_category")).lower(),
             timestamp=_timestamp(entry.get("time"), received_at),
@@ -639,6 +641,80 @@ class MetaProvider(BaseProvider):
             result["components"] = components
         return result
 
+    # --- templates -------------------------------------------------------------------------
+    def submit_template(self, template: TemplateDefinition) -> TemplateSubmission:
+        # https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/overview
+        if header_format(template.components) in MEDIA_HEADER_FORMATS:
+            # Meta reviews a media header against a sample uploaded through its Resumable Upload API, which
+            # is keyed by the Meta app's id (not among this provider's settings) and gives a handle only for
+            # template review. https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/template-media/
+            raise ProviderError(
+                "templates with an image, video or document header cannot be submitted to Meta from here yet: "
+                "Meta needs a sample file uploaded through its Resumable Upload API. Create this template in "
+                "WhatsApp Manager instead; the next template sync imports it", code="template_unsupported",
+                title="Media header not supported")
+        components = to_whatsapp_components(template.components, template.examples, template.parameter_format)
+        with http_client() as client:
+            if template.provider_template_id:
+                return self._edit_template(client, template.provider_template_id, components)
+            response = self.rest_call(client, "POST", self._graph_url(f"{self._waba_id()}/message_templates"),
+                                      action="the template submission", json={
+                                          "name": template.name, "language": template.language,
+                                          "category": template.category.upper(),
+                                          "parameter_format": template.parameter_format.upper(),
+                                          "components": components})
+        payload = as_dict(response_json(response))
+        template_id = as_text(payload.get("id"))
+        if not template_id:
+            raise ProviderError("Meta accepted the template without giving its id; look it up with a template sync",
+                                code="bad_response", title="No template id", raw=payload)
+        # Meta answers PENDING, or APPROVED at once for some utility templates.
+        status = TEMPLATE_STATUS_MAP.get(as_text(payload.get("status")).upper(), TemplateStatus.PENDING)
+        return TemplateSubmission(provider_template_id=template_id, status=status, raw=payload)
+
+    def _edit_template(self, client: httpx.Client, template_id: str,
+                       components: list[dict[str, Any]]) -> TemplateSubmission:
+        # An edit replaces every component and goes back to review; Meta allows it on approved, rejected
+        # and paused templates only (approved ones: 10 edits in 30 days, 1 in 24 hours).
+        # https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/template-management
+        response = self.rest_call(client, "POST", self._graph_url(template_id), action="the template edit",
+                                  json={"components": components})
+        payload = as_dict(response_json(response))
+        if payload.get("success") is not True:
+            raise ProviderError("Meta answered the template edit without success", code="bad_response",
+                                title="Edit not confirmed", raw=payload)
+        return TemplateSubmission(provider_template_id=template_id, status=TemplateStatus.PENDING, raw=payload)
+
+    def list_templates(self) -> list[RemoteTemplate]:
+        # Paged by cursors; the last page has no paging.next (its cursors.after may still be set).
+        # https://developers.facebook.com/docs/graph-api/results
+        base = {"fields": TEMPLATE_FIELDS, "limit": TEMPLATE_PAGE_SIZE}
+        url, params = self._graph_url(f"{self._waba_id()}/message_templates"), dict(base)
+        templates: list[RemoteTemplate] = []
+        seen_cursors: set[str] = set()
+        with http_client() as client:
+            for _ in range(TEMPLATE_MAX_PAGES):
+                response = self.rest_call(client, "GET", url, action="the template list", params=params)
+                payload = as_dict(response_json(response))
+                templates += [remote_template(as_dict(item)) for item in as_list(payload.get("data"))]
+                paging = as_dict(payload.get("paging"))
+                after = as_text(as_dict(paging.get("cursors")).get("after"))
+                if not as_text(paging.get("next")) or after in seen_cursors:
+                    return templates
+                if after:
+                    seen_cursors.add(after)
+                    params = {**base, "after": after}
+                else:
+                    url, params = as_text(paging["next"]), None
+        raise ProviderError(f"Meta's template list has more than {TEMPLATE_MAX_PAGES} pages; stopped reading",
+                            code="too_many_pages", title="Template list too long")
+
+    def _waba_id(self) -> str:
+        if not self.provider.business_account_id:
+            raise ProviderError("this provider has no WhatsApp Business Account id (templates belong to it)",
+                                code="not_configured", title="No WABA id")
+        return self.provider.business_account_id
+
     def answered_error(self, response: httpx.Response, action: str) -> ProviderError:
         # https://developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes
         # Branch on the code, never on the wording; error_data.details says what happened in this case.
@@ -649,8 +725,11 @@ class MetaProvider(BaseProvider):
         title = _error_title(error) or response.reason_phrase
         retryable, throttled = _send_error_class(code, status)
         details = as_text(as_dict(error.get("error_data")).get("details"))
+        # Template calls explain a refusal in error_user_msg (e.g. which rule the template breaks).
+        user_message = as_text(error.get("error_user_msg"))
         parts = [f"Meta refused {action} (HTTP {status}, error {code}: {title})",
-                 details.rstrip(".") if details != title else "", ERROR_ADVICE.get(code, "")]
+                 details.rstrip(".") if details != title else "",
+                 user_message.rstrip(".") if user_message not in (title, details) else "", ERROR_ADVICE.get(code, "")]
         reason = ". ".join(part for part in parts if part)
         return ProviderError(self.redact(reason), code=code, title=title, retryable=retryable,
                              throttled=throttled, http_status=status, raw=payload or response.text[:2000],

@@ -41,9 +41,14 @@ from whatsapp.providers.events import (
     MessageType,
     NormalizedEvent,
     OutboundMessage,
+    RemoteTemplate,
     SendResult,
     StatusUpdate,
     StoredWebhook,
+    TemplateDefinition,
+    TemplateManagement,
+    TemplateStatus,
+    TemplateSubmission,
     UnhandledEvent,
 )
 
@@ -91,6 +96,8 @@ class SandboxProvider(BaseProvider):
                                 MessageType.DOCUMENT, MessageType.STICKER, MessageType.LOCATION,
                                 MessageType.INTERACTIVE, MessageType.REACTION, MessageType.TEMPLATE})
     supports_reply_context = True
+    # Templates are submitted to the simulator, which approves them at once (it has no reviewer).
+    template_management = TemplateManagement.SUBMIT
     options = (
         ProviderOption("phone_number", "The simulated business number (E.164)", target="phone_number",
                        default="+15550000000"),
@@ -162,6 +169,17 @@ class SandboxProvider(BaseProvider):
         sandbox_phone.schedule_receipts(self.provider.pk, provider_message_id)
         return SendResult(provider_message_id=provider_message_id, status=MessageStatus.SENT,
                           raw={"id": provider_message_id, "to": self.recipient_address(message.to)})
+
+    def submit_template(self, template: TemplateDefinition) -> TemplateSubmission:
+        # An edit keeps the id it already has, as a provider that edits in place would.
+        template_id = template.provider_template_id or f"sandbox-tpl-{uuid.uuid4().hex}"
+        return TemplateSubmission(provider_template_id=template_id, status=TemplateStatus.APPROVED,
+                                  raw={"id": template_id, "status": "approved", "name": template.name,
+                                       "language": template.language, "version": template.version})
+
+    def list_templates(self) -> list[RemoteTemplate]:
+        # The simulator holds no templates of its own: everything it approved is already ours.
+        return []
 
     def signed_headers(self, body: bytes) -> dict[str, str]:
         return {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self.credential(WEBHOOK_SECRET), body)}

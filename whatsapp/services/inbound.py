@@ -353,7 +353,7 @@ def event_apply(*, provider: Provider, event: NormalizedEvent, webhook_event: We
     elif isinstance(event, StatusUpdate):
         status_update_apply(provider=provider, event=event, webhook_event=webhook_event)
     elif isinstance(event, TemplateStatusUpdate):
-        from templates_app.services import template_status_apply
+        from templates_app.services.sync import template_status_apply
 
         template_status_apply(provider=provider, event=event)
     elif isinstance(event, UnhandledEvent):

@@ -43,3 +43,15 @@ def commit_without_waiting_for_disk() -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def try_lock_key(*parts: object) -> bool:
+    """
+    Take the lock on a key for the current transaction if nobody holds it; False at once if someone
+    does (for jobs that must not run twice at the same time, e.g. a sync). SQLite: always True.
+    """
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_key(parts)])
+        return bool(cursor.fetchone()[0])

@@ -16,6 +16,7 @@ from typing import Any
 from contacts.models import Contact
 from templates_app.models import MessageTemplate
 from templates_app.parameters import BoundTemplate, TemplateVariablesError, template_bind
+from templates_app.selectors import templates_for
 from whatsapp.models import Conversation, Message, Provider
 from whatsapp.providers import provider_for
 from whatsapp.providers.events import MEDIA_TYPES, Identity, MessageType, TemplateStatus
@@ -162,8 +163,7 @@ def check_consent(contact: Contact, purpose: str = "") -> None:
 
 
 def approved_templates(provider: Provider) -> list[dict[str, Any]]:
-    rows = MessageTemplate.objects.filter(provider=provider, status=TemplateStatus.APPROVED).order_by(
-        "name", "language", "-version")
+    rows = templates_for(provider).filter(status=TemplateStatus.APPROVED).order_by("name", "language", "-version")
     return [{"id": t.pk, "name": t.name, "language": t.language} for t in rows[:50]]
 
 
@@ -182,8 +182,8 @@ def check_window(conversation: Conversation, message_type: str) -> None:
 def check_template(template: MessageTemplate | None, provider: Provider, variables: Any) -> BoundTemplate:
     if template is None:
         raise SendRefused("template_required", "a template message needs a template")
-    if template.provider_id != provider.pk:
-        raise SendRefused("template_not_found", f"template {template} belongs to another provider")
+    if not templates_for(provider).filter(pk=template.pk).exists():
+        raise SendRefused("template_not_found", f"template {template} belongs to another business account")
     if template.status != TemplateStatus.APPROVED:
         raise SendRefused("template_not_approved",
                           f"template {template} is {template.get_status_display().lower()}, not approved; "

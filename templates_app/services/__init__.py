@@ -1,0 +1,1 @@
+"""Template services: authoring and review (workflow), provider submission and sync, versions, selectors."""

@@ -1,0 +1,211 @@
+"""
+Keeping our templates in step with the provider's: status webhooks (template_status_apply) and the sync
+job (templates_sync), which also imports templates created on the provider's side and reconciles
+submissions whose outcome was never recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from templates_app.models import MessageTemplate
+from templates_app.selectors import AT_PROVIDER, templates_for
+from templates_app.services.provider_submission import template_provider_status_set
+from whatsapp.models import Provider
+from whatsapp.providers import provider_class_for, provider_for
+from whatsapp.providers.base import ProviderError
+from whatsapp.providers.events import RemoteTemplate, TemplateManagement, TemplateStatus, TemplateStatusUpdate
+from whatsapp.services.audit import audit_record
+from whatsapp.services.locks import try_lock_key
+
+logger = logging.getLogger(__name__)
+
+# A submission still marked "submitted" this long after it went out lost its answer (a worker died
+# mid-call); when the provider does not list it either, it goes back to be submitted again.
+SUBMISSION_ANSWER_LOST_AFTER = timedelta(minutes=10)
+
+
+def _at_provider(provider: Provider):
+    return templates_for(provider).filter(status__in=AT_PROVIDER)
+
+
+def _find(provider: Provider, provider_template_id: str, name: str, language: str) -> MessageTemplate | None:
+    """The version a provider's report is about: the newest one the provider has seen, by the provider's
+    id first, else by name and language."""
+    candidates = _at_provider(provider).order_by("-version")
+    if provider_template_id:
+        found = candidates.filter(provider_template_id=provider_template_id).first()
+        if found is not None:
+            return found
+    return candidates.filter(name=name, language=language).first() if name else None
+
+
+def template_status_apply(*, provider: Provider, event: TemplateStatusUpdate) -> int:
+    """Record a status webhook's verdict (status, reason, quality, category) on the version it is about.
+    Returns how many templates it updated."""
+    template = _find(provider, event.provider_template_id, event.name, event.language)
+    if template is None:
+        return 0
+    changed = template_provider_status_set(
+        template, event.status, provider_template_id=event.provider_template_id, reason=event.reason,
+        recommendation=event.recommendation, quality=event.quality, category=event.category,
+        actor_label=f"{provider.kind} webhook")
+    return int(changed)
+
+
+@dataclass
+class SyncReport:
+    provider: str
+    imported: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    missing: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    skipped: str = ""
+    error: str = ""
+
+    def summary(self) -> str:
+        if self.skipped:
+            return f"{self.provider}: skipped ({self.skipped})"
+        if self.error:
+            return f"{self.provider}: failed ({self.error})"
+        parts = [f"{len(self.imported)} imported", f"{len(self.updated)} updated", f"{self.unchanged} unchanged"]
+        parts += [f"{len(items)} {label}" for items, label in (
+            (self.missing, "not listed by the provider"), (self.conflicts, "name conflicts"),
+            (self.requeued, "submissions to send again")) if items]
+        return f"{self.provider}: " + ", ".join(parts)
+
+    def as_dict(self) -> dict:
+        return {"provider": self.provider, "imported": self.imported, "updated": self.updated,
+                "unchanged": self.unchanged, "missing": self.missing, "conflicts": self.conflicts,
+                "requeued": self.requeued, "skipped": self.skipped, "error": self.error, "summary": self.summary()}
+
+
+def templates_sync(provider: Provider, *, actor: object = None) -> SyncReport:
+    """
+    Read every template the provider holds and bring ours in line, in one transaction. Only one sync per
+    business account runs at a time: a second one returns at once, marked skipped, without calling the
+    provider.
+    """
+    report = SyncReport(provider=str(provider))
+    provider_class = provider_class_for(provider.kind)
+    if provider_class.template_management == TemplateManagement.NONE:
+        report.skipped = f"{provider_class.label} has no WhatsApp templates"
+        return report
+    account = (provider.kind, provider.business_account_id or provider.pk)
+    with transaction.atomic():
+        if not try_lock_key("templates-sync", *account):
+            report.skipped = "another sync of this business account is running"
+            return report
+        try:
+            remote = provider_for(provider).list_templates()
+        except ProviderError as exc:
+            report.error = str(exc)
+        else:
+            _reconcile(provider, remote, report)
+        audit_record(action="templates.synced", obj=provider, actor=actor,
+                     actor_label="" if actor else "template sync job", after=report.as_dict())
+    logger.info("templates synced", extra={"provider": provider.pk, "summary": report.summary()})
+    return report
+
+
+def _reconcile(provider: Provider, remote: list[RemoteTemplate], report: SyncReport) -> None:
+    now = timezone.now()
+    seen: set[int] = set()
+    imports = provider_class_for(provider.kind).template_management == TemplateManagement.IMPORT
+    for item in remote:
+        template = _find(provider, item.provider_template_id, item.name, item.language)
+        if template is None:
+            _import_or_conflict(provider, item, imports, report)
+            continue
+        seen.add(template.pk)
+        changed = template_provider_status_set(
+            template, item.status, provider_template_id=item.provider_template_id, reason=item.reason,
+            recommendation=item.recommendation, quality=item.quality, category=item.category,
+            actor_label=f"{provider.kind} sync")
+        if template.managed_elsewhere:
+            changed = _mirror_content(template, item) or changed
+        if changed:
+            report.updated.append(str(template))
+        else:
+            report.unchanged += 1
+    _after_listing(provider, seen, now, report)
+
+
+def _import_or_conflict(provider: Provider, item: RemoteTemplate, imports: bool, report: SyncReport) -> None:
+    Category = MessageTemplate.Category
+    local = templates_for(provider).filter(name=item.name, language=item.language).order_by("-version").first()
+    if local is not None:
+        # A draft here with the name of a template made on the provider's side: the submission would fail.
+        report.conflicts.append(f"{item.name} [{item.language}]: exists at the provider and is "
+                                f"{local.get_status_display().lower()} here")
+        return
+    template = MessageTemplate.objects.create(
+        provider=provider, name=item.name, language=item.language,
+        category=item.category if item.category in Category.values else Category.UTILITY,
+        parameter_format=item.parameter_format or MessageTemplate.ParameterFormat.POSITIONAL,
+        components=item.components, examples=item.examples, status=item.status,
+        provider_template_id=item.provider_template_id, rejection_reason=item.reason,
+        provider_recommendation=item.recommendation, quality=item.quality, managed_elsewhere=imports,
+        approved_at=timezone.now() if item.status == TemplateStatus.APPROVED else None, synced_at=timezone.now())
+    audit_record(action="template.imported", obj=template, actor_label=f"{provider.kind} sync",
+                 after={"status": template.status, "provider_template_id": template.provider_template_id})
+    report.imported.append(str(template))
+
+
+def _mirror_content(template: MessageTemplate, item: RemoteTemplate) -> bool:
+    """A template managed in the provider's own tool is a read-only copy: keep its content current."""
+    content = {"components": item.components, "examples": item.examples,
+               "parameter_format": item.parameter_format or template.parameter_format}
+    if all(getattr(template, name) == value for name, value in content.items()):
+        return False
+    MessageTemplate.objects.filter(pk=template.pk).update(**content, updated_at=timezone.now())
+    return True
+
+
+def _after_listing(provider: Provider, seen: set[int], now, report: SyncReport) -> None:
+    at_provider = _at_provider(provider)
+    at_provider.filter(pk__in=seen).update(synced_at=now)
+    # Only a template's newest version at the provider can be missing from the list (Meta edits in place).
+    for template in at_provider.exclude(pk__in=seen).exclude(
+            status=TemplateStatus.SUPERSEDED).select_related("provider"):
+        if template.status == TemplateStatus.SUBMITTED and template.sent_to_provider_at and (
+                template.sent_to_provider_at < now - SUBMISSION_ANSWER_LOST_AFTER):
+            _submission_lost(template)
+            report.requeued.append(str(template))
+        elif template.provider_template_id and template.status != TemplateStatus.SUBMITTED:
+            report.missing.append(str(template))
+
+
+def _submission_lost(template: MessageTemplate) -> None:
+    from templates_app.services.provider_submission import template_submission_schedule
+
+    MessageTemplate.objects.filter(pk=template.pk).update(
+        status=TemplateStatus.INTERNALLY_APPROVED,
+        submission_error="the provider never answered the submission and does not list the template; "
+                         "it is submitted again")
+    audit_record(action="template.submission_lost", obj=template, actor_label="template sync job",
+                 before={"status": TemplateStatus.SUBMITTED}, after={"status": TemplateStatus.INTERNALLY_APPROVED})
+    template.refresh_from_db()
+    template_submission_schedule(template)
+
+
+def templates_sync_all() -> list[SyncReport]:
+    """The beat job: one sync per business account among the active providers that have templates."""
+    reports, accounts = [], set()
+    for provider in Provider.objects.filter(is_active=True).order_by("pk"):
+        if provider_class_for(provider.kind).template_management == TemplateManagement.NONE:
+            continue
+        account = (provider.kind, provider.business_account_id or provider.pk)
+        if account in accounts:
+            continue
+        accounts.add(account)
+        reports.append(templates_sync(provider))
+    return reports
+

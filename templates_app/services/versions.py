@@ -1,0 +1,70 @@
+"""What changed between two versions of a template, section by section, as a reviewer reads it."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+
+from templates_app.models import MessageTemplate
+
+
+@dataclass(frozen=True)
+class SectionDiff:
+    section: str
+    # (" " | "-" | "+", line) pairs: unchanged, only in the older version, only in the newer one.
+    lines: list[tuple[str, str]]
+
+    @property
+    def changed(self) -> bool:
+        return any(marker != " " for marker, _ in self.lines)
+
+
+def _component(template: MessageTemplate, kind: str) -> dict:
+    for component in template.components or []:
+        if isinstance(component, dict) and str(component.get("type", "")).upper() == kind:
+            return component
+    return {}
+
+
+def _header(template: MessageTemplate) -> str:
+    header = _component(template, "HEADER")
+    if not header:
+        return ""
+    header_format = str(header.get("format", "TEXT")).upper()
+    return str(header.get("text", "")) if header_format == "TEXT" else f"[{header_format.lower()}]"
+
+
+def _buttons(template: MessageTemplate) -> str:
+    lines = []
+    for button in _component(template, "BUTTONS").get("buttons") or []:
+        if isinstance(button, dict):
+            detail = button.get("url") or button.get("phone_number") or ""
+            lines.append(" ".join(filter(None, [str(button.get("type", "")).upper(), repr(button.get("text", "")),
+                                                str(detail)])))
+    return "\n".join(lines)
+
+
+def _sections(template: MessageTemplate) -> dict[str, str]:
+    return {
+        "category": template.get_category_display(),
+        "parameter format": template.get_parameter_format_display(),
+        "header": _header(template),
+        "body": str(_component(template, "BODY").get("text", "")),
+        "footer": str(_component(template, "FOOTER").get("text", "")),
+        "buttons": _buttons(template),
+        "examples": json.dumps(template.examples or {}, indent=1, sort_keys=True, ensure_ascii=False),
+    }
+
+
+def template_diff(older: MessageTemplate, newer: MessageTemplate) -> list[SectionDiff]:
+    """Every section of the two versions, line by line; `changed` tells which differ."""
+    before, after = _sections(older), _sections(newer)
+    diffs = []
+    for section in before:
+        lines = []
+        for line in difflib.ndiff(before[section].splitlines(), after[section].splitlines()):
+            if line[:1] in (" ", "-", "+"):
+                lines.append((line[0], line[2:]))
+        diffs.append(SectionDiff(section, lines))
+    return diffs
