@@ -213,18 +213,21 @@ def submitted_template(meta):
                                           provider_template_id="991100220033")
 
 
-@pytest.mark.parametrize(("fixture", "status", "reason"), [
-    ("template_approved.json", "approved", ""),
-    ("template_rejected.json", "rejected", "Add text after the last variable."),
-    ("template_paused.json", "paused", "FIRST_PAUSE: Paused for 3 hours"),
+@pytest.mark.parametrize(("fixture", "status", "reason", "recommendation"), [
+    ("template_approved.json", "approved", "", ""),
+    ("template_rejected.json", "rejected", "The variable {{1}} is at the end of the body.",
+     "Add text after the last variable."),
+    ("template_paused.json", "paused", "FIRST_PAUSE: Paused for 3 hours", ""),
 ])
-def test_template_status_updates_apply_to_the_template(client, meta, submitted_template, fixture, status, reason):
+def test_template_status_updates_apply_to_the_template(client, meta, submitted_template, fixture, status, reason,
+                                                       recommendation):
     from whatsapp.models import AuditLog
 
     deliver(client, meta, fixture)
     submitted_template.refresh_from_db()
     assert submitted_template.status == status
     assert reason in submitted_template.rejection_reason
+    assert submitted_template.provider_recommendation == recommendation
     audit = AuditLog.objects.get(action="template.provider_update")
     assert (audit.actor_label, audit.before["status"], audit.after["status"]) == ("meta webhook", "pending", status)
 

@@ -27,6 +27,7 @@ from contacts.models import ContactUserMapping
 from contacts.services.identities import phone_to_e164
 from templates_app.models import MessageTemplate
 from templates_app.parameters import TemplateVariablesError, template_bind, template_render
+from templates_app.selectors import account_filter, templates_for
 from whatsapp.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin, pretty_json
 from whatsapp.models import (
     ApiToken,
@@ -114,7 +115,8 @@ class ProviderAdminForm(forms.ModelForm):
             return
         # This number's approved templates, and the one already chosen even if it has lost its approval.
         field.queryset = MessageTemplate.objects.filter(
-            Q(provider=self.instance, status=TemplateStatus.APPROVED) | Q(pk=self.instance.registration_template_id))
+            (account_filter(self.instance) & Q(status=TemplateStatus.APPROVED))
+            | Q(pk=self.instance.registration_template_id))
         field.help_text = ("One of this number's approved templates, without parameters; sent before the text "
                            "when set.")
         # A template added from here would be a draft of no number: templates are made and approved elsewhere.
@@ -400,8 +402,7 @@ class ConversationSendForm(forms.Form):
 
     def __init__(self, *args, provider: Provider, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["template"].queryset = MessageTemplate.objects.filter(provider=provider,
-                                                                          status=TemplateStatus.APPROVED)
+        self.fields["template"].queryset = templates_for(provider).filter(status=TemplateStatus.APPROVED)
         self.fields["send_key"].initial = uuid.uuid4().hex
 
     def clean_variables(self):

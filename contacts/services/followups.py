@@ -16,6 +16,7 @@ from contacts.services.consent import consent_from_keyword, consent_from_provide
 from contacts.services.replies import platform_reply
 from contacts.services.verification import verification_check
 from templates_app.models import MessageTemplate
+from templates_app.selectors import sendable_template
 from whatsapp.models import Message, UnknownContactPolicy
 from whatsapp.providers.events import TemplateStatus
 from whatsapp.services.locks import lock_key
@@ -64,9 +65,11 @@ def registration_reply_if_unknown(message: Message) -> Message | None:
 
 
 def _registration_template(provider) -> MessageTemplate | None:
-    template = provider.registration_template
-    if template is None:
+    chosen = provider.registration_template
+    if chosen is None:
         return None
+    # The chosen template's approved version: a newer approved version supersedes the one chosen.
+    template = sendable_template(provider, chosen.name, chosen.language) or chosen
     if template.status != TemplateStatus.APPROVED:
         # A template that lost its approval (paused, disabled): fall back to the text, inside the window.
         logger.warning("registration template is not approved; the text is used",

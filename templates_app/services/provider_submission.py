@@ -138,7 +138,10 @@ def template_provider_status_set(template: MessageTemplate, status: str, *, acto
     before = {"status": template.status, "quality": template.quality, "category": template.category,
               "reason": template.rejection_reason}
     changes: dict[str, Any] = {}
-    if status and status != TemplateStatus.UNKNOWN and status != template.status:
+    # A superseded version stays superseded: Twilio keeps an old version's Content approved, and the
+    # sync must not bring it back beside its successor.
+    if status and status not in (TemplateStatus.UNKNOWN, template.status) and (
+            template.status != TemplateStatus.SUPERSEDED):
         changes["status"] = status
         if status == TemplateStatus.APPROVED:
             changes["approved_at"] = timezone.now()

@@ -70,6 +70,10 @@ class SyncReport:
     skipped: str = ""
     error: str = ""
 
+    @property
+    def changed(self) -> bool:
+        return bool(self.imported or self.updated or self.requeued)
+
     def summary(self) -> str:
         if self.skipped:
             return f"{self.provider}: skipped ({self.skipped})"
@@ -109,8 +113,10 @@ def templates_sync(provider: Provider, *, actor: object = None) -> SyncReport:
             report.error = str(exc)
         else:
             _reconcile(provider, remote, report)
-        audit_record(action="templates.synced", obj=provider, actor=actor,
-                     actor_label="" if actor else "template sync job", after=report.as_dict())
+        # A scheduled run that changed nothing leaves no trace (it runs every few minutes).
+        if actor is not None or report.changed or report.error:
+            audit_record(action="templates.synced", obj=provider, actor=actor,
+                         actor_label="" if actor else "template sync job", after=report.as_dict())
     logger.info("templates synced", extra={"provider": provider.pk, "summary": report.summary()})
     return report
 
