@@ -25,6 +25,9 @@ class MessageTemplate(models.Model):
     version = models.PositiveIntegerField(default=1)
     status = models.CharField(max_length=24, choices=TemplateStatus.choices, default=TemplateStatus.DRAFT)
     provider_template_id = models.CharField(max_length=64, blank=True)
+    provider_template_name = models.CharField(
+        max_length=530, blank=True, help_text="The name at the provider: the name for version 1, <name>_v<N> for "
+                                              "later versions (each version is a template of its own there).")
     rejection_reason = models.TextField(blank=True, help_text="The provider's reason for a rejection or a pause.")
     provider_recommendation = models.TextField(blank=True, help_text="What the provider advises doing about it.")
     quality = models.CharField(max_length=16, blank=True)

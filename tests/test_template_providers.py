@@ -174,19 +174,15 @@ def test_meta_create_of_a_named_template(graph):
     assert (submission.provider_template_id, submission.status) == ("1180442077005678", TemplateStatus.APPROVED)
 
 
-def test_meta_edit_replaces_the_components_of_the_earlier_version(graph):
-    edit_path = "/v25.0/991100220033"
-    graph.routes[edit_path] = [Reply.json(fixture_json("meta", "template_edit_accepted.json"))]
-    edited = TemplateDefinition(**{**ORDER_READY.__dict__, "provider_template_id": "991100220033", "version": 2})
-    submission = meta_provider().submit_template(edited)
-    assert graph.hits(META_TEMPLATES) == []
-    (request,) = graph.hits(edit_path)
-    assert request.method == "POST" and json_of(request) == {"components": ORDER_READY_WIRE}
-    assert (submission.provider_template_id, submission.status) == ("991100220033", TemplateStatus.PENDING)
-
-    graph.routes[edit_path] = [Reply.json({"success": False})]
-    error = raised(lambda: meta_provider().submit_template(edited))
-    assert (error.code, error.retryable) == ("bad_response", False)
+def test_meta_later_versions_are_new_templates_under_their_own_name(graph):
+    """Never an edit of the approved template (that would put it back into review): version 2 is created
+    beside it, as <name>_v2."""
+    graph.routes[META_TEMPLATES] = [Reply.json(fixture_json("meta", "template_create_accepted.json"))]
+    second = TemplateDefinition(**{**ORDER_READY.__dict__, "version": 2})
+    meta_provider().submit_template(second)
+    (request,) = graph.hits(META_TEMPLATES)
+    assert json_of(request)["name"] == f"{ORDER_READY.name}_v2"
+    assert json_of(request)["components"] == ORDER_READY_WIRE
 
 
 def test_meta_refuses_a_media_header_and_a_missing_example_before_calling(graph):
@@ -403,10 +399,10 @@ def test_twilio_send_fills_the_variables_the_created_content_declares(content_ap
 
 def test_twilio_later_versions_get_their_own_whatsapp_name_and_the_answer_maps(content_api):
     content_api.routes[TWILIO_APPROVAL] = [Reply.json(fixture_json("twilio", "content_approval_rejected.json"), 201)]
-    submission = twilio_provider().submit_template(definition(version=2, provider_template_id="HX" + "0" * 32))
+    submission = twilio_provider().submit_template(definition(version=2))
     (create,) = content_api.hits(TWILIO_CONTENT)
     (approval,) = content_api.hits(TWILIO_APPROVAL)
-    # Twilio Content cannot be edited: a new Content is created even with an earlier version's SID.
+    # Twilio Content cannot be edited: every version is a new Content.
     assert json_of(create)["friendly_name"] == "order_update_v2"
     assert json_of(approval) == {"name": "order_update_v2", "category": "UTILITY"}
     assert (submission.status, submission.reason) == (
@@ -530,6 +526,6 @@ def test_sandbox_approves_at_once_and_holds_nothing_of_its_own():
     submission = sandbox.submit_template(definition())
     assert re.fullmatch(r"sandbox-tpl-[0-9a-f]{32}", submission.provider_template_id)
     assert submission.status == TemplateStatus.APPROVED
-    edited = sandbox.submit_template(definition(provider_template_id=submission.provider_template_id, version=2))
-    assert (edited.provider_template_id, edited.status) == (submission.provider_template_id, TemplateStatus.APPROVED)
+    second = sandbox.submit_template(definition(version=2))
+    assert second.provider_template_id != submission.provider_template_id and second.status == TemplateStatus.APPROVED
     assert sandbox.list_templates() == []

@@ -63,8 +63,7 @@ def template_definition(template: MessageTemplate) -> TemplateDefinition:
     return TemplateDefinition(
         name=template.name, language=template.language, category=template.category,
         parameter_format=template.parameter_format, components=list(template.components or []),
-        examples=dict(template.examples or {}), provider_template_id=template.provider_template_id,
-        version=template.version)
+        examples=dict(template.examples or {}), version=template.version)
 
 
 def template_submit(template_id: int) -> str:
@@ -77,10 +76,14 @@ def template_submit(template_id: int) -> str:
     if not claimed:
         return "not due"
     template = MessageTemplate.objects.select_related("provider").get(pk=template_id)
+    definition = template_definition(template)
+    # Kept before the call: a sync finds the template by this name if the provider's answer is lost.
+    template.provider_template_name = definition.remote_name
+    template.save(update_fields=["provider_template_name"])
     audit_record(action="template.sent_to_provider", obj=template, actor_label="submission task",
                  before={"status": TemplateStatus.INTERNALLY_APPROVED}, after={"status": template.status})
     try:
-        submission = provider_for(template.provider).submit_template(template_definition(template))
+        submission = provider_for(template.provider).submit_template(definition)
     except ProviderError as exc:
         return _submission_failed(template, exc)
     MessageTemplate.objects.filter(pk=template.pk).update(next_submission_at=None, submission_error="",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from templates_app.models import MessageTemplate
@@ -42,7 +43,10 @@ def _find(provider: Provider, provider_template_id: str, name: str, language: st
         found = candidates.filter(provider_template_id=provider_template_id).first()
         if found is not None:
             return found
-    return candidates.filter(name=name, language=language).first() if name else None
+    if not name:
+        return None
+    return candidates.filter(Q(provider_template_name=name) | Q(name=name, provider_template_name=""),
+                             language=language).first()
 
 
 def template_status_apply(*, provider: Provider, event: TemplateStatusUpdate) -> int:
@@ -146,7 +150,8 @@ def _reconcile(provider: Provider, remote: list[RemoteTemplate], report: SyncRep
 
 def _import_or_conflict(provider: Provider, item: RemoteTemplate, imports: bool, report: SyncReport) -> None:
     Category = MessageTemplate.Category
-    local = templates_for(provider).filter(name=item.name, language=item.language).order_by("-version").first()
+    local = templates_for(provider).filter(Q(name=item.name) | Q(provider_template_name=item.name),
+                                           language=item.language).order_by("-version").first()
     if local is not None:
         # A draft here with the name of a template made on the provider's side: the submission would fail.
         report.conflicts.append(f"{item.name} [{item.language}]: exists at the provider and is "

@@ -150,8 +150,7 @@ def _new_version(template: MessageTemplate, values: dict[str, Any], actor: Any) 
                                     code="newer_version_exists")
     successor = MessageTemplate.objects.create(
         provider=template.provider, version=template.version + 1, status=TemplateStatus.DRAFT,
-        # The provider's id travels on: a provider that edits templates in place (Meta) edits this one.
-        provider_template_id=template.provider_template_id, created_by=_user(actor), **values)
+        created_by=_user(actor), **values)
     audit_record(action="template.version_created", obj=successor, actor=actor,
                  before={"version": template.version, "template_id": template.pk}, after=_snapshot(successor))
     return successor

@@ -403,6 +403,18 @@ class TemplateValuesField(StorableJSONField):
     values keyed by the button's index in BUTTONS (from 0); a media header's example is {"url": "https://..."}."""
 
 
+# Plain text in, so that a wrong value is reported by the template rules beside every other broken rule
+# (a ChoiceField would stop at it); the schema still lists the choices.
+@extend_schema_field(serializers.ChoiceField(choices=MessageTemplate.Category.choices))
+class TemplateCategoryField(serializers.CharField):
+    pass
+
+
+@extend_schema_field(serializers.ChoiceField(choices=MessageTemplate.ParameterFormat.choices))
+class TemplateParameterFormatField(serializers.CharField):
+    pass
+
+
 class TemplateUsageSerializer(serializers.Serializer):
     sends = serializers.IntegerField(help_text="Outbound messages sent with this version.")
     delivered = serializers.IntegerField(help_text="Delivered or read.")
@@ -470,8 +482,8 @@ class MessageTemplateUpdateSerializer(serializers.Serializer):
 
     name = serializers.CharField(max_length=512, help_text="Lowercase letters, digits and underscores.")
     language = serializers.CharField(max_length=15, help_text="e.g. en_US, pt_BR, de")
-    category = serializers.ChoiceField(choices=MessageTemplate.Category.choices)
-    parameter_format = serializers.ChoiceField(choices=MessageTemplate.ParameterFormat.choices, required=False)
+    category = TemplateCategoryField(max_length=32)
+    parameter_format = TemplateParameterFormatField(max_length=16, required=False, help_text="Default: positional.")
     components = TemplateComponentsField()
     examples = TemplateValuesField(required=False, help_text="An example value for every parameter.")
 
@@ -558,8 +570,8 @@ class TemplatePreviewRequestSerializer(serializers.Serializer):
     values = TemplateValuesField(required=False, help_text="Real values to fill in; default: the examples.")
     name = serializers.CharField(required=False, max_length=512)
     language = serializers.CharField(required=False, max_length=15)
-    category = serializers.CharField(required=False, max_length=32)
-    parameter_format = serializers.CharField(required=False, max_length=16)
+    category = TemplateCategoryField(required=False, max_length=32)
+    parameter_format = TemplateParameterFormatField(required=False, max_length=16)
 
 
 class TemplatePreviewResponseSerializer(serializers.Serializer):

@@ -231,10 +231,17 @@ class TemplateDefinition:
     parameter_format: str  # "positional" or "named"
     components: list[dict[str, Any]]
     examples: dict[str, Any]
-    # The provider's id of an earlier version: a provider that edits templates in place edits it.
-    provider_template_id: str = ""
-    # Our version number; a provider whose templates cannot be edited creates a new one per version.
     version: int = 1
+
+    @property
+    def remote_name(self) -> str:
+        """
+        The template's name at the provider. Every version after the first is a template of its own there
+        (`<name>_v<N>`), never an edit of the approved one: the approved version stays sendable while its
+        successor is reviewed (an edit would put it back into review), and Twilio's Content cannot be
+        edited at all.
+        """
+        return self.name if self.version <= 1 else f"{self.name}_v{self.version}"
 
 
 @dataclass(frozen=True)

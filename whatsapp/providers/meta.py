@@ -655,11 +655,9 @@ class MetaProvider(BaseProvider):
                 title="Media header not supported")
         components = to_whatsapp_components(template.components, template.examples, template.parameter_format)
         with http_client() as client:
-            if template.provider_template_id:
-                return self._edit_template(client, template.provider_template_id, components)
             response = self.rest_call(client, "POST", self._graph_url(f"{self._waba_id()}/message_templates"),
                                       action="the template submission", json={
-                                          "name": template.name, "language": template.language,
+                                          "name": template.remote_name, "language": template.language,
                                           "category": template.category.upper(),
                                           "parameter_format": template.parameter_format.upper(),
                                           "components": components})
@@ -671,19 +669,6 @@ class MetaProvider(BaseProvider):
         # Meta answers PENDING, or APPROVED at once for some utility templates.
         status = TEMPLATE_STATUS_MAP.get(as_text(payload.get("status")).upper(), TemplateStatus.PENDING)
         return TemplateSubmission(provider_template_id=template_id, status=status, raw=payload)
-
-    def _edit_template(self, client: httpx.Client, template_id: str,
-                       components: list[dict[str, Any]]) -> TemplateSubmission:
-        # An edit replaces every component and goes back to review; Meta allows it on approved, rejected
-        # and paused templates only (approved ones: 10 edits in 30 days, 1 in 24 hours).
-        # https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/template-management
-        response = self.rest_call(client, "POST", self._graph_url(template_id), action="the template edit",
-                                  json={"components": components})
-        payload = as_dict(response_json(response))
-        if payload.get("success") is not True:
-            raise ProviderError("Meta answered the template edit without success", code="bad_response",
-                                title="Edit not confirmed", raw=payload)
-        return TemplateSubmission(provider_template_id=template_id, status=TemplateStatus.PENDING, raw=payload)
 
     def list_templates(self) -> list[RemoteTemplate]:
         # Paged by cursors; the last page has no paging.next (its cursors.after may still be set).

@@ -172,7 +172,7 @@ class SandboxProvider(BaseProvider):
 
     def submit_template(self, template: TemplateDefinition) -> TemplateSubmission:
         # An edit keeps the id it already has, as a provider that edits in place would.
-        template_id = template.provider_template_id or f"sandbox-tpl-{uuid.uuid4().hex}"
+        template_id = f"sandbox-tpl-{uuid.uuid4().hex}"
         return TemplateSubmission(provider_template_id=template_id, status=TemplateStatus.APPROVED,
                                   raw={"id": template_id, "status": "approved", "name": template.name,
                                        "language": template.language, "version": template.version})

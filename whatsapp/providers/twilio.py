@@ -398,10 +398,9 @@ class TwilioProvider(BaseProvider):
 
     # --- templates -------------------------------------------------------------------------
     def submit_template(self, template: TemplateDefinition) -> TemplateSubmission:
-        # A Content cannot be changed once created, so every version is a new Content with its own WhatsApp
-        # name (WhatsApp refuses a second template of the same name and language).
-        # https://www.twilio.com/docs/content/create-and-send-your-first-content-api-template
-        name = template.name if template.version <= 1 else f"{template.name}_v{template.version}"
+        # A Content cannot be changed once created: every version is a new Content, under its version's
+        # WhatsApp name. https://www.twilio.com/docs/content/create-and-send-your-first-content-api-template
+        name = template.remote_name
         request = content_request(template, name)
         created, created_raw = self._sdk_call("the content creation", lambda client: client.content.v1.contents.create(
             ContentList.ContentCreateRequest(request)))

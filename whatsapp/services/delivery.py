@@ -345,7 +345,8 @@ def _template_request(message: Message) -> OutboundTemplate:
     header_media = (OutboundMedia(kind=bound.header_media_kind, url=bound.header_media_url)
                     if bound.header_media_url else None)
     return OutboundTemplate(
-        name=template.name, language=template.language, category=template.category,
+        name=template.provider_template_name or template.name, language=template.language,
+        category=template.category,
         provider_template_id=template.provider_template_id,
         named_parameters=template.parameter_format == template.ParameterFormat.NAMED,
         header=tuple(TemplateParameter(name, value) for name, value in bound.header), header_media=header_media,
