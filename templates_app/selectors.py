@@ -8,6 +8,7 @@ from django.db.models import OuterRef, Q, QuerySet
 
 from templates_app.models import MessageTemplate
 from whatsapp.models import Message, Provider
+from whatsapp.providers import provider_class_for
 from whatsapp.providers.events import MessageStatus, TemplateStatus
 from whatsapp.queries import count_subquery
 
@@ -19,13 +20,24 @@ READ = (MessageStatus.READ, MessageStatus.PLAYED)
 FAILED = (MessageStatus.FAILED, MessageStatus.DEAD_LETTER)
 
 
+def _shares_by_account(provider: Provider) -> bool:
+    return bool(provider.business_account_id) and provider_class_for(provider.kind).templates_shared_by_account
+
+
+def template_account(provider: Provider) -> tuple[str, str]:
+    """The key of the template collection a provider uses (for locks and for syncing each collection once)."""
+    if _shares_by_account(provider):
+        return provider.kind, provider.business_account_id
+    return provider.kind, f"provider-{provider.pk}"
+
+
 def account_filter(provider: Provider, prefix: str = "provider__") -> Q:
     """
     The providers that share templates with `provider`: WhatsApp templates belong to a business account
     (a WABA, a Twilio account), which several numbers may share; a provider without an account id
     shares with nobody.
     """
-    if not provider.business_account_id:
+    if not _shares_by_account(provider):
         return Q(**{f"{prefix}pk": provider.pk})
     return Q(**{f"{prefix}kind": provider.kind, f"{prefix}business_account_id": provider.business_account_id})
 

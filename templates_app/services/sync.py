@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from templates_app.models import MessageTemplate
-from templates_app.selectors import AT_PROVIDER, templates_for
+from templates_app.selectors import AT_PROVIDER, template_account, templates_for
 from templates_app.services.provider_submission import template_provider_status_set
 from whatsapp.models import Provider
 from whatsapp.providers import provider_class_for, provider_for
@@ -106,9 +106,8 @@ def templates_sync(provider: Provider, *, actor: object = None) -> SyncReport:
     if provider_class.template_management == TemplateManagement.NONE:
         report.skipped = f"{provider_class.label} has no WhatsApp templates"
         return report
-    account = (provider.kind, provider.business_account_id or provider.pk)
     with transaction.atomic():
-        if not try_lock_key("templates-sync", *account):
+        if not try_lock_key("templates-sync", *template_account(provider)):
             report.skipped = "another sync of this business account is running"
             return report
         try:
@@ -132,7 +131,9 @@ def _reconcile(provider: Provider, remote: list[RemoteTemplate], report: SyncRep
     for item in remote:
         template = _find(provider, item.provider_template_id, item.name, item.language)
         if template is None:
-            _import_or_conflict(provider, item, imports, report)
+            imported = _import_or_conflict(provider, item, imports, report)
+            if imported is not None:
+                seen.add(imported.pk)
             continue
         seen.add(template.pk)
         changed = template_provider_status_set(
@@ -148,7 +149,8 @@ def _reconcile(provider: Provider, remote: list[RemoteTemplate], report: SyncRep
     _after_listing(provider, seen, now, report)
 
 
-def _import_or_conflict(provider: Provider, item: RemoteTemplate, imports: bool, report: SyncReport) -> None:
+def _import_or_conflict(provider: Provider, item: RemoteTemplate, imports: bool,
+                        report: SyncReport) -> MessageTemplate | None:
     Category = MessageTemplate.Category
     local = templates_for(provider).filter(Q(name=item.name) | Q(provider_template_name=item.name),
                                            language=item.language).order_by("-version").first()
@@ -156,7 +158,7 @@ def _import_or_conflict(provider: Provider, item: RemoteTemplate, imports: bool,
         # A draft here with the name of a template made on the provider's side: the submission would fail.
         report.conflicts.append(f"{item.name} [{item.language}]: exists at the provider and is "
                                 f"{local.get_status_display().lower()} here")
-        return
+        return None
     template = MessageTemplate.objects.create(
         provider=provider, name=item.name, language=item.language,
         category=item.category if item.category in Category.values else Category.UTILITY,
@@ -168,6 +170,7 @@ def _import_or_conflict(provider: Provider, item: RemoteTemplate, imports: bool,
     audit_record(action="template.imported", obj=template, actor_label=f"{provider.kind} sync",
                  after={"status": template.status, "provider_template_id": template.provider_template_id})
     report.imported.append(str(template))
+    return template
 
 
 def _mirror_content(template: MessageTemplate, item: RemoteTemplate) -> bool:
@@ -183,7 +186,7 @@ def _mirror_content(template: MessageTemplate, item: RemoteTemplate) -> bool:
 def _after_listing(provider: Provider, seen: set[int], now, report: SyncReport) -> None:
     at_provider = _at_provider(provider)
     at_provider.filter(pk__in=seen).update(synced_at=now)
-    # Only a template's newest version at the provider can be missing from the list (Meta edits in place).
+    # A superseded version may leave the provider's list (deleted there) without being missed.
     for template in at_provider.exclude(pk__in=seen).exclude(
             status=TemplateStatus.SUPERSEDED).select_related("provider"):
         if template.status == TemplateStatus.SUBMITTED and template.sent_to_provider_at and (
@@ -213,7 +216,7 @@ def templates_sync_all() -> list[SyncReport]:
     for provider in Provider.objects.filter(is_active=True).order_by("pk"):
         if provider_class_for(provider.kind).template_management == TemplateManagement.NONE:
             continue
-        account = (provider.kind, provider.business_account_id or provider.pk)
+        account = template_account(provider)
         if account in accounts:
             continue
         accounts.add(account)

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from templates_app.models import MessageTemplate
-from templates_app.selectors import latest_version, templates_for
+from templates_app.selectors import latest_version, template_account, templates_for
 from templates_app.validation import TemplateInvalid, template_errors
 from whatsapp.models import Provider
 from whatsapp.providers import provider_class_for
@@ -95,8 +95,7 @@ def template_create(*, provider: Provider, actor: Any, **fields: Any) -> Message
     _require_authoring(provider)
     values = {name: fields.get(name, getattr(MessageTemplate, name).field.get_default()) for name in AUTHORED_FIELDS}
     _validate(values)
-    lock_key("template", provider.kind, provider.business_account_id or provider.pk, values["name"],
-             values["language"])
+    lock_key("template", *template_account(provider), values["name"], values["language"])
     _require_unique_name(provider, values["name"], values["language"])
     template = MessageTemplate.objects.create(provider=provider, created_by=_user(actor), **values)
     audit_record(action="template.created", obj=template, actor=actor, after=_snapshot(template))
@@ -141,8 +140,7 @@ def _new_version(template: MessageTemplate, values: dict[str, Any], actor: Any) 
         raise TemplateInvalid({"name": ["a new version keeps its template's name and language; create a new "
                                         "template for another name or language"]})
     _validate(values)
-    lock_key("template", template.provider.kind, template.provider.business_account_id or template.provider.pk,
-             template.name, template.language)
+    lock_key("template", *template_account(template.provider), template.name, template.language)
     latest = latest_version(template)
     if latest.pk != template.pk:
         status = latest.get_status_display().lower()

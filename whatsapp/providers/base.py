@@ -258,6 +258,9 @@ class BaseProvider:
     consent_error_codes: ClassVar[dict[str, str]] = {}
     #: Whether templates are created here and submitted to this provider, only imported from it, or neither.
     template_management: ClassVar[str] = TemplateManagement.NONE
+    #: Whether the provider's business account id names a WhatsApp business account whose templates every
+    #: number of the account shares (a Chatwoot account holds inboxes with templates of their own).
+    templates_shared_by_account: ClassVar[bool] = True
 
     def __init__(self, provider: ProviderRow):
         self.provider = provider

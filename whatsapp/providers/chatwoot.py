@@ -144,6 +144,8 @@ class ChatwootProvider(BaseProvider):
     pair_interval_seconds = 6.0
     # The inbox's templates are made in Meta's WhatsApp Manager and synced by Chatwoot: imported for reference.
     template_management = TemplateManagement.IMPORT
+    # Templates live in each inbox (synced there from its own WABA), not in the Chatwoot account.
+    templates_shared_by_account = False
     options = (
         ProviderOption("base_url", "Chatwoot base URL, e.g. https://chat.example.com", target="config",
                        required=True),

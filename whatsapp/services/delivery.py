@@ -184,7 +184,8 @@ def _recheck_rules(message: Message) -> None:
     if not (session and session.state == Session.State.OPEN and session.expires_at > timezone.now()):
         send_rules.check_window(message.conversation, message.message_type)
     if message.message_type == MessageType.TEMPLATE:
-        send_rules.check_template(message.template, message.provider, message.template_variables)
+        send_rules.check_template(message.template, message.provider, message.template_variables,
+                                   already_queued=True)
 
 
 def _earlier_pending(message: Message) -> float | None:
@@ -341,7 +342,7 @@ def _interrupted(message: Message) -> Message:
 
 def _template_request(message: Message) -> OutboundTemplate:
     template = message.template
-    bound = send_rules.check_template(template, message.provider, message.template_variables)
+    bound = send_rules.check_template(template, message.provider, message.template_variables, already_queued=True)
     header_media = (OutboundMedia(kind=bound.header_media_kind, url=bound.header_media_url)
                     if bound.header_media_url else None)
     return OutboundTemplate(

@@ -179,12 +179,18 @@ def check_window(conversation: Conversation, message_type: str) -> None:
                       f"template; {hint}", details={"approved_templates": templates})
 
 
-def check_template(template: MessageTemplate | None, provider: Provider, variables: Any) -> BoundTemplate:
+def check_template(template: MessageTemplate | None, provider: Provider, variables: Any, *,
+                   already_queued: bool = False) -> BoundTemplate:
+    """
+    `already_queued`: the check at send time of a message accepted earlier. A version superseded since
+    still goes out then: each version is a template of its own at the provider, still approved there.
+    """
     if template is None:
         raise SendRefused("template_required", "a template message needs a template")
     if not templates_for(provider).filter(pk=template.pk).exists():
         raise SendRefused("template_not_found", f"template {template} belongs to another business account")
-    if template.status != TemplateStatus.APPROVED:
+    if template.status != TemplateStatus.APPROVED and not (
+            already_queued and template.status == TemplateStatus.SUPERSEDED):
         raise SendRefused("template_not_approved",
                           f"template {template} is {template.get_status_display().lower()}, not approved; "
                           "only approved templates can be sent")
