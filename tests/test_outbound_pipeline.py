@@ -174,6 +174,16 @@ def test_api_refuses_an_invalid_recipient_and_bad_content(api_client, meta, fake
     assert fake_meta.requests == []
 
 
+def test_api_answers_deeply_nested_json_and_lone_surrogates_with_400(api_client, meta, fake_meta):
+    start = '{"provider": ' + str(meta.pk) + ', "to": "+16505551234", '
+    nested = start + '"text": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    too_deep = api_client.post("/api/v1/messages/", nested, content_type="application/json")
+    assert too_deep.status_code == 400 and "nested too deeply" in too_deep.json()["detail"]
+    surrogate = api_client.post("/api/v1/messages/", start + '"type": "\\ud800"}', content_type="application/json")
+    assert surrogate.status_code == 400 and surrogate.json()["code"] == "invalid_request"
+    assert fake_meta.requests == []
+
+
 def test_idempotency_key_same_body_same_message_different_body_refused(api_client, meta, fake_meta):
     customer(meta)
     body = {"provider": meta.pk, "to": "+16505551234", "text": "Only once"}

@@ -6,6 +6,7 @@ submissions whose outcome was never recorded.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -72,6 +73,8 @@ class SyncReport:
     conflicts: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
     skipped: str = ""
+    # Why it was skipped: "busy" (another run holds the account's lock) or "unsupported" (no templates).
+    skip_code: str = ""
     error: str = ""
 
     @property
@@ -90,9 +93,7 @@ class SyncReport:
         return f"{self.provider}: " + ", ".join(parts)
 
     def as_dict(self) -> dict:
-        return {"provider": self.provider, "imported": self.imported, "updated": self.updated,
-                "unchanged": self.unchanged, "missing": self.missing, "conflicts": self.conflicts,
-                "requeued": self.requeued, "skipped": self.skipped, "error": self.error, "summary": self.summary()}
+        return {**dataclasses.asdict(self), "summary": self.summary()}
 
 
 def templates_sync(provider: Provider, *, actor: object = None) -> SyncReport:
@@ -104,11 +105,11 @@ def templates_sync(provider: Provider, *, actor: object = None) -> SyncReport:
     report = SyncReport(provider=str(provider))
     provider_class = provider_class_for(provider.kind)
     if provider_class.template_management == TemplateManagement.NONE:
-        report.skipped = f"{provider_class.label} has no WhatsApp templates"
+        report.skipped, report.skip_code = f"{provider_class.label} has no WhatsApp templates", "unsupported"
         return report
     with transaction.atomic():
         if not try_lock_key("templates-sync", *template_account(provider)):
-            report.skipped = "another sync of this business account is running"
+            report.skipped, report.skip_code = "another sync of this business account is running", "busy"
             return report
         try:
             remote = provider_for(provider).list_templates()
@@ -210,8 +211,9 @@ def _submission_lost(template: MessageTemplate) -> None:
     template_submission_schedule(template)
 
 
-def templates_sync_all() -> list[SyncReport]:
-    """The beat job: one sync per business account among the active providers that have templates."""
+def templates_sync_all(*, actor: object = None) -> list[SyncReport]:
+    """One sync per business account among the active providers that have templates (the beat job, or
+    a user's "sync everything")."""
     reports, accounts = [], set()
     for provider in Provider.objects.filter(is_active=True).order_by("pk"):
         if provider_class_for(provider.kind).template_management == TemplateManagement.NONE:
@@ -220,6 +222,6 @@ def templates_sync_all() -> list[SyncReport]:
         if account in accounts:
             continue
         accounts.add(account)
-        reports.append(templates_sync(provider))
+        reports.append(templates_sync(provider, actor=actor))
     return reports
 

@@ -1,11 +1,12 @@
-"""Filters of the contacts API. A value that cannot mean anything is refused (400), never ignored."""
+"""Filters of the API's lists. A value that cannot mean anything is refused (400), never ignored."""
 
 import django_filters
 from django import forms
 
 from contacts.models import Contact, ContactIdentity, ContactUserMapping
 from contacts.services.identities import phone_to_e164
-from whatsapp.providers.events import IdentityKind
+from templates_app.models import MessageTemplate
+from whatsapp.providers.events import IdentityKind, TemplateStatus
 
 YES_NO = [("true", "true"), ("false", "false")]
 
@@ -67,3 +68,24 @@ class ContactUserMappingFilter(django_filters.FilterSet):
     class Meta:
         model = ContactUserMapping
         fields = ["user", "contact", "method", "notify_on_ready"]
+
+
+class ChoiceInFilter(django_filters.BaseInFilter, django_filters.ChoiceFilter):
+    """Comma-separated choices, each one checked (an unknown one is a 400, never an empty answer)."""
+
+
+class MessageTemplateFilter(django_filters.FilterSet):
+    status__in = ChoiceInFilter(field_name="status", choices=TemplateStatus.choices,
+                                help_text="Any of these statuses, comma-separated, e.g. approved,paused.")
+    name__icontains = django_filters.CharFilter(field_name="name", lookup_expr="icontains",
+                                                help_text="Part of the name, any case.")
+    managed_elsewhere = django_filters.ChoiceFilter(
+        choices=YES_NO, method="filter_managed_elsewhere",
+        help_text="true: imported from a provider that manages its templates itself (read-only here).")
+
+    class Meta:
+        model = MessageTemplate
+        fields = ["provider", "status", "language", "category", "name"]
+
+    def filter_managed_elsewhere(self, queryset, name, value):
+        return queryset.filter(managed_elsewhere=value == "true")

@@ -461,7 +461,8 @@ class MessageTemplateSerializer(serializers.ModelSerializer):
     class Meta:
         model = MessageTemplate
         fields = ["id", "provider", "name", "language", "category", "parameter_format", "components", "examples",
-                  "version", "status", "status_label", "provider_template_id", "rejection_reason",
+                  "version", "status", "status_label", "provider_template_id", "provider_template_name",
+                  "rejection_reason",
                   "provider_recommendation", "quality", "managed_elsewhere", "review_note", "submission_error",
                   "created_by", "submitted_by", "reviewed_by", "submitted_at", "reviewed_at", "sent_to_provider_at",
                   "approved_at", "synced_at", "created_at", "updated_at", "usage", "preview"]

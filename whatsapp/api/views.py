@@ -10,7 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -47,10 +47,10 @@ from templates_app.services.workflow import (
 )
 from templates_app.validation import TemplateInvalid, template_errors
 from whatsapp.api import serializers
-from whatsapp.api.filters import ContactFilter, ContactUserMappingFilter
+from whatsapp.api.filters import ContactFilter, ContactUserMappingFilter, MessageTemplateFilter
+from whatsapp.api.parsers import DepthSafeJSONParser, printable
 from whatsapp.models import Conversation, Message, MessageStatusEvent, Provider, Session
-from whatsapp.providers import provider_class_for
-from whatsapp.providers.events import TemplateManagement, TemplateStatus
+from whatsapp.providers.events import TemplateStatus
 from whatsapp.services.outbound import (
     IdempotencyConflict,
     MediaInput,
@@ -73,6 +73,8 @@ def api_exception_handler(exc, context):
     response = exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
+    # Error messages may quote the input: a lone surrogate in it would make the JSON answer unencodable.
+    response.data = printable(response.data)
     if isinstance(exc, exceptions.ValidationError):
         errors = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
         response.data = {"code": "invalid_request", "detail": _errors_summary(errors), "errors": errors}
@@ -306,7 +308,7 @@ class MessageViewSet(ReadableErrors, mixins.CreateModelMixin, viewsets.ReadOnlyM
         "send_attempts",
     )
     serializer_class = serializers.MessageSerializer
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [DepthSafeJSONParser, MultiPartParser, FormParser]
     filterset_fields = {"provider": ["exact"], "conversation": ["exact"], "direction": ["exact"],
                         "status": ["exact", "in"], "message_type": ["exact"], "lane": ["exact"],
                         "created_at": ["gte", "lte"]}
@@ -328,10 +330,11 @@ class MessageViewSet(ReadableErrors, mixins.CreateModelMixin, viewsets.ReadOnlyM
             return _refusal(400, "invalid_idempotency_key", f"Idempotency-Key is longer than {IDEMPOTENCY_KEY_MAX}")
         form = serializers.SendMessageSerializer(data=request.data)
         if not form.is_valid():
-            if "to" in form.errors:
-                return _refusal(422, "invalid_recipient", " ".join(map(str, form.errors["to"])))
+            errors = printable(form.errors)
+            if "to" in errors:
+                return _refusal(422, "invalid_recipient", " ".join(map(str, errors["to"])))
             return Response({"code": "invalid_request", "detail": "the request has invalid fields",
-                             "errors": form.errors}, status=400)
+                             "errors": errors}, status=400)
         try:
             send_request = _send_request(form.validated_data, request.user, key)
             message, created = message_send(send_request)
@@ -388,37 +391,10 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
-class BadGateway(exceptions.APIException):
-    status_code = 502
-    default_detail = "The provider failed."
-    default_code = "provider_error"
-
-
-class DepthSafeJSONParser(JSONParser):
-    """JSON nested too deeply for Python's parser is malformed input (400), not a RecursionError (500)."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise exceptions.ParseError("JSON parse error - nested too deeply") from None
-
-
-def _printable(value):
-    """Error messages may quote the input: a lone surrogate in it would make the JSON answer unencodable."""
-    if isinstance(value, dict):
-        return {_printable(key): _printable(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_printable(item) for item in value]
-    if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return value
-
-
 def _template_refusal(exc: Exception) -> Exception:
     """The template services' refusals as API answers: broken rules 400, not allowed now 409, not this user 403."""
     if isinstance(exc, TemplateInvalid):
-        return exceptions.ValidationError(_printable(exc.errors))
+        return exceptions.ValidationError(printable(exc.errors))
     if isinstance(exc, TemplateWorkflowError):
         if exc.code in TEMPLATE_FORBIDDEN_CODES:
             return exceptions.PermissionDenied(str(exc), code=exc.code)
@@ -440,7 +416,7 @@ def _not_writable(data: dict, allowed: set[str]) -> dict[str, list[str]]:
         elif key in serializers.MessageTemplateSerializer.Meta.fields:
             errors[key] = ["read-only"]
         else:
-            errors[str(key)] = ["unknown field"]
+            errors[key] = ["unknown field"]
     return errors
 
 
@@ -452,7 +428,7 @@ def _template_form(data, *, template: MessageTemplate | None = None, partial: bo
     form = form_class(data=data, partial=partial)
     valid = form.is_valid()
     if not isinstance(data, dict):
-        raise exceptions.ValidationError(_printable(form.errors))
+        raise exceptions.ValidationError(printable(form.errors))
     refused = _not_writable(data, set(form.fields))
     if valid and not refused:
         return dict(form.validated_data)
@@ -461,7 +437,7 @@ def _template_form(data, *, template: MessageTemplate | None = None, partial: bo
     errors = template_errors(**values)
     for field, messages in [*form.errors.items(), *refused.items()]:
         errors.setdefault(field, messages)  # the rules' message on a field says more than the form's
-    raise exceptions.ValidationError(_printable(errors))
+    raise exceptions.ValidationError(printable(errors))
 
 
 def _templates():
@@ -489,7 +465,7 @@ TEMPLATE_REFUSALS = {400: REFUSAL, 403: REFUSAL, 404: REFUSAL, 409: REFUSAL}
                     "components). 409 `templates_managed_elsewhere` for a provider whose templates are written in "
                     "its own tool (Chatwoot) or that has none. Audited. Needs templates_app.add_messagetemplate.",
         request=serializers.MessageTemplateCreateSerializer,
-        responses={201: serializers.MessageTemplateSerializer, **TEMPLATE_REFUSALS}),
+        responses={201: serializers.MessageTemplateSerializer, 400: REFUSAL, 403: REFUSAL, 409: REFUSAL}),
     update=extend_schema(
         summary="Edit a template",
         description="A draft or an internally rejected template is changed in place (200; it goes back to "
@@ -517,9 +493,7 @@ TEMPLATE_REFUSALS = {400: REFUSAL, 403: REFUSAL, 404: REFUSAL, 409: REFUSAL}
 class MessageTemplateViewSet(ReadableErrors, viewsets.ModelViewSet):
     queryset = _templates()
     serializer_class = serializers.MessageTemplateSerializer
-    parser_classes = [DepthSafeJSONParser, FormParser, MultiPartParser]
-    filterset_fields = {"provider": ["exact"], "status": ["exact", "in"], "language": ["exact"],
-                        "category": ["exact"], "name": ["exact", "icontains"], "managed_elsewhere": ["exact"]}
+    filterset_class = MessageTemplateFilter
     search_fields = ["name"]
     ordering_fields = ["name", "language", "version", "status", "created_at", "updated_at", "sends_count"]
 
@@ -558,7 +532,8 @@ class MessageTemplateViewSet(ReadableErrors, viewsets.ModelViewSet):
     @extend_schema(summary="Withdraw a template from review (back to draft)",
                    description="409 `wrong_status` unless it is in review. Audited. Needs "
                                "templates_app.change_messagetemplate.",
-                   request=None, responses={200: serializers.MessageTemplateSerializer, **TEMPLATE_REFUSALS})
+                   request=None, responses={200: serializers.MessageTemplateSerializer, 403: REFUSAL, 404: REFUSAL,
+                                            409: REFUSAL})
     @action(detail=True, methods=["post"], permission_classes=[requires(TEMPLATE_CHANGE)])
     def withdraw(self, request, pk=None):
         return self._shown(template_withdraw(self.get_object(), actor=request.user))
@@ -569,7 +544,7 @@ class MessageTemplateViewSet(ReadableErrors, viewsets.ModelViewSet):
                     "`status`: submitted, pending, approved...). 403 `own_template` for its author or submitter, "
                     "403 without templates_app.review_messagetemplate, 409 `wrong_status` unless in review. "
                     "Audited.",
-        request=None, responses={200: serializers.MessageTemplateSerializer, **TEMPLATE_REFUSALS})
+        request=None, responses={200: serializers.MessageTemplateSerializer, 403: REFUSAL, 404: REFUSAL, 409: REFUSAL})
     @action(detail=True, methods=["post"], permission_classes=[requires(REVIEW_PERMISSION)])
     def approve(self, request, pk=None):
         return self._shown(template_approve(self.get_object(), reviewer=request.user))
@@ -604,13 +579,11 @@ class MessageTemplateViewSet(ReadableErrors, viewsets.ModelViewSet):
         form = _valid(serializers.TemplateSyncRequestSerializer, request.data)
         provider = form.get("provider")
         if provider is None:
-            return Response({"reports": [report.as_dict() for report in templates_sync_all()]})
+            return Response({"reports": [report.as_dict() for report in templates_sync_all(actor=request.user)]})
         report = templates_sync(provider, actor=request.user)
         body = {"reports": [report.as_dict()]}
         if report.skipped:
-            # The sync skips for two reasons: no templates at all, or another run holding the account's lock.
-            unsupported = provider_class_for(provider.kind).template_management == TemplateManagement.NONE
-            code = "templates_unsupported" if unsupported else "sync_running"
+            code = "templates_unsupported" if report.skip_code == "unsupported" else "sync_running"
             return Response({"code": code, "detail": report.skipped, **body}, status=409)
         if report.error:
             return Response({"code": "provider_error", "detail": report.error, **body}, status=502)
