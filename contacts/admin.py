@@ -47,8 +47,8 @@ from contacts.services.mapping import (
 from contacts.services.merge import MergeRefused, contacts_merge
 from contacts.services.queue import queue_page_details, with_queue_columns
 from contacts.services.verification import VerificationRefused, verification_start
-from whatsapp.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin
-from whatsapp.models import Message, Provider
+from whatsapp.admin_base import AuditedModelAdmin, ProviderNameFilter, ReadOnlyModelAdmin
+from whatsapp.models import Message
 from whatsapp.providers.events import IdentityKind
 from whatsapp.services.send_rules import SendRefused
 
@@ -250,21 +250,11 @@ class ContactUserMappingAdmin(AuditedModelAdmin):
 
 # --- the unmapped-contacts queue -----------------------------------------------------------------
 
-class ProviderFilter(admin.SimpleListFilter):
-    """By the provider of the contact's conversations; reads providers' names only (their credentials are
-    encrypted, and decrypting them on every page of the queue would be wasted work)."""
+class ProviderFilter(ProviderNameFilter):
+    """By the provider of the contact's conversations (one conversation per provider and contact: the join
+    never repeats a contact)."""
 
-    title = "provider"
-    parameter_name = "provider"
-
-    def lookups(self, request, model_admin):
-        return [(str(pk), name) for pk, name in Provider.objects.order_by("name").values_list("pk", "name")]
-
-    def queryset(self, request, queryset):
-        if self.value() and self.value().isdigit():
-            # One conversation per provider and contact: the join never repeats a contact.
-            return queryset.filter(conversations__provider_id=int(self.value()))
-        return queryset
+    provider_field = "conversations__provider_id"
 
 
 class UnmappedChangeList(ChangeList):

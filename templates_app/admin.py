@@ -47,8 +47,8 @@ from templates_app.services.workflow import (
     template_withdraw,
 )
 from templates_app.validation import TemplateInvalid
-from whatsapp.admin_base import pretty_json
-from whatsapp.models import AuditLog, Provider
+from whatsapp.admin_base import ProviderNameFilter, pretty_json
+from whatsapp.models import AuditLog
 from whatsapp.providers.events import TemplateStatus
 
 AUDIT_ROWS_SHOWN = 200
@@ -78,19 +78,6 @@ def _body_text(template: MessageTemplate) -> str:
     return template_preview(template.components, template.examples).body
 
 
-class ProviderFilter(admin.SimpleListFilter):
-    """By provider, reading names only (a provider's credentials are decrypted on load: not for a filter)."""
-
-    title = "provider"
-    parameter_name = "provider"
-
-    def lookups(self, request, model_admin):
-        return [(str(pk), name) for pk, name in Provider.objects.order_by("name").values_list("pk", "name")]
-
-    def queryset(self, request, queryset):
-        if self.value() and self.value().isdigit():
-            return queryset.filter(provider_id=int(self.value()))
-        return queryset
 
 
 class TemplateMedia:
@@ -111,7 +98,7 @@ class MessageTemplateAdmin(TemplateMedia, admin.ModelAdmin):
     form = TemplateForm
     list_display = ["name", "language", "version", "category", "status", "provider_name", "sends", "delivered_rate",
                     "read_rate", "failed_rate", "updated_at"]
-    list_filter = ["status", "category", "language", ProviderFilter, "managed_elsewhere"]
+    list_filter = ["status", "category", "language", ProviderNameFilter, "managed_elsewhere"]
     search_fields = ["name", "provider_template_id"]
     actions = ["submit_for_review"]
     # A read-only template: its stored fields as they are.
@@ -500,7 +487,7 @@ class TemplateAwaitingReviewAdmin(TemplateMedia, admin.ModelAdmin):
     """The templates in internal review, oldest submission first, with approve and reject on each row."""
 
     list_display_links = None
-    list_filter = [ProviderFilter]
+    list_filter = [ProviderNameFilter]
     search_fields = ["name"]
     ordering = ["submitted_at", "pk"]
     sortable_by = ["submitted_at"]

@@ -6,6 +6,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from contacts.models import Contact
+from templates_app.services.provider_submission import template_submit
+from templates_app.services.workflow import template_approve, template_create, template_submit_for_review
 from whatsapp.models import Provider
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import WebhookRequest
@@ -18,6 +20,14 @@ DEMO_CHATS = [
     ("+15551230001", "Ana Souza", ["Hi! Is my order #1042 on its way?", "Thanks, and can I change the address?"]),
     ("+15551230002", "Ben Okafor", ["Hello, I'd like to book a table for Friday."]),
     ("+4915112345678", "Clara Weiß", ["Guten Tag, haben Sie noch Termine frei?"]),
+]
+# Written by a demo author: one approved (sendable from a conversation page), one waiting in
+# "Templates awaiting review" for the admin to approve.
+DEMO_TEMPLATES = [
+    ("order_shipped", "Hi {{1}}, your order {{2}} has shipped. Reply here with any question.",
+     {"body": {"1": "Ana", "2": "#1042"}}, True),
+    ("table_reminder", "Hello {{1}}, a reminder of your table for {{2}} tonight. See you soon!",
+     {"body": {"1": "Ben", "2": "four"}}, False),
 ]
 DEMO_REPLIES = {"+15551230001": "Yes, it ships today. Send the new address here and we'll update it."}
 
@@ -33,6 +43,7 @@ class Command(BaseCommand):
         if provider is None:
             provider = provider_create(kind="sandbox", name=DEMO_PROVIDER, options={})
             self._conversations(provider)
+            self._templates(provider, reviewer=get_user_model().objects.get(username=username))
         self.stdout.write(f"Demo login: {username} / {password}")
         self.stdout.write(f"Sandbox webhook: {provider_webhook_url(provider)}")
 
@@ -59,3 +70,20 @@ class Command(BaseCommand):
         for phone, reply in DEMO_REPLIES.items():
             contact = Contact.objects.get(identities__kind="phone", identities__value=phone)
             message_send_text(provider=provider, contact=contact, text=reply)
+
+    def _templates(self, provider: Provider, *, reviewer) -> None:
+        author, created = get_user_model().objects.get_or_create(username="demo-author",
+                                                                 defaults={"email": "demo-author@example.com"})
+        if created:
+            author.set_unusable_password()
+            author.save(update_fields=["password"])
+        author.groups.add(*Group.objects.filter(name="Template reviewer"))
+        for name, body, examples, approve in DEMO_TEMPLATES:
+            template = template_create(provider=provider, actor=author, name=name, language="en",
+                                       category="utility", parameter_format="positional",
+                                       components=[{"type": "BODY", "text": body}], examples=examples)
+            template_submit_for_review(template, actor=author)
+            if approve:
+                template_approve(template, reviewer=reviewer)
+                # The sandbox approves at once; submitted here so the demo does not wait for the worker.
+                template_submit(template.pk)
