@@ -38,7 +38,10 @@ from templates_app.services.workflow import (
     EDITED_AS_NEW_VERSION,
     REVIEW_PERMISSION,
     TemplateWorkflowError,
+    refused_by_provider,
+    review_version,
     template_approve,
+    template_authors,
     template_create,
     template_delete,
     template_edit,
@@ -358,10 +361,14 @@ class MessageTemplateAdmin(TemplateMedia, admin.ModelAdmin):
             buttons.append({"label": "Submit for review", "url": url("submit_for_review"), "name": "submit"})
         if author and status == TemplateStatus.IN_REVIEW:
             buttons.append({"label": "Withdraw from review", "url": url("withdraw"), "name": "withdraw"})
-        own = user.pk in {template.created_by_id, template.submitted_by_id}
-        if status == TemplateStatus.IN_REVIEW and user.has_perm(REVIEW_PERMISSION) and not own:
-            buttons.append({"label": "Approve", "url": url("approve"), "name": "approve", "style": "default"})
-            buttons.append({"label": "Reject…", "url": url("reject"), "name": "reject", "method": "get"})
+        if author and refused_by_provider(template):
+            buttons.append({"label": "Back to draft, to fix it", "url": url("withdraw"), "name": "withdraw"})
+        if status == TemplateStatus.IN_REVIEW and user.has_perm(REVIEW_PERMISSION) and (
+                user.pk not in template_authors(template)):
+            # The version the reviewer is looking at: a template submitted again since is refused.
+            seen = "?" + urlencode({"seen": review_version(template)})
+            buttons.append({"label": "Approve", "url": url("approve") + seen, "name": "approve", "style": "default"})
+            buttons.append({"label": "Reject…", "url": url("reject") + seen, "name": "reject", "method": "get"})
         if status == TemplateStatus.INTERNALLY_APPROVED and (author or user.has_perm(REVIEW_PERMISSION)):
             buttons.append({"label": f"Submit to {template.provider.name} again", "url": url("resubmit"),
                             "name": "resubmit"})
@@ -443,7 +450,8 @@ class MessageTemplateAdmin(TemplateMedia, admin.ModelAdmin):
 
     def approve_view(self, request, template_id):
         template = self._template(request, template_id)
-        return self._step(request, template, lambda t: template_approve(t, reviewer=request.user),
+        seen = request.GET.get("seen")
+        return self._step(request, template, lambda t: template_approve(t, reviewer=request.user, seen=seen),
                           f"{template} is approved internally and on its way to {template.provider.name}.")
 
     def resubmit_view(self, request, template_id):
@@ -457,14 +465,17 @@ class MessageTemplateAdmin(TemplateMedia, admin.ModelAdmin):
         """Asks for the reason (required), then rejects through the workflow service."""
         template = self._template(request, template_id)
         form = RejectForm(request.POST if request.method == "POST" else None)
+        seen = request.GET.get("seen")
         if form.is_valid():
             return self._step(request, template,
-                              lambda t: template_reject(t, reviewer=request.user, reason=form.cleaned_data["reason"]),
+                              lambda t: template_reject(t, reviewer=request.user, reason=form.cleaned_data["reason"],
+                                                        seen=seen),
                               f"{template} is rejected internally; its author sees your reason on its page.")
         context = {**self.admin_site.each_context(request), "title": f"Reject {template}", "opts": self.opts,
                    "form": form, "template": template, "next": _safe_next(request),
                    "preview": template_preview(template.components, template.examples),
-                   "action_url": reverse("admin:templates_app_messagetemplate_reject", args=[template.pk])}
+                   "action_url": reverse("admin:templates_app_messagetemplate_reject", args=[template.pk])
+                   + ("?" + urlencode({"seen": seen}) if seen is not None else "")}
         return render(request, "admin/templates_app/messagetemplate/reject.html", context)
 
     def sync_view(self, request):
@@ -527,7 +538,6 @@ class TemplateAwaitingReviewAdmin(TemplateMedia, admin.ModelAdmin):
         return super().changelist_view(request, {"title": title, **(extra_context or {})})
 
     def get_list_display(self, request):
-        back = urlencode({"next": request.get_full_path()})
         reviewer = request.user.has_perm(REVIEW_PERMISSION)
 
         @admin.display(description="Review")
@@ -540,9 +550,11 @@ class TemplateAwaitingReviewAdmin(TemplateMedia, admin.ModelAdmin):
             reject = reverse("admin:templates_app_messagetemplate_reject", args=[obj.pk])
             # Inside the list's own form (forms cannot nest): the button posts that form, CSRF token
             # included, to the approve URL instead.
+            # `seen`: the version on screen; if its author resubmits it meanwhile, the click is refused.
+            query = urlencode({"next": request.get_full_path(), "seen": review_version(obj)})
             return format_html('<button type="submit" class="button tpl-approve" formaction="{}?{}">Approve'
                                '</button> <a class="button tpl-reject" href="{}?{}">Reject…</a>',
-                               approve, back, reject, back)
+                               approve, query, reject, query)
 
         return ["template_link", review, "language", "version", "provider_name", "author", "submitted_by",
                 "submitted_at", "body_preview"]

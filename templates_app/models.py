@@ -51,6 +51,9 @@ class MessageTemplate(models.Model):
     next_submission_at = models.DateTimeField(null=True, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True, help_text="When the provider approved it.")
     synced_at = models.DateTimeField(null=True, blank=True, help_text="When the sync job last read it.")
+    # When the provider's word last changed the status here: a sync whose listing was read before that
+    # (a webhook arrived while it paged) does not overwrite the newer status.
+    provider_status_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -14,7 +14,8 @@ from whatsapp.queries import count_subquery
 
 # The statuses a template can only have once it was sent to the provider.
 AT_PROVIDER = (TemplateStatus.SUBMITTED, TemplateStatus.PENDING, TemplateStatus.APPROVED, TemplateStatus.REJECTED,
-               TemplateStatus.PAUSED, TemplateStatus.DISABLED, TemplateStatus.IN_APPEAL, TemplateStatus.SUPERSEDED)
+               TemplateStatus.PAUSED, TemplateStatus.DISABLED, TemplateStatus.IN_APPEAL, TemplateStatus.SUPERSEDED,
+               TemplateStatus.UNKNOWN)
 DELIVERED = (MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.PLAYED)
 READ = (MessageStatus.READ, MessageStatus.PLAYED)
 FAILED = (MessageStatus.FAILED, MessageStatus.DEAD_LETTER)

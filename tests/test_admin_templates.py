@@ -17,11 +17,17 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils.http import urlencode
 
 from contacts.models import Contact
 from templates_app.models import MessageTemplate
 from templates_app.services.provider_submission import template_submit
-from templates_app.services.workflow import template_approve, template_create, template_submit_for_review
+from templates_app.services.workflow import (
+    review_version,
+    template_approve,
+    template_create,
+    template_submit_for_review,
+)
 from tests.conftest import fixture_bytes
 from tests.fakes import FakeServer, Reply
 from whatsapp.models import AuditLog, Conversation, Message
@@ -395,9 +401,10 @@ def test_the_review_screen_lists_only_templates_in_review(as_reviewer, author, r
     assert response.status_code == 200
     assert review_rows(response) == ["waiting"]
     html_page = page(response)
-    back = "next=%2Fadmin%2Ftemplates_app%2Ftemplateawaitingreview%2F"
-    assert f'formaction="{url("approve", waiting)}?{back}"' in html_page
-    assert f'href="{url("reject", waiting)}?{back}"' in html_page
+    # Each button names the version on screen (`seen`): a template submitted again since is refused.
+    back = urlencode({"next": "/admin/templates_app/templateawaitingreview/", "seen": review_version(waiting)})
+    assert f'formaction="{url("approve", waiting)}?{html.escape(back)}"' in html_page
+    assert f'href="{url("reject", waiting)}?{html.escape(back)}"' in html_page
     assert "Hi Ana, your order is ready at the Main Street store." in html_page
     assert as_reviewer.get(reverse("admin:templates_app_templateawaitingreview_add")).status_code == 403
     # The template list points to it with the count.

@@ -367,9 +367,9 @@ def test_sync_one_provider_and_all(writer, reviewer, sandbox_provider, draft):
     approved(writer, reviewer, draft)
     report = ok(writer.post(f"{URL}sync/", {"provider": sandbox_provider.pk}, format="json"))["reports"]
     assert len(report) == 1 and report[0]["provider"] == str(sandbox_provider)
-    # The simulator lists nothing: the approved template is reported as no longer listed.
-    assert report[0]["missing"] == ["order_shipped [en_US] v1"] and not report[0]["skipped"]
-    assert "not listed by the provider" in report[0]["summary"]
+    # The simulator holds no list of its own: its approved template is not reported missing.
+    assert report[0]["missing"] == [] and not report[0]["skipped"]
+    assert report[0]["summary"].endswith("0 imported, 0 updated, 0 unchanged")
     reports = ok(writer.post(f"{URL}sync/", {}, format="json"))["reports"]
     assert [row["provider"] for row in reports] == [str(sandbox_provider)]
     assert AuditLog.objects.filter(action="templates.synced", actor__username="author").exists()

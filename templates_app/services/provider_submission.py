@@ -10,7 +10,7 @@ A refused submission keeps the template approved internally with the provider's 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -88,8 +88,11 @@ def template_submit(template_id: int) -> str:
         return _submission_failed(template, exc)
     MessageTemplate.objects.filter(pk=template.pk).update(next_submission_at=None, submission_error="",
                                                           submission_attempts=template.submission_attempts + 1)
-    template_provider_status_set(template, submission.status, provider_template_id=submission.provider_template_id,
-                                 reason=submission.reason, actor_label=f"{template.provider.kind} submission")
+    # A status webhook may have overtaken the answer (Meta reports soon after creating): it wins.
+    overtaken = not MessageTemplate.objects.filter(pk=template.pk, status=TemplateStatus.SUBMITTED).exists()
+    template_provider_status_set(template, "" if overtaken else submission.status,
+                                 provider_template_id=submission.provider_template_id, reason=submission.reason,
+                                 actor_label=f"{template.provider.kind} submission")
     return submission.status
 
 
@@ -100,9 +103,12 @@ def _submission_failed(template: MessageTemplate, exc: ProviderError) -> str:
     delay = timedelta(seconds=exc.retry_after or min(60 * 2 ** (attempts - 1), 3600))
     error = str(exc) + ("" if again else (" (gave up after retrying; use 'submit to the provider again')"
                                           if exc.retryable else ""))
-    MessageTemplate.objects.filter(pk=template.pk).update(
+    # Only while still submitted: a timeout may hide a creation that a webhook or the sync reported since.
+    reverted = MessageTemplate.objects.filter(pk=template.pk, status=TemplateStatus.SUBMITTED).update(
         status=TemplateStatus.INTERNALLY_APPROVED, submission_error=error, submission_attempts=attempts,
         next_submission_at=timezone.now() + delay if again else None, updated_at=timezone.now())
+    if not reverted:
+        return f"overtaken: {exc.code}"
     audit_record(action="template.submission_failed", obj=template, actor_label=f"{template.provider.kind} submission",
                  before={"status": TemplateStatus.SUBMITTED},
                  after={"status": TemplateStatus.INTERNALLY_APPROVED, "error": error, "code": exc.code,
@@ -131,26 +137,34 @@ def templates_submit_due() -> int:
 @transaction.atomic
 def template_provider_status_set(template: MessageTemplate, status: str, *, actor_label: str,
                                  provider_template_id: str = "", reason: str = "", recommendation: str = "",
-                                 quality: str = "", category: str = "") -> bool:
+                                 quality: str = "", category: str = "",
+                                 unless_changed_since: datetime | None = None) -> bool:
     """
     Record the provider's word on a template (from a submission answer, a status webhook or the sync
-    job). Approval supersedes the earlier approved (or paused) versions: a successor takes over only once
-    approved. Returns whether anything changed.
+    job). `unless_changed_since`: the time the word was read (the sync's listing); a template whose
+    status changed after it (a webhook meanwhile) keeps its newer status, and only a missing provider id
+    is taken. Approval supersedes the earlier approved (or paused) versions: a successor takes over only
+    once approved. Returns whether anything changed.
     """
     template = MessageTemplate.objects.select_for_update().get(pk=template.pk)
     before = {"status": template.status, "quality": template.quality, "category": template.category,
               "reason": template.rejection_reason}
+    if unless_changed_since and template.provider_status_at and template.provider_status_at > unless_changed_since:
+        status = reason = recommendation = quality = category = ""
     changes: dict[str, Any] = {}
     # A superseded version stays superseded: Twilio keeps an old version's Content approved, and the
     # sync must not bring it back beside its successor.
     if status and status not in (TemplateStatus.UNKNOWN, template.status) and (
             template.status != TemplateStatus.SUPERSEDED):
-        changes["status"] = status
+        changes.update(status=status, provider_status_at=timezone.now())
+        if template.status in (TemplateStatus.INTERNALLY_APPROVED, TemplateStatus.SUBMITTED):
+            # The provider has it (a lost answer adopted by the sync): nothing left to submit.
+            changes.update(next_submission_at=None, submission_error="")
         if status == TemplateStatus.APPROVED:
             changes["approved_at"] = timezone.now()
         if status in (TemplateStatus.APPROVED, TemplateStatus.PENDING):
             changes.update(rejection_reason="", provider_recommendation="")
-    if provider_template_id and provider_template_id != template.provider_template_id:
+    if provider_template_id and not template.provider_template_id:
         changes["provider_template_id"] = provider_template_id
     if reason and reason != template.rejection_reason:
         changes["rejection_reason"] = reason

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -23,7 +23,7 @@ from whatsapp.providers import provider_class_for, provider_for
 from whatsapp.providers.base import ProviderError
 from whatsapp.providers.events import RemoteTemplate, TemplateManagement, TemplateStatus, TemplateStatusUpdate
 from whatsapp.services.audit import audit_record
-from whatsapp.services.locks import try_lock_key
+from whatsapp.services.locks import lock_key, try_session_lock
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +38,11 @@ def _at_provider(provider: Provider):
 
 def _find(provider: Provider, provider_template_id: str, name: str, language: str) -> MessageTemplate | None:
     """The version a provider's report is about: the newest one the provider has seen, by the provider's
-    id first, else by name and language."""
-    candidates = _at_provider(provider).order_by("-version")
+    id first, else by name and language. A version whose submission timed out (back to internally
+    approved, its provider name kept) counts: the provider may have created it after all."""
+    candidates = templates_for(provider).filter(
+        Q(status__in=AT_PROVIDER) | Q(status=TemplateStatus.INTERNALLY_APPROVED) & ~Q(provider_template_name=""),
+    ).order_by("-version")
     if provider_template_id:
         found = candidates.filter(provider_template_id=provider_template_id).first()
         if found is not None:
@@ -72,6 +75,7 @@ class SyncReport:
     missing: list[str] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
     skipped: str = ""
     # Why it was skipped: "busy" (another run holds the account's lock) or "unsupported" (no templates).
     skip_code: str = ""
@@ -89,7 +93,7 @@ class SyncReport:
         parts = [f"{len(self.imported)} imported", f"{len(self.updated)} updated", f"{self.unchanged} unchanged"]
         parts += [f"{len(items)} {label}" for items, label in (
             (self.missing, "not listed by the provider"), (self.conflicts, "name conflicts"),
-            (self.requeued, "submissions to send again")) if items]
+            (self.requeued, "submissions to send again"), (self.failed, "could not be recorded")) if items]
         return f"{self.provider}: " + ", ".join(parts)
 
     def as_dict(self) -> dict:
@@ -98,25 +102,28 @@ class SyncReport:
 
 def templates_sync(provider: Provider, *, actor: object = None) -> SyncReport:
     """
-    Read every template the provider holds and bring ours in line, in one transaction. Only one sync per
-    business account runs at a time: a second one returns at once, marked skipped, without calling the
-    provider.
+    Read every template the provider holds and bring ours in line. Only one sync per business account
+    runs at a time (a session-level advisory lock): a second one returns at once, marked skipped, without
+    calling the provider. No transaction is open while the provider is called; each listed template is
+    recorded in a transaction of its own, so one failure does not undo the others, and a report newer
+    than the listing (a webhook meanwhile) is not overwritten.
     """
     report = SyncReport(provider=str(provider))
     provider_class = provider_class_for(provider.kind)
     if provider_class.template_management == TemplateManagement.NONE:
         report.skipped, report.skip_code = f"{provider_class.label} has no WhatsApp templates", "unsupported"
         return report
-    with transaction.atomic():
-        if not try_lock_key("templates-sync", *template_account(provider)):
+    with try_session_lock("templates-sync", *template_account(provider)) as locked:
+        if not locked:
             report.skipped, report.skip_code = "another sync of this business account is running", "busy"
             return report
+        listed_at = timezone.now()
         try:
             remote = provider_for(provider).list_templates()
         except ProviderError as exc:
             report.error = str(exc)
         else:
-            _reconcile(provider, remote, report)
+            _reconcile(provider, remote, report, listed_at)
         # A scheduled run that changed nothing leaves no trace (it runs every few minutes).
         if actor is not None or report.changed or report.error:
             audit_record(action="templates.synced", obj=provider, actor=actor,
@@ -125,29 +132,40 @@ def templates_sync(provider: Provider, *, actor: object = None) -> SyncReport:
     return report
 
 
-def _reconcile(provider: Provider, remote: list[RemoteTemplate], report: SyncReport) -> None:
-    now = timezone.now()
+def _reconcile(provider: Provider, remote: list[RemoteTemplate], report: SyncReport, listed_at) -> None:
     seen: set[int] = set()
-    imports = provider_class_for(provider.kind).template_management == TemplateManagement.IMPORT
     for item in remote:
-        template = _find(provider, item.provider_template_id, item.name, item.language)
-        if template is None:
-            imported = _import_or_conflict(provider, item, imports, report)
-            if imported is not None:
-                seen.add(imported.pk)
-            continue
-        seen.add(template.pk)
-        changed = template_provider_status_set(
-            template, item.status, provider_template_id=item.provider_template_id, reason=item.reason,
-            recommendation=item.recommendation, quality=item.quality, category=item.category,
-            actor_label=f"{provider.kind} sync")
-        if template.managed_elsewhere:
-            changed = _mirror_content(template, item) or changed
-        if changed:
-            report.updated.append(str(template))
-        else:
-            report.unchanged += 1
-    _after_listing(provider, seen, now, report)
+        try:
+            with transaction.atomic():
+                _reconcile_one(provider, item, report, listed_at, seen)
+        except DatabaseError as exc:
+            report.failed.append(f"{item.name} [{item.language}]: {type(exc).__name__}")
+            logger.warning("template sync could not record a template", exc_info=True,
+                           extra={"provider": provider.pk, "template": item.name})
+    with transaction.atomic():
+        _after_listing(provider, seen, timezone.now(), report)
+
+
+def _reconcile_one(provider: Provider, item: RemoteTemplate, report: SyncReport, listed_at, seen: set[int]) -> None:
+    lock_key("template", *template_account(provider), item.name, item.language)
+    template = _find(provider, item.provider_template_id, item.name, item.language)
+    if template is None:
+        imports = provider_class_for(provider.kind).template_management == TemplateManagement.IMPORT
+        imported = _import_or_conflict(provider, item, imports, report)
+        if imported is not None:
+            seen.add(imported.pk)
+        return
+    seen.add(template.pk)
+    changed = template_provider_status_set(
+        template, item.status, provider_template_id=item.provider_template_id, reason=item.reason,
+        recommendation=item.recommendation, quality=item.quality, category=item.category,
+        unless_changed_since=listed_at, actor_label=f"{provider.kind} sync")
+    if template.managed_elsewhere:
+        changed = _mirror_content(template, item) or changed
+    if changed:
+        report.updated.append(str(template))
+    else:
+        report.unchanged += 1
 
 
 def _import_or_conflict(provider: Provider, item: RemoteTemplate, imports: bool,
@@ -187,6 +205,8 @@ def _mirror_content(template: MessageTemplate, item: RemoteTemplate) -> bool:
 def _after_listing(provider: Provider, seen: set[int], now, report: SyncReport) -> None:
     at_provider = _at_provider(provider)
     at_provider.filter(pk__in=seen).update(synced_at=now)
+    if not provider_class_for(provider.kind).lists_templates:
+        return  # it holds no list: nothing can be missing from it
     # A superseded version may leave the provider's list (deleted there) without being missed.
     for template in at_provider.exclude(pk__in=seen).exclude(
             status=TemplateStatus.SUPERSEDED).select_related("provider"):

@@ -10,6 +10,7 @@ from contacts.services.identities import phone_parse_e164
 from templates_app.models import MessageTemplate
 from templates_app.preview import template_preview
 from templates_app.selectors import sendable_template, usage_of
+from templates_app.services.workflow import review_version
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider, SendAttempt
 from whatsapp.services.outbound import message_status_history
 from whatsapp.services.providers import provider_webhook_url
@@ -457,6 +458,9 @@ class MessageTemplateSerializer(serializers.ModelSerializer):
     reviewed_by = _username("reviewed_by")
     usage = serializers.SerializerMethodField()
     preview = serializers.SerializerMethodField(help_text="The examples filled into the components.")
+    review_version = serializers.SerializerMethodField(
+        help_text="What a reviewer is looking at: send it back with approve or reject, and a template changed "
+                  "and submitted again since is refused (409 changed_since_seen).")
 
     class Meta:
         model = MessageTemplate
@@ -465,8 +469,11 @@ class MessageTemplateSerializer(serializers.ModelSerializer):
                   "rejection_reason",
                   "provider_recommendation", "quality", "managed_elsewhere", "review_note", "submission_error",
                   "created_by", "submitted_by", "reviewed_by", "submitted_at", "reviewed_at", "sent_to_provider_at",
-                  "approved_at", "synced_at", "created_at", "updated_at", "usage", "preview"]
+                  "approved_at", "synced_at", "created_at", "updated_at", "usage", "preview", "review_version"]
         read_only_fields = fields
+
+    def get_review_version(self, template: MessageTemplate) -> str:
+        return review_version(template)
 
     @extend_schema_field(TemplateUsageSerializer)
     def get_usage(self, template: MessageTemplate) -> dict:
@@ -496,7 +503,12 @@ class MessageTemplateCreateSerializer(MessageTemplateUpdateSerializer):
                   "send it once approved).")
 
 
-class TemplateRejectSerializer(serializers.Serializer):
+class TemplateReviewSerializer(serializers.Serializer):
+    review_version = serializers.CharField(required=False, max_length=64,
+                                           help_text="The template's review_version as the reviewer saw it.")
+
+
+class TemplateRejectSerializer(TemplateReviewSerializer):
     reason = serializers.CharField(max_length=5000, help_text="Why, shown to the template's author.")
 
 

@@ -30,7 +30,6 @@ from contacts.services.verification import VerificationRefused, verification_sta
 from templates_app.models import MessageTemplate
 from templates_app.preview import template_preview
 from templates_app.selectors import versions_of, with_usage
-from templates_app.services.provider_submission import template_resubmit
 from templates_app.services.sync import templates_sync, templates_sync_all
 from templates_app.services.versions import template_diff
 from templates_app.services.workflow import (
@@ -42,7 +41,7 @@ from templates_app.services.workflow import (
     template_delete,
     template_edit,
     template_reject,
-    template_submit_for_review,
+    template_submit_next,
     template_withdraw,
 )
 from templates_app.validation import TemplateInvalid, template_errors
@@ -50,7 +49,6 @@ from whatsapp.api import serializers
 from whatsapp.api.filters import ContactFilter, ContactUserMappingFilter, MessageTemplateFilter
 from whatsapp.api.parsers import DepthSafeJSONParser, printable
 from whatsapp.models import Conversation, Message, MessageStatusEvent, Provider, Session
-from whatsapp.providers.events import TemplateStatus
 from whatsapp.services.outbound import (
     IdempotencyConflict,
     MediaInput,
@@ -524,10 +522,7 @@ class MessageTemplateViewSet(ReadableErrors, viewsets.ModelViewSet):
         request=None, responses={200: serializers.MessageTemplateSerializer, **TEMPLATE_REFUSALS})
     @action(detail=True, methods=["post"], permission_classes=[requires(TEMPLATE_CHANGE)])
     def submit(self, request, pk=None):
-        template = self.get_object()
-        if template.status == TemplateStatus.INTERNALLY_APPROVED:
-            return self._shown(template_resubmit(template, actor=request.user))
-        return self._shown(template_submit_for_review(template, actor=request.user))
+        return self._shown(template_submit_next(self.get_object(), actor=request.user))
 
     @extend_schema(summary="Withdraw a template from review (back to draft)",
                    description="409 `wrong_status` unless it is in review. Audited. Needs "
@@ -547,7 +542,8 @@ class MessageTemplateViewSet(ReadableErrors, viewsets.ModelViewSet):
         request=None, responses={200: serializers.MessageTemplateSerializer, 403: REFUSAL, 404: REFUSAL, 409: REFUSAL})
     @action(detail=True, methods=["post"], permission_classes=[requires(REVIEW_PERMISSION)])
     def approve(self, request, pk=None):
-        return self._shown(template_approve(self.get_object(), reviewer=request.user))
+        seen = _valid(serializers.TemplateReviewSerializer, request.data).get("review_version")
+        return self._shown(template_approve(self.get_object(), reviewer=request.user, seen=seen))
 
     @extend_schema(
         summary="Reject a template in review, with the reason its author will read",
@@ -560,7 +556,8 @@ class MessageTemplateViewSet(ReadableErrors, viewsets.ModelViewSet):
     def reject(self, request, pk=None):
         template = self.get_object()
         form = _valid(serializers.TemplateRejectSerializer, request.data)
-        return self._shown(template_reject(template, reviewer=request.user, reason=form["reason"]))
+        return self._shown(template_reject(template, reviewer=request.user, reason=form["reason"],
+                                           seen=form.get("review_version")))
 
     @extend_schema(
         summary="Sync templates with the provider now",

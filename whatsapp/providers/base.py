@@ -261,6 +261,9 @@ class BaseProvider:
     #: Whether the provider's business account id names a WhatsApp business account whose templates every
     #: number of the account shares (a Chatwoot account holds inboxes with templates of their own).
     templates_shared_by_account: ClassVar[bool] = True
+    #: Whether list_templates returns the templates the provider holds (the sandbox holds none, so a sync
+    #: does not report its templates as missing).
+    lists_templates: ClassVar[bool] = True
 
     def __init__(self, provider: ProviderRow):
         self.provider = provider
@@ -326,10 +329,14 @@ class BaseProvider:
 
     # --- templates -------------------------------------------------------------------------
     def submit_template(self, template: TemplateDefinition) -> TemplateSubmission:
-        """Create the template at the provider (or edit the one `provider_template_id` names) and ask for
-        WhatsApp's approval. Raises ProviderError; code "template_unsupported" when the provider cannot
-        express the template."""
+        """Create the template at the provider under `template.remote_name` and ask for WhatsApp's
+        approval. Raises ProviderError; code "template_unsupported" when the provider cannot express it."""
         raise ProviderError(f"{self.label} does not take template submissions", code="not_supported")
+
+    def template_problems(self, template: TemplateDefinition) -> dict[str, list[str]]:
+        """What this provider cannot take in a template that passes WhatsApp's rules, by field ("header",
+        "components"...), checked without calling the provider: the author sees it before the review."""
+        return {}
 
     def list_templates(self) -> list[RemoteTemplate]:
         """Every template the provider holds for this account, with its current status (all pages)."""

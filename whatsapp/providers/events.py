@@ -223,7 +223,7 @@ class TemplateManagement(models.TextChoices):
 
 @dataclass(frozen=True)
 class TemplateDefinition:
-    """A template as authored here, for the provider to create, or to edit when it has its id."""
+    """A template version as authored here, for the provider to create."""
 
     name: str
     language: str

@@ -642,8 +642,14 @@ class MetaProvider(BaseProvider):
         return result
 
     # --- templates -------------------------------------------------------------------------
-    def submit_template(self, template: TemplateDefinition) -> TemplateSubmission:
-        # https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/overview
+    def template_problems(self, template: TemplateDefinition) -> dict[str, list[str]]:
+        try:
+            self._check_submittable(template)
+        except ProviderError as exc:
+            return {"header": [str(exc)]}
+        return {}
+
+    def _check_submittable(self, template: TemplateDefinition) -> None:
         if header_format(template.components) in MEDIA_HEADER_FORMATS:
             # Meta reviews a media header against a sample uploaded through its Resumable Upload API, which
             # is keyed by the Meta app's id (not among this provider's settings) and gives a handle only for
@@ -653,6 +659,10 @@ class MetaProvider(BaseProvider):
                 "Meta needs a sample file uploaded through its Resumable Upload API. Create this template in "
                 "WhatsApp Manager instead; the next template sync imports it", code="template_unsupported",
                 title="Media header not supported")
+
+    def submit_template(self, template: TemplateDefinition) -> TemplateSubmission:
+        # https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/overview
+        self._check_submittable(template)
         components = to_whatsapp_components(template.components, template.examples, template.parameter_format)
         with http_client() as client:
             response = self.rest_call(client, "POST", self._graph_url(f"{self._waba_id()}/message_templates"),

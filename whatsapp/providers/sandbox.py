@@ -98,6 +98,7 @@ class SandboxProvider(BaseProvider):
     supports_reply_context = True
     # Templates are submitted to the simulator, which approves them at once (it has no reviewer).
     template_management = TemplateManagement.SUBMIT
+    lists_templates = False
     options = (
         ProviderOption("phone_number", "The simulated business number (E.164)", target="phone_number",
                        default="+15550000000"),
@@ -171,7 +172,7 @@ class SandboxProvider(BaseProvider):
                           raw={"id": provider_message_id, "to": self.recipient_address(message.to)})
 
     def submit_template(self, template: TemplateDefinition) -> TemplateSubmission:
-        # An edit keeps the id it already has, as a provider that edits in place would.
+        # The simulator has no reviewer: every version is approved at once, under an id of its own.
         template_id = f"sandbox-tpl-{uuid.uuid4().hex}"
         return TemplateSubmission(provider_template_id=template_id, status=TemplateStatus.APPROVED,
                                   raw={"id": template_id, "status": "approved", "name": template.name,

@@ -397,6 +397,13 @@ class TwilioProvider(BaseProvider):
                 http.session.close()
 
     # --- templates -------------------------------------------------------------------------
+    def template_problems(self, template: TemplateDefinition) -> dict[str, list[str]]:
+        try:
+            content_request(template, template.remote_name)
+        except ProviderError as exc:
+            return {"components": [str(exc)]}
+        return {}
+
     def submit_template(self, template: TemplateDefinition) -> TemplateSubmission:
         # A Content cannot be changed once created: every version is a new Content, under its version's
         # WhatsApp name. https://www.twilio.com/docs/content/create-and-send-your-first-content-api-template

@@ -1,6 +1,8 @@
-"""Transaction-scoped helpers: locks for keys that have no row to lock yet, commit durability."""
+"""Locks for keys that have no row to lock yet, and commit durability."""
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.db import connection
 
@@ -55,3 +57,26 @@ def try_lock_key(*parts: object) -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_key(parts)])
         return bool(cursor.fetchone()[0])
+
+
+@contextmanager
+def try_session_lock(*parts: object) -> Iterator[bool]:
+    """
+    Hold the lock on a key for the duration of the block if nobody holds it (yields False at once if
+    someone does), outside any transaction: for a job that calls the network while holding it, so that
+    no database transaction stays open meanwhile. Conflicts with lock_key/try_lock_key on the same key.
+    SQLite: always True.
+    """
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    key = _key(parts)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        locked = bool(cursor.fetchone()[0])
+    try:
+        yield locked
+    finally:
+        if locked:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
