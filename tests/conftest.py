@@ -19,6 +19,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def pytest_configure(config):
+    # Hashing a test user's password with the production hasher (PBKDF2, a million rounds) takes a third
+    # of a second; hundreds of test users made that minutes of the suite. Password checks behave the same.
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def fixture_bytes(provider_kind: str, name: str) -> bytes:
     return (FIXTURES / provider_kind / name).read_bytes()
 
