@@ -16,6 +16,7 @@ from templates_app.validation import template_errors
 from whatsapp.models import Provider
 from whatsapp.providers import provider_class_for, registered_kinds
 from whatsapp.providers.events import TemplateManagement
+from whatsapp.providers.whatsapp_templates import find_component
 
 HEADER_FORMATS = [("", "No header"), ("TEXT", "Text"), ("IMAGE", "Image"), ("VIDEO", "Video"),
                   ("DOCUMENT", "Document"), ("LOCATION", "Location")]
@@ -43,10 +44,7 @@ def authoring_kinds() -> list[str]:
 
 
 def _component(components: Any, kind: str) -> dict:
-    for component in components if isinstance(components, list) else []:
-        if isinstance(component, dict) and str(component.get("type", "")).upper() == kind:
-            return component
-    return {}
+    return find_component(components, kind) or {}
 
 
 def _pretty(value: Any) -> str:

@@ -14,14 +14,12 @@ Values given with a send:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from templates_app.models import MessageTemplate
+from whatsapp.providers.whatsapp_templates import MEDIA_HEADER_FORMATS, PARAMETER
 
-PARAMETER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
-MEDIA_HEADER_FORMATS = {"IMAGE": "image", "VIDEO": "video", "DOCUMENT": "document"}
 # Buttons whose value is sent with each message: a URL's variable suffix, a coupon code, a payload.
 BUTTONS_NEEDING_VALUE = {"URL", "COPY_CODE"}
 BUTTON_SUB_TYPES = {"URL": "url", "COPY_CODE": "copy_code", "QUICK_REPLY": "quick_reply"}
@@ -140,10 +138,9 @@ def template_bind(template: MessageTemplate, variables: dict[str, Any] | None) -
     if spec.header_format in MEDIA_HEADER_FORMATS:
         url = raw_header.get("url", "") if isinstance(raw_header, dict) else (raw_header or "")
         if not isinstance(url, str) or not url.startswith("https://"):
-            missing.append("header.url (an https link to the header's "
-                           f"{MEDIA_HEADER_FORMATS[spec.header_format]})")
+            missing.append(f"header.url (an https link to the header's {spec.header_format.lower()})")
         else:
-            bound.header_media_url, bound.header_media_kind = url, MEDIA_HEADER_FORMATS[spec.header_format]
+            bound.header_media_url, bound.header_media_kind = url, spec.header_format.lower()
     else:
         bound.header = _match("header", spec.header_params, _named_values(raw_header, "header"), missing, extra)
     bound.body = _match("body", spec.body_params, _named_values(variables.get("body"), "body"), missing, extra)

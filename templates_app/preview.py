@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from templates_app.parameters import PARAMETER
+from whatsapp.providers.whatsapp_templates import PARAMETER
 
 
 @dataclass(frozen=True)

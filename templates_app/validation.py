@@ -29,7 +29,7 @@ from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from templates_app.models import MessageTemplate
-from templates_app.parameters import PARAMETER
+from whatsapp.providers.whatsapp_templates import MEDIA_HEADER_FORMATS, PARAMETER
 
 FIELDS = ("name", "language", "category", "parameter_format", "header", "body", "footer", "buttons", "examples",
           "components")
@@ -47,7 +47,6 @@ BUTTON_TYPE_LIMITS = {"URL": 2, "PHONE_NUMBER": 1, "COPY_CODE": 1}
 
 COMPONENT_TYPES = ("HEADER", "BODY", "FOOTER", "BUTTONS")
 HEADER_FORMATS = ("TEXT", "IMAGE", "VIDEO", "DOCUMENT", "LOCATION")
-MEDIA_HEADER_FORMATS = ("IMAGE", "VIDEO", "DOCUMENT")
 BUTTON_TYPES = ("QUICK_REPLY", "URL", "PHONE_NUMBER", "COPY_CODE")
 EXAMPLE_SECTIONS = ("header", "body", "buttons")
 

@@ -12,6 +12,7 @@ import pytest
 import redis
 from django.contrib.auth import get_user_model
 
+from tests.fakes import FakeServer
 from whatsapp import sandbox_phone
 from whatsapp.services.providers import provider_create
 
@@ -75,6 +76,14 @@ def post_sandbox(client):
                            content_type=content_type or "application/json", **extra)
 
     return post
+
+
+@pytest.fixture(scope="module")
+def fake_server():
+    """One local provider server for a test module (starting and stopping one per test costs half a
+    second); tests clear its routes and requests, or use paths of their own."""
+    with FakeServer() as server:
+        yield server
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
-from django.db import connection, transaction
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
@@ -25,7 +25,7 @@ from whatsapp.models import AuditLog, Message, Provider
 from whatsapp.providers.events import Identity, IdentityKind, MessageStatus, TemplateStatus
 from whatsapp.services.api_tokens import api_token_create
 from whatsapp.services.inbound import conversation_get_or_create
-from whatsapp.services.locks import try_lock_key
+from whatsapp.services.locks import try_session_lock
 from whatsapp.services.providers import provider_create
 
 pytestmark = pytest.mark.django_db
@@ -384,8 +384,8 @@ def sync_lock_held_elsewhere(provider: Provider):
 
     def hold():
         try:
-            with transaction.atomic():
-                assert try_lock_key("templates-sync", *template_account(provider))
+            with try_session_lock("templates-sync", *template_account(provider)) as locked:
+                assert locked
                 held.set()
                 release.wait(30)
         finally:

@@ -27,7 +27,7 @@ from templates_app.services.workflow import (
     template_withdraw,
 )
 from templates_app.validation import TemplateInvalid
-from tests.fakes import FakeServer, Reply
+from tests.fakes import Reply
 from tests.signing import META_WABA_ID, make_meta
 from whatsapp.providers.events import TemplateStatus
 
@@ -35,12 +35,6 @@ GRAPH_VERSION = "v25.0"
 TEMPLATES_PATH = f"/{GRAPH_VERSION}/{META_WABA_ID}/message_templates"
 BODY = [{"type": "BODY", "text": "Hi {{1}}, your table is ready."}]
 EXAMPLES = {"body": {"1": "Ana"}}
-
-
-@pytest.fixture(scope="module")
-def fake_server():
-    with FakeServer() as server:
-        yield server
 
 
 @pytest.fixture

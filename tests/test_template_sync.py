@@ -63,13 +63,6 @@ def body_only(text: str) -> list[dict]:
     return [{"type": "BODY", "text": text}]
 
 
-@pytest.fixture(scope="module")
-def fake_server():
-    # One server for the module: stopping one takes half a second.
-    with FakeServer() as server:
-        yield server
-
-
 @pytest.fixture
 def fake(fake_server, settings):
     fake_server.routes.clear()

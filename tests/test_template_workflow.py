@@ -146,13 +146,6 @@ def outsider(db):
 
 # --- the provider's side and the worker ------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def fake_server():
-    """One local server for Meta's Graph API and Twilio's REST and Content APIs (their paths differ)."""
-    with FakeServer() as server:
-        yield server
-
-
 @pytest.fixture
 def fake(fake_server, settings):
     fake_server.routes.clear()

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 
 from templates_app.models import MessageTemplate
+from whatsapp.providers.whatsapp_templates import find_component
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,7 @@ class SectionDiff:
 
 
 def _component(template: MessageTemplate, kind: str) -> dict:
-    for component in template.components or []:
-        if isinstance(component, dict) and str(component.get("type", "")).upper() == kind:
-            return component
-    return {}
+    return find_component(template.components, kind) or {}
 
 
 def _header(template: MessageTemplate) -> str:

@@ -55,8 +55,10 @@ def in_order(names: list[str]) -> list[str]:
     return names
 
 
-def find_component(components: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
-    return next((c for c in components if isinstance(c, dict) and as_text(c.get("type")).upper() == kind), None)
+def find_component(components: Any, kind: str) -> dict[str, Any] | None:
+    """The component of this type (HEADER, BODY, FOOTER, BUTTONS; any case), None when absent or malformed."""
+    return next((c for c in as_list(components) if isinstance(c, dict) and as_text(c.get("type")).upper() == kind),
+                None)
 
 
 def template_buttons(components: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -47,24 +47,12 @@ def commit_without_waiting_for_disk() -> None:
         cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
-def try_lock_key(*parts: object) -> bool:
-    """
-    Take the lock on a key for the current transaction if nobody holds it; False at once if someone
-    does (for jobs that must not run twice at the same time, e.g. a sync). SQLite: always True.
-    """
-    if connection.vendor != "postgresql":
-        return True
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_key(parts)])
-        return bool(cursor.fetchone()[0])
-
-
 @contextmanager
 def try_session_lock(*parts: object) -> Iterator[bool]:
     """
     Hold the lock on a key for the duration of the block if nobody holds it (yields False at once if
     someone does), outside any transaction: for a job that calls the network while holding it, so that
-    no database transaction stays open meanwhile. Conflicts with lock_key/try_lock_key on the same key.
+    no database transaction stays open meanwhile. Conflicts with lock_key on the same key.
     SQLite: always True.
     """
     if connection.vendor != "postgresql":
