@@ -201,6 +201,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "templates_app.tasks.templates_submit_due_task",
         "schedule": 60.0,
     },
+    "requeue-due-archives": {
+        "task": "whatsapp.tasks.requeue_due_archives_task",
+        "schedule": 60.0,
+    },
+    "prune-archived-webhook-bodies": {
+        "task": "whatsapp.tasks.prune_archived_webhook_bodies_task",
+        "schedule": 6 * 3600.0,
+    },
+    "delete-expired-data-exports": {
+        "task": "contacts.tasks.data_exports_expire_task",
+        "schedule": 3600.0,
+    },
     "sync-templates": {
         "task": "templates_app.tasks.templates_sync_task",
         "schedule": env.float("TEMPLATE_SYNC_INTERVAL_SECONDS", default=900.0),
@@ -245,13 +257,38 @@ SEND_STALE_AFTER_SECONDS = env.int("SEND_STALE_AFTER_SECONDS", default=300)
 # Uploaded files to send are kept in storage and served to the provider from an unguessable URL.
 OUTBOUND_MEDIA_MAX_BYTES = env.int("OUTBOUND_MEDIA_MAX_BYTES", default=16 * 1024 * 1024)
 
-# --- Storage: local directory by default; GCS when GCS_BUCKET_PREFIX / GCS_PROJECT are set. ---
+# --- Storage: local directory by default; GCS when GCS_PROJECT is set (or STORAGE_BACKEND=gcs). ---
 STORAGE_BACKEND = env("STORAGE_BACKEND", default="gcs" if env("GCS_PROJECT", default="") else "local")
 LOCAL_STORAGE_DIR = Path(env("LOCAL_STORAGE_DIR", default=str(VAR_DIR / "archive")))
 GCS_PROJECT = env("GCS_PROJECT", default="")
+# Bucket names are global in GCS: the prefix makes them this deployment's. Names are
+# <prefix>-u-<hash> per user and <prefix>-p-<hash> per provider account, the hash keyed by GCS_BUCKET_NAME_KEY
+# (derived from SECRET_KEY when empty; names already made are recorded, so a new key changes only new ones).
 GCS_BUCKET_PREFIX = env("GCS_BUCKET_PREFIX", default="wa-archive")
+GCS_BUCKET_NAME_KEY = env("GCS_BUCKET_NAME_KEY", default="")
 GCS_LOCATION = env("GCS_LOCATION", default="US")
+GCS_STORAGE_CLASS = env("GCS_STORAGE_CLASS", default="STANDARD")
 GCS_CREDENTIALS_FILE = env("GCS_CREDENTIALS_FILE", default="")
+# Empty takes the google-cloud-storage default endpoint (or STORAGE_EMULATOR_HOST, which the client reads).
+GCS_ENDPOINT = env("GCS_ENDPOINT", default="")
+GCS_TIMEOUT_SECONDS = env.float("GCS_TIMEOUT_SECONDS", default=20.0)
+# Lifecycle: objects move to cheaper classes as they age (days). An empty value drops that step.
+GCS_NEARLINE_AFTER_DAYS = env.int("GCS_NEARLINE_AFTER_DAYS", default=30)
+GCS_COLDLINE_AFTER_DAYS = env.int("GCS_COLDLINE_AFTER_DAYS", default=90)
+GCS_ARCHIVE_AFTER_DAYS = env.int("GCS_ARCHIVE_AFTER_DAYS", default=365)
+# 0 deletes archived objects for good at once (an erased user's data is not recoverable); GCS's own default
+# keeps deleted objects 7 days (604800 s), billed, restorable by the project's admins.
+GCS_SOFT_DELETE_SECONDS = env.int("GCS_SOFT_DELETE_SECONDS", default=0)
+# Archiving: attempts back off from 30 s up to this cap, and are retried as long as it takes.
+ARCHIVE_RETRY_MAX_SECONDS = env.int("ARCHIVE_RETRY_MAX_SECONDS", default=3600)
+# A processed webhook event waits this long before its archive task is handed out again by the beat job.
+ARCHIVE_STALE_AFTER_SECONDS = env.int("ARCHIVE_STALE_AFTER_SECONDS", default=120)
+# /health/ reports storage as degraded when a row waited longer than this for the archive.
+ARCHIVE_DEGRADED_AFTER_SECONDS = env.int("ARCHIVE_DEGRADED_AFTER_SECONDS", default=900)
+# Raw webhook bodies that are safely archived leave the database after this many days (0 keeps them).
+WEBHOOK_BODY_RETENTION_DAYS = env.int("WEBHOOK_BODY_RETENTION_DAYS", default=30)
+# A GDPR export zip is downloadable for this many days, then deleted.
+DATA_EXPORT_RETENTION_DAYS = env.int("DATA_EXPORT_RETENTION_DAYS", default=7)
 
 # --- OpenAI (AI processing arrives with its own issue; settings are read here) ---
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")

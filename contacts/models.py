@@ -188,3 +188,37 @@ class UnmappedContact(Contact):
     class Meta:
         proxy = True
         verbose_name = "unmapped contact"
+
+
+class DataExport(models.Model):
+    """A GDPR export of one user's WhatsApp data: a zip built by a worker, kept in the archive storage for
+    DATA_EXPORT_RETENTION_DAYS and downloadable from the admin and the API."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Being built"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+        EXPIRED = "expired", "Expired (deleted)"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="whatsapp_exports")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    location = models.CharField(max_length=500, blank=True, help_text="<bucket>/<object> of the zip.")
+    size_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    counts = models.JSONField(default=dict, blank=True, help_text="What the zip holds.")
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("erase_user_data", "Can erase a user's WhatsApp data (GDPR)")]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="data_export_due_idx")]
+
+    def __str__(self) -> str:
+        return f"Export {self.pk} of {self.user}"

@@ -158,6 +158,12 @@ def worker_env(live_server, transactional_db, settings):
         conn.default_channel.client.flushdb()
     return {
         **os.environ,
+        # Workers archive where this test does (the local directory or the GCS emulator).
+        "STORAGE_BACKEND": settings.STORAGE_BACKEND,
+        "LOCAL_STORAGE_DIR": str(settings.LOCAL_STORAGE_DIR),
+        "GCS_ENDPOINT": settings.GCS_ENDPOINT,
+        "GCS_PROJECT": settings.GCS_PROJECT,
+        "GCS_BUCKET_PREFIX": settings.GCS_BUCKET_PREFIX,
         "DATABASE_URL": _database_url(connection.settings_dict),
         "PUBLIC_BASE_URL": live_server.url,
         "SANDBOX_STATUS_DELAY_SECONDS": "0.3",
@@ -211,3 +217,71 @@ def own_redis():
     process = start_redis(port)
     yield port, process
     stop_process(process)
+
+
+class GcsEmulator:
+    """gcp-storage-emulator in this process, on a fixed port for the session so it can be stopped and
+    started again (an outage) with its data kept in a directory."""
+
+    def __init__(self, data_dir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.server = None
+
+    def start(self) -> None:
+        from gcp_storage_emulator.server import create_server
+
+        if self.server is None:
+            self.server = create_server("127.0.0.1", self.port, in_memory=False, data_dir=str(self.data_dir))
+            self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def client(self):
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        return storage.Client(project="test", credentials=AnonymousCredentials(),
+                              client_options={"api_endpoint": self.url})
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+    emulator = GcsEmulator(tmp_path_factory.mktemp("gcs-emulator"))
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def gcs_storage(gcs_emulator, settings):
+    """The GCS backend against the emulator, emptied first. Request it before `celery_worker` so workers
+    archive there too. Yields the emulator (stop() and start() make an outage)."""
+    from whatsapp.services.archive import forget_known_buckets
+
+    gcs_emulator.start()
+    gcs_emulator.server.wipe()
+    settings.STORAGE_BACKEND = "gcs"
+    settings.GCS_ENDPOINT = gcs_emulator.url
+    settings.GCS_PROJECT = "test"
+    settings.GCS_TIMEOUT_SECONDS = 5
+    forget_known_buckets()
+    yield gcs_emulator
+    gcs_emulator.start()
+    forget_known_buckets()
+
+
+@pytest.fixture
+def local_storage(settings, tmp_path):
+    """The local-directory backend in a folder of this test's own."""
+    from whatsapp.services.archive import forget_known_buckets
+
+    settings.STORAGE_BACKEND = "local"
+    settings.LOCAL_STORAGE_DIR = tmp_path / "archive"
+    forget_known_buckets()
+    yield settings.LOCAL_STORAGE_DIR
+    forget_known_buckets()

@@ -21,7 +21,7 @@ from templates_app.models import MessageTemplate
 from whatsapp.models import Conversation, Media, Message, Provider
 from whatsapp.providers.events import Identity, IdentityKind, InboundMessage, MessageType
 from whatsapp.services.inbound import inbound_message_apply
-from whatsapp.storage import get_storage
+from whatsapp.storage import BucketSpec, get_storage
 
 pytestmark = pytest.mark.django_db
 
@@ -164,9 +164,15 @@ def test_a_removed_reaction_is_gone_and_one_to_an_unknown_message_is_a_note(admi
     assert "🔥" in html and "to a message not shown here" in html
 
 
+def stored_file(path: str, data: bytes) -> str:
+    storage = get_storage()
+    storage.create_bucket(BucketSpec(name="test-media"))
+    return storage.write("test-media", path, data, content_type="image/jpeg", metadata={})
+
+
 def test_media_links_to_the_stored_file(admin_client_logged, client, sandbox_provider, conversation, storage_dir):
     photo = inbound(sandbox_provider, "in-photo", "my receipt", message_type=MessageType.IMAGE)
-    location = get_storage().write("whatsapp-media", "test/receipt.jpg", b"\xff\xd8jpeg-bytes", {})
+    location = stored_file("test/receipt.jpg", b"\xff\xd8jpeg-bytes")
     stored = Media.objects.create(message=photo, mime_type="image/jpeg", filename="receipt.jpg", size_bytes=12,
                                   state=Media.State.FETCHED, archive_path=location)
     voice = inbound(sandbox_provider, "in-voice", message_type=MessageType.AUDIO)
@@ -190,7 +196,7 @@ def test_media_links_to_the_stored_file(admin_client_logged, client, sandbox_pro
 
 def test_media_download_needs_permission(client, sandbox_provider, conversation, storage_dir):
     photo = inbound(sandbox_provider, "in-photo", message_type=MessageType.IMAGE)
-    location = get_storage().write("whatsapp-media", "test/p.jpg", b"bytes", {})
+    location = stored_file("test/p.jpg", b"bytes")
     media = Media.objects.create(message=photo, mime_type="image/jpeg", state=Media.State.FETCHED,
                                  archive_path=location)
     url = reverse("admin:whatsapp_conversation_media", args=[conversation.pk, media.pk])

@@ -48,6 +48,7 @@ from whatsapp.providers import provider_class_for, provider_for, registered_kind
 from whatsapp.providers.events import MEDIA_TYPES, MessageStatus, MessageType, TemplateStatus
 from whatsapp.queries import count_subquery
 from whatsapp.services.api_tokens import api_token_create, api_token_revoke
+from whatsapp.services.archive import media_content
 from whatsapp.services.audit import audit_record
 from whatsapp.services.circuit import circuit_reset
 from whatsapp.services.media import media_retry
@@ -65,7 +66,7 @@ from whatsapp.services.providers import (
 from whatsapp.services.send_rules import SendRefused
 from whatsapp.services.sessions import session_current
 from whatsapp.services.webhooks import webhook_event_replay, webhook_events_replay_unrouted
-from whatsapp.storage import get_storage
+from whatsapp.storage import ObjectNotFound, StorageError
 
 CONTACT_POLICY_FIELDS = ["unknown_contact_policy", "registration_template", "registration_text",
                          "contact_verification_enabled"]
@@ -629,7 +630,7 @@ class ChatRenderer:
         parts = []
         for media in message.media.all():
             label = media.filename or media.mime_type or "file"
-            if media.state == Media.State.FETCHED and media.archive_path:
+            if media.state == Media.State.FETCHED:
                 url = reverse("admin:whatsapp_conversation_media", args=[self.conversation.pk, media.pk])
                 size = f" ({filesizeformat(media.size_bytes)})" if media.size_bytes else ""
                 parts.append(format_html('<div class="wa-media">📎 <a href="{}">{}</a>{}</div>', url, label, size))
@@ -786,14 +787,18 @@ class ConversationAdmin(AuditedModelAdmin):
         if not (self.has_view_or_change_permission(request)
                 and (request.user.has_perm("whatsapp.view_media") or request.user.has_perm("whatsapp.change_media"))):
             raise PermissionDenied
-        media = get_object_or_404(Media.objects.only("archive_path", "mime_type", "filename", "state"),
+        media = get_object_or_404(Media.objects.only("archive_path", "mime_type", "filename", "state",
+                                                     "pending_content"),
                                   pk=media_id, message__conversation_id=conversation_id)
-        if media.state != Media.State.FETCHED or not media.archive_path:
+        if media.state != Media.State.FETCHED:
             raise Http404("This file has not been downloaded.")
         try:
-            data = get_storage().read(media.archive_path)
-        except (OSError, ValueError):
+            data = media_content(media)
+        except ObjectNotFound:
             raise Http404("This file is no longer in storage.") from None
+        except StorageError:
+            return HttpResponse("The archive storage cannot be reached right now; try again shortly.",
+                                status=503, content_type="text/plain")
         mime_type = media.mime_type or "application/octet-stream"
         response = HttpResponse(data, content_type=mime_type)
         # A customer's file is untrusted: only plain media open in the browser (never SVG, which runs

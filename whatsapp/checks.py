@@ -29,3 +29,16 @@ def check_public_base_url(app_configs, **kwargs):
             id="whatsapp.W002",
         )]
     return []
+
+
+@register()
+def check_storage_settings(app_configs, **kwargs):
+    if settings.STORAGE_BACKEND not in ("local", "gcs"):
+        return [Error(f"STORAGE_BACKEND={settings.STORAGE_BACKEND!r} is not a storage backend.",
+                      hint="Use 'local' or 'gcs'.", id="whatsapp.E002")]
+    if settings.STORAGE_BACKEND != "gcs":
+        return []
+    from whatsapp.services.archive import prefix_problems
+
+    return [Error(problem, hint="Bucket names are <prefix>-u-<hash>; choose a prefix that fits GCS's rules.",
+                  id="whatsapp.E003") for problem in prefix_problems(settings.GCS_BUCKET_PREFIX)]

@@ -291,7 +291,30 @@ class MessageStatusEvent(models.Model):
         return f"{self.provider_message_id} {self.status}"
 
 
-class Media(models.Model):
+class ArchiveStatus(models.TextChoices):
+    NONE = "none", "Not archived"
+    PENDING = "pending", "Waiting for the archive"
+    ARCHIVED = "archived", "Archived"
+
+
+class Archivable(models.Model):
+    """A row whose bytes go to the archive storage: where they went, or why they are still waiting."""
+
+    archive_status = models.CharField(max_length=10, choices=ArchiveStatus.choices, default=ArchiveStatus.NONE)
+    archive_path = models.CharField(max_length=500, blank=True,
+                                    help_text="<bucket>/<object>: where the archive holds it. Objects stay where "
+                                              "they were written, also when the contact is mapped later.")
+    archive_attempts = models.PositiveIntegerField(default=0)
+    archive_next_at = models.DateTimeField(null=True, blank=True,
+                                           help_text="When the archive job tries again if it is still waiting.")
+    archive_error = models.TextField(blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class Media(Archivable):
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
         FETCHED = "fetched", "Fetched"
@@ -313,7 +336,8 @@ class Media(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True,
                                            help_text="When the retry job tries the download again.")
     fetched_at = models.DateTimeField(null=True, blank=True)
-    archive_path = models.CharField(max_length=500, blank=True)
+    pending_content = models.BinaryField(null=True, blank=True, editable=False,
+                                         help_text="The file while the archive storage cannot take it.")
     public_token = models.CharField(max_length=64, null=True, blank=True, unique=True,
                                     help_text="Serves an uploaded outbound file to the provider at an unguessable URL.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -323,13 +347,15 @@ class Media(models.Model):
         indexes = [
             models.Index(fields=["state", "created_at"], name="media_state_idx"),
             models.Index(fields=["state", "next_attempt_at"], name="media_due_idx"),
+            models.Index(fields=["archive_next_at"], condition=Q(archive_status="pending"),
+                         name="media_archive_due_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.mime_type or 'media'} for message {self.message_id}"
 
 
-class WebhookEvent(models.Model):
+class WebhookEvent(Archivable):
     """The inbox: every webhook request, stored raw before it is acknowledged."""
 
     class Status(models.TextChoices):
@@ -362,7 +388,13 @@ class WebhookEvent(models.Model):
                   "and replayed when such a provider is added.",
     )
     notes = models.TextField(blank=True, help_text="Updates it carried that we keep but do not act on.")
-    archive_path = models.CharField(max_length=500, blank=True)
+    message_ids = models.CharField(max_length=1000, blank=True,
+                                   help_text="The provider message ids it carried (the first ones, space-separated).")
+    contacts = models.ManyToManyField("contacts.Contact", blank=True, related_name="webhook_events",
+                                      help_text="Whose data it carried: decides its archive bucket and what an "
+                                                "erasure removes.")
+    body_pruned_at = models.DateTimeField(null=True, blank=True,
+                                          help_text="When the body left the database (it is in the archive).")
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(
@@ -379,10 +411,61 @@ class WebhookEvent(models.Model):
         indexes = [
             models.Index(fields=["status", "received_at"], name="webhook_event_status_idx"),
             models.Index(fields=["status", "next_attempt_at"], name="webhook_event_due_idx"),
+            models.Index(fields=["archive_next_at"], condition=Q(archive_status="pending"),
+                         name="webhook_event_archive_due_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.kind} webhook {self.pk} ({self.status})"
+
+
+class ArchiveBucket(models.Model):
+    """A bucket we made: one per user, one per provider for contacts not mapped to a user. The record is the
+    existence cache (no API call per message) and keeps names stable if the naming key changes."""
+
+    backend = models.CharField(max_length=10, help_text="The storage backend that holds it.")
+    owner_key = models.CharField(max_length=64, help_text="user:<id> or provider:<id>.")
+    name = models.CharField(max_length=63)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="archive_buckets")
+    provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="archive_buckets")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["backend", "owner_key"], name="archive_bucket_unique_owner"),
+            models.UniqueConstraint(fields=["backend", "name"], name="archive_bucket_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StorageDeletion(models.Model):
+    """An object or bucket that must leave the archive (an erasure, an expired export), kept until the
+    storage confirms it: an outage delays a deletion, it never forgets one."""
+
+    class Target(models.TextChoices):
+        OBJECT = "object", "Object"
+        BUCKET = "bucket", "Bucket with all its objects"
+
+    backend = models.CharField(max_length=10)
+    target = models.CharField(max_length=10, choices=Target.choices)
+    name = models.CharField(max_length=600, help_text="The object's location or the bucket's name.")
+    reason = models.CharField(max_length=100)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["next_attempt_at"], name="storage_deletion_due_idx")]
+
+    def __str__(self) -> str:
+        return f"delete {self.target} {self.name}"
 
 
 class AuditLog(models.Model):

@@ -1,31 +1,122 @@
 """
-Archive storage behind one interface. The local-directory backend is the default; the GCS backend
-(one bucket per user, lifecycle rules) arrives with the storage issue.
+Archive storage behind one interface, with two backends chosen by STORAGE_BACKEND: Google Cloud Storage
+(one bucket per owner, lifecycle rules) and a local directory (the default, with the same layout: a
+folder per bucket). A location is "<bucket>/<object path>" in both, and is what rows record.
+
+Which bucket an object goes to is decided by whatsapp.services.archive; this module only moves bytes.
+Every call either succeeds, raises StorageUnavailable (retry later: network, timeouts, 5xx, 429) or
+raises StorageError (a request that will not work as it is).
 """
 
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+logger = logging.getLogger(__name__)
+
+
+class StorageError(Exception):
+    """A storage request that will not succeed as it is."""
+
+
+class StorageUnavailable(StorageError):
+    """The storage cannot be reached or answered with a transient error; try again later."""
+
+
+class ObjectNotFound(StorageError):
+    pass
+
+
+class BucketNotFound(StorageError):
+    pass
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    """How a bucket is made: GCS applies all of it; the local backend only makes the folder."""
+
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    location: str
+    size: int
+    content_type: str
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    name: str
+    location: str
+    storage_class: str
+    labels: dict[str, str]
+    uniform_access: bool
+    lifecycle_rules: list[dict]
+
+
+def split_location(location: str) -> tuple[str, str]:
+    bucket, _, path = location.partition("/")
+    if not bucket or not path:
+        raise StorageError(f"{location!r} is not a <bucket>/<path> location")
+    return bucket, path
+
+
+def lifecycle_rules() -> list[tuple[str, int]]:
+    """(storage class, age in days) steps from the settings, oldest last; a zero or empty age drops a step."""
+    steps = [("NEARLINE", settings.GCS_NEARLINE_AFTER_DAYS), ("COLDLINE", settings.GCS_COLDLINE_AFTER_DAYS),
+             ("ARCHIVE", settings.GCS_ARCHIVE_AFTER_DAYS)]
+    return [(storage_class, age) for storage_class, age in steps if age]
+
 
 class ArchiveStorage(Protocol):
     name: str
 
     def check(self) -> None:
-        """Raise when the storage cannot be written."""
+        """Raise when the storage cannot be reached."""
 
-    def write(self, container: str, path: str, data: bytes, metadata: dict[str, str]) -> str:
-        """Store bytes; return where they went."""
+    def create_bucket(self, spec: BucketSpec) -> None:
+        """Make the bucket with its rules; a bucket we already have is left as it is."""
+
+    def bucket_info(self, bucket: str) -> BucketInfo:
+        """How the bucket is set up; BucketNotFound when there is none."""
+
+    def write(self, bucket: str, path: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> str:
+        """Store bytes; return their location. BucketNotFound when the bucket is gone."""
 
     def read(self, location: str) -> bytes:
-        """Bytes back from where `write` said they went."""
+        """Bytes back from a location `write` returned; ObjectNotFound when there are none."""
+
+    def stat(self, location: str) -> StoredObject:
+        """Size, content type and metadata of a stored object; ObjectNotFound when there is none."""
+
+    def list(self, bucket: str, prefix: str = "") -> list[str]:
+        """Locations of the bucket's objects under a prefix (empty when the bucket does not exist)."""
+
+    def delete(self, location: str) -> bool:
+        """Delete one object; False when it was already gone."""
+
+    def delete_bucket(self, bucket: str) -> int:
+        """Delete every object of the bucket and then the bucket; returns how many objects went."""
 
 
 class LocalDirectoryStorage:
+    """A folder per bucket under LOCAL_STORAGE_DIR; each object's metadata sits beside it in a sidecar file."""
+
     name = "local"
+    SIDECAR = ".meta.json"
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -33,7 +124,7 @@ class LocalDirectoryStorage:
     def _resolve(self, location: str) -> Path:
         target = (self.root / location).resolve()
         if self.root.resolve() not in target.parents:
-            raise ValueError(f"{location!r} escapes the storage directory")
+            raise StorageError(f"{location!r} escapes the storage directory")
         return target
 
     def check(self) -> None:
@@ -42,21 +133,269 @@ class LocalDirectoryStorage:
         probe.write_bytes(b"ok")
         probe.unlink()
 
-    def write(self, container: str, path: str, data: bytes, metadata: dict[str, str]) -> str:
-        location = f"{container}/{path}"
+    def create_bucket(self, spec: BucketSpec) -> None:
+        folder = self._resolve(spec.name + "/x").parent
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / self.SIDECAR).write_text(json.dumps({"labels": spec.labels}))
+
+    def bucket_info(self, bucket: str) -> BucketInfo:
+        folder = self._resolve(bucket + "/x").parent
+        if not folder.is_dir():
+            raise BucketNotFound(bucket)
+        sidecar = folder / self.SIDECAR
+        labels = json.loads(sidecar.read_text()).get("labels", {}) if sidecar.exists() else {}
+        return BucketInfo(name=bucket, location="local", storage_class="STANDARD", labels=labels,
+                          uniform_access=True, lifecycle_rules=[])
+
+    def write(self, bucket: str, path: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> str:
+        location = f"{bucket}/{path}"
         target = self._resolve(location)
+        if not target.parent.is_relative_to(self.root.resolve() / bucket) or not (self.root / bucket).is_dir():
+            raise BucketNotFound(bucket)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        temporary.write_bytes(data)
+        os.replace(temporary, target)  # readers never see half a file
+        target.with_name(target.name + self.SIDECAR).write_text(
+            json.dumps({"content_type": content_type, "metadata": metadata}))
         return location
 
     def read(self, location: str) -> bytes:
-        return self._resolve(location).read_bytes()
+        try:
+            return self._resolve(location).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(location) from None
+
+    def stat(self, location: str) -> StoredObject:
+        target = self._resolve(location)
+        if not target.is_file():
+            raise ObjectNotFound(location)
+        sidecar = target.with_name(target.name + self.SIDECAR)
+        described = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+        return StoredObject(location=location, size=target.stat().st_size,
+                            content_type=described.get("content_type", ""), metadata=described.get("metadata", {}))
+
+    def list(self, bucket: str, prefix: str = "") -> list[str]:
+        folder = self._resolve(bucket + "/x").parent
+        if not folder.is_dir():
+            return []
+        found = []
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder).as_posix()
+            if path.is_file() and not path.name.endswith(self.SIDECAR) and not path.name.endswith(".part") \
+                    and relative.startswith(prefix):
+                found.append(f"{bucket}/{relative}")
+        return found
+
+    def delete(self, location: str) -> bool:
+        target = self._resolve(location)
+        target.with_name(target.name + self.SIDECAR).unlink(missing_ok=True)
+        try:
+            target.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def delete_bucket(self, bucket: str) -> int:
+        folder = self._resolve(bucket + "/x").parent
+        count = len(self.list(bucket))
+        shutil.rmtree(folder, ignore_errors=True)
+        return count
+
+
+class GoogleCloudStorage:
+    """google-cloud-storage with short timeouts and no client-side retries: the archive tasks retry with
+    their own backoff, and a worker must not sit two minutes in the library's retry loop while GCS is down."""
+
+    name = "gcs"
+
+    def __init__(self, client):
+        self.client = client
+        self.timeout = settings.GCS_TIMEOUT_SECONDS
+
+    def _call(self, what: str, function, *args, **kwargs):
+        from google.api_core import exceptions as api_errors
+        from google.auth import exceptions as auth_errors
+        from requests import exceptions as http_errors
+
+        try:
+            return function(*args, **kwargs)
+        except (http_errors.ConnectionError, http_errors.Timeout, auth_errors.TransportError) as exc:
+            raise StorageUnavailable(f"{what}: {type(exc).__name__}") from exc
+        except (api_errors.TooManyRequests, api_errors.ServerError, api_errors.RequestTimeout) as exc:
+            raise StorageUnavailable(f"{what}: HTTP {exc.code} {exc.message}") from exc
+        except api_errors.GoogleAPICallError as exc:
+            raise StorageError(f"{what}: HTTP {exc.code} {exc.message}") from exc
+
+    def check(self) -> None:
+        # The cheapest authenticated round trip: it proves the endpoint answers and the credentials work.
+        self._call("list buckets", lambda: next(iter(self.client.list_buckets(
+            max_results=1, timeout=min(self.timeout, 3), retry=None)), None))
+
+    def create_bucket(self, spec: BucketSpec) -> None:
+        from google.api_core import exceptions as api_errors
+
+        bucket = self.client.bucket(spec.name)
+        self._configure(bucket, spec)
+        try:
+            created = self._call(f"create bucket {spec.name}", self.client.create_bucket, bucket,
+                                 location=settings.GCS_LOCATION, timeout=self.timeout, retry=None)
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, api_errors.Conflict):
+                raise
+            created = self._existing(spec.name)
+        if self._needs_patch(created, spec):
+            # Real GCS applies everything at creation; an emulator or a bucket made elsewhere may not have.
+            self._configure(created, spec)
+            self._call(f"configure bucket {spec.name}", created.patch, timeout=self.timeout, retry=None)
+
+    def _existing(self, name: str):
+        """A 409 on create: ours when we can read it (another worker made it first); a name another
+        project holds cannot be read, and needs a different GCS_BUCKET_PREFIX."""
+        try:
+            return self._call(f"get bucket {name}", self.client.get_bucket, name, timeout=self.timeout, retry=None)
+        except StorageUnavailable:
+            raise
+        except StorageError as exc:
+            raise StorageError(f"bucket name {name} is taken by another project; set another GCS_BUCKET_PREFIX "
+                               f"({exc})") from exc
+
+    @staticmethod
+    def _configure(bucket, spec: BucketSpec) -> None:
+        bucket.storage_class = settings.GCS_STORAGE_CLASS
+        bucket.labels = dict(spec.labels)
+        bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+        bucket.iam_configuration.public_access_prevention = "enforced"
+        bucket.clear_lifecycle_rules()
+        for storage_class, age in lifecycle_rules():
+            bucket.add_lifecycle_set_storage_class_rule(storage_class, age=age)
+        bucket.soft_delete_policy.retention_duration_seconds = settings.GCS_SOFT_DELETE_SECONDS
+
+    @staticmethod
+    def _needs_patch(bucket, spec: BucketSpec) -> bool:
+        wanted = [{"action": {"type": "SetStorageClass", "storageClass": storage_class}, "condition": {"age": age}}
+                  for storage_class, age in lifecycle_rules()]
+        return ([dict(rule) for rule in bucket.lifecycle_rules] != wanted or bucket.labels != spec.labels
+                or not bucket.iam_configuration.uniform_bucket_level_access_enabled)
+
+    def bucket_info(self, bucket: str) -> BucketInfo:
+        from google.api_core import exceptions as api_errors
+
+        try:
+            found = self._call(f"get bucket {bucket}", self.client.get_bucket, bucket, timeout=self.timeout,
+                               retry=None)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, api_errors.NotFound):
+                raise BucketNotFound(bucket) from exc
+            raise
+        return BucketInfo(name=found.name, location=found.location or "", storage_class=found.storage_class or "",
+                          labels=dict(found.labels or {}),
+                          uniform_access=bool(found.iam_configuration.uniform_bucket_level_access_enabled),
+                          lifecycle_rules=[dict(rule) for rule in found.lifecycle_rules])
+
+    def write(self, bucket: str, path: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> str:
+        from google.api_core import exceptions as api_errors
+
+        blob = self.client.bucket(bucket).blob(path)
+        blob.metadata = metadata
+        try:
+            self._call(f"upload {bucket}/{path}", blob.upload_from_string, data, content_type=content_type or None,
+                       timeout=self.timeout, retry=None)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, api_errors.NotFound):
+                raise BucketNotFound(bucket) from exc
+            raise
+        return f"{bucket}/{path}"
+
+    def read(self, location: str) -> bytes:
+        from google.api_core import exceptions as api_errors
+
+        bucket, path = split_location(location)
+        try:
+            return self._call(f"download {location}", self.client.bucket(bucket).blob(path).download_as_bytes,
+                              timeout=self.timeout, retry=None)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, api_errors.NotFound):
+                raise ObjectNotFound(location) from exc
+            raise
+
+    def stat(self, location: str) -> StoredObject:
+        bucket, path = split_location(location)
+        blob = self._call(f"stat {location}", self.client.bucket(bucket).get_blob, path, timeout=self.timeout,
+                          retry=None)
+        if blob is None:
+            raise ObjectNotFound(location)
+        return StoredObject(location=location, size=blob.size or 0, content_type=blob.content_type or "",
+                            metadata=dict(blob.metadata or {}))
+
+    def list(self, bucket: str, prefix: str = "") -> list[str]:
+        from google.api_core import exceptions as api_errors
+
+        try:
+            return self._call(f"list {bucket}", lambda: [
+                f"{bucket}/{blob.name}" for blob in self.client.list_blobs(
+                    bucket, prefix=prefix or None, timeout=self.timeout, retry=None)])
+        except StorageError as exc:
+            if isinstance(exc.__cause__, api_errors.NotFound):
+                return []
+            raise
+
+    def delete(self, location: str) -> bool:
+        from google.api_core import exceptions as api_errors
+
+        bucket, path = split_location(location)
+        try:
+            self._call(f"delete {location}", self.client.bucket(bucket).blob(path).delete, timeout=self.timeout,
+                       retry=None)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, api_errors.NotFound):
+                return False
+            raise
+        return True
+
+    def delete_bucket(self, bucket: str) -> int:
+        from google.api_core import exceptions as api_errors
+
+        count = 0
+        for location in self.list(bucket):
+            count += self.delete(location)
+        try:
+            self._call(f"delete bucket {bucket}", self.client.bucket(bucket).delete, timeout=self.timeout,
+                       retry=None)
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, api_errors.NotFound):
+                raise
+        return count
+
+
+def gcs_client():
+    from google.cloud import storage
+
+    options = {"api_endpoint": settings.GCS_ENDPOINT} if settings.GCS_ENDPOINT else None
+    if settings.GCS_ENDPOINT or os.environ.get("STORAGE_EMULATOR_HOST"):
+        # An emulator takes no credentials.
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=settings.GCS_PROJECT or "local", credentials=AnonymousCredentials(),
+                              client_options=options)
+    if settings.GCS_CREDENTIALS_FILE:
+        return storage.Client.from_service_account_json(settings.GCS_CREDENTIALS_FILE, project=settings.GCS_PROJECT)
+    return storage.Client(project=settings.GCS_PROJECT or None)
+
+
+@functools.lru_cache(maxsize=4)
+def _gcs(endpoint: str, emulator: str, project: str) -> GoogleCloudStorage:
+    # One client per process and configuration: it holds the HTTP connection pool and the credentials.
+    return GoogleCloudStorage(gcs_client())
 
 
 def get_storage() -> ArchiveStorage:
     if settings.STORAGE_BACKEND == "local":
         return LocalDirectoryStorage(settings.LOCAL_STORAGE_DIR)
-    raise ImproperlyConfigured(
-        f"STORAGE_BACKEND={settings.STORAGE_BACKEND!r} is not available yet; only 'local' is (GCS comes with "
-        "the storage issue)"
-    )
+    if settings.STORAGE_BACKEND == "gcs":
+        return _gcs(settings.GCS_ENDPOINT, os.environ.get("STORAGE_EMULATOR_HOST", ""), settings.GCS_PROJECT)
+    raise ImproperlyConfigured(f"STORAGE_BACKEND={settings.STORAGE_BACKEND!r}: use 'local' or 'gcs'")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

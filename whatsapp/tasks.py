@@ -71,3 +71,42 @@ def sandbox_report_status_task(provider_id: int, provider_message_id: str, statu
     from whatsapp.sandbox_phone import report_status
 
     report_status(provider_id, provider_message_id, status)
+
+
+# --- The archive: each attempt is a task; the database row is the retry schedule (see services/archive.py) ---
+
+@shared_task
+def archive_webhook_event_task(event_id: int) -> str:
+    from whatsapp.services.archive import webhook_event_archive
+
+    event = webhook_event_archive(event_id)
+    return event.archive_status if event else "missing"
+
+
+@shared_task
+def archive_media_task(media_id: int) -> str:
+    from whatsapp.services.archive import media_archive
+
+    media = media_archive(media_id)
+    return media.archive_status if media else "missing"
+
+
+@shared_task
+def requeue_due_archives_task() -> int:
+    from whatsapp.services.archive import archives_requeue_due
+
+    return archives_requeue_due()
+
+
+@shared_task
+def run_storage_deletion_task(deletion_id: int) -> bool:
+    from whatsapp.services.archive import storage_deletion_run
+
+    return storage_deletion_run(deletion_id)
+
+
+@shared_task
+def prune_archived_webhook_bodies_task() -> int:
+    from whatsapp.services.archive import webhook_bodies_prune
+
+    return webhook_bodies_prune()

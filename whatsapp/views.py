@@ -19,9 +19,10 @@ from whatsapp.crypto import DecryptionError
 from whatsapp.models import Media, Provider, WebhookEvent
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import WebhookRejected, WebhookRequest
+from whatsapp.services.archive import media_content
 from whatsapp.services.health import health_report
 from whatsapp.services.webhooks import webhook_event_record
-from whatsapp.storage import get_storage
+from whatsapp.storage import ObjectNotFound, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -164,10 +165,18 @@ def health(request: HttpRequest) -> JsonResponse:
 def outbound_media(request: HttpRequest, token: str) -> HttpResponse:
     """An uploaded file we send, served to the provider that fetches it by link (Twilio's media_url).
     The token is the credential: 32 random bytes, one per file."""
-    media = Media.objects.filter(public_token=token).only("archive_path", "mime_type", "filename").first()
+    media = (Media.objects.filter(public_token=token)
+             .only("archive_path", "mime_type", "filename", "pending_content").first())
     if media is None or not token:
         return _error(404, "no such file")
-    response = HttpResponse(get_storage().read(media.archive_path), content_type=media.mime_type)
+    try:
+        data = media_content(media)
+    except ObjectNotFound:
+        return _error(404, "this file is no longer in storage")
+    except StorageError:
+        # The provider fetching it retries; the file itself is safe in the archive.
+        return _error(503, "the archive storage cannot be reached right now")
+    response = HttpResponse(data, content_type=media.mime_type)
     response["Content-Disposition"] = f'inline; filename="{media.filename.replace(chr(34), "")}"'
     response["Cache-Control"] = "private, max-age=3600"
     return response

@@ -13,7 +13,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from contacts.models import ConsentEvent, Contact, ContactIdentity, ContactUserMapping, VerificationChallenge
-from whatsapp.models import Conversation, Message, Session
+from whatsapp.models import Conversation, Message, Session, WebhookEvent
 from whatsapp.services.audit import audit_record
 
 
@@ -79,11 +79,20 @@ def contacts_merge(*, survivor: Contact, others: list[Contact], actor: Any) -> C
         VerificationChallenge.objects.filter(contact=other, verified_at__isnull=True,
                                              expires_at__gt=timezone.now()).update(expires_at=timezone.now())
         VerificationChallenge.objects.filter(contact=other).update(contact=survivor)
+        _move_webhook_links(other, survivor)
         _merge_fields(survivor, other)
         other.delete()
     survivor.save()
     audit_record(action="contact.merge", obj=survivor, actor=actor, before=before, after=_snapshot(survivor))
     return survivor
+
+
+def _move_webhook_links(other: Contact, survivor: Contact) -> None:
+    """The webhook bodies that carried the merged contact's data now count as the survivor's (an erasure
+    of the survivor removes them)."""
+    links = WebhookEvent.contacts.through.objects
+    already = links.filter(contact=survivor).values("webhookevent_id")
+    links.filter(contact=other).exclude(webhookevent_id__in=already).update(contact=survivor)
 
 
 def _merge_fields(survivor: Contact, other: Contact) -> None:

@@ -46,6 +46,7 @@ from whatsapp.providers.events import (
     TemplateParameter,
 )
 from whatsapp.services import circuit, rate_limits, send_rules
+from whatsapp.services.archive import media_content
 from whatsapp.services.inbound import orphan_statuses_apply
 from whatsapp.services.locks import lock_key
 from whatsapp.services.outbound import (
@@ -61,7 +62,6 @@ from whatsapp.services.outbound import (
     outbound_media_url,
 )
 from whatsapp.services.send_rules import SendRefused
-from whatsapp.storage import get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -360,7 +360,7 @@ def _template_request(message: Message) -> OutboundTemplate:
 def _media_request(message: Message) -> OutboundMedia:
     content = message.content
     upload = message.media.filter(public_token__isnull=False).first()
-    data = get_storage().read(upload.archive_path) if upload else None
+    data = media_content(upload) if upload else None
     url = outbound_media_url(upload) if upload else content.get("url", "")
     return OutboundMedia(kind=message.message_type, url=url, data=data, filename=content.get("filename", ""),
                          mime_type=content.get("mime_type", ""),

@@ -43,9 +43,13 @@ CHECKS: dict[str, Callable[[], None]] = {
     "broker": _check_broker,
     "storage": _check_storage,
 }
+# Webhooks are still taken and kept in the database while the archive storage is out (rows wait as pending
+# archive), so a storage failure degrades this instance; it does not make it unhealthy.
+DEGRADES_ONLY = {"storage"}
 
 
 def health_report() -> tuple[bool, dict]:
+    """(healthy, report). Status "ok", "degraded" (still healthy: 200) or "fail" (503)."""
     results = {}
     for name, check in CHECKS.items():
         try:
@@ -53,17 +57,31 @@ def health_report() -> tuple[bool, dict]:
         except Exception as exc:  # noqa: BLE001 - a health check reports every failure, it never raises
             # /health/ is public: it names the failing part, the details (hosts, users) go to the log.
             logger.warning("health check failed", extra={"check": name, "error": f"{type(exc).__name__}: {exc}"})
-            results[name] = {"status": "fail", "error": type(exc).__name__}
+            results[name] = {"status": "degraded" if name in DEGRADES_ONLY else "fail", "error": type(exc).__name__}
         else:
             results[name] = {"status": "ok"}
-    healthy = all(result["status"] == "ok" for result in results.values())
-    failing = [name for name, result in results.items() if result["status"] != "ok"]
-    report = {"status": "ok" if healthy else "fail", "checks": results}
+    if results["database"]["status"] == "ok":
+        _add_archive_backlog(results["storage"])
+    failing = [name for name, result in results.items() if result["status"] == "fail"]
+    degraded = [name for name, result in results.items() if result["status"] == "degraded"]
+    report = {"status": "fail" if failing else "degraded" if degraded else "ok", "checks": results}
     if failing:
         report["failing"] = failing
+    if degraded:
+        report["degraded"] = degraded
     if results["database"]["status"] == "ok":
         report["send_circuits"] = _send_circuits()
-    return healthy, report
+    return not failing, report
+
+
+def _add_archive_backlog(result: dict) -> None:
+    from whatsapp.services.archive import archive_backlog
+
+    backlog = archive_backlog()
+    result.update(backlog)
+    if backlog["oldest_pending_seconds"] > settings.ARCHIVE_DEGRADED_AFTER_SECONDS and result["status"] == "ok":
+        result["status"] = "degraded"
+        result["error"] = "archive_backlog"
 
 
 def _send_circuits() -> dict[str, str]:

@@ -341,21 +341,24 @@ def conversation_update_apply(*, provider: Provider, event: ConversationUpdate) 
     return conversation
 
 
-def event_apply(*, provider: Provider, event: NormalizedEvent, webhook_event: WebhookEvent | None) -> None:
+def event_apply(*, provider: Provider, event: NormalizedEvent, webhook_event: WebhookEvent | None) -> int | None:
+    """Apply one normalized event; returns the id of the contact whose data it carried, if any."""
     if isinstance(event, InboundMessage):
-        inbound_message_apply(provider=provider, event=event)
-    elif isinstance(event, OutboundEcho):
-        outbound_echo_apply(provider=provider, event=event)
-    elif isinstance(event, ContactProfile):
-        contact_profile_apply(provider=provider, event=event)
-    elif isinstance(event, ConversationUpdate):
-        conversation_update_apply(provider=provider, event=event)
-    elif isinstance(event, StatusUpdate):
-        status_update_apply(provider=provider, event=event, webhook_event=webhook_event)
-    elif isinstance(event, TemplateStatusUpdate):
+        return inbound_message_apply(provider=provider, event=event)[0].conversation.contact_id
+    if isinstance(event, OutboundEcho):
+        return outbound_echo_apply(provider=provider, event=event).conversation.contact_id
+    if isinstance(event, ContactProfile):
+        return contact_profile_apply(provider=provider, event=event).pk
+    if isinstance(event, ConversationUpdate):
+        return conversation_update_apply(provider=provider, event=event).contact_id
+    if isinstance(event, StatusUpdate):
+        status_event = status_update_apply(provider=provider, event=event, webhook_event=webhook_event)
+        return status_event.message.conversation.contact_id if status_event.message_id else None
+    if isinstance(event, TemplateStatusUpdate):
         from templates_app.services.sync import template_status_apply
 
         template_status_apply(provider=provider, event=event)
     elif isinstance(event, UnhandledEvent):
         logger.info("unhandled webhook event kept", extra={"reason": event.description,
                                                            "webhook_event": getattr(webhook_event, "pk", None)})
+    return None

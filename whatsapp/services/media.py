@@ -4,7 +4,6 @@ forgets it, and stored through the archive storage. A failed download never touc
 """
 
 import logging
-import mimetypes
 from datetime import timedelta
 from typing import Any
 
@@ -17,9 +16,9 @@ from whatsapp.models import Media
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import ProviderError, sha256_matches
 from whatsapp.providers.events import MediaRef
+from whatsapp.services.archive import media_store
 from whatsapp.services.audit import audit_record
 from whatsapp.services.inbound import media_enqueue
-from whatsapp.storage import get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +35,6 @@ def _ref(media: Media) -> MediaRef:
                     sha256=media.sha256, filename=media.filename, caption=media.caption)
 
 
-def media_archive_path(media: Media, mime_type: str) -> str:
-    received = media.message.received_at or media.created_at
-    extension = mimetypes.guess_extension(mime_type.split(";")[0].strip()) or ""
-    return (f"whatsapp-messages/{received:%Y-%m-%d}/provider-{media.message.provider_id}/"
-            f"message-{media.message_id}/media-{media.pk}{extension}")
-
-
 def media_download(media_id: int) -> Media | None:
     """
     One download attempt. Retryable trouble (network, 5xx, 429, an expired download URL) leaves the
@@ -51,7 +43,7 @@ def media_download(media_id: int) -> Media | None:
     """
     with transaction.atomic():
         media = (Media.objects.select_for_update(skip_locked=True, of=("self",))
-                 .select_related("message__provider").filter(pk=media_id).first())
+                 .select_related("message__provider", "message__conversation").filter(pk=media_id).first())
         if media is None or media.state != Media.State.PENDING:
             return media
         media.attempts += 1
@@ -69,14 +61,9 @@ def _fetch_and_store(media: Media) -> None:
     if expected and not sha256_matches(downloaded.content, expected):
         raise ProviderError("downloaded file does not match the provider's sha256", code="sha256_mismatch",
                             retryable=True)
-    mime_type = media.mime_type or downloaded.mime_type
-    path = media_archive_path(media, mime_type)
-    media.archive_path = get_storage().write(
-        f"provider-{media.message.provider_id}", path, downloaded.content,
-        {"provider": media.message.provider.kind, "message_id": media.message.provider_message_id or "",
-         "content_type": mime_type, "sha256": expected},
-    )
-    media.mime_type = mime_type[:100]
+    media.mime_type = (media.mime_type or downloaded.mime_type)[:100]
+    # Stored now, or kept on the row as waiting for the archive while the storage is out.
+    media_store(media, downloaded.content)
     media.size_bytes = len(downloaded.content)
     media.state = Media.State.FETCHED
     media.fetched_at = timezone.now()

@@ -31,12 +31,12 @@ from templates_app.parameters import template_render
 from whatsapp.models import Media, Message, Provider
 from whatsapp.providers.events import MEDIA_TYPES, Identity, IdentityKind, MessageStatus, MessageType
 from whatsapp.services import send_rules
+from whatsapp.services.archive import media_store
 from whatsapp.services.audit import audit_record
 from whatsapp.services.inbound import conversation_get_or_create
 from whatsapp.services.queueing import publish_on_commit_or
 from whatsapp.services.send_rules import SendRefused
 from whatsapp.services.sessions import session_current
-from whatsapp.storage import get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -214,17 +214,18 @@ def message_send_text(*, provider: Provider, contact: Contact, text: str, actor:
 
 
 def _store_upload(message: Message, media: MediaInput | None) -> None:
-    """An uploaded file is kept in storage and served to providers that fetch links (see outbound_media_url)."""
+    """An uploaded file is kept in the archive (in the database while the storage is out) and served to
+    providers that fetch links (see outbound_media_url)."""
     if media is None or media.data is None:
         return
     mime_type = media.mime_type or mimetypes.guess_type(media.filename)[0] or "application/octet-stream"
     filename = media.filename or f"file{mimetypes.guess_extension(mime_type) or ''}"
-    path = f"outbound/{timezone.now():%Y-%m-%d}/{message.pk}-{secrets.token_hex(4)}"
-    location = get_storage().write("whatsapp-media", path, media.data, {"mime_type": mime_type})
-    Media.objects.create(message=message, mime_type=mime_type, filename=filename[:255], caption=media.caption,
-                         sha256=hashlib.sha256(media.data).hexdigest(), size_bytes=len(media.data),
-                         state=Media.State.FETCHED, fetched_at=timezone.now(), archive_path=location,
-                         public_token=secrets.token_urlsafe(32))
+    stored = Media.objects.create(message=message, mime_type=mime_type, filename=filename[:255],
+                                  caption=media.caption, sha256=hashlib.sha256(media.data).hexdigest(),
+                                  size_bytes=len(media.data), state=Media.State.FETCHED, fetched_at=timezone.now(),
+                                  public_token=secrets.token_urlsafe(32))
+    media_store(stored, media.data)
+    stored.save()
     message.content = {**message.content, "mime_type": mime_type, "filename": filename[:240]}
     message.save(update_fields=["content", "updated_at"])
 

@@ -15,6 +15,7 @@ from whatsapp.models import Provider, WebhookEvent
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import WebhookRequest
 from whatsapp.providers.events import NormalizedEvent, StoredWebhook, UnhandledEvent
+from whatsapp.services.archive import webhook_body, webhook_event_archive_request
 from whatsapp.services.audit import audit_record
 from whatsapp.services.inbound import event_apply
 from whatsapp.services.locks import commit_without_waiting_for_disk
@@ -122,8 +123,10 @@ def webhook_event_process(event_id: int) -> WebhookEvent | None:
             event.last_error = ""
             event.processed_at = now
             event.next_attempt_at = None
+            webhook_event_archive_request(event)
         event.save(update_fields=["status", "attempts", "last_error", "event_count", "processed_at",
-                                  "next_attempt_at", "unrouted_to", "notes"])
+                                  "next_attempt_at", "unrouted_to", "notes", "message_ids", "archive_status",
+                                  "archive_next_at"])
     logger.info("webhook event %s", event.status, extra={"webhook_event": event.pk, "events": event.event_count,
                                                          "attempts": event.attempts})
     return event
@@ -145,7 +148,7 @@ def provider_route(receiver: Provider, routed_to: str, cache: dict[str, Provider
 
 
 def _stored(event: WebhookEvent) -> StoredWebhook:
-    return StoredWebhook(body=bytes(event.body), headers=event.headers, content_type=event.content_type,
+    return StoredWebhook(body=webhook_body(event), headers=event.headers, content_type=event.content_type,
                          received_at=event.received_at)
 
 
@@ -159,6 +162,8 @@ def _apply_all(event: WebhookEvent) -> list[str]:
     unrouted: set[str] = set()
     notes: list[str] = []
     routes: dict[str, Provider | None] = {}
+    contact_ids: set[int] = set()
+    message_ids: list[str] = []
     for index, normalized in enumerate(events):
         target = provider_route(event.provider, normalized.routed_to, routes)
         if target is None:
@@ -168,15 +173,32 @@ def _apply_all(event: WebhookEvent) -> list[str]:
             notes.append(normalized.description)
         try:
             with transaction.atomic():
-                event_apply(provider=target, event=normalized, webhook_event=event)
+                contact_id = event_apply(provider=target, event=normalized, webhook_event=event)
         except Exception as exc:  # noqa: BLE001 - one bad update must not block the rest
             errors.append(f"event {index} ({_describe(normalized)}): {type(exc).__name__}: {exc}")
+            continue
+        if contact_id:
+            contact_ids.add(contact_id)
+        if getattr(normalized, "provider_message_id", ""):
+            message_ids.append(normalized.provider_message_id)
+    # Whose data the body carried: its archive bucket and what an erasure of that person removes.
+    event.contacts.add(*contact_ids)
+    event.message_ids = _joined(message_ids, 1000)
     event.unrouted_to = " ".join(sorted(unrouted))[:255]
     event.notes = "\n".join(notes)[:4000]
     if unrouted:
         logger.warning("webhook event names numbers no provider has", extra={"webhook_event": event.pk,
                                                                              "unrouted_to": event.unrouted_to})
     return errors
+
+
+def _joined(values: list[str], limit: int) -> str:
+    joined = ""
+    for value in dict.fromkeys(values):
+        if len(joined) + len(value) + 1 > limit:
+            break
+        joined = f"{joined} {value}".strip()
+    return joined
 
 
 def _describe(normalized: NormalizedEvent) -> str:

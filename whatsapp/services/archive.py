@@ -1,0 +1,445 @@
+"""
+The archive: raw webhook bodies and media files in the archive storage, one bucket per user.
+
+Where an object goes: a contact mapped to a user archives into that user's bucket; an unmapped contact's
+data goes to the bucket of the provider (the business account) it came through. A webhook body goes to a
+user's bucket only when every contact it carried is that user's; a body mixing several people (Meta
+batches) goes to the provider's bucket. Objects stay where they were written: when a contact is mapped
+later, earlier objects are not moved; each row records its location, which is what the export and the
+erasure follow.
+
+Reliability: a row waits as "pending archive" until the storage has its bytes (media bytes wait in the
+database), each attempt is a task, failures back off from 30 s up to ARCHIVE_RETRY_MAX_SECONDS and a beat
+job hands due rows back; nothing is given up.
+"""
+
+import hashlib
+import hmac
+import logging
+import mimetypes
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Min, QuerySet
+from django.utils import timezone
+
+from whatsapp.models import ArchiveBucket, ArchiveStatus, Media, StorageDeletion, WebhookEvent
+from whatsapp.services.queueing import publish_on_commit
+from whatsapp.storage import (
+    BucketNotFound,
+    BucketSpec,
+    ObjectNotFound,
+    StorageError,
+    get_storage,
+    sha256_hex,
+)
+
+logger = logging.getLogger(__name__)
+
+FIRST_RETRY = timedelta(seconds=30)
+NAME_HASH_CHARS = 16
+# GCS bucket names: 3-63 characters of lowercase letters, digits, dashes (and dots, which we do not use),
+# starting and ending with a letter or digit; not starting with "goog", not containing "google" or a
+# look-alike. https://cloud.google.com/storage/docs/buckets#naming
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+FORBIDDEN_IN_NAME = re.compile(r"g[o0][o0]gle")
+PREFIX_MAX = 63 - len("-u-") - NAME_HASH_CHARS
+
+
+# --- Bucket names and owners ---
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose bucket: a user's, or a provider's for contacts no user has."""
+
+    key: str
+    user_id: int | None = None
+    provider_id: int | None = None
+
+    @property
+    def label(self) -> str:
+        return "user" if self.user_id else "provider"
+
+
+def owner_for_user(user_id: int) -> Owner:
+    return Owner(key=f"user:{user_id}", user_id=user_id)
+
+
+def owner_for_provider(provider_id: int) -> Owner:
+    return Owner(key=f"provider:{provider_id}", provider_id=provider_id)
+
+
+def contact_owner(contact_id: int | None, provider_id: int) -> Owner:
+    from contacts.models import ContactUserMapping
+
+    user_id = (ContactUserMapping.objects.filter(contact_id=contact_id).values_list("user_id", flat=True).first()
+               if contact_id else None)
+    return owner_for_user(user_id) if user_id else owner_for_provider(provider_id)
+
+
+def bucket_name_problems(name: str) -> list[str]:
+    problems = []
+    if not BUCKET_NAME.match(name):
+        problems.append("3-63 lowercase letters, digits and dashes, starting and ending with a letter or digit")
+    if name.startswith("goog") or FORBIDDEN_IN_NAME.search(name):
+        problems.append('must not start with "goog" or contain "google"')
+    return problems
+
+
+def prefix_problems(prefix: str) -> list[str]:
+    if len(prefix) > PREFIX_MAX:
+        return [f"GCS_BUCKET_PREFIX is {len(prefix)} characters; at most {PREFIX_MAX} leave room for the hash"]
+    return [f"GCS_BUCKET_PREFIX {prefix!r}: {problem}" for problem in bucket_name_problems(prefix + "-u-0")]
+
+
+def _name_key() -> bytes:
+    key = settings.GCS_BUCKET_NAME_KEY or hmac.new(settings.SECRET_KEY.encode(), b"archive-bucket-names",
+                                                   hashlib.sha256).hexdigest()
+    return key.encode()
+
+
+def bucket_name(owner: Owner) -> str:
+    """<prefix>-u-<hash> or <prefix>-p-<hash>: stable for an owner, distinct between owners, and without
+    the user id in it (a bucket name is visible to anyone who guesses it)."""
+    digest = hmac.new(_name_key(), owner.key.encode(), hashlib.sha256).hexdigest()[:NAME_HASH_CHARS]
+    return f"{settings.GCS_BUCKET_PREFIX}-{owner.label[0]}-{digest}"
+
+
+# Buckets this process knows exist: (backend, owner key) -> name. A message costs no bucket lookup.
+_known_buckets: dict[tuple[str, str], str] = {}
+
+
+def forget_known_buckets() -> None:
+    _known_buckets.clear()
+
+
+def archive_bucket(owner: Owner) -> str:
+    """The owner's bucket, made on first use (with its lifecycle rules) and recorded."""
+    storage = get_storage()
+    cache_key = (storage.name, owner.key)
+    if cache_key in _known_buckets:
+        return _known_buckets[cache_key]
+    row = ArchiveBucket.objects.filter(backend=storage.name, owner_key=owner.key).first()
+    if row is None:
+        name = bucket_name(owner)
+        storage.create_bucket(BucketSpec(name=name, labels={"app": "whatsapp-archive", "owner": owner.label}))
+        try:
+            with transaction.atomic():
+                row = ArchiveBucket.objects.create(backend=storage.name, owner_key=owner.key, name=name,
+                                                   user_id=owner.user_id, provider_id=owner.provider_id)
+        except IntegrityError:  # another worker recorded it first
+            row = ArchiveBucket.objects.get(backend=storage.name, owner_key=owner.key)
+    _known_buckets[cache_key] = row.name
+    return row.name
+
+
+def archive_write(owner: Owner, path: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> str:
+    """Write into the owner's bucket; a bucket deleted behind our back is made again once."""
+    storage = get_storage()
+    bucket = archive_bucket(owner)
+    try:
+        return storage.write(bucket, path, data, content_type=content_type, metadata=metadata)
+    except BucketNotFound:
+        logger.warning("archive bucket was gone; making it again", extra={"bucket": bucket})
+        _known_buckets.pop((storage.name, owner.key), None)
+        storage.create_bucket(BucketSpec(name=bucket, labels={"app": "whatsapp-archive", "owner": owner.label}))
+        return storage.write(bucket, path, data, content_type=content_type, metadata=metadata)
+
+
+# --- Retry bookkeeping shared by webhook events and media ---
+
+def retry_delay(attempts: int) -> timedelta:
+    return min(FIRST_RETRY * 2 ** max(attempts - 1, 0), timedelta(seconds=settings.ARCHIVE_RETRY_MAX_SECONDS))
+
+
+def _mark_archived(row: WebhookEvent | Media, location: str) -> None:
+    row.archive_path = location
+    row.archive_status = ArchiveStatus.ARCHIVED
+    row.archived_at = timezone.now()
+    row.archive_next_at = None
+    row.archive_error = ""
+
+
+def _mark_waiting(row: WebhookEvent | Media, exc: Exception) -> None:
+    row.archive_status = ArchiveStatus.PENDING
+    row.archive_error = f"attempt {row.archive_attempts}: {exc}"[:4000]
+    row.archive_next_at = timezone.now() + retry_delay(row.archive_attempts)
+    logger.warning("archive attempt failed", extra={"row": f"{type(row).__name__} {row.pk}",
+                                                    "attempts": row.archive_attempts, "error": str(exc)})
+
+
+ARCHIVE_FIELDS = ["archive_status", "archive_path", "archive_attempts", "archive_next_at", "archive_error",
+                  "archived_at"]
+
+
+# --- Webhook events ---
+
+def _webhook_path(event: WebhookEvent) -> str:
+    extension = ".json" if "json" in event.content_type else ".body"
+    return (f"whatsapp-messages/{event.received_at:%Y-%m-%d}/webhooks/{event.kind}-{event.provider_id}/"
+            f"event-{event.pk}{extension}")
+
+
+def webhook_event_owner(event: WebhookEvent) -> Owner:
+    from contacts.models import ContactUserMapping
+
+    contact_ids = list(event.contacts.values_list("pk", flat=True))
+    users = set(ContactUserMapping.objects.filter(contact_id__in=contact_ids).values_list("user_id", flat=True))
+    mapped = ContactUserMapping.objects.filter(contact_id__in=contact_ids).count()
+    if len(users) == 1 and mapped == len(contact_ids):
+        return owner_for_user(users.pop())
+    return owner_for_provider(event.provider_id)
+
+
+def webhook_event_archive_request(event: WebhookEvent) -> None:
+    """Processing went through: the raw body is due for the archive (once; a replay does not archive again)."""
+    if event.archive_status != ArchiveStatus.NONE or event.provider_id is None:
+        return
+    event.archive_status = ArchiveStatus.PENDING
+    event.archive_next_at = timezone.now() + timedelta(seconds=settings.ARCHIVE_STALE_AFTER_SECONDS)
+    _enqueue_webhook_archive(event.pk)
+
+
+def _enqueue_webhook_archive(event_id: int) -> None:
+    from whatsapp.tasks import archive_webhook_event_task
+
+    publish_on_commit(lambda: archive_webhook_event_task.delay(event_id), what=f"archive of webhook event {event_id}")
+
+
+def webhook_event_archive(event_id: int) -> WebhookEvent | None:
+    """One attempt to archive a webhook event's raw body exactly as received."""
+    with transaction.atomic():
+        event = (WebhookEvent.objects.select_for_update(skip_locked=True, of=("self",))
+                 .select_related("provider").filter(pk=event_id).first())
+        if event is None or event.archive_status != ArchiveStatus.PENDING:
+            return event
+        event.archive_attempts += 1
+        body = bytes(event.body)
+        ids = event.message_ids.split()
+        metadata = {"provider": event.kind, "provider_id": str(event.provider_id or ""),
+                    "message_id": ids[0] if ids else "", "message_count": str(len(ids)),
+                    "content_type": event.content_type, "sha256": sha256_hex(body),
+                    "webhook_event_id": str(event.pk), "received_at": event.received_at.isoformat()}
+        try:
+            location = archive_write(webhook_event_owner(event), _webhook_path(event), body,
+                                     content_type=event.content_type or "application/octet-stream",
+                                     metadata=metadata)
+        except StorageError as exc:
+            _mark_waiting(event, exc)
+        else:
+            _mark_archived(event, location)
+        event.save(update_fields=ARCHIVE_FIELDS)
+    return event
+
+
+def webhook_body(event: WebhookEvent) -> bytes:
+    """The raw body, from the database or, once retention pruned it there, from the archive."""
+    if event.body_pruned_at is None:
+        return bytes(event.body)
+    return get_storage().read(event.archive_path)
+
+
+def webhook_bodies_prune(*, older_than_days: int | None = None, limit: int = 1000) -> int:
+    """
+    Retention: raw bodies older than WEBHOOK_BODY_RETENTION_DAYS leave the database once the archive holds
+    them. Each object is checked in the storage first (present, same size); while the storage cannot be
+    reached nothing is pruned.
+    """
+    days = settings.WEBHOOK_BODY_RETENTION_DAYS if older_than_days is None else older_than_days
+    if days <= 0 and older_than_days is None:
+        return 0
+    cutoff = timezone.now() - timedelta(days=days)
+    storage = get_storage()
+    candidates = (WebhookEvent.objects.filter(archive_status=ArchiveStatus.ARCHIVED, body_pruned_at__isnull=True,
+                                              received_at__lt=cutoff)
+                  .order_by("received_at").values_list("pk", "archive_path", "body_size")[:limit])
+    safe = []
+    for pk, location, size in candidates:
+        try:
+            stored = storage.stat(location)
+        except ObjectNotFound:
+            logger.error("archived webhook body is missing from the storage; archiving it again",
+                         extra={"webhook_event": pk, "location": location})
+            WebhookEvent.objects.filter(pk=pk).update(archive_status=ArchiveStatus.PENDING,
+                                                      archive_next_at=timezone.now(), archive_path="")
+            _enqueue_webhook_archive(pk)
+            continue
+        except StorageError as exc:
+            logger.warning("retention paused: the storage does not answer", extra={"error": str(exc)})
+            break
+        if stored.size == size:
+            safe.append(pk)
+    return WebhookEvent.objects.filter(pk__in=safe, body_pruned_at__isnull=True).update(
+        body=b"", body_pruned_at=timezone.now())
+
+
+# --- Media ---
+
+def media_archive_path(media: Media, mime_type: str) -> str:
+    received = media.message.received_at or media.message.created_at or media.created_at
+    extension = mimetypes.guess_extension(mime_type.split(";")[0].strip()) or ""
+    return (f"whatsapp-messages/{received:%Y-%m-%d}/provider-{media.message.provider_id}/"
+            f"message-{media.message_id}/media-{media.pk}{extension}")
+
+
+def _media_metadata(media: Media, data: bytes) -> dict[str, str]:
+    message = media.message
+    return {"provider": message.provider.kind, "provider_id": str(message.provider_id),
+            "message_id": message.provider_message_id or "", "direction": message.direction,
+            "content_type": media.mime_type, "sha256": sha256_hex(data), "media_id": str(media.pk)}
+
+
+def media_store(media: Media, data: bytes) -> None:
+    """
+    Put a file's bytes in the archive now, or keep them on the row as pending when the storage cannot take
+    them (the beat job tries again). The caller saves the row.
+    """
+    media.archive_attempts += 1
+    try:
+        owner = contact_owner(media.message.conversation.contact_id, media.message.provider_id)
+        location = archive_write(owner, media_archive_path(media, media.mime_type), data,
+                                 content_type=media.mime_type or "application/octet-stream",
+                                 metadata=_media_metadata(media, data))
+    except StorageError as exc:
+        media.pending_content = data
+        _mark_waiting(media, exc)
+    else:
+        media.pending_content = None
+        _mark_archived(media, location)
+
+
+def media_archive(media_id: int) -> Media | None:
+    """One attempt to move a waiting file from the database into the archive."""
+    with transaction.atomic():
+        media = (Media.objects.select_for_update(skip_locked=True, of=("self",))
+                 .select_related("message__provider", "message__conversation").filter(pk=media_id).first())
+        if media is None or media.archive_status != ArchiveStatus.PENDING or media.pending_content is None:
+            return media
+        media_store(media, bytes(media.pending_content))
+        media.save(update_fields=[*ARCHIVE_FIELDS, "pending_content"])
+    return media
+
+
+def media_content(media: Media) -> bytes:
+    """A file's bytes, from the archive or, while it waits for the archive, from the database."""
+    if media.pending_content is not None:
+        return bytes(media.pending_content)
+    return get_storage().read(media.archive_path)
+
+
+def _enqueue_media_archive(media_id: int) -> None:
+    from whatsapp.tasks import archive_media_task
+
+    publish_on_commit(lambda: archive_media_task.delay(media_id), what=f"archive of media {media_id}")
+
+
+# --- The beat job and the backlog ---
+
+def archives_requeue_due(*, limit: int = 500) -> int:
+    """Hand rows whose archive attempt is due back to the workers, oldest first, each with a new due time
+    so a slow queue is not flooded with copies."""
+    now = timezone.now()
+    count = 0
+    for model, enqueue in ((WebhookEvent, _enqueue_webhook_archive), (Media, _enqueue_media_archive)):
+        with transaction.atomic():
+            due = list(model.objects.select_for_update(skip_locked=True)
+                       .filter(archive_status=ArchiveStatus.PENDING, archive_next_at__lte=now)
+                       .order_by("archive_next_at").only("pk", "archive_attempts")[:limit])
+            for row in due:
+                model.objects.filter(pk=row.pk).update(
+                    archive_next_at=now + max(retry_delay(row.archive_attempts), FIRST_RETRY * 4))
+                enqueue(row.pk)
+            count += len(due)
+    count += storage_deletions_requeue_due(limit=limit)
+    return count
+
+
+def archive_backlog() -> dict[str, Any]:
+    """How many rows wait for the archive and for how long the oldest has (for /health/ and the admin)."""
+    now = timezone.now()
+    pending = 0
+    oldest = None
+    for model, since in ((WebhookEvent, "processed_at"), (Media, "fetched_at")):
+        rows = model.objects.filter(archive_status=ArchiveStatus.PENDING)
+        pending += rows.count()
+        first = rows.aggregate(first=Min(since))["first"]
+        if first and (oldest is None or first < oldest):
+            oldest = first
+    deletions = StorageDeletion.objects.count()
+    return {"pending_archive": pending, "oldest_pending_seconds": int((now - oldest).total_seconds()) if oldest else 0,
+            "pending_deletions": deletions}
+
+
+def archive_retry_now(queryset: QuerySet, *, actor: Any = None) -> int:
+    """Admin action: try the archive of waiting rows now instead of at their due time."""
+    from whatsapp.services.audit import audit_record
+
+    enqueue = _enqueue_webhook_archive if queryset.model is WebhookEvent else _enqueue_media_archive
+    count = 0
+    with transaction.atomic():
+        for row in queryset.filter(archive_status=ArchiveStatus.PENDING):
+            audit_record(action="archive.retry", obj=row, actor=actor, before={"archive_error": row.archive_error})
+            enqueue(row.pk)
+            count += 1
+    return count
+
+
+# --- Deletions that must reach the storage (erasure, expired exports) ---
+
+def storage_deletion_request(*, target: str, name: str, reason: str, backend: str = "") -> StorageDeletion:
+    """Record a deletion in the caller's transaction; it runs after commit and is retried until done."""
+    deletion = StorageDeletion.objects.create(backend=backend or get_storage().name, target=target, name=name,
+                                              reason=reason[:100], next_attempt_at=timezone.now() + FIRST_RETRY * 4)
+    _enqueue_deletion(deletion.pk)
+    if target == StorageDeletion.Target.BUCKET:
+        for key, known in list(_known_buckets.items()):
+            if known == name:
+                _known_buckets.pop(key, None)
+    return deletion
+
+
+def _enqueue_deletion(deletion_id: int) -> None:
+    from whatsapp.tasks import run_storage_deletion_task
+
+    publish_on_commit(lambda: run_storage_deletion_task.delay(deletion_id), what=f"storage deletion {deletion_id}")
+
+
+def storage_deletion_run(deletion_id: int) -> bool:
+    """One attempt; True when the storage no longer holds the object or bucket (the row is then gone)."""
+    with transaction.atomic():
+        deletion = StorageDeletion.objects.select_for_update(skip_locked=True).filter(pk=deletion_id).first()
+        if deletion is None:
+            return False
+        deletion.attempts += 1
+        storage = get_storage()
+        try:
+            if deletion.backend != storage.name:
+                raise StorageError(f"recorded for the {deletion.backend} backend; STORAGE_BACKEND is {storage.name}")
+            if deletion.target == StorageDeletion.Target.BUCKET:
+                storage.delete_bucket(deletion.name)
+            else:
+                storage.delete(deletion.name)
+        except StorageError as exc:
+            deletion.last_error = f"attempt {deletion.attempts}: {exc}"[:4000]
+            deletion.next_attempt_at = timezone.now() + retry_delay(deletion.attempts)
+            deletion.save(update_fields=["attempts", "last_error", "next_attempt_at"])
+            logger.warning("storage deletion failed", extra={"deletion": deletion.pk, "error": str(exc)})
+            return False
+        deletion.delete()
+    return True
+
+
+def storage_deletions_requeue_due(*, limit: int = 500) -> int:
+    now = timezone.now()
+    with transaction.atomic():
+        due = list(StorageDeletion.objects.select_for_update(skip_locked=True)
+                   .filter(next_attempt_at__lte=now).order_by("next_attempt_at")[:limit])
+        for deletion in due:
+            StorageDeletion.objects.filter(pk=deletion.pk).update(
+                next_attempt_at=now + max(retry_delay(deletion.attempts), FIRST_RETRY * 4))
+            _enqueue_deletion(deletion.pk)
+    return len(due)
