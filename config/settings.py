@@ -213,6 +213,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "contacts.tasks.data_exports_expire_task",
         "schedule": 3600.0,
     },
+    "requeue-due-data-exports": {
+        "task": "contacts.tasks.data_exports_requeue_due_task",
+        "schedule": 60.0,
+    },
     "sync-templates": {
         "task": "templates_app.tasks.templates_sync_task",
         "schedule": env.float("TEMPLATE_SYNC_INTERVAL_SECONDS", default=900.0),

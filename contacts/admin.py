@@ -1,7 +1,8 @@
 """
 Contacts in the admin: the contact pages (identities, consent history, mapping, merging), the
 unmapped-contacts queue with its suggested users, the consent keywords and history, verification codes,
-and the users' WhatsApp profile (the phone the auto rule matches). Every action calls a service, which
+the users' WhatsApp profile (the phone the auto rule matches), and the GDPR actions on the user list
+(export a user's WhatsApp data, erase it) with the exports' downloads. Every action calls a service, which
 audits it.
 """
 
@@ -13,12 +14,16 @@ from django.contrib.admin.widgets import AutocompleteSelect
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
-from django.shortcuts import redirect, render
-from django.template.defaultfilters import truncatechars
+from django.db import transaction
+from django.db.models import Count
+from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat, truncatechars
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.http import content_disposition_header
 from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
 
@@ -29,11 +34,14 @@ from contacts.models import (
     Contact,
     ContactIdentity,
     ContactUserMapping,
+    DataExport,
     UnmappedContact,
     UserProfile,
     VerificationChallenge,
 )
 from contacts.services.consent import consent_set
+from contacts.services.erasure import ErasureReport, user_data_erase
+from contacts.services.export import ExportNotReady, data_export_bytes, data_export_request
 from contacts.services.identities import phone_parse_e164
 from contacts.services.mapping import (
     MappingConflict,
@@ -47,10 +55,13 @@ from contacts.services.mapping import (
 from contacts.services.merge import MergeRefused, contacts_merge
 from contacts.services.queue import queue_page_details, with_queue_columns
 from contacts.services.verification import VerificationRefused, verification_start
-from whatsapp.admin_base import AuditedModelAdmin, ProviderNameFilter, ReadOnlyModelAdmin
-from whatsapp.models import Message
+from whatsapp.admin_base import AuditedModelAdmin, ProviderNameFilter, ReadOnlyModelAdmin, pretty_json
+from whatsapp.models import ArchiveBucket, Conversation, Media, Message, StorageDeletion, WebhookEvent
 from whatsapp.providers.events import IdentityKind
+from whatsapp.services.archive import storage_deletion_request
+from whatsapp.services.audit import audit_record
 from whatsapp.services.send_rules import SendRefused
+from whatsapp.storage import ObjectNotFound, StorageError
 
 User = get_user_model()
 
@@ -589,13 +600,161 @@ class UserProfileAdmin(AuditedModelAdmin):
     fields = ["user", "phone_number"]
 
 
+# --- GDPR: export and erasure of a user's WhatsApp data -------------------------------------------
+
+def _counts_by_user(queryset, user_path: str, user_ids: list[int]) -> dict[int, int]:
+    """How many rows of `queryset` belong to each user, `user_path` leading from a row to its user's id."""
+    rows = (queryset.filter(**{f"{user_path}__in": user_ids}).order_by().values(user_path)
+            .annotate(total=Count("pk", distinct=True)).values_list(user_path, "total"))
+    return dict(rows)
+
+
+ERASURE_COLUMNS = [
+    ("contacts", "Contacts", ContactUserMapping.objects.all(), "user_id"),
+    ("conversations", "Conversations", Conversation.objects.all(), "contact__user_mapping__user_id"),
+    ("messages", "Messages", Message.objects.all(), "conversation__contact__user_mapping__user_id"),
+    ("media", "Media files", Media.objects.all(), "message__conversation__contact__user_mapping__user_id"),
+    ("webhook_events", "Raw webhook bodies", WebhookEvent.objects.all(), "contacts__user_mapping__user_id"),
+    ("buckets", "Archive buckets", ArchiveBucket.objects.all(), "user_id"),
+    ("exports", "Data exports", DataExport.objects.all(), "user_id"),
+]
+
+
+def erasure_preview(users: list) -> list[dict]:
+    """What erasing each user's WhatsApp data removes, counted per user (one query per kind of row)."""
+    user_ids = [user.pk for user in users]
+    counts = {key: _counts_by_user(queryset, path, user_ids) for key, _, queryset, path in ERASURE_COLUMNS}
+    return [{"user": user, "counts": [counts[key].get(user.pk, 0) for key, *_ in ERASURE_COLUMNS]}
+            for user in users]
+
+
+def _erasure_summary(user, report: ErasureReport) -> str:
+    counts = report.as_dict()
+    return (f"Erased the WhatsApp data of {user_label(user)}: {counts['contacts']} contact(s), "
+            f"{counts['conversations']} conversation(s), {counts['messages']} message(s), {counts['media']} media "
+            f"file(s), {counts['webhook_events']} webhook event(s), {counts['exports']} export(s). The archive "
+            f"storage deletes {counts['buckets']} bucket(s) and {counts['objects_elsewhere']} object(s) kept in "
+            "other buckets; deletions it cannot do now are retried (see Storage deletions).")
+
+
 class UserAdmin(DjangoUserAdmin):
     inlines = [*DjangoUserAdmin.inlines, UserProfileInline]
+    actions = ["export_whatsapp_data", "erase_whatsapp_data"]
 
     def get_inline_instances(self, request, obj=None):
         # The add page is Django's two-step one (name and password first); the profile comes after.
         return super().get_inline_instances(request, obj) if obj is not None else []
 
+    def has_export_whatsapp_data_permission(self, request):
+        return request.user.has_perm("contacts.add_dataexport")
+
+    def has_erase_whatsapp_data_permission(self, request):
+        return request.user.has_perm("contacts.erase_user_data")
+
+    @admin.action(description="Export WhatsApp data (GDPR)", permissions=["export_whatsapp_data"])
+    def export_whatsapp_data(self, request, queryset):
+        for user in queryset.order_by("username"):
+            export = data_export_request(user=user, actor=request.user)
+            self.message_user(request, format_html(
+                'Export of {}\'s WhatsApp data requested (<a href="{}">export {}</a>); it can be downloaded from '
+                "Data exports once it is ready.", user_label(user),
+                reverse("admin:contacts_dataexport_change", args=[export.pk]), export.pk))
+
+    @admin.action(description="Erase WhatsApp data (GDPR)…", permissions=["erase_whatsapp_data"])
+    def erase_whatsapp_data(self, request, queryset):
+        users = list(queryset.order_by("username"))
+        if request.POST.get("confirm") == "yes":
+            for user in users:
+                report = user_data_erase(user=user, actor=request.user)
+                self.message_user(request, _erasure_summary(user, report), messages.SUCCESS)
+            return None
+        context = {**self.admin_site.each_context(request), "title": "Erase WhatsApp data: are you sure?",
+                   "opts": self.model._meta, "rows": erasure_preview(users),
+                   "columns": [label for _, label, *_ in ERASURE_COLUMNS], "action": "erase_whatsapp_data",
+                   "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}
+        return render(request, "admin/auth/user/erase_whatsapp_data.html", context)
+
 
 admin.site.unregister(User)
 admin.site.register(User, UserAdmin)
+
+
+@admin.register(DataExport)
+class DataExportAdmin(ReadOnlyModelAdmin):
+    """GDPR exports: zips built by a worker and kept in the archive storage until they expire. Requested
+    from the user list's "Export WhatsApp data" action."""
+
+    list_display = ["id", "user", "status", "size", "created_at", "expires_at", "download"]
+    list_filter = ["status"]
+    search_fields = ["user__username", "user__email", "user__first_name", "user__last_name"]
+    list_select_related = ["user"]
+    date_hierarchy = "created_at"
+    fields = ["user", "requested_by", "status", "download", "size", "sha256", "pretty_counts", "created_at",
+              "finished_at", "expires_at", "attempts", "next_attempt_at", "error", "location"]
+    readonly_fields = ["download", "size", "pretty_counts", "created_at"]
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            self._delete_zips(request, [obj])
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            self._delete_zips(request, list(queryset))
+            super().delete_queryset(request, queryset)
+
+    @staticmethod
+    def _delete_zips(request, exports: list[DataExport]) -> None:
+        """A deleted export's zip leaves the storage too (after commit, retried until the storage confirms)."""
+        for export in exports:
+            if export.location:
+                storage_deletion_request(target=StorageDeletion.Target.OBJECT, name=export.location,
+                                         reason=f"data export {export.pk} deleted in the admin")
+            audit_record(action="data_export.delete", obj=export, actor=request.user,
+                         before={"user": export.user_id, "status": export.status, "location": export.location})
+
+    def get_urls(self):
+        download = path("<int:export_id>/download/", self.admin_site.admin_view(self.download_view),
+                        name="contacts_dataexport_download")
+        return [download, *super().get_urls()]
+
+    @staticmethod
+    def _downloadable(obj) -> bool:
+        return obj.status == DataExport.Status.READY and (obj.expires_at is None or obj.expires_at > timezone.now())
+
+    @admin.display(description="Size", ordering="size_bytes")
+    def size(self, obj):
+        return filesizeformat(obj.size_bytes) if obj.size_bytes is not None else "-"
+
+    @admin.display(description="Download")
+    def download(self, obj):
+        if not obj.pk or not self._downloadable(obj):
+            return "-"
+        return format_html('<a href="{}">Download the zip</a>',
+                           reverse("admin:contacts_dataexport_download", args=[obj.pk]))
+
+    @admin.display(description="What it holds")
+    def pretty_counts(self, obj):
+        return pretty_json(obj.counts)
+
+    def download_view(self, request, export_id):
+        """The zip, for whoever may see exports; 404 once it is gone or before it is ready."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        export = get_object_or_404(DataExport.objects.select_related("user"), pk=export_id)
+        if not self._downloadable(export):
+            raise Http404("This export is not ready, or has expired.")
+        try:
+            data = data_export_bytes(export)
+        except (ExportNotReady, ObjectNotFound):
+            raise Http404("This export is no longer in the storage.") from None
+        except StorageError as exc:
+            return HttpResponse(f"The archive storage could not give the zip right now ({exc}); try again shortly.",
+                                status=503, content_type="text/plain")
+        audit_record(action="data_export.download", obj=export, actor=request.user)
+        response = HttpResponse(data, content_type="application/zip")
+        filename = f"whatsapp-data-{export.user.get_username()}-{export.created_at:%Y%m%d}-{export.pk}.zip"
+        response["Content-Disposition"] = content_disposition_header(True, filename)
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Cache-Control"] = "private, no-store"
+        return response

@@ -8,6 +8,7 @@ import phonenumbers
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
@@ -17,6 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat, linebreaksbr
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.http import content_disposition_header
 from django.utils.safestring import mark_safe
@@ -31,6 +33,8 @@ from templates_app.selectors import account_filter, templates_for
 from whatsapp.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin, pretty_json
 from whatsapp.models import (
     ApiToken,
+    ArchiveBucket,
+    ArchiveStatus,
     AuditLog,
     CircuitState,
     Conversation,
@@ -41,6 +45,7 @@ from whatsapp.models import (
     Provider,
     SendAttempt,
     Session,
+    StorageDeletion,
     UnknownContactPolicy,
     WebhookEvent,
 )
@@ -48,7 +53,7 @@ from whatsapp.providers import provider_class_for, provider_for, registered_kind
 from whatsapp.providers.events import MEDIA_TYPES, MessageStatus, MessageType, TemplateStatus
 from whatsapp.queries import count_subquery
 from whatsapp.services.api_tokens import api_token_create, api_token_revoke
-from whatsapp.services.archive import media_content
+from whatsapp.services.archive import archive_backlog, archive_retry_now, media_content, webhook_body
 from whatsapp.services.audit import audit_record
 from whatsapp.services.circuit import circuit_reset
 from whatsapp.services.media import media_retry
@@ -1010,14 +1015,105 @@ class MessageStatusEventAdmin(ReadOnlyModelAdmin):
         return pretty_json(obj.raw)
 
 
+# --- The archive ---------------------------------------------------------------------------------
+
+ARCHIVE_FIELDS = ["archive_status", "archive_path", "archive_attempts", "archive_next_at", "archive_error",
+                  "archived_at"]
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
+
+
+def archive_backlog_note() -> str:
+    """One line for the lists of archived rows: what waits for the archive storage, if anything."""
+    backlog = archive_backlog()
+    parts = []
+    if backlog["pending_archive"]:
+        parts.append(f"{backlog['pending_archive']} waiting for the archive (webhook bodies and media; the oldest "
+                     f"for {_duration(backlog['oldest_pending_seconds'])})")
+    if backlog["pending_deletions"]:
+        parts.append(f"{backlog['pending_deletions']} storage deletion(s) not yet confirmed")
+    return "; ".join(parts)
+
+
+class LeanChangeList(ChangeList):
+    """A list page that leaves the model's `list_deferred` columns (raw bytes) in the database."""
+
+    def get_queryset(self, request, exclude_parameters=None):
+        return super().get_queryset(request, exclude_parameters).defer(*self.model_admin.list_deferred)
+
+
+class ArchivedRowAdmin(ReadOnlyModelAdmin):
+    """Rows whose bytes go to the archive storage (media, webhook bodies): their archive state in the list,
+    a filter on it, the "Archive now" action and a note on what waits."""
+
+    list_deferred: tuple[str, ...] = ()
+
+    def get_changelist(self, request, **kwargs):
+        return LeanChangeList
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = dict(extra_context or {})
+        if request.method == "GET":
+            extra_context.setdefault("subtitle", archive_backlog_note() or None)
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="Archive", ordering="archive_status")
+    def archive(self, obj):
+        label = obj.get_archive_status_display()
+        if obj.archive_status != ArchiveStatus.PENDING:
+            return label
+        return format_html('<span title="{}">{} ({} attempt(s))</span>', obj.archive_error, label,
+                           obj.archive_attempts)
+
+    def has_archive_permission(self, request):
+        # The change permission of the model (ReadOnlyModelAdmin refuses changes through forms).
+        opts = self.model._meta
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    @admin.action(description="Archive now (rows waiting for the archive)", permissions=["archive"])
+    def archive_now(self, request, queryset):
+        selected = queryset.count()
+        queued = archive_retry_now(queryset, actor=request.user)
+        note = "" if queued == selected else (f" The other {selected - queued} were not waiting (archived already, "
+                                              "or not due for the archive).")
+        level = messages.SUCCESS if queued else messages.WARNING
+        self.message_user(request, f"{queued} of {selected} selected row(s) handed to a worker to archive now.{note}",
+                          level)
+
+
 @admin.register(Media)
-class MediaAdmin(ReadOnlyModelAdmin):
-    list_display = ["id", "message", "mime_type", "state", "attempts", "size_bytes", "last_error", "created_at"]
-    list_filter = ["state", "mime_type"]
-    search_fields = ["provider_media_id", "sha256", "filename"]
+class MediaAdmin(ArchivedRowAdmin):
+    list_display = ["id", "message", "mime_type", "state", "attempts", "size_bytes", "archive", "last_error",
+                    "created_at"]
+    list_filter = ["state", "archive_status", "mime_type"]
+    search_fields = ["provider_media_id", "sha256", "filename", "archive_path"]
     raw_id_fields = ["message"]
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    actions = ["retry_download"]
+    actions = ["retry_download", "archive_now"]
+    list_select_related = ["message"]
+    list_deferred = ("pending_content",)
+    fieldsets = [
+        (None, {"fields": ["message", "provider_media_id", "source_url", "mime_type", "filename", "caption",
+                           "sha256", "size_bytes", "public_token", "created_at"]}),
+        ("Download", {"fields": ["state", "attempts", "last_error", "expires_at", "next_attempt_at",
+                                 "fetched_at"]}),
+        ("Archive", {"fields": [*ARCHIVE_FIELDS, "waiting_bytes"]}),
+    ]
+    readonly_fields = ["created_at", "waiting_bytes"]
+
+    @admin.display(description="Held in the database")
+    def waiting_bytes(self, obj):
+        if obj.pending_content is None:
+            return "-"
+        return f"{filesizeformat(len(obj.pending_content))}, until the archive storage takes the file"
 
     @admin.action(description="Retry the download now")
     def retry_download(self, request, queryset):
@@ -1040,26 +1136,58 @@ class FlaggedFilter(admin.SimpleListFilter):
         return queryset
 
 
+WEBHOOK_REQUEST_FIELDS = ["content_type", "body_size", "headers", "delivery_id", "duplicate_count",
+                          "remote_addr", "correlation_id"]
+WEBHOOK_ARCHIVE_FIELDS = [*ARCHIVE_FIELDS, "body_pruned_at", "message_ids", "contacts"]
+
+
+def _body_html(raw: bytes, content_type: str):
+    try:
+        if content_type == "application/x-www-form-urlencoded":
+            return pretty_json(dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True)))
+        return pretty_json(json.loads(raw.decode("utf-8")))
+    except (UnicodeDecodeError, ValueError):
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", raw.decode("utf-8", "replace"))
+
+
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(ReadOnlyModelAdmin):
+class WebhookEventAdmin(ArchivedRowAdmin):
     list_display = ["id", "received_at", "kind", "provider", "status", "http_status", "signature_valid",
-                    "event_count", "attempts", "rejection_reason", "unrouted_to"]
-    list_filter = ["status", "kind", "signature_valid", FlaggedFilter, "http_status", "provider"]
-    search_fields = ["correlation_id", "delivery_id", "rejection_reason", "last_error"]
+                    "event_count", "attempts", "archive", "rejection_reason", "unrouted_to"]
+    list_filter = ["status", "kind", "signature_valid", FlaggedFilter, "archive_status", "http_status", "provider"]
+    search_fields = ["correlation_id", "delivery_id", "rejection_reason", "last_error", "message_ids"]
     readonly_fields = [f.name for f in WebhookEvent._meta.fields if f.name != "body"] + ["pretty_body"]
+    fieldsets = [
+        (None, {"fields": [f.name for f in WebhookEvent._meta.fields
+                           if f.name not in ("id", "body", *WEBHOOK_REQUEST_FIELDS, *WEBHOOK_ARCHIVE_FIELDS)]}),
+        ("Request", {"fields": WEBHOOK_REQUEST_FIELDS}),
+        ("Archive", {"fields": WEBHOOK_ARCHIVE_FIELDS}),
+        ("Body", {"fields": ["pretty_body"]}),
+    ]
     exclude = ["body"]
-    actions = ["replay"]
+    actions = ["replay", "archive_now"]
     date_hierarchy = "received_at"
+    list_select_related = ["provider"]
+    list_deferred = ("body",)
 
     @admin.display(description="Body (as received)")
     def pretty_body(self, obj):
-        raw = bytes(obj.body or b"")
+        pruned = (date_format(timezone.localtime(obj.body_pruned_at), "DATETIME_FORMAT")
+                  if obj.body_pruned_at else "")
         try:
-            if obj.content_type == "application/x-www-form-urlencoded":
-                return pretty_json(dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True)))
-            return pretty_json(json.loads(raw.decode("utf-8")))
-        except (UnicodeDecodeError, ValueError):
-            return format_html("<pre style='white-space:pre-wrap'>{}</pre>", raw.decode("utf-8", "replace"))
+            raw = webhook_body(obj)
+        except ObjectNotFound:
+            return format_html("<p class='errornote'>The body left the database on {} (retention), and the archive "
+                               "does not have it at {}.</p>", pruned, obj.archive_path or "(no path)")
+        except StorageError as exc:
+            return format_html("<p class='errornote'>The body left the database on {} (retention) and is kept in "
+                               "the archive at {}, but the archive storage cannot be reached right now ({}). Reload "
+                               "the page to try again.</p>", pruned, obj.archive_path, exc)
+        body = _body_html(raw, obj.content_type)
+        if obj.body_pruned_at is None:
+            return body
+        return format_html("<p class='help'>Read from the archive at {}: the database kept it until {} "
+                           "(retention).</p>{}", obj.archive_path, pruned, body)
 
     @admin.action(description="Replay (process again)")
     def replay(self, request, queryset):
@@ -1068,6 +1196,50 @@ class WebhookEventAdmin(ReadOnlyModelAdmin):
             webhook_event_replay(event=event, actor=request.user)
             count += 1
         self.message_user(request, f"{count} event(s) queued for processing.")
+
+
+@admin.register(ArchiveBucket)
+class ArchiveBucketAdmin(ReadOnlyModelAdmin):
+    """The buckets made in the archive storage: one per user, one per provider for unmapped contacts. The
+    rows are the existence cache; an erasure removes a user's bucket and its row."""
+
+    list_display = ["name", "owner", "backend", "created_at"]
+    list_filter = ["backend"]
+    search_fields = ["name", "user__username", "user__email", "provider__name"]
+    list_select_related = ["user", "provider"]
+    fields = ["name", "backend", "owner_key", "user", "provider", "created_at"]
+    readonly_fields = ["created_at"]
+    date_hierarchy = "created_at"
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the bucket stays in the storage; forgetting it here would only hide it
+
+    @admin.display(description="Owner", ordering="owner_key")
+    def owner(self, obj):
+        if obj.user_id:
+            return format_html("user {}", obj.user)
+        if obj.provider_id:
+            return format_html("provider {} (contacts mapped to no user)", obj.provider.name)
+        return f"{obj.owner_key} (gone)"
+
+
+@admin.register(StorageDeletion)
+class StorageDeletionAdmin(ReadOnlyModelAdmin):
+    """Objects and buckets that must leave the archive storage (erasures, expired exports); a row goes
+    once the storage confirms the deletion."""
+
+    list_display = ["target", "name", "reason", "attempts", "next_attempt_at", "short_error", "created_at"]
+    list_filter = ["target", "backend"]
+    search_fields = ["name", "reason"]
+    fields = ["target", "name", "backend", "reason", "attempts", "next_attempt_at", "last_error", "created_at"]
+    readonly_fields = ["created_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a deletion leaves once the storage confirms it, never by being forgotten
+
+    @admin.display(description="Last error")
+    def short_error(self, obj):
+        return Truncator(obj.last_error).chars(100) or "-"
 
 
 @admin.register(AuditLog)

@@ -7,4 +7,4 @@ class WhatsappConfig(AppConfig):
     verbose_name = "WhatsApp"
 
     def ready(self) -> None:
-        from whatsapp import checks  # noqa: F401  (registers system checks)
+        from whatsapp import checks, signals  # noqa: F401  (registers system checks and signal receivers)

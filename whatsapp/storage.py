@@ -222,10 +222,11 @@ class GoogleCloudStorage:
             return function(*args, **kwargs)
         except (http_errors.ConnectionError, http_errors.Timeout, auth_errors.TransportError) as exc:
             raise StorageUnavailable(f"{what}: {type(exc).__name__}") from exc
-        except (api_errors.TooManyRequests, api_errors.ServerError, api_errors.RequestTimeout) as exc:
-            raise StorageUnavailable(f"{what}: HTTP {exc.code} {exc.message}") from exc
         except api_errors.GoogleAPICallError as exc:
-            raise StorageError(f"{what}: HTTP {exc.code} {exc.message}") from exc
+            # 408 has no class of its own in google.api_core (it arrives as a plain GoogleAPICallError).
+            transient = isinstance(exc, api_errors.TooManyRequests | api_errors.ServerError) or exc.code == 408
+            raise (StorageUnavailable if transient else StorageError)(
+                f"{what}: HTTP {exc.code} {exc.message}") from exc
 
     def check(self) -> None:
         # The cheapest authenticated round trip: it proves the endpoint answers and the credentials work.

@@ -53,51 +53,77 @@ class ErasureReport:
 
 def user_data_erase(*, user: Any, actor: Any = None) -> ErasureReport:
     """Erase everything this platform holds about the person behind `user` (see the module docstring)."""
+    reason = f"erasure of user {user.pk}"
     with transaction.atomic():
-        # One erasure (or export) of a user at a time.
-        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        # One erasure (or export request) of a user at a time. FOR NO KEY UPDATE: a row that only refers to
+        # the user (a worker recording the user's new bucket while it holds a row this erasure waits for)
+        # is not blocked by it, so the two cannot deadlock.
+        get_user_model().objects.select_for_update(no_key=True).filter(pk=user.pk).first()
         contact_ids = list(ContactUserMapping.objects.filter(user=user).values_list("contact_id", flat=True))
+        # Wait for the workers writing into the archive for this user (an export being built, a media file or
+        # webhook body being archived: each holds its row), so that what they wrote, and a bucket they made,
+        # is seen below.
+        exports = DataExport.objects.filter(user=user)
+        list(exports.select_for_update().values_list("pk", flat=True))
+        rows = _ContactRows(contact_ids)
+        locations = rows.lock()
+        # The bucket deletions are recorded before any row goes, so a row's own deletion of its object
+        # (whatsapp.signals) sees that its whole bucket goes anyway.
         buckets = list(ArchiveBucket.objects.filter(user=user))
-        report = _contacts_erase(contact_ids, reason=f"erasure of user {user.pk}",
-                                 whole_buckets={bucket.name for bucket in buckets})
+        whole_buckets = {bucket.name for bucket in buckets}
         for bucket in buckets:
             storage_deletion_request(target=StorageDeletion.Target.BUCKET, name=bucket.name, backend=bucket.backend,
-                                     reason=f"erasure of user {user.pk}")
+                                     reason=reason)
             bucket.delete()
+        report = _contacts_erase(rows, locations, reason=reason, whole_buckets=whole_buckets)
         report.buckets = len(buckets)
-        exports = DataExport.objects.filter(user=user)
         _delete_objects(exports.exclude(location="").values_list("location", flat=True),
-                        whole_buckets={bucket.name for bucket in buckets}, reason=f"erasure of user {user.pk}")
+                        whole_buckets=whole_buckets, reason=reason)
         report.exports, _ = exports.delete()
         audit_record(action="user.erase", obj=user, actor=actor, after=report.as_dict())
     return report
 
 
-def _contacts_erase(contact_ids: list[int], *, reason: str, whole_buckets: set[str]) -> ErasureReport:
+class _ContactRows:
+    """The rows of some contacts that the erasure deletes."""
+
+    def __init__(self, contact_ids: list[int]):
+        self.contact_ids = contact_ids
+        self.conversations = Conversation.objects.filter(contact_id__in=contact_ids)
+        self.messages = Message.objects.filter(conversation__contact_id__in=contact_ids)
+        self.media = Media.objects.filter(message__in=self.messages)
+        self.webhook_events = WebhookEvent.objects.filter(pk__in=WebhookEvent.contacts.through.objects.filter(
+            contact_id__in=contact_ids).values("webhookevent_id"))
+
+    def lock(self) -> list[str]:
+        """Lock every archived row (not only those archived already: a worker archiving one now finishes
+        first, and its new location is the one read); returns their archive locations."""
+        if not self.contact_ids:
+            return []
+        locations = [*self.media.select_for_update(of=("self",)).values_list("archive_path", flat=True),
+                     *self.webhook_events.select_for_update().values_list("archive_path", flat=True)]
+        return [location for location in locations if location]
+
+
+def _contacts_erase(rows: _ContactRows, locations: list[str], *, reason: str,
+                    whole_buckets: set[str]) -> ErasureReport:
+    contact_ids = rows.contact_ids
     report = ErasureReport(contacts=len(contact_ids))
     if not contact_ids:
         return report
-    conversations = Conversation.objects.filter(contact_id__in=contact_ids)
-    messages = Message.objects.filter(conversation__contact_id__in=contact_ids)
-    media = Media.objects.filter(message__in=messages)
-    webhook_events = WebhookEvent.objects.filter(pk__in=WebhookEvent.contacts.through.objects.filter(
-        contact_id__in=contact_ids).values("webhookevent_id"))
-    report.objects_elsewhere = _delete_objects(
-        [*media.exclude(archive_path="").values_list("archive_path", flat=True),
-         *webhook_events.exclude(archive_path="").values_list("archive_path", flat=True)],
-        whole_buckets=whole_buckets, reason=reason)
-    report.conversations = conversations.count()
-    report.messages = messages.count()
-    report.media = media.count()
-    message_ids = list(messages.values_list("pk", flat=True))
-    provider_message_ids = list(messages.exclude(provider_message_id=None)
+    report.objects_elsewhere = _delete_objects(locations, whole_buckets=whole_buckets, reason=reason)
+    report.conversations = rows.conversations.count()
+    report.messages = rows.messages.count()
+    report.media = rows.media.count()
+    message_ids = list(rows.messages.values_list("pk", flat=True))
+    provider_message_ids = list(rows.messages.exclude(provider_message_id=None)
                                 .values_list("provider_id", "provider_message_id"))
-    _scrub_audit_trail(contact_ids, list(conversations.values_list("pk", flat=True)), message_ids)
+    _scrub_audit_trail(contact_ids, list(rows.conversations.values_list("pk", flat=True)), message_ids)
     # Status reports that arrived before their message was recorded carry the recipient's id, not a link.
     for provider_id, provider_message_id in provider_message_ids:
         MessageStatusEvent.objects.filter(provider_id=provider_id, provider_message_id=provider_message_id,
                                           message__isnull=True).delete()
-    _, deleted = webhook_events.delete()
+    _, deleted = rows.webhook_events.delete()
     report.webhook_events = deleted.get(WebhookEvent._meta.label, 0)
     Contact.objects.filter(pk__in=contact_ids).delete()  # identities, mapping, conversations, messages, ...
     return report

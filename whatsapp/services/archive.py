@@ -24,7 +24,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Min, QuerySet
+from django.db.models import Min, Q, QuerySet
 from django.utils import timezone
 
 from whatsapp.models import ArchiveBucket, ArchiveStatus, Media, StorageDeletion, WebhookEvent
@@ -36,6 +36,7 @@ from whatsapp.storage import (
     StorageError,
     get_storage,
     sha256_hex,
+    split_location,
 )
 
 logger = logging.getLogger(__name__)
@@ -102,10 +103,12 @@ def _name_key() -> bytes:
     return key.encode()
 
 
-def bucket_name(owner: Owner) -> str:
+def bucket_name(owner: Owner, generation: int = 0) -> str:
     """<prefix>-u-<hash> or <prefix>-p-<hash>: stable for an owner, distinct between owners, and without
-    the user id in it (a bucket name is visible to anyone who guesses it)."""
-    digest = hmac.new(_name_key(), owner.key.encode(), hashlib.sha256).hexdigest()[:NAME_HASH_CHARS]
+    the user id in it (a bucket name is visible to anyone who guesses it). A later generation names the
+    owner's next bucket while an erased one still waits for its deletion."""
+    key = owner.key if not generation else f"{owner.key}#{generation}"
+    digest = hmac.new(_name_key(), key.encode(), hashlib.sha256).hexdigest()[:NAME_HASH_CHARS]
     return f"{settings.GCS_BUCKET_PREFIX}-{owner.label[0]}-{digest}"
 
 
@@ -125,7 +128,7 @@ def archive_bucket(owner: Owner) -> str:
         return _known_buckets[cache_key]
     row = ArchiveBucket.objects.filter(backend=storage.name, owner_key=owner.key).first()
     if row is None:
-        name = bucket_name(owner)
+        name = _unused_bucket_name(owner)
         storage.create_bucket(BucketSpec(name=name, labels={"app": "whatsapp-archive", "owner": owner.label}))
         try:
             with transaction.atomic():
@@ -137,6 +140,16 @@ def archive_bucket(owner: Owner) -> str:
     return row.name
 
 
+def _unused_bucket_name(owner: Owner) -> str:
+    """The owner's bucket name, unless an erasure's deletion of that bucket is still waiting (the storage
+    was out): new data must not land in a bucket about to be deleted, so it takes the next generation."""
+    generation = 0
+    while StorageDeletion.objects.filter(target=StorageDeletion.Target.BUCKET,
+                                         name=bucket_name(owner, generation)).exists():
+        generation += 1
+    return bucket_name(owner, generation)
+
+
 def archive_write(owner: Owner, path: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> str:
     """Write into the owner's bucket; a bucket deleted behind our back is made again once."""
     storage = get_storage()
@@ -146,7 +159,12 @@ def archive_write(owner: Owner, path: str, data: bytes, *, content_type: str, me
     except BucketNotFound:
         logger.warning("archive bucket was gone; making it again", extra={"bucket": bucket})
         _known_buckets.pop((storage.name, owner.key), None)
-        storage.create_bucket(BucketSpec(name=bucket, labels={"app": "whatsapp-archive", "owner": owner.label}))
+        if ArchiveBucket.objects.filter(backend=storage.name, owner_key=owner.key, name=bucket).exists():
+            storage.create_bucket(BucketSpec(name=bucket, labels={"app": "whatsapp-archive", "owner": owner.label}))
+        else:
+            # Erased (the record went with it) while this process still remembered it: make and record it anew,
+            # so a later erasure finds it.
+            bucket = archive_bucket(owner)
         return storage.write(bucket, path, data, content_type=content_type, metadata=metadata)
 
 
@@ -262,19 +280,26 @@ def webhook_bodies_prune(*, older_than_days: int | None = None, limit: int = 100
         try:
             stored = storage.stat(location)
         except ObjectNotFound:
-            logger.error("archived webhook body is missing from the storage; archiving it again",
-                         extra={"webhook_event": pk, "location": location})
-            WebhookEvent.objects.filter(pk=pk).update(archive_status=ArchiveStatus.PENDING,
-                                                      archive_next_at=timezone.now(), archive_path="")
-            _enqueue_webhook_archive(pk)
+            _archive_again(pk, location, "is missing from the storage")
             continue
         except StorageError as exc:
             logger.warning("retention paused: the storage does not answer", extra={"error": str(exc)})
             break
-        if stored.size == size:
-            safe.append(pk)
+        if stored.size != size:
+            # Not the body we wrote (overwritten or cut short): the database copy is the one received.
+            _archive_again(pk, location, f"has {stored.size} bytes in the storage, not {size}")
+            continue
+        safe.append(pk)
     return WebhookEvent.objects.filter(pk__in=safe, body_pruned_at__isnull=True).update(
         body=b"", body_pruned_at=timezone.now())
+
+
+def _archive_again(event_id: int, location: str, problem: str) -> None:
+    logger.error("archived webhook body %s; archiving it again", problem,
+                 extra={"webhook_event": event_id, "location": location})
+    WebhookEvent.objects.filter(pk=event_id).update(archive_status=ArchiveStatus.PENDING,
+                                                    archive_next_at=timezone.now(), archive_path="")
+    _enqueue_webhook_archive(event_id)
 
 
 # --- Media ---
@@ -400,6 +425,21 @@ def storage_deletion_request(*, target: str, name: str, reason: str, backend: st
             if known == name:
                 _known_buckets.pop(key, None)
     return deletion
+
+
+def archived_object_forget(location: str, *, reason: str) -> StorageDeletion | None:
+    """A row holding this object is gone: delete the object too, unless its whole bucket or the object
+    itself is already due for deletion."""
+    try:
+        bucket, _ = split_location(location)
+    except StorageError:
+        logger.error("archive location not understood; its object is not deleted", extra={"location": location})
+        return None
+    pending = StorageDeletion.objects.filter(
+        Q(target=StorageDeletion.Target.BUCKET, name=bucket) | Q(target=StorageDeletion.Target.OBJECT, name=location))
+    if pending.exists():
+        return None
+    return storage_deletion_request(target=StorageDeletion.Target.OBJECT, name=location, reason=reason)
 
 
 def _enqueue_deletion(deletion_id: int) -> None:

@@ -1,0 +1,286 @@
+"""
+The archive end to end: signed webhooks taken by the endpoint, processed and archived by a real Celery
+worker into the GCS emulator (through the real client, over HTTP); an emulator outage during which nothing
+is dropped and /health/ says so; media kept in the database meanwhile; and the retention of raw bodies.
+"""
+
+import hashlib
+import json
+from datetime import timedelta
+from urllib.parse import urlencode
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from tests.conftest import FIXTURES, json_body, sandbox_fixture_now, wait_until
+from tests.fakes import Reply
+from tests.signing import make_twilio, post_twilio
+from whatsapp.models import ArchiveBucket, ArchiveStatus, Media, Message, WebhookEvent
+from whatsapp.services.archive import (
+    archives_requeue_due,
+    bucket_name,
+    media_content,
+    owner_for_provider,
+    owner_for_user,
+    webhook_bodies_prune,
+    webhook_body,
+)
+from whatsapp.services.webhooks import webhook_event_replay, webhook_events_requeue_due
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+WAIT = 30
+
+
+def sandbox_message(message_id: str, phone: str, name: str, text: str) -> bytes:
+    """The sandbox's inbound text fixture, dated now, from another sender and with its own message id."""
+    payload = json.loads(sandbox_fixture_now("inbound_text.json"))
+    payload["events"][0].update({"id": message_id, "from": phone, "name": name, "text": text})
+    return json.dumps(payload).encode()
+
+
+def post_ok(post_sandbox, provider, body: bytes) -> int:
+    response = post_sandbox(provider, body)
+    assert response.status_code == 200, response.content
+    return json_body(response)["event"]
+
+
+def archived(*event_ids: int) -> list[WebhookEvent] | None:
+    rows = list(WebhookEvent.objects.filter(pk__in=event_ids, archive_status=ArchiveStatus.ARCHIVED).order_by("pk"))
+    return rows if len(rows) == len(event_ids) else None
+
+
+def emulator_objects(emulator) -> dict[str, bytes]:
+    """Every object in every bucket of the emulator, as <bucket>/<path> -> bytes, read with the real client."""
+    client = emulator.client()
+    return {f"{bucket.name}/{blob.name}": blob.download_as_bytes()
+            for bucket in client.list_buckets() for blob in client.list_blobs(bucket.name)}
+
+
+def make_due() -> None:
+    """The backoff has passed: what the beat job finds when it next runs."""
+    for model in (WebhookEvent, Media):
+        model.objects.filter(archive_status=ArchiveStatus.PENDING).update(archive_next_at=timezone.now())
+
+
+# --- Where bodies go ---
+
+def test_bodies_go_to_the_provider_bucket_then_to_the_user_bucket_once_the_contact_is_mapped(
+        gcs_storage, celery_worker, sandbox_provider, post_sandbox):
+    from contacts.services.mapping import contact_map_to_user
+
+    first_body = sandbox_message("sbx-arch-1", "+15551230001", "Ana Souza", "Where is my order?")
+    first_id = post_ok(post_sandbox, sandbox_provider, first_body)
+    (first,) = wait_until(lambda: archived(first_id), WAIT, message="the first body in the archive")
+
+    provider_bucket = bucket_name(owner_for_provider(sandbox_provider.pk))
+    bucket, path = first.archive_path.split("/", 1)
+    assert bucket == provider_bucket  # Ana is not mapped to a user yet
+    assert path == (f"whatsapp-messages/{first.received_at:%Y-%m-%d}/webhooks/sandbox-{sandbox_provider.pk}/"
+                    f"event-{first.pk}.json")
+    assert first.status == "processed" and first.message_ids == "sbx-arch-1"
+    assert first.archive_attempts == 1 and first.archive_error == "" and first.archived_at
+    blob = gcs_storage.client().bucket(bucket).get_blob(path)
+    assert blob.download_as_bytes() == first_body == bytes(first.body)
+    assert blob.content_type == "application/json"
+    assert {key: blob.metadata[key] for key in ("provider", "message_id", "content_type", "sha256")} == {
+        "provider": "sandbox", "message_id": "sbx-arch-1", "content_type": "application/json",
+        "sha256": hashlib.sha256(first_body).hexdigest()}
+
+    # The contact is mapped to a user: their next messages go to the user's own bucket.
+    user = get_user_model().objects.create_user("ana", "ana@example.com")
+    contact_map_to_user(contact=first.contacts.get(), user=user, actor=None)
+    second_body = sandbox_message("sbx-arch-2", "+15551230001", "Ana Souza", "Thanks!")
+    second_id = post_ok(post_sandbox, sandbox_provider, second_body)
+    (second,) = wait_until(lambda: archived(second_id), WAIT, message="the second body in the archive")
+    user_bucket = bucket_name(owner_for_user(user.pk))
+    assert second.archive_path.split("/", 1)[0] == user_bucket
+    assert gcs_storage.client().bucket(user_bucket).get_blob(second.archive_path.split("/", 1)[1]) \
+        .download_as_bytes() == second_body
+
+    # The earlier object stays where it was written, and its row says where that is.
+    assert WebhookEvent.objects.get(pk=first_id).archive_path == first.archive_path
+    assert emulator_objects(gcs_storage) == {first.archive_path: first_body, second.archive_path: second_body}
+    assert webhook_body(WebhookEvent.objects.get(pk=first_id)) == first_body
+    assert set(ArchiveBucket.objects.values_list("name", "owner_key")) == {
+        (provider_bucket, f"provider:{sandbox_provider.pk}"), (user_bucket, f"user:{user.pk}")}
+
+    # A body carrying one mapped and one unmapped person is not the user's alone: the provider's bucket.
+    mixed = json.loads(sandbox_message("sbx-arch-3", "+15551230001", "Ana Souza", "Me again"))
+    mixed["events"].append({**mixed["events"][0], "id": "sbx-arch-4", "from": "+15551230009", "name": "Other"})
+    mixed_body = json.dumps(mixed).encode()
+    third_id = post_ok(post_sandbox, sandbox_provider, mixed_body)
+    (third,) = wait_until(lambda: archived(third_id), WAIT, message="the mixed body in the archive")
+    assert third.archive_path.split("/", 1)[0] == provider_bucket
+    assert third.message_ids == "sbx-arch-3 sbx-arch-4"
+
+
+# --- Storage outage ---
+
+def test_an_outage_keeps_everything_waiting_and_the_beat_job_archives_all_of_it(
+        gcs_storage, celery_worker, sandbox_provider, post_sandbox, client):
+    before = post_ok(post_sandbox, sandbox_provider,
+                     sandbox_message("sbx-out-0", "+15551239000", "Before", "before the outage"))
+    wait_until(lambda: archived(before), WAIT, message="the body archived before the outage")
+
+    gcs_storage.stop()
+    bodies = {}
+    for n in range(1, 7):
+        body = sandbox_message(f"sbx-out-{n}", f"+1555123900{n}", f"Customer {n}", f"message {n}")
+        bodies[post_ok(post_sandbox, sandbox_provider, body)] = body  # still answered 200
+
+    def all_waiting():
+        rows = WebhookEvent.objects.filter(pk__in=bodies, status="processed", archive_status=ArchiveStatus.PENDING,
+                                           archive_attempts__gte=1).exclude(archive_error="")
+        return rows.count() == len(bodies)
+
+    wait_until(all_waiting, WAIT, message="the worker to process every webhook and leave its body pending archive")
+    assert Message.objects.filter(provider_message_id__startswith="sbx-out-").count() == 7
+    for event in WebhookEvent.objects.filter(pk__in=bodies):
+        assert event.archive_path == "" and event.archive_next_at > timezone.now()
+        assert "attempt 1:" in event.archive_error
+        assert bytes(event.body) == bodies[event.pk]  # the body waits in the database
+
+    response = client.get("/health/")
+    assert response.status_code == 200
+    report = json_body(response)
+    assert report["status"] == "degraded" and report["degraded"] == ["storage"]
+    assert report["checks"]["storage"]["status"] == "degraded"
+    assert report["checks"]["storage"]["pending_archive"] == len(bodies)
+    assert archives_requeue_due() == 0  # nothing due before the backoff has passed
+
+    gcs_storage.start()
+    make_due()
+    assert archives_requeue_due() == len(bodies)  # the beat job's work, done here
+    rows = wait_until(lambda: archived(before, *bodies), WAIT, message="every pending body in the archive")
+
+    # Nothing missing, nothing extra: the emulator holds exactly the rows' objects, byte for byte.
+    stored = emulator_objects(gcs_storage)
+    assert set(stored) == {row.archive_path for row in rows}
+    for row in rows:
+        assert stored[row.archive_path] == bytes(row.body)
+        if row.pk in bodies:
+            assert stored[row.archive_path] == bodies[row.pk]
+            assert row.archive_attempts == 2 and row.archive_error == "" and row.archive_next_at is None
+    report = json_body(client.get("/health/"))
+    assert report["status"] == "ok" and report["checks"]["storage"]["pending_archive"] == 0
+
+
+VOICE_NOTE = b"OggS\x00\x02" + hashlib.sha256(b"voice").digest() * 600  # ~19 KB
+
+
+def test_media_waits_in_the_database_during_an_outage_and_is_served_from_there(
+        gcs_storage, celery_worker, fake_server, admin_client_logged):
+    fake_server.routes.clear()
+    media_path = "/2010-04-01/Accounts/AC/Messages/SM4/Media/ME4"
+    fake_server.routes[media_path] = [Reply(200, VOICE_NOTE, {"Content-Type": "audio/ogg"})]
+    provider = make_twilio()
+    form = json.loads((FIXTURES / "twilio" / "inbound_voice.json").read_text())
+    form["MediaUrl0"] = fake_server.url + media_path
+
+    gcs_storage.stop()
+    response = post_twilio(admin_client_logged, provider, form)
+    assert response.status_code == 200, response.content
+    media = wait_until(lambda: Media.objects.filter(state="fetched", archive_status=ArchiveStatus.PENDING).first(),
+                       WAIT, message="the worker to download the voice note while the archive is out")
+    assert bytes(media.pending_content) == VOICE_NOTE and media.archive_path == "" and media.archive_error
+    assert media_content(media) == VOICE_NOTE
+    conversation_id = media.message.conversation_id
+    url = f"/admin/whatsapp/conversation/{conversation_id}/media/{media.pk}/"
+    served = admin_client_logged.get(url)
+    assert served.status_code == 200 and served.content == VOICE_NOTE and served["Content-Type"] == "audio/ogg"
+    assert json_body(admin_client_logged.get("/health/"))["checks"]["storage"]["pending_archive"] >= 1
+
+    gcs_storage.start()
+    make_due()
+    archives_requeue_due()
+    media = wait_until(lambda: Media.objects.filter(pk=media.pk, archive_status=ArchiveStatus.ARCHIVED).first(),
+                       WAIT, message="the voice note in the archive")
+    assert media.pending_content is None and media.archive_error == ""
+    bucket, path = media.archive_path.split("/", 1)
+    assert bucket == bucket_name(owner_for_provider(provider.pk))
+    assert path.startswith(f"whatsapp-messages/{media.message.received_at:%Y-%m-%d}/provider-{provider.pk}/")
+    blob = gcs_storage.client().bucket(bucket).get_blob(path)
+    assert blob.download_as_bytes() == VOICE_NOTE
+    assert blob.content_type == "audio/ogg"
+    assert blob.metadata["provider"] == "twilio" and blob.metadata["message_id"] == form["MessageSid"]
+    assert blob.metadata["sha256"] == hashlib.sha256(VOICE_NOTE).hexdigest()
+    # Served from the archive now.
+    served = admin_client_logged.get(url)
+    assert served.status_code == 200 and served.content == VOICE_NOTE
+    # The webhook's own form body went to the archive as well.
+    event = WebhookEvent.objects.get(kind="twilio")
+    wait_until(lambda: archived(event.pk), WAIT, message="the Twilio webhook body in the archive")
+    assert gcs_storage.client().bucket(bucket).get_blob(
+        WebhookEvent.objects.get(pk=event.pk).archive_path.split("/", 1)[1]).download_as_bytes() \
+        == urlencode(form).encode()
+
+
+# --- Retention ---
+
+def test_retention_prunes_only_safely_archived_bodies_and_a_pruned_event_still_replays(
+        gcs_storage, celery_worker, sandbox_provider, post_sandbox, settings):
+    settings.WEBHOOK_BODY_RETENTION_DAYS = 30
+    bodies = {}
+    for name in ("old-a", "old-b", "old-missing", "old-overwritten", "recent"):
+        body = sandbox_message(f"sbx-ret-{name}", f"+1555124{len(bodies):04d}", name, f"text {name}")
+        bodies[name] = (post_ok(post_sandbox, sandbox_provider, body), body)
+    ids = {name: pk for name, (pk, _body) in bodies.items()}
+    wait_until(lambda: archived(*ids.values()), WAIT, message="every body in the archive")
+    old = [ids["old-a"], ids["old-b"], ids["old-missing"], ids["old-overwritten"]]
+    WebhookEvent.objects.filter(pk__in=old).update(received_at=timezone.now() - timedelta(days=31))
+    WebhookEvent.objects.filter(pk=ids["recent"]).update(received_at=timezone.now() - timedelta(days=29))
+    client = gcs_storage.client()
+    missing = WebhookEvent.objects.get(pk=ids["old-missing"])
+    bucket, path = missing.archive_path.split("/", 1)
+    client.bucket(bucket).blob(path).delete()  # lost behind our back
+    overwritten = WebhookEvent.objects.get(pk=ids["old-overwritten"])
+    client.bucket(bucket).blob(overwritten.archive_path.split("/", 1)[1]).upload_from_string(b"{}")  # not ours
+
+    # Storage down: nothing leaves the database.
+    gcs_storage.stop()
+    assert webhook_bodies_prune() == 0
+    assert WebhookEvent.objects.filter(body_pruned_at__isnull=False).count() == 0
+    gcs_storage.start()
+
+    assert webhook_bodies_prune() == 2
+    pruned = {event.pk: event for event in WebhookEvent.objects.filter(body_pruned_at__isnull=False)}
+    assert set(pruned) == {ids["old-a"], ids["old-b"]}
+    assert all(bytes(event.body) == b"" for event in pruned.values())
+    assert webhook_body(pruned[ids["old-a"]]) == bodies["old-a"][1]  # read back from the archive
+    assert bytes(WebhookEvent.objects.get(pk=ids["recent"]).body) == bodies["recent"][1]
+
+    # The missing and the overwritten objects kept their bodies and were archived again (under their date,
+    # now 31 days back).
+    again = wait_until(lambda: archived(ids["old-missing"], ids["old-overwritten"]), WAIT,
+                       message="the lost and the overwritten objects archived again")
+    stored = emulator_objects(gcs_storage)
+    for event, earlier in zip(again, (missing, overwritten), strict=True):
+        name = event.message_ids.removeprefix("sbx-ret-")
+        assert event.body_pruned_at is None and bytes(event.body) == bodies[name][1]
+        assert event.archive_path != earlier.archive_path and event.archive_attempts == 2
+        assert stored[event.archive_path] == bodies[name][1]
+    assert webhook_bodies_prune() == 2  # safe now
+
+    # A pruned event replays: the worker reads its body from the archive.
+    messages_before = Message.objects.count()
+    webhook_event_replay(event=pruned[ids["old-a"]], actor=None)
+    wait_until(lambda: WebhookEvent.objects.filter(pk=ids["old-a"], status="processed", attempts=1).exists(), WAIT,
+               message="the pruned event processed again")
+    replayed = WebhookEvent.objects.get(pk=ids["old-a"])
+    assert replayed.last_error == "" and replayed.message_ids == "sbx-ret-old-a"
+    assert replayed.archive_path == pruned[ids["old-a"]].archive_path  # archived once, not again
+    assert Message.objects.count() == messages_before  # the replay found its message already there
+
+    # Replayed while the storage is out: the event waits as failed and goes through once it is back.
+    gcs_storage.stop()
+    webhook_event_replay(event=pruned[ids["old-b"]], actor=None)
+    failed = wait_until(lambda: WebhookEvent.objects.filter(pk=ids["old-b"], status="failed").first(), WAIT,
+                        message="the replay to fail while the body cannot be read")
+    assert "StorageUnavailable" in failed.last_error
+    gcs_storage.start()
+    WebhookEvent.objects.filter(pk=ids["old-b"]).update(next_attempt_at=timezone.now())
+    assert webhook_events_requeue_due() == 1
+    wait_until(lambda: WebhookEvent.objects.filter(pk=ids["old-b"], status="processed").exists(), WAIT,
+               message="the replay once the storage is back")

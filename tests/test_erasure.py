@@ -1,0 +1,293 @@
+"""
+GDPR erasure through the API against the GCS emulator: the user's bucket goes with every object in it,
+their objects in a provider's bucket (archived before the contact was mapped) go one by one, and their
+rows go at once; other people's data stays. While the storage is out the rows still go and the storage
+deletions wait until it is back. Refusals answer in the house format.
+"""
+
+import hashlib
+import threading
+import time
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.db import connection, transaction
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from contacts.models import (
+    ConsentEvent,
+    Contact,
+    ContactIdentity,
+    ContactUserMapping,
+    DataExport,
+)
+from contacts.services.consent import consent_set
+from contacts.services.erasure import user_data_erase
+from contacts.services.export import data_export_build, data_export_request
+from contacts.services.mapping import contact_map_to_user
+from tests.conftest import json_body
+from whatsapp.models import (
+    ArchiveBucket,
+    AuditLog,
+    Conversation,
+    Media,
+    Message,
+    Session,
+    StorageDeletion,
+    WebhookEvent,
+)
+from whatsapp.providers.sandbox import inbound_body
+from whatsapp.services.api_tokens import api_token_create
+from whatsapp.services.archive import (
+    archive_write,
+    archives_requeue_due,
+    bucket_name,
+    media_store,
+    owner_for_provider,
+    owner_for_user,
+    storage_deletion_run,
+    webhook_event_archive,
+)
+from whatsapp.services.webhooks import webhook_event_process
+
+pytestmark = pytest.mark.django_db
+
+ANA_PHONE = "+15551230001"
+BEN_PHONE = "+15551230002"
+CARL_PHONE = "+15551230003"
+PHOTO = b"\xff\xd8\xff\xe0 a photo of the parcel \xff\xd9" * 40
+
+
+def _user(username: str, *perms: str):
+    user = get_user_model().objects.create_user(username, password="pw-123456-strong")
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return user
+
+
+def _client_for(user) -> APIClient:
+    _, key = api_token_create(user=user, name="tests")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
+def _say(post_sandbox, provider, phone: str, text: str) -> WebhookEvent:
+    """A contact writes: the webhook is processed and its raw body archived, as the workers would."""
+    body = inbound_body(from_phone=phone, text=text, name=f"Person {phone[-4:]}", message_id=f"sbx-{uuid.uuid4()}")
+    response = post_sandbox(provider, body)
+    assert response.status_code == 200, response.content
+    event_id = json_body(response)["event"]
+    webhook_event_process(event_id)
+    event = webhook_event_archive(event_id)
+    assert event.archive_status == "archived", event.archive_error
+    return event
+
+
+def _photo_for(text: str) -> Media:
+    message = Message.objects.get(text=text)
+    media = Media.objects.create(message=message, mime_type="image/jpeg", filename="parcel.jpg",
+                                 state=Media.State.FETCHED, sha256=hashlib.sha256(PHOTO).hexdigest(),
+                                 size_bytes=len(PHOTO), fetched_at=timezone.now())
+    media_store(media, PHOTO)
+    media.save()
+    assert media.archive_status == "archived"
+    return media
+
+
+def _blob(emulator, location: str):
+    bucket, path = location.split("/", 1)
+    return emulator.client().bucket(bucket).get_blob(path)
+
+
+@pytest.fixture
+def people(gcs_storage, sandbox_provider, post_sandbox, superuser):
+    """Ana (to be erased): a webhook body archived in the provider's bucket while she was unmapped, then in
+    her own bucket a body, a photo and an export. Ben (another user) with his own bucket; Carl, unmapped,
+    in the provider's bucket."""
+    ana_user, ben_user = _user("ana"), _user("ben")
+    ana_unmapped = _say(post_sandbox, sandbox_provider, ANA_PHONE, "Where is my parcel?")
+    carl_event = _say(post_sandbox, sandbox_provider, CARL_PHONE, "Carl asks about prices")
+    ana = Contact.objects.get(identities__value=ANA_PHONE)
+    contact_map_to_user(contact=ana, user=ana_user, actor=superuser)
+    consent_set(contact=ana, state=Contact.Consent.OPTED_IN, source="api", actor=superuser)
+    ana_mapped = _say(post_sandbox, sandbox_provider, ANA_PHONE, "Here is a photo of it")
+    ana_photo = _photo_for("Here is a photo of it")
+    ana_export = data_export_build(data_export_request(user=ana_user, actor=superuser).pk)
+    assert ana_export.status == "ready"
+
+    _say(post_sandbox, sandbox_provider, BEN_PHONE, "Ben says hello")
+    ben = Contact.objects.get(identities__value=BEN_PHONE)
+    contact_map_to_user(contact=ben, user=ben_user, actor=superuser)
+    ben_event = _say(post_sandbox, sandbox_provider, BEN_PHONE, "Ben sends a photo")
+    ben_photo = _photo_for("Ben sends a photo")
+
+    provider_bucket = bucket_name(owner_for_provider(sandbox_provider.pk))
+    ana_bucket, ben_bucket = bucket_name(owner_for_user(ana_user.pk)), bucket_name(owner_for_user(ben_user.pk))
+    assert ana_unmapped.archive_path.startswith(provider_bucket + "/")
+    assert carl_event.archive_path.startswith(provider_bucket + "/")
+    assert ana_mapped.archive_path.startswith(ana_bucket + "/") and ana_photo.archive_path.startswith(ana_bucket)
+    assert ana_export.location.startswith(ana_bucket + "/")
+    assert ben_event.archive_path.startswith(ben_bucket + "/") and ben_photo.archive_path.startswith(ben_bucket)
+    return {
+        "ana_user": ana_user, "ben_user": ben_user, "ana": ana, "ben": ben,
+        "ana_events": [ana_unmapped.pk, ana_mapped.pk], "ana_unmapped": ana_unmapped.archive_path,
+        "carl": carl_event.archive_path, "ben_objects": [ben_event.archive_path, ben_photo.archive_path],
+        "ana_bucket": ana_bucket, "ben_bucket": ben_bucket,
+        "ana_objects": [ana_mapped.archive_path, ana_photo.archive_path, ana_export.location],
+        "ana_conversations": list(Conversation.objects.filter(contact=ana).values_list("pk", flat=True)),
+    }
+
+
+def _assert_ana_rows_gone(data) -> None:
+    ana = data["ana"]
+    assert not Contact.objects.filter(pk=ana.pk).exists()
+    assert not ContactIdentity.objects.filter(value=ANA_PHONE).exists()
+    assert not ContactUserMapping.objects.filter(user=data["ana_user"]).exists()
+    assert not ConsentEvent.objects.filter(contact_id=ana.pk).exists()
+    assert not Conversation.objects.filter(pk__in=data["ana_conversations"]).exists()
+    assert not Session.objects.filter(conversation_id__in=data["ana_conversations"]).exists()
+    assert not Message.objects.filter(text__in=["Where is my parcel?", "Here is a photo of it"]).exists()
+    assert not Media.objects.filter(message__conversation_id__in=data["ana_conversations"]).exists()
+    assert not WebhookEvent.objects.filter(pk__in=data["ana_events"]).exists()
+    assert not DataExport.objects.filter(user=data["ana_user"]).exists()
+    assert not ArchiveBucket.objects.filter(user=data["ana_user"]).exists()
+    assert get_user_model().objects.filter(pk=data["ana_user"].pk).exists()  # the account itself stays
+
+
+def _assert_others_untouched(data, emulator) -> None:
+    assert Contact.objects.filter(pk=data["ben"].pk).exists()
+    assert ContactUserMapping.objects.filter(user=data["ben_user"]).exists()
+    assert Message.objects.filter(text__in=["Ben says hello", "Ben sends a photo", "Carl asks about prices"]).count() \
+        == 3
+    assert Media.objects.filter(message__text="Ben sends a photo").exists()
+    assert emulator.client().lookup_bucket(data["ben_bucket"]) is not None
+    for location in [*data["ben_objects"], data["carl"]]:
+        assert _blob(emulator, location) is not None, location
+    assert _blob(emulator, data["ben_objects"][1]).download_as_bytes() == PHOTO
+
+
+def test_erase_removes_the_users_bucket_objects_elsewhere_and_rows(gcs_storage, people, api_client, superuser):
+    data = people
+    for location in [data["ana_unmapped"], *data["ana_objects"]]:
+        assert _blob(gcs_storage, location) is not None
+
+    response = api_client.post(f"/api/v1/users/{data['ana_user'].pk}/erase/", {"confirm": "ana"}, format="json")
+    assert response.status_code == 200, response.content
+    report = response.json()
+    assert report == {"contacts": 1, "conversations": 1, "messages": 2, "media": 1, "webhook_events": 2,
+                      "exports": 1, "buckets": 1, "objects_elsewhere": 1}
+    _assert_ana_rows_gone(data)
+    audit = AuditLog.objects.get(action="user.erase", object_id=str(data["ana_user"].pk))
+    assert audit.actor == superuser and audit.after == report
+
+    # The storage deletions were recorded with the erasure and run after it (here by hand, as a worker would).
+    deletions = {(deletion.target, deletion.name): deletion.pk for deletion in StorageDeletion.objects.all()}
+    assert set(deletions) == {("bucket", data["ana_bucket"]), ("object", data["ana_unmapped"])}
+    for pk in deletions.values():
+        assert storage_deletion_run(pk) is True
+    assert not StorageDeletion.objects.exists()
+
+    assert gcs_storage.client().lookup_bucket(data["ana_bucket"]) is None
+    assert _blob(gcs_storage, data["ana_unmapped"]) is None
+    _assert_others_untouched(data, gcs_storage)
+
+
+def test_erase_while_the_storage_is_out_deletes_rows_now_and_storage_later(gcs_storage, people, api_client):
+    data = people
+    gcs_storage.stop()
+
+    response = api_client.post(f"/api/v1/users/{data['ana_user'].pk}/erase/", {"confirm": "ana"}, format="json")
+    assert response.status_code == 200, response.content
+    _assert_ana_rows_gone(data)
+    deletions = list(StorageDeletion.objects.values_list("pk", flat=True))
+    assert len(deletions) == 2
+    for pk in deletions:
+        assert storage_deletion_run(pk) is False
+    waiting = list(StorageDeletion.objects.all())
+    assert len(waiting) == 2
+    assert all(d.attempts == 1 and "attempt 1" in d.last_error and d.next_attempt_at > timezone.now()
+               for d in waiting)
+
+    gcs_storage.start()
+    assert gcs_storage.client().lookup_bucket(data["ana_bucket"]) is not None  # nothing happened yet
+    StorageDeletion.objects.update(next_attempt_at=timezone.now())
+    assert archives_requeue_due() == 2
+    for pk in deletions:
+        assert storage_deletion_run(pk) is True
+    assert not StorageDeletion.objects.exists()
+    assert gcs_storage.client().lookup_bucket(data["ana_bucket"]) is None
+    assert _blob(gcs_storage, data["ana_unmapped"]) is None
+    _assert_others_untouched(data, gcs_storage)
+
+
+def test_erase_refusals(gcs_storage, people, api_client):
+    url = f"/api/v1/users/{people['ana_user'].pk}/erase/"
+    for body in ({"confirm": "Ana"}, {"confirm": " ana"}, {"confirm": "ben"}):
+        refused = api_client.post(url, body, format="json")
+        assert refused.status_code == 400
+        assert refused.json()["code"] == "confirmation_mismatch" and "nothing was erased" in refused.json()["detail"]
+    missing = api_client.post(url, {}, format="json")
+    assert missing.status_code == 400 and missing.json()["code"] == "invalid_request"
+    assert "confirm" in missing.json()["errors"]
+    for body in (["ana"], "ana", {"confirm": None}, {"confirm": ["ana"]}):
+        assert api_client.post(url, body, format="json").status_code == 400
+    assert api_client.post(url, "{not json", content_type="application/json").status_code == 400
+
+    assert api_client.post("/api/v1/users/999999/erase/", {"confirm": "x"}, format="json").status_code == 404
+    assert api_client.post("/api/v1/users/nope/erase/", {"confirm": "x"}, format="json").status_code == 404
+    assert api_client.get(url).status_code == 405
+
+    for client in (_client_for(_user("clerk")),
+                   _client_for(_user("exporter", "contacts.add_dataexport", "contacts.view_dataexport"))):
+        refused = client.post(url, {"confirm": "ana"}, format="json")
+        assert refused.status_code == 403 and refused.json()["code"] == "permission_denied"
+    assert APIClient().post(url, {"confirm": "ana"}, format="json").status_code in (401, 403)
+
+    # Nothing was erased by any of these.
+    assert Contact.objects.filter(pk=people["ana"].pk).exists() and not StorageDeletion.objects.exists()
+    assert not AuditLog.objects.filter(action="user.erase").exists()
+
+    eraser = _client_for(_user("dpo", "contacts.erase_user_data"))
+    assert eraser.post(url, {"confirm": "ana"}, format="json").status_code == 200
+    again = eraser.post(url, {"confirm": "ana"}, format="json")  # nothing left: an empty report
+    assert again.status_code == 200 and set(again.json().values()) == {0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_erasure_waits_for_an_export_being_built_and_deletes_what_it_wrote(gcs_storage):
+    """A worker building an export (its row locked) makes the user's first bucket while the erasure runs:
+    the erasure waits for it, then deletes that bucket too (and neither deadlocks on the user's row)."""
+    user = _user("ana")
+    export = DataExport.objects.create(user=user)
+    building = threading.Event()
+
+    def build():
+        try:
+            with transaction.atomic():
+                DataExport.objects.select_for_update().get(pk=export.pk)
+                building.set()
+                time.sleep(1)  # the erasure starts meanwhile
+                location = archive_write(owner_for_user(user.pk), "exports/2026-01-01/export.zip", b"zip bytes",
+                                         content_type="application/zip", metadata={})
+                DataExport.objects.filter(pk=export.pk).update(status=DataExport.Status.READY, location=location)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=build)
+    worker.start()
+    assert building.wait(10)
+    report = user_data_erase(user=user)
+    worker.join(10)
+
+    assert (report.exports, report.buckets) == (1, 1)
+    [deletion] = StorageDeletion.objects.all()
+    assert (deletion.target, deletion.name) == ("bucket", bucket_name(owner_for_user(user.pk)))
+    assert gcs_storage.client().lookup_bucket(deletion.name) is not None
+    assert storage_deletion_run(deletion.pk) is True
+    assert gcs_storage.client().lookup_bucket(deletion.name) is None
+    assert not DataExport.objects.exists() and not ArchiveBucket.objects.exists()
