@@ -261,27 +261,19 @@ def gcs_emulator(tmp_path_factory):
 def gcs_storage(gcs_emulator, settings):
     """The GCS backend against the emulator, emptied first. Request it before `celery_worker` so workers
     archive there too. Yields the emulator (stop() and start() make an outage)."""
-    from whatsapp.services.archive import forget_known_buckets
-
     gcs_emulator.start()
     gcs_emulator.server.wipe()
     settings.STORAGE_BACKEND = "gcs"
     settings.GCS_ENDPOINT = gcs_emulator.url
     settings.GCS_PROJECT = "test"
     settings.GCS_TIMEOUT_SECONDS = 5
-    forget_known_buckets()
     yield gcs_emulator
     gcs_emulator.start()
-    forget_known_buckets()
 
 
 @pytest.fixture
 def local_storage(settings, tmp_path):
     """The local-directory backend in a folder of this test's own."""
-    from whatsapp.services.archive import forget_known_buckets
-
     settings.STORAGE_BACKEND = "local"
     settings.LOCAL_STORAGE_DIR = tmp_path / "archive"
-    forget_known_buckets()
-    yield settings.LOCAL_STORAGE_DIR
-    forget_known_buckets()
+    return settings.LOCAL_STORAGE_DIR

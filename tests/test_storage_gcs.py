@@ -24,7 +24,6 @@ from whatsapp.services.archive import (
     archive_write,
     bucket_name,
     bucket_name_problems,
-    forget_known_buckets,
     owner_for_provider,
     owner_for_user,
     prefix_problems,
@@ -92,10 +91,9 @@ def test_bucket_names_are_valid_stable_distinct_and_hide_the_user_id(gcs_storage
         name = bucket_name(owner_for_user(user.pk))
         assert str(user.pk) not in name and user.username not in name
 
-    # Stable: the same name every time, once made, after the process forgot what it knew, and in GCS.
+    # Stable: the same name every time, once made, and in GCS.
     made = {owner: archive_bucket(owner) for owner in owners}
     assert [made[owner] for owner in owners] == names
-    forget_known_buckets()
     assert [archive_bucket(owner) for owner in owners] == names
     assert [bucket_name(owner) for owner in owners] == names
     in_gcs = {bucket.name for bucket in gcs_storage.client().list_buckets()}
@@ -107,7 +105,6 @@ def test_a_new_naming_key_leaves_existing_buckets_where_they_are(gcs_storage, se
     old_user, new_user = _users(7001, 7002)
     before = archive_bucket(owner_for_user(old_user.pk))
     settings.GCS_BUCKET_NAME_KEY = "a-rotated-naming-key"
-    forget_known_buckets()
     # The recorded bucket stays the user's bucket; only owners without one get a name from the new key.
     assert archive_bucket(owner_for_user(old_user.pk)) == before
     assert bucket_name(owner_for_user(old_user.pk)) != before
@@ -194,13 +191,7 @@ def test_a_second_write_for_the_same_owner_costs_no_bucket_call(gcs_storage, emu
     emulator_log.clear()
     second = archive_write(owner, "whatsapp-messages/2026-01-01/b.json", b"{}", content_type="application/json",
                            metadata={})
-    assert emulator_log() == [f"POST /upload/storage/v1/b/{first.split('/')[0]}/o"]  # the upload alone
-
-    # A new process (nothing cached in memory) finds the bucket in its ArchiveBucket row, not in GCS.
-    forget_known_buckets()
-    emulator_log.clear()
-    archive_write(owner, "whatsapp-messages/2026-01-01/c.json", b"{}", content_type="application/json",
-                  metadata={})
+    # The upload alone: every process finds the bucket in its ArchiveBucket row, not in GCS.
     assert emulator_log() == [f"POST /upload/storage/v1/b/{first.split('/')[0]}/o"]
     assert ArchiveBucket.objects.count() == 1
     assert first.split("/")[0] == second.split("/")[0] == bucket_name(owner)

@@ -112,32 +112,26 @@ def bucket_name(owner: Owner, generation: int = 0) -> str:
     return f"{settings.GCS_BUCKET_PREFIX}-{owner.label[0]}-{digest}"
 
 
-# Buckets this process knows exist: (backend, owner key) -> name. A message costs no bucket lookup.
-_known_buckets: dict[tuple[str, str], str] = {}
-
-
-def forget_known_buckets() -> None:
-    _known_buckets.clear()
-
-
 def archive_bucket(owner: Owner) -> str:
-    """The owner's bucket, made on first use (with its lifecycle rules) and recorded."""
+    """
+    The owner's bucket, made on first use (with its lifecycle rules) and recorded. The record is the
+    existence cache: a message costs one indexed query, never a storage call. (A cache in process memory
+    would outlive an erasure in the other workers and send new files into a bucket being deleted.)
+    """
     storage = get_storage()
-    cache_key = (storage.name, owner.key)
-    if cache_key in _known_buckets:
-        return _known_buckets[cache_key]
-    row = ArchiveBucket.objects.filter(backend=storage.name, owner_key=owner.key).first()
-    if row is None:
-        name = _unused_bucket_name(owner)
-        storage.create_bucket(BucketSpec(name=name, labels={"app": "whatsapp-archive", "owner": owner.label}))
-        try:
-            with transaction.atomic():
-                row = ArchiveBucket.objects.create(backend=storage.name, owner_key=owner.key, name=name,
-                                                   user_id=owner.user_id, provider_id=owner.provider_id)
-        except IntegrityError:  # another worker recorded it first
-            row = ArchiveBucket.objects.get(backend=storage.name, owner_key=owner.key)
-    _known_buckets[cache_key] = row.name
-    return row.name
+    name = (ArchiveBucket.objects.filter(backend=storage.name, owner_key=owner.key)
+            .values_list("name", flat=True).first())
+    if name is not None:
+        return name
+    name = _unused_bucket_name(owner)
+    storage.create_bucket(BucketSpec(name=name, labels={"app": "whatsapp-archive", "owner": owner.label}))
+    try:
+        with transaction.atomic():
+            ArchiveBucket.objects.create(backend=storage.name, owner_key=owner.key, name=name,
+                                         user_id=owner.user_id, provider_id=owner.provider_id)
+    except IntegrityError:  # another worker recorded it first
+        return ArchiveBucket.objects.get(backend=storage.name, owner_key=owner.key).name
+    return name
 
 
 def _unused_bucket_name(owner: Owner) -> str:
@@ -158,13 +152,7 @@ def archive_write(owner: Owner, path: str, data: bytes, *, content_type: str, me
         return storage.write(bucket, path, data, content_type=content_type, metadata=metadata)
     except BucketNotFound:
         logger.warning("archive bucket was gone; making it again", extra={"bucket": bucket})
-        _known_buckets.pop((storage.name, owner.key), None)
-        if ArchiveBucket.objects.filter(backend=storage.name, owner_key=owner.key, name=bucket).exists():
-            storage.create_bucket(BucketSpec(name=bucket, labels={"app": "whatsapp-archive", "owner": owner.label}))
-        else:
-            # Erased (the record went with it) while this process still remembered it: make and record it anew,
-            # so a later erasure finds it.
-            bucket = archive_bucket(owner)
+        storage.create_bucket(BucketSpec(name=bucket, labels={"app": "whatsapp-archive", "owner": owner.label}))
         return storage.write(bucket, path, data, content_type=content_type, metadata=metadata)
 
 
@@ -420,10 +408,6 @@ def storage_deletion_request(*, target: str, name: str, reason: str, backend: st
     deletion = StorageDeletion.objects.create(backend=backend or get_storage().name, target=target, name=name,
                                               reason=reason[:100], next_attempt_at=timezone.now() + FIRST_RETRY * 4)
     _enqueue_deletion(deletion.pk)
-    if target == StorageDeletion.Target.BUCKET:
-        for key, known in list(_known_buckets.items()):
-            if known == name:
-                _known_buckets.pop(key, None)
     return deletion
 
 
