@@ -120,9 +120,13 @@ def _contacts_erase(rows: _ContactRows, locations: list[str], *, reason: str,
                                 .values_list("provider_id", "provider_message_id"))
     _scrub_audit_trail(contact_ids, list(rows.conversations.values_list("pk", flat=True)), message_ids)
     # Status reports that arrived before their message was recorded carry the recipient's id, not a link.
+    by_provider: dict[int, list[str]] = {}
     for provider_id, provider_message_id in provider_message_ids:
-        MessageStatusEvent.objects.filter(provider_id=provider_id, provider_message_id=provider_message_id,
-                                          message__isnull=True).delete()
+        by_provider.setdefault(provider_id, []).append(provider_message_id)
+    for provider_id, ids in by_provider.items():
+        for start in range(0, len(ids), 1000):
+            MessageStatusEvent.objects.filter(provider_id=provider_id, provider_message_id__in=ids[start:start + 1000],
+                                              message__isnull=True).delete()
     _, deleted = rows.webhook_events.delete()
     report.webhook_events = deleted.get(WebhookEvent._meta.label, 0)
     Contact.objects.filter(pk__in=contact_ids).delete()  # identities, mapping, conversations, messages, ...
