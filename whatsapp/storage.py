@@ -17,7 +17,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -96,8 +96,18 @@ class ArchiveStorage(Protocol):
     def write(self, bucket: str, path: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> str:
         """Store bytes; return their location. BucketNotFound when the bucket is gone."""
 
+    def write_file(self, bucket: str, path: str, file: BinaryIO, *, content_type: str,
+                   metadata: dict[str, str]) -> str:
+        """Like write, from an open file, without holding it all in memory."""
+
     def read(self, location: str) -> bytes:
         """Bytes back from a location `write` returned; ObjectNotFound when there are none."""
+
+    def open(self, location: str) -> BinaryIO:
+        """A readable file of the object, read in chunks (to stream large objects); ObjectNotFound."""
+
+    def copy(self, location: str, bucket: str) -> str:
+        """Copy an object to the same path in another bucket; returns the new location."""
 
     def stat(self, location: str) -> StoredObject:
         """Size, content type and metadata of a stored object; ObjectNotFound when there is none."""
@@ -160,11 +170,32 @@ class LocalDirectoryStorage:
             json.dumps({"content_type": content_type, "metadata": metadata}))
         return location
 
+    def write_file(self, bucket: str, path: str, file: BinaryIO, *, content_type: str,
+                   metadata: dict[str, str]) -> str:
+        location = self.write(bucket, path, b"", content_type=content_type, metadata=metadata)
+        target = self._resolve(location)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        with temporary.open("wb") as out:
+            shutil.copyfileobj(file, out)
+        os.replace(temporary, target)
+        return location
+
     def read(self, location: str) -> bytes:
+        with self.open(location) as file:
+            return file.read()
+
+    def open(self, location: str) -> BinaryIO:
         try:
-            return self._resolve(location).read_bytes()
+            return self._resolve(location).open("rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(location) from None
+
+    def copy(self, location: str, bucket: str) -> str:
+        described = self.stat(location)
+        _, path = split_location(location)
+        with self.open(location) as file:
+            return self.write_file(bucket, path, file, content_type=described.content_type,
+                                   metadata=described.metadata)
 
     def stat(self, location: str) -> StoredObject:
         target = self._resolve(location)
@@ -216,11 +247,14 @@ class GoogleCloudStorage:
     def _call(self, what: str, function, *args, **kwargs):
         from google.api_core import exceptions as api_errors
         from google.auth import exceptions as auth_errors
+        from google.cloud.storage.exceptions import DataCorruption
         from requests import exceptions as http_errors
 
         try:
             return function(*args, **kwargs)
-        except (http_errors.ConnectionError, http_errors.Timeout, auth_errors.TransportError) as exc:
+        except (http_errors.RequestException, auth_errors.GoogleAuthError, DataCorruption) as exc:
+            # Network trouble, a broken download, or credentials that could not be refreshed (the metadata
+            # server or the token endpoint): all pass, so all are tried again later.
             raise StorageUnavailable(f"{what}: {type(exc).__name__}") from exc
         except api_errors.GoogleAPICallError as exc:
             # 408 has no class of its own in google.api_core (it arrives as a plain GoogleAPICallError).
@@ -308,6 +342,44 @@ class GoogleCloudStorage:
             raise
         return f"{bucket}/{path}"
 
+    def write_file(self, bucket: str, path: str, file: BinaryIO, *, content_type: str,
+                   metadata: dict[str, str]) -> str:
+        from google.api_core import exceptions as api_errors
+
+        blob = self.client.bucket(bucket).blob(path, chunk_size=8 * 1024 * 1024)  # resumable, 8 MiB chunks
+        blob.metadata = metadata
+        try:
+            self._call(f"upload {bucket}/{path}", blob.upload_from_file, file, rewind=True,
+                       content_type=content_type or None, timeout=self.timeout, retry=None)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, api_errors.NotFound):
+                raise BucketNotFound(bucket) from exc
+            raise
+        return f"{bucket}/{path}"
+
+    def open(self, location: str) -> BinaryIO:
+        bucket, path = split_location(location)
+        blob = self._call(f"stat {location}", self.client.bucket(bucket).get_blob, path, timeout=self.timeout,
+                          retry=None)
+        if blob is None:
+            raise ObjectNotFound(location)
+        # Reads 8 MiB ranges as it goes; pinned to the generation seen above.
+        return blob.open("rb", chunk_size=8 * 1024 * 1024, timeout=self.timeout, retry=None)
+
+    def copy(self, location: str, bucket: str) -> str:
+        from google.api_core import exceptions as api_errors
+
+        source_bucket, path = split_location(location)
+        source = self.client.bucket(source_bucket)
+        try:
+            self._call(f"copy {location} to {bucket}", source.copy_blob, source.blob(path), self.client.bucket(bucket),
+                       path, timeout=self.timeout, retry=None)
+        except StorageError as exc:
+            if isinstance(exc.__cause__, api_errors.NotFound):
+                raise ObjectNotFound(location) from exc
+            raise
+        return f"{bucket}/{path}"
+
     def read(self, location: str) -> bytes:
         from google.api_core import exceptions as api_errors
 
@@ -385,7 +457,7 @@ def gcs_client():
 
 
 @functools.lru_cache(maxsize=4)
-def _gcs(endpoint: str, emulator: str, project: str) -> GoogleCloudStorage:
+def _gcs(endpoint: str, emulator: str, project: str, credentials_file: str, timeout: float) -> GoogleCloudStorage:
     # One client per process and configuration: it holds the HTTP connection pool and the credentials.
     return GoogleCloudStorage(gcs_client())
 
@@ -394,7 +466,8 @@ def get_storage() -> ArchiveStorage:
     if settings.STORAGE_BACKEND == "local":
         return LocalDirectoryStorage(settings.LOCAL_STORAGE_DIR)
     if settings.STORAGE_BACKEND == "gcs":
-        return _gcs(settings.GCS_ENDPOINT, os.environ.get("STORAGE_EMULATOR_HOST", ""), settings.GCS_PROJECT)
+        return _gcs(settings.GCS_ENDPOINT, os.environ.get("STORAGE_EMULATOR_HOST", ""), settings.GCS_PROJECT,
+                    settings.GCS_CREDENTIALS_FILE, settings.GCS_TIMEOUT_SECONDS)
     raise ImproperlyConfigured(f"STORAGE_BACKEND={settings.STORAGE_BACKEND!r}: use 'local' or 'gcs'")
 
 
