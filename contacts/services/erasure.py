@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import Q
 
-from contacts.models import Contact, ContactUserMapping, DataExport
+from contacts.models import Contact, ContactIdentity, ContactUserMapping, DataExport
 from whatsapp.models import (
     ArchiveBucket,
     AuditLog,
@@ -34,6 +34,10 @@ from whatsapp.services.audit import audit_record
 from whatsapp.storage import split_location
 
 ERASED = "[erased]"
+
+
+class ErasureBusy(Exception):
+    """The user's data is being written right now (an export build); nothing was erased."""
 
 
 @dataclass
@@ -64,7 +68,12 @@ def user_data_erase(*, user: Any, actor: Any = None) -> ErasureReport:
         # webhook body being archived: each holds its row), so that what they wrote, and a bucket they made,
         # is seen below.
         exports = DataExport.objects.filter(user=user)
-        list(exports.select_for_update().values_list("pk", flat=True))
+        try:
+            # A build holds its export's row for the whole zip (many storage calls): rather than keep this
+            # request waiting that long, it is refused, to be asked again once the export is done.
+            list(exports.select_for_update(nowait=True).values_list("pk", flat=True))
+        except OperationalError:
+            raise ErasureBusy("an export of this user is being built right now; erase again in a minute") from None
         rows = _ContactRows(contact_ids)
         locations = rows.lock()
         # The bucket deletions are recorded before any row goes, so a row's own deletion of its object
@@ -92,8 +101,13 @@ class _ContactRows:
         self.conversations = Conversation.objects.filter(contact_id__in=contact_ids)
         self.messages = Message.objects.filter(conversation__contact_id__in=contact_ids)
         self.media = Media.objects.filter(message__in=self.messages)
-        self.webhook_events = WebhookEvent.objects.filter(pk__in=WebhookEvent.contacts.through.objects.filter(
-            contact_id__in=contact_ids).values("webhookevent_id"))
+        # The bodies that carried their data: linked when processed, and those carrying a status report of
+        # one of their messages (in case a link is missing).
+        self.webhook_events = WebhookEvent.objects.filter(
+            Q(pk__in=WebhookEvent.contacts.through.objects.filter(contact_id__in=contact_ids)
+              .values("webhookevent_id"))
+            | Q(pk__in=MessageStatusEvent.objects.filter(message__in=self.messages, webhook_event__isnull=False)
+                .values("webhook_event_id")))
 
     def lock(self) -> list[str]:
         """Lock every archived row (not only those archived already: a worker archiving one now finishes
@@ -118,8 +132,18 @@ def _contacts_erase(rows: _ContactRows, locations: list[str], *, reason: str,
     message_ids = list(rows.messages.values_list("pk", flat=True))
     provider_message_ids = list(rows.messages.exclude(provider_message_id=None)
                                 .values_list("provider_id", "provider_message_id"))
-    _scrub_audit_trail(contact_ids, list(rows.conversations.values_list("pk", flat=True)), message_ids)
-    # Status reports that arrived before their message was recorded carry the recipient's id, not a link.
+    _scrub_audit_trail({
+        Contact: contact_ids,
+        ContactIdentity: list(ContactIdentity.objects.filter(contact_id__in=contact_ids).values_list("pk", flat=True)),
+        ContactUserMapping: list(ContactUserMapping.objects.filter(contact_id__in=contact_ids)
+                                 .values_list("pk", flat=True)),
+        Conversation: list(rows.conversations.values_list("pk", flat=True)),
+        Message: message_ids,
+        Media: list(rows.media.values_list("pk", flat=True)),
+        WebhookEvent: list(rows.webhook_events.values_list("pk", flat=True)),
+    })
+    # Status reports recorded before their message (matched later by the provider's message id) that no
+    # message took up; reports for messages this platform never recorded name nobody it can tell.
     by_provider: dict[int, list[str]] = {}
     for provider_id, provider_message_id in provider_message_ids:
         by_provider.setdefault(provider_id, []).append(provider_message_id)
@@ -144,12 +168,12 @@ def _delete_objects(locations, *, whole_buckets: set[str], reason: str) -> int:
     return count
 
 
-def _scrub_audit_trail(contact_ids: list[int], conversation_ids: list[int], message_ids: list[int]) -> None:
-    """The audit trail keeps that something happened, by whom and when, but no longer what it said."""
+def _scrub_audit_trail(ids_by_model: dict) -> None:
+    """The audit trail keeps that something happened to these rows, by whom and when, but no longer what
+    they said (names, numbers, texts in object_repr, before and after)."""
     scope = Q()
-    for label, ids in (("contacts.Contact", contact_ids), ("whatsapp.Conversation", conversation_ids),
-                       ("whatsapp.Message", message_ids)):
+    for model, ids in ids_by_model.items():
         if ids:
-            scope |= Q(object_type=label, object_id__in=[str(pk) for pk in ids])
+            scope |= Q(object_type=model._meta.label, object_id__in=[str(pk) for pk in ids])
     if scope:
         AuditLog.objects.filter(scope).update(object_repr=ERASED, before={}, after={})

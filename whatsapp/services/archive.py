@@ -444,6 +444,7 @@ def storage_deletion_run(deletion_id: int) -> bool:
             if deletion.backend != storage.name:
                 raise StorageError(f"recorded for the {deletion.backend} backend; STORAGE_BACKEND is {storage.name}")
             if deletion.target == StorageDeletion.Target.BUCKET:
+                _rehome_survivors(deletion.name)
                 storage.delete_bucket(deletion.name)
             else:
                 storage.delete(deletion.name)
@@ -455,6 +456,32 @@ def storage_deletion_run(deletion_id: int) -> bool:
             return False
         deletion.delete()
     return True
+
+
+def _rehome_survivors(bucket: str) -> None:
+    """
+    Before a bucket goes: rows that still point into it belong to someone else now (a contact mapped to
+    another user, unmapped or merged before the erasure), so their objects are copied to their owner's
+    bucket first, and the rows follow them.
+    """
+    storage = get_storage()
+    survivors: list[tuple[WebhookEvent | Media, Owner]] = [
+        (media, contact_owner(media.message.conversation.contact_id, media.message.provider_id))
+        for media in Media.objects.filter(archive_path__startswith=f"{bucket}/")
+        .select_related("message__conversation").defer("pending_content")]
+    survivors += [(event, webhook_event_owner(event))
+                  for event in WebhookEvent.objects.filter(archive_path__startswith=f"{bucket}/").defer("body")]
+    for row, owner in survivors:
+        target = archive_bucket(owner)
+        if target == bucket:
+            raise StorageError(f"{row} still belongs in bucket {bucket}; it is not deleted")
+        try:
+            location = storage.copy(row.archive_path, target)
+        except ObjectNotFound:
+            logger.error("archived object missing while moving it out of a deleted bucket",
+                         extra={"row": f"{type(row).__name__} {row.pk}", "location": row.archive_path})
+            continue
+        type(row).objects.filter(pk=row.pk, archive_path=row.archive_path).update(archive_path=location)
 
 
 def storage_deletions_requeue_due(*, limit: int = 500) -> int:

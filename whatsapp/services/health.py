@@ -78,7 +78,8 @@ def _add_archive_backlog(result: dict) -> None:
     from whatsapp.services.archive import archive_backlog
 
     backlog = archive_backlog()
-    result.update(backlog)
+    # Public: how much waits and for how long, not what is being deleted (erasures are nobody's business).
+    result.update({key: backlog[key] for key in ("pending_archive", "oldest_pending_seconds")})
     if backlog["oldest_pending_seconds"] > settings.ARCHIVE_DEGRADED_AFTER_SECONDS and result["status"] == "ok":
         result["status"] = "degraded"
         result["error"] = "archive_backlog"

@@ -279,6 +279,10 @@ def orphan_statuses_apply(message: Message) -> None:
         status_event.message = message
         status_event.applied = _apply_status(message, status_event)
         status_event.save(update_fields=["message", "applied"])
+        if status_event.webhook_event_id:
+            # The body that carried the report is now known to hold this contact's data (archive, erasure).
+            WebhookEvent.contacts.through.objects.get_or_create(webhookevent_id=status_event.webhook_event_id,
+                                                                contact_id=message.conversation.contact_id)
 
 
 def _our_send(provider: Provider, client_reference: str) -> Message | None:
