@@ -15,15 +15,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count
-from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat, truncatechars
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
-from django.utils.http import content_disposition_header
 from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
 
@@ -40,8 +38,9 @@ from contacts.models import (
     VerificationChallenge,
 )
 from contacts.services.consent import consent_set
-from contacts.services.erasure import ErasureReport, user_data_erase
-from contacts.services.export import ExportNotReady, data_export_bytes, data_export_request
+from contacts.services.erasure import PREVIEW_LABELS, ErasureBusy, ErasureReport, user_data_erase
+from contacts.services.erasure import erasure_preview as erasure_preview_of
+from contacts.services.export import DOWNLOAD_BLOCK, ExportNotReady, data_export_open, data_export_request
 from contacts.services.identities import phone_parse_e164
 from contacts.services.mapping import (
     MappingConflict,
@@ -56,9 +55,8 @@ from contacts.services.merge import MergeRefused, contacts_merge
 from contacts.services.queue import queue_page_details, with_queue_columns
 from contacts.services.verification import VerificationRefused, verification_start
 from whatsapp.admin_base import AuditedModelAdmin, ProviderNameFilter, ReadOnlyModelAdmin, pretty_json
-from whatsapp.models import ArchiveBucket, Conversation, Media, Message, StorageDeletion, WebhookEvent
+from whatsapp.models import Message
 from whatsapp.providers.events import IdentityKind
-from whatsapp.services.archive import storage_deletion_request
 from whatsapp.services.audit import audit_record
 from whatsapp.services.send_rules import SendRefused
 from whatsapp.storage import ObjectNotFound, StorageError
@@ -602,30 +600,10 @@ class UserProfileAdmin(AuditedModelAdmin):
 
 # --- GDPR: export and erasure of a user's WhatsApp data -------------------------------------------
 
-def _counts_by_user(queryset, user_path: str, user_ids: list[int]) -> dict[int, int]:
-    """How many rows of `queryset` belong to each user, `user_path` leading from a row to its user's id."""
-    rows = (queryset.filter(**{f"{user_path}__in": user_ids}).order_by().values(user_path)
-            .annotate(total=Count("pk", distinct=True)).values_list(user_path, "total"))
-    return dict(rows)
-
-
-ERASURE_COLUMNS = [
-    ("contacts", "Contacts", ContactUserMapping.objects.all(), "user_id"),
-    ("conversations", "Conversations", Conversation.objects.all(), "contact__user_mapping__user_id"),
-    ("messages", "Messages", Message.objects.all(), "conversation__contact__user_mapping__user_id"),
-    ("media", "Media files", Media.objects.all(), "message__conversation__contact__user_mapping__user_id"),
-    ("webhook_events", "Raw webhook bodies", WebhookEvent.objects.all(), "contacts__user_mapping__user_id"),
-    ("buckets", "Archive buckets", ArchiveBucket.objects.all(), "user_id"),
-    ("exports", "Data exports", DataExport.objects.all(), "user_id"),
-]
-
-
 def erasure_preview(users: list) -> list[dict]:
-    """What erasing each user's WhatsApp data removes, counted per user (one query per kind of row)."""
-    user_ids = [user.pk for user in users]
-    counts = {key: _counts_by_user(queryset, path, user_ids) for key, _, queryset, path in ERASURE_COLUMNS}
-    return [{"user": user, "counts": [counts[key].get(user.pk, 0) for key, *_ in ERASURE_COLUMNS]}
-            for user in users]
+    """What erasing each user's WhatsApp data removes, counted the way the erasure counts."""
+    previews = [(user, erasure_preview_of(user).as_dict()) for user in users]
+    return [{"user": user, "counts": [counts[key] for key in PREVIEW_LABELS]} for user, counts in previews]
 
 
 def _erasure_summary(user, report: ErasureReport) -> str:
@@ -665,12 +643,16 @@ class UserAdmin(DjangoUserAdmin):
         users = list(queryset.order_by("username"))
         if request.POST.get("confirm") == "yes":
             for user in users:
-                report = user_data_erase(user=user, actor=request.user)
+                try:
+                    report = user_data_erase(user=user, actor=request.user)
+                except ErasureBusy as exc:
+                    self.message_user(request, f"{user_label(user)}: nothing erased, {exc}.", messages.ERROR)
+                    continue
                 self.message_user(request, _erasure_summary(user, report), messages.SUCCESS)
             return None
         context = {**self.admin_site.each_context(request), "title": "Erase WhatsApp data: are you sure?",
                    "opts": self.model._meta, "rows": erasure_preview(users),
-                   "columns": [label for _, label, *_ in ERASURE_COLUMNS], "action": "erase_whatsapp_data",
+                   "columns": list(PREVIEW_LABELS.values()), "action": "erase_whatsapp_data",
                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME}
         return render(request, "admin/auth/user/erase_whatsapp_data.html", context)
 
@@ -693,23 +675,21 @@ class DataExportAdmin(ReadOnlyModelAdmin):
               "finished_at", "expires_at", "attempts", "next_attempt_at", "error", "location"]
     readonly_fields = ["download", "size", "pretty_counts", "created_at"]
 
+    # A deleted export's zip leaves the storage by the post_delete receiver in contacts.signals, whatever
+    # deleted the row; here the deletion is only audited, in the same transaction.
     def delete_model(self, request, obj):
         with transaction.atomic():
-            self._delete_zips(request, [obj])
+            self._audit_deletions(request, [obj])
             super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
         with transaction.atomic():
-            self._delete_zips(request, list(queryset))
+            self._audit_deletions(request, list(queryset))
             super().delete_queryset(request, queryset)
 
     @staticmethod
-    def _delete_zips(request, exports: list[DataExport]) -> None:
-        """A deleted export's zip leaves the storage too (after commit, retried until the storage confirms)."""
+    def _audit_deletions(request, exports: list[DataExport]) -> None:
         for export in exports:
-            if export.location:
-                storage_deletion_request(target=StorageDeletion.Target.OBJECT, name=export.location,
-                                         reason=f"data export {export.pk} deleted in the admin")
             audit_record(action="data_export.delete", obj=export, actor=request.user,
                          before={"user": export.user_id, "status": export.status, "location": export.location})
 
@@ -745,16 +725,19 @@ class DataExportAdmin(ReadOnlyModelAdmin):
         if not self._downloadable(export):
             raise Http404("This export is not ready, or has expired.")
         try:
-            data = data_export_bytes(export)
+            zip_file = data_export_open(export)
         except (ExportNotReady, ObjectNotFound):
             raise Http404("This export is no longer in the storage.") from None
         except StorageError as exc:
             return HttpResponse(f"The archive storage could not give the zip right now ({exc}); try again shortly.",
                                 status=503, content_type="text/plain")
         audit_record(action="data_export.download", obj=export, actor=request.user)
-        response = HttpResponse(data, content_type="application/zip")
+        # Streamed as the storage gives it (the response closes the file once sent).
         filename = f"whatsapp-data-{export.user.get_username()}-{export.created_at:%Y%m%d}-{export.pk}.zip"
-        response["Content-Disposition"] = content_disposition_header(True, filename)
+        response = FileResponse(zip_file, as_attachment=True, filename=filename, content_type="application/zip")
+        response.block_size = DOWNLOAD_BLOCK
+        if export.size_bytes is not None:
+            response["Content-Length"] = str(export.size_bytes)
         response["X-Content-Type-Options"] = "nosniff"
         response["Cache-Control"] = "private, no-store"
         return response

@@ -1,11 +1,14 @@
-"""The auto-mapping rules run when a user appears or changes (their email, or their profile's phone)."""
+"""The auto-mapping rules run when a user appears or changes (their email, or their profile's phone); a
+deleted user's WhatsApp data is erased; a data export deleted by any path takes its zip with it."""
 
 from django.conf import settings
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from contacts.models import UserProfile
+from contacts.models import DataExport, UserProfile
+from contacts.services.erasure import user_data_erase
 from contacts.services.mapping import mapping_auto_for_user
+from whatsapp.services.archive import archived_object_forget
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="contacts.map_on_user_save")
@@ -19,3 +22,19 @@ def map_on_user_save(sender, instance, raw=False, update_fields=None, **kwargs):
 def map_on_profile_save(sender, instance, raw=False, **kwargs):
     if not raw:
         mapping_auto_for_user(instance.user)
+
+
+@receiver(pre_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="contacts.erase_on_user_delete")
+def erase_on_user_delete(sender, instance, **kwargs):
+    # Deleting the account would otherwise cascade away the mappings and leave the person's contacts,
+    # messages and bucket behind, unmapped and unfindable: deleting a user is erasing their data.
+    user_data_erase(user=instance, actor=None)
+
+
+@receiver(post_delete, sender=DataExport, dispatch_uid="contacts.data_export_zip_forget")
+def forget_export_zip(sender, instance, **kwargs):
+    # Whatever deleted the row (the admin, a deleted user's cascade, an erasure, a script), the zip's
+    # deletion is recorded in the same transaction and retried until the storage confirms it. An expired
+    # export is not deleted: data_exports_expire schedules its zip's deletion and clears its location.
+    if instance.location:
+        archived_object_forget(instance.location, reason=f"data export {instance.pk} deleted")

@@ -6,6 +6,7 @@ archive once retention pruned it, the buckets and pending deletions, the GDPR ac
 actions, and list pages whose query counts do not grow with their rows.
 """
 
+import hashlib
 import io
 import json
 import re
@@ -249,8 +250,9 @@ def test_erasing_asks_first_with_what_goes_then_erases(admin_client_logged, gcs_
     assert "Erase WhatsApp data: are you sure?" in html
     row = re.search(rf'<tr class="wa-erasure-row" data-user="{ana.pk}">(.*?)</tr>', html, re.S).group(1)
     assert "ana (Ana Souza)" in row
-    # contacts, conversations, messages (3 texts and the photo), media, webhook bodies, buckets, exports
-    assert re.findall(r"<td>(\d+)</td>", row) == ["2", "2", "4", "1", "0", "1", "0"]
+    # contacts, conversations, messages (3 texts and the photo), media, webhook bodies, exports, buckets,
+    # files in other buckets
+    assert re.findall(r"<td>(\d+)</td>", row) == ["2", "2", "4", "1", "0", "0", "1", "0"]
     assert 'name="confirm" value="yes"' in html
     assert Contact.objects.filter(user_mapping__user=ana).count() == 2  # nothing erased yet
 
@@ -322,7 +324,8 @@ def test_export_action_then_download_the_zip(admin_client_logged, gcs_storage, s
     assert admin_client_logged.get(download).status_code == 404  # not built yet
     assert "Download the zip" not in page(admin_client_logged.get(EXPORTS))
 
-    assert data_export_build(export.pk).status == DataExport.Status.READY
+    export = data_export_build(export.pk)
+    assert export.status == DataExport.Status.READY
     listed = page(admin_client_logged.get(EXPORTS, {"status": "ready"}))
     assert f'href="{download}">Download the zip</a>' in listed and "Ready" in listed
     assert f"/{export.pk}/change/" not in page(admin_client_logged.get(EXPORTS, {"status": "pending"}))
@@ -333,7 +336,11 @@ def test_export_action_then_download_the_zip(admin_client_logged, gcs_storage, s
     assert response.status_code == 200
     assert response["Content-Type"] == "application/zip"
     assert response["Content-Disposition"].startswith('attachment; filename="whatsapp-data-ana-')
-    archive = zipfile.ZipFile(io.BytesIO(response.content))
+    assert response["Content-Length"] == str(export.size_bytes)
+    assert response.streaming  # sent as the storage gives it, never whole in memory
+    data = b"".join(response.streaming_content)
+    assert len(data) == export.size_bytes and hashlib.sha256(data).hexdigest() == export.sha256
+    archive = zipfile.ZipFile(io.BytesIO(data))
     texts = [message["text"] for message in json.loads(archive.read("messages.json"))]
     assert "where is my parcel?" in texts
     [photo] = [name for name in archive.namelist() if name.startswith("media/")]
@@ -361,18 +368,30 @@ def test_downloads_need_the_view_permission_and_deleting_an_export_deletes_its_z
     stranger, _ = staff_client("stranger", "auth.view_user")
     assert stranger.get(download).status_code == 403
     viewer, _ = staff_client("viewer", "contacts.view_dataexport")
-    assert viewer.get(download).status_code == 200
+    viewed = viewer.get(download)
+    assert viewed.status_code == 200
+    assert zipfile.ZipFile(io.BytesIO(b"".join(viewed.streaming_content))).testzip() is None
     assert viewer.get(reverse("admin:contacts_dataexport_delete", args=[export.pk])).status_code == 403
 
+    for _ in range(2):
+        admin_client_logged.post(USERS, {"action": "export_whatsapp_data", "_selected_action": [ana.pk]})
+    others = [data_export_build(other.pk) for other in DataExport.objects.exclude(pk=export.pk).order_by("pk")]
+    assert [other.status for other in others] == ["ready", "ready"]
+
+    # One from its delete page, the others with the list's "Delete selected" action: each zip goes too.
     response = admin_client_logged.post(reverse("admin:contacts_dataexport_delete", args=[export.pk]),
                                         {"post": "yes"})
     assert response.status_code == 302
+    response = admin_client_logged.post(EXPORTS, {"action": "delete_selected", "post": "yes",
+                                                  "_selected_action": [other.pk for other in others]})
+    assert response.status_code == 302
     assert not DataExport.objects.exists()
-    deletion = StorageDeletion.objects.get()
-    assert (deletion.target, deletion.name) == ("object", export.location)
-    assert storage_deletion_run(deletion.pk)
-    assert blob_bytes(gcs_storage, export.location) is None
-    assert AuditLog.objects.filter(action="data_export.delete", object_id=str(export.pk)).exists()
+    for gone in (export, *others):
+        deletion = StorageDeletion.objects.get(target="object", name=gone.location)
+        assert storage_deletion_run(deletion.pk)
+        assert blob_bytes(gcs_storage, gone.location) is None
+        assert AuditLog.objects.filter(action="data_export.delete", object_id=str(gone.pk)).exists()
+    assert not StorageDeletion.objects.exists()
 
 
 # --- Pages whose query counts do not grow with their rows -----------------------------------------

@@ -1,13 +1,15 @@
 """
 GDPR export through the API against the GCS emulator: the zip holds the user's contacts, conversations,
 messages (statuses, AI outputs, template variables) and media files, and lives in the user's own bucket;
-an export asked for while the storage is out waits and completes once it is back; expired exports are
-deleted from the storage; refusals answer in the house format.
+an export asked for while the storage is out waits and completes once it is back; a zip larger than one
+upload or download chunk goes up and comes back whole, streamed; expired exports, deleted exports and the
+exports of a deleted user leave the storage; refusals answer in the house format.
 """
 
 import hashlib
 import io
 import json
+import os
 import uuid
 import zipfile
 from datetime import timedelta
@@ -15,6 +17,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -23,7 +26,7 @@ from contacts.services.consent import consent_set
 from contacts.services.export import (
     ExportNotReady,
     data_export_build,
-    data_export_bytes,
+    data_export_open,
     data_export_request,
     data_exports_expire,
     data_exports_requeue_due,
@@ -85,6 +88,18 @@ def _zip(data: bytes) -> tuple[zipfile.ZipFile, dict]:
     archive = zipfile.ZipFile(io.BytesIO(data))
     assert archive.testzip() is None
     return archive, {name: archive.read(name) for name in archive.namelist()}
+
+
+def _stored_zip(export: DataExport) -> bytes:
+    with data_export_open(export) as zip_file:
+        return zip_file.read()
+
+
+def _streamed(response) -> bytes:
+    """A download's body, which must arrive as a stream (never built whole in memory)."""
+    assert response.status_code == 200, response
+    assert response.streaming
+    return b"".join(response.streaming_content)
 
 
 def _json(files: dict, name: str):
@@ -155,7 +170,9 @@ def test_export_zip_holds_what_the_user_had_media_included(gcs_storage, celery_w
     assert download.status_code == 200
     assert download["Content-Type"] == "application/zip"
     assert download["Content-Disposition"] == f'attachment; filename="whatsapp-export-{created["id"]}.zip"'
-    data = download.content
+    assert download["Content-Length"] == str(shown["size_bytes"])
+    assert download["X-Checksum-SHA256"] == shown["sha256"]
+    data = _streamed(download)
     assert len(data) == shown["size_bytes"] and hashlib.sha256(data).hexdigest() == shown["sha256"]
 
     _, files = _zip(data)
@@ -238,7 +255,7 @@ def test_export_while_the_storage_is_out_waits_and_completes_once_it_is_back(gcs
     assert (waiting.status, waiting.attempts) == ("pending", 1)
     assert "attempt 1" in waiting.error and waiting.next_attempt_at > timezone.now()
     with pytest.raises(ExportNotReady):
-        data_export_bytes(waiting)
+        data_export_open(waiting)
     assert data_exports_requeue_due() == 0  # backing off
     DataExport.objects.filter(pk=export.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     assert data_exports_requeue_due() == 1
@@ -249,7 +266,7 @@ def test_export_while_the_storage_is_out_waits_and_completes_once_it_is_back(gcs
     gcs_storage.start()
     done = data_export_build(export.pk)
     assert (done.status, done.attempts, done.error, done.next_attempt_at) == ("ready", 3, "", None)
-    _, files = _zip(data_export_bytes(done))
+    _, files = _zip(_stored_zip(done))
     assert files[f"media/{message.pk}/{media.pk}-file.oga"] == VOICE
     assert [m["text"] for m in _json(files, "messages.json")] == ["First question", "A voice note for you"]
     _check_manifest(files)
@@ -265,9 +282,67 @@ def test_media_waiting_for_the_archive_is_exported_from_the_database(gcs_storage
     gcs_storage.start()
     export = data_export_build(data_export_request(user=user).pk)
     assert export.status == "ready"
-    _, files = _zip(data_export_bytes(export))
+    _, files = _zip(_stored_zip(export))
     assert files[f"media/{message.pk}/{waiting.pk}-late.jpg"] == PHOTO
     assert export.counts["media_files"] == 2
+
+
+@pytest.mark.django_db
+def test_a_zip_larger_than_the_transfer_chunks_goes_up_and_comes_back_whole(gcs_storage, ana_data, api_client):
+    """12 MiB of random bytes (they do not compress): more than one 8 MiB chunk on the way up (the resumable
+    upload from the build's temporary file) and on the way down (ranged reads streamed to the client)."""
+    user, message, _ = ana_data
+    video = os.urandom(12 * 1024 * 1024)
+    clip = _stored_media(message, video, mime_type="video/mp4", filename="clip.mp4")
+    assert clip.archive_status == "archived"
+
+    export = data_export_build(data_export_request(user=user).pk)
+    assert export.status == "ready" and export.size_bytes > len(video)
+    bucket, path = export.location.split("/", 1)
+    blob = gcs_storage.client().bucket(bucket).get_blob(path)
+    assert blob.size == export.size_bytes and blob.content_type == "application/zip"
+    assert blob.metadata["sha256"] == export.sha256
+
+    download = api_client.get(f"/api/v1/exports/{export.pk}/download/")
+    assert download["Content-Length"] == str(export.size_bytes)
+    data = _streamed(download)
+    assert len(data) == export.size_bytes and hashlib.sha256(data).hexdigest() == export.sha256
+    archive, files = _zip(data)
+    clip_path = f"media/{message.pk}/{clip.pk}-clip.mp4"
+    assert files[clip_path] == video
+    assert archive.getinfo(clip_path).compress_type == zipfile.ZIP_STORED
+    assert _check_manifest(files)["counts"]["media_files"] == 2
+
+
+@pytest.mark.django_db
+def test_deleting_an_export_or_its_user_deletes_the_zip(gcs_storage, ana_data):
+    user, _, _ = ana_data
+    first = data_export_build(data_export_request(user=user).pk)
+    second = data_export_build(data_export_request(user=user).pk)
+
+    def stored(export: DataExport) -> bool:
+        bucket, path = export.location.split("/", 1)
+        return gcs_storage.client().bucket(bucket).get_blob(path) is not None
+
+    assert stored(first) and stored(second) and first.location != second.location
+
+    # A script deleting an export row (no admin involved).
+    DataExport.objects.filter(pk=first.pk).delete()
+    deletion = StorageDeletion.objects.get(target="object", name=first.location)
+    assert str(first.pk) in deletion.reason
+    assert storage_deletion_run(deletion.pk) is True
+    assert not stored(first) and stored(second)
+
+    # The user deleted with Django's own delete: their exports go by cascade, their zips with them (the zip
+    # alone, or its whole bucket when the user's data is erased with them).
+    get_user_model().objects.get(pk=user.pk).delete()
+    assert not DataExport.objects.exists()
+    covering = list(StorageDeletion.objects.filter(Q(target="object", name=second.location)
+                                                   | Q(target="bucket", name=second.location.split("/", 1)[0])))
+    assert covering
+    for deletion in covering:
+        assert storage_deletion_run(deletion.pk) is True
+    assert not stored(second)
 
 
 @pytest.mark.django_db

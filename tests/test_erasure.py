@@ -6,14 +6,11 @@ deletions wait until it is back. Refusals answer in the house format.
 """
 
 import hashlib
-import threading
-import time
 import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -25,7 +22,6 @@ from contacts.models import (
     DataExport,
 )
 from contacts.services.consent import consent_set
-from contacts.services.erasure import user_data_erase
 from contacts.services.export import data_export_build, data_export_request
 from contacts.services.mapping import contact_map_to_user
 from tests.conftest import json_body
@@ -42,7 +38,6 @@ from whatsapp.models import (
 from whatsapp.providers.sandbox import inbound_body
 from whatsapp.services.api_tokens import api_token_create
 from whatsapp.services.archive import (
-    archive_write,
     archives_requeue_due,
     bucket_name,
     media_store,
@@ -256,38 +251,3 @@ def test_erase_refusals(gcs_storage, people, api_client):
     assert eraser.post(url, {"confirm": "ana"}, format="json").status_code == 200
     again = eraser.post(url, {"confirm": "ana"}, format="json")  # nothing left: an empty report
     assert again.status_code == 200 and set(again.json().values()) == {0}
-
-
-@pytest.mark.django_db(transaction=True)
-def test_an_erasure_waits_for_an_export_being_built_and_deletes_what_it_wrote(gcs_storage):
-    """A worker building an export (its row locked) makes the user's first bucket while the erasure runs:
-    the erasure waits for it, then deletes that bucket too (and neither deadlocks on the user's row)."""
-    user = _user("ana")
-    export = DataExport.objects.create(user=user)
-    building = threading.Event()
-
-    def build():
-        try:
-            with transaction.atomic():
-                DataExport.objects.select_for_update().get(pk=export.pk)
-                building.set()
-                time.sleep(1)  # the erasure starts meanwhile
-                location = archive_write(owner_for_user(user.pk), "exports/2026-01-01/export.zip", b"zip bytes",
-                                         content_type="application/zip", metadata={})
-                DataExport.objects.filter(pk=export.pk).update(status=DataExport.Status.READY, location=location)
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=build)
-    worker.start()
-    assert building.wait(10)
-    report = user_data_erase(user=user)
-    worker.join(10)
-
-    assert (report.exports, report.buckets) == (1, 1)
-    [deletion] = StorageDeletion.objects.all()
-    assert (deletion.target, deletion.name) == ("bucket", bucket_name(owner_for_user(user.pk)))
-    assert gcs_storage.client().lookup_bucket(deletion.name) is not None
-    assert storage_deletion_run(deletion.pk) is True
-    assert gcs_storage.client().lookup_bucket(deletion.name) is None
-    assert not DataExport.objects.exists() and not ArchiveBucket.objects.exists()

@@ -10,6 +10,7 @@ raises StorageError (a request that will not work as it is).
 
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
@@ -364,7 +365,8 @@ class GoogleCloudStorage:
         if blob is None:
             raise ObjectNotFound(location)
         # Reads 8 MiB ranges as it goes; pinned to the generation seen above.
-        return blob.open("rb", chunk_size=8 * 1024 * 1024, timeout=self.timeout, retry=None)
+        return _GuardedReader(self, location, blob.open("rb", chunk_size=8 * 1024 * 1024, timeout=self.timeout,
+                                                         retry=None))
 
     def copy(self, location: str, bucket: str) -> str:
         from google.api_core import exceptions as api_errors
@@ -439,6 +441,29 @@ class GoogleCloudStorage:
             if not isinstance(exc.__cause__, api_errors.NotFound):
                 raise
         return count
+
+
+class _GuardedReader(io.RawIOBase):
+    """A GCS object opened for reading whose later reads fail the way every other call does (an outage
+    half way through is StorageUnavailable, not a library exception)."""
+
+    def __init__(self, storage: GoogleCloudStorage, location: str, reader):
+        self._storage, self._location, self._reader = storage, location, reader
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._storage._call(f"read {self._location}", self._reader.read, len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._storage._call(f"read {self._location}", self._reader.read, size)
+
+    def close(self) -> None:
+        self._reader.close()
+        super().close()
 
 
 def gcs_client():

@@ -6,7 +6,9 @@ DATA_EXPORT_RETENTION_DAYS and downloadable from the admin and the API.
 A request records a pending DataExport and hands it to a worker; the build is one attempt, under the
 export row's lock. While the storage cannot be reached the export stays pending and is tried again with
 the archive's backoff (a beat job hands due exports back); any other failure marks it failed with the
-reason. The zip is built in a temporary file, one entry at a time; messages are streamed in chunks.
+reason. The zip is built in a temporary file, one entry at a time: messages are read in chunks and media
+files copied from the archive in chunks; the finished file is uploaded in chunks and downloads stream it
+back, so no zip is ever held in memory whole.
 
 What the zip holds (see README_TEXT): contacts.json, conversations.json, messages.json,
 media/<message id>/<media id>-<file name>, manifest.json (counts and a sha256 of every file), README.txt.
@@ -15,13 +17,16 @@ media/<message id>/<media id>-<file name>, manifest.json (counts and a sha256 of
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import mimetypes
 import re
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
@@ -35,19 +40,20 @@ from django.utils import timezone
 from contacts.models import ConsentEvent, Contact, ContactUserMapping, DataExport
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, StorageDeletion
 from whatsapp.services.archive import (
-    archive_write,
-    media_content,
+    archive_write_file,
     owner_for_user,
     retry_delay,
     storage_deletion_request,
 )
 from whatsapp.services.audit import audit_record
 from whatsapp.services.queueing import publish_on_commit
-from whatsapp.storage import ObjectNotFound, StorageError, get_storage, sha256_hex
+from whatsapp.storage import ObjectNotFound, StorageError, get_storage
 
 logger = logging.getLogger(__name__)
 
 MESSAGES_CHUNK = 500
+COPY_CHUNK = 1024 * 1024  # bytes read at a time from a media file, or from the finished zip to hash it
+DOWNLOAD_BLOCK = 256 * 1024  # bytes per chunk of a streamed download
 FILENAME_MAX = 100
 UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -157,25 +163,35 @@ def data_export_build(export_id: int) -> DataExport | None:
 
 def _build_and_store(export: DataExport) -> None:
     generated_at = timezone.now()
+    path = f"exports/{generated_at:%Y-%m-%d}/export-{export.pk}.zip"
     with tempfile.TemporaryFile() as spool:
         counts = _write_zip(spool, export, generated_at)
-        spool.seek(0)
-        data = spool.read()
-    digest = sha256_hex(data)
-    path = f"exports/{generated_at:%Y-%m-%d}/export-{export.pk}.zip"
-    location = archive_write(owner_for_user(export.user_id), path, data, content_type="application/zip",
-                             metadata={"kind": "data-export", "export_id": str(export.pk),
-                                       "user_id": str(export.user_id), "sha256": digest,
-                                       "generated_at": generated_at.isoformat()})
+        size, digest = _measure(spool)
+        location = archive_write_file(owner_for_user(export.user_id), path, spool, content_type="application/zip",
+                                      metadata={"kind": "data-export", "export_id": str(export.pk),
+                                                "user_id": str(export.user_id), "sha256": digest,
+                                                "generated_at": generated_at.isoformat()})
     export.status = DataExport.Status.READY
     export.location = location
-    export.size_bytes = len(data)
+    export.size_bytes = size
     export.sha256 = digest
     export.counts = counts
     export.error = ""
     export.next_attempt_at = None
     export.finished_at = timezone.now()
     export.expires_at = export.finished_at + timedelta(days=settings.DATA_EXPORT_RETENTION_DAYS)
+
+
+def _measure(spool: BinaryIO) -> tuple[int, str]:
+    """Size and sha256 of the finished zip, read in chunks; leaves the file rewound for the upload."""
+    spool.seek(0)
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := spool.read(COPY_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    spool.seek(0)
+    return size, digest.hexdigest()
 
 
 class _Entry:
@@ -199,13 +215,23 @@ class _ZipWriter:
         self.files: list[dict[str, Any]] = []
 
     def add(self, path: str, chunks: Iterable[bytes], *, compress: bool = True) -> None:
+        with self._entry(path, compress) as entry:
+            for chunk in chunks:
+                entry.write(chunk)
+
+    def add_file(self, path: str, source: BinaryIO, *, compress: bool = True) -> None:
+        """An entry copied from an open file a chunk at a time."""
+        with self._entry(path, compress) as entry:
+            shutil.copyfileobj(source, entry, COPY_CHUNK)
+
+    @contextmanager
+    def _entry(self, path: str, compress: bool) -> Iterator[_Entry]:
         info = zipfile.ZipInfo(path, date_time=self.date_time)
         info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
         info.external_attr = 0o644 << 16
         with self.zip.open(info, "w", force_zip64=True) as handle:
             entry = _Entry(handle)
-            for chunk in chunks:
-                entry.write(chunk)
+            yield entry
         self.files.append({"path": path, "size": entry.size, "sha256": entry.digest.hexdigest()})
 
     def close(self) -> None:
@@ -322,17 +348,29 @@ def _write_media(writer: _ZipWriter, contact_ids: list[int], counts: dict[str, i
             placed[media.pk] = {"file": None, "note": f"not included: the file was not obtained ({media.state})"}
             continue
         try:
-            data = media_content(media)
+            source = _media_file(media)
         except ObjectNotFound:
             logger.error("media file missing from the archive; left out of the export",
                          extra={"media": media.pk, "location": media.archive_path})
             placed[media.pk] = {"file": None, "note": "not included: the file is missing from the archive"}
             continue
         path = _media_filename(media)
-        writer.add(path, [data], compress=False)
+        with source:
+            writer.add_file(path, source, compress=False)
         counts["media_files"] += 1
         placed[media.pk] = {"file": path, "note": ""}
     return placed
+
+
+def _media_file(media: Media) -> BinaryIO:
+    """The file, open for reading: from the database while it waits for the archive (bytes there already),
+    else from the archive, read a range at a time. ObjectNotFound when the archive does not have it."""
+    if media.waiting:
+        content = media.pending_content  # loads the deferred field, this file only
+        if content is not None:
+            return io.BytesIO(content)
+        media.refresh_from_db(fields=["archive_path"])  # archived since the rows were read
+    return get_storage().open(media.archive_path)
 
 
 def _messages(contact_ids: list[int], media_files: dict[int, dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -375,14 +413,13 @@ def _messages(contact_ids: list[int], media_files: dict[int, dict[str, Any]]) ->
 
 # --- Downloading and expiry -----------------------------------------------------------------------
 
-def data_export_bytes(export: DataExport) -> bytes:
-    """The zip; ExportNotReady unless the export is ready. StorageError when the storage cannot give it."""
+def data_export_open(export: DataExport) -> BinaryIO:
+    """The zip, open for reading in chunks (the caller closes it); ExportNotReady unless the export is ready,
+    ObjectNotFound when the storage no longer has it, StorageError when it cannot be reached. Streamed as it
+    is read, it cannot be checked against export.sha256 first: downloads carry the sha256 for the client."""
     if export.status != DataExport.Status.READY or not export.location:
         raise ExportNotReady(export)
-    data = get_storage().read(export.location)
-    if export.sha256 and sha256_hex(data) != export.sha256:
-        raise StorageError(f"export {export.pk}: the stored zip does not match its sha256")
-    return data
+    return get_storage().open(export.location)
 
 
 def data_exports_expire(*, limit: int = 500) -> int:

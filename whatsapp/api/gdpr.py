@@ -9,7 +9,7 @@ POST /api/v1/users/{id}/erase/       erase the user's data ({"confirm": username
 
 import django_filters
 from django.contrib.auth import get_user_model
-from django.http import HttpResponse
+from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -18,8 +18,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from contacts.models import DataExport
-from contacts.services.erasure import user_data_erase
-from contacts.services.export import ExportNotReady, data_export_bytes, data_export_request
+from contacts.services.erasure import ErasureBusy, user_data_erase
+from contacts.services.export import DOWNLOAD_BLOCK, ExportNotReady, data_export_open, data_export_request
 from whatsapp.api.views import REFUSAL, ReadableErrors, _refusal, _valid, requires
 from whatsapp.storage import ObjectNotFound, StorageError
 
@@ -107,16 +107,19 @@ class DataExportViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
     def download(self, request, pk=None):
         export = self.get_object()
         try:
-            data = data_export_bytes(export)
+            zip_file = data_export_open(export)
         except ExportNotReady:
             return _not_ready(export)
         except ObjectNotFound:
             return _refusal(410, "export_expired", f"the zip of export {export.pk} is no longer in the storage")
         except StorageError:
             return _refusal(503, "storage_unavailable", "the archive storage does not answer; try again later")
-        response = HttpResponse(data, content_type="application/zip")
-        response["Content-Disposition"] = f'attachment; filename="whatsapp-export-{export.pk}.zip"'
-        response["Content-Length"] = str(len(data))
+        # Streamed as the storage gives it (the response closes the file once sent).
+        response = FileResponse(zip_file, as_attachment=True, filename=f"whatsapp-export-{export.pk}.zip",
+                                content_type="application/zip")
+        response.block_size = DOWNLOAD_BLOCK
+        if export.size_bytes is not None:
+            response["Content-Length"] = str(export.size_bytes)
         response["X-Checksum-SHA256"] = export.sha256
         return response
 
@@ -170,5 +173,8 @@ class UserDataViewSet(ReadableErrors, viewsets.GenericViewSet):
         if form["confirm"] != user.get_username():
             return _refusal(400, "confirmation_mismatch",
                             f'"confirm" must be exactly the username of user {user.pk}; nothing was erased')
-        report = user_data_erase(user=user, actor=request.user)
+        try:
+            report = user_data_erase(user=user, actor=request.user)
+        except ErasureBusy as exc:
+            return _refusal(409, "export_in_progress", f"{exc}; nothing was erased")
         return Response(report.as_dict())

@@ -20,7 +20,7 @@ import mimetypes
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -154,6 +154,21 @@ def archive_write(owner: Owner, path: str, data: bytes, *, content_type: str, me
         logger.warning("archive bucket was gone; making it again", extra={"bucket": bucket})
         storage.create_bucket(BucketSpec(name=bucket, labels={"app": "whatsapp-archive", "owner": owner.label}))
         return storage.write(bucket, path, data, content_type=content_type, metadata=metadata)
+
+
+def archive_write_file(owner: Owner, path: str, file: BinaryIO, *, content_type: str,
+                       metadata: dict[str, str]) -> str:
+    """archive_write from an open file, sent in chunks (a large zip never sits in memory whole)."""
+    storage = get_storage()
+    bucket = archive_bucket(owner)
+    start = file.tell()
+    try:
+        return storage.write_file(bucket, path, file, content_type=content_type, metadata=metadata)
+    except BucketNotFound:
+        logger.warning("archive bucket was gone; making it again", extra={"bucket": bucket})
+        storage.create_bucket(BucketSpec(name=bucket, labels={"app": "whatsapp-archive", "owner": owner.label}))
+        file.seek(start)  # the second try sends the file from where the first began
+        return storage.write_file(bucket, path, file, content_type=content_type, metadata=metadata)
 
 
 # --- Retry bookkeeping shared by webhook events and media ---
