@@ -53,7 +53,7 @@ from whatsapp.providers import provider_class_for, provider_for, registered_kind
 from whatsapp.providers.events import MEDIA_TYPES, MessageStatus, MessageType, TemplateStatus
 from whatsapp.queries import count_subquery
 from whatsapp.services.api_tokens import api_token_create, api_token_revoke
-from whatsapp.services.archive import archive_backlog, archive_retry_now, media_content, webhook_body
+from whatsapp.services.archive import ARCHIVE_FIELDS, archive_backlog, archive_retry_now, media_content, webhook_body
 from whatsapp.services.audit import audit_record
 from whatsapp.services.circuit import circuit_reset
 from whatsapp.services.media import media_retry
@@ -1017,8 +1017,6 @@ class MessageStatusEventAdmin(ReadOnlyModelAdmin):
 
 # --- The archive ---------------------------------------------------------------------------------
 
-ARCHIVE_FIELDS = ["archive_status", "archive_path", "archive_attempts", "archive_next_at", "archive_error",
-                  "archived_at"]
 
 
 def _duration(seconds: int) -> str:

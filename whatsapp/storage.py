@@ -25,6 +25,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 logger = logging.getLogger(__name__)
 
+UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024
+
 
 class StorageError(Exception):
     """A storage request that will not succeed as it is."""
@@ -347,10 +349,15 @@ class GoogleCloudStorage:
                    metadata: dict[str, str]) -> str:
         from google.api_core import exceptions as api_errors
 
-        blob = self.client.bucket(bucket).blob(path, chunk_size=8 * 1024 * 1024)  # resumable, 8 MiB chunks
+        start = file.tell()
+        size = file.seek(0, os.SEEK_END) - start
+        file.seek(start)
+        # One request up to 8 MiB (multipart); larger files go resumable, in 8 MiB chunks.
+        chunk_size = UPLOAD_CHUNK_BYTES if size > UPLOAD_CHUNK_BYTES else None
+        blob = self.client.bucket(bucket).blob(path, chunk_size=chunk_size)
         blob.metadata = metadata
         try:
-            self._call(f"upload {bucket}/{path}", blob.upload_from_file, file, rewind=True,
+            self._call(f"upload {bucket}/{path}", blob.upload_from_file, file, size=size,
                        content_type=content_type or None, timeout=self.timeout, retry=None)
         except StorageError as exc:
             if isinstance(exc.__cause__, api_errors.NotFound):
@@ -365,7 +372,7 @@ class GoogleCloudStorage:
         if blob is None:
             raise ObjectNotFound(location)
         # Reads 8 MiB ranges as it goes; pinned to the generation seen above.
-        return _GuardedReader(self, location, blob.open("rb", chunk_size=8 * 1024 * 1024, timeout=self.timeout,
+        return _GuardedReader(self, location, blob.open("rb", chunk_size=UPLOAD_CHUNK_BYTES, timeout=self.timeout,
                                                          retry=None))
 
     def copy(self, location: str, bucket: str) -> str:

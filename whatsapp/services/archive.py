@@ -18,6 +18,7 @@ import hmac
 import logging
 import mimetypes
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, BinaryIO
@@ -146,29 +147,31 @@ def _unused_bucket_name(owner: Owner) -> str:
 
 def archive_write(owner: Owner, path: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> str:
     """Write into the owner's bucket; a bucket deleted behind our back is made again once."""
-    storage = get_storage()
-    bucket = archive_bucket(owner)
-    try:
-        return storage.write(bucket, path, data, content_type=content_type, metadata=metadata)
-    except BucketNotFound:
-        logger.warning("archive bucket was gone; making it again", extra={"bucket": bucket})
-        storage.create_bucket(BucketSpec(name=bucket, labels={"app": "whatsapp-archive", "owner": owner.label}))
-        return storage.write(bucket, path, data, content_type=content_type, metadata=metadata)
+    return _into_owner_bucket(owner, lambda storage, bucket: storage.write(
+        bucket, path, data, content_type=content_type, metadata=metadata))
 
 
 def archive_write_file(owner: Owner, path: str, file: BinaryIO, *, content_type: str,
                        metadata: dict[str, str]) -> str:
     """archive_write from an open file, sent in chunks (a large zip never sits in memory whole)."""
+    start = file.tell()
+
+    def send(storage, bucket: str) -> str:
+        file.seek(start)  # a second try sends the file from where the first began
+        return storage.write_file(bucket, path, file, content_type=content_type, metadata=metadata)
+
+    return _into_owner_bucket(owner, send)
+
+
+def _into_owner_bucket(owner: Owner, send: Callable[[Any, str], str]) -> str:
     storage = get_storage()
     bucket = archive_bucket(owner)
-    start = file.tell()
     try:
-        return storage.write_file(bucket, path, file, content_type=content_type, metadata=metadata)
+        return send(storage, bucket)
     except BucketNotFound:
         logger.warning("archive bucket was gone; making it again", extra={"bucket": bucket})
         storage.create_bucket(BucketSpec(name=bucket, labels={"app": "whatsapp-archive", "owner": owner.label}))
-        file.seek(start)  # the second try sends the file from where the first began
-        return storage.write_file(bucket, path, file, content_type=content_type, metadata=metadata)
+        return send(storage, bucket)
 
 
 # --- Retry bookkeeping shared by webhook events and media ---
