@@ -109,6 +109,29 @@ def api_client(superuser):
     return api
 
 
+def user_with_perms(username: str, *perms: str):
+    """A user holding exactly these permissions ("app_label.codename")."""
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user(username, password="pw-123456-strong")
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return user
+
+
+def token_client(user):
+    """An API client authenticated with a new token of this user."""
+    from rest_framework.test import APIClient
+
+    from whatsapp.services.api_tokens import api_token_create
+
+    _, key = api_token_create(user=user, name="tests")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
 def _database_url(settings_dict: dict) -> str:
     user = settings_dict.get("USER") or ""
     password = settings_dict.get("PASSWORD") or ""

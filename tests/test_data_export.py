@@ -16,10 +16,8 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.db.models import Q
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from contacts.models import Contact, DataExport
 from contacts.services.consent import consent_set
@@ -32,10 +30,9 @@ from contacts.services.export import (
     data_exports_requeue_due,
 )
 from contacts.services.mapping import contact_map_to_user
-from tests.conftest import json_body, wait_until
+from tests.conftest import json_body, token_client, user_with_perms, wait_until
 from whatsapp.models import AuditLog, Conversation, Media, Message, StorageDeletion, WebhookEvent
 from whatsapp.providers.sandbox import inbound_body
-from whatsapp.services.api_tokens import api_token_create
 from whatsapp.services.archive import bucket_name, media_store, owner_for_user, storage_deletion_run
 from whatsapp.services.outbound import message_send_text
 from whatsapp.services.webhooks import webhook_event_process
@@ -44,21 +41,6 @@ ANA_PHONE = "+15551230001"
 BEN_PHONE = "+15551230002"
 PHOTO = b"\xff\xd8\xff\xe0 receipt photo bytes \x00\x01\xff\xd9" * 50
 VOICE = b"OggS voice note bytes" * 30
-
-
-def _user(username: str, *perms: str):
-    user = get_user_model().objects.create_user(username, password="pw-123456-strong")
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-    return user
-
-
-def _client_for(user) -> APIClient:
-    _, key = api_token_create(user=user, name="tests")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    return client
 
 
 def _post(post_sandbox, provider, phone: str, text: str, name: str = "") -> int:
@@ -122,7 +104,7 @@ def _check_manifest(files: dict) -> dict:
 def test_export_zip_holds_what_the_user_had_media_included(gcs_storage, celery_worker, api_client, post_sandbox,
                                                             superuser):
     provider = sandbox_phone_provider()
-    ana_user, ben_user = _user("ana"), _user("ben")
+    ana_user, ben_user = user_with_perms("ana"), user_with_perms("ben")
 
     # Ana writes before anyone knows who she is; then she is mapped to her user and writes again.
     first_event = _post(post_sandbox, provider, ANA_PHONE, "Hi! Is my order #1042 on its way?", "Ana Souza")
@@ -236,7 +218,7 @@ def sandbox_phone_provider():
 @pytest.fixture
 def ana_data(db, gcs_storage, sandbox_provider, post_sandbox, superuser):
     """Ana's user with one conversation, two messages and a photo in the emulator."""
-    user = _user("ana")
+    user = user_with_perms("ana")
     _say(post_sandbox, sandbox_provider, ANA_PHONE, "First question", "Ana Souza")
     contact = Contact.objects.get(identities__value=ANA_PHONE)
     contact_map_to_user(contact=contact, user=user, actor=superuser)
@@ -392,15 +374,15 @@ def test_export_api_refusals_and_filters(gcs_storage, ana_data, api_client):
     assert api_client.get("/api/v1/exports/?user=999999").json()["count"] == 0
     assert api_client.get("/api/v1/exports/?user=abc").status_code == 400
 
-    nobody = _client_for(_user("clerk"))
+    nobody = token_client(user_with_perms("clerk"))
     for response in (nobody.post(f"/api/v1/users/{user.pk}/exports/"), nobody.get("/api/v1/exports/"),
                      nobody.get(f"/api/v1/exports/{pending['id']}/"),
                      nobody.get(f"/api/v1/exports/{pending['id']}/download/")):
         assert response.status_code == 403 and response.json()["code"] == "permission_denied"
-    viewer = _client_for(_user("viewer", "contacts.view_dataexport"))
+    viewer = token_client(user_with_perms("viewer", "contacts.view_dataexport"))
     assert viewer.get("/api/v1/exports/").status_code == 200
     assert viewer.post(f"/api/v1/users/{user.pk}/exports/").status_code == 403
-    maker = _client_for(_user("maker", "contacts.add_dataexport"))
+    maker = token_client(user_with_perms("maker", "contacts.add_dataexport"))
     made = maker.post(f"/api/v1/users/{user.pk}/exports/")
     assert made.status_code == 202 and made.json()["requested_by_username"] == "maker"
     assert DataExport.objects.filter(user=user).count() == 3

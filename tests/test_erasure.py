@@ -10,7 +10,6 @@ import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -24,7 +23,7 @@ from contacts.models import (
 from contacts.services.consent import consent_set
 from contacts.services.export import data_export_build, data_export_request
 from contacts.services.mapping import contact_map_to_user
-from tests.conftest import json_body
+from tests.conftest import json_body, token_client, user_with_perms
 from whatsapp.models import (
     ArchiveBucket,
     AuditLog,
@@ -36,7 +35,6 @@ from whatsapp.models import (
     WebhookEvent,
 )
 from whatsapp.providers.sandbox import inbound_body
-from whatsapp.services.api_tokens import api_token_create
 from whatsapp.services.archive import (
     archives_requeue_due,
     bucket_name,
@@ -54,21 +52,6 @@ ANA_PHONE = "+15551230001"
 BEN_PHONE = "+15551230002"
 CARL_PHONE = "+15551230003"
 PHOTO = b"\xff\xd8\xff\xe0 a photo of the parcel \xff\xd9" * 40
-
-
-def _user(username: str, *perms: str):
-    user = get_user_model().objects.create_user(username, password="pw-123456-strong")
-    for perm in perms:
-        app_label, codename = perm.split(".")
-        user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-    return user
-
-
-def _client_for(user) -> APIClient:
-    _, key = api_token_create(user=user, name="tests")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    return client
 
 
 def _say(post_sandbox, provider, phone: str, text: str) -> WebhookEvent:
@@ -104,7 +87,7 @@ def people(gcs_storage, sandbox_provider, post_sandbox, superuser):
     """Ana (to be erased): a webhook body archived in the provider's bucket while she was unmapped, then in
     her own bucket a body, a photo and an export. Ben (another user) with his own bucket; Carl, unmapped,
     in the provider's bucket."""
-    ana_user, ben_user = _user("ana"), _user("ben")
+    ana_user, ben_user = user_with_perms("ana"), user_with_perms("ben")
     ana_unmapped = _say(post_sandbox, sandbox_provider, ANA_PHONE, "Where is my parcel?")
     carl_event = _say(post_sandbox, sandbox_provider, CARL_PHONE, "Carl asks about prices")
     ana = Contact.objects.get(identities__value=ANA_PHONE)
@@ -237,8 +220,8 @@ def test_erase_refusals(gcs_storage, people, api_client):
     assert api_client.post("/api/v1/users/nope/erase/", {"confirm": "x"}, format="json").status_code == 404
     assert api_client.get(url).status_code == 405
 
-    for client in (_client_for(_user("clerk")),
-                   _client_for(_user("exporter", "contacts.add_dataexport", "contacts.view_dataexport"))):
+    for client in (token_client(user_with_perms("clerk")),
+                   token_client(user_with_perms("exporter", "contacts.add_dataexport", "contacts.view_dataexport"))):
         refused = client.post(url, {"confirm": "ana"}, format="json")
         assert refused.status_code == 403 and refused.json()["code"] == "permission_denied"
     assert APIClient().post(url, {"confirm": "ana"}, format="json").status_code in (401, 403)
@@ -247,7 +230,7 @@ def test_erase_refusals(gcs_storage, people, api_client):
     assert Contact.objects.filter(pk=people["ana"].pk).exists() and not StorageDeletion.objects.exists()
     assert not AuditLog.objects.filter(action="user.erase").exists()
 
-    eraser = _client_for(_user("dpo", "contacts.erase_user_data"))
+    eraser = token_client(user_with_perms("dpo", "contacts.erase_user_data"))
     assert eraser.post(url, {"confirm": "ana"}, format="json").status_code == 200
     again = eraser.post(url, {"confirm": "ana"}, format="json")  # nothing left: an empty report
     assert again.status_code == 200 and set(again.json().values()) == {0}

@@ -14,7 +14,8 @@ from django.db import connection, transaction
 from contacts.models import Contact, ContactIdentity, DataExport
 from contacts.services.erasure import ERASED, user_data_erase
 from contacts.services.mapping import contact_map_to_user
-from tests.test_erasure import ANA_PHONE, PHOTO, _photo_for, _say, _user
+from tests.conftest import user_with_perms
+from tests.test_erasure import ANA_PHONE, PHOTO, _photo_for, _say
 from whatsapp.models import ArchiveBucket, AuditLog, StorageDeletion, WebhookEvent
 from whatsapp.services.archive import (
     archive_bucket,
@@ -36,7 +37,7 @@ def _run_deletions() -> None:
 
 def test_files_of_a_contact_mapped_to_someone_else_survive_the_old_users_erasure(
         gcs_storage, sandbox_provider, post_sandbox, superuser):
-    first, second = _user("first-owner"), _user("second-owner")
+    first, second = user_with_perms("first-owner"), user_with_perms("second-owner")
     _say(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
     ana = Contact.objects.get(identities__value=ANA_PHONE)
     contact_map_to_user(contact=ana, user=first, actor=superuser)
@@ -65,7 +66,7 @@ def test_files_of_a_contact_mapped_to_someone_else_survive_the_old_users_erasure
 @pytest.mark.django_db(transaction=True)
 def test_an_export_being_built_refuses_the_erasure_and_nothing_goes(gcs_storage, sandbox_provider, post_sandbox,
                                                                     superuser, api_client):
-    user = _user("busy")
+    user = user_with_perms("busy")
     _say(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
     contact_map_to_user(contact=Contact.objects.get(identities__value=ANA_PHONE), user=user, actor=superuser)
     export = DataExport.objects.create(user=user)
@@ -95,7 +96,7 @@ def test_an_export_being_built_refuses_the_erasure_and_nothing_goes(gcs_storage,
 
 @pytest.mark.django_db(transaction=True)
 def test_deleting_a_django_user_erases_their_whatsapp_data(gcs_storage, sandbox_provider, post_sandbox, superuser):
-    user = _user("leaving")
+    user = user_with_perms("leaving")
     _say(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
     contact_map_to_user(contact=Contact.objects.get(identities__value=ANA_PHONE), user=user, actor=superuser)
     event = _say(post_sandbox, sandbox_provider, ANA_PHONE, "my last words")
@@ -112,7 +113,7 @@ def test_deleting_a_django_user_erases_their_whatsapp_data(gcs_storage, sandbox_
 
 
 def test_the_audit_trail_of_every_erased_row_is_scrubbed(gcs_storage, sandbox_provider, post_sandbox, superuser):
-    user = _user("scrubbed")
+    user = user_with_perms("scrubbed")
     event = _say(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
     contact = Contact.objects.get(identities__value=ANA_PHONE)
     mapping = contact_map_to_user(contact=contact, user=user, actor=superuser)
@@ -135,7 +136,7 @@ def test_the_audit_trail_of_every_erased_row_is_scrubbed(gcs_storage, sandbox_pr
 
 def test_new_data_of_an_erased_user_never_lands_in_the_bucket_being_deleted(gcs_storage, sandbox_provider,
                                                                             post_sandbox, superuser):
-    user = _user("returning")
+    user = user_with_perms("returning")
     _say(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
     contact_map_to_user(contact=Contact.objects.get(identities__value=ANA_PHONE), user=user, actor=superuser)
     old = _say(post_sandbox, sandbox_provider, ANA_PHONE, "before").archive_path.split("/")[0]

@@ -8,6 +8,7 @@ Every call either succeeds, raises StorageUnavailable (retry later: network, tim
 raises StorageError (a request that will not work as it is).
 """
 
+import contextlib
 import functools
 import hashlib
 import io
@@ -247,7 +248,8 @@ class GoogleCloudStorage:
         self.client = client
         self.timeout = settings.GCS_TIMEOUT_SECONDS
 
-    def _call(self, what: str, function, *args, **kwargs):
+    def _call(self, what: str, function, *args, missing: StorageError | None = None, **kwargs):
+        """Call the library; its failures become ours. `missing` is raised instead on a 404."""
         from google.api_core import exceptions as api_errors
         from google.auth import exceptions as auth_errors
         from google.cloud.storage.exceptions import DataCorruption
@@ -259,6 +261,10 @@ class GoogleCloudStorage:
             # Network trouble, a broken download, or credentials that could not be refreshed (the metadata
             # server or the token endpoint): all pass, so all are tried again later.
             raise StorageUnavailable(f"{what}: {type(exc).__name__}") from exc
+        except api_errors.NotFound as exc:
+            if missing is not None:
+                raise missing from exc
+            raise StorageError(f"{what}: HTTP 404 {exc.message}") from exc
         except api_errors.GoogleAPICallError as exc:
             # 408 has no class of its own in google.api_core (it arrives as a plain GoogleAPICallError).
             transient = isinstance(exc, api_errors.TooManyRequests | api_errors.ServerError) or exc.code == 408
@@ -317,37 +323,22 @@ class GoogleCloudStorage:
                 or not bucket.iam_configuration.uniform_bucket_level_access_enabled)
 
     def bucket_info(self, bucket: str) -> BucketInfo:
-        from google.api_core import exceptions as api_errors
-
-        try:
-            found = self._call(f"get bucket {bucket}", self.client.get_bucket, bucket, timeout=self.timeout,
-                               retry=None)
-        except StorageError as exc:
-            if isinstance(exc.__cause__, api_errors.NotFound):
-                raise BucketNotFound(bucket) from exc
-            raise
+        found = self._call(f"get bucket {bucket}", self.client.get_bucket, bucket, missing=BucketNotFound(bucket),
+                           timeout=self.timeout, retry=None)
         return BucketInfo(name=found.name, location=found.location or "", storage_class=found.storage_class or "",
                           labels=dict(found.labels or {}),
                           uniform_access=bool(found.iam_configuration.uniform_bucket_level_access_enabled),
                           lifecycle_rules=[dict(rule) for rule in found.lifecycle_rules])
 
     def write(self, bucket: str, path: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> str:
-        from google.api_core import exceptions as api_errors
-
         blob = self.client.bucket(bucket).blob(path)
         blob.metadata = metadata
-        try:
-            self._call(f"upload {bucket}/{path}", blob.upload_from_string, data, content_type=content_type or None,
-                       timeout=self.timeout, retry=None)
-        except StorageError as exc:
-            if isinstance(exc.__cause__, api_errors.NotFound):
-                raise BucketNotFound(bucket) from exc
-            raise
+        self._call(f"upload {bucket}/{path}", blob.upload_from_string, data, content_type=content_type or None,
+                   missing=BucketNotFound(bucket), timeout=self.timeout, retry=None)
         return f"{bucket}/{path}"
 
     def write_file(self, bucket: str, path: str, file: BinaryIO, *, content_type: str,
                    metadata: dict[str, str]) -> str:
-        from google.api_core import exceptions as api_errors
 
         start = file.tell()
         size = file.seek(0, os.SEEK_END) - start
@@ -356,13 +347,8 @@ class GoogleCloudStorage:
         chunk_size = UPLOAD_CHUNK_BYTES if size > UPLOAD_CHUNK_BYTES else None
         blob = self.client.bucket(bucket).blob(path, chunk_size=chunk_size)
         blob.metadata = metadata
-        try:
-            self._call(f"upload {bucket}/{path}", blob.upload_from_file, file, size=size,
-                       content_type=content_type or None, timeout=self.timeout, retry=None)
-        except StorageError as exc:
-            if isinstance(exc.__cause__, api_errors.NotFound):
-                raise BucketNotFound(bucket) from exc
-            raise
+        self._call(f"upload {bucket}/{path}", blob.upload_from_file, file, size=size,
+                   content_type=content_type or None, missing=BucketNotFound(bucket), timeout=self.timeout, retry=None)
         return f"{bucket}/{path}"
 
     def open(self, location: str) -> BinaryIO:
@@ -376,30 +362,16 @@ class GoogleCloudStorage:
                                                          retry=None))
 
     def copy(self, location: str, bucket: str) -> str:
-        from google.api_core import exceptions as api_errors
-
         source_bucket, path = split_location(location)
         source = self.client.bucket(source_bucket)
-        try:
-            self._call(f"copy {location} to {bucket}", source.copy_blob, source.blob(path), self.client.bucket(bucket),
-                       path, timeout=self.timeout, retry=None)
-        except StorageError as exc:
-            if isinstance(exc.__cause__, api_errors.NotFound):
-                raise ObjectNotFound(location) from exc
-            raise
+        self._call(f"copy {location} to {bucket}", source.copy_blob, source.blob(path), self.client.bucket(bucket),
+                   path, missing=ObjectNotFound(location), timeout=self.timeout, retry=None)
         return f"{bucket}/{path}"
 
     def read(self, location: str) -> bytes:
-        from google.api_core import exceptions as api_errors
-
         bucket, path = split_location(location)
-        try:
-            return self._call(f"download {location}", self.client.bucket(bucket).blob(path).download_as_bytes,
-                              timeout=self.timeout, retry=None)
-        except StorageError as exc:
-            if isinstance(exc.__cause__, api_errors.NotFound):
-                raise ObjectNotFound(location) from exc
-            raise
+        return self._call(f"download {location}", self.client.bucket(bucket).blob(path).download_as_bytes,
+                          missing=ObjectNotFound(location), timeout=self.timeout, retry=None)
 
     def stat(self, location: str) -> StoredObject:
         bucket, path = split_location(location)
@@ -411,42 +383,30 @@ class GoogleCloudStorage:
                             metadata=dict(blob.metadata or {}))
 
     def list(self, bucket: str, prefix: str = "") -> list[str]:
-        from google.api_core import exceptions as api_errors
-
         try:
             return self._call(f"list {bucket}", lambda: [
                 f"{bucket}/{blob.name}" for blob in self.client.list_blobs(
-                    bucket, prefix=prefix or None, timeout=self.timeout, retry=None)])
-        except StorageError as exc:
-            if isinstance(exc.__cause__, api_errors.NotFound):
-                return []
-            raise
+                    bucket, prefix=prefix or None, timeout=self.timeout, retry=None)], missing=BucketNotFound(bucket))
+        except BucketNotFound:
+            return []
 
     def delete(self, location: str) -> bool:
-        from google.api_core import exceptions as api_errors
-
         bucket, path = split_location(location)
         try:
-            self._call(f"delete {location}", self.client.bucket(bucket).blob(path).delete, timeout=self.timeout,
-                       retry=None)
-        except StorageError as exc:
-            if isinstance(exc.__cause__, api_errors.NotFound):
-                return False
-            raise
+            self._call(f"delete {location}", self.client.bucket(bucket).blob(path).delete,
+                       missing=ObjectNotFound(location), timeout=self.timeout, retry=None)
+        except ObjectNotFound:
+            return False
         return True
 
     def delete_bucket(self, bucket: str) -> int:
-        from google.api_core import exceptions as api_errors
 
         count = 0
         for location in self.list(bucket):
             count += self.delete(location)
-        try:
-            self._call(f"delete bucket {bucket}", self.client.bucket(bucket).delete, timeout=self.timeout,
-                       retry=None)
-        except StorageError as exc:
-            if not isinstance(exc.__cause__, api_errors.NotFound):
-                raise
+        with contextlib.suppress(BucketNotFound):  # gone already
+            self._call(f"delete bucket {bucket}", self.client.bucket(bucket).delete, missing=BucketNotFound(bucket),
+                       timeout=self.timeout, retry=None)
         return count
 
 
