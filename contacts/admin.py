@@ -19,7 +19,6 @@ from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirec
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat, truncatechars
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -40,7 +39,13 @@ from contacts.models import (
 from contacts.services.consent import consent_set
 from contacts.services.erasure import PREVIEW_LABELS, ErasureBusy, ErasureReport, user_data_erase
 from contacts.services.erasure import erasure_preview as erasure_preview_of
-from contacts.services.export import DOWNLOAD_BLOCK, ExportNotReady, data_export_open, data_export_request
+from contacts.services.export import (
+    DOWNLOAD_BLOCK,
+    ExportNotReady,
+    data_export_downloadable,
+    data_export_open,
+    data_export_request,
+)
 from contacts.services.identities import phone_parse_e164
 from contacts.services.mapping import (
     MappingConflict,
@@ -698,17 +703,13 @@ class DataExportAdmin(ReadOnlyModelAdmin):
                         name="contacts_dataexport_download")
         return [download, *super().get_urls()]
 
-    @staticmethod
-    def _downloadable(obj) -> bool:
-        return obj.status == DataExport.Status.READY and (obj.expires_at is None or obj.expires_at > timezone.now())
-
     @admin.display(description="Size", ordering="size_bytes")
     def size(self, obj):
         return filesizeformat(obj.size_bytes) if obj.size_bytes is not None else "-"
 
     @admin.display(description="Download")
     def download(self, obj):
-        if not obj.pk or not self._downloadable(obj):
+        if not obj.pk or not data_export_downloadable(obj):
             return "-"
         return format_html('<a href="{}">Download the zip</a>',
                            reverse("admin:contacts_dataexport_download", args=[obj.pk]))
@@ -722,11 +723,11 @@ class DataExportAdmin(ReadOnlyModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         export = get_object_or_404(DataExport.objects.select_related("user"), pk=export_id)
-        if not self._downloadable(export):
-            raise Http404("This export is not ready, or has expired.")
         try:
             zip_file = data_export_open(export)
-        except (ExportNotReady, ObjectNotFound):
+        except ExportNotReady:
+            raise Http404("This export is not ready, or has expired.") from None
+        except ObjectNotFound:
             raise Http404("This export is no longer in the storage.") from None
         except StorageError as exc:
             return HttpResponse(f"The archive storage could not give the zip right now ({exc}); try again shortly.",

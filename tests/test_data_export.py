@@ -337,6 +337,10 @@ def test_expired_exports_are_deleted_from_the_storage(gcs_storage, ana_data, api
     assert data_exports_expire() == 0  # not yet
 
     DataExport.objects.filter(pk=export.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    # Past its expiry and not yet deleted by the hourly job: no longer downloadable, nor offered.
+    late = api_client.get(f"/api/v1/exports/{export.pk}/download/")
+    assert late.status_code == 410 and late.json()["code"] == "export_expired"
+    assert api_client.get(f"/api/v1/exports/{export.pk}/").json()["download_url"] is None
     assert data_exports_expire() == 1
     export.refresh_from_db()
     assert (export.status, export.location) == ("expired", "")

@@ -1018,7 +1018,6 @@ class MessageStatusEventAdmin(ReadOnlyModelAdmin):
 # --- The archive ---------------------------------------------------------------------------------
 
 
-
 def _duration(seconds: int) -> str:
     if seconds < 120:
         return f"{seconds} s"

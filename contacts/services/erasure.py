@@ -75,7 +75,7 @@ def user_data_erase(*, user: Any, actor: Any = None) -> ErasureReport:
         except OperationalError:
             raise ErasureBusy("an export of this user is being built right now; erase again in a minute") from None
         rows = _ContactRows(contact_ids)
-        locations = rows.lock()
+        locations = rows.locations(lock=True)
         # The bucket deletions are recorded before any row goes, so a row's own deletion of its object
         # (whatsapp.signals) sees that its whole bucket goes anyway.
         buckets = list(ArchiveBucket.objects.filter(user=user))
@@ -112,9 +112,7 @@ def erasure_preview(user: Any) -> ErasureReport:
         report.messages = rows.messages.count()
         report.media = rows.media.count()
         report.webhook_events = rows.webhook_events.count()
-        locations = [*rows.media.exclude(archive_path="").values_list("archive_path", flat=True),
-                     *rows.webhook_events.exclude(archive_path="").values_list("archive_path", flat=True)]
-        report.objects_elsewhere = sum(location.split("/", 1)[0] not in buckets for location in locations)
+        report.objects_elsewhere = len(_outside(rows.locations(), buckets))
     return report
 
 
@@ -134,13 +132,16 @@ class _ContactRows:
             | Q(pk__in=MessageStatusEvent.objects.filter(message__in=self.messages, webhook_event__isnull=False)
                 .values("webhook_event_id")))
 
-    def lock(self) -> list[str]:
-        """Lock every archived row (not only those archived already: a worker archiving one now finishes
-        first, and its new location is the one read); returns their archive locations."""
+    def locations(self, *, lock: bool = False) -> list[str]:
+        """Where their archived files are. With `lock`, every such row is locked first (not only those
+        archived already: a worker archiving one now finishes first, and its new location is the one read)."""
         if not self.contact_ids:
             return []
-        locations = [*self.media.select_for_update(of=("self",)).values_list("archive_path", flat=True),
-                     *self.webhook_events.select_for_update().values_list("archive_path", flat=True)]
+        media, webhook_events = self.media, self.webhook_events
+        if lock:
+            media, webhook_events = media.select_for_update(of=("self",)), webhook_events.select_for_update()
+        locations = [*media.values_list("archive_path", flat=True),
+                     *webhook_events.values_list("archive_path", flat=True)]
         return [location for location in locations if location]
 
 
@@ -182,15 +183,18 @@ def _contacts_erase(rows: _ContactRows, locations: list[str], *, reason: str,
     return report
 
 
+def _outside(locations, buckets: set[str]) -> list[str]:
+    """The locations not in these buckets (which go whole anyway)."""
+    return [location for location in locations if split_location(location)[0] not in buckets]
+
+
 def _delete_objects(locations, *, whole_buckets: set[str], reason: str) -> int:
-    """Schedule the deletion of each object not in a bucket that goes whole anyway; returns how many."""
-    count = 0
-    for location in locations:
-        bucket, _ = split_location(location)
-        if bucket not in whole_buckets:
-            storage_deletion_request(target=StorageDeletion.Target.OBJECT, name=location, reason=reason)
-            count += 1
-    return count
+    """Schedule the deletion of each object not in a bucket that goes whole anyway; returns how many. (The
+    rows' own deletion would schedule them too, whatsapp.signals; here they carry the erasure as reason.)"""
+    elsewhere = _outside(locations, whole_buckets)
+    for location in elsewhere:
+        storage_deletion_request(target=StorageDeletion.Target.OBJECT, name=location, reason=reason)
+    return len(elsewhere)
 
 
 def _scrub_audit_trail(ids_by_model: dict) -> None:

@@ -143,8 +143,8 @@ def data_export_build(export_id: int) -> DataExport | None:
                 try:
                     _build_and_store(export)
                 except StorageError as exc:
-                    # Caught inside: a bucket recorded before the write failed stays recorded (this process
-                    # remembers it as made, and an erasure must find it).
+                    # Caught inside: a bucket recorded before the write failed stays recorded, so that an
+                    # erasure finds it.
                     waiting = exc
         except Exception as exc:  # recorded on the row for the admin to see
             logger.exception("data export failed", extra={"export": export.pk})
@@ -413,11 +413,22 @@ def _messages(contact_ids: list[int], media_files: dict[int, dict[str, Any]]) ->
 
 # --- Downloading and expiry -----------------------------------------------------------------------
 
+def data_export_downloadable(export: DataExport) -> bool:
+    """Ready, and not yet past its expiry (the hourly job deletes it a little later)."""
+    return (export.status == DataExport.Status.READY and bool(export.location)
+            and (export.expires_at is None or export.expires_at > timezone.now()))
+
+
+def data_export_expired(export: DataExport) -> bool:
+    return export.status == DataExport.Status.EXPIRED or (
+        export.status == DataExport.Status.READY and not data_export_downloadable(export))
+
+
 def data_export_open(export: DataExport) -> BinaryIO:
-    """The zip, open for reading in chunks (the caller closes it); ExportNotReady unless the export is ready,
+    """The zip, open for reading in chunks (the caller closes it); ExportNotReady unless it is downloadable,
     ObjectNotFound when the storage no longer has it, StorageError when it cannot be reached. Streamed as it
     is read, it cannot be checked against export.sha256 first: downloads carry the sha256 for the client."""
-    if export.status != DataExport.Status.READY or not export.location:
+    if not data_export_downloadable(export):
         raise ExportNotReady(export)
     return get_storage().open(export.location)
 

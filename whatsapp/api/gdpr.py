@@ -19,7 +19,14 @@ from rest_framework.response import Response
 
 from contacts.models import DataExport
 from contacts.services.erasure import ErasureBusy, user_data_erase
-from contacts.services.export import DOWNLOAD_BLOCK, ExportNotReady, data_export_open, data_export_request
+from contacts.services.export import (
+    DOWNLOAD_BLOCK,
+    ExportNotReady,
+    data_export_downloadable,
+    data_export_expired,
+    data_export_open,
+    data_export_request,
+)
 from whatsapp.api.views import REFUSAL, ReadableErrors, _refusal, _valid, requires
 from whatsapp.storage import ObjectNotFound, StorageError
 
@@ -41,7 +48,7 @@ class DataExportSerializer(serializers.ModelSerializer):
                   "expires_at", "download_url"]
 
     def get_download_url(self, export: DataExport) -> str | None:
-        if export.status != DataExport.Status.READY:
+        if not data_export_downloadable(export):
             return None
         return reverse("dataexport-download", args=[export.pk])
 
@@ -125,7 +132,7 @@ class DataExportViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
 
 
 def _not_ready(export: DataExport) -> Response:
-    if export.status == DataExport.Status.EXPIRED:
+    if data_export_expired(export):
         return _refusal(410, "export_expired", f"export {export.pk} expired and its zip was deleted; request "
                                                "another")
     if export.status == DataExport.Status.FAILED:

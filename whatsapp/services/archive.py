@@ -25,10 +25,11 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Min, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
 from whatsapp.models import ArchiveBucket, ArchiveStatus, Media, StorageDeletion, WebhookEvent
+from whatsapp.services.audit import audit_record
 from whatsapp.services.queueing import publish_on_commit
 from whatsapp.storage import (
     BucketNotFound,
@@ -125,7 +126,7 @@ def archive_bucket(owner: Owner) -> str:
     if name is not None:
         return name
     name = _unused_bucket_name(owner)
-    storage.create_bucket(BucketSpec(name=name, labels={"app": "whatsapp-archive", "owner": owner.label}))
+    storage.create_bucket(_bucket_spec(owner, name))
     try:
         with transaction.atomic():
             ArchiveBucket.objects.create(backend=storage.name, owner_key=owner.key, name=name,
@@ -133,6 +134,10 @@ def archive_bucket(owner: Owner) -> str:
     except IntegrityError:  # another worker recorded it first
         return ArchiveBucket.objects.get(backend=storage.name, owner_key=owner.key).name
     return name
+
+
+def _bucket_spec(owner: Owner, name: str) -> BucketSpec:
+    return BucketSpec(name=name, labels={"app": "whatsapp-archive", "owner": owner.label})
 
 
 def _unused_bucket_name(owner: Owner) -> str:
@@ -170,7 +175,7 @@ def _into_owner_bucket(owner: Owner, send: Callable[[Any, str], str]) -> str:
         return send(storage, bucket)
     except BucketNotFound:
         logger.warning("archive bucket was gone; making it again", extra={"bucket": bucket})
-        storage.create_bucket(BucketSpec(name=bucket, labels={"app": "whatsapp-archive", "owner": owner.label}))
+        storage.create_bucket(_bucket_spec(owner, bucket))
         return send(storage, bucket)
 
 
@@ -212,10 +217,10 @@ def webhook_event_owner(event: WebhookEvent) -> Owner:
     from contacts.models import ContactUserMapping
 
     contact_ids = list(event.contacts.values_list("pk", flat=True))
-    users = set(ContactUserMapping.objects.filter(contact_id__in=contact_ids).values_list("user_id", flat=True))
-    mapped = ContactUserMapping.objects.filter(contact_id__in=contact_ids).count()
-    if len(users) == 1 and mapped == len(contact_ids):
-        return owner_for_user(users.pop())
+    user_ids = list(ContactUserMapping.objects.filter(contact_id__in=contact_ids).values_list("user_id", flat=True))
+    # A user's bucket only when every contact it carried is mapped, all to that one user.
+    if len(set(user_ids)) == 1 and len(user_ids) == len(contact_ids):
+        return owner_for_user(user_ids[0])
     return owner_for_provider(event.provider_id)
 
 
@@ -310,9 +315,9 @@ def _archive_again(event_id: int, location: str, problem: str) -> None:
 
 # --- Media ---
 
-def media_archive_path(media: Media, mime_type: str) -> str:
+def media_archive_path(media: Media) -> str:
     received = media.message.received_at or media.message.created_at or media.created_at
-    extension = mimetypes.guess_extension(mime_type.split(";")[0].strip()) or ""
+    extension = mimetypes.guess_extension(media.mime_type.split(";")[0].strip()) or ""
     return (f"whatsapp-messages/{received:%Y-%m-%d}/provider-{media.message.provider_id}/"
             f"message-{media.message_id}/media-{media.pk}{extension}")
 
@@ -332,7 +337,7 @@ def media_store(media: Media, data: bytes) -> None:
     media.archive_attempts += 1
     try:
         owner = contact_owner(media.message.conversation.contact_id, media.message.provider_id)
-        location = archive_write(owner, media_archive_path(media, media.mime_type), data,
+        location = archive_write(owner, media_archive_path(media), data,
                                  content_type=media.mime_type or "application/octet-stream",
                                  metadata=_media_metadata(media, data))
     except StorageError as exc:
@@ -368,6 +373,10 @@ def _enqueue_media_archive(media_id: int) -> None:
     publish_on_commit(lambda: archive_media_task.delay(media_id), what=f"archive of media {media_id}")
 
 
+# How a waiting row of each kind is handed to a worker.
+ENQUEUE_ARCHIVE = {WebhookEvent: _enqueue_webhook_archive, Media: _enqueue_media_archive}
+
+
 # --- The beat job and the backlog ---
 
 def archives_requeue_due(*, limit: int = 500) -> int:
@@ -375,7 +384,7 @@ def archives_requeue_due(*, limit: int = 500) -> int:
     so a slow queue is not flooded with copies."""
     now = timezone.now()
     count = 0
-    for model, enqueue in ((WebhookEvent, _enqueue_webhook_archive), (Media, _enqueue_media_archive)):
+    for model, enqueue in ENQUEUE_ARCHIVE.items():
         with transaction.atomic():
             due = list(model.objects.select_for_update(skip_locked=True)
                        .filter(archive_status=ArchiveStatus.PENDING, archive_next_at__lte=now)
@@ -391,25 +400,18 @@ def archives_requeue_due(*, limit: int = 500) -> int:
 
 def archive_backlog() -> dict[str, Any]:
     """How many rows wait for the archive and for how long the oldest has (for /health/ and the admin)."""
-    now = timezone.now()
-    pending = 0
-    oldest = None
-    for model, since in ((WebhookEvent, "processed_at"), (Media, "fetched_at")):
-        rows = model.objects.filter(archive_status=ArchiveStatus.PENDING)
-        pending += rows.count()
-        first = rows.aggregate(first=Min(since))["first"]
-        if first and (oldest is None or first < oldest):
-            oldest = first
-    deletions = StorageDeletion.objects.count()
-    return {"pending_archive": pending, "oldest_pending_seconds": int((now - oldest).total_seconds()) if oldest else 0,
-            "pending_deletions": deletions}
+    waiting = [model.objects.filter(archive_status=ArchiveStatus.PENDING).aggregate(count=Count("pk"),
+                                                                                     first=Min(since))
+               for model, since in ((WebhookEvent, "processed_at"), (Media, "fetched_at"))]
+    oldest = min((row["first"] for row in waiting if row["first"]), default=None)
+    return {"pending_archive": sum(row["count"] for row in waiting),
+            "oldest_pending_seconds": int((timezone.now() - oldest).total_seconds()) if oldest else 0,
+            "pending_deletions": StorageDeletion.objects.count()}
 
 
 def archive_retry_now(queryset: QuerySet, *, actor: Any = None) -> int:
     """Admin action: try the archive of waiting rows now instead of at their due time."""
-    from whatsapp.services.audit import audit_record
-
-    enqueue = _enqueue_webhook_archive if queryset.model is WebhookEvent else _enqueue_media_archive
+    enqueue = ENQUEUE_ARCHIVE[queryset.model]
     count = 0
     with transaction.atomic():
         for row in queryset.filter(archive_status=ArchiveStatus.PENDING):
