@@ -5,6 +5,7 @@ Every variable is listed with its default in README.md.
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 
@@ -19,9 +20,16 @@ VAR_DIR = Path(env("VAR_DIR", default=str(BASE_DIR / "var")))
 # An insecure development key is used when none is given; `check --deploy` flags it.
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="django-insecure-dev-only-change-me")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PUBLIC_BASE_URL])
+# The public URL's host is served unless ALLOWED_HOSTS says otherwise: setting PUBLIC_BASE_URL alone deploys.
+_PUBLIC_URL = urlsplit(PUBLIC_BASE_URL)
+_PUBLIC_HOST = _PUBLIC_URL.hostname or ""
+_PUBLIC_HOST = f"[{_PUBLIC_HOST}]" if ":" in _PUBLIC_HOST else _PUBLIC_HOST  # an IPv6 address, as Django writes it
+_LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=_LOCAL_HOSTS + ([_PUBLIC_HOST] if _PUBLIC_HOST and
+                                                                 _PUBLIC_HOST not in _LOCAL_HOSTS else []))
+# An origin is scheme and host (and port): a path in PUBLIC_BASE_URL is not part of it.
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[f"{_PUBLIC_URL.scheme}://{_PUBLIC_URL.netloc}"])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -34,11 +42,14 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    # Swagger UI and Redoc as static files of our own: /api/docs/ works without internet.
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "whatsapp.apps.WhatsappConfig",
     "contacts.apps.ContactsConfig",
     "templates_app.apps.TemplatesAppConfig",
     "analytics.apps.AnalyticsConfig",
+    "monitoring.apps.MonitoringConfig",
 ]
 
 MIDDLEWARE = [
@@ -174,6 +185,12 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# /health/ is degraded when no worker ran the heartbeat job (every WORKER_HEARTBEAT_INTERVAL_SECONDS) for
+# WORKER_HEARTBEAT_MAX_AGE_SECONDS, or when a due outbound message or a pending inbox row has waited longer
+# than HEALTH_BACKLOG_DEGRADED_AFTER_SECONDS.
+WORKER_HEARTBEAT_INTERVAL_SECONDS = env.int("WORKER_HEARTBEAT_INTERVAL_SECONDS", default=15)
+WORKER_HEARTBEAT_MAX_AGE_SECONDS = env.int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", default=60)
+HEALTH_BACKLOG_DEGRADED_AFTER_SECONDS = env.int("HEALTH_BACKLOG_DEGRADED_AFTER_SECONDS", default=300)
 # Beat schedules are declared here, in code; django-celery-beat copies them into the database, where
 # admins can see them and pause them.
 CELERY_BEAT_SCHEDULE = {
@@ -221,12 +238,24 @@ CELERY_BEAT_SCHEDULE = {
         "task": "templates_app.tasks.templates_sync_task",
         "schedule": env.float("TEMPLATE_SYNC_INTERVAL_SECONDS", default=900.0),
     },
+    # Run by a worker, it proves that beat, the broker and a worker all work (see /health/). It expires with
+    # its interval so heartbeats piled up while no worker ran do not all run at once later; priority 0 lets
+    # it overtake a bulk send backlog, so a busy worker is still seen.
+    "worker-heartbeat": {
+        "task": "monitoring.tasks.worker_heartbeat_task",
+        "schedule": float(WORKER_HEARTBEAT_INTERVAL_SECONDS),
+        # django-celery-beat's name for `expires`.
+        "options": {"expire_seconds": WORKER_HEARTBEAT_INTERVAL_SECONDS, "priority": 0},
+    },
 }
 
 # --- Webhooks and sending ---
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=3 * 1024 * 1024)
 WEBHOOK_STALE_AFTER_SECONDS = env.int("WEBHOOK_STALE_AFTER_SECONDS", default=120)
 WEBHOOK_REJECTED_RETENTION_DAYS = env.int("WEBHOOK_REJECTED_RETENTION_DAYS", default=14)
+# Processing attempts of an inbox event whose failure is transient (database unavailable, a lock timeout)
+# before it is left `failed` for a person; with the 30 s doubling backoff, 10 attempts span about 4 hours.
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY_BYTES + 1024 * 1024
 SESSION_WINDOW_HOURS = 24
 # Provider REST calls (Meta's Graph API, Chatwoot, media downloads).
@@ -236,6 +265,9 @@ META_GRAPH_API_VERSION = env("META_GRAPH_API_VERSION", default="v25.0")
 # WhatsApp's largest file (a document) is 100 MB.
 MEDIA_MAX_BYTES = env.int("MEDIA_MAX_BYTES", default=100 * 1024 * 1024)
 MEDIA_MAX_ATTEMPTS = env.int("MEDIA_MAX_ATTEMPTS", default=25)
+# Media is downloaded only from public addresses (an answer naming 127.0.0.1 or a cloud metadata address
+# is refused); local development and test servers on this machine need the private ones too.
+MEDIA_ALLOW_PRIVATE_ADDRESSES = env.bool("MEDIA_ALLOW_PRIVATE_ADDRESSES", default=False)
 SANDBOX_STATUS_DELAY_SECONDS = env.float("SANDBOX_STATUS_DELAY_SECONDS", default=1.0)
 # Twilio's REST API (the twilio SDK's `api` domain); a setting so tests and proxies can point elsewhere.
 TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default="https://api.twilio.com").rstrip("/")
@@ -308,7 +340,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["whatsapp.api.permissions.ModelPermissionsWithView"],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "whatsapp.api.filters.ApiFilterBackend",
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
@@ -325,6 +357,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Contacts, conversations, messages and templates across Meta, Twilio and Chatwoot.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # From our static files (drf-spectacular-sidecar), not a CDN: pinned and available offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "MessageStatusEnum": "whatsapp.providers.events.MessageStatus",
         "TemplateStatusEnum": "whatsapp.providers.events.TemplateStatus",

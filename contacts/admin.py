@@ -2,12 +2,13 @@
 Contacts in the admin: the contact pages (identities, consent history, mapping, merging), the
 unmapped-contacts queue with its suggested users, the consent keywords and history, verification codes,
 the users' WhatsApp profile (the phone the auto rule matches), and the GDPR actions on the user list
-(export a user's WhatsApp data, erase it) with the exports' downloads. Every action calls a service, which
-audits it.
+(export a user's WhatsApp data, erase it) with the exports' downloads; deleting a user unmaps their
+contacts, and its confirmation page says so. Every action calls a service, which audits it.
 """
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.admin.widgets import AutocompleteSelect
@@ -18,6 +19,7 @@ from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat, truncatechars
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
@@ -52,6 +54,7 @@ from contacts.services.mapping import (
     contact_create_user,
     contact_map_to_user,
     contacts_ignore,
+    mappings_release_for_user,
     suggestions_for,
     unmapped_contacts,
     user_label,
@@ -620,9 +623,39 @@ def _erasure_summary(user, report: ErasureReport) -> str:
             "other buckets; deletions it cannot do now are retried (see Storage deletions).")
 
 
+def mapped_contact_count(users) -> int:
+    """How many contacts deleting these users sends back to the unmapped queue."""
+    return ContactUserMapping.objects.filter(user__in=users).count()
+
+
 class UserAdmin(DjangoUserAdmin):
     inlines = [*DjangoUserAdmin.inlines, UserProfileInline]
-    actions = ["export_whatsapp_data", "erase_whatsapp_data"]
+    actions = ["delete_selected", "export_whatsapp_data", "erase_whatsapp_data"]
+
+    # Deleting a user never erases: their contacts go back to the unmapped queue with their messages (see
+    # mappings_release_for_user). Both delete confirmations say so; the release is done here first so that
+    # the audit trail names who deleted (the pre_delete receiver then finds nothing left to release).
+    def render_delete_form(self, request, context):
+        context["mapped_contacts"] = mapped_contact_count([context["object"]])
+        return super().render_delete_form(request, context)
+
+    @admin.action(permissions=["delete"], description=django_delete_selected.short_description)
+    def delete_selected(self, request, queryset):
+        response = django_delete_selected(self, request, queryset)
+        if isinstance(response, TemplateResponse):  # the confirmation page, not the deletion's redirect
+            response.context_data["mapped_contacts"] = mapped_contact_count(queryset)
+        return response
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            mappings_release_for_user(obj, actor=request.user)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for user in queryset.order_by("pk"):
+                mappings_release_for_user(user, actor=request.user)
+            super().delete_queryset(request, queryset)
 
     def get_inline_instances(self, request, obj=None):
         # The add page is Django's two-step one (name and password first); the profile comes after.

@@ -1,13 +1,13 @@
 """The auto-mapping rules run when a user appears or changes (their email, or their profile's phone); a
-deleted user's WhatsApp data is erased; a data export deleted by any path takes its zip with it."""
+deleted user's contacts go back to the unmapped queue (their data stays: erasing is only ever the GDPR
+erase action); a data export deleted by any path takes its zip with it."""
 
 from django.conf import settings
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
 from contacts.models import DataExport, UserProfile
-from contacts.services.erasure import user_data_erase
-from contacts.services.mapping import mapping_auto_for_user
+from contacts.services.mapping import mapping_auto_for_user, mappings_release_for_user
 from whatsapp.services.archive import archived_object_forget
 
 
@@ -24,11 +24,12 @@ def map_on_profile_save(sender, instance, raw=False, **kwargs):
         mapping_auto_for_user(instance.user)
 
 
-@receiver(pre_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="contacts.erase_on_user_delete")
-def erase_on_user_delete(sender, instance, **kwargs):
-    # Deleting the account would otherwise cascade away the mappings and leave the person's contacts,
-    # messages and bucket behind, unmapped and unfindable: deleting a user is erasing their data.
-    user_data_erase(user=instance, actor=None)
+@receiver(pre_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="contacts.unmap_on_user_delete")
+def unmap_on_user_delete(sender, instance, **kwargs):
+    # Whatever deletes the account (the admin, the shell, a cascade), its mappings would otherwise vanish
+    # in the cascade unaudited; here they end as a person unmapping would end them. The admin calls the
+    # service itself first, with who deleted, and this call then finds nothing left to do.
+    mappings_release_for_user(instance, actor=None)
 
 
 @receiver(post_delete, sender=DataExport, dispatch_uid="contacts.data_export_zip_forget")

@@ -26,6 +26,8 @@ def pytest_configure(config):
     from django.conf import settings
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The fake providers listen on 127.0.0.1, which media downloads refuse by default.
+    settings.MEDIA_ALLOW_PRIVATE_ADDRESSES = True
 
 
 def fixture_bytes(provider_kind: str, name: str) -> bytes:
@@ -191,6 +193,7 @@ def worker_env(live_server, transactional_db, settings):
         "PUBLIC_BASE_URL": live_server.url,
         "SANDBOX_STATUS_DELAY_SECONDS": "0.3",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
+        "MEDIA_ALLOW_PRIVATE_ADDRESSES": "true",
     }
 
 

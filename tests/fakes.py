@@ -36,9 +36,10 @@ class Reply:
 
 class FakeServer:
     """`routes[path]` is a list of replies used in turn (the last one repeats); a reply may also be a
-    function of the recorded request that returns one (e.g. a fresh message id per request)."""
+    function of the recorded request that returns one (e.g. a fresh message id per request). `host` is the
+    loopback address it listens on: Linux answers on all of 127/8, so 127.0.0.2 can play another machine."""
 
-    def __init__(self):
+    def __init__(self, host: str = "127.0.0.1"):
         self.routes: dict[str, list[Reply]] = {}
         self.requests: list[Recorded] = []
         server = self
@@ -69,8 +70,9 @@ class FakeServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://{host}:{self.port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> "FakeServer":

@@ -126,11 +126,12 @@ def test_test_connection_action_reports_the_result(admin_client_logged, demo_dat
 
 
 @pytest.mark.django_db(transaction=True)
-def test_simulate_inbound_posts_a_signed_webhook_to_the_live_server(live_server, settings):
+def test_simulate_inbound_posts_a_signed_webhook_to_the_live_server(live_server, settings, monkeypatch):
     from django.contrib.auth import get_user_model
     from django.test import Client
 
     from whatsapp.services.providers import provider_create
+    from whatsapp.tasks import simulate_inbound_task
 
     settings.PUBLIC_BASE_URL = live_server.url
     user = get_user_model().objects.create_superuser("sim", "sim@example.com", "pw-123456-strong")
@@ -139,12 +140,37 @@ def test_simulate_inbound_posts_a_signed_webhook_to_the_live_server(live_server,
     client.force_login(user)
     page = client.get(reverse("admin:whatsapp_provider_change", args=[provider.pk])).content.decode()
     assert "Simulate an inbound message" in page
+    queued = []
+    monkeypatch.setattr(simulate_inbound_task, "delay", lambda *args: queued.append(args))
     response = client.post(reverse("admin:whatsapp_provider_simulate_inbound", args=[provider.pk]),
-                           {"from_phone": "+15551239999", "name": "Sim", "text": "hello from the phone"})
-    assert response.status_code == 302
+                           {"from_phone": "+15551239999", "name": "Sim", "text": "hello from the phone"}, follow=True)
+    # The admin answers at once: the webhook is posted by a worker, not by the admin's own request.
+    assert response.redirect_chain[-1][0] == reverse("admin:whatsapp_provider_change", args=[provider.pk])
+    assert "The simulated message was sent to the webhook" in response.content.decode()
+    assert not WebhookEvent.objects.exists() and len(queued) == 1
+    assert queued[0][0] == provider.pk and all(isinstance(arg, str | dict) for arg in queued[0][1:])
+
+    result = simulate_inbound_task.apply(args=queued[0])  # what the worker does
     event = WebhookEvent.objects.get(provider=provider)
+    assert result.get() == event.pk
     assert event.status == "pending" and event.signature_valid is True
     assert b"hello from the phone" in bytes(event.body)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simulate_inbound_says_so_when_the_task_queue_is_down(admin_client_logged, demo_data, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    from whatsapp.tasks import simulate_inbound_task
+
+    def broker_down(*args):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(simulate_inbound_task, "delay", broker_down)
+    response = admin_client_logged.post(reverse("admin:whatsapp_provider_simulate_inbound", args=[demo_data.pk]),
+                                        {"from_phone": "+15551239999", "name": "Sim", "text": "hello"})
+    assert response.status_code == 200  # the form again, with what went wrong
+    assert "Not sent: the task queue cannot be reached" in response.content.decode()
 
 
 def test_editing_a_provider_keeps_secrets_left_empty_and_audits_before_and_after(admin_client_logged, demo_data):

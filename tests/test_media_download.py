@@ -109,10 +109,11 @@ def test_requeue_job_hands_due_downloads_back(client, graph):
     assert Media.objects.get().next_attempt_at > timezone.now()
 
 
-def test_twilio_media_with_account_credentials_and_redirect(client):
+def test_twilio_media_with_account_credentials_and_redirect(client, settings):
     import json
 
     with FakeServer() as twilio_api:
+        settings.TWILIO_API_BASE_URL = twilio_api.url
         provider = make_twilio()
         form = json.loads((FIXTURES / "twilio" / "inbound_image.json").read_text())
         media_path = f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages/SM1/Media/ME1"
@@ -128,7 +129,7 @@ def test_twilio_media_with_account_credentials_and_redirect(client):
 
 def test_chatwoot_data_url_redirect(client):
     with FakeServer() as chatwoot_server:
-        provider = make_chatwoot()
+        provider = make_chatwoot(base_url=chatwoot_server.url)
         body = fixture_bytes("chatwoot", "message_created_image.json").replace(
             b"https://chat.example.test", chatwoot_server.url.encode())
         redirect_path = "/rails/active_storage/blobs/redirect/eyJfcmFpbHMiOnsiZGF0YSI6MzMwMX19--sig/box.jpg"

@@ -3,7 +3,6 @@ import uuid
 from datetime import timedelta
 from urllib.parse import parse_qsl
 
-import httpx
 import phonenumbers
 from django import forms
 from django.contrib import admin, messages
@@ -24,6 +23,7 @@ from django.utils.http import content_disposition_header
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 from django.views.decorators.http import require_POST
+from kombu.exceptions import OperationalError as KombuOperationalError
 
 from contacts.models import ContactUserMapping
 from contacts.services.identities import phone_to_e164
@@ -275,7 +275,8 @@ class ProviderAdmin(AuditedModelAdmin):
         return render(request, template, context)
 
     def simulate_inbound(self, request, provider_id):
-        """The sandbox's phone sends a message: a signed webhook to the provider's own URL, over HTTP."""
+        """The sandbox's phone sends a message: a worker posts a signed webhook to the provider's own URL, over
+        HTTP (never this request: it would wait on its own server, see provider_simulate_inbound)."""
         provider = self._provider_to_change(request, provider_id)
         if not provider_for(provider).can_simulate_inbound:
             raise PermissionDenied
@@ -283,10 +284,11 @@ class ProviderAdmin(AuditedModelAdmin):
         if request.method == "POST" and form.is_valid():
             try:
                 provider_simulate_inbound(provider=provider, **form.cleaned_data)
-            except httpx.HTTPError as exc:
-                self.message_user(request, f"The webhook URL did not accept it: {exc}", messages.ERROR)
+            except KombuOperationalError as exc:
+                self.message_user(request, f"Not sent: the task queue cannot be reached ({exc}).", messages.ERROR)
             else:
-                self.message_user(request, "Sent; it appears in the conversation once the worker processes it.")
+                self.message_user(request, "The simulated message was sent to the webhook; it appears in the "
+                                           "conversation in a moment.")
                 return self._back_to(provider)
         return self._page(request, "admin/whatsapp/provider/simulate_inbound.html",
                           f"Simulate an inbound message to {provider}", form=form, provider=provider)
@@ -1123,13 +1125,34 @@ class FlaggedFilter(admin.SimpleListFilter):
     parameter_name = "routing"
 
     def lookups(self, request, model_admin):
-        return [("unrouted", "Names a number no provider has"), ("notes", "Has updates we do not act on")]
+        return [("unrouted", "Names a number no provider has"), ("notes", "Has updates we do not act on"),
+                ("invalid", "Has updates that cannot be stored")]
 
     def queryset(self, request, queryset):
         if self.value() == "unrouted":
             return queryset.exclude(unrouted_to="")
         if self.value() == "notes":
             return queryset.exclude(notes="")
+        if self.value() == "invalid":
+            return queryset.exclude(invalid_updates=[])
+        return queryset
+
+
+class OutcomeFilter(admin.SimpleListFilter):
+    """Failed events the workers still retry, apart from those given up (a person must look, then replay)."""
+
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request, model_admin):
+        return [("retrying", "Failed, will retry"), ("gave_up", "Failed, gave up")]
+
+    def queryset(self, request, queryset):
+        failed = queryset.filter(status=WebhookEvent.Status.FAILED)
+        if self.value() == "retrying":
+            return failed.filter(next_attempt_at__isnull=False)
+        if self.value() == "gave_up":
+            return failed.filter(next_attempt_at__isnull=True)
         return queryset
 
 
@@ -1150,8 +1173,9 @@ def _body_html(raw: bytes, content_type: str):
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ArchivedRowAdmin):
     list_display = ["id", "received_at", "kind", "provider", "status", "http_status", "signature_valid",
-                    "event_count", "attempts", "archive", "rejection_reason", "unrouted_to"]
-    list_filter = ["status", "kind", "signature_valid", FlaggedFilter, "archive_status", "http_status", "provider"]
+                    "event_count", "attempts", "next_attempt", "archive", "rejection_reason", "unrouted_to"]
+    list_filter = ["status", OutcomeFilter, "kind", "signature_valid", FlaggedFilter, "archive_status", "http_status",
+                   "provider"]
     search_fields = ["correlation_id", "delivery_id", "rejection_reason", "last_error", "message_ids"]
     readonly_fields = [f.name for f in WebhookEvent._meta.fields if f.name != "body"] + ["pretty_body"]
     fieldsets = [
@@ -1166,6 +1190,14 @@ class WebhookEventAdmin(ArchivedRowAdmin):
     date_hierarchy = "received_at"
     list_select_related = ["provider"]
     list_deferred = ("body",)
+
+    @admin.display(description="Next attempt", ordering="next_attempt_at")
+    def next_attempt(self, obj):
+        if obj.status == WebhookEvent.Status.FAILED and obj.next_attempt_at is None:
+            return "gave up"
+        if obj.status not in (WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED) or obj.next_attempt_at is None:
+            return "-"
+        return date_format(timezone.localtime(obj.next_attempt_at), "DATETIME_FORMAT")
 
     @admin.display(description="Body (as received)")
     def pretty_body(self, obj):

@@ -372,7 +372,8 @@ class WebhookEvent(Archivable):
     http_status = models.PositiveSmallIntegerField(default=200, help_text="What we answered.")
     rejection_reason = models.CharField(max_length=255, blank=True)
     body = models.BinaryField(help_text="The body bytes exactly as received (only a prefix when rejected).")
-    body_size = models.PositiveIntegerField(default=0)
+    # Big: a refused request records the Content-Length it declared, whatever that was.
+    body_size = models.PositiveBigIntegerField(default=0)
     content_type = models.CharField(max_length=100, blank=True)
     headers = models.JSONField(default=dict, blank=True)
     delivery_id = models.CharField(max_length=128, blank=True, help_text="The provider's delivery id, if any.")
@@ -388,6 +389,11 @@ class WebhookEvent(Archivable):
                   "and replayed when such a provider is added.",
     )
     notes = models.TextField(blank=True, help_text="Updates it carried that we keep but do not act on.")
+    invalid_updates = models.JSONField(
+        default=list, blank=True,
+        help_text="Updates it carried that cannot be stored (unreadable, a field too long, of the wrong type or out "
+                  "of range), each with its position and the reason; the other updates were applied.",
+    )
     message_ids = models.CharField(max_length=1000, blank=True,
                                    help_text="The provider message ids it carried (the first ones, space-separated).")
     contacts = models.ManyToManyField("contacts.Contact", blank=True, related_name="webhook_events",
@@ -399,7 +405,8 @@ class WebhookEvent(Archivable):
     processed_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(
         null=True, blank=True,
-        help_text="When the requeue job may hand it to a worker again if it is still pending or failed.",
+        help_text="When the requeue job may hand it to a worker again if it is still pending or failed; empty on a "
+                  "failed event means it was given up (a permanent error, or WEBHOOK_MAX_ATTEMPTS reached).",
     )
 
     class Meta:

@@ -73,6 +73,13 @@ def sandbox_report_status_task(provider_id: int, provider_message_id: str, statu
     report_status(provider_id, provider_message_id, status)
 
 
+@shared_task(autoretry_for=(httpx.HTTPError,), retry_backoff=1, retry_backoff_max=20, max_retries=8)
+def simulate_inbound_task(provider_id: int, body: str, headers: dict[str, str]) -> int:
+    from whatsapp.services.providers import provider_simulated_webhook_post
+
+    return provider_simulated_webhook_post(provider_id, body, headers)
+
+
 # --- The archive: each attempt is a task; the database row is the retry schedule (see services/archive.py) ---
 
 @shared_task

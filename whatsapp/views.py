@@ -8,9 +8,9 @@ import logging
 import uuid
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict, UnreadablePostError
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
@@ -46,11 +46,21 @@ def _declared_length(request: HttpRequest) -> int:
         return -1
 
 
-def _webhook_request(request: HttpRequest, body: bytes) -> WebhookRequest:
+def _is_chunked(request: HttpRequest) -> bool:
+    return "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+
+
+def _webhook_request(request: HttpRequest, body: bytes, *, with_form: bool = True) -> WebhookRequest:
     # Providers sign the URL they called, which behind a proxy is PUBLIC_BASE_URL, not Django's view.
     form = {}
-    if _media_type(request) == "application/x-www-form-urlencoded":
-        form = {key: request.POST.get(key) for key in request.POST}
+    if with_form and _media_type(request) == "application/x-www-form-urlencoded":
+        # Read from the body we read (request.POST sees nothing of a chunked body), as request.POST would.
+        try:
+            fields = QueryDict(body, encoding=request.encoding)
+        except TooManyFieldsSent:
+            raise WebhookRejected(400, f"the form has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} fields"
+                                  ) from None
+        form = {key: fields.get(key) for key in fields}
     return WebhookRequest(
         method=request.method,
         public_url=settings.PUBLIC_BASE_URL + request.get_full_path(),
@@ -101,7 +111,10 @@ class ProviderWebhookView(View):
         except WebhookRejected as rejected:
             return self._reject(request, kind, provider, b"", rejected,
                                 body_size=max(_declared_length(request), 0))
-        webhook_request = _webhook_request(request, body)
+        try:
+            webhook_request = _webhook_request(request, body)
+        except WebhookRejected as rejected:
+            return self._reject(request, kind, provider, body, rejected)
         if provider is None:
             return self._reject(request, kind, None, body, WebhookRejected(404, "unknown or inactive provider"))
         handler = provider_for(provider)
@@ -127,6 +140,8 @@ class ProviderWebhookView(View):
 
     def _read_body(self, request: HttpRequest) -> bytes:
         limit = settings.WEBHOOK_MAX_BODY_BYTES
+        if _is_chunked(request) and not request.META.get("CONTENT_LENGTH"):
+            return self._read_chunked(request, limit)
         declared = _declared_length(request)
         if declared < 0:
             raise WebhookRejected(400, "Content-Length is not a number")
@@ -136,14 +151,34 @@ class ProviderWebhookView(View):
             body = request.body
         except RequestDataTooBig:
             raise WebhookRejected(413, f"body is larger than {limit} bytes") from None
+        except UnreadablePostError:
+            raise WebhookRejected(400, "the body ended before its Content-Length") from None
         if len(body) > limit:
             raise WebhookRejected(413, f"body is larger than {limit} bytes")
         return body
 
+    def _read_chunked(self, request: HttpRequest, limit: int) -> bytes:
+        """A body sent in chunks, without a Content-Length (Django alone would read it as empty)."""
+        # Only a server that decodes the chunks and ends the stream says so (gunicorn does, with
+        # wsgi.input_terminated); from any other the stream would hold the chunk framing or never end.
+        if not request.META.get("wsgi.input_terminated"):
+            raise WebhookRejected(411, "a Content-Length header is required")
+        stream = request.META["wsgi.input"]
+        chunks, size = [], 0
+        try:
+            while chunk := stream.read(min(64 * 1024, limit + 1 - size)):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    raise WebhookRejected(413, f"body is larger than {limit} bytes")
+        except OSError:  # the client went away mid-body (gunicorn raises its own kinds of OSError)
+            raise WebhookRejected(400, "the chunked body could not be read to its end") from None
+        return b"".join(chunks)
+
     def _reject(self, request, kind, provider, body, rejected: WebhookRejected, *, signature_valid=None,
                 body_size=None) -> HttpResponse:
         if body_size is None:
-            webhook_request = _webhook_request(request, body)
+            webhook_request = _webhook_request(request, body, with_form=False)
         else:  # the body was never read (too large): record the request without it
             webhook_request = WebhookRequest(method=request.method, public_url="", body=b"", headers={},
                                              content_type=_media_type(request))

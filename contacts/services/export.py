@@ -449,3 +449,16 @@ def data_exports_expire(*, limit: int = 500) -> int:
     if due:
         logger.info("data exports expired", extra={"count": len(due)})
     return len(due)
+
+
+def data_exports_delete_for_user(user: Any) -> int:
+    """
+    The user is being deleted: their exports go, and with them their zips (the post_delete receiver in
+    contacts.signals schedules each zip's deletion). Returns how many went. Call inside a transaction.
+    """
+    exports = DataExport.objects.filter(user=user)
+    # Waits for a build in progress (it holds its export's row for the whole zip): the rows are then read
+    # as the build left them, so a zip it has just written is deleted too, not left behind unowned.
+    pks = list(exports.select_for_update().values_list("pk", flat=True))
+    deleted, _ = DataExport.objects.filter(pk__in=pks).delete()
+    return deleted

@@ -27,6 +27,7 @@ from contacts.services.export import (
     data_export_open,
     data_export_request,
 )
+from whatsapp.api.filters import ApiFilterSet
 from whatsapp.api.views import REFUSAL, ReadableErrors, _refusal, _valid, requires
 from whatsapp.storage import ObjectNotFound, StorageError
 
@@ -70,7 +71,7 @@ class ErasureReportSerializer(serializers.Serializer):
                                                            "contact was not yet mapped), deleted one by one.")
 
 
-class DataExportFilter(django_filters.FilterSet):
+class DataExportFilter(ApiFilterSet):
     user = django_filters.NumberFilter(field_name="user", help_text="Exports of this user (an id).")
 
     class Meta:

@@ -244,15 +244,19 @@ class MessageSerializer(serializers.ModelSerializer):
     history = serializers.SerializerMethodField(help_text="Queued, each send attempt and each provider report, "
                                                           "oldest first.")
     media = MediaSerializer(many=True, read_only=True)
+    # As conversations and mappings show it: the contact's id and profile name.
+    contact = serializers.IntegerField(source="conversation.contact_id", read_only=True,
+                                       help_text="The contact the message was exchanged with (an id).")
+    contact_name = serializers.CharField(source="conversation.contact.profile_name", read_only=True)
 
     class Meta:
         model = Message
-        fields = ["id", "provider", "conversation", "direction", "message_type", "text", "content",
-                  "provider_message_id", "reply_to", "status", "lane", "queued_at", "sent_at", "delivered_at",
-                  "read_at", "played_at", "failed_at", "received_at", "error_code", "error_title", "error_detail",
-                  "attempts", "next_attempt_at", "hold_reason", "dead_lettered_at", "template", "template_variables",
-                  "transcript", "intent", "sentiment", "language", "media", "status_history", "send_attempts",
-                  "history", "duplicate_count", "created_at"]
+        fields = ["id", "provider", "conversation", "contact", "contact_name", "direction", "message_type", "text",
+                  "content", "provider_message_id", "reply_to", "status", "lane", "queued_at", "sent_at",
+                  "delivered_at", "read_at", "played_at", "failed_at", "received_at", "error_code", "error_title",
+                  "error_detail", "attempts", "next_attempt_at", "hold_reason", "dead_lettered_at", "template",
+                  "template_variables", "transcript", "intent", "sentiment", "language", "media", "status_history",
+                  "send_attempts", "history", "duplicate_count", "created_at"]
 
     @extend_schema_field(serializers.ListField(child=serializers.DictField()))
     def get_history(self, message: Message) -> list[dict]:

@@ -2,7 +2,8 @@
 
 import hashlib
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db.models import Prefetch
 from django.http import Http404
 from django.urls import reverse
@@ -46,7 +47,7 @@ from templates_app.services.workflow import (
 )
 from templates_app.validation import TemplateInvalid, template_errors
 from whatsapp.api import serializers
-from whatsapp.api.filters import ContactFilter, ContactUserMappingFilter, MessageTemplateFilter
+from whatsapp.api.filters import ContactFilter, ContactUserMappingFilter, MessageFilter, MessageTemplateFilter
 from whatsapp.api.parsers import DepthSafeJSONParser, printable
 from whatsapp.models import Conversation, Message, MessageStatusEvent, Provider, Session
 from whatsapp.services.outbound import (
@@ -61,9 +62,28 @@ from whatsapp.services.send_rules import SendRefused
 REFUSAL = serializers.RefusalSerializer
 
 
+class RequestTooLarge(exceptions.APIException):
+    status_code = 413
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
+
+
+def _request_refusal(exc: Exception) -> Exception:
+    """Django's refusals of a request body it will not read (raised when DRF first reads request.data), as API
+    answers: otherwise they escape DRF and Django answers its HTML 400 page, logged as an error."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return RequestTooLarge(f"The request body is larger than the {limit} bytes the API reads; a file to send is "
+                               f"uploaded as multipart (up to {settings.OUTBOUND_MEDIA_MAX_BYTES} bytes).")
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        return exceptions.ParseError(str(exc))
+    return exc
+
+
 def api_exception_handler(exc, context):
     """DRF's answers, each with a `code` beside its `detail`; invalid fields listed under `errors`, with
     a readable summary as the detail."""
+    exc = _request_refusal(exc)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(*exc.args)
     elif isinstance(exc, PermissionDenied):
@@ -301,15 +321,13 @@ IDEMPOTENCY_KEY_MAX = 100
 
 
 class MessageViewSet(ReadableErrors, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    queryset = Message.objects.prefetch_related(
+    queryset = Message.objects.select_related("conversation__contact").prefetch_related(
         Prefetch("status_events", queryset=MessageStatusEvent.objects.order_by("occurred_at", "id")), "media",
         "send_attempts",
     )
     serializer_class = serializers.MessageSerializer
     parser_classes = [DepthSafeJSONParser, MultiPartParser, FormParser]
-    filterset_fields = {"provider": ["exact"], "conversation": ["exact"], "direction": ["exact"],
-                        "status": ["exact", "in"], "message_type": ["exact"], "lane": ["exact"],
-                        "created_at": ["gte", "lte"]}
+    filterset_class = MessageFilter
     search_fields = ["text", "provider_message_id"]
     ordering_fields = ["created_at"]
 

@@ -10,10 +10,13 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qsl
 
 import httpx
 from django.conf import settings
@@ -22,6 +25,7 @@ from whatsapp.providers.events import (
     ConnectionCheck,
     DownloadedMedia,
     Identity,
+    InvalidUpdate,
     MediaRef,
     NormalizedEvent,
     OutboundMessage,
@@ -155,30 +159,9 @@ def is_retryable_status(status: int) -> bool:
     return status in (408, 425, 429) or status >= 500
 
 
-def fetch_media_bytes(client: httpx.Client, url: str, *, mime_type: str = "", **kwargs: Any) -> DownloadedMedia:
-    """
-    GET a media file, following redirects, refusing files over MEDIA_MAX_BYTES. Raises ProviderError,
-    retryable for network trouble, timeouts, 429 and 5xx. `mime_type` is what the provider declared;
-    the response's Content-Type is used only without one.
-    """
-    limit = settings.MEDIA_MAX_BYTES
-    try:
-        with client.stream("GET", url, follow_redirects=True, **kwargs) as response:
-            if response.status_code >= 400:
-                raise ProviderError(f"media download answered HTTP {response.status_code}",
-                                    code=f"http_{response.status_code}",
-                                    retryable=is_retryable_status(response.status_code))
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > limit:
-                    raise ProviderError(f"media is larger than {limit} bytes", code="too_large")
-                chunks.append(chunk)
-            return DownloadedMedia(content=b"".join(chunks),
-                                   mime_type=mime_type or response.headers.get("content-type", ""))
-    except httpx.HTTPError as exc:
-        raise ProviderError(f"media download failed: {type(exc).__name__}: {exc}", code="network",
-                            retryable=True) from exc
+def url_host(url: str) -> str:
+    """The host name of a configured base URL ("" when it has none)."""
+    return httpx.URL(url).host if url else ""
 
 
 # Payloads are parsed defensively: a field of an unexpected type reads as empty, never raises.
@@ -210,12 +193,90 @@ def sha256_matches(content: bytes, expected: str) -> bool:
     return hmac.compare_digest(base64.b64encode(digest).decode(), expected)
 
 
+# Bounds on a JSON webhook body, checked by the body check before the 200 so that the parser of an
+# acknowledged body never meets what it cannot hold. Provider payloads nest about ten levels deep and
+# their longest numbers are ids of twenty-odd digits.
+JSON_MAX_DEPTH = 64
+JSON_MAX_INTEGER_DIGITS = 100
+
+
+class BodyUndecodable(ValueError):
+    """A webhook body that cannot be read in the provider's format; the message is a readable reason."""
+
+
+def _bounded_int(text: str) -> int:
+    # Checked before int(): converting thousands of digits is slow, and Python refuses over 4300.
+    if len(text.lstrip("-")) > JSON_MAX_INTEGER_DIGITS:
+        raise BodyUndecodable(f"an integer has more than {JSON_MAX_INTEGER_DIGITS} digits")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e400: JSON columns cannot store Infinity
+        raise BodyUndecodable(f"the number {text[:40]} is out of range")
+    return number
+
+
+def _no_constant(name: str) -> Any:
+    raise BodyUndecodable(f"{name} is not a JSON value")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def json_body_decode(body: bytes) -> Any:
+    """
+    The one decoder of JSON webhook bodies: the body check before the 200 and the parsers after it both
+    use it, so whatever the check accepts the parser can read. The encoding is found by JSON's rules
+    (UTF-8 with or without a BOM, UTF-16, UTF-32); NaN and Infinity, integers of more than 100 digits,
+    numbers out of range and nesting deeper than 64 levels are refused. Strings come back fit for
+    PostgreSQL: jsonb refuses the NUL character, so NULs are removed and lone surrogates replaced.
+    Raises BodyUndecodable with a readable reason.
+    """
+    try:
+        text = body.decode(json.detect_encoding(body), "surrogatepass").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise BodyUndecodable(f"body is not UTF-8, UTF-16 or UTF-32 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        payload = json.loads(text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
+    except BodyUndecodable:
+        raise
+    except RecursionError:
+        raise BodyUndecodable(f"JSON is nested deeper than {JSON_MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError among them
+        raise BodyUndecodable(f"body is not valid JSON: {exc}") from None
+    if _deeper_than(payload, JSON_MAX_DEPTH):
+        raise BodyUndecodable(f"JSON is nested deeper than {JSON_MAX_DEPTH} levels")
+    return _clean_strings(payload)
+
+
 def clean_json_bytes(body: bytes) -> Any:
+    """A JSON body parsed for the parsers (see json_body_decode)."""
+    return json_body_decode(body)
+
+
+def form_body_decode(body: bytes) -> dict[str, str]:
     """
-    Parse a JSON body for storage in a JSON column. PostgreSQL's jsonb refuses the NUL character
-    (\\u0000) in text, so NULs are removed (and lone surrogates replaced) in every string after parsing.
+    The one decoder of form webhook bodies (Twilio's), for the body check and the parser: UTF-8 with
+    a BOM dropped and bad bytes replaced; every name and value fit for PostgreSQL (no NUL, which a
+    percent-encoded %00 brings, no lone surrogate). A repeated field keeps its last value.
     """
-    return _clean_strings(json.loads(body.decode("utf-8")))
+    text = body.decode("utf-8", "replace").removeprefix("\ufeff")
+    return {_clean_strings(name): _clean_strings(value) for name, value in parse_qsl(text, keep_blank_values=True)}
+
+
+def storable_text(value: str) -> str:
+    """Text PostgreSQL accepts: no NUL character, no lone surrogate."""
+    return _clean_strings(value)
 
 
 def _clean_strings(value: Any) -> Any:
@@ -227,6 +288,24 @@ def _clean_strings(value: Any) -> Any:
     if isinstance(value, dict):
         return {_clean_strings(key): _clean_strings(item) for key, item in value.items()}
     return value
+
+
+def parse_each(items: Iterable[Any], parse: Callable[[Any], NormalizedEvent | list[NormalizedEvent]]
+               ) -> list[NormalizedEvent]:
+    """
+    Parse a body's updates one by one (Meta carries up to 1000 in one request): an update the parser
+    cannot read becomes an InvalidUpdate with the reason, and the others are parsed all the same.
+    """
+    events: list[NormalizedEvent] = []
+    for item in items:
+        try:
+            parsed = parse(item)
+        except Exception as exc:  # noqa: BLE001 - recorded on the webhook event, never retried
+            events.append(InvalidUpdate(f"unreadable update: {type(exc).__name__}: {exc}",
+                                        raw=item if isinstance(item, dict) else {"value": item}))
+            continue
+        events.extend(parsed if isinstance(parsed, list) else [parsed])
+    return events
 
 
 class BaseProvider:
@@ -245,6 +324,9 @@ class BaseProvider:
     button_replies_by_title: ClassVar[bool] = False
     #: How long the provider keeps an inbound media file downloadable; None when it gives no limit.
     media_lifetime: ClassVar[timedelta | None] = None
+    #: The hosts inbound media is downloaded from, redirects included ("*.example.com" covers subdomains);
+    #: media_download_hosts adds the hosts of configured base URLs. No other host is ever fetched from.
+    media_hosts: ClassVar[tuple[str, ...]] = ()
     #: The message types `send` can carry (our MessageType values); others are refused before sending.
     sendable_types: ClassVar[frozenset[str]] = frozenset()
     #: Whether a message can quote the message it answers.
@@ -280,9 +362,9 @@ class BaseProvider:
     def check_body(self, request: WebhookRequest) -> None:
         """Raise WebhookRejected(400) when the body cannot be parsed at all (parsed once, then checked)."""
         try:
-            payload = json.loads(request.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise WebhookRejected(400, f"body is not valid JSON: {exc}") from exc
+            payload = json_body_decode(request.body)
+        except BodyUndecodable as exc:
+            raise WebhookRejected(400, str(exc)) from exc
         self.check_payload(payload)
 
     def check_payload(self, payload: Any) -> None:
@@ -314,6 +396,11 @@ class BaseProvider:
     def download_media(self, media: MediaRef) -> DownloadedMedia:
         """Fetch one inbound attachment. Raises ProviderError (retryable or not)."""
         raise ProviderError(f"{self.label} has no media to download", code="not_supported")
+
+    def media_download_hosts(self) -> tuple[str, ...]:
+        """Every host a media download of this provider may fetch from: its own media hosts and the hosts
+        of the base URLs it is configured with (a proxy, a self-hosted installation, a test server)."""
+        return self.media_hosts
 
     # --- sending ---------------------------------------------------------------------------
     def recipient_address(self, to: tuple[Identity, ...]) -> str:

@@ -36,12 +36,13 @@ from whatsapp.providers.base import (
     as_text,
     clean_json_bytes,
     constant_time_equals,
-    fetch_media_bytes,
     hmac_sha256_hex,
     http_client,
     is_retryable_status,
+    parse_each,
     response_json,
     retry_after_seconds,
+    url_host,
 )
 from whatsapp.providers.events import (
     MEDIA_TYPES,
@@ -67,6 +68,7 @@ from whatsapp.providers.events import (
     TemplateManagement,
     UnhandledEvent,
 )
+from whatsapp.providers.safe_fetch import DOWNLOAD_REFUSED, fetch_media
 from whatsapp.providers.whatsapp_templates import remote_template
 
 if TYPE_CHECKING:
@@ -110,9 +112,14 @@ ERROR_ADVICE = {
 
 def _time(value: Any, fallback: datetime) -> datetime:
     # webhook_data gives ISO-8601 strings; the nested push format gives Unix seconds.
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, tz=UTC)
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    # A time that does not read as one (2**70, a 13th month, a +99:00 offset) is the time we received it,
+    # as for the other providers.
+    try:
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value, tz=UTC)
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except (ValueError, OverflowError, OSError):
+        return fallback
     if parsed is None:
         return fallback
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
@@ -146,6 +153,11 @@ class ChatwootProvider(BaseProvider):
     template_management = TemplateManagement.IMPORT
     # Templates live in each inbox (synced there from its own WABA), not in the Chatwoot account.
     templates_shared_by_account = False
+    # Attachments are ActiveStorage redirects on the installation's own host (base_url) to its storage
+    # service: the disk service (the same host) or a cloud store, whose hosts are these; another store
+    # (an S3-compatible one) is named in the provider's media_storage_hosts.
+    # https://github.com/chatwoot/chatwoot/blob/develop/config/storage.yml
+    media_hosts = ("*.amazonaws.com", "storage.googleapis.com", "*.blob.core.windows.net")
     options = (
         ProviderOption("base_url", "Chatwoot base URL, e.g. https://chat.example.com", target="config",
                        required=True),
@@ -158,6 +170,9 @@ class ChatwootProvider(BaseProvider):
         ProviderOption(URL_TOKEN, "Only for Chatwoot versions that sign nothing and only without a signing secret: "
                        "a secret token that must be in the webhook URL", target="credentials", secret=True),
         ProviderOption("phone_number", "The inbox's WhatsApp number (E.164)", target="phone_number"),
+        ProviderOption("media_storage_hosts", "Only when Chatwoot stores files outside its own host, Amazon S3, "
+                       "Google Cloud Storage and Azure (e.g. an S3-compatible store): the host names attachment "
+                       "downloads redirect to, comma-separated", target="config"),
     )
 
     def may_route_to(self, other: ProviderRow) -> bool:
@@ -210,16 +225,18 @@ class ChatwootProvider(BaseProvider):
 
     # --- parsing ---------------------------------------------------------------------------
     def parse_webhook(self, stored: StoredWebhook) -> list[NormalizedEvent]:
-        payload = clean_json_bytes(stored.body)
+        return parse_each([clean_json_bytes(stored.body)], lambda payload: self._parse_payload(payload, stored))
+
+    def _parse_payload(self, payload: dict, stored: StoredWebhook) -> NormalizedEvent:
         event = as_text(payload.get("event"))
         if event in ("message_created", "message_updated"):
-            return [self._parse_message_event(event, payload, stored.received_at)]
+            return self._parse_message_event(event, payload, stored.received_at)
         if event in CONVERSATION_EVENTS:
-            return [self._parse_conversation(payload)]
+            return self._parse_conversation(payload)
         if event in CONTACT_EVENTS:
-            return [ContactProfile(identities=self._contact_identities(payload),
-                                   profile_name=as_text(payload.get("name")), raw=payload)]
-        return [UnhandledEvent(f"Chatwoot event {event!r} is not acted on", raw=payload)]
+            return ContactProfile(identities=self._contact_identities(payload),
+                                  profile_name=as_text(payload.get("name")), raw=payload)
+        return UnhandledEvent(f"Chatwoot event {event!r} is not acted on", raw=payload)
 
     def _scope(self) -> str:
         # Contact ids are only unique inside one Chatwoot installation and account.
@@ -285,7 +302,7 @@ class ChatwootProvider(BaseProvider):
                             sender_label=f"{sender.get('type') or 'user'}: {as_text(sender.get('name'))}".strip())
 
     def _content(self, message: dict) -> tuple[str, dict[str, Any], tuple[MediaRef, ...]]:
-        attachments = [as_dict(item) for item in message.get("attachments") or []]
+        attachments = [as_dict(item) for item in as_list(message.get("attachments"))]
         content: dict[str, Any] = {"content_type": as_text(message.get("content_type"))}
         if message.get("content_type") == "sticker" and attachments:
             message_type = MessageType.STICKER
@@ -316,9 +333,10 @@ class ChatwootProvider(BaseProvider):
         attributes = as_dict(message.get("content_attributes"))
         error = as_text(attributes.get("external_error"))
         status = as_text(message.get("status"))
-        for nested in conversation.get("messages") or []:
+        for nested in as_list(conversation.get("messages")):
             # webhook_data has no status; the conversation's latest message (push format) does.
-            if as_dict(nested).get("id") == message.get("id"):
+            nested = as_dict(nested)
+            if nested.get("id") == message.get("id"):
                 status = status or as_text(nested.get("status"))
         if error:
             # Usually "<code>: <title>" (e.g. "131047: Re-engagement message"), sometimes a sentence.
@@ -349,8 +367,12 @@ class ChatwootProvider(BaseProvider):
     def download_media(self, media: MediaRef) -> DownloadedMedia:
         # data_url is an ActiveStorage redirect (its signed id is the credential) to a short-lived URL.
         url = urljoin(self.config_value("base_url").rstrip("/") + "/", media.url)
-        with http_client() as client:
-            return fetch_media_bytes(client, url, mime_type=media.mime_type)
+        return fetch_media(url, allowed_hosts=self.media_download_hosts(), source=self.label,
+                           mime_type=media.mime_type)
+
+    def media_download_hosts(self) -> tuple[str, ...]:
+        extra = [host.strip() for host in self.config_value("media_storage_hosts").split(",") if host.strip()]
+        return (url_host(self.config_value("base_url")), *self.media_hosts, *extra)
 
     # --- sending ---------------------------------------------------------------------------
     def recipient_address(self, to: tuple[Identity, ...]) -> str:
@@ -369,7 +391,7 @@ class ChatwootProvider(BaseProvider):
         url = self._api_url(f"conversations/{message.conversation_ref}/messages")
         with http_client() as client:
             if message.message_type in MEDIA_TYPES:
-                response = self.rest_call(client, "POST", url, action="the message", **self._multipart(client, message))
+                response = self.rest_call(client, "POST", url, action="the message", **self._multipart(message))
             else:
                 response = self.rest_call(client, "POST", url, action="the message", json=self._json_body(message))
         payload = as_dict(response_json(response))
@@ -431,12 +453,12 @@ class ChatwootProvider(BaseProvider):
             body["echo_id"] = message.client_reference
         return body
 
-    def _multipart(self, client: httpx.Client, message: OutboundMessage) -> dict[str, Any]:
+    def _multipart(self, message: OutboundMessage) -> dict[str, Any]:
         """A file goes as multipart/form-data with attachments[] (Chatwoot takes no link to fetch)."""
         media = message.media
         if media is None:
             raise ProviderError(f"a {message.message_type} message needs a file", code="invalid_message")
-        content, mime_type = self._media_bytes(client, media)
+        content, mime_type = self._media_bytes(media)
         mime_type = media.mime_type or mime_type or "application/octet-stream"
         filename = media.filename or f"{media.kind}{mimetypes.guess_extension(mime_type) or ''}"
         # No "private" field: Rails reads the form string "false" as true.
@@ -448,17 +470,20 @@ class ChatwootProvider(BaseProvider):
             data["content_attributes"] = json.dumps({"in_reply_to": in_reply_to})
         return {"data": data, "files": {"attachments[]": (filename, content, mime_type)}}
 
-    def _media_bytes(self, client: httpx.Client, media: OutboundMedia) -> tuple[bytes, str]:
+    def _media_bytes(self, media: OutboundMedia) -> tuple[bytes, str]:
         if media.data:
             return media.data, media.mime_type
         if not media.url:
             raise ProviderError(f"the {media.kind} has neither a file nor a link", code="invalid_message")
         try:
-            fetched = fetch_media_bytes(client, media.url, mime_type=media.mime_type)
+            # A link someone gave us: any host, but only at a public address.
+            fetched = fetch_media(media.url, allowed_hosts=None, source=self.label, mime_type=media.mime_type)
         except ProviderError as exc:
-            # The file will not get smaller; anything else about fetching it may pass on a later try.
+            # The file will not get smaller, nor a refused address become allowed; anything else about
+            # fetching it may pass on a later try.
             raise ProviderError(f"could not download the file to attach: {exc}", code=exc.code or "media_fetch",
-                                title="Media download failed", retryable=exc.code != "too_large") from exc
+                                title="Media download failed",
+                                retryable=exc.code not in ("too_large", DOWNLOAD_REFUSED)) from exc
         return fetched.content, fetched.mime_type
 
     def rest_headers(self) -> dict[str, str]:

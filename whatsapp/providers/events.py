@@ -281,8 +281,20 @@ class UnhandledEvent:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class InvalidUpdate:
+    """
+    An update that cannot be stored as it came (unreadable, a field too long, of the wrong type or out
+    of range): recorded on its webhook event with the reason, never applied and never retried.
+    """
+
+    reason: str
+    routed_to: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
 NormalizedEvent = (InboundMessage | StatusUpdate | TemplateStatusUpdate | OutboundEcho | ContactProfile
-                   | ConversationUpdate | UnhandledEvent)
+                   | ConversationUpdate | UnhandledEvent | InvalidUpdate)
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,14 @@ from whatsapp.providers.base import (
     as_text,
     clean_json_bytes,
     constant_time_equals,
-    fetch_media_bytes,
     hmac_sha256_hex,
     http_client,
     is_retryable_status,
+    parse_each,
     pooled_http_client,
     response_json,
     retry_after_seconds,
+    url_host,
 )
 from whatsapp.providers.events import (
     MEDIA_TYPES,
@@ -63,6 +64,7 @@ from whatsapp.providers.events import (
     TemplateSubmission,
     UnhandledEvent,
 )
+from whatsapp.providers.safe_fetch import fetch_media
 from whatsapp.providers.whatsapp_templates import (
     MEDIA_HEADER_FORMATS,
     TEMPLATE_STATUS_MAP,
@@ -239,6 +241,10 @@ class MetaProvider(BaseProvider):
     consent_error_codes = {"131026": "undeliverable: not on WhatsApp or blocked the business"}
     # Media ids in webhooks stay downloadable for 7 days.
     media_lifetime = timedelta(days=7)
+    # The Graph API answers a media id with a short-lived URL on Meta's lookaside host, e.g.
+    # https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=...
+    # https://developers.facebook.com/documentation/business-messaging/whatsapp/business-phone-numbers/media
+    media_hosts = ("lookaside.fbsbx.com", "graph.facebook.com")
     # Templates are created here and submitted to the WhatsApp Business Account.
     template_management = TemplateManagement.SUBMIT
     options = (
@@ -284,8 +290,9 @@ class MetaProvider(BaseProvider):
         events: list[NormalizedEvent] = []
         for entry in as_list(payload.get("entry")):
             entry = as_dict(entry)
-            for change in as_list(entry.get("changes")):
-                events.extend(self._parse_change(entry, as_dict(change), stored.received_at))
+            events.extend(parse_each(as_list(entry.get("changes")),
+                                     lambda change, entry=entry: self._parse_change(entry, as_dict(change),
+                                                                                    stored.received_at)))
         return events
 
     def _parse_change(self, entry: dict, change: dict, received_at: datetime) -> list[NormalizedEvent]:
@@ -301,11 +308,11 @@ class MetaProvider(BaseProvider):
     def _parse_messages_value(self, value: dict, received_at: datetime) -> list[NormalizedEvent]:
         routed_to = as_text(as_dict(value.get("metadata")).get("phone_number_id"))
         contacts = [as_dict(contact) for contact in as_list(value.get("contacts"))]
-        events: list[NormalizedEvent] = []
-        for message in as_list(value.get("messages")):
-            events.append(self._parse_message(as_dict(message), contacts, routed_to, received_at))
-        for status in as_list(value.get("statuses")):
-            events.append(self._parse_status(as_dict(status), routed_to, received_at))
+        # Each message and status on its own: one unreadable update does not hold back the others.
+        events = parse_each(as_list(value.get("messages")),
+                            lambda message: self._parse_message(as_dict(message), contacts, routed_to, received_at))
+        events += parse_each(as_list(value.get("statuses")),
+                             lambda status: self._parse_status(as_dict(status), routed_to, received_at))
         for error in as_list(value.get("errors")):
             error = as_dict(error)
             events.append(UnhandledEvent(
@@ -476,6 +483,9 @@ class MetaProvider(BaseProvider):
     def _graph_url(self, path: str) -> str:
         return f"{settings.META_GRAPH_BASE_URL}/{settings.META_GRAPH_API_VERSION}/{path.lstrip('/')}"
 
+    def media_download_hosts(self) -> tuple[str, ...]:
+        return (*self.media_hosts, url_host(settings.META_GRAPH_BASE_URL))
+
     def rest_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.credential(ACCESS_TOKEN)}"}
 
@@ -500,8 +510,9 @@ class MetaProvider(BaseProvider):
             url = as_text(described.get("url"))
             if not url:
                 raise ProviderError("Meta's media description has no url", code="no_url", retryable=True)
-            fetched = fetch_media_bytes(client, url, mime_type=as_text(described.get("mime_type")),
-                                        headers=self.rest_headers())
+        # The token goes to that URL only; a redirect elsewhere is followed without it.
+        fetched = fetch_media(url, allowed_hosts=self.media_download_hosts(), source=self.label,
+                              mime_type=as_text(described.get("mime_type")), headers=self.rest_headers())
         return DownloadedMedia(content=fetched.content, mime_type=fetched.mime_type,
                                sha256=as_text(described.get("sha256")) or media.sha256)
 

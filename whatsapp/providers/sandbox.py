@@ -28,9 +28,12 @@ from whatsapp.providers.base import (
     ProviderOption,
     WebhookRejected,
     WebhookRequest,
+    as_dict,
+    as_list,
     clean_json_bytes,
     constant_time_equals,
     hmac_sha256_hex,
+    parse_each,
 )
 from whatsapp.providers.events import (
     ConnectionCheck,
@@ -122,7 +125,7 @@ class SandboxProvider(BaseProvider):
 
     def parse_webhook(self, stored: StoredWebhook) -> list[NormalizedEvent]:
         payload = clean_json_bytes(stored.body)
-        return [self._parse_event(item) for item in payload.get("events", [])]
+        return parse_each(as_list(as_dict(payload).get("events")), self._parse_event)
 
     def _parse_event(self, item: Any) -> NormalizedEvent:
         if not isinstance(item, dict):

@@ -12,11 +12,12 @@ https://www.twilio.com/docs/messaging/guides/track-outbound-message-status
 from __future__ import annotations
 
 import json
+import math
 import mimetypes
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -37,10 +38,11 @@ from whatsapp.providers.base import (
     as_dict,
     as_list,
     as_text,
-    fetch_media_bytes,
-    http_client,
+    form_body_decode,
     is_retryable_status,
+    parse_each,
     retry_after_seconds,
+    url_host,
 )
 from whatsapp.providers.events import (
     MEDIA_TYPES,
@@ -65,6 +67,7 @@ from whatsapp.providers.events import (
     TemplateSubmission,
     UnhandledEvent,
 )
+from whatsapp.providers.safe_fetch import fetch_media
 from whatsapp.providers.whatsapp_templates import (
     CATEGORIES,
     MEDIA_HEADER_FORMATS,
@@ -197,6 +200,10 @@ class TwilioProvider(BaseProvider):
     pair_interval_seconds = 6.0
     # Templates are created here as Content and submitted for WhatsApp approval through Twilio.
     template_management = TemplateManagement.SUBMIT
+    # Media URLs are on the REST API's host, which redirects to short-lived storage URLs: mms.twiliocdn.com
+    # with HTTP Basic auth enforced on media, s3-external-1.amazonaws.com for media stored before that.
+    # https://help.twilio.com/articles/223183748-Protect-Media-Access-with-HTTP-Basic-Authentication-for-Programmable-Messaging
+    media_hosts = ("api.twilio.com", "*.twiliocdn.com", "s3-external-1.amazonaws.com")
     options = (
         ProviderOption("account_sid", "Account SID (AC...)", target="business_account_id", required=True),
         ProviderOption(AUTH_TOKEN, "Auth token", target="credentials", required=True, secret=True),
@@ -204,9 +211,11 @@ class TwilioProvider(BaseProvider):
     )
 
     def check_body(self, request: WebhookRequest) -> None:
-        if not request.form:
+        # Read as the parser reads it, so a MessageSid of "%00" (nothing once cleaned) is refused here.
+        form = form_body_decode(request.body)
+        if not form:
             raise WebhookRejected(400, "body must be a non-empty form")
-        if not (request.form.get("MessageSid") or request.form.get("SmsSid")):
+        if not (form.get("MessageSid") or form.get("SmsSid")):
             raise WebhookRejected(400, "form has no MessageSid: not a Twilio message or status callback")
 
     def verify_webhook(self, request: WebhookRequest) -> None:
@@ -228,14 +237,16 @@ class TwilioProvider(BaseProvider):
         return request.header("I-Twilio-Idempotency-Token")
 
     def parse_webhook(self, stored: StoredWebhook) -> list[NormalizedEvent]:
-        form = dict(parse_qsl(stored.body.decode("utf-8", "replace").replace("\x00", ""), keep_blank_values=True))
+        return parse_each([form_body_decode(stored.body)], lambda form: self._parse_form(form, stored))
+
+    def _parse_form(self, form: dict[str, str], stored: StoredWebhook) -> NormalizedEvent:
         status = form.get("MessageStatus", "").lower()
         sid = form.get("MessageSid") or form.get("SmsMessageSid") or form.get("SmsSid") or ""
         if not sid:
-            return [UnhandledEvent("Twilio request without a MessageSid", raw=form)]
+            return UnhandledEvent("Twilio request without a MessageSid", raw=form)
         if status and status not in INBOUND_STATUSES:
-            return [self._status(sid, status, form, stored.received_at)]
-        return [self._inbound(sid, form, stored.received_at)]
+            return self._status(sid, status, form, stored.received_at)
+        return self._inbound(sid, form, stored.received_at)
 
     def _status(self, sid: str, status: str, form: dict[str, str], received_at: datetime) -> NormalizedEvent:
         # Status callbacks carry no time of their own: the time we received it is the best there is.
@@ -322,9 +333,13 @@ class TwilioProvider(BaseProvider):
     def download_media(self, media: MediaRef) -> DownloadedMedia:
         # Twilio serves media only with HTTP Basic auth and redirects to short-lived storage URLs.
         # https://www.twilio.com/docs/messaging/api/media-resource
+        # The credentials go to the REST API's host only, never to the storage host it redirects to.
         auth = (self.provider.business_account_id, self.credential(AUTH_TOKEN))
-        with http_client() as client:
-            return fetch_media_bytes(client, media.url, mime_type=media.mime_type, auth=auth)
+        return fetch_media(media.url, allowed_hosts=self.media_download_hosts(), source=self.label,
+                           mime_type=media.mime_type, auth=auth)
+
+    def media_download_hosts(self) -> tuple[str, ...]:
+        return (*self.media_hosts, url_host(settings.TWILIO_API_BASE_URL))
 
     def recipient_address(self, to: tuple[Identity, ...]) -> str:
         for kind in (IdentityKind.PHONE, IdentityKind.WHATSAPP_ID):
@@ -458,9 +473,11 @@ class TwilioProvider(BaseProvider):
 
 def _number(value: str) -> float | str:
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return value
+    # "nan", "inf" and "1e400" stay text: a JSON column cannot hold them as numbers.
+    return number if math.isfinite(number) else value
 
 
 class _AnswerKeepingHttpClient(TwilioHttpClient):

@@ -38,14 +38,29 @@ def _check_storage() -> None:
     get_storage().check()
 
 
+class WorkerNotSeen(Exception):
+    """No worker ran the heartbeat job lately: nothing consumes the queues (or beat does not run)."""
+
+
+def _check_worker() -> None:
+    from monitoring.services import worker_last_seen_seconds
+
+    age = worker_last_seen_seconds()
+    if age is None or age > settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS:
+        raise WorkerNotSeen("no worker heartbeat" if age is None else f"last heartbeat {age:.0f}s ago")
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "database": _check_database,
     "broker": _check_broker,
     "storage": _check_storage,
+    "worker": _check_worker,
 }
 # Webhooks are still taken and kept in the database while the archive storage is out (rows wait as pending
 # archive), so a storage failure degrades this instance; it does not make it unhealthy.
-DEGRADES_ONLY = {"storage"}
+# Without a worker, webhooks are still taken and stored and messages queued: they wait, nothing is lost, so a
+# missing worker or a backlog degrades too (taking this web instance out of rotation would not help).
+DEGRADES_ONLY = {"storage", "worker"}
 
 
 def health_report() -> tuple[bool, dict]:
@@ -62,6 +77,7 @@ def health_report() -> tuple[bool, dict]:
             results[name] = {"status": "ok"}
     if results["database"]["status"] == "ok":
         _add_archive_backlog(results["storage"])
+        _add_worker_figures(results["worker"])
     failing = [name for name, result in results.items() if result["status"] == "fail"]
     degraded = [name for name, result in results.items() if result["status"] == "degraded"]
     report = {"status": "fail" if failing else "degraded" if degraded else "ok", "checks": results}
@@ -71,6 +87,7 @@ def health_report() -> tuple[bool, dict]:
         report["degraded"] = degraded
     if results["database"]["status"] == "ok":
         report["send_circuits"] = _send_circuits()
+        report["inbox"] = _inbox()
     return not failing, report
 
 
@@ -83,6 +100,53 @@ def _add_archive_backlog(result: dict) -> None:
     if backlog["oldest_pending_seconds"] > settings.ARCHIVE_DEGRADED_AFTER_SECONDS and result["status"] == "ok":
         result["status"] = "degraded"
         result["error"] = "archive_backlog"
+
+
+def _inbox() -> dict[str, int]:
+    """Webhook events given up (`failed`, no further attempt: a person must look) and how long the oldest
+    pending one has waited. Reported, not judged: a backlog does not make this instance unhealthy."""
+    from django.db.models import Count, Min, Q
+    from django.utils import timezone
+
+    from whatsapp.models import WebhookEvent
+
+    Status = WebhookEvent.Status
+    counts = WebhookEvent.objects.filter(status__in=[Status.FAILED, Status.PENDING]).aggregate(
+        gave_up=Count("pk", filter=Q(status=Status.FAILED, next_attempt_at__isnull=True)),
+        retrying=Count("pk", filter=Q(status=Status.FAILED, next_attempt_at__isnull=False)),
+        oldest_pending=Min("received_at", filter=Q(status=Status.PENDING)),
+    )
+    oldest = counts["oldest_pending"]
+    return {"failed": counts["gave_up"], "retrying": counts["retrying"],
+            "oldest_pending_seconds": int((timezone.now() - oldest).total_seconds()) if oldest else 0}
+
+
+def _add_worker_figures(result: dict) -> None:
+    """How long ago a worker was seen, and how long the oldest work has waited for one: a due outbound
+    message (not one held on purpose: backoff, rate limit, a paused provider) and a pending inbox row."""
+    from django.db.models import Min
+    from django.utils import timezone
+
+    from monitoring.services import worker_last_seen_seconds
+    from whatsapp.models import Message, MessageStatus, WebhookEvent
+
+    now = timezone.now()
+    last_seen = worker_last_seen_seconds()
+    oldest_due = (Message.objects.filter(status=MessageStatus.QUEUED, next_attempt_at__lte=now,
+                                         provider__is_paused=False)
+                  .aggregate(oldest=Min("next_attempt_at"))["oldest"])
+    oldest_pending = (WebhookEvent.objects.filter(status=WebhookEvent.Status.PENDING)
+                      .aggregate(oldest=Min("received_at"))["oldest"])
+    figures = {
+        "last_seen_seconds": None if last_seen is None else int(last_seen),
+        "oldest_queued_message_seconds": int((now - oldest_due).total_seconds()) if oldest_due else 0,
+        "oldest_pending_event_seconds": int((now - oldest_pending).total_seconds()) if oldest_pending else 0,
+    }
+    result.update(figures)
+    backlog = max(figures["oldest_queued_message_seconds"], figures["oldest_pending_event_seconds"])
+    if backlog > settings.HEALTH_BACKLOG_DEGRADED_AFTER_SECONDS and result["status"] == "ok":
+        result["status"] = "degraded"
+        result["error"] = "backlog"
 
 
 def _send_circuits() -> dict[str, str]:

@@ -2,13 +2,14 @@
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from contacts.models import Contact
+from contacts.models import Contact, ContactIdentity
 from contacts.services.identities import contact_resolve
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider, WebhookEvent
 from whatsapp.providers import provider_for
@@ -53,6 +54,76 @@ def _contacts():
 
 class RetryLater(Exception):
     """An event that cannot be applied yet but will be (the webhook event is retried with backoff)."""
+
+
+# Times a message may carry: the database holds more, but the session window is added to them (and local
+# time taken), which must stay within what a datetime holds.
+EARLIEST_TIME = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_TIME = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _columns() -> dict[str, models.Field]:
+    """The column each normalized field is stored in (the same name on every event type that has it)."""
+    from templates_app.models import MessageTemplate
+
+    return {
+        "provider_message_id": Message._meta.get_field("provider_message_id"),
+        "timestamp": Message._meta.get_field("received_at"),
+        "message_type": Message._meta.get_field("message_type"),
+        "conversation_ref": Conversation._meta.get_field("external_conversation_id"),
+        "provider_template_id": MessageTemplate._meta.get_field("provider_template_id"),
+    }
+
+
+IDENTITY_COLUMNS = ("kind", "value", "scope")
+MEDIA_COLUMNS = ("provider_media_id", "size_bytes")
+
+
+def _misfit(column: models.Field, value: Any) -> str:
+    """Why `value` cannot be stored in `column` ("" when it can), read off the model field itself."""
+    if value is None:
+        return ""
+    if isinstance(column, models.CharField):
+        if not isinstance(value, str):
+            return f"is a {type(value).__name__}, not text"
+        if column.max_length and len(value) > column.max_length:
+            return f"is {len(value)} characters long; at most {column.max_length} fit"
+    elif isinstance(column, models.IntegerField):
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"is a {type(value).__name__}, not a whole number"
+        low, high = connection.ops.integer_field_range(column.get_internal_type())
+        if (low is not None and value < low) or (high is not None and value > high):
+            return f"{value} is out of range"
+    elif isinstance(column, models.DateTimeField):
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            return f"is a {type(value).__name__}, not a time with its zone"
+        if not EARLIEST_TIME <= value <= LATEST_TIME:
+            return f"{value.isoformat()} is out of range"
+    return ""
+
+
+def update_problem(event: NormalizedEvent) -> str:
+    """
+    Why this update cannot be stored as it came ("" when it can): every field is checked against the
+    model field that stores it, for every provider alike. Such an update is recorded as invalid on its
+    webhook event, never cut short (a cut id would merge two messages) and never retried (it would fail
+    the same way forever).
+    """
+    checks: list[tuple[str, models.Field, Any]] = [
+        (name, column, getattr(event, name)) for name, column in _columns().items() if hasattr(event, name)]
+    for identity in getattr(event, "identities", ()):
+        checks += [(f"identity {name}", ContactIdentity._meta.get_field(name), getattr(identity, name))
+                   for name in IDENTITY_COLUMNS]
+    for ref in getattr(event, "media", ()):
+        checks += [(f"media {name}", Media._meta.get_field(name), getattr(ref, name)) for name in MEDIA_COLUMNS]
+    for name, column, value in checks:
+        if problem := _misfit(column, value):
+            return f"{name.replace('_', ' ')} {problem}"
+    if isinstance(event, InboundMessage | ContactProfile | ConversationUpdate) and not any(
+            identity.value for identity in event.identities):
+        # Each of these is about a person, found by an identity: with none, there is no one to apply it to.
+        return "names no one (no identity to find the contact by)"
+    return ""
 
 
 def conversation_get_or_create(*, provider: Provider, contact: Contact, external_id: str = "",
@@ -224,6 +295,11 @@ def _apply_status(message: Message, status_event: MessageStatusEvent) -> bool:
         message.error_code = status_event.error_code
         message.error_detail = " ".join(filter(None, [status_event.error_title, status_event.error_detail]))
         fields += ["failed_at", "error_code", "error_detail"]
+    elif message.error_code or message.error_detail:
+        # The provider says it went out: an earlier error (a send whose outcome was unknown, a failure the
+        # provider then retried itself) no longer describes the message; its history keeps it.
+        message.error_code = message.error_title = message.error_detail = ""
+        fields += ["error_code", "error_title", "error_detail"]
     message.save(update_fields=fields)
     if new == MessageStatus.FAILED:
         _contacts().status_failed_followups(message)

@@ -16,6 +16,7 @@ from whatsapp.models import Media
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import ProviderError, sha256_matches
 from whatsapp.providers.events import MediaRef
+from whatsapp.providers.safe_fetch import DownloadRefused
 from whatsapp.services.archive import media_store
 from whatsapp.services.audit import audit_record
 from whatsapp.services.inbound import media_enqueue
@@ -75,7 +76,10 @@ def _record_failure(media: Media, exc: ProviderError) -> None:
     now = timezone.now()
     media.last_error = f"attempt {media.attempts}: {exc}"[:4000]
     next_attempt = now + _retry_delay(media.attempts)
-    if media.expires_at and next_attempt >= media.expires_at:
+    if isinstance(exc, DownloadRefused):
+        # A host or address we will not fetch from: no later attempt would be allowed either.
+        media.state, media.next_attempt_at = Media.State.FAILED, None
+    elif media.expires_at and next_attempt >= media.expires_at:
         media.state, media.next_attempt_at = Media.State.EXPIRED, None
     elif not exc.retryable or media.attempts >= settings.MEDIA_MAX_ATTEMPTS:
         media.state, media.next_attempt_at = Media.State.FAILED, None

@@ -115,10 +115,22 @@ def provider_webhook_post(provider: Provider, body: bytes, headers: dict[str, st
     return response
 
 
-def provider_simulate_inbound(*, provider: Provider, from_phone: str, name: str, text: str) -> int:
+def provider_simulate_inbound(*, provider: Provider, from_phone: str, name: str, text: str) -> None:
     """
     A simulator's phone sends a text: a signed webhook posted to the provider's own URL over HTTP, so it
-    takes exactly the path a real provider's webhook takes. Returns the stored inbox event's id.
+    takes exactly the path a real provider's webhook takes. A worker posts it once the caller's transaction
+    commits: a web request posting to its own server would wait for another of the server's workers, and
+    when they are all busy (one serving that very request) it times out. Raises the broker's error when
+    the task cannot be handed over (outside a transaction; inside one, at its commit).
     """
+    from whatsapp.tasks import simulate_inbound_task
+
+    # Signed here, once: a retried post carries the same message id, so the inbox keeps one message.
     body, headers = provider_for(provider).simulated_inbound(from_phone=from_phone, name=name, text=text)
-    return int(provider_webhook_post(provider, body, headers, timeout=5).json()["event"])
+    transaction.on_commit(lambda: simulate_inbound_task.delay(provider.pk, body.decode(), headers))
+
+
+def provider_simulated_webhook_post(provider_id: int, body: str, headers: dict[str, str]) -> int:
+    """Post a simulated webhook (see provider_simulate_inbound); returns the stored inbox event's id."""
+    provider = Provider.objects.get(pk=provider_id)
+    return int(provider_webhook_post(provider, body.encode(), headers).json()["event"])

@@ -2,24 +2,27 @@
 
 import hashlib
 import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from config.correlation import TASK_HEADER, get_correlation_id
+from whatsapp.crypto import DecryptionError
 from whatsapp.models import Provider, WebhookEvent
 from whatsapp.providers import provider_for
-from whatsapp.providers.base import WebhookRequest
-from whatsapp.providers.events import NormalizedEvent, StoredWebhook, UnhandledEvent
+from whatsapp.providers.base import BodyUndecodable, WebhookRequest, storable_text
+from whatsapp.providers.events import InvalidUpdate, NormalizedEvent, StoredWebhook, UnhandledEvent
 from whatsapp.services.archive import webhook_body, webhook_event_archive_request
 from whatsapp.services.audit import audit_record
-from whatsapp.services.inbound import event_apply
+from whatsapp.services.inbound import RetryLater, event_apply, update_problem
 from whatsapp.services.locks import commit_without_waiting_for_disk
 from whatsapp.services.queueing import publish_on_commit
+from whatsapp.storage import ObjectNotFound, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +31,28 @@ logger = logging.getLogger(__name__)
 REJECTED_BODY_PREFIX_BYTES = 4096
 MAX_RETRY_DELAY = timedelta(hours=6)
 DELIVERY_ID_MAX = 128
+# The largest size a row records (a refused request's declared Content-Length can be anything).
+BODY_SIZE_MAX = 2**63 - 1
+# Invalid updates listed on one event (Meta carries up to 1000 updates per request); the rest are counted.
+INVALID_UPDATES_LISTED = 200
+
+# Failures worth another attempt: the database unavailable or busy (lock and statement timeouts and
+# deadlocks are OperationalErrors), a concurrent writer that won a race (IntegrityError: the next attempt
+# finds its row), an update waiting for our own send to record its id (RetryLater), credentials waiting
+# for their key, the archive storage out while the body is only there. Anything else, a data or
+# programming error, fails the same way every time: the event fails at once, for a person to look at.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, IntegrityError, RetryLater,
+                                                 DecryptionError)
+
+
+def _is_transient(exc: Exception) -> bool:
+    if isinstance(exc, StorageError):
+        return not isinstance(exc, ObjectNotFound)
+    return isinstance(exc, TRANSIENT_ERRORS)
 
 
 def _retry_delay(attempts: int) -> timedelta:
-    """30 s, 1 min, 2 min, ... up to 6 h: an acknowledged event is retried until it goes through."""
+    """30 s, 1 min, 2 min, ... up to 6 h between the attempts of a transient failure."""
     return min(timedelta(seconds=30 * 2 ** max(attempts - 1, 0)), MAX_RETRY_DELAY)
 
 
@@ -61,17 +82,18 @@ def webhook_event_record(
     """
     accepted = status == WebhookEvent.Status.PENDING
     stored_headers = provider_for(provider).stored_headers if provider else ()
-    headers = {name: value for name, value in request.headers.items() if name in stored_headers}
-    delivery_id = _delivery_id(provider, request) if accepted else ""
+    # Text columns get text PostgreSQL takes (no NUL): the row must be saved whatever the request held.
+    headers = {name: storable_text(value) for name, value in request.headers.items() if name in stored_headers}
+    delivery_id = storable_text(_delivery_id(provider, request)) if accepted else ""
     body = request.body if accepted else request.body[:REJECTED_BODY_PREFIX_BYTES]
     now = timezone.now()
     try:
         with transaction.atomic():
             event = WebhookEvent.objects.create(
-                provider=provider, kind=kind[:20], status=status, http_status=http_status,
-                rejection_reason=reason[:255], signature_valid=signature_valid, body=body,
-                body_size=len(request.body) if body_size is None else body_size,
-                content_type=request.content_type[:100], headers=headers, delivery_id=delivery_id,
+                provider=provider, kind=storable_text(kind)[:20], status=status, http_status=http_status,
+                rejection_reason=storable_text(reason)[:255], signature_valid=signature_valid, body=body,
+                body_size=min(len(request.body) if body_size is None else max(body_size, 0), BODY_SIZE_MAX),
+                content_type=storable_text(request.content_type)[:100], headers=headers, delivery_id=delivery_id,
                 remote_addr=remote_addr, correlation_id=get_correlation_id(),
                 next_attempt_at=now + timedelta(seconds=settings.WEBHOOK_STALE_AFTER_SECONDS) if accepted else None,
             )
@@ -99,37 +121,113 @@ def webhook_event_process(event_id: int) -> WebhookEvent | None:
     """
     Parse a stored event with its provider module and apply each normalized event in its own savepoint,
     so one bad update never holds back the others in the same request (Meta batches up to 1000).
-    A failure leaves the event `failed` with a due time for the next attempt; re-applying is harmless
-    because messages and status reports are deduplicated.
+    How an event ends: `processed` (updates that cannot be stored are listed in `invalid_updates`, the
+    rest applied); `failed` with a due time after a transient failure, retried with backoff up to
+    WEBHOOK_MAX_ATTEMPTS; `failed` with no due time (given up) after a permanent error or the last
+    attempt, with the reason in `last_error`, until someone replays it. Re-applying is harmless because
+    messages and status reports are deduplicated.
     """
-    with transaction.atomic():
-        commit_without_waiting_for_disk()
-        event = (WebhookEvent.objects.select_for_update(skip_locked=True, of=("self",))
-                 .select_related("provider").filter(pk=event_id).first())
+    try:
+        with transaction.atomic():
+            commit_without_waiting_for_disk()
+            event = (WebhookEvent.objects.select_for_update(skip_locked=True, of=("self",))
+                     .select_related("provider").filter(pk=event_id).first())
+            if event is None:
+                return None  # another worker holds it right now
+            if not _due_for_processing(event):
+                return event
+            event.attempts += 1
+            outcome = _apply_all(event)
+            _conclude(event, outcome)
+            _save_outcome(event, ["status", "attempts", "last_error", "event_count", "processed_at",
+                                  "next_attempt_at", "unrouted_to", "notes", "message_ids", "invalid_updates",
+                                  "archive_status", "archive_next_at"])
+    except Exception as exc:
+        # The attempt's transaction is rolled back, its bookkeeping with it: record the attempt in a
+        # transaction of its own, so it counts towards the limit and a person sees why.
+        event = _attempt_failed(event_id, exc)
         if event is None:
-            return None  # another worker holds it right now
-        if event.status not in (WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED) or event.provider is None:
-            return event
-        event.attempts += 1
-        errors = _apply_all(event)
-        now = timezone.now()
-        if errors:
-            event.status = WebhookEvent.Status.FAILED
-            event.last_error = "\n".join(errors)[:4000]
-            event.next_attempt_at = now + _retry_delay(event.attempts)
-            logger.warning("webhook event failed", extra={"webhook_event": event.pk, "errors": errors[:5]})
-        else:
-            event.status = WebhookEvent.Status.PROCESSED
-            event.last_error = ""
-            event.processed_at = now
-            event.next_attempt_at = None
-            webhook_event_archive_request(event)
-        event.save(update_fields=["status", "attempts", "last_error", "event_count", "processed_at",
-                                  "next_attempt_at", "unrouted_to", "notes", "message_ids", "archive_status",
-                                  "archive_next_at"])
+            raise
     logger.info("webhook event %s", event.status, extra={"webhook_event": event.pk, "events": event.event_count,
                                                          "attempts": event.attempts})
     return event
+
+
+def _due_for_processing(event: WebhookEvent) -> bool:
+    if event.provider is None or event.status not in (WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED):
+        return False
+    # A failed event with no due time was given up: only a replay brings it back.
+    return not (event.status == WebhookEvent.Status.FAILED and event.next_attempt_at is None)
+
+
+@dataclass
+class _Outcome:
+    transient: list[str] = field(default_factory=list)
+    permanent: list[str] = field(default_factory=list)
+
+
+def _conclude(event: WebhookEvent, outcome: _Outcome) -> None:
+    now = timezone.now()
+    errors = outcome.transient + outcome.permanent
+    if not errors:
+        event.status = WebhookEvent.Status.PROCESSED
+        event.last_error = ""
+        event.processed_at = now
+        event.next_attempt_at = None
+        webhook_event_archive_request(event)
+        return
+    event.status = WebhookEvent.Status.FAILED
+    if outcome.transient and event.attempts < settings.WEBHOOK_MAX_ATTEMPTS:
+        event.last_error = "\n".join(errors)
+        event.next_attempt_at = now + _retry_delay(event.attempts)
+        logger.warning("webhook event failed; retrying", extra={"webhook_event": event.pk, "errors": errors[:5],
+                                                                 "attempts": event.attempts})
+        return
+    why = (f"gave up after {event.attempts} attempt(s)" if outcome.transient
+           else "failed with an error that would fail again; replay it once the cause is fixed")
+    event.last_error = f"{why}:\n" + "\n".join(errors)
+    event.next_attempt_at = None
+    # Logged once, when it is given up (not at every attempt).
+    logger.error("webhook event given up", extra={"webhook_event": event.pk, "errors": errors[:5],
+                                                   "attempts": event.attempts})
+
+
+def _save_outcome(event: WebhookEvent, fields: list[str]) -> None:
+    for name in ("last_error", "notes", "unrouted_to", "message_ids"):
+        # Error texts quote the update (an id holding a NUL): the row must be saved whatever it quotes.
+        setattr(event, name, storable_text(getattr(event, name)))
+    event.last_error = event.last_error[:4000]
+    event.save(update_fields=fields)
+
+
+def _attempt_failed(event_id: int, exc: Exception) -> WebhookEvent | None:
+    """Record an attempt whose own transaction failed; None when the row is not ours to record."""
+    reason = f"the attempt failed: {type(exc).__name__}: {exc}"
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.select_for_update(skip_locked=True).filter(pk=event_id).first()
+            if event is None or not _due_for_processing(event):
+                return None
+            event.attempts += 1
+            outcome = _Outcome(transient=[reason]) if _is_transient(exc) else _Outcome(permanent=[reason])
+            _conclude(event, outcome)
+            event.status = WebhookEvent.Status.FAILED  # nothing of this attempt was applied
+            _save_outcome(event, ["status", "attempts", "last_error", "next_attempt_at"])
+            return event
+    except (OperationalError, InterfaceError):
+        # The database itself is out: the row keeps its due time and the requeue job brings it back.
+        logger.exception("could not record a failed webhook attempt", extra={"webhook_event": event_id})
+        return None
+    except DatabaseError as refused:
+        # The row refuses even this outcome: it ends failed with what can be said, never pending forever.
+        with transaction.atomic():
+            WebhookEvent.objects.filter(pk=event_id).update(
+                status=WebhookEvent.Status.FAILED, attempts=F("attempts") + 1, next_attempt_at=None,
+                last_error=f"the outcome of an attempt could not be recorded ({type(refused).__name__}); replay it "
+                           f"once the cause is fixed")
+        logger.exception("webhook event given up: its outcome could not be recorded",
+                         extra={"webhook_event": event_id})
+        return WebhookEvent.objects.filter(pk=event_id).first()
 
 
 def provider_route(receiver: Provider, routed_to: str, cache: dict[str, Provider | None]) -> Provider | None:
@@ -152,19 +250,26 @@ def _stored(event: WebhookEvent) -> StoredWebhook:
                          received_at=event.received_at)
 
 
-def _apply_all(event: WebhookEvent) -> list[str]:
+def _apply_all(event: WebhookEvent) -> _Outcome:
+    outcome = _Outcome()
     try:
         events = provider_for(event.provider).parse_webhook(_stored(event))
-    except Exception as exc:  # noqa: BLE001 - whatever the parser does, the event is kept and retried
-        return [f"parse: {type(exc).__name__}: {exc}"]
+    except Exception as exc:  # noqa: BLE001 - whatever the parser does, the event is kept with the reason
+        reason = str(exc) if isinstance(exc, BodyUndecodable) else f"{type(exc).__name__}: {exc}"
+        (outcome.transient if _is_transient(exc) else outcome.permanent).append(f"parse: {reason}")
+        return outcome
     event.event_count = len(events)
-    errors: list[str] = []
     unrouted: set[str] = set()
     notes: list[str] = []
+    invalid: list[dict[str, Any]] = []
     routes: dict[str, Provider | None] = {}
     contact_ids: set[int] = set()
     message_ids: list[str] = []
     for index, normalized in enumerate(events):
+        problem = normalized.reason if isinstance(normalized, InvalidUpdate) else update_problem(normalized)
+        if problem:
+            invalid.append({"update": index, "kind": type(normalized).__name__, "reason": storable_text(problem)[:500]})
+            continue
         target = provider_route(event.provider, normalized.routed_to, routes)
         if target is None:
             unrouted.add(normalized.routed_to)
@@ -175,7 +280,8 @@ def _apply_all(event: WebhookEvent) -> list[str]:
             with transaction.atomic():
                 contact_id = event_apply(provider=target, event=normalized, webhook_event=event)
         except Exception as exc:  # noqa: BLE001 - one bad update must not block the rest
-            errors.append(f"event {index} ({_describe(normalized)}): {type(exc).__name__}: {exc}")
+            error = f"update {index} ({_describe(normalized)}): {type(exc).__name__}: {exc}"
+            (outcome.transient if _is_transient(exc) else outcome.permanent).append(error)
             continue
         if contact_id:
             contact_ids.add(contact_id)
@@ -186,10 +292,16 @@ def _apply_all(event: WebhookEvent) -> list[str]:
     event.message_ids = _joined(message_ids, 1000)
     event.unrouted_to = " ".join(sorted(unrouted))[:255]
     event.notes = "\n".join(notes)[:4000]
+    if len(invalid) > INVALID_UPDATES_LISTED:
+        invalid = [*invalid[:INVALID_UPDATES_LISTED], {"more": len(invalid) - INVALID_UPDATES_LISTED}]
+    event.invalid_updates = invalid
+    if invalid:
+        logger.warning("webhook event carries updates that cannot be stored",
+                       extra={"webhook_event": event.pk, "invalid_updates": invalid[:5]})
     if unrouted:
         logger.warning("webhook event names numbers no provider has", extra={"webhook_event": event.pk,
                                                                              "unrouted_to": event.unrouted_to})
-    return errors
+    return outcome
 
 
 def _joined(values: list[str], limit: int) -> str:
