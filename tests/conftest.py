@@ -1,3 +1,4 @@
+import importlib
 import json
 import os
 import shutil
@@ -303,3 +304,18 @@ def local_storage(settings, tmp_path):
     settings.STORAGE_BACKEND = "local"
     settings.LOCAL_STORAGE_DIR = tmp_path / "archive"
     return settings.LOCAL_STORAGE_DIR
+
+
+def default_group(name: str):
+    """One of the data migration's default groups. A transactional test's flush empties the groups table,
+    so the group is made again from the migration's own definition when it is missing."""
+    from django.contrib.auth.models import Group, Permission
+
+    groups = importlib.import_module("whatsapp.migrations.0002_default_groups").GROUPS
+    group, created = Group.objects.get_or_create(name=name)
+    if created:
+        for app_label, by_model in groups[name].items():
+            for model, actions in by_model.items():
+                group.permissions.add(*Permission.objects.filter(
+                    content_type__app_label=app_label, codename__in=[f"{action}_{model}" for action in actions]))
+    return group

@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from monitoring.services import worker_heartbeat_record
-from tests.conftest import FIXTURES, json_body, sandbox_fixture_now, wait_until
+from tests.conftest import FIXTURES, json_body, sandbox_fixture_now, start_worker, stop_worker, wait_until
 from tests.fakes import Reply
 from tests.signing import make_twilio, post_twilio
 from whatsapp.models import ArchiveBucket, ArchiveStatus, Media, Message, WebhookEvent
@@ -173,10 +173,14 @@ VOICE_NOTE = b"OggS\x00\x02" + hashlib.sha256(b"voice").digest() * 600  # ~19 KB
 
 
 def test_media_waits_in_the_database_during_an_outage_and_is_served_from_there(
-        gcs_storage, celery_worker, fake_server, admin_client_logged):
+        gcs_storage, worker_env, fake_server, admin_client_logged, settings, tmp_path, request):
     fake_server.routes.clear()
     media_path = "/2010-04-01/Accounts/AC/Messages/SM4/Media/ME4"
     fake_server.routes[media_path] = [Reply(200, VOICE_NOTE, {"Content-Type": "audio/ogg"})]
+    # Media is fetched only from Twilio's own hosts: the fake server plays Twilio's API.
+    settings.TWILIO_API_BASE_URL = fake_server.url
+    worker = start_worker({**worker_env, "TWILIO_API_BASE_URL": fake_server.url}, tmp_path / "worker.log", "test")
+    request.addfinalizer(lambda: stop_worker(worker))
     provider = make_twilio()
     form = json.loads((FIXTURES / "twilio" / "inbound_voice.json").read_text())
     form["MediaUrl0"] = fake_server.url + media_path

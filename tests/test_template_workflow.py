@@ -7,7 +7,6 @@ step is checked where a user would see it: the rows, their statuses and reasons,
 what the provider received.
 """
 
-import importlib
 import itertools
 import json
 import os
@@ -16,7 +15,6 @@ from urllib.parse import parse_qs
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 
 from templates_app.models import MessageTemplate
@@ -30,7 +28,15 @@ from templates_app.services.workflow import (
     template_reject,
     template_submit_for_review,
 )
-from tests.conftest import _database_url, fixture_bytes, json_body, start_worker, stop_worker, wait_until
+from tests.conftest import (
+    _database_url,
+    default_group,
+    fixture_bytes,
+    json_body,
+    start_worker,
+    stop_worker,
+    wait_until,
+)
 from tests.fakes import FakeServer, Recorded, Reply
 from tests.signing import META_WABA_ID, TWILIO_ACCOUNT_SID, make_meta, make_twilio, post_meta
 from tests.test_outbound_pipeline import customer
@@ -107,24 +113,11 @@ def meta_error(name: str, status: int) -> Reply:
 
 # --- people ---------------------------------------------------------------------------------------
 
-def reviewer_group() -> Group:
-    """The "Template reviewer" group of the data migration; a transactional test's flush empties the
-    groups table, so it is made again from the migration's own definition when missing."""
-    groups = importlib.import_module("whatsapp.migrations.0002_default_groups").GROUPS
-    group, created = Group.objects.get_or_create(name="Template reviewer")
-    if created:
-        for app_label, by_model in groups["Template reviewer"].items():
-            for model, actions in by_model.items():
-                group.permissions.add(*Permission.objects.filter(
-                    content_type__app_label=app_label, codename__in=[f"{action}_{model}" for action in actions]))
-    return group
-
-
 def make_user(username: str, *, reviewer: bool):
     user = get_user_model().objects.create_user(username, f"{username}@example.com", "pw-123456-strong",
                                                 is_staff=True)
     if reviewer:
-        user.groups.add(reviewer_group())
+        user.groups.add(default_group("Template reviewer"))
     return user
 
 
