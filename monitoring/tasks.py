@@ -1,8 +1,8 @@
 from celery import shared_task
 
+from monitoring.services import worker_heartbeat_record
+
 
 @shared_task(bind=True)
 def worker_heartbeat_task(self) -> None:
-    from monitoring.services import worker_heartbeat_record
-
     worker_heartbeat_record(hostname=self.request.hostname or "")

@@ -4,8 +4,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count, Min, Q
+from django.utils import timezone
 from kombu import Connection
 
+from monitoring.services import worker_last_seen_seconds
+from whatsapp.models import Message, MessageStatus, Provider, WebhookEvent
+from whatsapp.services.archive import archive_backlog
 from whatsapp.storage import get_storage
 
 logger = logging.getLogger(__name__)
@@ -43,8 +48,6 @@ class WorkerNotSeen(Exception):
 
 
 def _check_worker() -> None:
-    from monitoring.services import worker_last_seen_seconds
-
     age = worker_last_seen_seconds()
     if age is None or age > settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS:
         raise WorkerNotSeen("no worker heartbeat" if age is None else f"last heartbeat {age:.0f}s ago")
@@ -75,9 +78,11 @@ def health_report() -> tuple[bool, dict]:
             results[name] = {"status": "degraded" if name in DEGRADES_ONLY else "fail", "error": type(exc).__name__}
         else:
             results[name] = {"status": "ok"}
+    inbox = None
     if results["database"]["status"] == "ok":
+        inbox = _inbox()
         _add_archive_backlog(results["storage"])
-        _add_worker_figures(results["worker"])
+        _add_worker_figures(results["worker"], inbox["oldest_pending_seconds"])
     failing = [name for name, result in results.items() if result["status"] == "fail"]
     degraded = [name for name, result in results.items() if result["status"] == "degraded"]
     report = {"status": "fail" if failing else "degraded" if degraded else "ok", "checks": results}
@@ -85,15 +90,13 @@ def health_report() -> tuple[bool, dict]:
         report["failing"] = failing
     if degraded:
         report["degraded"] = degraded
-    if results["database"]["status"] == "ok":
+    if inbox is not None:
         report["send_circuits"] = _send_circuits()
-        report["inbox"] = _inbox()
+        report["inbox"] = inbox
     return not failing, report
 
 
 def _add_archive_backlog(result: dict) -> None:
-    from whatsapp.services.archive import archive_backlog
-
     backlog = archive_backlog()
     # Public: how much waits and for how long, not what is being deleted (erasures are nobody's business).
     result.update({key: backlog[key] for key in ("pending_archive", "oldest_pending_seconds")})
@@ -105,11 +108,6 @@ def _add_archive_backlog(result: dict) -> None:
 def _inbox() -> dict[str, int]:
     """Webhook events given up (`failed`, no further attempt: a person must look) and how long the oldest
     pending one has waited. Reported, not judged: a backlog does not make this instance unhealthy."""
-    from django.db.models import Count, Min, Q
-    from django.utils import timezone
-
-    from whatsapp.models import WebhookEvent
-
     Status = WebhookEvent.Status
     counts = WebhookEvent.objects.filter(status__in=[Status.FAILED, Status.PENDING]).aggregate(
         gave_up=Count("pk", filter=Q(status=Status.FAILED, next_attempt_at__isnull=True)),
@@ -121,26 +119,18 @@ def _inbox() -> dict[str, int]:
             "oldest_pending_seconds": int((timezone.now() - oldest).total_seconds()) if oldest else 0}
 
 
-def _add_worker_figures(result: dict) -> None:
+def _add_worker_figures(result: dict, oldest_pending_event_seconds: int) -> None:
     """How long ago a worker was seen, and how long the oldest work has waited for one: a due outbound
     message (not one held on purpose: backoff, rate limit, a paused provider) and a pending inbox row."""
-    from django.db.models import Min
-    from django.utils import timezone
-
-    from monitoring.services import worker_last_seen_seconds
-    from whatsapp.models import Message, MessageStatus, WebhookEvent
-
     now = timezone.now()
     last_seen = worker_last_seen_seconds()
     oldest_due = (Message.objects.filter(status=MessageStatus.QUEUED, next_attempt_at__lte=now,
                                          provider__is_paused=False)
                   .aggregate(oldest=Min("next_attempt_at"))["oldest"])
-    oldest_pending = (WebhookEvent.objects.filter(status=WebhookEvent.Status.PENDING)
-                      .aggregate(oldest=Min("received_at"))["oldest"])
     figures = {
         "last_seen_seconds": None if last_seen is None else int(last_seen),
         "oldest_queued_message_seconds": int((now - oldest_due).total_seconds()) if oldest_due else 0,
-        "oldest_pending_event_seconds": int((now - oldest_pending).total_seconds()) if oldest_pending else 0,
+        "oldest_pending_event_seconds": oldest_pending_event_seconds,
     }
     result.update(figures)
     backlog = max(figures["oldest_queued_message_seconds"], figures["oldest_pending_event_seconds"])
@@ -152,8 +142,6 @@ def _add_worker_figures(result: dict) -> None:
 def _send_circuits() -> dict[str, str]:
     """Each active provider's send circuit (closed, open, half_open). An open circuit holds that
     provider's messages; it does not make this instance unhealthy (it still receives and queues)."""
-    from whatsapp.models import Provider
-
     # Named by kind and id, not by the provider's name: /health/ is public.
     rows = Provider.objects.filter(is_active=True).order_by("pk").values_list("kind", "pk", "circuit_state")
     return {f"{kind}-{pk}": state for kind, pk, state in rows}
