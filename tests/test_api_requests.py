@@ -9,6 +9,7 @@ import time
 import uuid
 from urllib.parse import quote
 
+import httpx
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -93,6 +94,17 @@ def test_a_body_over_the_limit_is_a_413_in_json_without_an_error_logged(api_clie
     refusal = response.json()
     assert refusal["code"] == "request_too_large" and "larger than" in refusal["detail"]
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR or record.exc_info]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_body_is_refused_with_411_not_read_as_empty(live_server, superuser):
+    key = api_token_create(user=superuser, name="chunked")[1]
+    body = json.dumps({"to": ANA_PHONE, "text": "hello"}).encode()
+    response = httpx.post(f"{live_server.url}/api/v1/messages/", content=iter([body]),
+                          headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+    assert response.request.headers["Transfer-Encoding"] == "chunked"
+    assert response.status_code == 411
+    assert response.json()["code"] == "length_required"
 
 
 def test_an_upload_over_the_media_limit_is_refused(api_client, ana, settings):

@@ -15,6 +15,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
+from config.request_body import is_chunked_without_length
 from whatsapp.crypto import DecryptionError
 from whatsapp.models import Media, Provider, WebhookEvent
 from whatsapp.providers import provider_for
@@ -46,10 +47,6 @@ def _declared_length(request: HttpRequest) -> int:
         return -1
 
 
-def _is_chunked(request: HttpRequest) -> bool:
-    return "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
-
-
 def _webhook_request(request: HttpRequest, body: bytes, *, with_form: bool = True) -> WebhookRequest:
     # Providers sign the URL they called, which behind a proxy is PUBLIC_BASE_URL, not Django's view.
     form = {}
@@ -75,6 +72,8 @@ def _webhook_request(request: HttpRequest, body: bytes, *, with_form: bool = Tru
 @method_decorator(csrf_exempt, name="dispatch")
 class ProviderWebhookView(View):
     http_method_names = ["get", "post"]
+    # A provider, or a proxy in front of us, may send the body in chunks: _read_body reads it.
+    reads_chunked_bodies = True
 
     def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         try:
@@ -140,7 +139,7 @@ class ProviderWebhookView(View):
 
     def _read_body(self, request: HttpRequest) -> bytes:
         limit = settings.WEBHOOK_MAX_BODY_BYTES
-        if _is_chunked(request) and not request.META.get("CONTENT_LENGTH"):
+        if is_chunked_without_length(request):
             return self._read_chunked(request, limit)
         declared = _declared_length(request)
         if declared < 0:
