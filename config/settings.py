@@ -21,14 +21,23 @@ VAR_DIR = Path(env("VAR_DIR", default=str(BASE_DIR / "var")))
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="django-insecure-dev-only-change-me")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
-# The public URL's host is served unless ALLOWED_HOSTS says otherwise: setting PUBLIC_BASE_URL alone deploys.
-_PUBLIC_URL = urlsplit(PUBLIC_BASE_URL)
-_PUBLIC_HOST = _PUBLIC_URL.hostname or ""
-_PUBLIC_HOST = f"[{_PUBLIC_HOST}]" if ":" in _PUBLIC_HOST else _PUBLIC_HOST  # an IPv6 address, as Django writes it
+# Where workers reach the web server to post the simulators' webhooks to it: in a container the public
+# URL may be unreachable or, as localhost, the worker itself.
+INTERNAL_BASE_URL = env("INTERNAL_BASE_URL", default=PUBLIC_BASE_URL).rstrip("/")
+
+
+def _django_host(url: str) -> str:
+    host = urlsplit(url).hostname or ""
+    return f"[{host}]" if ":" in host else host  # an IPv6 address, as Django writes it
+
+
+# The public and internal URLs' hosts are served unless ALLOWED_HOSTS says otherwise: setting
+# PUBLIC_BASE_URL (and INTERNAL_BASE_URL) alone deploys.
 _LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=_LOCAL_HOSTS + ([_PUBLIC_HOST] if _PUBLIC_HOST and
-                                                                 _PUBLIC_HOST not in _LOCAL_HOSTS else []))
+_URL_HOSTS = [host for host in (_django_host(PUBLIC_BASE_URL), _django_host(INTERNAL_BASE_URL)) if host]
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=list(dict.fromkeys(_LOCAL_HOSTS + _URL_HOSTS)))
 # An origin is scheme and host (and port): a path in PUBLIC_BASE_URL is not part of it.
+_PUBLIC_URL = urlsplit(PUBLIC_BASE_URL)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[f"{_PUBLIC_URL.scheme}://{_PUBLIC_URL.netloc}"])
 
 INSTALLED_APPS = [

@@ -5,6 +5,8 @@ Checks docker-compose.yml as Docker Compose renders it (`config`, no engine need
 - every setting in `.env` reaches web, worker, beat and migrate, not only the ones the file names;
 - a one-shot `migrate` service runs first: web, worker and beat wait until it completed successfully;
 - web, worker and beat have health checks;
+- INTERNAL_BASE_URL names the web service at the port it serves, so workers post the simulators'
+  webhooks to it (PUBLIC_BASE_URL may be localhost, inside a worker's container the worker itself);
 - no password is written in the file: PostgreSQL's comes from POSTGRES_PASSWORD, which is required, and
   DATABASE_URL is built from it;
 - the file documents how to mount a GCS key file (GCS_CREDENTIALS_FILE).
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 APP_SERVICES = ("migrate", "web", "worker", "beat")
@@ -74,6 +77,10 @@ def main() -> int:
                 problems.append(f"{name}: does not wait for migrate to complete (condition {condition!r})")
             if not service.get("healthcheck", {}).get("test"):
                 problems.append(f"{name}: no health check")
+        internal = urlsplit(environment.get("INTERNAL_BASE_URL", ""))
+        web_ports = {int(port.get("target", 0)) for port in (services.get("web") or {}).get("ports") or []}
+        if internal.hostname != "web" or internal.port not in web_ports:
+            problems.append(f"{name}: INTERNAL_BASE_URL ({internal.geturl()!r}) is not the web service's port")
     if "migrate" in services:
         if "migrate" not in " ".join(services["migrate"].get("command") or []):
             problems.append("migrate: does not run the migrations")

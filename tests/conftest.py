@@ -174,12 +174,13 @@ def stop_worker(process: subprocess.Popen) -> None:
 @pytest.fixture
 def worker_env(live_server, transactional_db, settings):
     """Environment for worker processes: the test's Redis broker (emptied first), the test database, and
-    PUBLIC_BASE_URL pointing at the live server so the sandbox phone's webhooks reach this test."""
+    PUBLIC_BASE_URL and INTERNAL_BASE_URL pointing at the live server so the sandbox phone's webhooks reach
+    this test."""
     from django.db import connection
 
     from config.celery import app
 
-    settings.PUBLIC_BASE_URL = live_server.url
+    settings.PUBLIC_BASE_URL = settings.INTERNAL_BASE_URL = live_server.url
     with app.connection_for_write() as conn:
         conn.default_channel.client.flushdb()
     return {
@@ -192,6 +193,7 @@ def worker_env(live_server, transactional_db, settings):
         "GCS_BUCKET_PREFIX": settings.GCS_BUCKET_PREFIX,
         "DATABASE_URL": _database_url(connection.settings_dict),
         "PUBLIC_BASE_URL": live_server.url,
+        "INTERNAL_BASE_URL": live_server.url,
         "SANDBOX_STATUS_DELAY_SECONDS": "0.3",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
         "MEDIA_ALLOW_PRIVATE_ADDRESSES": "true",

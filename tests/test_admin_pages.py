@@ -133,7 +133,9 @@ def test_simulate_inbound_posts_a_signed_webhook_to_the_live_server(live_server,
     from whatsapp.services.providers import provider_create
     from whatsapp.tasks import simulate_inbound_task
 
-    settings.PUBLIC_BASE_URL = live_server.url
+    # Workers post to INTERNAL_BASE_URL, where they reach the web server, whatever the public URL is.
+    settings.PUBLIC_BASE_URL = "https://wa.example.invalid"
+    settings.INTERNAL_BASE_URL = live_server.url
     user = get_user_model().objects.create_superuser("sim", "sim@example.com", "pw-123456-strong")
     provider = provider_create(kind="sandbox", name="Sim sandbox", options={})
     client = Client()
@@ -146,7 +148,7 @@ def test_simulate_inbound_posts_a_signed_webhook_to_the_live_server(live_server,
                            {"from_phone": "+15551239999", "name": "Sim", "text": "hello from the phone"}, follow=True)
     # The admin answers at once: the webhook is posted by a worker, not by the admin's own request.
     assert response.redirect_chain[-1][0] == reverse("admin:whatsapp_provider_change", args=[provider.pk])
-    assert "The simulated message was sent to the webhook" in response.content.decode()
+    assert "The simulated message was queued for sending to the webhook" in response.content.decode()
     assert not WebhookEvent.objects.exists() and len(queued) == 1
     assert queued[0][0] == provider.pk and all(isinstance(arg, str | dict) for arg in queued[0][1:])
 
@@ -155,6 +157,27 @@ def test_simulate_inbound_posts_a_signed_webhook_to_the_live_server(live_server,
     assert result.get() == event.pk
     assert event.status == "pending" and event.signature_valid is True
     assert b"hello from the phone" in bytes(event.body)
+
+
+@pytest.mark.parametrize(("answer", "posts"), [(400, 1), (403, 1), (503, 9), ("network", 9)])
+def test_simulate_inbound_task_retries_network_errors_and_5xx_only(demo_data, monkeypatch, answer, posts):
+    import httpx
+
+    from whatsapp.services import providers
+    from whatsapp.tasks import simulate_inbound_task
+
+    calls = []
+
+    def post(url, **kwargs):
+        calls.append(url)
+        if answer == "network":
+            raise httpx.ConnectError("connection refused")
+        return httpx.Response(answer, json={}, request=httpx.Request("POST", url))
+
+    monkeypatch.setattr(providers.httpx, "post", post)
+    result = simulate_inbound_task.apply(args=(demo_data.pk, "{}", {}))  # retries run at once when applied
+    assert result.failed()
+    assert len(calls) == posts  # a 4xx once; otherwise the first post and every retry
 
 
 @pytest.mark.django_db(transaction=True)

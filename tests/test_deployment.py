@@ -47,7 +47,7 @@ def _settings_in_subprocess(env: dict, *names: str) -> list[str]:
     """Settings as a fresh process reads them from this environment (they are computed at import)."""
     code = "import sys; from config import settings; [print(repr(getattr(settings, n))) for n in sys.argv[1:]]"
     base = {key: value for key, value in os.environ.items()
-            if key not in {"ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "PUBLIC_BASE_URL"}}
+            if key not in {"ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "PUBLIC_BASE_URL", "INTERNAL_BASE_URL"}}
     result = subprocess.run([sys.executable, "-c", code, *names], cwd=REPO_ROOT, env={**base, **env},
                             capture_output=True, text=True, timeout=60, check=True)
     return result.stdout.splitlines()
@@ -63,6 +63,17 @@ def test_allowed_hosts_and_csrf_origins_follow_public_base_url():
 def test_public_base_url_with_a_port_gives_its_host_name():
     (hosts,) = _settings_in_subprocess({"PUBLIC_BASE_URL": "http://10.0.0.5:8080"}, "ALLOWED_HOSTS")
     assert hosts == repr(["localhost", "127.0.0.1", "[::1]", "10.0.0.5"])
+
+
+def test_internal_base_url_defaults_to_the_public_one_and_its_host_is_served():
+    internal, hosts, origins = _settings_in_subprocess(
+        {"PUBLIC_BASE_URL": "https://wa.example.com", "INTERNAL_BASE_URL": "http://web:8000/"},
+        "INTERNAL_BASE_URL", "ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS")
+    assert internal == repr("http://web:8000")
+    assert hosts == repr(["localhost", "127.0.0.1", "[::1]", "wa.example.com", "web"])
+    assert origins == repr(["https://wa.example.com"])  # workers post webhooks, not admin forms
+    (internal,) = _settings_in_subprocess({"PUBLIC_BASE_URL": "https://wa.example.com/"}, "INTERNAL_BASE_URL")
+    assert internal == repr("https://wa.example.com")
 
 
 def test_allowed_hosts_and_csrf_origins_set_explicitly_win():

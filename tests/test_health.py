@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from monitoring.models import WorkerHeartbeat
-from monitoring.services import worker_heartbeat_record
+from monitoring.services import worker_heartbeat_record, worker_last_seen_seconds
 from tests.conftest import json_body
 from whatsapp.models import Conversation, Message, WebhookEvent
 from whatsapp.providers.events import MessageStatus
@@ -84,6 +84,24 @@ def test_a_worker_not_seen_for_a_minute_degrades(client, settings, worker_seen):
 
     worker_heartbeat_record("celery@test")
     assert json_body(client.get("/health/"))["status"] == "ok"
+
+
+@pytest.mark.parametrize("seen", [True, False])
+def test_the_worker_heartbeat_is_read_once_per_report(client, monkeypatch, seen):
+    from whatsapp.services import health
+
+    if seen:
+        worker_heartbeat_record("celery@test")
+    reads = []
+
+    def counted():
+        reads.append(1)
+        return worker_last_seen_seconds()
+
+    monkeypatch.setattr(health, "worker_last_seen_seconds", counted)
+    worker = json_body(client.get("/health/"))["checks"]["worker"]
+    assert len(reads) == 1
+    assert (worker["status"], worker["last_seen_seconds"] is None) == (("ok", False) if seen else ("degraded", True))
 
 
 def test_the_heartbeat_task_records_its_worker(worker_seen):

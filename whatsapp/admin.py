@@ -276,7 +276,8 @@ class ProviderAdmin(AuditedModelAdmin):
 
     def simulate_inbound(self, request, provider_id):
         """The sandbox's phone sends a message: a worker posts a signed webhook to the provider's own URL, over
-        HTTP (never this request: it would wait on its own server, see provider_simulate_inbound)."""
+        HTTP (never this request: it would depend on its own server answering a second request, see
+        provider_simulate_inbound)."""
         provider = self._provider_to_change(request, provider_id)
         if not provider_for(provider).can_simulate_inbound:
             raise PermissionDenied
@@ -287,8 +288,8 @@ class ProviderAdmin(AuditedModelAdmin):
             except KombuOperationalError as exc:
                 self.message_user(request, f"Not sent: the task queue cannot be reached ({exc}).", messages.ERROR)
             else:
-                self.message_user(request, "The simulated message was sent to the webhook; it appears in the "
-                                           "conversation in a moment.")
+                self.message_user(request, "The simulated message was queued for sending to the webhook; it "
+                                           "appears in the conversation in a moment.")
                 return self._back_to(provider)
         return self._page(request, "admin/whatsapp/provider/simulate_inbound.html",
                           f"Simulate an inbound message to {provider}", form=form, provider=provider)

@@ -73,11 +73,23 @@ def sandbox_report_status_task(provider_id: int, provider_message_id: str, statu
     report_status(provider_id, provider_message_id, status)
 
 
-@shared_task(autoretry_for=(httpx.HTTPError,), retry_backoff=1, retry_backoff_max=20, max_retries=8)
+class WebhookServerError(Exception):
+    """The web server answered 5xx: it may answer the same post next time."""
+
+
+# Network errors and 5xx answers are retried; a 4xx (a host not allowed, a signature refused) would be
+# refused again.
+@shared_task(autoretry_for=(httpx.TransportError, WebhookServerError), retry_backoff=1, retry_backoff_max=20,
+             max_retries=8)
 def simulate_inbound_task(provider_id: int, body: str, headers: dict[str, str]) -> int:
     from whatsapp.services.providers import provider_simulated_webhook_post
 
-    return provider_simulated_webhook_post(provider_id, body, headers)
+    try:
+        return provider_simulated_webhook_post(provider_id, body, headers)
+    except httpx.HTTPStatusError as exc:
+        if exc.response.is_server_error:
+            raise WebhookServerError(str(exc)) from exc
+        raise
 
 
 # --- The archive: each attempt is a task; the database row is the retry schedule (see services/archive.py) ---

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import django_filters
 from django import forms
 from django.db import models
+from django_filters.constants import EMPTY_VALUES
 from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.rest_framework import FilterSet as RestFilterSet
@@ -74,12 +75,21 @@ class PhoneField(forms.CharField):
 
 
 class PhoneFilter(django_filters.CharFilter):
+    """Rows whose contact (field_name: the path to it) has this phone number among its phone identities."""
+
     field_class = PhoneField
+
+    def filter(self, qs, value):
+        if value in EMPTY_VALUES:
+            return qs
+        # A subquery rather than a join: a row is listed once however many identities match.
+        phones = ContactIdentity.objects.filter(kind=IdentityKind.PHONE, value=value)
+        return qs.filter(**{f"{self.field_name}__in": phones.values("contact_id")})
 
 
 class ContactFilter(ApiFilterSet):
     phone = PhoneFilter(
-        method="filter_phone",
+        field_name="pk",
         help_text="A phone number in any spelling ('+1 (555) 123-0001', '15551230001'); matched in E.164 against "
                   "the contact's phone identities.")
     name = django_filters.CharFilter(field_name="profile_name", lookup_expr="icontains",
@@ -97,11 +107,6 @@ class ContactFilter(ApiFilterSet):
     class Meta:
         model = Contact
         fields = ["phone", "name", "user", "mapped", "consent", "ignored"]
-
-    def filter_phone(self, queryset, name, value):
-        # A subquery rather than a join: a contact is listed once however many identities match.
-        phones = ContactIdentity.objects.filter(kind=IdentityKind.PHONE, value=value)
-        return queryset.filter(pk__in=phones.values("contact_id"))
 
     def filter_mapped(self, queryset, name, value):
         return queryset.filter(user_mapping__isnull=value != "true")
@@ -145,7 +150,7 @@ class MessageFilter(ApiFilterSet):
         field_name="conversation__contact", queryset=Contact.objects.all(),
         help_text="Messages of this contact's conversations (an id); an unknown id is refused (400).")
     phone = PhoneFilter(
-        method="filter_phone",
+        field_name="conversation__contact",
         help_text="Messages of the contact with this phone number, in any spelling ('+1 (555) 123-0001', "
                   "'15551230001'); matched in E.164 against the contacts' phone identities.")
 
@@ -154,7 +159,3 @@ class MessageFilter(ApiFilterSet):
         fields = {"provider": ["exact"], "conversation": ["exact"], "direction": ["exact"],
                   "status": ["exact", "in"], "message_type": ["exact"], "lane": ["exact"],
                   "created_at": ["gte", "lte"]}
-
-    def filter_phone(self, queryset, name, value):
-        phones = ContactIdentity.objects.filter(kind=IdentityKind.PHONE, value=value)
-        return queryset.filter(conversation__contact__in=phones.values("contact_id"))

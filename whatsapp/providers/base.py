@@ -259,11 +259,6 @@ def json_body_decode(body: bytes) -> Any:
     return _clean_strings(payload)
 
 
-def clean_json_bytes(body: bytes) -> Any:
-    """A JSON body parsed for the parsers (see json_body_decode)."""
-    return json_body_decode(body)
-
-
 def form_body_decode(body: bytes) -> dict[str, str]:
     """
     The one decoder of form webhook bodies (Twilio's), for the body check and the parser: UTF-8 with

@@ -34,11 +34,11 @@ from whatsapp.providers.base import (
     as_dict,
     as_list,
     as_text,
-    clean_json_bytes,
     constant_time_equals,
     hmac_sha256_hex,
     http_client,
     is_retryable_status,
+    json_body_decode,
     parse_each,
     response_json,
     retry_after_seconds,
@@ -68,7 +68,7 @@ from whatsapp.providers.events import (
     TemplateManagement,
     UnhandledEvent,
 )
-from whatsapp.providers.safe_fetch import DOWNLOAD_REFUSED, fetch_media
+from whatsapp.providers.safe_fetch import DOWNLOAD_REFUSED, DownloadRefused, fetch_media
 from whatsapp.providers.whatsapp_templates import remote_template
 
 if TYPE_CHECKING:
@@ -225,7 +225,7 @@ class ChatwootProvider(BaseProvider):
 
     # --- parsing ---------------------------------------------------------------------------
     def parse_webhook(self, stored: StoredWebhook) -> list[NormalizedEvent]:
-        return parse_each([clean_json_bytes(stored.body)], lambda payload: self._parse_payload(payload, stored))
+        return parse_each([json_body_decode(stored.body)], lambda payload: self._parse_payload(payload, stored))
 
     def _parse_payload(self, payload: dict, stored: StoredWebhook) -> NormalizedEvent:
         event = as_text(payload.get("event"))
@@ -366,9 +366,14 @@ class ChatwootProvider(BaseProvider):
 
     def download_media(self, media: MediaRef) -> DownloadedMedia:
         # data_url is an ActiveStorage redirect (its signed id is the credential) to a short-lived URL.
-        url = urljoin(self.config_value("base_url").rstrip("/") + "/", media.url)
+        base_url = self.config_value("base_url")
+        try:
+            url = urljoin(base_url.rstrip("/") + "/", media.url)
+        except ValueError as exc:  # e.g. "http://[x": urllib takes it for a broken IPv6 address
+            raise DownloadRefused(f"refused to download {media.url[:200]}: not a valid URL ({exc})") from exc
+        # The installation's own host may be on a private network: the operator named it in base_url.
         return fetch_media(url, allowed_hosts=self.media_download_hosts(), source=self.label,
-                           mime_type=media.mime_type)
+                           mime_type=media.mime_type, trusted_hosts=(url_host(base_url),))
 
     def media_download_hosts(self) -> tuple[str, ...]:
         extra = [host.strip() for host in self.config_value("media_storage_hosts").split(",") if host.strip()]
@@ -476,7 +481,8 @@ class ChatwootProvider(BaseProvider):
         if not media.url:
             raise ProviderError(f"the {media.kind} has neither a file nor a link", code="invalid_message")
         try:
-            # A link someone gave us: any host, but only at a public address.
+            # A link someone gave us: any host, but only at a public address, even on base_url's host (no
+            # trusted_hosts: whoever may send a message would otherwise reach the private network).
             fetched = fetch_media(media.url, allowed_hosts=None, source=self.label, mime_type=media.mime_type)
         except ProviderError as exc:
             # The file will not get smaller, nor a refused address become allowed; anything else about

@@ -27,11 +27,11 @@ from whatsapp.providers.base import (
     as_dict,
     as_list,
     as_text,
-    clean_json_bytes,
     constant_time_equals,
     hmac_sha256_hex,
     http_client,
     is_retryable_status,
+    json_body_decode,
     parse_each,
     pooled_http_client,
     response_json,
@@ -286,7 +286,7 @@ class MetaProvider(BaseProvider):
             raise WebhookRejected(400, 'body must be a JSON object with an "entry" list')
 
     def parse_webhook(self, stored: StoredWebhook) -> list[NormalizedEvent]:
-        payload = clean_json_bytes(stored.body)
+        payload = json_body_decode(stored.body)
         events: list[NormalizedEvent] = []
         for entry in as_list(payload.get("entry")):
             entry = as_dict(entry)
@@ -510,9 +510,11 @@ class MetaProvider(BaseProvider):
             url = as_text(described.get("url"))
             if not url:
                 raise ProviderError("Meta's media description has no url", code="no_url", retryable=True)
-        # The token goes to that URL only; a redirect elsewhere is followed without it.
+        # The token goes to that URL only; a redirect elsewhere is followed without it. The configured Graph
+        # host (a proxy, a test server) may be on a private network.
         fetched = fetch_media(url, allowed_hosts=self.media_download_hosts(), source=self.label,
-                              mime_type=as_text(described.get("mime_type")), headers=self.rest_headers())
+                              mime_type=as_text(described.get("mime_type")), headers=self.rest_headers(),
+                              trusted_hosts=(url_host(settings.META_GRAPH_BASE_URL),))
         return DownloadedMedia(content=fetched.content, mime_type=fetched.mime_type,
                                sha256=as_text(described.get("sha256")) or media.sha256)
 

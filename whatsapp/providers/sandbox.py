@@ -30,9 +30,9 @@ from whatsapp.providers.base import (
     WebhookRequest,
     as_dict,
     as_list,
-    clean_json_bytes,
     constant_time_equals,
     hmac_sha256_hex,
+    json_body_decode,
     parse_each,
 )
 from whatsapp.providers.events import (
@@ -124,7 +124,7 @@ class SandboxProvider(BaseProvider):
             raise WebhookRejected(400, 'body must be a JSON object with an "events" list')
 
     def parse_webhook(self, stored: StoredWebhook) -> list[NormalizedEvent]:
-        payload = clean_json_bytes(stored.body)
+        payload = json_body_decode(stored.body)
         return parse_each(as_list(as_dict(payload).get("events")), self._parse_event)
 
     def _parse_event(self, item: Any) -> NormalizedEvent:

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import httpx
 import requests
 from django.conf import settings
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
@@ -67,7 +68,7 @@ from whatsapp.providers.events import (
     TemplateSubmission,
     UnhandledEvent,
 )
-from whatsapp.providers.safe_fetch import fetch_media
+from whatsapp.providers.safe_fetch import fetch_media, host_allowed
 from whatsapp.providers.whatsapp_templates import (
     CATEGORIES,
     MEDIA_HEADER_FORMATS,
@@ -84,6 +85,8 @@ from whatsapp.providers.whatsapp_templates import (
 SIGNATURE_HEADER = "X-Twilio-Signature"
 AUTH_TOKEN = "auth_token"
 CHANNEL_PREFIX = "whatsapp:"
+# Twilio's REST API, where media URLs point and the only place its credentials go.
+TWILIO_API_HOST = "api.twilio.com"
 
 # MessageStatus values of status callbacks (twilio-python's MessageInstance.Status). The early ones
 # change nothing we have not recorded already; the status ranks keep them from moving anything back.
@@ -203,7 +206,7 @@ class TwilioProvider(BaseProvider):
     # Media URLs are on the REST API's host, which redirects to short-lived storage URLs: mms.twiliocdn.com
     # with HTTP Basic auth enforced on media, s3-external-1.amazonaws.com for media stored before that.
     # https://help.twilio.com/articles/223183748-Protect-Media-Access-with-HTTP-Basic-Authentication-for-Programmable-Messaging
-    media_hosts = ("api.twilio.com", "*.twiliocdn.com", "s3-external-1.amazonaws.com")
+    media_hosts = (TWILIO_API_HOST, "*.twiliocdn.com", "s3-external-1.amazonaws.com")
     options = (
         ProviderOption("account_sid", "Account SID (AC...)", target="business_account_id", required=True),
         ProviderOption(AUTH_TOKEN, "Auth token", target="credentials", required=True, secret=True),
@@ -333,10 +336,19 @@ class TwilioProvider(BaseProvider):
     def download_media(self, media: MediaRef) -> DownloadedMedia:
         # Twilio serves media only with HTTP Basic auth and redirects to short-lived storage URLs.
         # https://www.twilio.com/docs/messaging/api/media-resource
-        # The credentials go to the REST API's host only, never to the storage host it redirects to.
-        auth = (self.provider.business_account_id, self.credential(AUTH_TOKEN))
+        # The credentials go to the REST API's host only: neither to the storage host it redirects to, nor
+        # to a media URL that names a storage host itself.
+        api_hosts = tuple(host for host in (TWILIO_API_HOST, url_host(settings.TWILIO_API_BASE_URL)) if host)
+        try:
+            first_host = httpx.URL(media.url).host
+        except httpx.InvalidURL:
+            first_host = ""  # fetch_media refuses it
+        auth = None
+        if host_allowed(first_host, api_hosts):
+            auth = (self.provider.business_account_id, self.credential(AUTH_TOKEN))
         return fetch_media(media.url, allowed_hosts=self.media_download_hosts(), source=self.label,
-                           mime_type=media.mime_type, auth=auth)
+                           mime_type=media.mime_type, auth=auth,
+                           trusted_hosts=(url_host(settings.TWILIO_API_BASE_URL),))
 
     def media_download_hosts(self) -> tuple[str, ...]:
         return (*self.media_hosts, url_host(settings.TWILIO_API_BASE_URL))

@@ -46,14 +46,23 @@ def _check_storage() -> None:
 class WorkerNotSeen(Exception):
     """No worker ran the heartbeat job lately: nothing consumes the queues (or beat does not run)."""
 
+    def __init__(self, message: str, figures: dict):
+        super().__init__(message)
+        self.figures = figures
 
-def _check_worker() -> None:
+
+def _check_worker() -> dict:
+    # The age is read once and reported with the check's outcome, whichever it is.
     age = worker_last_seen_seconds()
+    figures = {"last_seen_seconds": None if age is None else int(age)}
     if age is None or age > settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS:
-        raise WorkerNotSeen("no worker heartbeat" if age is None else f"last heartbeat {age:.0f}s ago")
+        raise WorkerNotSeen("no worker heartbeat" if age is None else f"last heartbeat {age:.0f}s ago", figures)
+    return figures
 
 
-CHECKS: dict[str, Callable[[], None]] = {
+# A check raises when its part does not work; it may return figures (or carry them on its exception) that
+# the report shows beside its status.
+CHECKS: dict[str, Callable[[], dict | None]] = {
     "database": _check_database,
     "broker": _check_broker,
     "storage": _check_storage,
@@ -71,13 +80,14 @@ def health_report() -> tuple[bool, dict]:
     results = {}
     for name, check in CHECKS.items():
         try:
-            check()
+            figures = check() or {}
         except Exception as exc:  # noqa: BLE001 - a health check reports every failure, it never raises
             # /health/ is public: it names the failing part, the details (hosts, users) go to the log.
             logger.warning("health check failed", extra={"check": name, "error": f"{type(exc).__name__}: {exc}"})
-            results[name] = {"status": "degraded" if name in DEGRADES_ONLY else "fail", "error": type(exc).__name__}
+            results[name] = {"status": "degraded" if name in DEGRADES_ONLY else "fail", "error": type(exc).__name__,
+                             **getattr(exc, "figures", {})}
         else:
-            results[name] = {"status": "ok"}
+            results[name] = {"status": "ok", **figures}
     inbox = None
     if results["database"]["status"] == "ok":
         inbox = _inbox()
@@ -120,15 +130,14 @@ def _inbox() -> dict[str, int]:
 
 
 def _add_worker_figures(result: dict, oldest_pending_event_seconds: int) -> None:
-    """How long ago a worker was seen, and how long the oldest work has waited for one: a due outbound
-    message (not one held on purpose: backoff, rate limit, a paused provider) and a pending inbox row."""
+    """How long the oldest work has waited for a worker (how long ago one was seen, _check_worker reports): a
+    due outbound message (not one held on purpose: backoff, rate limit, a paused provider) and a pending inbox
+    row."""
     now = timezone.now()
-    last_seen = worker_last_seen_seconds()
     oldest_due = (Message.objects.filter(status=MessageStatus.QUEUED, next_attempt_at__lte=now,
                                          provider__is_paused=False)
                   .aggregate(oldest=Min("next_attempt_at"))["oldest"])
     figures = {
-        "last_seen_seconds": None if last_seen is None else int(last_seen),
         "oldest_queued_message_seconds": int((now - oldest_due).total_seconds()) if oldest_due else 0,
         "oldest_pending_event_seconds": oldest_pending_event_seconds,
     }

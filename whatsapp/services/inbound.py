@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from contacts.models import Contact, ContactIdentity
 from contacts.services.identities import contact_resolve
+from templates_app.models import MessageTemplate
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider, WebhookEvent
 from whatsapp.providers import provider_for
 from whatsapp.providers.events import (
@@ -62,17 +63,14 @@ EARLIEST_TIME = datetime(1, 1, 2, tzinfo=UTC)
 LATEST_TIME = datetime(9999, 1, 1, tzinfo=UTC)
 
 
-def _columns() -> dict[str, models.Field]:
-    """The column each normalized field is stored in (the same name on every event type that has it)."""
-    from templates_app.models import MessageTemplate
-
-    return {
-        "provider_message_id": Message._meta.get_field("provider_message_id"),
-        "timestamp": Message._meta.get_field("received_at"),
-        "message_type": Message._meta.get_field("message_type"),
-        "conversation_ref": Conversation._meta.get_field("external_conversation_id"),
-        "provider_template_id": MessageTemplate._meta.get_field("provider_template_id"),
-    }
+# The column each normalized field is stored in (the same name on every event type that has it).
+COLUMNS: dict[str, models.Field] = {
+    "provider_message_id": Message._meta.get_field("provider_message_id"),
+    "timestamp": Message._meta.get_field("received_at"),
+    "message_type": Message._meta.get_field("message_type"),
+    "conversation_ref": Conversation._meta.get_field("external_conversation_id"),
+    "provider_template_id": MessageTemplate._meta.get_field("provider_template_id"),
+}
 
 
 IDENTITY_COLUMNS = ("kind", "value", "scope")
@@ -110,7 +108,7 @@ def update_problem(event: NormalizedEvent) -> str:
     the same way forever).
     """
     checks: list[tuple[str, models.Field, Any]] = [
-        (name, column, getattr(event, name)) for name, column in _columns().items() if hasattr(event, name)]
+        (name, column, getattr(event, name)) for name, column in COLUMNS.items() if hasattr(event, name)]
     for identity in getattr(event, "identities", ()):
         checks += [(f"identity {name}", ContactIdentity._meta.get_field(name), getattr(identity, name))
                    for name in IDENTITY_COLUMNS]

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -24,6 +24,7 @@ from whatsapp.services.inbound import media_enqueue
 logger = logging.getLogger(__name__)
 
 FIRST_RETRY = timedelta(seconds=30)
+UNEXPECTED_ERROR = "unexpected_error"
 MAX_RETRY_DELAY = timedelta(hours=6)
 
 
@@ -49,9 +50,20 @@ def media_download(media_id: int) -> Media | None:
             return media
         media.attempts += 1
         try:
-            _fetch_and_store(media)
+            # A savepoint: whatever goes wrong inside, the row can still be saved with the attempt counted.
+            with transaction.atomic():
+                _fetch_and_store(media)
         except ProviderError as exc:
             _record_failure(media, exc)
+        except (OperationalError, InterfaceError):
+            raise  # the database is out or busy: the row stays due and the requeue job brings it back
+        except Exception as exc:
+            # A bug, or an answer nobody foresaw. Raised out of here, it would roll the row back to pending
+            # with the attempt uncounted, and the requeue job would hand it out again and again; the same
+            # download would fail the same way, so it fails for good with the reason (the admin can retry).
+            logger.exception("media download raised", extra={"media": media.pk})
+            _record_failure(media, ProviderError(f"unexpected error: {type(exc).__name__}: {exc}",
+                                                 code=UNEXPECTED_ERROR, retryable=False))
         media.save()
     return media
 
@@ -76,8 +88,9 @@ def _record_failure(media: Media, exc: ProviderError) -> None:
     now = timezone.now()
     media.last_error = f"attempt {media.attempts}: {exc}"[:4000]
     next_attempt = now + _retry_delay(media.attempts)
-    if isinstance(exc, DownloadRefused):
-        # A host or address we will not fetch from: no later attempt would be allowed either.
+    if isinstance(exc, DownloadRefused) or exc.code == UNEXPECTED_ERROR:
+        # A host or address we will not fetch from (no later attempt would be allowed either), or an error
+        # of ours: failed whatever the file's lifetime, so the reason is what the row shows.
         media.state, media.next_attempt_at = Media.State.FAILED, None
     elif media.expires_at and next_attempt >= media.expires_at:
         media.state, media.next_attempt_at = Media.State.EXPIRED, None

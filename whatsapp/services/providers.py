@@ -10,6 +10,7 @@ from whatsapp.models import Provider
 from whatsapp.providers import provider_class_for, provider_for
 from whatsapp.services.audit import audit_record
 from whatsapp.services.webhooks import webhook_events_replay_unrouted
+from whatsapp.tasks import simulate_inbound_task
 
 ROW_TARGETS = ("phone_number", "external_id", "business_account_id")
 
@@ -18,8 +19,9 @@ class ProviderConfigError(ValueError):
     pass
 
 
-def provider_webhook_url(provider: Provider) -> str:
-    url = f"{settings.PUBLIC_BASE_URL}/webhooks/{provider.kind}/{provider.public_id}/"
+def provider_webhook_url(provider: Provider, base_url: str | None = None) -> str:
+    """The URL providers call (on PUBLIC_BASE_URL unless another base is given)."""
+    url = f"{base_url or settings.PUBLIC_BASE_URL}/webhooks/{provider.kind}/{provider.public_id}/"
     query = provider_for(provider).webhook_query()
     return f"{url}?{urlencode(query)}" if query else url
 
@@ -109,8 +111,13 @@ def provider_set_paused(*, provider: Provider, paused: bool, actor: Any = None) 
 
 def provider_webhook_post(provider: Provider, body: bytes, headers: dict[str, str],
                           timeout: float = 10) -> httpx.Response:
-    """POST to the provider's own webhook URL, as a simulator plays the provider's servers."""
-    response = httpx.post(provider_webhook_url(provider), content=body, headers=headers, timeout=timeout)
+    """
+    POST to the provider's own webhook URL, as a simulator plays the provider's servers. Workers post it,
+    so it goes to INTERNAL_BASE_URL, where they reach the web server: the simulators sign the body, not
+    the URL, so the signature holds whichever address carries it.
+    """
+    url = provider_webhook_url(provider, base_url=settings.INTERNAL_BASE_URL)
+    response = httpx.post(url, content=body, headers=headers, timeout=timeout)
     response.raise_for_status()
     return response
 
@@ -119,12 +126,10 @@ def provider_simulate_inbound(*, provider: Provider, from_phone: str, name: str,
     """
     A simulator's phone sends a text: a signed webhook posted to the provider's own URL over HTTP, so it
     takes exactly the path a real provider's webhook takes. A worker posts it once the caller's transaction
-    commits: a web request posting to its own server would wait for another of the server's workers, and
-    when they are all busy (one serving that very request) it times out. Raises the broker's error when
-    the task cannot be handed over (outside a transaction; inside one, at its commit).
+    commits: a web request posting to its own server would depend on that server answering a second
+    request while it serves the first. Raises the broker's error when the task cannot be handed over
+    (outside a transaction; inside one, at its commit).
     """
-    from whatsapp.tasks import simulate_inbound_task
-
     # Signed here, once: a retried post carries the same message id, so the inbox keeps one message.
     body, headers = provider_for(provider).simulated_inbound(from_phone=from_phone, name=name, text=text)
     transaction.on_commit(lambda: simulate_inbound_task.delay(provider.pk, body.decode(), headers))
