@@ -7,15 +7,19 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import redis
 from django.contrib.auth import get_user_model
 
+from contacts.models import Contact
 from tests.fakes import FakeServer
 from whatsapp import sandbox_phone
+from whatsapp.models import Provider
 from whatsapp.services.providers import provider_create
+from whatsapp.services.webhooks import webhook_event_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -321,3 +325,20 @@ def default_group(name: str):
                 group.permissions.add(*Permission.objects.filter(
                     content_type__app_label=app_label, codename__in=[f"{action}_{model}" for action in actions]))
     return group
+
+
+@pytest.fixture
+def say(sandbox_provider, post_sandbox):
+    """A contact writes to the business: a signed sandbox webhook, processed as the worker would."""
+
+    def send(phone: str, text: str, *, name: str = "", at: float | None = None,
+             provider: Provider | None = None) -> Contact:
+        provider = provider or sandbox_provider
+        event = {"type": "message", "id": f"sbx-in-{uuid.uuid4().hex}", "from": phone, "name": name,
+                 "text": text, "timestamp": time.time() if at is None else at}
+        response = post_sandbox(provider, json.dumps({"events": [event]}).encode())
+        assert response.status_code == 200, response.content
+        webhook_event_process(json_body(response)["event"])
+        return Contact.objects.get(identities__kind="phone", identities__value=phone)
+
+    return send

@@ -7,7 +7,6 @@ to user mappings, and the unmapped queue with its suggestions, at a fixed number
 import json
 import re
 import time
-import uuid
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -18,11 +17,9 @@ from rest_framework.test import APIClient
 
 from contacts.models import ConsentEvent, Contact, ContactUserMapping, VerificationChallenge
 from contacts.services.mapping import contact_map_to_user, user_phone_set
-from tests.conftest import json_body
 from whatsapp.models import AuditLog, Message, Provider
 from whatsapp.services.api_tokens import api_token_create
 from whatsapp.services.delivery import message_deliver
-from whatsapp.services.webhooks import webhook_event_process
 
 pytestmark = pytest.mark.django_db
 
@@ -31,23 +28,6 @@ BEN_PHONE = "+15551230002"
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-@pytest.fixture
-def say(sandbox_provider, post_sandbox):
-    """A contact writes to the business: a signed sandbox webhook, processed as the worker would."""
-
-    def send(phone: str, text: str, *, name: str = "", at: float | None = None,
-             provider: Provider | None = None) -> Contact:
-        provider = provider or sandbox_provider
-        event = {"type": "message", "id": f"sbx-in-{uuid.uuid4().hex}", "from": phone, "name": name,
-                 "text": text, "timestamp": time.time() if at is None else at}
-        response = post_sandbox(provider, json.dumps({"events": [event]}).encode())
-        assert response.status_code == 200, response.content
-        webhook_event_process(json_body(response)["event"])
-        return Contact.objects.get(identities__kind="phone", identities__value=phone)
-
-    return send
-
 
 @pytest.fixture
 def ana(say) -> Contact:

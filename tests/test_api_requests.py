@@ -5,8 +5,6 @@ read, both spellings of the API key's header, and the messages of one contact (b
 
 import json
 import logging
-import time
-import uuid
 from urllib.parse import quote
 
 import httpx
@@ -15,10 +13,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from contacts.models import Contact
-from tests.conftest import json_body, token_client, user_with_perms
+from tests.conftest import token_client, user_with_perms
 from whatsapp.services.api_tokens import api_token_create
 from whatsapp.services.outbound import message_send_text
-from whatsapp.services.webhooks import webhook_event_process
 
 pytestmark = pytest.mark.django_db
 
@@ -33,21 +30,6 @@ DATETIME_FILTERS = [
     ("messages", "created_at__gte"),
     ("messages", "created_at__lte"),
 ]
-
-
-@pytest.fixture
-def say(sandbox_provider, post_sandbox):
-    """A contact writes to the business: a signed sandbox webhook, processed as the worker would."""
-
-    def send(phone: str, text: str, *, name: str = "") -> Contact:
-        event = {"type": "message", "id": f"sbx-in-{uuid.uuid4().hex}", "from": phone, "name": name,
-                 "text": text, "timestamp": time.time()}
-        response = post_sandbox(sandbox_provider, json.dumps({"events": [event]}).encode())
-        assert response.status_code == 200, response.content
-        webhook_event_process(json_body(response)["event"])
-        return Contact.objects.get(identities__kind="phone", identities__value=phone)
-
-    return send
 
 
 @pytest.fixture
