@@ -342,3 +342,12 @@ def say(sandbox_provider, post_sandbox):
         return Contact.objects.get(identities__kind="phone", identities__value=phone)
 
     return send
+
+
+@pytest.fixture
+def graph(settings):
+    """A local server playing Meta's Graph API (modules with their own wire fakes define their own)."""
+    with FakeServer() as server:
+        settings.META_GRAPH_BASE_URL = server.url
+        settings.META_GRAPH_API_VERSION = "v25.0"
+        yield server

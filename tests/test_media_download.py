@@ -29,14 +29,6 @@ pytestmark = pytest.mark.django_db
 PHOTO = b"\xff\xd8\xff\xe0 a small jpeg-ish photo \xff\xd9" * 40
 
 
-@pytest.fixture
-def graph(settings):
-    with FakeServer() as server:
-        settings.META_GRAPH_BASE_URL = server.url
-        settings.META_GRAPH_API_VERSION = "v25.0"
-        yield server
-
-
 def _meta_image(client, graph) -> Media:
     provider = make_meta()
     graph.routes["/v25.0/1410000000000101"] = [Reply.json({

@@ -41,14 +41,6 @@ MEDIA_ID = "1410000000000101"
 
 
 @pytest.fixture
-def graph(settings):
-    with FakeServer() as server:
-        settings.META_GRAPH_BASE_URL = server.url
-        settings.META_GRAPH_API_VERSION = "v25.0"
-        yield server
-
-
-@pytest.fixture
 def elsewhere():
     """A host that is no provider's: whatever reaches it is a leak."""
     with FakeServer(host="127.0.0.2") as server:
