@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from analytics.models import HourlyStats
-from whatsapp.admin_base import ReadOnlyModelAdmin
+from core.admin.base import ReadOnlyModelAdmin
 
 
 @admin.register(HourlyStats)

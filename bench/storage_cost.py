@@ -335,7 +335,7 @@ def steps() -> list[tuple[str, int]]:
     """(class, from age in days): the bucket's default class, then the lifecycle rules from the settings."""
     from django.conf import settings
 
-    from whatsapp.storage import lifecycle_rules
+    from core.storage import lifecycle_rules
 
     return [(settings.GCS_STORAGE_CLASS, 0), *lifecycle_rules()]
 

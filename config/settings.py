@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     # Swagger UI and Redoc as static files of our own: /api/docs/ works without internet.
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "core.apps.CoreConfig",
     "whatsapp.apps.WhatsappConfig",
     "contacts.apps.ContactsConfig",
     "templates_app.apps.TemplatesAppConfig",

@@ -62,12 +62,13 @@ from contacts.services.mapping import (
 from contacts.services.merge import MergeRefused, contacts_merge
 from contacts.services.queue import queue_page_details, with_queue_columns
 from contacts.services.verification import VerificationRefused, verification_start
-from whatsapp.admin_base import AuditedModelAdmin, ProviderNameFilter, ReadOnlyModelAdmin, pretty_json
+from core.admin.base import AuditedModelAdmin, ReadOnlyModelAdmin, pretty_json
+from core.audit import audit_record
+from core.storage import ObjectNotFound, StorageError
+from whatsapp.admin_filters import ProviderNameFilter
 from whatsapp.models import Message
 from whatsapp.providers.events import IdentityKind
-from whatsapp.services.audit import audit_record
 from whatsapp.services.send_rules import SendRefused
-from whatsapp.storage import ObjectNotFound, StorageError
 
 User = get_user_model()
 

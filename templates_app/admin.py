@@ -26,6 +26,8 @@ from django.utils.timezone import localtime
 from django.views.decorators.http import require_POST
 
 from contacts.services.mapping import user_label
+from core.admin.base import pretty_json
+from core.models import AuditLog
 from templates_app.forms import RejectForm, TemplateForm
 from templates_app.models import MessageTemplate, TemplateAwaitingReview
 from templates_app.preview import TemplatePreview, template_preview
@@ -50,8 +52,7 @@ from templates_app.services.workflow import (
     template_withdraw,
 )
 from templates_app.validation import TemplateInvalid
-from whatsapp.admin_base import ProviderNameFilter, pretty_json
-from whatsapp.models import AuditLog
+from whatsapp.admin_filters import ProviderNameFilter
 from whatsapp.providers.events import TemplateStatus
 
 AUDIT_ROWS_SHOWN = 200

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from django.db.models import OuterRef, Q, QuerySet
 
+from core.queries import count_subquery
 from templates_app.models import MessageTemplate
 from whatsapp.models import Message, Provider
 from whatsapp.providers import provider_class_for
 from whatsapp.providers.events import MessageStatus, TemplateStatus
-from whatsapp.queries import count_subquery
 
 # The statuses a template can only have once it was sent to the provider.
 AT_PROVIDER = (TemplateStatus.SUBMITTED, TemplateStatus.PENDING, TemplateStatus.APPROVED, TemplateStatus.REJECTED,

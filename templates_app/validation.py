@@ -4,9 +4,9 @@ provider, so that an author sees every problem at once on the field it belongs t
 a day later.
 
 Limits follow Meta's template components reference
-(https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/components) and the
-notes in ../shared/reference/meta-cloud-api.md section 6. Pure functions: no database, never raises on
-malformed input (every oddity becomes a message).
+(https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/components) and its
+templates overview (https://developers.facebook.com/documentation/business-messaging/whatsapp/templates/overview).
+Pure functions: no database, never raises on malformed input (every oddity becomes a message).
 
 Choices where the published rules leave room:
 - A parameter at the start or end of the body: only whitespace around the body is ignored, so "Hi {{1}}."

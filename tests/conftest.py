@@ -108,7 +108,7 @@ def admin_client_logged(client, superuser):
 def api_client(superuser):
     from rest_framework.test import APIClient
 
-    from whatsapp.services.api_tokens import api_token_create
+    from core.api_tokens import api_token_create
 
     _, key = api_token_create(user=superuser, name="tests")
     api = APIClient()
@@ -131,7 +131,7 @@ def token_client(user):
     """An API client authenticated with a new token of this user."""
     from rest_framework.test import APIClient
 
-    from whatsapp.services.api_tokens import api_token_create
+    from core.api_tokens import api_token_create
 
     _, key = api_token_create(user=user, name="tests")
     client = APIClient()

@@ -20,7 +20,8 @@ from django.utils import timezone
 from contacts.models import ConsentEvent, Contact, ContactUserMapping, UserProfile, VerificationChallenge
 from contacts.services.identities import contact_resolve
 from contacts.services.mapping import contact_map_to_user, user_phone_set
-from whatsapp.models import AuditLog, Conversation, Message
+from core.models import AuditLog
+from whatsapp.models import Conversation, Message
 from whatsapp.providers.events import Identity, IdentityKind
 from whatsapp.services.providers import provider_create
 from whatsapp.services.sessions import session_open_or_extend

@@ -17,11 +17,11 @@ from django.utils import timezone
 from contacts.models import ConsentSource, Contact
 from contacts.services.consent import consent_set
 from contacts.services.mapping import contact_map_to_user
+from core.storage import BucketSpec, get_storage
 from templates_app.models import MessageTemplate
 from whatsapp.models import Conversation, Media, Message, Provider
 from whatsapp.providers.events import Identity, IdentityKind, InboundMessage, MessageType
 from whatsapp.services.inbound import inbound_message_apply
-from whatsapp.storage import BucketSpec, get_storage
 
 pytestmark = pytest.mark.django_db
 

@@ -105,7 +105,7 @@ def test_default_groups_exist():
 
 
 def test_pause_and_resume_actions_are_audited(admin_client_logged, demo_data):
-    from whatsapp.models import AuditLog
+    from core.models import AuditLog
 
     url = reverse("admin:whatsapp_provider_changelist")
     admin_client_logged.post(url, {"action": "pause", "_selected_action": [demo_data.pk]})
@@ -197,7 +197,7 @@ def test_simulate_inbound_says_so_when_the_task_queue_is_down(admin_client_logge
 
 
 def test_editing_a_provider_keeps_secrets_left_empty_and_audits_before_and_after(admin_client_logged, demo_data):
-    from whatsapp.models import AuditLog
+    from core.models import AuditLog
 
     secret = demo_data.credentials["webhook_secret"]
     response = admin_client_logged.post(reverse("admin:whatsapp_provider_change", args=[demo_data.pk]), {
@@ -232,7 +232,8 @@ def test_inbox_filters_flagged_events_and_shows_forms_readably(admin_client_logg
 
 def test_media_retry_action_requeues_and_audits(admin_client_logged):
     from contacts.models import Contact
-    from whatsapp.models import AuditLog, Media, Message
+    from core.models import AuditLog
+    from whatsapp.models import Media, Message
 
     conversation = Conversation.objects.create(provider=Provider.objects.create(kind="sandbox", name="s"),
                                                contact=Contact.objects.create())

@@ -8,9 +8,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from contacts.models import Contact
+from core.models import AuditLog
 from templates_app.models import MessageTemplate
 from tests.conftest import fixture_bytes, json_body
-from whatsapp.models import AuditLog, CircuitState, Conversation, Message, SendAttempt
+from whatsapp.models import CircuitState, Conversation, Message, SendAttempt
 from whatsapp.services.outbound import message_send_text
 from whatsapp.services.webhooks import webhook_event_process
 

@@ -26,6 +26,7 @@ from contacts.models import Contact, DataExport
 from contacts.services.export import data_export_build
 from contacts.services.identities import contact_resolve
 from contacts.services.mapping import contact_map_to_user
+from core.storage import split_location
 from tests.conftest import fixture_bytes, json_body
 from whatsapp.models import (
     ArchiveBucket,
@@ -50,7 +51,6 @@ from whatsapp.services.archive import (
     webhook_event_archive,
 )
 from whatsapp.services.webhooks import webhook_event_process
-from whatsapp.storage import split_location
 
 pytestmark = pytest.mark.django_db
 

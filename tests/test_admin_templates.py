@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from contacts.models import Contact
+from core.models import AuditLog
 from templates_app.models import MessageTemplate
 from templates_app.services.provider_submission import template_submit
 from templates_app.services.workflow import (
@@ -30,7 +31,7 @@ from templates_app.services.workflow import (
 )
 from tests.conftest import fixture_bytes
 from tests.fakes import FakeServer, Reply
-from whatsapp.models import AuditLog, Conversation, Message
+from whatsapp.models import Conversation, Message
 from whatsapp.providers.events import TemplateStatus
 from whatsapp.services.providers import provider_create
 

@@ -35,7 +35,7 @@ def test_anonymous_is_refused(client, endpoint):
 def test_user_without_view_permission_is_refused(db, client):
     from django.contrib.auth import get_user_model
 
-    from whatsapp.services.api_tokens import api_token_create
+    from core.api_tokens import api_token_create
 
     user = get_user_model().objects.create_user("nobody", password="pw-123456-strong")
     _, key = api_token_create(user=user, name="no permissions")

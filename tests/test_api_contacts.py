@@ -17,8 +17,9 @@ from rest_framework.test import APIClient
 
 from contacts.models import ConsentEvent, Contact, ContactUserMapping, VerificationChallenge
 from contacts.services.mapping import contact_map_to_user, user_phone_set
-from whatsapp.models import AuditLog, Message, Provider
-from whatsapp.services.api_tokens import api_token_create
+from core.api_tokens import api_token_create
+from core.models import AuditLog
+from whatsapp.models import Message, Provider
 from whatsapp.services.delivery import message_deliver
 
 pytestmark = pytest.mark.django_db

@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from contacts.models import Contact, ContactUserMapping, DataExport
+from core.api_tokens import api_token_create
 from templates_app.models import MessageTemplate
 from whatsapp.models import Conversation, Message, Provider
-from whatsapp.services.api_tokens import api_token_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

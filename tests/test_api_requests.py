@@ -13,8 +13,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from contacts.models import Contact
+from core.api_tokens import api_token_create
 from tests.conftest import token_client, user_with_perms
-from whatsapp.services.api_tokens import api_token_create
 from whatsapp.services.outbound import message_send_text
 
 pytestmark = pytest.mark.django_db

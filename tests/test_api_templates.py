@@ -17,15 +17,16 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from contacts.services.identities import contact_resolve
+from core.api_tokens import api_token_create
+from core.locks import try_session_lock
+from core.models import AuditLog
 from templates_app.models import MessageTemplate
 from templates_app.selectors import sendable_template, template_account
 from templates_app.services.provider_submission import template_submit
 from tests.fakes import FakeServer, Reply
-from whatsapp.models import AuditLog, Message, Provider
+from whatsapp.models import Message, Provider
 from whatsapp.providers.events import Identity, IdentityKind, MessageStatus, TemplateStatus
-from whatsapp.services.api_tokens import api_token_create
 from whatsapp.services.inbound import conversation_get_or_create
-from whatsapp.services.locks import try_session_lock
 from whatsapp.services.providers import provider_create
 
 pytestmark = pytest.mark.django_db

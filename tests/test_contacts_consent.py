@@ -9,10 +9,11 @@ import pytest
 
 from contacts.models import ConsentEvent, ConsentKeyword, ConsentSource, Contact
 from contacts.services.consent import consent_set
+from core.models import AuditLog
 from tests import test_outbound_pipeline as pipeline
 from tests.test_contacts_identity import ANA_PHONE, ANA_WA_ID, contact_named, deliver, meta_failed_status, meta_text
 from tests.test_outbound_pipeline import customer, meta_error, sent_bodies
-from whatsapp.models import AuditLog, Message
+from whatsapp.models import Message
 from whatsapp.services.delivery import message_deliver
 from whatsapp.services.outbound import message_send_text
 from whatsapp.services.send_rules import SendRefused

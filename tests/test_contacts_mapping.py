@@ -23,6 +23,7 @@ from contacts.services.mapping import (
     unmapped_contacts,
     user_phone_set,
 )
+from core.models import AuditLog
 from tests import test_outbound_pipeline as pipeline
 from tests.signing import chatwoot_headers, make_chatwoot
 from tests.test_contacts_identity import (
@@ -34,7 +35,6 @@ from tests.test_contacts_identity import (
     process,
     webhook_receive,
 )
-from whatsapp.models import AuditLog
 from whatsapp.providers.events import Identity, IdentityKind
 
 pytestmark = pytest.mark.django_db

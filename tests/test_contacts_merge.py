@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from contacts.models import ConsentEvent, Contact, ContactUserMapping
 from contacts.services.mapping import contact_map_to_user
 from contacts.services.merge import MergeRefused, contacts_merge
+from core.models import AuditLog
 from tests import test_outbound_pipeline as pipeline
 from tests.test_contacts_identity import (
     ANA_BSUID,
@@ -21,7 +22,7 @@ from tests.test_contacts_identity import (
     meta_text,
     other_business,
 )
-from whatsapp.models import AuditLog, Conversation, Message, Session
+from whatsapp.models import Conversation, Message, Session
 from whatsapp.services.delivery import message_deliver
 from whatsapp.services.outbound import message_send_text
 

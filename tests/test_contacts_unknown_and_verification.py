@@ -14,6 +14,7 @@ from django.utils import timezone
 from contacts.models import ContactUserMapping, VerificationChallenge
 from contacts.services.mapping import contact_map_to_user, user_phone_set
 from contacts.services.verification import MAX_FAILED_ATTEMPTS, VerificationRefused, verification_start
+from core.models import AuditLog
 from templates_app.models import MessageTemplate
 from tests import test_outbound_pipeline as pipeline
 from tests.test_contacts_identity import (
@@ -28,7 +29,7 @@ from tests.test_contacts_identity import (
     webhook_post,
 )
 from tests.test_outbound_pipeline import customer, sent_bodies
-from whatsapp.models import AuditLog, Message, UnknownContactPolicy
+from whatsapp.models import Message, UnknownContactPolicy
 from whatsapp.providers.events import TemplateStatus
 from whatsapp.services.delivery import message_deliver
 from whatsapp.services.send_rules import SendRefused

@@ -30,8 +30,9 @@ from contacts.services.export import (
     data_exports_requeue_due,
 )
 from contacts.services.mapping import contact_map_to_user
+from core.models import AuditLog
 from tests.conftest import json_body, token_client, user_with_perms, wait_until
-from whatsapp.models import AuditLog, Conversation, Media, Message, StorageDeletion, WebhookEvent
+from whatsapp.models import Conversation, Media, Message, StorageDeletion, WebhookEvent
 from whatsapp.providers.sandbox import inbound_body
 from whatsapp.services.archive import bucket_name, media_store, owner_for_user, storage_deletion_run
 from whatsapp.services.outbound import message_send_text

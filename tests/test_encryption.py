@@ -7,7 +7,7 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.db import connection
 
-from whatsapp import crypto
+from core import crypto
 from whatsapp.models import Provider
 from whatsapp.services.providers import provider_create
 

@@ -15,9 +15,11 @@ from django.db import connection, transaction
 from contacts.models import Contact, ContactIdentity, DataExport
 from contacts.services.erasure import ERASED, user_data_erase
 from contacts.services.mapping import contact_map_to_user
+from core.audit import audit_record
+from core.models import AuditLog
 from tests.conftest import user_with_perms
 from tests.test_erasure import ANA_PHONE, PHOTO, _photo_for, _say
-from whatsapp.models import ArchiveBucket, AuditLog, StorageDeletion, WebhookEvent
+from whatsapp.models import ArchiveBucket, StorageDeletion, WebhookEvent
 from whatsapp.services.archive import (
     archive_bucket,
     bucket_name,
@@ -26,7 +28,6 @@ from whatsapp.services.archive import (
     storage_deletion_run,
     webhook_body,
 )
-from whatsapp.services.audit import audit_record
 
 pytestmark = pytest.mark.django_db
 

@@ -76,7 +76,7 @@ def test_pending_event_whose_task_was_lost_is_requeued_oldest_first(sandbox_prov
 
 
 def test_replay_resets_attempts_and_is_audited(sandbox_provider, post_sandbox, superuser):
-    from whatsapp.models import AuditLog
+    from core.models import AuditLog
 
     event = webhook_event_process(_post(sandbox_provider, post_sandbox, "inbound_text.json").pk)
     webhook_event_replay(event=event, actor=superuser)

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from core.storage import get_storage
 from tests.conftest import FIXTURES, event_id, fixture_bytes, json_body
 from tests.fakes import FakeServer, Reply
 from tests.signing import (
@@ -22,7 +23,6 @@ from tests.signing import (
 from whatsapp.models import Media, Message
 from whatsapp.services.media import media_download, media_requeue_due
 from whatsapp.services.webhooks import webhook_event_process
-from whatsapp.storage import get_storage
 
 pytestmark = pytest.mark.django_db
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from core.storage import get_storage
 from tests.conftest import FIXTURES, event_id, fixture_bytes, json_body
 from tests.fakes import FakeServer, Reply
 from tests.signing import make_chatwoot, make_meta, make_twilio, post_chatwoot, post_meta, post_twilio
@@ -32,7 +33,6 @@ from whatsapp.providers.safe_fetch import (
 from whatsapp.providers.twilio import TwilioProvider
 from whatsapp.services.media import media_download
 from whatsapp.services.webhooks import webhook_event_process
-from whatsapp.storage import get_storage
 
 pytestmark = pytest.mark.django_db
 

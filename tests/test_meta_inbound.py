@@ -221,7 +221,7 @@ def submitted_template(meta):
 ])
 def test_template_status_updates_apply_to_the_template(client, meta, submitted_template, fixture, status, reason,
                                                        recommendation):
-    from whatsapp.models import AuditLog
+    from core.models import AuditLog
 
     deliver(client, meta, fixture)
     submitted_template.refresh_from_db()

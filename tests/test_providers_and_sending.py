@@ -58,7 +58,7 @@ def test_paused_provider_holds_messages_until_resumed(sandbox_provider, post_san
 def test_api_keys_are_shown_once_stored_as_digests_and_revocable(admin_client_logged, superuser):
     from django.db import connection
 
-    from whatsapp.models import ApiToken
+    from core.models import ApiToken
 
     response = admin_client_logged.post(reverse("admin:whatsapp_apitoken_add"),
                                         {"user": superuser.pk, "name": "CRM"}, follow=True)

@@ -14,6 +14,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core import checks
 
+from core.storage import BucketNotFound, BucketSpec, ObjectNotFound, StorageUnavailable, get_storage
 from tests.conftest import fixture_bytes, json_body, sandbox_fixture_now
 from tests.fakes import Reply
 from tests.signing import make_meta, post_meta
@@ -32,7 +33,6 @@ from whatsapp.services.archive import (
 from whatsapp.services.media import media_download
 from whatsapp.services.providers import provider_create
 from whatsapp.services.webhooks import webhook_event_process
-from whatsapp.storage import BucketNotFound, BucketSpec, ObjectNotFound, StorageUnavailable, get_storage
 
 pytestmark = pytest.mark.django_db
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from contacts.models import Contact
 from contacts.services.identities import contact_resolve
+from core.models import AuditLog
 from templates_app.models import MessageTemplate
 from templates_app.selectors import sendable_template, usage_of, versions_of, with_usage
 from templates_app.services.provider_submission import template_provider_status_set, template_submit
@@ -34,7 +35,7 @@ from templates_app.services.workflow import (
 from tests.conftest import fixture_bytes, json_body, wait_until
 from tests.fakes import FakeServer, Reply
 from tests.signing import META_PHONE_NUMBER_ID, META_WABA_ID, make_chatwoot, make_meta, post_meta
-from whatsapp.models import AuditLog, Conversation, Message, Provider
+from whatsapp.models import Conversation, Message, Provider
 from whatsapp.providers.events import Identity, IdentityKind, MessageStatus, TemplateStatus
 from whatsapp.services import send_rules
 from whatsapp.services.delivery import message_deliver

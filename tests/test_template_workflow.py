@@ -17,6 +17,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from core.models import AuditLog
 from templates_app.models import MessageTemplate
 from templates_app.services.provider_submission import template_resubmit, templates_submit_due
 from templates_app.services.sync import templates_sync
@@ -40,7 +41,7 @@ from tests.conftest import (
 from tests.fakes import FakeServer, Recorded, Reply
 from tests.signing import META_WABA_ID, TWILIO_ACCOUNT_SID, make_meta, make_twilio, post_meta
 from tests.test_outbound_pipeline import customer
-from whatsapp.models import AuditLog, Message, Provider, WebhookEvent
+from whatsapp.models import Message, Provider, WebhookEvent
 from whatsapp.services.outbound import SendRequest, message_send
 
 GRAPH_VERSION = "v25.0"

@@ -17,8 +17,9 @@ from django.urls import reverse
 
 from contacts.models import Contact, ContactUserMapping, DataExport
 from contacts.services.mapping import contact_map_to_user, unmapped_contacts
+from core.models import AuditLog
 from tests.conftest import json_body, user_with_perms
-from whatsapp.models import AuditLog, Message, StorageDeletion
+from whatsapp.models import Message, StorageDeletion
 from whatsapp.providers.sandbox import inbound_body
 from whatsapp.services.webhooks import webhook_event_process
 

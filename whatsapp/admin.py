@@ -27,15 +27,16 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from contacts.models import ContactUserMapping
 from contacts.services.identities import phone_to_e164
+from core.admin.base import AuditedModelAdmin, ReadOnlyModelAdmin, pretty_json
+from core.audit import audit_record
+from core.queries import count_subquery
+from core.storage import ObjectNotFound, StorageError
 from templates_app.models import MessageTemplate
 from templates_app.parameters import TemplateVariablesError, template_bind, template_render
 from templates_app.selectors import account_filter, templates_for
-from whatsapp.admin_base import AuditedModelAdmin, ReadOnlyModelAdmin, pretty_json
 from whatsapp.models import (
-    ApiToken,
     ArchiveBucket,
     ArchiveStatus,
-    AuditLog,
     CircuitState,
     Conversation,
     DeadLetter,
@@ -51,10 +52,7 @@ from whatsapp.models import (
 )
 from whatsapp.providers import provider_class_for, provider_for, registered_kinds
 from whatsapp.providers.events import MEDIA_TYPES, MessageStatus, MessageType, TemplateStatus
-from whatsapp.queries import count_subquery
-from whatsapp.services.api_tokens import api_token_create, api_token_revoke
 from whatsapp.services.archive import ARCHIVE_FIELDS, archive_backlog, archive_retry_now, media_content, webhook_body
-from whatsapp.services.audit import audit_record
 from whatsapp.services.circuit import circuit_reset
 from whatsapp.services.media import media_retry
 from whatsapp.services.outbound import SendRequest, message_discard, message_retry, message_send, request_fingerprint
@@ -71,7 +69,6 @@ from whatsapp.services.providers import (
 from whatsapp.services.send_rules import SendRefused
 from whatsapp.services.sessions import session_current
 from whatsapp.services.webhooks import webhook_event_replay, webhook_events_replay_unrouted
-from whatsapp.storage import ObjectNotFound, StorageError
 
 CONTACT_POLICY_FIELDS = ["unknown_contact_policy", "registration_template", "registration_text",
                          "contact_verification_enabled"]
@@ -1270,70 +1267,3 @@ class StorageDeletionAdmin(ReadOnlyModelAdmin):
     @admin.display(description="Last error")
     def short_error(self, obj):
         return Truncator(obj.last_error).chars(100) or "-"
-
-
-@admin.register(AuditLog)
-class AuditLogAdmin(ReadOnlyModelAdmin):
-    list_display = ["created_at", "actor_label", "action", "object_type", "object_repr"]
-    list_filter = ["action", "object_type"]
-    search_fields = ["object_repr", "object_id", "actor_label", "correlation_id"]
-    readonly_fields = ["actor", "actor_label", "action", "object_type", "object_id", "object_repr", "pretty_before",
-                       "pretty_after", "correlation_id", "created_at"]
-    exclude = ["before", "after"]
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="Before")
-    def pretty_before(self, obj):
-        return pretty_json(obj.before)
-
-    @admin.display(description="After")
-    def pretty_after(self, obj):
-        return pretty_json(obj.after)
-
-
-
-class ApiTokenAddForm(forms.ModelForm):
-    class Meta:
-        model = ApiToken
-        fields = ["user", "name"]
-
-
-@admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
-    """Keys are shown once, when made; afterwards only their prefix (the database holds a digest)."""
-
-    list_display = ["name", "prefix", "user", "is_active", "created_at", "last_used_at"]
-    list_filter = ["is_active"]
-    search_fields = ["name", "prefix", "user__username"]
-    autocomplete_fields = ["user"]
-    readonly_fields = ["prefix", "is_active", "created_at", "last_used_at", "revoked_at"]
-    actions = ["revoke"]
-
-    def get_form(self, request, obj=None, **kwargs):
-        if obj is None:
-            kwargs["form"] = ApiTokenAddForm
-        return super().get_form(request, obj, **kwargs)
-
-    def get_fields(self, request, obj=None):
-        return ["user", "name"] if obj is None else ["user", "name", *self.readonly_fields]
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def save_model(self, request, obj, form, change):
-        token, key = api_token_create(user=form.cleaned_data["user"], name=form.cleaned_data["name"],
-                                      actor=request.user)
-        obj.pk = token.pk
-        self.message_user(request, f"API key for {token.user}: {key} (copy it now; it is not shown again).",
-                          messages.WARNING)
-
-    def log_addition(self, request, obj, message):
-        pass  # api_token_create wrote the audit entry
-
-    @admin.action(description="Revoke the selected keys")
-    def revoke(self, request, queryset):
-        for token in queryset:
-            api_token_revoke(token=token, actor=request.user)
-        self.message_user(request, f"Revoked {queryset.count()} key(s).")

@@ -7,4 +7,5 @@ class WhatsappConfig(AppConfig):
     verbose_name = "WhatsApp"
 
     def ready(self) -> None:
-        from whatsapp import checks, signals  # noqa: F401  (registers system checks and signal receivers)
+        # Registration belongs in ready(): these modules need the models loaded.
+        from whatsapp import checks, signals, tasks  # noqa: F401  (system checks, receivers, tasks)

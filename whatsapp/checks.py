@@ -2,7 +2,8 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
-from whatsapp import crypto
+from core import crypto
+from whatsapp.services.archive import prefix_problems
 
 
 @register(Tags.security, deploy=True)
@@ -38,7 +39,5 @@ def check_storage_settings(app_configs, **kwargs):
                       hint="Use 'local' or 'gcs'.", id="whatsapp.E002")]
     if settings.STORAGE_BACKEND != "gcs":
         return []
-    from whatsapp.services.archive import prefix_problems
-
     return [Error(problem, hint="Bucket names are <prefix>-u-<hash>; choose a prefix that fits GCS's rules.",
                   id="whatsapp.E003") for problem in prefix_problems(settings.GCS_BUCKET_PREFIX)]

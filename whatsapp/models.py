@@ -4,7 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from whatsapp.fields import EncryptedJSONField
+from core.fields import EncryptedJSONField
+from core.models import ApiToken, AuditLog  # noqa: F401  (registered under this app's label)
 from whatsapp.providers import KIND_CHOICES
 from whatsapp.providers.events import MessageStatus, MessageType
 
@@ -473,48 +474,3 @@ class StorageDeletion(models.Model):
 
     def __str__(self) -> str:
         return f"delete {self.target} {self.name}"
-
-
-class AuditLog(models.Model):
-    """Who changed what, when, with before and after values (secrets masked)."""
-
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                              related_name="audit_entries")
-    actor_label = models.CharField(max_length=150, blank=True, help_text="e.g. 'system', 'beat', an API client.")
-    action = models.CharField(max_length=64)
-    object_type = models.CharField(max_length=100)
-    object_id = models.CharField(max_length=64)
-    object_repr = models.CharField(max_length=255, blank=True)
-    before = models.JSONField(default=dict, blank=True)
-    after = models.JSONField(default=dict, blank=True)
-    correlation_id = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
-
-    def __str__(self) -> str:
-        return f"{self.action} {self.object_type}#{self.object_id}"
-
-
-class ApiToken(models.Model):
-    """
-    An API key. Only a SHA-256 digest is stored (the key is shown once, when it is made), so neither a
-    database dump nor the admin reveals a usable key. The prefix identifies a key in lists and logs.
-    """
-
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100, help_text="What uses this key, e.g. 'CRM integration'.")
-    prefix = models.CharField(max_length=12, unique=True, editable=False)
-    digest = models.CharField(max_length=64, unique=True, editable=False)
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"

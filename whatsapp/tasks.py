@@ -3,73 +3,70 @@
 import httpx
 from celery import shared_task
 
+from whatsapp.sandbox_phone import report_status
+from whatsapp.services.archive import (
+    archives_requeue_due,
+    media_archive,
+    storage_deletion_run,
+    webhook_bodies_prune,
+    webhook_event_archive,
+)
+from whatsapp.services.delivery import message_deliver
+from whatsapp.services.media import media_download, media_requeue_due
+from whatsapp.services.outbound import messages_requeue_due
+from whatsapp.services.providers import provider_simulated_webhook_post
+from whatsapp.services.sessions import sessions_close_expired
+from whatsapp.services.webhooks import webhook_event_process, webhook_events_prune_rejected, webhook_events_requeue_due
+
 
 @shared_task
 def process_webhook_event_task(event_id: int) -> str:
     # No Celery-level retry: a failed event gets a due time in the database and the requeue job hands
     # it back (backoff up to hours, longer than a broker's visibility timeout allows for countdowns).
-    from whatsapp.services.webhooks import webhook_event_process
-
     event = webhook_event_process(event_id)
     return event.status if event else "busy"
 
 
 @shared_task
 def requeue_due_webhook_events_task() -> int:
-    from whatsapp.services.webhooks import webhook_events_requeue_due
-
     return webhook_events_requeue_due()
 
 
 @shared_task
 def prune_rejected_webhook_events_task() -> int:
-    from whatsapp.services.webhooks import webhook_events_prune_rejected
-
     return webhook_events_prune_rejected()
 
 
 @shared_task
 def download_media_task(media_id: int) -> str:
-    from whatsapp.services.media import media_download
-
     media = media_download(media_id)
     return media.state if media else "missing"
 
 
 @shared_task
 def requeue_due_media_downloads_task() -> int:
-    from whatsapp.services.media import media_requeue_due
-
     return media_requeue_due()
 
 
 @shared_task
 def close_expired_sessions_task() -> int:
-    from whatsapp.services.sessions import sessions_close_expired
-
     return sessions_close_expired()
 
 
 @shared_task
 def send_message_task(message_id: int, pair_reserved: bool = False) -> str:
     # Acknowledged late (CELERY_TASK_ACKS_LATE): the provider's id is committed before the ack.
-    from whatsapp.services.delivery import message_deliver
-
     message = message_deliver(message_id, pair_reserved=pair_reserved)
     return message.status if message else "missing"
 
 
 @shared_task
 def requeue_due_messages_task() -> int:
-    from whatsapp.services.outbound import messages_requeue_due
-
     return messages_requeue_due()
 
 
 @shared_task(autoretry_for=(httpx.HTTPError,), retry_backoff=1, retry_backoff_max=20, max_retries=8)
 def sandbox_report_status_task(provider_id: int, provider_message_id: str, status: str) -> None:
-    from whatsapp.sandbox_phone import report_status
-
     report_status(provider_id, provider_message_id, status)
 
 
@@ -82,8 +79,6 @@ class WebhookServerError(Exception):
 @shared_task(autoretry_for=(httpx.TransportError, WebhookServerError), retry_backoff=1, retry_backoff_max=20,
              max_retries=8)
 def simulate_inbound_task(provider_id: int, body: str, headers: dict[str, str]) -> int:
-    from whatsapp.services.providers import provider_simulated_webhook_post
-
     try:
         return provider_simulated_webhook_post(provider_id, body, headers)
     except httpx.HTTPStatusError as exc:
@@ -96,36 +91,26 @@ def simulate_inbound_task(provider_id: int, body: str, headers: dict[str, str]) 
 
 @shared_task
 def archive_webhook_event_task(event_id: int) -> str:
-    from whatsapp.services.archive import webhook_event_archive
-
     event = webhook_event_archive(event_id)
     return event.archive_status if event else "missing"
 
 
 @shared_task
 def archive_media_task(media_id: int) -> str:
-    from whatsapp.services.archive import media_archive
-
     media = media_archive(media_id)
     return media.archive_status if media else "missing"
 
 
 @shared_task
 def requeue_due_archives_task() -> int:
-    from whatsapp.services.archive import archives_requeue_due
-
     return archives_requeue_due()
 
 
 @shared_task
 def run_storage_deletion_task(deletion_id: int) -> bool:
-    from whatsapp.services.archive import storage_deletion_run
-
     return storage_deletion_run(deletion_id)
 
 
 @shared_task
 def prune_archived_webhook_bodies_task() -> int:
-    from whatsapp.services.archive import webhook_bodies_prune
-
     return webhook_bodies_prune()

@@ -16,14 +16,14 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from config.request_body import is_chunked_without_length
-from whatsapp.crypto import DecryptionError
+from core.crypto import DecryptionError
+from core.storage import ObjectNotFound, StorageError
 from whatsapp.models import Media, Provider, WebhookEvent
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import WebhookRejected, WebhookRequest
 from whatsapp.services.archive import media_content
 from whatsapp.services.health import health_report
 from whatsapp.services.webhooks import webhook_event_record
-from whatsapp.storage import ObjectNotFound, StorageError
 
 logger = logging.getLogger(__name__)
 

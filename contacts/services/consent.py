@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from contacts.models import ConsentEvent, ConsentKeyword, ConsentSource, Contact
 from contacts.services.replies import platform_reply
+from core.audit import audit_record
 from whatsapp.models import Message
 from whatsapp.providers import provider_for
-from whatsapp.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
 

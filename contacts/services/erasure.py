@@ -19,6 +19,8 @@ from django.db import OperationalError, transaction
 from django.db.models import Q
 
 from contacts.models import Contact, ContactIdentity, ContactUserMapping, DataExport
+from core.audit import audit_record
+from core.storage import split_location
 from whatsapp.models import (
     ArchiveBucket,
     AuditLog,
@@ -30,8 +32,6 @@ from whatsapp.models import (
     WebhookEvent,
 )
 from whatsapp.services.archive import storage_deletion_request
-from whatsapp.services.audit import audit_record
-from whatsapp.storage import split_location
 
 ERASED = "[erased]"
 

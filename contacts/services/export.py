@@ -38,6 +38,9 @@ from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q
 from django.utils import timezone
 
 from contacts.models import ConsentEvent, Contact, ContactUserMapping, DataExport
+from core.audit import audit_record
+from core.queueing import publish_on_commit, task_named
+from core.storage import ObjectNotFound, StorageError, get_storage
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, StorageDeletion
 from whatsapp.services.archive import (
     archive_write_file,
@@ -45,9 +48,6 @@ from whatsapp.services.archive import (
     retry_delay,
     storage_deletion_request,
 )
-from whatsapp.services.audit import audit_record
-from whatsapp.services.queueing import publish_on_commit
-from whatsapp.storage import ObjectNotFound, StorageError, get_storage
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def data_export_request(*, user: Any, actor: Any = None) -> DataExport:
 
 
 def _enqueue_build(export_id: int) -> None:
-    from contacts.tasks import data_export_build_task
+    data_export_build_task = task_named("contacts.tasks.data_export_build_task")
 
     publish_on_commit(lambda: data_export_build_task.delay(export_id), what=f"build of data export {export_id}")
 

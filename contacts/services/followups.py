@@ -15,11 +15,11 @@ from contacts.models import Contact, ContactUserMapping
 from contacts.services.consent import consent_from_keyword, consent_from_provider_error
 from contacts.services.replies import platform_reply
 from contacts.services.verification import verification_check
+from core.locks import lock_key
 from templates_app.models import MessageTemplate
 from templates_app.selectors import sendable_template
 from whatsapp.models import Message, UnknownContactPolicy
 from whatsapp.providers.events import TemplateStatus
-from whatsapp.services.locks import lock_key
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,10 @@ def inbound_followups(message: Message) -> None:
 
 def status_failed_followups(message: Message) -> None:
     consent_from_provider_error(message, message.error_code)
+
+
+def send_failed_followups(message: Message, error_code: str) -> None:
+    consent_from_provider_error(message, error_code)
 
 
 def registration_reply_if_unknown(message: Message) -> Message | None:

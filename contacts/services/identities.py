@@ -4,14 +4,15 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime
 
-import phonenumbers
 from django.db import transaction
 from django.db.models import Q
 
 from contacts.models import Contact, ContactIdentity
+from contacts.phones import phone_parse_e164, phone_to_e164  # noqa: F401  (part of this module's interface)
+from contacts.services.mapping import mapping_auto_for_contact
+from core.locks import lock_keys
 from whatsapp.models import Provider
 from whatsapp.providers.events import Identity, IdentityKind
-from whatsapp.services.locks import lock_keys
 
 logger = logging.getLogger(__name__)
 
@@ -22,31 +23,6 @@ SCOPED_KINDS = frozenset({IdentityKind.BUSINESS_SCOPED_ID, IdentityKind.PARENT_B
                           IdentityKind.TWILIO_EXTERNAL_ID, IdentityKind.CHATWOOT_CONTACT_ID})
 # The identities the auto-mapping rules look at.
 MAPPABLE_KINDS = frozenset({IdentityKind.PHONE, IdentityKind.EMAIL})
-
-
-def phone_to_e164(raw: str) -> str:
-    """'+1 (555) 123-0001' or '15551230001' -> '+15551230001'; unparseable input is kept digits-only."""
-    text = raw.strip()
-    candidate = text if text.startswith("+") else "+" + text
-    try:
-        number = phonenumbers.parse(candidate, None)
-    except phonenumbers.NumberParseException:
-        digits = "".join(ch for ch in text if ch.isdigit())
-        return "+" + digits if digits else text
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def phone_parse_e164(raw: str) -> str:
-    """A phone number someone asks us to send to, strictly: E.164 back, or ValueError saying why.
-    Only the number's shape is checked (is_possible_number): WhatsApp itself says whether it exists."""
-    text = raw.strip()
-    try:
-        number = phonenumbers.parse(text if text.startswith("+") else "+" + text, None)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"{raw!r} is not a phone number ({exc})") from None
-    if not phonenumbers.is_possible_number(number):
-        raise ValueError(f"{raw!r} is not a possible phone number (wrong length for its country code)")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def identity_normalize(identity: Identity, provider: Provider) -> Identity:
@@ -123,7 +99,6 @@ def contact_resolve(
         _link_identities(contact, missing)
     _refresh(contact, profile_name, seen_at)
     if any(identity.kind in MAPPABLE_KINDS for identity in missing):
-        from contacts.services.mapping import mapping_auto_for_contact
 
         mapping_auto_for_contact(contact)
     return contact

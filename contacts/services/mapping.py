@@ -22,10 +22,10 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower, Upper
 
 from contacts.models import Contact, ContactIdentity, ContactUserMapping, UserProfile
+from contacts.phones import phone_parse_e164
 from contacts.services.export import data_exports_delete_for_user
-from contacts.services.identities import phone_parse_e164
+from core.audit import audit_record
 from whatsapp.providers.events import IdentityKind
-from whatsapp.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from contacts.models import ConsentEvent, Contact, ContactIdentity, ContactUserMapping, VerificationChallenge
+from core.audit import audit_record
 from whatsapp.models import Conversation, Message, Session, WebhookEvent
-from whatsapp.services.audit import audit_record
 
 
 class MergeRefused(Exception):

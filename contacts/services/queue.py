@@ -10,8 +10,8 @@ from django.db.models import OuterRef, Prefetch, QuerySet, Subquery, prefetch_re
 
 from contacts.models import Contact
 from contacts.services.mapping import suggestions_for
+from core.queries import count_subquery
 from whatsapp.models import Conversation, Message
-from whatsapp.queries import count_subquery
 
 
 def _contact_messages() -> QuerySet[Message]:

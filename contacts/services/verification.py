@@ -21,8 +21,8 @@ from django.utils import timezone
 from contacts.models import Contact, ContactUserMapping, VerificationChallenge
 from contacts.services.mapping import contact_map_to_user
 from contacts.services.replies import platform_reply, platform_send
+from core.audit import audit_record
 from whatsapp.models import Conversation, Message
-from whatsapp.services.audit import audit_record
 
 CODE_DIGITS = 6
 CODE_LIFETIME = timedelta(minutes=10)

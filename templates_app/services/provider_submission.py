@@ -17,13 +17,14 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.audit import audit_record
+from core.queueing import publish_on_commit, task_named
 from templates_app.models import MessageTemplate
 from templates_app.selectors import versions_of
+from templates_app.services.errors import TemplateWorkflowError
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import ProviderError
 from whatsapp.providers.events import TemplateDefinition, TemplateStatus
-from whatsapp.services.audit import audit_record
-from whatsapp.services.queueing import publish_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ SUBMISSION_STALE_AFTER = timedelta(minutes=2)
 
 def template_submission_schedule(template: MessageTemplate, *, delay: timedelta = timedelta(0)) -> None:
     """Make the submission due (inside the caller's transaction) and enqueue it after the commit."""
-    from templates_app.tasks import template_submit_task
+    template_submit_task = task_named("templates_app.tasks.template_submit_task")
 
     template.next_submission_at = timezone.now() + delay
     template.save(update_fields=["next_submission_at", "updated_at"])
@@ -45,8 +46,6 @@ def template_submission_schedule(template: MessageTemplate, *, delay: timedelta 
 @transaction.atomic
 def template_resubmit(template: MessageTemplate, *, actor: Any) -> MessageTemplate:
     """Try again now, e.g. after fixing the provider's credentials (attempts start over)."""
-    from templates_app.services.workflow import TemplateWorkflowError
-
     template = MessageTemplate.objects.select_for_update().get(pk=template.pk)
     if template.status != TemplateStatus.INTERNALLY_APPROVED:
         raise TemplateWorkflowError(f"{template} is {template.get_status_display().lower()}; only a template "
@@ -120,7 +119,7 @@ def _submission_failed(template: MessageTemplate, exc: ProviderError) -> str:
 
 def templates_submit_due() -> int:
     """Hand back submissions that are due and not running (their task was lost, or a retry is due)."""
-    from templates_app.tasks import template_submit_task
+    template_submit_task = task_named("templates_app.tasks.template_submit_task")
 
     now = timezone.now()
     # A first submission is enqueued on commit: it is only handed back once it looks lost. A retry has

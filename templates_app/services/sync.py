@@ -15,15 +15,15 @@ from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.audit import audit_record
+from core.locks import lock_key, try_session_lock
 from templates_app.models import MessageTemplate
 from templates_app.selectors import AT_PROVIDER, template_account, templates_for
-from templates_app.services.provider_submission import template_provider_status_set
+from templates_app.services.provider_submission import template_provider_status_set, template_submission_schedule
 from whatsapp.models import Provider
 from whatsapp.providers import provider_class_for, provider_for
 from whatsapp.providers.base import ProviderError
 from whatsapp.providers.events import RemoteTemplate, TemplateManagement, TemplateStatus, TemplateStatusUpdate
-from whatsapp.services.audit import audit_record
-from whatsapp.services.locks import lock_key, try_session_lock
 
 logger = logging.getLogger(__name__)
 
@@ -219,8 +219,6 @@ def _after_listing(provider: Provider, seen: set[int], now, report: SyncReport) 
 
 
 def _submission_lost(template: MessageTemplate) -> None:
-    from templates_app.services.provider_submission import template_submission_schedule
-
     MessageTemplate.objects.filter(pk=template.pk).update(
         status=TemplateStatus.INTERNALLY_APPROVED,
         submission_error="the provider never answered the submission and does not list the template; "

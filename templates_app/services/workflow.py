@@ -22,14 +22,17 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core.audit import audit_record
+from core.locks import lock_key
+from core.models import AuditLog
 from templates_app.models import MessageTemplate
 from templates_app.selectors import latest_version, template_account, templates_for
+from templates_app.services.errors import TemplateWorkflowError
+from templates_app.services.provider_submission import template_resubmit, template_submission_schedule
 from templates_app.validation import TemplateInvalid, template_errors
-from whatsapp.models import AuditLog, Provider
+from whatsapp.models import Provider
 from whatsapp.providers import provider_class_for, provider_for
 from whatsapp.providers.events import TemplateDefinition, TemplateManagement, TemplateStatus
-from whatsapp.services.audit import audit_record
-from whatsapp.services.locks import lock_key
 
 AUTHORED_FIELDS = ("name", "language", "category", "parameter_format", "components", "examples")
 EDITABLE_IN_PLACE = (TemplateStatus.DRAFT, TemplateStatus.INTERNALLY_REJECTED)
@@ -37,14 +40,6 @@ EDITABLE_IN_PLACE = (TemplateStatus.DRAFT, TemplateStatus.INTERNALLY_REJECTED)
 EDITED_AS_NEW_VERSION = (TemplateStatus.APPROVED, TemplateStatus.REJECTED, TemplateStatus.PAUSED,
                          TemplateStatus.DISABLED)
 REVIEW_PERMISSION = "templates_app.review_messagetemplate"
-
-
-class TemplateWorkflowError(Exception):
-    """A step that is not allowed now; `code` names the reason for API clients, the message explains it."""
-
-    def __init__(self, message: str, *, code: str = "not_allowed"):
-        super().__init__(message)
-        self.code = code
 
 
 def _snapshot(template: MessageTemplate) -> dict[str, Any]:
@@ -237,8 +232,6 @@ def _require_reviewer(template: MessageTemplate, reviewer: Any, doing: str, seen
 def template_approve(template: MessageTemplate, *, reviewer: Any, seen: str | None = None) -> MessageTemplate:
     """in review -> approved internally, then on to the provider (submitted after the commit). `seen`: the
     review_version the reviewer looked at; a template submitted again since is refused."""
-    from templates_app.services.provider_submission import template_submission_schedule
-
     template = _locked(template)
     _require_reviewer(template, reviewer, "approve", seen)
     _require_status(template, (TemplateStatus.IN_REVIEW,), "approved")
@@ -285,8 +278,6 @@ def template_delete(template: MessageTemplate, *, actor: Any) -> None:
 def template_submit_next(template: MessageTemplate, *, actor: Any) -> MessageTemplate:
     """Move the template on to whoever looks at it next: a draft to review; a template approved internally
     whose submission failed to the provider again."""
-    from templates_app.services.provider_submission import template_resubmit
-
     if template.status == TemplateStatus.INTERNALLY_APPROVED:
         return template_resubmit(template, actor=actor)
     return template_submit_for_review(template, actor=actor)

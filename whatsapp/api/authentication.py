@@ -1,7 +1,7 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from whatsapp.services.api_tokens import api_token_authenticate
+from core.api_tokens import api_token_authenticate
 
 # DRF's own word first; "Bearer" is what most HTTP clients and API tools send for a key.
 KEYWORDS = ("Token", "Bearer")

@@ -27,9 +27,9 @@ from contacts.services.export import (
     data_export_open,
     data_export_request,
 )
+from core.storage import ObjectNotFound, StorageError
 from whatsapp.api.filters import ApiFilterSet
 from whatsapp.api.views import REFUSAL, ReadableErrors, _refusal, _valid, requires
-from whatsapp.storage import ObjectNotFound, StorageError
 
 EXPORT_CREATE = "contacts.add_dataexport"
 ERASE = "contacts.erase_user_data"

@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import uuid
-import whatsapp.fields
+import core.fields
 from django.conf import settings
 from django.db import migrations, models
 
@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
                 ('external_id', models.CharField(blank=True, db_index=True, help_text="The provider's id for this sender: Meta phone number id, Chatwoot inbox id.", max_length=64)),
                 ('business_account_id', models.CharField(blank=True, help_text='Meta WABA id, Twilio account SID or Chatwoot account id; scopes business-scoped user ids.', max_length=64)),
                 ('config', models.JSONField(blank=True, default=dict, help_text='Non-secret settings of this provider kind.')),
-                ('credentials', whatsapp.fields.EncryptedJSONField(blank=True, default=dict, help_text='Secrets, encrypted at rest.')),
+                ('credentials', core.fields.EncryptedJSONField(blank=True, default=dict, help_text='Secrets, encrypted at rest.')),
                 ('rate_limit_per_second', models.PositiveIntegerField(default=10)),
                 ('verification_status', models.CharField(choices=[('unverified', 'Not verified'), ('verified', 'Verified'), ('failed', 'Verification failed')], default='unverified', max_length=20)),
                 ('created_at', models.DateTimeField(auto_now_add=True)),

@@ -23,6 +23,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
+from django.db import transaction
+
+from core.queueing import task_named
 from whatsapp.providers.base import (
     BaseProvider,
     ProviderOption,
@@ -165,12 +169,8 @@ class SandboxProvider(BaseProvider):
     consent_error_codes = {"blocked": "blocked the business (simulated)"}
 
     def send(self, message: OutboundMessage) -> SendResult:
-        # Imported here: the simulated phone is Celery-backed and the provider layer must not
-        # import tasks at module load.
-        from whatsapp import sandbox_phone
-
         provider_message_id = f"sbx-{uuid.uuid4().hex}"
-        sandbox_phone.schedule_receipts(self.provider.pk, provider_message_id)
+        schedule_receipts(self.provider.pk, provider_message_id)
         return SendResult(provider_message_id=provider_message_id, status=MessageStatus.SENT,
                           raw={"id": provider_message_id, "to": self.recipient_address(message.to)})
 
@@ -199,3 +199,20 @@ class SandboxProvider(BaseProvider):
 
 
 PROVIDER = SandboxProvider
+
+
+# The simulated phone reports each of these, one delay apart, after a send.
+RECEIPT_SEQUENCE = ("sent", "delivered", "read")
+
+
+def schedule_receipts(provider_id: int, provider_message_id: str) -> None:
+    sandbox_report_status_task = task_named("whatsapp.tasks.sandbox_report_status_task")
+
+    delay = settings.SANDBOX_STATUS_DELAY_SECONDS
+    for step, status in enumerate(RECEIPT_SEQUENCE):
+        transaction.on_commit(
+            lambda status=status, step=step: sandbox_report_status_task.apply_async(
+                (provider_id, provider_message_id, status), countdown=delay * step
+            ),
+            robust=True,
+        )

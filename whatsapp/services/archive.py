@@ -28,10 +28,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
-from whatsapp.models import ArchiveBucket, ArchiveStatus, Media, StorageDeletion, WebhookEvent
-from whatsapp.services.audit import audit_record
-from whatsapp.services.queueing import publish_on_commit
-from whatsapp.storage import (
+from contacts.models import ContactUserMapping
+from core.audit import audit_record
+from core.queueing import publish_on_commit, task_named
+from core.storage import (
     BucketNotFound,
     BucketSpec,
     ObjectNotFound,
@@ -40,6 +40,7 @@ from whatsapp.storage import (
     sha256_hex,
     split_location,
 )
+from whatsapp.models import ArchiveBucket, ArchiveStatus, Media, StorageDeletion, WebhookEvent
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +78,6 @@ def owner_for_provider(provider_id: int) -> Owner:
 
 
 def contact_owner(contact_id: int | None, provider_id: int) -> Owner:
-    from contacts.models import ContactUserMapping
-
     user_id = (ContactUserMapping.objects.filter(contact_id=contact_id).values_list("user_id", flat=True).first()
                if contact_id else None)
     return owner_for_user(user_id) if user_id else owner_for_provider(provider_id)
@@ -214,8 +213,6 @@ def _webhook_path(event: WebhookEvent) -> str:
 
 
 def webhook_event_owner(event: WebhookEvent) -> Owner:
-    from contacts.models import ContactUserMapping
-
     contact_ids = list(event.contacts.values_list("pk", flat=True))
     user_ids = list(ContactUserMapping.objects.filter(contact_id__in=contact_ids).values_list("user_id", flat=True))
     # A user's bucket only when every contact it carried is mapped, all to that one user.
@@ -234,7 +231,7 @@ def webhook_event_archive_request(event: WebhookEvent) -> None:
 
 
 def _enqueue_webhook_archive(event_id: int) -> None:
-    from whatsapp.tasks import archive_webhook_event_task
+    archive_webhook_event_task = task_named("whatsapp.tasks.archive_webhook_event_task")
 
     publish_on_commit(lambda: archive_webhook_event_task.delay(event_id), what=f"archive of webhook event {event_id}")
 
@@ -368,7 +365,7 @@ def media_content(media: Media) -> bytes:
 
 
 def _enqueue_media_archive(media_id: int) -> None:
-    from whatsapp.tasks import archive_media_task
+    archive_media_task = task_named("whatsapp.tasks.archive_media_task")
 
     publish_on_commit(lambda: archive_media_task.delay(media_id), what=f"archive of media {media_id}")
 
@@ -447,7 +444,7 @@ def archived_object_forget(location: str, *, reason: str) -> StorageDeletion | N
 
 
 def _enqueue_deletion(deletion_id: int) -> None:
-    from whatsapp.tasks import run_storage_deletion_task
+    run_storage_deletion_task = task_named("whatsapp.tasks.run_storage_deletion_task")
 
     publish_on_commit(lambda: run_storage_deletion_task.delay(deletion_id), what=f"storage deletion {deletion_id}")
 

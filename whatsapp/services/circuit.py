@@ -18,7 +18,9 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from core.audit import audit_record
 from whatsapp.models import CircuitState, Provider
+from whatsapp.services.outbound import messages_release_held
 
 
 def circuit_cooldown() -> timedelta:
@@ -74,9 +76,6 @@ def circuit_record_failure(provider: Provider, error: str) -> bool:
 
 def circuit_reset(provider: Provider, *, actor=None) -> None:
     """An admin closes the circuit by hand: audited, and the messages it held are sent."""
-    from whatsapp.services.audit import audit_record
-    from whatsapp.services.outbound import messages_release_held
-
     before = {"circuit_state": provider.circuit_state, "circuit_failures": provider.circuit_failures}
     Provider.objects.filter(pk=provider.pk).update(circuit_state=CircuitState.CLOSED, circuit_failures=0,
                                                    circuit_opened_at=None, circuit_retry_at=None)

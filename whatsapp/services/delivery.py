@@ -29,7 +29,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.correlation import get_correlation_id
-from contacts.services.consent import consent_from_provider_error
+from core.locks import lock_key
+from whatsapp import hooks
 from whatsapp.models import Message, SendAttempt, Session
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import ProviderError
@@ -48,7 +49,6 @@ from whatsapp.providers.events import (
 from whatsapp.services import circuit, rate_limits, send_rules
 from whatsapp.services.archive import media_content
 from whatsapp.services.inbound import orphan_statuses_apply
-from whatsapp.services.locks import lock_key
 from whatsapp.services.outbound import (
     BROKER_COUNTDOWN_MAX_SECONDS,
     HOLD_CIRCUIT,
@@ -61,6 +61,7 @@ from whatsapp.services.outbound import (
     messages_release_held,
     outbound_media_url,
 )
+from whatsapp.services.providers import provider_webhook_url
 from whatsapp.services.send_rules import SendRefused
 
 logger = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ def _after_error(message: Message, attempt: SendAttempt, error: ProviderError) -
         message.error_code, message.error_title, message.error_detail = error.code[:32], error.title[:255], detail
         if not error.retryable:
             _fail(message, code=error.code, title=error.title, detail=detail)
-            consent_from_provider_error(message, error.code)
+            hooks.send_failed.fire(message=message, error_code=error.code)
             _log_attempt(attempt, SendAttempt.Outcome.FAILED, error)
             return message
         circuit_opened = (not error.throttled) and circuit.circuit_record_failure(message.provider, detail)
@@ -384,7 +385,5 @@ def outbound_request(message: Message, identities: tuple[Identity, ...] | None =
 
 
 def _status_callback_url(message: Message) -> str:
-    from whatsapp.services.providers import provider_webhook_url
-
     return provider_webhook_url(message.provider)
 

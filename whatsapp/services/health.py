@@ -8,10 +8,10 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 from kombu import Connection
 
+from core.storage import get_storage
 from monitoring.services import worker_last_seen_seconds
 from whatsapp.models import Message, MessageStatus, Provider, WebhookEvent
 from whatsapp.services.archive import archive_backlog
-from whatsapp.storage import get_storage
 
 logger = logging.getLogger(__name__)
 BROKER_TIMEOUT_SECONDS = 2

@@ -11,7 +11,10 @@ from django.utils import timezone
 
 from contacts.models import Contact, ContactIdentity
 from contacts.services.identities import contact_resolve
+from core.locks import lock_key
+from core.queueing import publish_on_commit, task_named
 from templates_app.models import MessageTemplate
+from whatsapp import hooks
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider, WebhookEvent
 from whatsapp.providers import provider_for
 from whatsapp.providers.events import (
@@ -29,8 +32,6 @@ from whatsapp.providers.events import (
     TemplateStatusUpdate,
     UnhandledEvent,
 )
-from whatsapp.services.locks import lock_key
-from whatsapp.services.queueing import publish_on_commit
 from whatsapp.services.sessions import session_current, session_open_or_extend
 
 logger = logging.getLogger(__name__)
@@ -44,13 +45,6 @@ STATUS_TIMESTAMP_FIELD = {
 }
 # How long an echo of our own send may wait for the send task to record the provider's id.
 ECHO_WAIT_FOR_SEND = timedelta(minutes=10)
-
-
-def _contacts():
-    # Imported on use: the contacts side sends replies, and the send service imports this module.
-    from contacts.services import followups
-
-    return followups
 
 
 class RetryLater(Exception):
@@ -165,7 +159,7 @@ def _media_create(*, provider: Provider, message: Message, refs: Iterable[MediaR
 
 
 def media_enqueue(media_id: int) -> None:
-    from whatsapp.tasks import download_media_task
+    download_media_task = task_named("whatsapp.tasks.download_media_task")
 
     # With the broker down the row stays pending and the retry beat job picks it up.
     publish_on_commit(lambda: download_media_task.delay(media_id), what=f"media {media_id}")
@@ -245,7 +239,7 @@ def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple
     if conversation.last_message_at is None or event.timestamp > conversation.last_message_at:
         conversation.last_message_at = event.timestamp
         conversation.save(update_fields=["last_message_at"])
-    _contacts().inbound_followups(message)
+    hooks.inbound_message_saved.fire(message=message)
     return message, True
 
 
@@ -300,7 +294,7 @@ def _apply_status(message: Message, status_event: MessageStatusEvent) -> bool:
         fields += ["error_code", "error_title", "error_detail"]
     message.save(update_fields=fields)
     if new == MessageStatus.FAILED:
-        _contacts().status_failed_followups(message)
+        hooks.status_failed_reported.fire(message=message)
     return True
 
 
@@ -433,9 +427,7 @@ def event_apply(*, provider: Provider, event: NormalizedEvent, webhook_event: We
         status_event = status_update_apply(provider=provider, event=event, webhook_event=webhook_event)
         return status_event.message.conversation.contact_id if status_event.message_id else None
     if isinstance(event, TemplateStatusUpdate):
-        from templates_app.services.sync import template_status_apply
-
-        template_status_apply(provider=provider, event=event)
+        hooks.template_status_reported.fire(provider=provider, event=event)
     elif isinstance(event, UnhandledEvent):
         logger.info("unhandled webhook event kept", extra={"reason": event.description,
                                                            "webhook_event": getattr(webhook_event, "pk", None)})

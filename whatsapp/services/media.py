@@ -12,13 +12,13 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from core.audit import audit_record
 from whatsapp.models import Media
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import ProviderError, sha256_matches
 from whatsapp.providers.events import MediaRef
 from whatsapp.providers.safe_fetch import DownloadRefused
 from whatsapp.services.archive import media_store
-from whatsapp.services.audit import audit_record
 from whatsapp.services.inbound import media_enqueue
 
 logger = logging.getLogger(__name__)

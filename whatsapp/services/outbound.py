@@ -26,15 +26,15 @@ from django.utils import timezone
 
 from contacts.models import Contact
 from contacts.services.identities import contact_resolve
+from core.audit import audit_record
+from core.queueing import publish_on_commit_or, task_named
 from templates_app.models import MessageTemplate
 from templates_app.parameters import template_render
 from whatsapp.models import Media, Message, Provider
 from whatsapp.providers.events import MEDIA_TYPES, Identity, IdentityKind, MessageStatus, MessageType
 from whatsapp.services import send_rules
 from whatsapp.services.archive import media_store
-from whatsapp.services.audit import audit_record
 from whatsapp.services.inbound import conversation_get_or_create
-from whatsapp.services.queueing import publish_on_commit_or
 from whatsapp.services.send_rules import SendRefused
 from whatsapp.services.sessions import session_current
 
@@ -237,7 +237,7 @@ def outbound_media_url(media: Media) -> str:
 # --- handing messages to the send task ------------------------------------------------------------
 
 def _publish(message_id: int, lane: str, countdown: float = 0, **kwargs: Any) -> None:
-    from whatsapp.tasks import send_message_task
+    send_message_task = task_named("whatsapp.tasks.send_message_task")
 
     send_message_task.apply_async((message_id,), kwargs or None, priority=LANE_PRIORITY.get(lane, 0),
                                   countdown=countdown or None)

@@ -6,11 +6,12 @@ import httpx
 from django.conf import settings
 from django.db import transaction
 
+from core.audit import audit_record
+from core.queueing import task_named
 from whatsapp.models import Provider
 from whatsapp.providers import provider_class_for, provider_for
-from whatsapp.services.audit import audit_record
+from whatsapp.services.outbound import messages_release_held
 from whatsapp.services.webhooks import webhook_events_replay_unrouted
-from whatsapp.tasks import simulate_inbound_task
 
 ROW_TARGETS = ("phone_number", "external_id", "business_account_id")
 
@@ -104,7 +105,6 @@ def provider_set_paused(*, provider: Provider, paused: bool, actor: Any = None) 
     audit_record(action="provider.pause" if paused else "provider.resume", obj=provider, actor=actor,
                  before={"is_paused": not paused}, after={"is_paused": paused})
     if not paused:
-        from whatsapp.services.outbound import messages_release_held
 
         messages_release_held(provider=provider)
 
@@ -132,7 +132,8 @@ def provider_simulate_inbound(*, provider: Provider, from_phone: str, name: str,
     """
     # Signed here, once: a retried post carries the same message id, so the inbox keeps one message.
     body, headers = provider_for(provider).simulated_inbound(from_phone=from_phone, name=name, text=text)
-    transaction.on_commit(lambda: simulate_inbound_task.delay(provider.pk, body.decode(), headers))
+    simulate = task_named("whatsapp.tasks.simulate_inbound_task")
+    transaction.on_commit(lambda: simulate.delay(provider.pk, body.decode(), headers))
 
 
 def provider_simulated_webhook_post(provider_id: int, body: str, headers: dict[str, str]) -> int:

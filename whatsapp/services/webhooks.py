@@ -12,17 +12,17 @@ from django.db.models import F
 from django.utils import timezone
 
 from config.correlation import TASK_HEADER, get_correlation_id
-from whatsapp.crypto import DecryptionError
+from core.audit import audit_record
+from core.crypto import DecryptionError
+from core.locks import commit_without_waiting_for_disk
+from core.queueing import publish_on_commit, task_named
+from core.storage import ObjectNotFound, StorageError
 from whatsapp.models import Provider, WebhookEvent
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import BodyUndecodable, WebhookRequest, storable_text
 from whatsapp.providers.events import InvalidUpdate, NormalizedEvent, StoredWebhook, UnhandledEvent
 from whatsapp.services.archive import webhook_body, webhook_event_archive_request
-from whatsapp.services.audit import audit_record
 from whatsapp.services.inbound import RetryLater, event_apply, update_problem
-from whatsapp.services.locks import commit_without_waiting_for_disk
-from whatsapp.services.queueing import publish_on_commit
-from whatsapp.storage import ObjectNotFound, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def webhook_event_record(
 
 
 def webhook_event_enqueue(event: WebhookEvent) -> None:
-    from whatsapp.tasks import process_webhook_event_task
+    process_webhook_event_task = task_named("whatsapp.tasks.process_webhook_event_task")
 
     # The task carries the correlation id of the request that brought the event, even when requeued.
     headers = {TASK_HEADER: event.correlation_id} if event.correlation_id else {}

@@ -3,7 +3,7 @@ from typing import Any
 
 from django.db import models
 
-from whatsapp import crypto
+from core import crypto
 
 
 class EncryptedJSONField(models.TextField):

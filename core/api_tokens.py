@@ -5,8 +5,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from whatsapp.models import ApiToken
-from whatsapp.services.audit import audit_record
+from core.audit import audit_record
+from core.models import ApiToken
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 

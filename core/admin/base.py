@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.forms.models import model_to_dict
 from django.utils.html import format_html
 
-from whatsapp.services.audit import audit_record
+from core.audit import audit_record
 
 
 def pretty_json(value) -> str:
@@ -50,25 +50,3 @@ class AuditedModelAdmin(admin.ModelAdmin):
     def log_deletion(self, request, obj, object_repr):
         audit_record(action="admin.delete", obj=obj, actor=request.user, before=_snapshot(obj))
         return super().log_deletion(request, obj, object_repr)
-
-
-class ProviderNameFilter(admin.SimpleListFilter):
-    """
-    By provider, reading providers' names only: their credentials are encrypted, and decrypting them for
-    every choice of a filter would be wasted work. `provider_field` is the lookup path to the provider's
-    id from the listed model.
-    """
-
-    title = "provider"
-    parameter_name = "provider"
-    provider_field = "provider_id"
-
-    def lookups(self, request, model_admin):
-        from whatsapp.models import Provider
-
-        return [(str(pk), name) for pk, name in Provider.objects.order_by("name").values_list("pk", "name")]
-
-    def queryset(self, request, queryset):
-        if self.value() and self.value().isdigit():
-            return queryset.filter(**{self.provider_field: int(self.value())})
-        return queryset

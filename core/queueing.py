@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from celery import Task, current_app
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -48,3 +49,10 @@ def _publish(publish: Callable[[], Any], what: str) -> bool:
                        extra={"error": f"{type(exc).__name__}: {exc}"})
         return False
     return True
+
+
+def task_named(name: str) -> Task:
+    """A registered Celery task, by name. Services enqueue the tasks that call them this way, so that a
+    service and its task never import each other. Each app imports its tasks module in its
+    `AppConfig.ready()`, so every process (web, worker, beat, shell) has them registered."""
+    return current_app.tasks[name]

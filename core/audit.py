@@ -3,7 +3,7 @@ from typing import Any
 from django.db import models
 
 from config.correlation import get_correlation_id
-from whatsapp.models import AuditLog
+from core.models import AuditLog
 
 
 def audit_record(

@@ -1,0 +1,25 @@
+"""List filters that other apps' admin pages share."""
+
+from django.contrib import admin
+
+from whatsapp.models import Provider
+
+
+class ProviderNameFilter(admin.SimpleListFilter):
+    """
+    By provider, reading providers' names only: their credentials are encrypted, and decrypting them for
+    every choice of a filter would be wasted work. `provider_field` is the lookup path to the provider's
+    id from the listed model.
+    """
+
+    title = "provider"
+    parameter_name = "provider"
+    provider_field = "provider_id"
+
+    def lookups(self, request, model_admin):
+        return [(str(pk), name) for pk, name in Provider.objects.order_by("name").values_list("pk", "name")]
+
+    def queryset(self, request, queryset):
+        if self.value() and self.value().isdigit():
+            return queryset.filter(**{self.provider_field: int(self.value())})
+        return queryset

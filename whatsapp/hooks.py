@@ -1,0 +1,29 @@
+"""
+What the messaging core announces to the apps above it. Each app registers its receivers in its
+`AppConfig.ready()`; the core fires these and never imports those apps.
+"""
+
+from core.hooks import Hook
+
+inbound_message_saved = Hook(
+    "inbound_message_saved",
+    doc="A new inbound message was stored (called once per message, never for a duplicate): "
+        "receiver(message). Consent keywords, verification codes and registration replies react here.",
+)
+
+status_failed_reported = Hook(
+    "status_failed_reported",
+    doc="A provider's status report moved a message to failed: receiver(message). The message carries "
+        "the provider's error code.",
+)
+
+send_failed = Hook(
+    "send_failed",
+    doc="A send failed for good (a permanent provider error): receiver(message, error_code).",
+)
+
+template_status_reported = Hook(
+    "template_status_reported",
+    doc="A provider reported a template's review status: receiver(provider, event) with the normalized "
+        "TemplateStatusUpdate.",
+)
