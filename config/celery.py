@@ -3,15 +3,30 @@
 import os
 
 from celery import Celery
-from celery.signals import before_task_publish, task_postrun, task_prerun, worker_process_init
+from celery.signals import (
+    beat_init,
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+)
 
-from config import correlation
+from core import correlation
+from core.embedded import embedded_dirs_create
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("whatsapp_platform")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+@beat_init.connect
+def _make_embedded_dirs(**_kwargs):
+    # The filesystem broker of the embedded defaults needs its folders before the first publish.
+    embedded_dirs_create()
 
 
 @before_task_publish.connect
@@ -38,6 +53,7 @@ def _drop_correlation_id(task=None, **_kwargs):
 def _warm_send_path(**_kwargs):
     # Build the pooled HTTP client (SSL context and all) before the first send, not between a message's
     # rate-limit slot and its provider call, where the delay would bunch sends together.
+    # Imported here: this module loads before Django is set up, and the provider layer needs the app registry.
     from whatsapp.providers.base import pooled_http_client
 
     pooled_http_client()

@@ -60,10 +60,11 @@ INSTALLED_APPS = [
     "templates_app.apps.TemplatesAppConfig",
     "analytics.apps.AnalyticsConfig",
     "monitoring.apps.MonitoringConfig",
+    "demo.apps.DemoConfig",
 ]
 
 MIDDLEWARE = [
-    "config.correlation.CorrelationIdMiddleware",
+    "core.correlation.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -72,7 +73,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "config.request_body.ChunkedBodyMiddleware",
+    "core.request_body.ChunkedBodyMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -101,7 +102,7 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # Its folder is made at start-up (core.embedded), not here: importing settings has no side effects.
     # The web server, the worker and beat share one SQLite file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
     DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
@@ -165,8 +166,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(CELERY_BROKER_DIR / "control"),
         "store_processed": False,
     }
-    for _folder in ("queue", "control"):
-        (CELERY_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
 else:
     # A task held by a worker that died comes back after the visibility timeout plus one restore sweep
     # (sweep interval x throttle): 40 s + 5 s, so under a minute. Countdowns and ETAs must stay shorter
@@ -384,8 +383,8 @@ LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"correlation": {"()": "config.correlation.CorrelationIdFilter"}},
-    "formatters": {"json": {"()": "config.correlation.JsonFormatter"}},
+    "filters": {"correlation": {"()": "core.correlation.CorrelationIdFilter"}},
+    "formatters": {"json": {"()": "core.correlation.JsonFormatter"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["correlation"]},
     },

@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from whatsapp.views import ProviderWebhookView, health, outbound_media
+from monitoring.views import health
+from whatsapp.views import ProviderWebhookView, outbound_media
 
 admin.site.site_header = "WhatsApp business messaging"
 admin.site.site_title = "WhatsApp platform"

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.db import models
 
-from config.correlation import get_correlation_id
+from core.correlation import get_correlation_id
 from core.models import AuditLog
 
 

@@ -47,8 +47,3 @@ def decrypt_text(token: str) -> str:
         return get_fernet().decrypt(token.encode()).decode()
     except InvalidToken as exc:
         raise DecryptionError("value cannot be decrypted with any key in FIELD_ENCRYPTION_KEYS") from exc
-
-
-def rotate_token(token: str) -> str:
-    """Re-encrypt with the first key; a no-op in meaning, it only changes which key can read it."""
-    return get_fernet().rotate(token.encode()).decode()

@@ -107,13 +107,6 @@ def template_errors(*, name: str, language: str, category: str, parameter_format
     return errors.result()
 
 
-def template_errors_of(template: MessageTemplate) -> dict[str, list[str]]:
-    """template_errors() for a model instance (reads its fields only)."""
-    return template_errors(name=template.name, language=template.language, category=template.category,
-                           parameter_format=template.parameter_format, components=template.components,
-                           examples=template.examples)
-
-
 def check_template(**fields: Any) -> None:
     """template_errors() that raises TemplateInvalid when anything is wrong."""
     errors = template_errors(**fields)

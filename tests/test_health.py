@@ -88,7 +88,7 @@ def test_a_worker_not_seen_for_a_minute_degrades(client, settings, worker_seen):
 
 @pytest.mark.parametrize("seen", [True, False])
 def test_the_worker_heartbeat_is_read_once_per_report(client, monkeypatch, seen):
-    from whatsapp.services import health
+    from monitoring import health
 
     if seen:
         worker_heartbeat_record("celery@test")

@@ -15,14 +15,13 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
-from config.request_body import is_chunked_without_length
 from core.crypto import DecryptionError
+from core.request_body import is_chunked_without_length
 from core.storage import ObjectNotFound, StorageError
 from whatsapp.models import Media, Provider, WebhookEvent
 from whatsapp.providers import provider_for
 from whatsapp.providers.base import WebhookRejected, WebhookRequest
 from whatsapp.services.archive import media_content
-from whatsapp.services.health import health_report
 from whatsapp.services.webhooks import webhook_event_record
 
 logger = logging.getLogger(__name__)
@@ -189,11 +188,6 @@ class ProviderWebhookView(View):
         logger.info("webhook rejected", extra={"kind": kind, "http_status": rejected.status,
                                                "reason": rejected.reason})
         return _error(rejected.status, rejected.reason)
-
-
-def health(request: HttpRequest) -> JsonResponse:
-    healthy, report = health_report()
-    return JsonResponse(report, status=200 if healthy else 503)
 
 
 def outbound_media(request: HttpRequest, token: str) -> HttpResponse:

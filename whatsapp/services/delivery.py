@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from config.correlation import get_correlation_id
+from core.correlation import get_correlation_id
 from core.locks import lock_key
 from whatsapp import hooks
 from whatsapp.models import Message, SendAttempt, Session

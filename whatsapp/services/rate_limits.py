@@ -57,9 +57,6 @@ class RedisLimiter:
                                      args=[int(interval * 1_000_000), int(max_wait * 1_000_000)])
         return Reservation(bool(admitted), int(wait) / 1_000_000)
 
-    def clear(self, key: str) -> None:
-        self.client.delete(KEY_PREFIX + key)
-
 
 class LocalLimiter:
     """The same algorithm in process memory, for a single-worker installation without Redis."""
@@ -77,10 +74,6 @@ class LocalLimiter:
                 return Reservation(False, wait)
             self.next_free[key] = next_free + interval
             return Reservation(True, wait)
-
-    def clear(self, key: str) -> None:
-        with self.lock:
-            self.next_free.pop(key, None)
 
 
 @lru_cache(maxsize=1)

@@ -11,8 +11,8 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.db.models import F
 from django.utils import timezone
 
-from config.correlation import TASK_HEADER, get_correlation_id
 from core.audit import audit_record
+from core.correlation import TASK_HEADER, get_correlation_id
 from core.crypto import DecryptionError
 from core.locks import commit_without_waiting_for_disk
 from core.queueing import publish_on_commit, task_named
