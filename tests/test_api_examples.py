@@ -1,5 +1,5 @@
 """
-The README's API examples run as written against the demo data: each bash block of its API section, with
+The API guide's worked examples (docs/api.md) run as written against the demo data: each bash block, with
 curl failing on any 4xx/5xx, against a live server loaded by seed_demo (as scripts/run.sh loads it).
 """
 
@@ -16,13 +16,13 @@ from tests.conftest import REPO_ROOT, _database_url, default_group
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True, reset_sequences=True)]
 
-# curl as the README writes it, except that an answer of 400 or more fails the block (with its body shown).
+# curl as docs/api.md writes it, except that an answer of 400 or more fails the block (with its body shown).
 PRELUDE = 'set -euo pipefail\ncurl() { command curl --silent --show-error --fail-with-body "$@"; echo; }\n'
 
 
 def api_examples() -> str:
-    readme = (REPO_ROOT / "README.md").read_text()
-    section = readme[readme.index("### API\n"):readme.index("\n### ", readme.index("### API\n") + 1)]
+    guide = (REPO_ROOT / "docs" / "api.md").read_text()
+    section = guide[guide.index("## Worked examples\n"):]
     blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)
     assert len(blocks) >= 3
     return "\n".join(blocks)
