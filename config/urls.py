@@ -13,7 +13,7 @@ urlpatterns = [
     path("health/", health, name="health"),
     path("webhooks/<str:kind>/<uuid:public_id>/", ProviderWebhookView.as_view(), name="provider-webhook"),
     path("media/out/<str:token>/", outbound_media, name="outbound-media"),
-    path("api/v1/", include("whatsapp.api.urls")),
+    path("api/v1/", include("config.api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

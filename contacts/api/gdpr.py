@@ -27,9 +27,10 @@ from contacts.services.export import (
     data_export_open,
     data_export_request,
 )
+from core.api.errors import REFUSAL, ReadableErrors, refuse, validated
+from core.api.filters import ApiFilterSet
+from core.api.permissions import requires
 from core.storage import ObjectNotFound, StorageError
-from whatsapp.api.filters import ApiFilterSet
-from whatsapp.api.views import REFUSAL, ReadableErrors, _refusal, _valid, requires
 
 EXPORT_CREATE = "contacts.add_dataexport"
 ERASE = "contacts.erase_user_data"
@@ -119,9 +120,9 @@ class DataExportViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
         except ExportNotReady:
             return _not_ready(export)
         except ObjectNotFound:
-            return _refusal(410, "export_expired", f"the zip of export {export.pk} is no longer in the storage")
+            return refuse(410, "export_expired", f"the zip of export {export.pk} is no longer in the storage")
         except StorageError:
-            return _refusal(503, "storage_unavailable", "the archive storage does not answer; try again later")
+            return refuse(503, "storage_unavailable", "the archive storage does not answer; try again later")
         # Streamed as the storage gives it (the response closes the file once sent).
         response = FileResponse(zip_file, as_attachment=True, filename=f"whatsapp-export-{export.pk}.zip",
                                 content_type="application/zip")
@@ -134,11 +135,11 @@ class DataExportViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
 
 def _not_ready(export: DataExport) -> Response:
     if data_export_expired(export):
-        return _refusal(410, "export_expired", f"export {export.pk} expired and its zip was deleted; request "
+        return refuse(410, "export_expired", f"export {export.pk} expired and its zip was deleted; request "
                                                "another")
     if export.status == DataExport.Status.FAILED:
-        return _refusal(409, "export_failed", f"export {export.pk} failed: {export.error}")
-    return _refusal(409, "export_not_ready", f"export {export.pk} is still being built; try again shortly")
+        return refuse(409, "export_failed", f"export {export.pk} failed: {export.error}")
+    return refuse(409, "export_not_ready", f"export {export.pk} is still being built; try again shortly")
 
 
 class UserDataViewSet(ReadableErrors, viewsets.GenericViewSet):
@@ -177,12 +178,12 @@ class UserDataViewSet(ReadableErrors, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"], permission_classes=[requires(ERASE)])
     def erase(self, request, pk=None):
         user = self.get_object()
-        form = _valid(EraseRequestSerializer, request.data)
+        form = validated(EraseRequestSerializer, request.data)
         if form["confirm"] != user.get_username():
-            return _refusal(400, "confirmation_mismatch",
+            return refuse(400, "confirmation_mismatch",
                             f'"confirm" must be exactly the username of user {user.pk}; nothing was erased')
         try:
             report = user_data_erase(user=user, actor=request.user)
         except ErasureBusy as exc:
-            return _refusal(409, "export_in_progress", f"{exc}; nothing was erased")
+            return refuse(409, "export_in_progress", f"{exc}; nothing was erased")
         return Response(report.as_dict())

@@ -1,0 +1,20 @@
+"""The API at /api/v1/: one router over every app's viewsets, in the order the API root lists them."""
+
+from rest_framework.routers import DefaultRouter
+
+from contacts.api import gdpr
+from contacts.api import views as contacts_views
+from templates_app.api import views as templates_views
+from whatsapp.api import views as whatsapp_views
+
+router = DefaultRouter()
+router.register("providers", whatsapp_views.ProviderViewSet)
+router.register("contacts", contacts_views.ContactViewSet)
+router.register("contact-mappings", contacts_views.ContactUserMappingViewSet)
+router.register("conversations", whatsapp_views.ConversationViewSet)
+router.register("messages", whatsapp_views.MessageViewSet)
+router.register("templates", templates_views.MessageTemplateViewSet)
+router.register("exports", gdpr.DataExportViewSet)
+router.register("users", gdpr.UserDataViewSet, basename="user-data")
+
+urlpatterns = router.urls
