@@ -30,23 +30,12 @@ class Hook:
         self._receivers.append(receiver)
         return receiver
 
-    def unregister(self, receiver: Callable[..., Any]) -> None:
-        self._receivers.remove(receiver)
-
     @property
     def receivers(self) -> tuple[Callable[..., Any], ...]:
         return tuple(self._receivers)
 
     def fire(self, **kwargs: Any) -> list[Any]:
         return [receiver(**kwargs) for receiver in self._receivers]
-
-    def fire_until_handled(self, **kwargs: Any) -> Any:
-        """Run receivers in order until one returns something other than None, and return that."""
-        for receiver in self._receivers:
-            result = receiver(**kwargs)
-            if result is not None:
-                return result
-        return None
 
     def __repr__(self) -> str:
         return f"<Hook {self.name}: {len(self._receivers)} receiver(s)>"

@@ -1,0 +1,42 @@
+"""The messaging core reaches the apps above it only through hooks those apps register."""
+
+import pytest
+
+from contacts.services import followups
+from core.hooks import DuplicateReceiver, Hook
+from templates_app.services.sync import template_status_apply
+from whatsapp import hooks
+
+
+def test_receivers_run_in_registration_order_and_errors_reach_the_caller():
+    hook = Hook("example")
+    calls = []
+    hook.register(lambda **kwargs: calls.append(("first", kwargs)))
+    hook.register(lambda **kwargs: calls.append(("second", kwargs)))
+    hook.fire(message=1)
+    assert calls == [("first", {"message": 1}), ("second", {"message": 1})]
+
+    def broken(**_kwargs):
+        raise RuntimeError("receiver failed")
+
+    hook.register(broken)
+    with pytest.raises(RuntimeError, match="receiver failed"):
+        hook.fire(message=2)
+
+
+def test_a_receiver_registers_once():
+    hook = Hook("example")
+
+    def receiver(**_kwargs):
+        return None
+
+    hook.register(receiver)
+    with pytest.raises(DuplicateReceiver):
+        hook.register(receiver)
+
+
+def test_the_apps_plug_their_behaviour_into_the_core():
+    assert hooks.inbound_message_saved.receivers == (followups.inbound_followups,)
+    assert hooks.status_failed_reported.receivers == (followups.status_failed_followups,)
+    assert hooks.send_failed.receivers == (followups.send_failed_followups,)
+    assert hooks.template_status_reported.receivers == (template_status_apply,)
