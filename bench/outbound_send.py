@@ -609,7 +609,7 @@ def run_ours(args, *, name: str, env: dict[str, str], processes: Processes, fake
 # Baseline: a bare loop posting the same bodies from the same number of processes
 # --------------------------------------------------------------------------------------------
 def meta_body(to: str, text: str, reference: int) -> dict:
-    # What MetaProvider.send posts for a text message.
+    # What MetaBackend.send posts for a text message.
     return {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "text",
             "text": {"body": text, "preview_url": False}, "biz_opaque_callback_data": str(reference)}
 
@@ -824,7 +824,7 @@ def main(argv=None) -> int:
         setup_django(env)
         from django.conf import settings
 
-        from whatsapp.providers.meta import MetaProvider
+        from whatsapp.providers.meta import MetaBackend
 
         fake_proc = processes.start("fake-meta", [str(VENV_BIN / "python"), str(Path(__file__).resolve()),
                                                   "fake-meta", "--port", str(fake_port)], env,
@@ -889,8 +889,8 @@ def main(argv=None) -> int:
             ]
 
         if args.phase in ("2", "both"):
-            limit = MetaProvider.max_rate_limit_per_second
-            print(f"\nPhase 2: limit lifted to {limit}/s (MetaProvider.max_rate_limit_per_second), "
+            limit = MetaBackend.max_rate_limit_per_second
+            print(f"\nPhase 2: limit lifted to {limit}/s (MetaBackend.max_rate_limit_per_second), "
                   f"{args.unlimited_messages} queued bulk messages, no replies", flush=True)
             provider_set_rate(provider, limit)
             flush_redis()

@@ -54,6 +54,6 @@ def _warm_send_path(**_kwargs):
     # Build the pooled HTTP client (SSL context and all) before the first send, not between a message's
     # rate-limit slot and its provider call, where the delay would bunch sends together.
     # Imported here: this module loads before Django is set up, and the provider layer needs the app registry.
-    from whatsapp.providers.base import pooled_http_client
+    from whatsapp.providers.base import pooled_http_client  # noqa: PLC0415
 
     pooled_http_client()

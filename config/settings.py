@@ -270,19 +270,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY_BYTES + 1024 * 1024
 SESSION_WINDOW_HOURS = 24
 # Provider REST calls (Meta's Graph API, Chatwoot, media downloads).
 PROVIDER_HTTP_TIMEOUT_SECONDS = env.float("PROVIDER_HTTP_TIMEOUT_SECONDS", default=15.0)
-META_GRAPH_BASE_URL = env("META_GRAPH_BASE_URL", default="https://graph.facebook.com").rstrip("/")
-META_GRAPH_API_VERSION = env("META_GRAPH_API_VERSION", default="v25.0")
 # WhatsApp's largest file (a document) is 100 MB.
 MEDIA_MAX_BYTES = env.int("MEDIA_MAX_BYTES", default=100 * 1024 * 1024)
 MEDIA_MAX_ATTEMPTS = env.int("MEDIA_MAX_ATTEMPTS", default=25)
 # Media is downloaded only from public addresses (an answer naming 127.0.0.1 or a cloud metadata address
 # is refused); local development and test servers on this machine need the private ones too.
 MEDIA_ALLOW_PRIVATE_ADDRESSES = env.bool("MEDIA_ALLOW_PRIVATE_ADDRESSES", default=False)
-SANDBOX_STATUS_DELAY_SECONDS = env.float("SANDBOX_STATUS_DELAY_SECONDS", default=1.0)
-# Twilio's REST API (the twilio SDK's `api` domain); a setting so tests and proxies can point elsewhere.
-TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", default="https://api.twilio.com").rstrip("/")
-# Twilio's Content API (templates) lives on its own host.
-TWILIO_CONTENT_BASE_URL = env("TWILIO_CONTENT_BASE_URL", default="https://content.twilio.com").rstrip("/")
 
 # --- Sending ---
 # Attempts per message before it lands in the dead-letter state; backoff doubles from the base, with

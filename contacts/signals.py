@@ -7,7 +7,8 @@ from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
 from contacts.models import DataExport, UserProfile
-from contacts.services.mapping import mapping_auto_for_user, mappings_release_for_user
+from contacts.services.mapping import mapping_auto_for_user
+from contacts.services.user_deletion import mappings_release_for_user
 from whatsapp.services.archive import archived_object_forget
 
 

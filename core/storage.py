@@ -23,6 +23,12 @@ from typing import BinaryIO, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from google.api_core import exceptions as api_errors
+from google.auth import exceptions as auth_errors
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption
+from requests import exceptions as http_errors
 
 logger = logging.getLogger(__name__)
 
@@ -250,11 +256,6 @@ class GoogleCloudStorage:
 
     def _call(self, what: str, function, *args, missing: StorageError | None = None, **kwargs):
         """Call the library; its failures become ours. `missing` is raised instead on a 404."""
-        from google.api_core import exceptions as api_errors
-        from google.auth import exceptions as auth_errors
-        from google.cloud.storage.exceptions import DataCorruption
-        from requests import exceptions as http_errors
-
         try:
             return function(*args, **kwargs)
         except (http_errors.RequestException, auth_errors.GoogleAuthError, DataCorruption) as exc:
@@ -277,8 +278,6 @@ class GoogleCloudStorage:
             max_results=1, timeout=min(self.timeout, 3), retry=None)), None))
 
     def create_bucket(self, spec: BucketSpec) -> None:
-        from google.api_core import exceptions as api_errors
-
         bucket = self.client.bucket(spec.name)
         self._configure(bucket, spec)
         try:
@@ -434,13 +433,9 @@ class _GuardedReader(io.RawIOBase):
 
 
 def gcs_client():
-    from google.cloud import storage
-
     options = {"api_endpoint": settings.GCS_ENDPOINT} if settings.GCS_ENDPOINT else None
     if settings.GCS_ENDPOINT or os.environ.get("STORAGE_EMULATOR_HOST"):
         # An emulator takes no credentials.
-        from google.auth.credentials import AnonymousCredentials
-
         return storage.Client(project=settings.GCS_PROJECT or "local", credentials=AnonymousCredentials(),
                               client_options=options)
     if settings.GCS_CREDENTIALS_FILE:

@@ -240,9 +240,9 @@ def check_inbound(http: Http, processes: Processes, env: dict[str, str], venv_py
     # The sandbox provider signs the body the way its simulated phone does; we post it over HTTP ourselves.
     code = ("import json, sys\n"
             "from whatsapp.models import Provider\n"
-            "from whatsapp.providers import provider_for\n"
+            "from whatsapp.providers import backend_for\n"
             "provider = Provider.objects.get(pk=int(sys.argv[1]))\n"
-            "body, headers = provider_for(provider).simulated_inbound(from_phone=sys.argv[2], name='Check', "
+            "body, headers = backend_for(provider).simulated_inbound(from_phone=sys.argv[2], name='Check', "
             "text=sys.argv[3])\n"
             "print(json.dumps({'body': body.decode(), 'headers': headers}))\n")
     signed = json.loads(run([str(venv_python), "-c", "import django, sys; django.setup(); exec(sys.argv.pop(1))",

@@ -14,7 +14,7 @@ from django import forms
 from templates_app.models import MessageTemplate
 from templates_app.validation import template_errors
 from whatsapp.models import Provider
-from whatsapp.providers import provider_class_for, registered_kinds
+from whatsapp.providers import backend_class_for, registered_kinds
 from whatsapp.providers.events import TemplateManagement
 from whatsapp.providers.whatsapp_templates import find_component
 
@@ -40,7 +40,7 @@ EXAMPLES_HELP = (
 def authoring_kinds() -> list[str]:
     """The provider kinds whose templates are written here (the others import theirs, or have none)."""
     return [kind for kind in registered_kinds()
-            if provider_class_for(kind).template_management == TemplateManagement.SUBMIT]
+            if backend_class_for(kind).template_management == TemplateManagement.SUBMIT]
 
 
 def _component(components: Any, kind: str) -> dict:

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from django.db.models import OuterRef, Q, QuerySet
 
+from core.models import AuditLog
 from core.queries import count_subquery
-from templates_app.models import MessageTemplate
+from templates_app.models import MessageTemplate, TemplateAwaitingReview
 from whatsapp.models import Message, Provider
-from whatsapp.providers import provider_class_for
+from whatsapp.providers import backend_class_for
 from whatsapp.providers.events import MessageStatus, TemplateStatus
 
 # The statuses a template can only have once it was sent to the provider.
@@ -19,10 +20,12 @@ AT_PROVIDER = (TemplateStatus.SUBMITTED, TemplateStatus.PENDING, TemplateStatus.
 DELIVERED = (MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.PLAYED)
 READ = (MessageStatus.READ, MessageStatus.PLAYED)
 FAILED = (MessageStatus.FAILED, MessageStatus.DEAD_LETTER)
+# The audit log names the model a service saved; the review screen's proxy rows are the same templates.
+AUDIT_TYPES = [MessageTemplate._meta.label, TemplateAwaitingReview._meta.label]
 
 
 def _shares_by_account(provider: Provider) -> bool:
-    return bool(provider.business_account_id) and provider_class_for(provider.kind).templates_shared_by_account
+    return bool(provider.business_account_id) and backend_class_for(provider.kind).templates_shared_by_account
 
 
 def template_account(provider: Provider) -> tuple[str, str]:
@@ -114,3 +117,21 @@ def usage_of(template: MessageTemplate) -> TemplateUsage:
     if not hasattr(template, "sends_count"):
         template = with_usage(MessageTemplate.objects.filter(pk=template.pk)).get()
     return TemplateUsage(template.sends_count, template.delivered_count, template.read_count, template.failed_count)
+
+
+def approved_templates_for(provider: Provider) -> QuerySet[MessageTemplate]:
+    """The approved templates (every approved version) usable from this provider's number."""
+    return templates_for(provider).filter(status=TemplateStatus.APPROVED)
+
+
+def registration_template_choices(provider: Provider) -> QuerySet[MessageTemplate]:
+    """The templates a provider's registration reply may use: its number's approved templates, and the one
+    already chosen even if it has lost its approval."""
+    return MessageTemplate.objects.filter((account_filter(provider) & Q(status=TemplateStatus.APPROVED))
+                                          | Q(pk=provider.registration_template_id))
+
+
+def audit_entries_of(template: MessageTemplate, limit: int) -> list[AuditLog]:
+    """The template's newest `limit` audit entries (those of its review-screen proxy included), newest first."""
+    return list(AuditLog.objects.filter(object_type__in=AUDIT_TYPES, object_id=str(template.pk))
+                .order_by("-created_at", "-id")[:limit])

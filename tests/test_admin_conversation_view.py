@@ -212,7 +212,7 @@ def test_media_download_needs_permission(client, sandbox_provider, conversation,
 
 
 def test_only_the_newest_messages_are_shown(admin_client_logged, conversation, monkeypatch):
-    from whatsapp import admin as whatsapp_admin
+    from whatsapp.admin import chat as whatsapp_admin
 
     monkeypatch.setattr(whatsapp_admin, "CHAT_MESSAGE_LIMIT", 3)
     for number in range(5):

@@ -26,6 +26,7 @@ from templates_app.services.provider_submission import template_submit
 from tests.fakes import FakeServer, Reply
 from whatsapp.models import Message, Provider
 from whatsapp.providers.events import Identity, IdentityKind, MessageStatus, TemplateStatus
+from whatsapp.providers.meta import graph_api_version
 from whatsapp.services.inbound import conversation_get_or_create
 from whatsapp.services.providers import provider_create
 
@@ -416,14 +417,14 @@ def test_sync_while_another_sync_runs_is_a_conflict(writer, sandbox_provider):
 def test_sync_provider_failure_is_a_bad_gateway(writer, settings):
     with FakeServer() as fake:
         settings.META_GRAPH_BASE_URL = fake.url
-        fake.routes[f"/{settings.META_GRAPH_API_VERSION}/{WABA}/message_templates"] = [Reply.json(
+        fake.routes[f"/{graph_api_version()}/{WABA}/message_templates"] = [Reply.json(
             {"error": {"message": "Invalid parameter", "type": "OAuthException", "code": 100,
                        "error_data": {"details": "Unknown WABA"}}}, status=400)]
         meta = provider_create(kind="meta", name="Meta", options={
             "phone_number_id": "1100220033", "waba_id": WABA, "phone_number": "+15550001111",
             "access_token": "EAAtoken-secret-value", "app_secret": "app-secret", "verify_token": "verify"})
         body = refused(writer.post(f"{URL}sync/", {"provider": meta.pk}, format="json"), 502, "provider_error")
-        assert fake.hits(f"/{settings.META_GRAPH_API_VERSION}/{WABA}/message_templates")
+        assert fake.hits(f"/{graph_api_version()}/{WABA}/message_templates")
     assert "Unknown WABA" in body["detail"] and body["reports"][0]["error"] == body["detail"]
     assert "EAAtoken" not in json.dumps(body)
 

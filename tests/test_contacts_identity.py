@@ -20,7 +20,7 @@ from contacts.services.identities import contact_resolve, phone_parse_e164, phon
 from tests import test_outbound_pipeline as pipeline
 from tests.signing import meta_headers
 from whatsapp.models import Conversation, Message, Provider, Session, WebhookEvent
-from whatsapp.providers import provider_for
+from whatsapp.providers import backend_for
 from whatsapp.providers.base import WebhookRequest
 from whatsapp.providers.events import Identity, IdentityKind
 from whatsapp.services.providers import provider_create
@@ -77,7 +77,7 @@ def webhook_receive(provider: Provider, body: bytes, headers: dict[str, str]) ->
     the inbox row's id."""
     request = WebhookRequest(method="POST", public_url="", body=body, content_type="application/json",
                              headers={name.lower(): value for name, value in headers.items()})
-    handler = provider_for(provider)
+    handler = backend_for(provider)
     handler.verify_webhook(request)
     handler.check_body(request)
     event, created = webhook_event_record(kind=provider.kind, provider=provider, request=request,

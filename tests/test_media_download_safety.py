@@ -18,11 +18,11 @@ from tests.conftest import FIXTURES, event_id, fixture_bytes, json_body
 from tests.fakes import FakeServer, Reply
 from tests.signing import make_chatwoot, make_meta, make_twilio, post_chatwoot, post_meta, post_twilio
 from whatsapp.models import Media, Provider
-from whatsapp.providers import provider_for, safe_fetch
+from whatsapp.providers import backend_for, safe_fetch
 from whatsapp.providers.base import ProviderError
-from whatsapp.providers.chatwoot import ChatwootProvider
+from whatsapp.providers.chatwoot import ChatwootBackend
 from whatsapp.providers.events import Identity, IdentityKind, MessageType, OutboundMedia, OutboundMessage
-from whatsapp.providers.meta import MetaProvider
+from whatsapp.providers.meta import MetaBackend
 from whatsapp.providers.safe_fetch import (
     CheckedAddressTransport,
     DownloadRefused,
@@ -30,7 +30,7 @@ from whatsapp.providers.safe_fetch import (
     fetch_media,
     host_allowed,
 )
-from whatsapp.providers.twilio import TwilioProvider
+from whatsapp.providers.twilio import TwilioBackend
 from whatsapp.services.media import media_download
 from whatsapp.services.webhooks import webhook_event_process
 
@@ -71,7 +71,7 @@ def test_an_allowed_host_name_at_a_loopback_address_is_refused_before_connecting
                                                                                  monkeypatch):
     settings.MEDIA_ALLOW_PRIVATE_ADDRESSES = False
     # One of Meta's media hosts by name (not a host the operator configured), resolving to a loopback address.
-    monkeypatch.setattr(MetaProvider, "media_hosts", (*MetaProvider.media_hosts, "localhost"))
+    monkeypatch.setattr(MetaBackend, "media_hosts", (*MetaBackend.media_hosts, "localhost"))
     graph.routes["/attachments/photo-1"] = [Reply(200, PHOTO)]
     media = media_download(_meta_media(client, graph, f"http://localhost:{graph.port}/attachments/photo-1").pk)
     assert media.state == "failed"
@@ -158,7 +158,7 @@ def test_twilio_credentials_are_not_sent_to_a_storage_host_named_first(client, s
     # A MediaUrl straight on a storage host Twilio redirects to: allowed, but no place for the auth token.
     with FakeServer() as twilio_api, FakeServer(host="127.0.0.2") as storage:
         settings.TWILIO_API_BASE_URL = twilio_api.url
-        monkeypatch.setattr(TwilioProvider, "media_hosts", (*TwilioProvider.media_hosts, "127.0.0.2"))
+        monkeypatch.setattr(TwilioBackend, "media_hosts", (*TwilioBackend.media_hosts, "127.0.0.2"))
         storage.routes["/signed/photo"] = [Reply(200, PHOTO, {"Content-Type": "image/jpeg"})]
         media = media_download(_twilio_media(client, storage, "/signed/photo").pk)
     assert media.state == "fetched" and get_storage().read(media.archive_path) == PHOTO
@@ -237,7 +237,7 @@ def test_a_link_a_user_gave_on_the_chatwoot_host_gets_no_trust(settings):
     settings.MEDIA_ALLOW_PRIVATE_ADDRESSES = False
     with FakeServer() as chatwoot_server:
         chatwoot_server.routes["/files/a.pdf"] = [Reply(200, b"%PDF-1.7 tiny", {"Content-Type": "application/pdf"})]
-        provider = provider_for(Provider(kind="chatwoot", name="c", external_id="7", business_account_id="3",
+        provider = backend_for(Provider(kind="chatwoot", name="c", external_id="7", business_account_id="3",
                                          config={"base_url": chatwoot_server.url}, credentials={"api_token": "t"}))
         link = OutboundMedia(MessageType.DOCUMENT, url=f"{chatwoot_server.url}/files/a.pdf")
         with pytest.raises(ProviderError) as refused:
@@ -308,7 +308,7 @@ def test_an_unexpected_error_fails_the_download_for_good(client, monkeypatch):
     def broken(self, media):
         raise KeyError("mime")
 
-    monkeypatch.setattr(ChatwootProvider, "download_media", broken)
+    monkeypatch.setattr(ChatwootBackend, "download_media", broken)
     with FakeServer() as chatwoot_server:
         media = media_download(_chatwoot_media(client, chatwoot_server).pk)
     assert (media.state, media.attempts, media.next_attempt_at) == ("failed", 1, None)

@@ -16,6 +16,7 @@ from templates_app.models import MessageTemplate
 from tests.fakes import FakeServer, Reply
 from whatsapp.models import CircuitState, Message, Provider, SendAttempt
 from whatsapp.providers.events import Identity, IdentityKind, MessageStatus, TemplateStatus
+from whatsapp.providers.meta import graph_api_version
 from whatsapp.services.delivery import message_deliver
 from whatsapp.services.inbound import conversation_get_or_create
 from whatsapp.services.outbound import message_retry, message_send_text, messages_requeue_due
@@ -48,7 +49,7 @@ def fake_meta(settings):
     settings.SEND_RETRY_MAX_SECONDS = 0.2
     with FakeServer() as fake:
         settings.META_GRAPH_BASE_URL = fake.url
-        fake.send_path = f"/{settings.META_GRAPH_API_VERSION}/{PHONE_NUMBER_ID}/messages"
+        fake.send_path = f"/{graph_api_version()}/{PHONE_NUMBER_ID}/messages"
         fake.routes[fake.send_path] = accepted
         yield fake
 

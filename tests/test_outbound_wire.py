@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import fixture_bytes, free_port
 from tests.fakes import FakeServer, Recorded, Reply
 from whatsapp.models import Provider
-from whatsapp.providers import provider_for
+from whatsapp.providers import backend_for
 from whatsapp.providers.base import ProviderError
 from whatsapp.providers.events import (
     Identity,
@@ -104,7 +104,7 @@ def meta_provider():
     row = Provider(kind="meta", name="m", external_id=META_NUMBER_ID, business_account_id="WABA1",
                    phone_number="+15550001111",
                    credentials={"access_token": META_TOKEN, "app_secret": "s", "verify_token": "v"})
-    return provider_for(row)
+    return backend_for(row)
 
 
 def meta_sent_body(graph, message: OutboundMessage) -> dict:
@@ -356,7 +356,7 @@ def twilio_api(settings, fake):
 def twilio_provider():
     row = Provider(kind="twilio", name="t", business_account_id=TWILIO_SID, phone_number="+14155238886",
                    credentials={"auth_token": TWILIO_TOKEN})
-    return provider_for(row)
+    return backend_for(row)
 
 
 def twilio_sent_form(twilio_api, message: OutboundMessage) -> dict[str, list[str]]:
@@ -486,7 +486,7 @@ def chatwoot_api(fake):
 def chatwoot_provider(base_url: str):
     row = Provider(kind="chatwoot", name="c", external_id="7", business_account_id="3",
                    config={"base_url": base_url + "/"}, credentials={"api_token": CHATWOOT_TOKEN})
-    return provider_for(row)
+    return backend_for(row)
 
 
 def chatwoot_sent(chatwoot_api, message: OutboundMessage) -> Recorded:

@@ -18,6 +18,7 @@ from tests.fakes import FakeServer, Reply
 from tests.signing import META_APP_SECRET, post_meta
 from tests.test_outbound_pipeline import PHONE_NUMBER_ID, accepted, customer, meta_error
 from whatsapp.models import Message, Provider
+from whatsapp.providers.meta import graph_api_version
 from whatsapp.services.outbound import message_send_text
 from whatsapp.services.providers import provider_create, provider_set_paused
 from whatsapp.services.webhooks import webhook_event_process
@@ -29,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 def fake_meta(settings):
     with FakeServer() as fake:
         settings.META_GRAPH_BASE_URL = fake.url
-        fake.send_path = f"/{settings.META_GRAPH_API_VERSION}/{PHONE_NUMBER_ID}/messages"
+        fake.send_path = f"/{graph_api_version()}/{PHONE_NUMBER_ID}/messages"
         fake.routes[fake.send_path] = accepted
         yield fake
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from whatsapp.models import Provider
-from whatsapp.providers import provider_for
+from whatsapp.providers import backend_for
 from whatsapp.providers.base import BodyUndecodable, json_body_decode
 from whatsapp.providers.events import StoredWebhook
 
@@ -70,7 +70,7 @@ def test_meta_parser_never_raises(body):
     raw = json.dumps(body).encode()
     if not _accepted(raw):
         return
-    events = provider_for(_provider("meta")).parse_webhook(StoredWebhook(raw, {}, "application/json", NOW))
+    events = backend_for(_provider("meta")).parse_webhook(StoredWebhook(raw, {}, "application/json", NOW))
     assert isinstance(events, list)
 
 
@@ -82,13 +82,13 @@ def test_chatwoot_parser_never_raises(body):
     raw = json.dumps(body).encode()
     if not _accepted(raw):
         return
-    events = provider_for(_provider("chatwoot")).parse_webhook(StoredWebhook(raw, {}, "application/json", NOW))
+    events = backend_for(_provider("chatwoot")).parse_webhook(StoredWebhook(raw, {}, "application/json", NOW))
     assert len(events) == 1
 
 
 @QUICK
 @given(form=twilio_forms)
 def test_twilio_parser_never_raises(form):
-    events = provider_for(_provider("twilio")).parse_webhook(
+    events = backend_for(_provider("twilio")).parse_webhook(
         StoredWebhook(urlencode(form).encode(), {}, "application/x-www-form-urlencoded", NOW))
     assert len(events) == 1

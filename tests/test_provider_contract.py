@@ -2,10 +2,14 @@
 The contract every provider's webhook passes (the Zulip shape): bad signature, missing secret,
 replayed request, malformed body, oversized body, wrong content type, duplicate delivery -> one
 message. Each kind says how it signs; the assertions are the same for all.
+
+The kinds come from the provider registry: a newly registered kind is tested here at once, and fails
+every test, saying what to add, until it has a Contract below and its fixtures in tests/fixtures/<kind>/.
 """
 
 import json
-from urllib.parse import urlencode
+import time
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
@@ -21,21 +25,27 @@ from tests.signing import (
 )
 from whatsapp import sandbox_phone
 from whatsapp.models import Message, WebhookEvent
+from whatsapp.providers import registered_kinds
 from whatsapp.services.providers import provider_create
 from whatsapp.services.webhooks import webhook_event_process
 
 pytestmark = pytest.mark.django_db
 
 
-class Kind:
+class Contract:
+    """How to make a provider of one kind and post it a webhook: one inbound text, signed as it signs."""
+
+    kind = ""
     content_type = "application/json"
     secret_name = ""
+    #: The fixture in tests/fixtures/<kind>/ holding a webhook with one inbound text message.
+    inbound_text_fixture = ""
 
     def make(self):
         raise NotImplementedError
 
     def body(self) -> bytes:
-        raise NotImplementedError
+        return fixture_bytes(self.kind, self.inbound_text_fixture)
 
     def sign(self, provider, path: str, body: bytes) -> dict[str, str]:
         raise NotImplementedError
@@ -47,32 +57,32 @@ class Kind:
         return body.rstrip() + b" \n"  # still valid JSON, no longer what was signed
 
 
-class Meta(Kind):
+class Meta(Contract):
+    kind = "meta"
     secret_name = "app_secret"
+    inbound_text_fixture = "text.json"
 
     def make(self):
         return make_meta()
-
-    def body(self):
-        return fixture_bytes("meta", "text.json")
 
     def sign(self, provider, path, body):
         return meta_headers(body)
 
 
-class Twilio(Kind):
+class Twilio(Contract):
+    kind = "twilio"
     content_type = "application/x-www-form-urlencoded"
     secret_name = "auth_token"
+    inbound_text_fixture = "inbound_text.json"
 
     def make(self):
         return make_twilio()
 
     def body(self):
-        return urlencode(json.loads((FIXTURES / "twilio" / "inbound_text.json").read_text())).encode()
+        # The fixture holds the form's fields as JSON; Twilio posts them form-encoded.
+        return urlencode(json.loads(super().body())).encode()
 
     def sign(self, provider, path, body):
-        from urllib.parse import parse_qsl
-
         return {**twilio_headers(path, dict(parse_qsl(body.decode()))),
                 "I-Twilio-Idempotency-Token": "f1b5e2c4-0000-4000-8000-000000000001"}
 
@@ -83,38 +93,53 @@ class Twilio(Kind):
         return body + b"&Body=changed"
 
 
-class Chatwoot(Kind):
+class Chatwoot(Contract):
+    kind = "chatwoot"
     secret_name = "webhook_secret"
+    inbound_text_fixture = "message_created_text.json"
 
     def make(self):
         return make_chatwoot()
-
-    def body(self):
-        return fixture_bytes("chatwoot", "message_created_text.json")
 
     def sign(self, provider, path, body):
         return chatwoot_headers(body, delivery="0c1f7a52-2d5e-4f57-9a1e-5b0d9d1e0001")
 
 
-class Sandbox(Kind):
+class Sandbox(Contract):
+    kind = "sandbox"
     secret_name = "webhook_secret"
+    inbound_text_fixture = "inbound_text.json"
 
     def make(self):
         return provider_create(kind="sandbox", name="Sandbox contract", options={})
-
-    def body(self):
-        return fixture_bytes("sandbox", "inbound_text.json")
 
     def sign(self, provider, path, body):
         return {"X-Sandbox-Signature": sandbox_phone.signed_headers(provider, body)["X-Sandbox-Signature"]}
 
 
-KINDS = {"meta": Meta(), "twilio": Twilio(), "chatwoot": Chatwoot(), "sandbox": Sandbox()}
+CONTRACTS = {contract.kind: contract for contract in (Meta(), Twilio(), Chatwoot(), Sandbox())}
 
 
-@pytest.fixture(params=sorted(KINDS))
+def contract_for(kind: str) -> Contract:
+    contract = CONTRACTS.get(kind)
+    if contract is None:
+        pytest.fail(f"provider kind {kind!r} is registered but has no webhook contract: add a Contract subclass "
+                    f"for it to tests/test_provider_contract.py (how to make one, sign a body, tamper with it) and "
+                    f"its fixtures to tests/fixtures/{kind}/")
+    fixture = FIXTURES / kind / contract.inbound_text_fixture
+    if not contract.inbound_text_fixture or not fixture.is_file():
+        pytest.fail(f"provider kind {kind!r} has no inbound text fixture: add {fixture.relative_to(FIXTURES.parent)} "
+                    "(a webhook body carrying one inbound text message) and name it in its Contract")
+    return contract
+
+
+@pytest.fixture(params=registered_kinds())
 def kind(request):
-    return KINDS[request.param]
+    return contract_for(request.param)
+
+
+def test_every_contract_is_of_a_registered_kind():
+    assert set(CONTRACTS) <= set(registered_kinds()), "a Contract for a kind the registry does not know"
 
 
 def post(client, kind, provider, body, headers, content_type=None):
@@ -209,8 +234,6 @@ def test_unknown_or_inactive_provider_gets_404(client, kind):
 
 
 def test_chatwoot_replay_outside_the_time_window_is_refused(client):
-    import time
-
     provider = make_chatwoot()
     body = fixture_bytes("chatwoot", "message_created_text.json")
     stale = chatwoot_headers(body, timestamp=int(time.time()) - 3600)

@@ -7,7 +7,7 @@ from contacts.models import Contact
 from tests.conftest import json_body
 from whatsapp.models import Message, Provider
 from whatsapp.providers import DuplicateProviderKind, register, registered_kinds, sandbox
-from whatsapp.providers.sandbox import SandboxProvider
+from whatsapp.providers.sandbox import SandboxBackend
 from whatsapp.services.delivery import message_deliver
 from whatsapp.services.outbound import message_send_text
 from whatsapp.services.providers import provider_set_paused
@@ -17,7 +17,7 @@ from whatsapp.services.webhooks import webhook_event_process
 def test_registry_knows_every_kind_and_refuses_a_duplicate():
     assert registered_kinds() == ["chatwoot", "meta", "sandbox", "twilio"]
 
-    class AnotherSandbox(SandboxProvider):
+    class AnotherSandbox(SandboxBackend):
         pass
 
     with pytest.raises(DuplicateProviderKind, match="'sandbox' is already registered"):

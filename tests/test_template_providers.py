@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import fixture_bytes
 from tests.fakes import FakeServer, Recorded, Reply
 from whatsapp.models import Provider
-from whatsapp.providers import provider_for
+from whatsapp.providers import backend_for
 from whatsapp.providers.base import ProviderError
 from whatsapp.providers.events import (
     Identity,
@@ -88,7 +88,7 @@ def fake(fake_provider_server):
 
 
 def test_each_kind_says_how_it_manages_templates():
-    assert {kind: provider_for(Provider(kind=kind)).template_management
+    assert {kind: backend_for(Provider(kind=kind)).template_management
             for kind in ("meta", "twilio", "chatwoot", "sandbox")} == {
         "meta": TemplateManagement.SUBMIT, "twilio": TemplateManagement.SUBMIT,
         "chatwoot": TemplateManagement.IMPORT, "sandbox": TemplateManagement.SUBMIT}
@@ -107,7 +107,7 @@ def graph(settings, fake):
 def meta_provider():
     row = Provider(kind="meta", name="m", external_id="1234567890", business_account_id=WABA,
                    credentials={"access_token": META_TOKEN, "app_secret": "s", "verify_token": "v"})
-    return provider_for(row)
+    return backend_for(row)
 
 
 ORDER_READY = definition(
@@ -296,7 +296,7 @@ def content_api(settings, fake):
 def twilio_provider():
     row = Provider(kind="twilio", name="t", business_account_id=TWILIO_SID, phone_number="+14155238886",
                    credentials={"auth_token": TWILIO_TOKEN})
-    return provider_for(row)
+    return backend_for(row)
 
 
 BASIC_AUTH = "Basic " + base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
@@ -489,7 +489,7 @@ def test_twilio_list_error_is_classified(content_api):
 def chatwoot_provider(base_url: str):
     row = Provider(kind="chatwoot", name="c", external_id="7", business_account_id="3",
                    config={"base_url": base_url + "/"}, credentials={"api_token": CHATWOOT_TOKEN})
-    return provider_for(row)
+    return backend_for(row)
 
 
 def test_chatwoot_imports_the_templates_its_inbox_synced_from_meta(fake):
@@ -522,7 +522,7 @@ def test_chatwoot_without_templates_and_with_errors(fake):
 # --- Sandbox ---------------------------------------------------------------------------------------
 
 def test_sandbox_approves_at_once_and_holds_nothing_of_its_own():
-    sandbox = provider_for(Provider(kind="sandbox", name="s", credentials={"webhook_secret": "x"}))
+    sandbox = backend_for(Provider(kind="sandbox", name="s", credentials={"webhook_secret": "x"}))
     submission = sandbox.submit_template(definition())
     assert re.fullmatch(r"sandbox-tpl-[0-9a-f]{32}", submission.provider_template_id)
     assert submission.status == TemplateStatus.APPROVED

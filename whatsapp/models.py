@@ -6,7 +6,7 @@ from django.db.models import Q
 
 from core.fields import EncryptedJSONField
 from core.models import ApiToken, AuditLog  # noqa: F401  (registered under this app's label)
-from whatsapp.providers import KIND_CHOICES
+from whatsapp.providers import kind_choices
 from whatsapp.providers.events import MessageStatus, MessageType
 
 
@@ -27,7 +27,7 @@ class Provider(models.Model):
         VERIFIED = "verified", "Verified"
         FAILED = "failed", "Verification failed"
 
-    kind = models.CharField(max_length=20, choices=KIND_CHOICES)
+    kind = models.CharField(max_length=20, choices=kind_choices)
     name = models.CharField(max_length=100, unique=True)
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False,
                                  help_text="Used in the webhook URL; not secret, but unguessable.")

@@ -5,13 +5,13 @@ the demo exercises the same inbox and status pipeline as Meta, Twilio or Chatwoo
 """
 
 from whatsapp.models import Provider
-from whatsapp.providers import provider_for
+from whatsapp.providers import backend_for
 from whatsapp.providers.sandbox import status_body
 from whatsapp.services.providers import provider_webhook_post
 
 
 def signed_headers(provider: Provider, body: bytes) -> dict[str, str]:
-    return provider_for(provider).signed_headers(body)
+    return backend_for(provider).signed_headers(body)
 
 
 def report_status(provider_id: int, provider_message_id: str, status: str) -> None:

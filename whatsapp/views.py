@@ -19,7 +19,7 @@ from core.crypto import DecryptionError
 from core.request_body import is_chunked_without_length
 from core.storage import ObjectNotFound, StorageError
 from whatsapp.models import Media, Provider, WebhookEvent
-from whatsapp.providers import provider_for
+from whatsapp.providers import backend_for
 from whatsapp.providers.base import WebhookRejected, WebhookRequest
 from whatsapp.services.archive import media_content
 from whatsapp.services.webhooks import webhook_event_record
@@ -97,7 +97,7 @@ class ProviderWebhookView(View):
         if provider is None:
             return _error(404, "unknown or inactive provider")
         try:
-            answer = provider_for(provider).answer_verification(_webhook_request(request, b""))
+            answer = backend_for(provider).answer_verification(_webhook_request(request, b""))
         except WebhookRejected as rejected:
             return _error(rejected.status, rejected.reason)
         return HttpResponse(answer.body, status=answer.status, content_type="text/plain")
@@ -115,7 +115,7 @@ class ProviderWebhookView(View):
             return self._reject(request, kind, provider, body, rejected)
         if provider is None:
             return self._reject(request, kind, None, body, WebhookRejected(404, "unknown or inactive provider"))
-        handler = provider_for(provider)
+        handler = backend_for(provider)
         if webhook_request.content_type not in handler.accepted_content_types:
             return self._reject(request, kind, provider, body, WebhookRejected(
                 415, f"content type must be {' or '.join(handler.accepted_content_types)}"))

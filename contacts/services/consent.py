@@ -18,7 +18,7 @@ from contacts.models import ConsentEvent, ConsentKeyword, ConsentSource, Contact
 from contacts.services.replies import platform_reply
 from core.audit import audit_record
 from whatsapp.models import Message
-from whatsapp.providers import provider_for
+from whatsapp.providers import backend_for
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def consent_from_keyword(message: Message) -> ConsentKeyword | None:
 
 def consent_from_provider_error(message: Message, error_code: str) -> bool:
     """A send failed with an error meaning the person blocked us or is not on WhatsApp: opted out."""
-    reason = provider_for(message.provider).consent_error_codes.get(error_code)
+    reason = backend_for(message.provider).consent_error_codes.get(error_code)
     if not reason:
         return False
     return consent_set(contact=message.conversation.contact, state=Contact.Consent.OPTED_OUT,

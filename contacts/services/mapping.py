@@ -23,7 +23,6 @@ from django.db.models.functions import Lower, Upper
 
 from contacts.models import Contact, ContactIdentity, ContactUserMapping, UserProfile
 from contacts.phones import phone_parse_e164
-from contacts.services.export import data_exports_delete_for_user
 from core.audit import audit_record
 from whatsapp.providers.events import IdentityKind
 
@@ -200,7 +199,7 @@ def suggestions_for(contacts: list[Contact]) -> dict[int, list[Suggestion]]:
 
 # --- changes made by people ----------------------------------------------------------------------
 
-def _mapping_state(mapping: ContactUserMapping | None) -> dict[str, Any]:
+def mapping_state(mapping: ContactUserMapping | None) -> dict[str, Any]:
     if mapping is None:
         return {"user": None}
     return {"user": mapping.user_id, "method": mapping.method, "rule": mapping.rule}
@@ -216,7 +215,7 @@ def _create_mapping(*, contact: Contact, user, method: str, rule: str, actor: An
     except IntegrityError:
         return None  # mapped by someone else at the same moment: theirs stands
     audit_record(action="contact.map", obj=contact, actor=actor, actor_label="" if actor else "auto rule",
-                 before={"user": None}, after=_mapping_state(mapping))
+                 before={"user": None}, after=mapping_state(mapping))
     return mapping
 
 
@@ -232,7 +231,7 @@ def contact_map_to_user(*, contact: Contact, user, actor: Any, method: str = Con
     if existing is not None and existing.user_id != user.pk and not replace:
         raise MappingConflict(f"{contact} is already mapped to {user_label(existing.user)}; "
                               "remove that mapping first")
-    before = _mapping_state(existing)
+    before = mapping_state(existing)
     if (existing is not None and existing.user_id == user.pk and existing.method == ContactUserMapping.Method.VERIFIED
             and method != ContactUserMapping.Method.VERIFIED):
         # Mapping a contact again to the user it was verified as never undoes the verification.
@@ -247,45 +246,14 @@ def contact_map_to_user(*, contact: Contact, user, actor: Any, method: str = Con
     mapping.save()
     if contact.is_ignored:
         Contact.objects.filter(pk=contact.pk).update(is_ignored=False)
-    audit_record(action="contact.map", obj=contact, actor=actor, before=before, after=_mapping_state(mapping))
+    audit_record(action="contact.map", obj=contact, actor=actor, before=before, after=mapping_state(mapping))
     return mapping
-
-
-@transaction.atomic
-def mappings_release_for_user(user: Any, actor: Any = None) -> list[int]:
-    """
-    The user is being deleted: every contact mapped to them goes back to the unmapped queue with all its
-    messages (deleting an account is no erasure; user_data_erase is the one way to erase), and their data
-    exports go with their zips, which hold the person's data. Audited per contact and once for the user.
-    Returns the ids of the contacts unmapped.
-    """
-    # One change of this user's data at a time: waits for an erasure or an export request in progress.
-    # FOR NO KEY UPDATE, as they take it, so a worker recording the user's bucket is not blocked by it.
-    get_user_model().objects.select_for_update(no_key=True).filter(pk=user.pk).first()
-    exports_deleted = data_exports_delete_for_user(user)
-    mappings = list(ContactUserMapping.objects.select_for_update(of=("self",)).select_related("contact")
-                    .filter(user=user).order_by("contact_id"))
-    contact_ids = [mapping.contact_id for mapping in mappings]
-    ContactUserMapping.objects.filter(pk__in=[mapping.pk for mapping in mappings]).delete()
-    # An auto-mapped contact may have been ignored before; back in the queue means a person sees it.
-    Contact.objects.filter(pk__in=contact_ids, is_ignored=True).update(is_ignored=False)
-    for mapping in mappings:
-        audit_record(action="contact.unmap", obj=mapping.contact, actor=actor, before=_mapping_state(mapping),
-                     after={"user": None, "reason": "user deleted"})
-    if contact_ids or exports_deleted:
-        audit_record(action="user.delete", obj=user, actor=actor,
-                     before={"username": user.get_username()},
-                     after={"contacts_unmapped": contact_ids, "exports_deleted": exports_deleted})
-    if contact_ids:
-        logger.info("user deleted; their contacts are back in the unmapped queue",
-                    extra={"user_id": user.pk, "contact_ids": contact_ids})
-    return contact_ids
 
 
 @transaction.atomic
 def mapping_delete(*, mapping: ContactUserMapping, actor: Any) -> None:
     """Remove a mapping: the contact goes back to the unmapped queue."""
-    before = _mapping_state(mapping)
+    before = mapping_state(mapping)
     contact = mapping.contact
     mapping.delete()
     audit_record(action="contact.unmap", obj=contact, actor=actor, before=before, after={"user": None})

@@ -22,7 +22,7 @@ from core.queueing import publish_on_commit, task_named
 from templates_app.models import MessageTemplate
 from templates_app.selectors import versions_of
 from templates_app.services.errors import TemplateWorkflowError
-from whatsapp.providers import provider_for
+from whatsapp.providers import backend_for
 from whatsapp.providers.base import ProviderError
 from whatsapp.providers.events import TemplateDefinition, TemplateStatus
 
@@ -82,7 +82,7 @@ def template_submit(template_id: int) -> str:
     audit_record(action="template.sent_to_provider", obj=template, actor_label="submission task",
                  before={"status": TemplateStatus.INTERNALLY_APPROVED}, after={"status": template.status})
     try:
-        submission = provider_for(template.provider).submit_template(definition)
+        submission = backend_for(template.provider).submit_template(definition)
     except ProviderError as exc:
         return _submission_failed(template, exc)
     MessageTemplate.objects.filter(pk=template.pk).update(next_submission_at=None, submission_error="",

@@ -21,7 +21,7 @@ from templates_app.models import MessageTemplate
 from templates_app.selectors import AT_PROVIDER, template_account, templates_for
 from templates_app.services.provider_submission import template_provider_status_set, template_submission_schedule
 from whatsapp.models import Provider
-from whatsapp.providers import provider_class_for, provider_for
+from whatsapp.providers import backend_class_for, backend_for
 from whatsapp.providers.base import ProviderError
 from whatsapp.providers.events import RemoteTemplate, TemplateManagement, TemplateStatus, TemplateStatusUpdate
 
@@ -109,7 +109,7 @@ def templates_sync(provider: Provider, *, actor: object = None) -> SyncReport:
     than the listing (a webhook meanwhile) is not overwritten.
     """
     report = SyncReport(provider=str(provider))
-    provider_class = provider_class_for(provider.kind)
+    provider_class = backend_class_for(provider.kind)
     if provider_class.template_management == TemplateManagement.NONE:
         report.skipped, report.skip_code = f"{provider_class.label} has no WhatsApp templates", "unsupported"
         return report
@@ -119,7 +119,7 @@ def templates_sync(provider: Provider, *, actor: object = None) -> SyncReport:
             return report
         listed_at = timezone.now()
         try:
-            remote = provider_for(provider).list_templates()
+            remote = backend_for(provider).list_templates()
         except ProviderError as exc:
             report.error = str(exc)
         else:
@@ -150,7 +150,7 @@ def _reconcile_one(provider: Provider, item: RemoteTemplate, report: SyncReport,
     lock_key("template", *template_account(provider), item.name, item.language)
     template = _find(provider, item.provider_template_id, item.name, item.language)
     if template is None:
-        imports = provider_class_for(provider.kind).template_management == TemplateManagement.IMPORT
+        imports = backend_class_for(provider.kind).template_management == TemplateManagement.IMPORT
         imported = _import_or_conflict(provider, item, imports, report)
         if imported is not None:
             seen.add(imported.pk)
@@ -205,7 +205,7 @@ def _mirror_content(template: MessageTemplate, item: RemoteTemplate) -> bool:
 def _after_listing(provider: Provider, seen: set[int], now, report: SyncReport) -> None:
     at_provider = _at_provider(provider)
     at_provider.filter(pk__in=seen).update(synced_at=now)
-    if not provider_class_for(provider.kind).lists_templates:
+    if not backend_class_for(provider.kind).lists_templates:
         return  # it holds no list: nothing can be missing from it
     # A superseded version may leave the provider's list (deleted there) without being missed.
     for template in at_provider.exclude(pk__in=seen).exclude(
@@ -234,7 +234,7 @@ def templates_sync_all(*, actor: object = None) -> list[SyncReport]:
     a user's "sync everything")."""
     reports, accounts = [], set()
     for provider in Provider.objects.filter(is_active=True).order_by("pk"):
-        if provider_class_for(provider.kind).template_management == TemplateManagement.NONE:
+        if backend_class_for(provider.kind).template_management == TemplateManagement.NONE:
             continue
         account = template_account(provider)
         if account in accounts:

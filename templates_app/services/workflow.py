@@ -31,7 +31,7 @@ from templates_app.services.errors import TemplateWorkflowError
 from templates_app.services.provider_submission import template_resubmit, template_submission_schedule
 from templates_app.validation import TemplateInvalid, template_errors
 from whatsapp.models import Provider
-from whatsapp.providers import provider_class_for, provider_for
+from whatsapp.providers import backend_class_for, backend_for
 from whatsapp.providers.events import TemplateDefinition, TemplateManagement, TemplateStatus
 
 AUTHORED_FIELDS = ("name", "language", "category", "parameter_format", "components", "examples")
@@ -77,16 +77,16 @@ def _validate(fields: dict[str, Any], provider: Provider, version: int = 1) -> N
     author learns it on the form instead of after the review."""
     errors = template_errors(**{name: fields[name] for name in AUTHORED_FIELDS})
     if not errors:
-        errors = provider_for(provider).template_problems(TemplateDefinition(
+        errors = backend_for(provider).template_problems(TemplateDefinition(
             **{name: fields[name] for name in AUTHORED_FIELDS}, version=version))
     if errors:
         raise TemplateInvalid(errors)
 
 
 def _require_authoring(provider: Provider) -> None:
-    management = provider_class_for(provider.kind).template_management
+    management = backend_class_for(provider.kind).template_management
     if management != TemplateManagement.SUBMIT:
-        label = provider_class_for(provider.kind).label
+        label = backend_class_for(provider.kind).label
         raise TemplateWorkflowError(
             f"{label} templates are managed in {label} itself; they are imported by the template sync, "
             "not written here" if management == TemplateManagement.IMPORT

@@ -20,7 +20,9 @@ class PhoneField(forms.CharField):
             return value
         e164 = phone_to_e164(value)
         if sum(ch.isdigit() for ch in e164) < 3:
-            raise forms.ValidationError(f"{value!r} is not a phone number")
+            # As a parameter, not in the text: the filter layer %-formats messages, and a "%" typed into the
+            # filter would otherwise break the error itself.
+            raise forms.ValidationError("%(value)s is not a phone number", params={"value": repr(value)})
         return e164
 
 

@@ -1,7 +1,11 @@
 """
-The provider interface (the django-anymail shape): one module per provider implements it, the
-registry in `whatsapp.providers` maps a kind to its class, and everything else talks to providers
-only through these methods and the normalized dataclasses in `events.py`.
+The provider backend interface (the django-anymail shape): one module or package per provider implements
+it, the registry in `whatsapp.providers` maps a kind to its backend class, and everything else talks to
+providers only through these methods and the normalized dataclasses in `events.py`.
+
+A provider's own settings (its API's base URL, say) are declared in its package as ProviderSetting, read
+when used: the Django setting of that name when one is set (tests override it), else the environment
+variable of the same name, else the declared default.
 """
 
 from __future__ import annotations
@@ -10,17 +14,21 @@ import base64
 import hashlib
 import hmac
 import json
-import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qsl
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import httpx
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
+from whatsapp.providers.bodies import BodyUndecodable, json_body_decode
+
+# Re-exported: the interface's body decoding, importable from here as before it had a module of its own.
+from whatsapp.providers.bodies import form_body_decode as form_body_decode
+from whatsapp.providers.bodies import storable_text as storable_text
 from whatsapp.providers.events import (
     ConnectionCheck,
     DownloadedMedia,
@@ -134,6 +142,47 @@ def hmac_sha256_hex(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode(), message, "sha256").hexdigest()
 
 
+# --- a provider's own settings -------------------------------------------------------------
+T = TypeVar("T")
+_UNSET = object()
+
+
+def provider_setting(name: str, default: T, cast: Callable[[str], T] = str) -> T:
+    """
+    One provider-specific setting, read when used: the Django setting `name` when one is set (it wins, so
+    tests and a deployment's own settings module can override it), else the environment variable of the
+    same name passed through `cast`, else `default`. A value the cast refuses is ImproperlyConfigured.
+    """
+    value = getattr(settings, name, _UNSET)
+    if value is not _UNSET:
+        return value
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return cast(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"the environment variable {name}={raw!r} is not valid: {exc}") from exc
+
+
+def base_url(value: str) -> str:
+    """The cast of a base URL setting: without its trailing slash, so paths are appended with one."""
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True)
+class ProviderSetting(Generic[T]):
+    """A setting a provider package declares with its default; call it for the current value."""
+
+    name: str
+    default: T
+    cast: Callable[[str], T] = str
+    help: str = ""
+
+    def __call__(self) -> T:
+        return provider_setting(self.name, self.default, self.cast)
+
+
 def http_client(**kwargs: Any) -> httpx.Client:
     """The HTTP client every provider module uses for its REST calls (timeouts from settings)."""
     return httpx.Client(timeout=settings.PROVIDER_HTTP_TIMEOUT_SECONDS, **kwargs)
@@ -193,98 +242,6 @@ def sha256_matches(content: bytes, expected: str) -> bool:
     return hmac.compare_digest(base64.b64encode(digest).decode(), expected)
 
 
-# Bounds on a JSON webhook body, checked by the body check before the 200 so that the parser of an
-# acknowledged body never meets what it cannot hold. Provider payloads nest about ten levels deep and
-# their longest numbers are ids of twenty-odd digits.
-JSON_MAX_DEPTH = 64
-JSON_MAX_INTEGER_DIGITS = 100
-
-
-class BodyUndecodable(ValueError):
-    """A webhook body that cannot be read in the provider's format; the message is a readable reason."""
-
-
-def _bounded_int(text: str) -> int:
-    # Checked before int(): converting thousands of digits is slow, and Python refuses over 4300.
-    if len(text.lstrip("-")) > JSON_MAX_INTEGER_DIGITS:
-        raise BodyUndecodable(f"an integer has more than {JSON_MAX_INTEGER_DIGITS} digits")
-    return int(text)
-
-
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):  # 1e400: JSON columns cannot store Infinity
-        raise BodyUndecodable(f"the number {text[:40]} is out of range")
-    return number
-
-
-def _no_constant(name: str) -> Any:
-    raise BodyUndecodable(f"{name} is not a JSON value")
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > limit:
-                return True
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return False
-
-
-def json_body_decode(body: bytes) -> Any:
-    """
-    The one decoder of JSON webhook bodies: the body check before the 200 and the parsers after it both
-    use it, so whatever the check accepts the parser can read. The encoding is found by JSON's rules
-    (UTF-8 with or without a BOM, UTF-16, UTF-32); NaN and Infinity, integers of more than 100 digits,
-    numbers out of range and nesting deeper than 64 levels are refused. Strings come back fit for
-    PostgreSQL: jsonb refuses the NUL character, so NULs are removed and lone surrogates replaced.
-    Raises BodyUndecodable with a readable reason.
-    """
-    try:
-        text = body.decode(json.detect_encoding(body), "surrogatepass").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        raise BodyUndecodable(f"body is not UTF-8, UTF-16 or UTF-32 text ({exc.reason} at byte {exc.start})") from None
-    try:
-        payload = json.loads(text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant)
-    except BodyUndecodable:
-        raise
-    except RecursionError:
-        raise BodyUndecodable(f"JSON is nested deeper than {JSON_MAX_DEPTH} levels") from None
-    except ValueError as exc:  # JSONDecodeError among them
-        raise BodyUndecodable(f"body is not valid JSON: {exc}") from None
-    if _deeper_than(payload, JSON_MAX_DEPTH):
-        raise BodyUndecodable(f"JSON is nested deeper than {JSON_MAX_DEPTH} levels")
-    return _clean_strings(payload)
-
-
-def form_body_decode(body: bytes) -> dict[str, str]:
-    """
-    The one decoder of form webhook bodies (Twilio's), for the body check and the parser: UTF-8 with
-    a BOM dropped and bad bytes replaced; every name and value fit for PostgreSQL (no NUL, which a
-    percent-encoded %00 brings, no lone surrogate). A repeated field keeps its last value.
-    """
-    text = body.decode("utf-8", "replace").removeprefix("\ufeff")
-    return {_clean_strings(name): _clean_strings(value) for name, value in parse_qsl(text, keep_blank_values=True)}
-
-
-def storable_text(value: str) -> str:
-    """Text PostgreSQL accepts: no NUL character, no lone surrogate."""
-    return _clean_strings(value)
-
-
-def _clean_strings(value: Any) -> Any:
-    if isinstance(value, str):
-        # Also replace lone surrogates (valid in JSON escapes, invalid in UTF-8 and in the database).
-        return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
-    if isinstance(value, list):
-        return [_clean_strings(item) for item in value]
-    if isinstance(value, dict):
-        return {_clean_strings(key): _clean_strings(item) for key, item in value.items()}
-    return value
-
-
 def parse_each(items: Iterable[Any], parse: Callable[[Any], NormalizedEvent | list[NormalizedEvent]]
                ) -> list[NormalizedEvent]:
     """
@@ -303,9 +260,17 @@ def parse_each(items: Iterable[Any], parse: Callable[[Any], NormalizedEvent | li
     return events
 
 
-class BaseProvider:
+class ProviderBackend:
+    """What a provider does (receiving, sending, templates) for one `whatsapp.models.Provider` row."""
+
+    #: The value stored in Provider.kind and named in webhook URLs.
     kind: ClassVar[str]
+    #: The provider's name in messages and errors ("Meta Cloud API refused...").
     label: ClassVar[str]
+    #: The kind's name in forms and lists (the choices of Provider.kind).
+    display_label: ClassVar[str]
+    #: The provider's own settings (environment variables), read through these when used.
+    own_settings: ClassVar[tuple[ProviderSetting[Any], ...]] = ()
     options: ClassVar[tuple[ProviderOption, ...]] = ()
     accepted_content_types: ClassVar[tuple[str, ...]] = ("application/json",)
     #: Header names stored with each webhook event (lower case); signatures are kept for audits.

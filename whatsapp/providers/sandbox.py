@@ -23,13 +23,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
 from core.queueing import task_named
 from whatsapp.providers.base import (
-    BaseProvider,
+    ProviderBackend,
     ProviderOption,
+    ProviderSetting,
     WebhookRejected,
     WebhookRequest,
     as_dict,
@@ -58,6 +58,10 @@ from whatsapp.providers.events import (
     TemplateSubmission,
     UnhandledEvent,
 )
+
+status_delay_seconds = ProviderSetting(
+    "SANDBOX_STATUS_DELAY_SECONDS", 1.0, cast=float,
+    help="Delay between the sandbox phone's sent, delivered and read receipts.")
 
 SIGNATURE_HEADER = "X-Sandbox-Signature"
 WEBHOOK_SECRET = "webhook_secret"
@@ -92,9 +96,11 @@ def _timestamp(value: Any) -> datetime:
         return datetime.now(tz=UTC)
 
 
-class SandboxProvider(BaseProvider):
+class SandboxBackend(ProviderBackend):
     kind = "sandbox"
     label = "Sandbox"
+    display_label = "Sandbox (local simulator)"
+    own_settings = (status_delay_seconds,)
     stored_headers = (SIGNATURE_HEADER.lower(),)
     default_rate_limit_per_second = 50
     can_simulate_inbound = True
@@ -198,7 +204,7 @@ class SandboxProvider(BaseProvider):
         return ConnectionCheck(True, "the sandbox simulator is always reachable")
 
 
-PROVIDER = SandboxProvider
+PROVIDER = SandboxBackend
 
 
 # The simulated phone reports each of these, one delay apart, after a send.
@@ -208,7 +214,7 @@ RECEIPT_SEQUENCE = ("sent", "delivered", "read")
 def schedule_receipts(provider_id: int, provider_message_id: str) -> None:
     sandbox_report_status_task = task_named("whatsapp.tasks.sandbox_report_status_task")
 
-    delay = settings.SANDBOX_STATUS_DELAY_SECONDS
+    delay = status_delay_seconds()
     for step, status in enumerate(RECEIPT_SEQUENCE):
         transaction.on_commit(
             lambda status=status, step=step: sandbox_report_status_task.apply_async(

@@ -32,7 +32,7 @@ from core.correlation import get_correlation_id
 from core.locks import lock_key
 from whatsapp import hooks
 from whatsapp.models import Message, SendAttempt, Session
-from whatsapp.providers import provider_for
+from whatsapp.providers import backend_for
 from whatsapp.providers.base import ProviderError
 from whatsapp.providers.events import (
     MEDIA_TYPES,
@@ -139,7 +139,7 @@ def _admit(message: Message, identities: tuple[Identity, ...], *, pair_reserved:
     if earlier is not None:
         message_schedule(message, delay=earlier, reason="waiting for an earlier message of this conversation")
         return False
-    provider_class = provider_for(provider)
+    provider_class = backend_for(provider)
     pair_interval = (settings.SEND_PAIR_INTERVAL_SECONDS if settings.SEND_PAIR_INTERVAL_SECONDS is not None
                      else provider_class.pair_interval_seconds)
     if pair_interval > 0 and not pair_reserved:
@@ -158,7 +158,7 @@ def _admit(message: Message, identities: tuple[Identity, ...], *, pair_reserved:
 
 
 def _number_slot(provider) -> rate_limits.Reservation:
-    provider_class = provider_for(provider)
+    provider_class = backend_for(provider)
     rate = min(provider.rate_limit_per_second or provider_class.default_rate_limit_per_second,
                provider_class.max_rate_limit_per_second)
     return rate_limits.limiter().reserve(rate_limits.number_key(provider.pk), rate_limits.number_slot_interval(rate),
@@ -226,7 +226,7 @@ def _call_provider(message: Message, attempt: SendAttempt, request: OutboundMess
     provider = message.provider
     log = {"message_id": message.pk, "provider_id": provider.pk, "attempt": attempt.number}
     try:
-        result = provider_for(provider).send(request)
+        result = backend_for(provider).send(request)
     except ProviderError as error:
         logger.warning("send failed", extra={**log, "error_code": error.code, "retryable": error.retryable})
         return _after_error(message, attempt, error)

@@ -16,7 +16,7 @@ from core.queueing import publish_on_commit, task_named
 from templates_app.models import MessageTemplate
 from whatsapp import hooks
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider, WebhookEvent
-from whatsapp.providers import provider_for
+from whatsapp.providers import backend_for
 from whatsapp.providers.events import (
     STATUS_RANK,
     ContactProfile,
@@ -147,7 +147,7 @@ def _contact_and_conversation(*, provider: Provider, identities: Iterable[Identi
 
 
 def _media_create(*, provider: Provider, message: Message, refs: Iterable[MediaRef]) -> None:
-    lifetime = provider_for(provider).media_lifetime
+    lifetime = backend_for(provider).media_lifetime
     for ref in refs:
         media = Media.objects.create(
             message=message, provider_media_id=ref.provider_media_id, source_url=ref.url[:2000],
@@ -186,7 +186,7 @@ def _type_and_content(provider: Provider, conversation: Conversation, event: Inb
     last interactive message offered is that choice, with its id.
     """
     content = _with_quote(event)
-    if not (provider_for(provider).button_replies_by_title and event.message_type == MessageType.TEXT and event.text):
+    if not (backend_for(provider).button_replies_by_title and event.message_type == MessageType.TEXT and event.text):
         return event.message_type, content
     offer = (Message.objects.filter(conversation=conversation, direction=Message.Direction.OUTBOUND,
                                     message_type=MessageType.INTERACTIVE).order_by("-created_at").first())

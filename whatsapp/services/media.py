@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from core.audit import audit_record
 from whatsapp.models import Media
-from whatsapp.providers import provider_for
+from whatsapp.providers import backend_for
 from whatsapp.providers.base import ProviderError, sha256_matches
 from whatsapp.providers.events import MediaRef
 from whatsapp.providers.safe_fetch import DownloadRefused
@@ -69,7 +69,7 @@ def media_download(media_id: int) -> Media | None:
 
 
 def _fetch_and_store(media: Media) -> None:
-    downloaded = provider_for(media.message.provider).download_media(_ref(media))
+    downloaded = backend_for(media.message.provider).download_media(_ref(media))
     expected = downloaded.sha256 or media.sha256
     if expected and not sha256_matches(downloaded.content, expected):
         raise ProviderError("downloaded file does not match the provider's sha256", code="sha256_mismatch",

@@ -9,7 +9,7 @@ from django.db import transaction
 from core.audit import audit_record
 from core.queueing import task_named
 from whatsapp.models import Provider
-from whatsapp.providers import provider_class_for, provider_for
+from whatsapp.providers import backend_class_for, backend_for
 from whatsapp.services.outbound import messages_release_held
 from whatsapp.services.webhooks import webhook_events_replay_unrouted
 
@@ -23,7 +23,7 @@ class ProviderConfigError(ValueError):
 def provider_webhook_url(provider: Provider, base_url: str | None = None) -> str:
     """The URL providers call (on PUBLIC_BASE_URL unless another base is given)."""
     url = f"{base_url or settings.PUBLIC_BASE_URL}/webhooks/{provider.kind}/{provider.public_id}/"
-    query = provider_for(provider).webhook_query()
+    query = backend_for(provider).webhook_query()
     return f"{url}?{urlencode(query)}" if query else url
 
 
@@ -39,7 +39,7 @@ def provider_masked_credentials(provider: Provider) -> dict[str, str]:
 
 def provider_apply_options(provider: Provider, options: dict[str, Any]) -> None:
     """Put each option where its kind says it lives; empty values leave the current one alone."""
-    provider_class = provider_class_for(provider.kind)
+    provider_class = backend_class_for(provider.kind)
     for option in provider_class.options:
         value = options.get(option.name)
         if value in (None, ""):
@@ -54,14 +54,14 @@ def provider_apply_options(provider: Provider, options: dict[str, Any]) -> None:
 
 
 def provider_missing_options(provider: Provider) -> list[str]:
-    provider_class = provider_class_for(provider.kind)
+    provider_class = backend_class_for(provider.kind)
     return [option.name for option in provider_class.options
             if option.required and not _current_value(provider, option)]
 
 
 def provider_fill_defaults(provider: Provider) -> None:
     """What a new provider of its kind starts with: option defaults, generated secrets, rate limit."""
-    provider_class = provider_class_for(provider.kind)
+    provider_class = backend_class_for(provider.kind)
     for option in provider_class.options:
         if option.default and not _current_value(provider, option):
             provider_apply_options(provider, {option.name: option.default})
@@ -131,7 +131,7 @@ def provider_simulate_inbound(*, provider: Provider, from_phone: str, name: str,
     (outside a transaction; inside one, at its commit).
     """
     # Signed here, once: a retried post carries the same message id, so the inbox keeps one message.
-    body, headers = provider_for(provider).simulated_inbound(from_phone=from_phone, name=name, text=text)
+    body, headers = backend_for(provider).simulated_inbound(from_phone=from_phone, name=name, text=text)
     simulate = task_named("whatsapp.tasks.simulate_inbound_task")
     transaction.on_commit(lambda: simulate.delay(provider.pk, body.decode(), headers))
 

@@ -18,7 +18,7 @@ from templates_app.models import MessageTemplate
 from templates_app.parameters import BoundTemplate, TemplateVariablesError, template_bind
 from templates_app.selectors import templates_for
 from whatsapp.models import Conversation, Message, Provider
-from whatsapp.providers import provider_for
+from whatsapp.providers import backend_for
 from whatsapp.providers.events import MEDIA_TYPES, Identity, MessageType, TemplateStatus
 from whatsapp.services.sessions import session_current
 
@@ -208,7 +208,7 @@ def contact_identities(contact: Contact) -> tuple[Identity, ...]:
 
 def check_recipient(provider: Provider, contact: Contact, identities: tuple[Identity, ...] | None = None) -> str:
     """The provider's address for the contact; `identities` when the caller already read them."""
-    address = provider_for(provider).recipient_address(
+    address = backend_for(provider).recipient_address(
         contact_identities(contact) if identities is None else identities)
     if not address:
         raise SendRefused("invalid_recipient",
@@ -220,7 +220,7 @@ def check_recipient(provider: Provider, contact: Contact, identities: tuple[Iden
 def check_provider_can_send(provider: Provider, message_type: str, *, reply: bool) -> None:
     if not provider.is_active:
         raise SendRefused("provider_inactive", f"provider {provider.name} is inactive")
-    provider_class = provider_for(provider)
+    provider_class = backend_for(provider)
     if message_type not in provider_class.sendable_types:
         raise SendRefused("unsupported_type", f"{provider.get_kind_display()} cannot send {message_type} messages",
                           details={"supported_types": sorted(provider_class.sendable_types)})

@@ -18,7 +18,7 @@ from core.locks import commit_without_waiting_for_disk
 from core.queueing import publish_on_commit, task_named
 from core.storage import ObjectNotFound, StorageError
 from whatsapp.models import Provider, WebhookEvent
-from whatsapp.providers import provider_for
+from whatsapp.providers import backend_for
 from whatsapp.providers.base import BodyUndecodable, WebhookRequest, storable_text
 from whatsapp.providers.events import InvalidUpdate, NormalizedEvent, StoredWebhook, UnhandledEvent
 from whatsapp.services.archive import webhook_body, webhook_event_archive_request
@@ -57,7 +57,7 @@ def _retry_delay(attempts: int) -> timedelta:
 
 
 def _delivery_id(provider: Provider | None, request: WebhookRequest) -> str:
-    raw = provider_for(provider).delivery_id(request) if provider else ""
+    raw = backend_for(provider).delivery_id(request) if provider else ""
     if len(raw) > DELIVERY_ID_MAX:
         # Keep ids unique without storing arbitrary lengths.
         raw = "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
@@ -81,7 +81,7 @@ def webhook_event_record(
     same delivery id returns the first event with its duplicate counter raised.
     """
     accepted = status == WebhookEvent.Status.PENDING
-    stored_headers = provider_for(provider).stored_headers if provider else ()
+    stored_headers = backend_for(provider).stored_headers if provider else ()
     # Text columns get text PostgreSQL takes (no NUL): the row must be saved whatever the request held.
     headers = {name: storable_text(value) for name, value in request.headers.items() if name in stored_headers}
     delivery_id = storable_text(_delivery_id(provider, request)) if accepted else ""
@@ -240,7 +240,7 @@ def provider_route(receiver: Provider, routed_to: str, cache: dict[str, Provider
     if routed_to not in cache:
         candidate = Provider.objects.filter(kind=receiver.kind, external_id=routed_to, is_active=True).first()
         # Never across signing secrets: that would let one tenant write into another's provider.
-        allowed = candidate is not None and provider_for(receiver).may_route_to(candidate)
+        allowed = candidate is not None and backend_for(receiver).may_route_to(candidate)
         cache[routed_to] = candidate if allowed else None
     return cache[routed_to]
 
@@ -253,7 +253,7 @@ def _stored(event: WebhookEvent) -> StoredWebhook:
 def _apply_all(event: WebhookEvent) -> _Outcome:
     outcome = _Outcome()
     try:
-        events = provider_for(event.provider).parse_webhook(_stored(event))
+        events = backend_for(event.provider).parse_webhook(_stored(event))
     except Exception as exc:  # noqa: BLE001 - whatever the parser does, the event is kept with the reason
         reason = str(exc) if isinstance(exc, BodyUndecodable) else f"{type(exc).__name__}: {exc}"
         (outcome.transient if _is_transient(exc) else outcome.permanent).append(f"parse: {reason}")

@@ -9,7 +9,7 @@ from contacts.models import Contact
 from templates_app.services.provider_submission import template_submit
 from templates_app.services.workflow import template_approve, template_create, template_submit_for_review
 from whatsapp.models import Provider
-from whatsapp.providers import provider_for
+from whatsapp.providers import backend_for
 from whatsapp.providers.base import WebhookRequest
 from whatsapp.services.outbound import message_send_text
 from whatsapp.services.providers import provider_create, provider_webhook_url
@@ -58,7 +58,7 @@ class Command(BaseCommand):
         # Inbound messages go through the real inbox (signed, stored, parsed, applied), synchronously.
         for phone, name, texts in DEMO_CHATS:
             for text in texts:
-                body, signed = provider_for(provider).simulated_inbound(from_phone=phone, name=name, text=text)
+                body, signed = backend_for(provider).simulated_inbound(from_phone=phone, name=name, text=text)
                 headers = {key.lower(): value for key, value in signed.items()}
                 request = WebhookRequest(method="POST", public_url=provider_webhook_url(provider), body=body,
                                          headers=headers, content_type="application/json")

@@ -1,13 +1,13 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from whatsapp.providers import provider_class_for, registered_kinds
+from whatsapp.providers import backend_class_for, registered_kinds
 from whatsapp.services.providers import ProviderConfigError, provider_create, provider_webhook_url
 
 
 def _all_options() -> dict:
     options = {}
     for kind in registered_kinds():
-        for option in provider_class_for(kind).options:
+        for option in backend_class_for(kind).options:
             options.setdefault(option.name, (option, []))[1].append(kind)
     return options
 
@@ -24,7 +24,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         kind = opts["kind"]
-        allowed = {option.name for option in provider_class_for(kind).options}
+        allowed = {option.name for option in backend_class_for(kind).options}
         given = {name: opts[name] for name in _all_options() if opts.get(name) not in (None, "")}
         foreign = sorted(set(given) - allowed)
         if foreign:

@@ -1,0 +1,227 @@
+"""
+The forms of the messaging admin pages: a provider's settings and credentials, the sandbox's simulated
+inbound message, the test send, and the conversation page's send form; with what turns a send form into
+a send request, and a refused send into a message for the person who asked.
+"""
+
+import json
+import uuid
+
+import phonenumbers
+from django import forms
+from django.db import transaction
+
+from contacts.services.identities import phone_to_e164
+from templates_app.models import MessageTemplate
+from templates_app.parameters import TemplateVariablesError, template_bind, template_render
+from templates_app.selectors import approved_templates_for, registration_template_choices
+from whatsapp.models import Conversation, Message, Provider, UnknownContactPolicy
+from whatsapp.providers import backend_class_for, registered_kinds
+from whatsapp.providers.events import MessageType, TemplateStatus
+from whatsapp.services.outbound import SendRequest, message_send, request_fingerprint
+from whatsapp.services.providers import ROW_TARGETS, provider_apply_options, provider_missing_options
+from whatsapp.services.send_rules import SendRefused
+
+CONTACT_POLICY_FIELDS = ["unknown_contact_policy", "registration_template", "registration_text",
+                         "contact_verification_enabled"]
+
+
+def extra_options() -> dict[str, list]:
+    """Options kept in credentials or config, by name, with the kinds that use them."""
+    found: dict[str, list] = {}
+    for kind in registered_kinds():
+        for option in backend_class_for(kind).options:
+            if option.target not in ROW_TARGETS:
+                found.setdefault(option.name, []).append((kind, option))
+    return found
+
+
+def _option_field(option, kinds: str) -> forms.CharField:
+    help_text = f"{option.help} ({kinds})."
+    if option.secret:
+        help_text += " Stored encrypted; leave empty to keep the current value."
+        return forms.CharField(required=False, widget=forms.PasswordInput(render_value=False), help_text=help_text)
+    return forms.CharField(required=False, help_text=help_text)
+
+
+class ProviderAdminForm(forms.ModelForm):
+    class Meta:
+        model = Provider
+        fields = ["kind", "name", "is_active", "is_paused", "phone_number", "external_id", "business_account_id",
+                  "rate_limit_per_second", "verification_status", *CONTACT_POLICY_FIELDS]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.option_names = list(extra_options())
+        if self.instance.pk:
+            for name in self.option_names:
+                if name in self.instance.config:
+                    self.fields[name].initial = self.instance.config[name]
+        if "registration_template" in self.fields:  # absent when the user may only view the provider
+            self._limit_registration_templates(self.fields["registration_template"])
+        if "unknown_contact_policy" in self.fields:
+            # A form that leaves the policy out (an older script, a partial POST) keeps the stored one.
+            self.fields["unknown_contact_policy"].required = False
+
+    def _limit_registration_templates(self, field):
+        if not self.instance.pk:
+            field.queryset = MessageTemplate.objects.none()
+            field.help_text = "Save the provider first; then choose one of its approved templates."
+            return
+        # This number's approved templates, and the one already chosen even if it has lost its approval.
+        field.queryset = registration_template_choices(self.instance)
+        field.help_text = ("One of this number's approved templates, without parameters; sent before the text "
+                           "when set.")
+        # A template added from here would be a draft of no number: templates are made and approved elsewhere.
+        for permission in ("can_add_related", "can_change_related", "can_delete_related"):
+            if hasattr(field.widget, permission):
+                setattr(field.widget, permission, False)
+
+    def clean_unknown_contact_policy(self):
+        return self.cleaned_data.get("unknown_contact_policy") or self.instance.unknown_contact_policy
+
+    def clean(self):
+        cleaned = super().clean()
+        self._check_registration_reply(cleaned)
+        kind = cleaned.get("kind") or self.instance.kind
+        if kind:
+            self.instance.kind = kind
+            for row_field in ROW_TARGETS:
+                setattr(self.instance, row_field, cleaned.get(row_field, ""))
+            provider_apply_options(self.instance, {name: cleaned.get(name) for name in self.option_names})
+            missing = provider_missing_options(self.instance)
+            if missing:
+                raise forms.ValidationError(f"A {kind} provider needs: {', '.join(missing)}.")
+        return cleaned
+
+    def _check_registration_reply(self, cleaned: dict) -> None:
+        """A registration reply must have something to send without values to fill in."""
+        template = cleaned.get("registration_template")
+        text = (cleaned.get("registration_text") or "").strip()
+        if template is not None:
+            try:
+                template_bind(template, None)
+            except TemplateVariablesError as exc:
+                needs = ", ".join(exc.missing) or str(exc)
+                self.add_error("registration_template", f"{template} needs values ({needs}); a registration reply "
+                                                        "has none to give: choose a template without parameters.")
+                return
+        if cleaned.get("unknown_contact_policy") != UnknownContactPolicy.REGISTRATION_REPLY:
+            return
+        usable = template is not None and template.status == TemplateStatus.APPROVED
+        if not usable and not text:
+            reason = (f"{template} is not approved ({template.get_status_display().lower()})" if template
+                      else "there is no template and no text")
+            self.add_error("unknown_contact_policy", f"A registration reply needs an approved template or a text: "
+                                                     f"{reason}. Choose a template or write the text below.")
+
+
+# Every kind's settings and credentials become declared form fields, so the admin's fieldsets see them.
+for _name, _uses in extra_options().items():
+    ProviderAdminForm.declared_fields[_name] = ProviderAdminForm.base_fields[_name] = _option_field(
+        _uses[0][1], ", ".join(kind for kind, _ in _uses)
+    )
+
+
+class SimulateInboundForm(forms.Form):
+    from_phone = forms.CharField(label="From (phone, E.164)", initial="+15551230009", max_length=20)
+    name = forms.CharField(label="Profile name", initial="Test customer", max_length=100, required=False)
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4096)
+
+
+class TestSendForm(forms.Form):
+    to_phone = forms.CharField(
+        label="To (phone, E.164)", max_length=32,
+        help_text="WhatsApp only delivers a free-form text to a number that wrote to this business in the last "
+                  "24 hours; any other number needs an approved template (send one from its conversation).")
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4096,
+                           initial="Test message from the admin.")
+
+    def clean_to_phone(self):
+        phone = phone_to_e164(self.cleaned_data["to_phone"])
+        try:
+            possible = phonenumbers.is_possible_number(phonenumbers.parse(phone))
+        except phonenumbers.NumberParseException:
+            possible = False
+        if not possible:
+            raise forms.ValidationError("Enter a phone number with its country code, e.g. +15551230001.")
+        return phone
+
+
+class ConversationSendForm(forms.Form):
+    kind = forms.ChoiceField(choices=[(MessageType.TEXT, "Text (only while the 24-hour window is open)"),
+                                      (MessageType.TEMPLATE, "Approved template")],
+                             initial=MessageType.TEXT, widget=forms.RadioSelect)
+    text = forms.CharField(required=False, max_length=4096, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
+    template = forms.ModelChoiceField(queryset=MessageTemplate.objects.none(), required=False,
+                                      help_text="This number's approved templates.")
+    variables = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+                                help_text='The template\'s values as JSON, e.g. {"body": ["Ana", "123"]}.')
+    # A fresh key per form shown: a double click or a resubmitted page queues the message once.
+    send_key = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    def __init__(self, *args, provider: Provider, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["template"].queryset = approved_templates_for(provider)
+        self.fields["send_key"].initial = uuid.uuid4().hex
+
+    def clean_variables(self):
+        raw = self.cleaned_data["variables"].strip()
+        try:
+            variables = json.loads(raw) if raw else {}
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
+        if not isinstance(variables, dict):
+            raise forms.ValidationError('Give an object, e.g. {"body": ["Ana", "123"]}.')
+        return variables
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get("kind")
+        if kind == MessageType.TEXT and not (cleaned.get("text") or "").strip():
+            self.add_error("text", "Write the text to send.")
+        if kind == MessageType.TEMPLATE and not cleaned.get("template") and "template" not in self.errors:
+            self.add_error("template", "Choose an approved template.")
+        return cleaned
+
+
+# --- what the send forms hand to the send pipeline ---------------------------------------------------
+
+@transaction.atomic
+def send_test_text(*, provider: Provider, actor, to_phone: str, text: str) -> Message:
+    request = SendRequest(provider=provider, contact=None, to_phone=to_phone, message_type=MessageType.TEXT,
+                          text=text, lane=Message.Lane.REPLY, actor=actor)
+    return message_send(request)[0]
+
+
+def send_preview(data: dict) -> dict:
+    """What the customer would read, or why the template's values do not fit; nothing is sent."""
+    if data["kind"] == MessageType.TEXT:
+        return {"text": data["text"]}
+    try:
+        bound = template_bind(data["template"], data["variables"])
+    except TemplateVariablesError as exc:
+        return {"error": str(exc)}
+    return {"text": template_render(data["template"], bound)}
+
+
+def conversation_send_request(conversation: Conversation, data: dict, actor) -> SendRequest:
+    is_template = data["kind"] == MessageType.TEMPLATE
+    template = data["template"] if is_template else None
+    variables = data["variables"] if is_template else None
+    text = "" if is_template else data["text"]
+    fingerprint = request_fingerprint({"kind": data["kind"], "text": text, "template": template,
+                                       "variables": variables})
+    key = f"admin:{conversation.pk}:{data['send_key']}" if data["send_key"] else ""
+    return SendRequest(provider=conversation.provider, contact=conversation.contact, message_type=data["kind"],
+                       text=text, template=template, template_variables=variables, idempotency_key=key,
+                       fingerprint=fingerprint, actor=actor)
+
+
+def refusal_text(refusal: SendRefused) -> str:
+    text = f"Not sent ({refusal.code}): {refusal.reason}."
+    templates = refusal.details.get("approved_templates")
+    if templates:
+        names = ", ".join(f"{template['name']} [{template['language']}]" for template in templates)
+        text += f" Approved templates: {names}."
+    return text

@@ -1,0 +1,52 @@
+"""The archive storage's bookkeeping: the buckets made in it, and the deletions it still has to confirm."""
+
+from django.contrib import admin
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from core.admin.base import ReadOnlyModelAdmin
+from whatsapp.models import ArchiveBucket, StorageDeletion
+
+
+@admin.register(ArchiveBucket)
+class ArchiveBucketAdmin(ReadOnlyModelAdmin):
+    """The buckets made in the archive storage: one per user, one per provider for unmapped contacts. The
+    rows are the existence cache; an erasure removes a user's bucket and its row."""
+
+    list_display = ["name", "owner", "backend", "created_at"]
+    list_filter = ["backend"]
+    search_fields = ["name", "user__username", "user__email", "provider__name"]
+    list_select_related = ["user", "provider"]
+    fields = ["name", "backend", "owner_key", "user", "provider", "created_at"]
+    readonly_fields = ["created_at"]
+    date_hierarchy = "created_at"
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the bucket stays in the storage; forgetting it here would only hide it
+
+    @admin.display(description="Owner", ordering="owner_key")
+    def owner(self, obj):
+        if obj.user_id:
+            return format_html("user {}", obj.user)
+        if obj.provider_id:
+            return format_html("provider {} (contacts mapped to no user)", obj.provider.name)
+        return f"{obj.owner_key} (gone)"
+
+
+@admin.register(StorageDeletion)
+class StorageDeletionAdmin(ReadOnlyModelAdmin):
+    """Objects and buckets that must leave the archive storage (erasures, expired exports); a row goes
+    once the storage confirms the deletion."""
+
+    list_display = ["target", "name", "reason", "attempts", "next_attempt_at", "short_error", "created_at"]
+    list_filter = ["target", "backend"]
+    search_fields = ["name", "reason"]
+    fields = ["target", "name", "backend", "reason", "attempts", "next_attempt_at", "last_error", "created_at"]
+    readonly_fields = ["created_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a deletion leaves once the storage confirms it, never by being forgotten
+
+    @admin.display(description="Last error")
+    def short_error(self, obj):
+        return Truncator(obj.last_error).chars(100) or "-"
