@@ -22,8 +22,10 @@ RUN pip install -r requirements.txt
 COPY . .
 
 # Static files are collected into the image (STATIC_ROOT = var/staticfiles, served by WhiteNoise).
-# The secret key and the in-memory broker are for this build step only; the runtime gets its own.
-RUN DJANGO_SECRET_KEY=build-only-dummy-not-a-secret CELERY_BROKER_URL=memory:// \
+# The keys and the in-memory broker are for this build step only; the runtime gets its own.
+RUN DJANGO_SECRET_KEY="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')" \
+        FIELD_ENCRYPTION_KEYS="$(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
+        CELERY_BROKER_URL=memory:// \
         python manage.py collectstatic --noinput --verbosity 0 \
     && mkdir -p var/archive \
     && chown app:app var var/archive

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -17,9 +18,34 @@ if env.bool("DJANGO_READ_DOT_ENV", default=False):
 
 VAR_DIR = Path(env("VAR_DIR", default=str(BASE_DIR / "var")))
 
-# An insecure development key is used when none is given; `check --deploy` flags it.
-SECRET_KEY = env("DJANGO_SECRET_KEY", default="django-insecure-dev-only-change-me")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
+# Field encryption: comma-separated Fernet keys; the first encrypts, all decrypt (rotation).
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+DEVELOPMENT_SECRET_KEY = "django-insecure-development-only"
+
+
+def _key_problems(secret_key: str, field_keys: list[str]) -> list[str]:
+    problems = []
+    # Django's own test of a weak key (security.W009): short, few distinct characters, or its dev prefix.
+    if not secret_key:
+        problems.append("DJANGO_SECRET_KEY is not set")
+    elif secret_key.startswith("django-insecure") or len(secret_key) < 50 or len(set(secret_key)) < 5:
+        problems.append("DJANGO_SECRET_KEY is insecure (use 50 or more random characters)")
+    if not field_keys:
+        # Without it credentials would be encrypted with a key derived from SECRET_KEY, and rotating
+        # SECRET_KEY would make every stored credential unreadable.
+        problems.append("FIELD_ENCRYPTION_KEYS is not set (one or more Fernet keys; the first encrypts)")
+    return problems
+
+
+if not DEBUG and (_problems := _key_problems(SECRET_KEY, FIELD_ENCRYPTION_KEYS)):
+    raise ImproperlyConfigured(
+        "With DJANGO_DEBUG off the platform needs its own keys: " + "; ".join(_problems) + ". Make them with "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))' and python -c 'from cryptography.fernet "
+        "import Fernet; print(Fernet.generate_key().decode())' (scripts/run.sh makes a pair under var/)."
+    )
+SECRET_KEY = SECRET_KEY or DEVELOPMENT_SECRET_KEY
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # Where workers reach the web server to post the simulators' webhooks to it: in a container the public
 # URL may be unreachable or, as localhost, the worker itself.
@@ -145,9 +171,6 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-
-# --- Field encryption: comma-separated Fernet keys; the first encrypts, all decrypt (rotation). ---
-FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 
 # --- Redis, cache and Celery ---
 REDIS_URL = env("REDIS_URL", default="")

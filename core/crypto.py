@@ -17,7 +17,8 @@ class DecryptionError(Exception):
 
 
 def _dev_key() -> bytes:
-    # Only for embedded defaults: a key derived from SECRET_KEY. `check --deploy` warns about it.
+    # Only with DEBUG on (settings refuse to load without FIELD_ENCRYPTION_KEYS otherwise): a key derived
+    # from SECRET_KEY, so development data stays readable while the key stays the same.
     digest = hashlib.sha256(("field-encryption:" + settings.SECRET_KEY).encode()).digest()
     return base64.urlsafe_b64encode(digest)
 

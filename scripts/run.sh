@@ -11,6 +11,22 @@ HOST="${HOST:-127.0.0.1}"
 export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:${PORT}}"
 export DJANGO_SETTINGS_MODULE=config.settings
 
+# DEBUG is off, so the platform needs real keys: made once for this installation and kept in var/.
+KEYS_FILE=var/local-keys.env
+if [ ! -f "$KEYS_FILE" ]; then
+  mkdir -p var
+  (umask 077 && "$PYTHON" - >"$KEYS_FILE" <<'PY'
+import base64, os, secrets
+print("DJANGO_SECRET_KEY=" + secrets.token_urlsafe(50))
+print("FIELD_ENCRYPTION_KEYS=" + base64.urlsafe_b64encode(os.urandom(32)).decode())
+PY
+  )
+fi
+while read -r line; do
+  name="${line%%=*}"
+  [ -n "${!name:-}" ] || export "$line"  # a key from the environment wins
+done <"$KEYS_FILE"
+
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

@@ -130,3 +130,26 @@ def _answers(port: int, timeout: float) -> bool:
         return True  # any status: the server answered
     except (urllib.error.URLError, OSError):
         return False
+
+
+@pytest.mark.parametrize(("variables", "complaint"), [
+    ({"DJANGO_SECRET_KEY": ""}, "DJANGO_SECRET_KEY is not set"),
+    ({"DJANGO_SECRET_KEY": "django-insecure-" + "x" * 60}, "DJANGO_SECRET_KEY is insecure"),
+    ({"DJANGO_SECRET_KEY": "short-but-random-3f9a"}, "DJANGO_SECRET_KEY is insecure"),
+    ({"FIELD_ENCRYPTION_KEYS": ""}, "FIELD_ENCRYPTION_KEYS is not set"),
+])
+def test_production_settings_refuse_missing_or_insecure_keys(variables, complaint):
+    env = {**os.environ, "DJANGO_DEBUG": "false", **variables}
+    result = subprocess.run([sys.executable, "-c", "from config import settings"], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and complaint in result.stderr, result.stderr[-2000:]
+
+
+def test_development_settings_load_without_keys():
+    env = {key: value for key, value in os.environ.items()
+           if key not in {"DJANGO_SECRET_KEY", "FIELD_ENCRYPTION_KEYS"}}
+    code = "from config import settings; print(settings.SECRET_KEY)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env={**env, "DJANGO_DEBUG": "true"},
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip().startswith("django-insecure")

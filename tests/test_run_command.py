@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 
 # Variables that would take the run command off its embedded defaults.
 SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "VAR_DIR", "GCS_PROJECT",
-                     "STORAGE_BACKEND", "DJANGO_SETTINGS_MODULE", "PUBLIC_BASE_URL")
+                     "STORAGE_BACKEND", "DJANGO_SETTINGS_MODULE", "PUBLIC_BASE_URL", "DJANGO_SECRET_KEY",
+                     "FIELD_ENCRYPTION_KEYS")
 
 
 def _clean_copy(target):
