@@ -22,10 +22,12 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+@app.on_after_configure.connect
 @worker_init.connect
 @beat_init.connect
 def _make_embedded_dirs(**_kwargs):
-    # The filesystem broker of the embedded defaults needs its folders before the first publish.
+    # The filesystem broker of the embedded defaults needs its folders before the first publish, whichever
+    # process publishes first (web, worker, beat, or a `celery inspect` / `call` command).
     embedded_dirs_create()
 
 

@@ -22,7 +22,9 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")
 # Field encryption: comma-separated Fernet keys; the first encrypts, all decrypt (rotation).
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
-DEVELOPMENT_SECRET_KEY = "django-insecure-development-only"
+# The key of development runs (DEBUG on) without one: unchanged, since credentials stored by such runs
+# are encrypted with a key derived from it.
+DEVELOPMENT_SECRET_KEY = "django-insecure-dev-only-change-me"
 
 
 def _key_problems(secret_key: str, field_keys: list[str]) -> list[str]:
@@ -43,7 +45,8 @@ if not DEBUG and (_problems := _key_problems(SECRET_KEY, FIELD_ENCRYPTION_KEYS))
     raise ImproperlyConfigured(
         "With DJANGO_DEBUG off the platform needs its own keys: " + "; ".join(_problems) + ". Make them with "
         "python -c 'import secrets; print(secrets.token_urlsafe(50))' and python -c 'from cryptography.fernet "
-        "import Fernet; print(Fernet.generate_key().decode())' (scripts/run.sh makes a pair under var/)."
+        "import Fernet; print(Fernet.generate_key().decode())' (scripts/run.sh makes a pair under var/). An install "
+        "that ran without FIELD_ENCRYPTION_KEYS must keep its old key readable: docs/operations.md#keys-and-rotation."
     )
 SECRET_KEY = SECRET_KEY or DEVELOPMENT_SECRET_KEY
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")

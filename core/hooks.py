@@ -13,10 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 
-class DuplicateReceiver(Exception):
-    pass
-
-
 class Hook:
     def __init__(self, name: str, *, doc: str = ""):
         self.name = name
@@ -24,10 +20,10 @@ class Hook:
         self._receivers: list[Callable[..., Any]] = []
 
     def register(self, receiver: Callable[..., Any]) -> Callable[..., Any]:
-        """Add a receiver (usable as a decorator). Registering one twice is a programming error."""
-        if receiver in self._receivers:
-            raise DuplicateReceiver(f"{receiver.__qualname__} is already registered for {self.name}")
-        self._receivers.append(receiver)
+        """Add a receiver (usable as a decorator). Registering the same one again changes nothing, so an
+        app whose ready() runs twice does not run its receivers twice."""
+        if receiver not in self._receivers:
+            self._receivers.append(receiver)
         return receiver
 
     @property

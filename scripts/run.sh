@@ -15,10 +15,18 @@ export DJANGO_SETTINGS_MODULE=config.settings
 KEYS_FILE=var/local-keys.env
 if [ ! -f "$KEYS_FILE" ]; then
   mkdir -p var
-  (umask 077 && "$PYTHON" - >"$KEYS_FILE" <<'PY'
-import base64, os, secrets
+  # A database from before keys were required holds credentials encrypted with a key derived from the
+  # secret key it ran with: that key stays second, for reading them (the first encrypts).
+  LEGACY_DATABASE=""
+  if [ -f var/db.sqlite3 ] || [ -n "${DATABASE_URL:-}" ]; then LEGACY_DATABASE=1; fi
+  (umask 077 && LEGACY_DATABASE="$LEGACY_DATABASE" "$PYTHON" - >"$KEYS_FILE" <<'PY'
+import base64, hashlib, os, secrets
+keys = [base64.urlsafe_b64encode(os.urandom(32)).decode()]
+if os.environ.get("LEGACY_DATABASE"):
+    old_secret = os.environ.get("DJANGO_SECRET_KEY") or "django-insecure-dev-only-change-me"
+    keys.append(base64.urlsafe_b64encode(hashlib.sha256(b"field-encryption:" + old_secret.encode()).digest()).decode())
 print("DJANGO_SECRET_KEY=" + secrets.token_urlsafe(50))
-print("FIELD_ENCRYPTION_KEYS=" + base64.urlsafe_b64encode(os.urandom(32)).decode())
+print("FIELD_ENCRYPTION_KEYS=" + ",".join(keys))
 PY
   )
 fi

@@ -9,3 +9,6 @@ class WhatsappConfig(AppConfig):
     def ready(self) -> None:
         # Registration belongs in ready(): these modules need the models loaded.
         from whatsapp import checks, signals, tasks  # noqa: F401  (system checks, receivers, tasks)
+        from whatsapp.providers import provider_settings_check
+
+        provider_settings_check()

@@ -4,7 +4,8 @@ The provider registry: the one place that lists the provider kinds and maps a ki
 A provider is a module or package of `whatsapp.providers` whose PROVIDER is its backend class (a
 ProviderBackend naming its kind, label and display label, and declaring its own settings). Adding one is
 its package, one line in PROVIDERS below (and its name in the import) and its test fixtures in
-tests/fixtures/<kind>/: Provider.kind takes its choices from here, so no migration is needed.
+tests/whatsapp/providers/fixtures/<kind>/: Provider.kind takes its choices from here, so no migration is
+needed.
 
 Provider modules import `whatsapp.providers.base`, `events`, `bodies`, `safe_fetch` and
 `whatsapp_templates`, never this package, so importing the registry imports each provider once and no
@@ -13,10 +14,7 @@ provider imports it back. Registering a kind twice is a programming error and fa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from django.core import checks
-from django.core.exceptions import ImproperlyConfigured
+from typing import TYPE_CHECKING
 
 from whatsapp.providers import chatwoot, meta, sandbox, twilio
 from whatsapp.providers.base import ProviderBackend
@@ -72,14 +70,10 @@ for _provider in PROVIDERS:
     register(_provider.PROVIDER)
 
 
-@checks.register()
-def check_provider_settings(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Every provider setting given in the environment reads as its type (as settings.py once checked)."""
-    errors: list[checks.CheckMessage] = []
+def provider_settings_check() -> None:
+    """Every provider setting given in the environment reads as its type. Called when the app loads, so
+    a bad value stops each process at start-up (as config/settings.py does for its own variables)
+    instead of failing its first send."""
     for backend_class in _REGISTRY.values():
         for setting in backend_class.own_settings:
-            try:
-                setting()
-            except ImproperlyConfigured as exc:
-                errors.append(checks.Error(str(exc), hint=setting.help, id="providers.E001"))
-    return errors
+            setting()

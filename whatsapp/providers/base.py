@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+import environ
 import httpx
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -145,6 +146,8 @@ def hmac_sha256_hex(secret: str, message: bytes) -> str:
 # --- a provider's own settings -------------------------------------------------------------
 T = TypeVar("T")
 _UNSET = object()
+# Read the way config/settings.py reads its own variables (django-environ's casts, $VAR references).
+_environment = environ.Env()
 
 
 def provider_setting(name: str, default: T, cast: Callable[[str], T] = str) -> T:
@@ -160,7 +163,7 @@ def provider_setting(name: str, default: T, cast: Callable[[str], T] = str) -> T
     if raw is None:
         return default
     try:
-        return cast(raw)
+        return _environment.get_value(name, cast=cast)
     except ValueError as exc:
         raise ImproperlyConfigured(f"the environment variable {name}={raw!r} is not valid: {exc}") from exc
 
