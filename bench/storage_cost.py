@@ -13,11 +13,11 @@ in Google Cloud Storage under the lifecycle rules, against the seed's target of 
    the number of one of the first --users senders (those contacts are mapped by the auto rule, so their
    messages go to per-user buckets; the others to the provider's bucket).
 3. For each provider and message kind (text from all four; voice note and photo from Meta, Twilio and
-   Chatwoot), --per-kind times: the fixture from tests/fixtures/<provider>/ with a fresh message id and
-   one of --senders senders, compact JSON as providers send it (Twilio: its form encoding), POSTed signed
-   through the real webhook endpoint (Django test client), processed (webhook_event_process), then the
-   raw body archived by webhook_event_archive, and for media messages --voice-kb / --photo-kb random
-   bytes stored by media_store (the download's own storage step) - each timed.
+   Chatwoot), --per-kind times: the fixture from tests/whatsapp/providers/fixtures/<provider>/ with a fresh
+   message id and one of --senders senders, compact JSON as providers send it (Twilio: its form encoding),
+   POSTed signed through the real webhook endpoint (Django test client), processed (webhook_event_process),
+   then the raw body archived by webhook_event_archive, and for media messages --voice-kb / --photo-kb
+   random bytes stored by media_store (the download's own storage step) - each timed.
 4. Retention: webhook_bodies_prune once over every body (the stat it makes per object is counted).
 5. Baseline, same run, same emulator: the same payloads uploaded by a bare google-cloud-storage client
    (Blob.upload_from_string into one bucket; no database, no owner lookup, no metadata).
@@ -52,7 +52,7 @@ VENV_BIN = BASE_DIR / ".venv" / "bin"
 DB_NAME = "whatsapp_bench_storage"
 PG = ["-h", "127.0.0.1", "-U", "postgres"]
 VAR_DIR = BASE_DIR / "var" / "bench" / "storage"
-FIXTURES = BASE_DIR / "tests" / "fixtures"
+FIXTURES = BASE_DIR / "tests" / "whatsapp" / "providers" / "fixtures"
 TARGET_PER_MESSAGE = 0.001  # the seed's target, USD
 HOURS_PER_MONTH = 730  # GCS bills storage per GiB-hour; its monthly prices are 730 hours
 GIB = 1024 ** 3

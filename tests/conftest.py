@@ -10,19 +10,36 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+from rest_framework.test import APIClient
 
+from config.celery import app as celery_app
 from contacts.models import Contact
-from tests.fakes import FakeServer
+from contacts.services.identities import contact_resolve
+from core.api_tokens import api_token_create
+from core.models import AuditLog
+from tests.fakes import FakeServer, meta_accepted
+from tests.signing import META_PHONE_NUMBER_ID, make_meta
 from whatsapp import sandbox_phone
-from whatsapp.models import Provider
+from whatsapp.models import Conversation, Provider
+from whatsapp.providers.base import WebhookRequest
+from whatsapp.providers.events import Identity, IdentityKind
+from whatsapp.providers.meta import graph_api_version
+from whatsapp.services.inbound import conversation_get_or_create
 from whatsapp.services.providers import provider_create
-from whatsapp.services.webhooks import webhook_event_process
+from whatsapp.services.sessions import session_open_or_extend
+from whatsapp.services.webhooks import webhook_event_process, webhook_event_record
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# The providers' webhook and API bodies, one folder per provider kind, beside the provider tests.
+FIXTURES = Path(__file__).resolve().parent / "whatsapp" / "providers" / "fixtures"
 
 
 def pytest_configure(config):
@@ -37,6 +54,10 @@ def pytest_configure(config):
 
 def fixture_bytes(provider_kind: str, name: str) -> bytes:
     return (FIXTURES / provider_kind / name).read_bytes()
+
+
+def fixture_json(provider_kind: str, name: str) -> dict:
+    return json.loads(fixture_bytes(provider_kind, name))
 
 
 def sandbox_fixture_now(name: str) -> bytes:
@@ -85,12 +106,68 @@ def post_sandbox(client):
     return post
 
 
+# --- fake providers ---------------------------------------------------------------------------------
+
 @pytest.fixture(scope="module")
 def fake_server():
     """One local provider server for a test module (starting and stopping one per test costs half a
-    second); tests clear its routes and requests, or use paths of their own."""
+    second); tests clear its routes and requests, or use paths of their own. Most tests want `fake`."""
     with FakeServer() as server:
         yield server
+
+
+@pytest.fixture
+def fake(fake_server, settings):
+    """The module's provider server, emptied, playing every provider's API: Meta's Graph API (v25.0),
+    Twilio's REST API and Content API. (A Chatwoot provider names its server: make it with
+    base_url=fake.url.) Sends to it are not paced per recipient."""
+    fake_server.routes.clear()
+    fake_server.requests.clear()
+    settings.META_GRAPH_BASE_URL = fake_server.url
+    settings.META_GRAPH_API_VERSION = "v25.0"
+    settings.TWILIO_API_BASE_URL = fake_server.url
+    settings.TWILIO_CONTENT_BASE_URL = fake_server.url
+    settings.SEND_PAIR_INTERVAL_SECONDS = 0
+    return fake_server
+
+
+@pytest.fixture
+def graph(fake):
+    """`fake`, named for the tests that talk to Meta's Graph API."""
+    return fake
+
+
+@pytest.fixture
+def fake_meta(fake, settings):
+    """`fake` accepting every send to `meta`'s number (each with a new message id, see
+    fakes.meta_accepted) at `fake_meta.send_path`, with the send pipeline's retries made quick."""
+    settings.SEND_RETRY_BASE_SECONDS = 0.05
+    settings.SEND_RETRY_MAX_SECONDS = 0.2
+    fake.send_path = f"/{graph_api_version()}/{META_PHONE_NUMBER_ID}/messages"
+    fake.routes[fake.send_path] = meta_accepted
+    return fake
+
+
+@pytest.fixture
+def meta(db, fake_meta):
+    """A Meta provider (tests.signing.make_meta: the ids of the Meta fixtures, webhooks signed with
+    META_APP_SECRET) whose sends go to `fake_meta`."""
+    return make_meta()
+
+
+def sent_bodies(fake: FakeServer) -> list[dict]:
+    """The JSON bodies `fake_meta` received at its send path, in order."""
+    return [json.loads(request.body) for request in fake.hits(fake.send_path)]
+
+
+def customer(provider: Provider, phone: str = "+16505551234", *, in_window: bool = True) -> Contact:
+    """A contact of this provider with a conversation, its 24-hour window open unless in_window=False."""
+    contact = contact_resolve(provider=provider, identities=[Identity(IdentityKind.PHONE, phone)],
+                              profile_name="Ana")
+    conversation = conversation_get_or_create(provider=provider, contact=contact)
+    if in_window:
+        session_open_or_extend(conversation=conversation, inbound_at=timezone.now())
+    return contact
 
 
 @pytest.fixture
@@ -105,11 +182,17 @@ def admin_client_logged(client, superuser):
 
 
 @pytest.fixture
+def operator_client(db):
+    """A client of its own, logged in as a staff member of the default "Operator" group."""
+    user = get_user_model().objects.create_user("op", "op@example.com", "pw-123456-strong", is_staff=True)
+    user.groups.add(Group.objects.get(name="Operator"))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
 def api_client(superuser):
-    from rest_framework.test import APIClient
-
-    from core.api_tokens import api_token_create
-
     _, key = api_token_create(user=superuser, name="tests")
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {key}")
@@ -118,8 +201,6 @@ def api_client(superuser):
 
 def user_with_perms(username: str, *perms: str):
     """A user holding exactly these permissions ("app_label.codename")."""
-    from django.contrib.auth.models import Permission
-
     user = get_user_model().objects.create_user(username, password="pw-123456-strong")
     for perm in perms:
         app_label, codename = perm.split(".")
@@ -129,10 +210,6 @@ def user_with_perms(username: str, *perms: str):
 
 def token_client(user):
     """An API client authenticated with a new token of this user."""
-    from rest_framework.test import APIClient
-
-    from core.api_tokens import api_token_create
-
     _, key = api_token_create(user=user, name="tests")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
@@ -180,12 +257,8 @@ def worker_env(live_server, transactional_db, settings):
     """Environment for worker processes: the test's Redis broker (emptied first), the test database, and
     PUBLIC_BASE_URL and INTERNAL_BASE_URL pointing at the live server so the sandbox phone's webhooks reach
     this test."""
-    from django.db import connection
-
-    from config.celery import app
-
     settings.PUBLIC_BASE_URL = settings.INTERNAL_BASE_URL = live_server.url
-    with app.connection_for_write() as conn:
+    with celery_app.connection_for_write() as conn:
         conn.default_channel.client.flushdb()
     return {
         **os.environ,
@@ -215,6 +288,25 @@ def celery_worker(worker_env, tmp_path):
 
 def json_body(response):
     return json.loads(response.content.decode())
+
+
+def page(response) -> str:
+    """An HTML answer's text."""
+    return response.content.decode()
+
+
+def refused(response, status: int, code: str) -> dict:
+    """An API refusal in the house format: this status, this code and a detail; its body."""
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["code"] == code and body["detail"], body
+    return body
+
+
+def audit_actions(obj) -> list[tuple[str, str]]:
+    """(action, actor) of the audit entries about this row, oldest first."""
+    return list(AuditLog.objects.filter(object_type=obj._meta.label, object_id=str(obj.pk))
+                .order_by("created_at", "id").values_list("action", "actor_label"))
 
 
 def event_id(response) -> int:
@@ -315,8 +407,6 @@ def local_storage(settings, tmp_path):
 def default_group(name: str):
     """One of the data migration's default groups. A transactional test's flush empties the groups table,
     so the group is made again from the migration's own definition when it is missing."""
-    from django.contrib.auth.models import Group, Permission
-
     groups = importlib.import_module("whatsapp.migrations.0002_default_groups").GROUPS
     group, created = Group.objects.get_or_create(name=name)
     if created:
@@ -344,10 +434,80 @@ def say(sandbox_provider, post_sandbox):
     return send
 
 
+# --- real servers and a real browser ------------------------------------------------------------------
+
+def answers_health(url: str) -> bool:
+    """Whether a server at this base URL answers /health/ (healthy or not)."""
+    try:
+        return httpx.get(url + "/health/", timeout=10).status_code in (200, 503)
+    except httpx.HTTPError:
+        return False
+
+
+def start_web(env: dict, log_path: Path, *options: str) -> subprocess.Popen:
+    """A real gunicorn (config/gunicorn.py, bound where env's GUNICORN_BIND says, extra command-line
+    options after it) in its own process group, once it answers /health/."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py",
+                                    "--access-logfile", "/dev/null", *options],
+                                   cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        wait_until(lambda: answers_health(f"http://{env['GUNICORN_BIND']}"), 30, message="gunicorn to start")
+    except BaseException:
+        stop_web(process)
+        raise
+    return process
+
+
+def stop_web(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:  # a worker still waiting on a connection nobody uses
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @pytest.fixture
-def graph(settings):
-    """A local server playing Meta's Graph API (modules with their own wire fakes define their own)."""
-    with FakeServer() as server:
-        settings.META_GRAPH_BASE_URL = server.url
-        settings.META_GRAPH_API_VERSION = "v25.0"
-        yield server
+def browser():
+    """Debian's chromium, headless, through chromedriver."""
+    # Imported here: only the browser tests need selenium.
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver_path, "install Debian's chromium and chromium-driver (.ci/run does)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--no-first-run", "--window-size=1280,900"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+
+
+def admin_log_in(browser, live_server, username: str, password: str) -> None:
+    """Log in on the admin's login page (live_server: anything with the server's base .url)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(live_server.url + "/admin/")
+    browser.find_element(By.NAME, "username").send_keys(username)
+    browser.find_element(By.NAME, "password").send_keys(password)
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    WebDriverWait(browser, 10).until(expected_conditions.presence_of_element_located((By.ID, "user-tools")))
+
+
+def sandbox_message_stored(provider) -> Conversation:
+    """The sandbox fixture's inbound message, stored and processed as the webhook view and worker do."""
+    body = fixture_bytes("sandbox", "inbound_text.json")
+    headers = {k.lower(): v for k, v in sandbox_phone.signed_headers(provider, body).items()}
+    event, _ = webhook_event_record(kind="sandbox", provider=provider, remote_addr=None, request=WebhookRequest(
+        method="POST", public_url="", body=body, headers=headers, content_type="application/json"))
+    webhook_event_process(event.pk)
+    return Conversation.objects.get()

@@ -3,12 +3,15 @@ Local HTTP servers that play a provider's side in tests: they answer with script
 record what they received, so a test asserts what the provider saw.
 """
 
+import itertools
 import json
 import threading
 import time
 from dataclasses import dataclass, field
+from email import policy
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 
 @dataclass
@@ -85,3 +88,41 @@ class FakeServer:
 
     def hits(self, path: str) -> list[Recorded]:
         return [request for request in self.requests if request.path == path]
+
+
+# --- what a fake received -------------------------------------------------------------------------
+
+def json_of(request: Recorded) -> dict:
+    return json.loads(request.body)
+
+
+def form_of(request: Recorded) -> dict[str, list[str]]:
+    return parse_qs(request.body.decode(), keep_blank_values=True)
+
+
+def multipart_of(request: Recorded) -> dict[str, tuple[str | None, str, bytes]]:
+    """name -> (filename, content type, bytes) of a multipart/form-data body."""
+    head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
+    message = BytesParser(policy=policy.HTTP).parsebytes(head + request.body)
+    return {part.get_param("name", header="content-disposition"):
+            (part.get_filename(), part.get_content_type(), part.get_payload(decode=True))
+            for part in message.iter_parts()}
+
+
+# --- Meta's Graph API answers to a send -------------------------------------------------------------
+
+_message_ids = itertools.count(1)
+
+
+def meta_accepted(request: Recorded) -> Reply:
+    """Meta accepts the send: a new message id each time."""
+    to = json.loads(request.body)["to"]
+    return Reply.json({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
+                       "messages": [{"id": f"wamid.test-{next(_message_ids)}"}]})
+
+
+def meta_error(code: int, status: int, message: str = "error") -> Reply:
+    """Meta refuses the send with this error code and HTTP status."""
+    return Reply.json({"error": {"message": f"(#{code}) {message}", "type": "OAuthException", "code": code,
+                                 "error_data": {"messaging_product": "whatsapp", "details": message},
+                                 "fbtrace_id": "Atest"}}, status=status)

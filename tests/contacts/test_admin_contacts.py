@@ -12,7 +12,6 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -21,6 +20,7 @@ from contacts.models import ConsentEvent, Contact, ContactUserMapping, UserProfi
 from contacts.services.identities import contact_resolve
 from contacts.services.mapping import contact_map_to_user, user_phone_set
 from core.models import AuditLog
+from tests.conftest import audit_actions, page
 from whatsapp.models import Conversation, Message
 from whatsapp.providers.events import Identity, IdentityKind
 from whatsapp.services.providers import provider_create
@@ -58,29 +58,11 @@ def make_user(username: str, *, first: str = "", last: str = "", email: str = ""
     return user
 
 
-def audit_actions(obj) -> list[tuple[str, str]]:
-    return list(AuditLog.objects.filter(object_type=obj._meta.label, object_id=str(obj.pk))
-                .order_by("created_at", "id").values_list("action", "actor_label"))
-
-
-def page(response) -> str:
-    return response.content.decode()
-
-
 def queue_names(client, **params) -> list[str]:
     """The contact names in the queue's rows, top to bottom."""
     html = page(client.get(QUEUE, params))
     return re.findall(r'<th class="field-name"><a href="[^"]+">([^<]+)</a>', html) or \
         re.findall(r'<td class="field-name"><a href="[^"]+">([^<]+)</a>', html)
-
-
-@pytest.fixture
-def operator_client(db):
-    user = User.objects.create_user("op", "op@example.com", "pw-123456-strong", is_staff=True)
-    user.groups.add(Group.objects.get(name="Operator"))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 # --- the queue ---------------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from rest_framework.test import APIClient
 
 from contacts.models import ConsentEvent, Contact, ContactUserMapping, VerificationChallenge
 from contacts.services.mapping import contact_map_to_user, user_phone_set
-from core.api_tokens import api_token_create
 from core.models import AuditLog
+from tests.conftest import refused, token_client
 from whatsapp.models import Message, Provider
 from whatsapp.services.delivery import message_deliver
 
@@ -49,23 +49,9 @@ def make_user(username: str, *, first: str = "", last: str = "", perms: tuple[st
     return user
 
 
-def client_for(user) -> APIClient:
-    _, key = api_token_create(user=user, name="tests")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    return client
-
-
 def ids(response) -> list[int]:
     assert response.status_code == 200, response.content
     return [row["id"] for row in response.json()["results"]]
-
-
-def refused(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["code"] == code and body["detail"], body
-    return body
 
 
 # --- list, filters and search ----------------------------------------------------------------------
@@ -153,7 +139,7 @@ def test_list_query_count_does_not_grow_with_the_page(api_client, superuser, say
 
 def test_consent_change_is_recorded_with_history_and_audit(ana):
     clerk = make_user("clerk", perms=("contacts.view_contact", "contacts.change_contact"))
-    api = client_for(clerk)
+    api = token_client(clerk)
     response = api.post(f"/api/v1/contacts/{ana.pk}/consent/", {"state": "opted_out", "note": "asked by phone"},
                         format="json")
     assert response.status_code == 200, response.content
@@ -170,7 +156,7 @@ def test_consent_change_is_recorded_with_history_and_audit(ana):
 
 
 def test_consent_change_needs_the_change_permission_and_a_valid_state(api_client, ana):
-    reader = client_for(make_user("reader", perms=("contacts.view_contact",)))
+    reader = token_client(make_user("reader", perms=("contacts.view_contact",)))
     assert reader.get(f"/api/v1/contacts/{ana.pk}/").status_code == 200
     refused(reader.post(f"/api/v1/contacts/{ana.pk}/consent/", {"state": "opted_out"}, format="json"), 403,
             "permission_denied")
@@ -261,7 +247,7 @@ def test_verification_refusals(api_client, sandbox_provider, verifying, ana, ben
 
 
 def test_verification_needs_permission(verifying, ana):
-    reader = client_for(make_user("reader", perms=("contacts.view_contact", "contacts.change_contact")))
+    reader = token_client(make_user("reader", perms=("contacts.view_contact", "contacts.change_contact")))
     user = make_user("ana.souza")
     refused(reader.post(f"/api/v1/contacts/{ana.pk}/verify/", {"user": user.pk}, format="json"), 403,
             "permission_denied")
@@ -315,7 +301,7 @@ def test_mapping_bad_input_and_permissions(api_client, ana):
                                    format="json"), 400, "invalid_request")
     assert "contact" in body["errors"]
     refused(api_client.post("/api/v1/contact-mappings/", {"contact": ana.pk}, format="json"), 400, "invalid_request")
-    viewer = client_for(make_user("viewer", perms=("contacts.view_contactusermapping",)))
+    viewer = token_client(make_user("viewer", perms=("contacts.view_contactusermapping",)))
     assert viewer.get("/api/v1/contact-mappings/").status_code == 200
     refused(viewer.post("/api/v1/contact-mappings/", {"contact": ana.pk, "user": user.pk}, format="json"), 403,
             "permission_denied")
@@ -362,7 +348,7 @@ def test_unmapped_queue_with_counts_previews_and_suggestions(api_client, superus
 
 
 def test_ignore_needs_the_change_permission(ana):
-    reader = client_for(make_user("reader", perms=("contacts.view_contact",)))
+    reader = token_client(make_user("reader", perms=("contacts.view_contact",)))
     refused(reader.post(f"/api/v1/contacts/{ana.pk}/ignore/"), 403, "permission_denied")
     assert ids(reader.get("/api/v1/contacts/unmapped/")) == [ana.pk]
 

@@ -10,9 +10,9 @@ import pytest
 from contacts.models import ConsentEvent, ConsentKeyword, ConsentSource, Contact
 from contacts.services.consent import consent_set
 from core.models import AuditLog
-from tests import test_outbound_pipeline as pipeline
-from tests.test_contacts_identity import ANA_PHONE, ANA_WA_ID, contact_named, deliver, meta_failed_status, meta_text
-from tests.test_outbound_pipeline import customer, meta_error, sent_bodies
+from tests.conftest import customer, sent_bodies
+from tests.contacts.conftest import ANA_PHONE, ANA_WA_ID, contact_named, deliver, meta_failed_status, meta_text
+from tests.fakes import meta_error
 from whatsapp.models import Message
 from whatsapp.services.delivery import message_deliver
 from whatsapp.services.outbound import message_send_text
@@ -20,7 +20,6 @@ from whatsapp.services.send_rules import SendRefused
 
 pytestmark = pytest.mark.django_db
 
-fake_meta, meta = pipeline.fake_meta, pipeline.meta
 
 EN_OPT_OUT = "You will not receive any more messages from us. Reply START to subscribe again."
 EN_OPT_IN = "You are subscribed again. Reply STOP at any time to unsubscribe."

@@ -24,9 +24,7 @@ from contacts.services.mapping import (
     user_phone_set,
 )
 from core.models import AuditLog
-from tests import test_outbound_pipeline as pipeline
-from tests.signing import chatwoot_headers, make_chatwoot
-from tests.test_contacts_identity import (
+from tests.contacts.conftest import (
     ANA_PHONE,
     ANA_WA_ID,
     contact_named,
@@ -35,11 +33,11 @@ from tests.test_contacts_identity import (
     process,
     webhook_receive,
 )
+from tests.signing import chatwoot_headers, make_chatwoot
 from whatsapp.providers.events import Identity, IdentityKind
 
 pytestmark = pytest.mark.django_db
 
-fake_meta, meta = pipeline.fake_meta, pipeline.meta
 User = get_user_model()
 
 

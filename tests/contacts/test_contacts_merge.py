@@ -11,8 +11,7 @@ from contacts.models import ConsentEvent, Contact, ContactUserMapping
 from contacts.services.mapping import contact_map_to_user
 from contacts.services.merge import MergeRefused, contacts_merge
 from core.models import AuditLog
-from tests import test_outbound_pipeline as pipeline
-from tests.test_contacts_identity import (
+from tests.contacts.conftest import (
     ANA_BSUID,
     ANA_PHONE,
     ANA_WA_ID,
@@ -28,7 +27,6 @@ from whatsapp.services.outbound import message_send_text
 
 pytestmark = pytest.mark.django_db
 
-fake_meta, meta = pipeline.fake_meta, pipeline.meta
 User = get_user_model()
 
 

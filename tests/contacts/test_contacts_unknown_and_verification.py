@@ -16,8 +16,8 @@ from contacts.services.mapping import contact_map_to_user, user_phone_set
 from contacts.services.verification import MAX_FAILED_ATTEMPTS, VerificationRefused, verification_start
 from core.models import AuditLog
 from templates_app.models import MessageTemplate
-from tests import test_outbound_pipeline as pipeline
-from tests.test_contacts_identity import (
+from tests.conftest import customer, sent_bodies
+from tests.contacts.conftest import (
     ANA_PHONE,
     ANA_WA_ID,
     contact_named,
@@ -28,7 +28,6 @@ from tests.test_contacts_identity import (
     process,
     webhook_post,
 )
-from tests.test_outbound_pipeline import customer, sent_bodies
 from whatsapp.models import Message, UnknownContactPolicy
 from whatsapp.providers.events import TemplateStatus
 from whatsapp.services.delivery import message_deliver
@@ -36,7 +35,6 @@ from whatsapp.services.send_rules import SendRefused
 
 pytestmark = pytest.mark.django_db
 
-fake_meta, meta = pipeline.fake_meta, pipeline.meta
 User = get_user_model()
 
 REGISTRATION_TEXT = "Welcome! Register at https://example.com/join so we can link your account."

@@ -7,8 +7,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from contacts.models import Contact
+from monitoring import health
 from monitoring.models import WorkerHeartbeat
 from monitoring.services import worker_heartbeat_record, worker_last_seen_seconds
+from monitoring.tasks import worker_heartbeat_task
 from tests.conftest import json_body
 from whatsapp.models import Conversation, Message, WebhookEvent
 from whatsapp.providers.events import MessageStatus
@@ -62,6 +65,16 @@ def test_unwritable_storage_degrades_but_stays_healthy(client, settings, tmp_pat
     assert body["checks"]["storage"]["status"] == "degraded"
 
 
+def test_health_names_the_failure_without_details(client, settings, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    settings.LOCAL_STORAGE_DIR = blocker / "sub"
+    body = json_body(client.get("/health/"))
+    assert body["checks"]["storage"]["status"] == "degraded"
+    assert body["checks"]["storage"]["error"] == "NotADirectoryError"
+    assert str(tmp_path) not in str(body)
+
+
 # --- Workers and backlog: without a worker nothing is lost (webhooks are stored, messages queued), so it
 # degrades; it never fails. ---
 
@@ -88,8 +101,6 @@ def test_a_worker_not_seen_for_a_minute_degrades(client, settings, worker_seen):
 
 @pytest.mark.parametrize("seen", [True, False])
 def test_the_worker_heartbeat_is_read_once_per_report(client, monkeypatch, seen):
-    from monitoring import health
-
     if seen:
         worker_heartbeat_record("celery@test")
     reads = []
@@ -105,8 +116,6 @@ def test_the_worker_heartbeat_is_read_once_per_report(client, monkeypatch, seen)
 
 
 def test_the_heartbeat_task_records_its_worker(worker_seen):
-    from monitoring.tasks import worker_heartbeat_task
-
     WorkerHeartbeat.objects.update(seen_at=timezone.now() - timedelta(hours=1))
     worker_heartbeat_task.apply()
     (beat,) = WorkerHeartbeat.objects.all()
@@ -150,6 +159,4 @@ def test_an_old_pending_inbox_row_degrades_and_is_reported(client, worker_seen):
 
 
 def _conversation(provider) -> Conversation:
-    from contacts.models import Contact
-
     return Conversation.objects.create(provider=provider, contact=Contact.objects.create(profile_name="Ana"))

@@ -29,8 +29,8 @@ from templates_app.services.workflow import (
     template_create,
     template_submit_for_review,
 )
-from tests.conftest import fixture_bytes
-from tests.fakes import FakeServer, Reply
+from tests.conftest import audit_actions, fixture_bytes, page
+from tests.fakes import Reply
 from whatsapp.models import Conversation, Message
 from whatsapp.providers.events import TemplateStatus
 from whatsapp.services.providers import provider_create
@@ -58,10 +58,6 @@ def url(name: str, template) -> str:
     return reverse(f"admin:templates_app_messagetemplate_{name}", args=[template.pk])
 
 
-def page(response) -> str:
-    return response.content.decode()
-
-
 def text_of(response) -> str:
     """The page's text without tags, entities decoded: what a reader sees."""
     return html.unescape(re.sub(r"<[^>]+>", " ", page(response)))
@@ -73,11 +69,6 @@ def shown_messages(response) -> list[str]:
 
 def form_errors(response) -> dict[str, list[str]]:
     return response.context["adminform"].form.errors
-
-
-def audit_actions(template) -> list[tuple[str, str]]:
-    return list(AuditLog.objects.filter(object_type="templates_app.MessageTemplate", object_id=str(template.pk))
-                .order_by("created_at", "id").values_list("action", "actor_label"))
 
 
 def staff(username: str, group: str):
@@ -479,22 +470,15 @@ def test_an_operator_sees_the_review_screen_without_review_actions(operator, aut
 
 # --- sync ----------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def chatwoot_server():
-    with FakeServer() as server:
-        yield server
-
-
-def test_sync_button_reports_each_provider(as_author, provider, chatwoot_server):
-    chatwoot_server.routes["/api/v1/accounts/3/inboxes/7"] = [Reply(200, fixture_bytes("chatwoot",
-                                                                                         "template_inbox.json"),
-                                                                     {"Content-Type": "application/json"})]
-    chatwoot_server.routes["/api/v1/accounts/4/inboxes/8"] = [Reply(401, b'{"error": "Invalid token"}',
-                                                                     {"Content-Type": "application/json"})]
+def test_sync_button_reports_each_provider(as_author, provider, fake):
+    fake.routes["/api/v1/accounts/3/inboxes/7"] = [Reply(200, fixture_bytes("chatwoot", "template_inbox.json"),
+                                                         {"Content-Type": "application/json"})]
+    fake.routes["/api/v1/accounts/4/inboxes/8"] = [Reply(401, b'{"error": "Invalid token"}',
+                                                         {"Content-Type": "application/json"})]
     provider_create(kind="chatwoot", name="Support inbox", options={
-        "base_url": chatwoot_server.url + "/", "account_id": "3", "inbox_id": "7", "api_token": "tok"})
+        "base_url": fake.url + "/", "account_id": "3", "inbox_id": "7", "api_token": "tok"})
     provider_create(kind="chatwoot", name="Broken inbox", options={
-        "base_url": chatwoot_server.url + "/", "account_id": "4", "inbox_id": "8", "api_token": "bad"})
+        "base_url": fake.url + "/", "account_id": "4", "inbox_id": "8", "api_token": "bad"})
 
     assert "Sync templates now" in page(as_author.get(CHANGELIST))
     assert as_author.get(SYNC).status_code == 405

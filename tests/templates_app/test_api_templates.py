@@ -17,12 +17,12 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from contacts.services.identities import contact_resolve
-from core.api_tokens import api_token_create
 from core.locks import try_session_lock
 from core.models import AuditLog
 from templates_app.models import MessageTemplate
 from templates_app.selectors import sendable_template, template_account
 from templates_app.services.provider_submission import template_submit
+from tests.conftest import refused, token_client
 from tests.fakes import FakeServer, Reply
 from whatsapp.models import Message, Provider
 from whatsapp.providers.events import Identity, IdentityKind, MessageStatus, TemplateStatus
@@ -64,23 +64,9 @@ def make_user(username: str, perms: tuple[str, ...] = (), groups: tuple[str, ...
     return user
 
 
-def client_for(user) -> APIClient:
-    _, key = api_token_create(user=user, name="tests")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    return client
-
-
 def ok(response, status: int = 200) -> dict:
     assert response.status_code == status, response.content
     return response.json()
-
-
-def refused(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["code"] == code and body["detail"], body
-    return body
 
 
 @pytest.fixture
@@ -90,13 +76,13 @@ def author():
 
 @pytest.fixture
 def writer(author) -> APIClient:
-    return client_for(author)
+    return token_client(author)
 
 
 @pytest.fixture
 def reviewer() -> APIClient:
     # The admin's "Template reviewer" role: view, add, change and review.
-    return client_for(make_user("reviewer", groups=("Template reviewer",)))
+    return token_client(make_user("reviewer", groups=("Template reviewer",)))
 
 
 @pytest.fixture
@@ -254,7 +240,7 @@ def test_submit_approve_by_another_reviewer_and_the_provider_approves(writer, re
 
 
 def test_a_reviewer_cannot_approve_their_own_template(sandbox_provider):
-    both = client_for(make_user("both", groups=("Template reviewer",)))
+    both = token_client(make_user("both", groups=("Template reviewer",)))
     template = ok(both.post(URL, valid(sandbox_provider), format="json"), 201)
     in_review(both, template)
     body = refused(both.post(f"{URL}{template['id']}/approve/"), 403, "own_template")
@@ -310,7 +296,7 @@ def test_submit_an_internally_approved_template_to_the_provider_again(writer, re
 
 
 def test_read_only_users_and_strangers(sandbox_provider, draft):
-    viewer = client_for(make_user("viewer", ("templates_app.view_messagetemplate",)))
+    viewer = token_client(make_user("viewer", ("templates_app.view_messagetemplate",)))
     assert ok(viewer.get(URL))["count"] == 1
     refused(viewer.post(URL, valid(sandbox_provider, name="other"), format="json"), 403, "permission_denied")
     refused(viewer.patch(f"{URL}{draft['id']}/", {"category": "marketing"}, format="json"), 403,
@@ -318,7 +304,7 @@ def test_read_only_users_and_strangers(sandbox_provider, draft):
     refused(viewer.post(f"{URL}{draft['id']}/submit/"), 403, "permission_denied")
     refused(viewer.delete(f"{URL}{draft['id']}/"), 403, "permission_denied")
     refused(viewer.post(f"{URL}sync/", {}, format="json"), 403, "permission_denied")
-    stranger = client_for(make_user("stranger"))
+    stranger = token_client(make_user("stranger"))
     refused(stranger.get(URL), 403, "permission_denied")
     refused(stranger.post(f"{URL}preview/", {"components": COMPONENTS}, format="json"), 403, "permission_denied")
     refused(APIClient().get(URL), 401, "not_authenticated")

@@ -7,11 +7,13 @@ which approves at once; and the authoring page's preview follows what the author
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from templates_app.models import MessageTemplate
 from templates_app.services.workflow import template_create, template_submit_for_review
-from tests.conftest import wait_until
-from tests.test_browser import _log_in, browser  # noqa: F401 - the shared chromium fixture
+from tests.conftest import admin_log_in, wait_until
 from whatsapp.providers.events import TemplateStatus
 from whatsapp.services.providers import provider_create
 
@@ -30,12 +32,8 @@ def staff(username: str):
     return user
 
 
-def test_a_reviewer_approves_a_colleagues_template_from_the_review_screen(browser, live_server, celery_worker,  # noqa: F811
+def test_a_reviewer_approves_a_colleagues_template_from_the_review_screen(browser, live_server, celery_worker,
                                                                             tmp_path):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
     author, _ = staff("author"), staff("reviewer")
     provider = provider_create(kind="sandbox", name="Browser sandbox", options={})
     template = template_create(
@@ -47,7 +45,7 @@ def test_a_reviewer_approves_a_colleagues_template_from_the_review_screen(browse
     template_submit_for_review(template, actor=author)
 
     wait = WebDriverWait(browser, 10)
-    _log_in(browser, live_server, "reviewer", PASSWORD)
+    admin_log_in(browser, live_server, "reviewer", PASSWORD)
     browser.get(f"{live_server.url}/admin/templates_app/templateawaitingreview/")
     queue = wait.until(expected_conditions.presence_of_element_located((By.ID, "result_list")))
     assert "order_ready" in queue.text and "Hi Ana, your order is ready." in queue.text
@@ -73,15 +71,11 @@ def test_a_reviewer_approves_a_colleagues_template_from_the_review_screen(browse
     browser.save_screenshot(str(tmp_path / "approved.png"))
 
 
-def test_the_preview_follows_what_the_author_types(browser, live_server, tmp_path):  # noqa: F811
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import Select, WebDriverWait
-
+def test_the_preview_follows_what_the_author_types(browser, live_server, tmp_path):
     staff("author")
     provider_create(kind="sandbox", name="Browser sandbox", options={})
     wait = WebDriverWait(browser, 10)
-    _log_in(browser, live_server, "author", PASSWORD)
+    admin_log_in(browser, live_server, "author", PASSWORD)
     browser.get(f"{live_server.url}/admin/templates_app/messagetemplate/add/")
     preview = wait.until(expected_conditions.presence_of_element_located((By.ID, "tpl-preview")))
     body = preview.find_element(By.CSS_SELECTOR, ".tpl-body")

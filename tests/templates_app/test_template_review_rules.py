@@ -28,27 +28,13 @@ from templates_app.services.workflow import (
 )
 from templates_app.validation import TemplateInvalid
 from tests.fakes import Reply
-from tests.signing import META_WABA_ID, make_meta
+from tests.signing import META_WABA_ID
 from whatsapp.providers.events import TemplateStatus
 
 GRAPH_VERSION = "v25.0"
 TEMPLATES_PATH = f"/{GRAPH_VERSION}/{META_WABA_ID}/message_templates"
 BODY = [{"type": "BODY", "text": "Hi {{1}}, your table is ready."}]
 EXAMPLES = {"body": {"1": "Ana"}}
-
-
-@pytest.fixture
-def fake(fake_server, settings):
-    fake_server.routes.clear()
-    fake_server.requests.clear()
-    settings.META_GRAPH_BASE_URL = fake_server.url
-    settings.META_GRAPH_API_VERSION = GRAPH_VERSION
-    return fake_server
-
-
-@pytest.fixture
-def meta(db, fake):
-    return make_meta()
 
 
 @pytest.fixture

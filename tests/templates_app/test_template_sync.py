@@ -17,8 +17,6 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.utils import timezone
 
-from contacts.models import Contact
-from contacts.services.identities import contact_resolve
 from core.models import AuditLog
 from templates_app.models import MessageTemplate
 from templates_app.selectors import sendable_template, usage_of, versions_of, with_usage
@@ -32,14 +30,13 @@ from templates_app.services.workflow import (
     template_edit,
     template_submit_for_review,
 )
-from tests.conftest import fixture_bytes, json_body, wait_until
+from tests.conftest import customer, fixture_bytes, fixture_json, json_body, wait_until
 from tests.fakes import FakeServer, Reply
 from tests.signing import META_PHONE_NUMBER_ID, META_WABA_ID, make_chatwoot, make_meta, post_meta
 from whatsapp.models import Conversation, Message, Provider
-from whatsapp.providers.events import Identity, IdentityKind, MessageStatus, TemplateStatus
+from whatsapp.providers.events import MessageStatus, TemplateStatus
 from whatsapp.services import send_rules
 from whatsapp.services.delivery import message_deliver
-from whatsapp.services.inbound import conversation_get_or_create
 from whatsapp.services.outbound import SendRequest, message_send
 from whatsapp.services.providers import provider_create
 from whatsapp.services.send_rules import SendRefused
@@ -56,27 +53,8 @@ ORDER_BODY_V2 = "Hi {{1}}, your order {{2}} ships tomorrow morning."
 CODE_BODY = "Your code {{1}} expires in ten minutes."
 
 
-def fixture_json(kind: str, name: str) -> dict:
-    return json.loads(fixture_bytes(kind, name))
-
-
 def body_only(text: str) -> list[dict]:
     return [{"type": "BODY", "text": text}]
-
-
-@pytest.fixture
-def fake(fake_server, settings):
-    fake_server.routes.clear()
-    fake_server.requests.clear()
-    settings.META_GRAPH_BASE_URL = fake_server.url
-    settings.META_GRAPH_API_VERSION = GRAPH_VERSION
-    settings.SEND_PAIR_INTERVAL_SECONDS = 0
-    return fake_server
-
-
-@pytest.fixture
-def meta(db, fake):
-    return make_meta()
 
 
 def meta_listing(fake: FakeServer, pages: list[dict]):
@@ -99,12 +77,6 @@ def audits(action: str, template: MessageTemplate | None = None):
     if template is not None:
         rows = rows.filter(object_type="templates_app.MessageTemplate", object_id=str(template.pk))
     return rows.order_by("pk")
-
-
-def customer(provider: Provider, phone: str = "+16505551234") -> Contact:
-    contact = contact_resolve(provider=provider, identities=[Identity(IdentityKind.PHONE, phone)], profile_name="Ana")
-    conversation_get_or_create(provider=provider, contact=contact)
-    return contact
 
 
 # --- the sync job against Meta --------------------------------------------------------------------
@@ -335,7 +307,7 @@ def test_chatwoot_templates_are_imported_read_only_and_the_approved_one_is_sent(
                         parameter_format="positional", components=body_only("Hello there"), examples={})
     assert refused.value.code == "templates_managed_elsewhere"
 
-    contact = customer(chatwoot, "+15551230009")
+    contact = customer(chatwoot, "+15551230009", in_window=False)
     Conversation.objects.filter(provider=chatwoot, contact=contact).update(external_conversation_id="42")
     with pytest.raises(SendRefused) as not_approved:
         send_rules.check_template(autumn, chatwoot, {})
@@ -469,7 +441,7 @@ def test_the_approved_version_stays_sendable_until_its_successor_is_approved(cli
     assert body["body"].lines == [("-", ORDER_BODY), ("+", ORDER_BODY_V2)]
 
     # While v2 is a draft, in review, then pending at Meta, sends by name use v1.
-    customer(meta)
+    customer(meta, in_window=False)
     sent_while_draft = send_by_name(api_client, meta)
     assert sent_while_draft["text"] == "Hi Ana, your order #1042 ships today."
     assert message_deliver(sent_while_draft["id"]).status == "sent"
@@ -552,7 +524,7 @@ def test_usage_counts_the_outbound_messages_of_that_template_only(meta):
                                            status=TemplateStatus.APPROVED, components=body_only("Hello"))
     unused = MessageTemplate.objects.create(provider=meta, name="never_sent", language="en_US",
                                             status=TemplateStatus.APPROVED, components=body_only("Hello"))
-    conversation = Conversation.objects.get(contact=customer(meta))
+    conversation = Conversation.objects.get(contact=customer(meta, in_window=False))
 
     def message(template, status, direction=Message.Direction.OUTBOUND):
         Message.objects.create(provider=meta, conversation=conversation, direction=direction, status=status,

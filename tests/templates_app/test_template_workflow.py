@@ -15,8 +15,10 @@ from urllib.parse import parse_qs
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.utils import timezone
 
+from config.celery import app as celery_app
 from core.models import AuditLog
 from templates_app.models import MessageTemplate
 from templates_app.services.provider_submission import template_resubmit, templates_submit_due
@@ -31,16 +33,17 @@ from templates_app.services.workflow import (
 )
 from tests.conftest import (
     _database_url,
+    customer,
     default_group,
     fixture_bytes,
+    fixture_json,
     json_body,
     start_worker,
     stop_worker,
     wait_until,
 )
-from tests.fakes import FakeServer, Recorded, Reply
+from tests.fakes import FakeServer, Recorded, Reply, json_of
 from tests.signing import META_WABA_ID, TWILIO_ACCOUNT_SID, make_meta, make_twilio, post_meta
-from tests.test_outbound_pipeline import customer
 from whatsapp.models import Message, Provider, WebhookEvent
 from whatsapp.services.outbound import SendRequest, message_send
 
@@ -100,15 +103,8 @@ ORDER_UPDATE = {
 ORDER_UPDATE_V2_BODY = "Hi {{1}}, your order {{2}} has shipped and arrives in two days."
 
 
-def fixture_json(kind: str, name: str) -> dict:
-    return json.loads(fixture_bytes(kind, name))
-
-
-def json_of(request: Recorded) -> dict:
-    return json.loads(request.body)
-
-
-def meta_error(name: str, status: int) -> Reply:
+def meta_error_fixture(name: str, status: int) -> Reply:
+    """Meta refusing with the error body of this fixture."""
     return Reply(status, fixture_bytes("meta", name), {"Content-Type": "application/json"})
 
 
@@ -140,27 +136,12 @@ def outsider(db):
 
 # --- the provider's side and the worker ------------------------------------------------------------
 
-@pytest.fixture
-def fake(fake_server, settings):
-    fake_server.routes.clear()
-    fake_server.requests.clear()
-    settings.META_GRAPH_BASE_URL = fake_server.url
-    settings.META_GRAPH_API_VERSION = GRAPH_VERSION
-    settings.TWILIO_API_BASE_URL = fake_server.url
-    settings.TWILIO_CONTENT_BASE_URL = fake_server.url
-    return fake_server
-
-
 @pytest.fixture(scope="module")
 def worker(django_db_setup, fake_server, tmp_path_factory):
     """One real Celery worker for this module's tests (each start costs seconds), on the test database and
     this test run's Redis (emptied first), calling the fake providers. The tests that use it are
     transactional, so it sees what they commit."""
-    from django.db import connection
-
-    from config.celery import app
-
-    with app.connection_for_write() as conn:
+    with celery_app.connection_for_write() as conn:
         conn.default_channel.client.flushdb()
     env = {**os.environ, "DATABASE_URL": _database_url(connection.settings_dict),
            "ALLOWED_HOSTS": "localhost,127.0.0.1", "META_GRAPH_BASE_URL": fake_server.url,
@@ -472,7 +453,7 @@ def test_internal_rejection_needs_a_reviewer_and_a_reason(author, reviewer, outs
 def test_meta_server_error_leaves_it_approved_internally_until_the_due_job_retries(fake, worker, author,
                                                                                     reviewer):
     meta = make_meta()
-    fake.routes[META_CREATE] = [meta_error("flow_error_500.json", 500),
+    fake.routes[META_CREATE] = [meta_error_fixture("flow_error_500.json", 500),
                                 Reply.json(fixture_json("meta", "flow_template_created.json"))]
 
     template = wait_submission_error(reviewed_and_approved(meta, author, reviewer, ORDER_READY))
@@ -498,7 +479,7 @@ def test_meta_server_error_leaves_it_approved_internally_until_the_due_job_retri
 @pytest.mark.django_db(transaction=True)
 def test_meta_refusal_is_not_retried_until_a_user_resubmits(fake, worker, author, reviewer):
     meta = make_meta()
-    fake.routes[META_CREATE] = [meta_error("flow_error_100.json", 400)]
+    fake.routes[META_CREATE] = [meta_error_fixture("flow_error_100.json", 400)]
 
     template = wait_submission_error(reviewed_and_approved(meta, author, reviewer, ORDER_READY))
     assert template.status == "internally_approved" and template.next_submission_at is None

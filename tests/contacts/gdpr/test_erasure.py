@@ -5,9 +5,6 @@ rows go at once; other people's data stays. While the storage is out the rows st
 deletions wait until it is back. Refusals answer in the house format.
 """
 
-import hashlib
-import uuid
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -23,7 +20,8 @@ from contacts.models import (
 from contacts.services.consent import consent_set
 from contacts.services.export import data_export_build, data_export_request
 from contacts.services.mapping import contact_map_to_user
-from tests.conftest import json_body, token_client, user_with_perms
+from tests.conftest import token_client, user_with_perms
+from tests.contacts.gdpr.conftest import ANA_PHONE, BEN_PHONE, CARL_PHONE, PHOTO, photo_for, say_archived
 from whatsapp.models import (
     ArchiveBucket,
     AuditLog,
@@ -34,48 +32,15 @@ from whatsapp.models import (
     StorageDeletion,
     WebhookEvent,
 )
-from whatsapp.providers.sandbox import inbound_body
 from whatsapp.services.archive import (
     archives_requeue_due,
     bucket_name,
-    media_store,
     owner_for_provider,
     owner_for_user,
     storage_deletion_run,
-    webhook_event_archive,
 )
-from whatsapp.services.webhooks import webhook_event_process
 
 pytestmark = pytest.mark.django_db
-
-ANA_PHONE = "+15551230001"
-BEN_PHONE = "+15551230002"
-CARL_PHONE = "+15551230003"
-PHOTO = b"\xff\xd8\xff\xe0 a photo of the parcel \xff\xd9" * 40
-
-
-def _say(post_sandbox, provider, phone: str, text: str) -> WebhookEvent:
-    """A contact writes: the webhook is processed and its raw body archived, as the workers would."""
-    body = inbound_body(from_phone=phone, text=text, name=f"Person {phone[-4:]}", message_id=f"sbx-{uuid.uuid4()}")
-    response = post_sandbox(provider, body)
-    assert response.status_code == 200, response.content
-    event_id = json_body(response)["event"]
-    webhook_event_process(event_id)
-    event = webhook_event_archive(event_id)
-    assert event.archive_status == "archived", event.archive_error
-    return event
-
-
-def _photo_for(text: str) -> Media:
-    message = Message.objects.get(text=text)
-    media = Media.objects.create(message=message, mime_type="image/jpeg", filename="parcel.jpg",
-                                 state=Media.State.FETCHED, sha256=hashlib.sha256(PHOTO).hexdigest(),
-                                 size_bytes=len(PHOTO), fetched_at=timezone.now())
-    media_store(media, PHOTO)
-    media.save()
-    assert media.archive_status == "archived"
-    return media
-
 
 def _blob(emulator, location: str):
     bucket, path = location.split("/", 1)
@@ -88,21 +53,21 @@ def people(gcs_storage, sandbox_provider, post_sandbox, superuser):
     her own bucket a body, a photo and an export. Ben (another user) with his own bucket; Carl, unmapped,
     in the provider's bucket."""
     ana_user, ben_user = user_with_perms("ana"), user_with_perms("ben")
-    ana_unmapped = _say(post_sandbox, sandbox_provider, ANA_PHONE, "Where is my parcel?")
-    carl_event = _say(post_sandbox, sandbox_provider, CARL_PHONE, "Carl asks about prices")
+    ana_unmapped = say_archived(post_sandbox, sandbox_provider, ANA_PHONE, "Where is my parcel?")
+    carl_event = say_archived(post_sandbox, sandbox_provider, CARL_PHONE, "Carl asks about prices")
     ana = Contact.objects.get(identities__value=ANA_PHONE)
     contact_map_to_user(contact=ana, user=ana_user, actor=superuser)
     consent_set(contact=ana, state=Contact.Consent.OPTED_IN, source="api", actor=superuser)
-    ana_mapped = _say(post_sandbox, sandbox_provider, ANA_PHONE, "Here is a photo of it")
-    ana_photo = _photo_for("Here is a photo of it")
+    ana_mapped = say_archived(post_sandbox, sandbox_provider, ANA_PHONE, "Here is a photo of it")
+    ana_photo = photo_for("Here is a photo of it")
     ana_export = data_export_build(data_export_request(user=ana_user, actor=superuser).pk)
     assert ana_export.status == "ready"
 
-    _say(post_sandbox, sandbox_provider, BEN_PHONE, "Ben says hello")
+    say_archived(post_sandbox, sandbox_provider, BEN_PHONE, "Ben says hello")
     ben = Contact.objects.get(identities__value=BEN_PHONE)
     contact_map_to_user(contact=ben, user=ben_user, actor=superuser)
-    ben_event = _say(post_sandbox, sandbox_provider, BEN_PHONE, "Ben sends a photo")
-    ben_photo = _photo_for("Ben sends a photo")
+    ben_event = say_archived(post_sandbox, sandbox_provider, BEN_PHONE, "Ben sends a photo")
+    ben_photo = photo_for("Ben sends a photo")
 
     provider_bucket = bucket_name(owner_for_provider(sandbox_provider.pk))
     ana_bucket, ben_bucket = bucket_name(owner_for_user(ana_user.pk)), bucket_name(owner_for_user(ben_user.pk))

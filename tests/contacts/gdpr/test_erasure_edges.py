@@ -2,7 +2,7 @@
 Erasure at its edges, against the GCS emulator: a contact mapped to someone else before the erasure
 keeps its archived files (moved to its new owner's bucket before the old one goes); an export being
 built refuses the erasure instead of holding it; deleting a Django user erases nothing (see
-test_user_deletion.py); the audit trail of every erased row is scrubbed; new data of an erased user
+tests/contacts/test_user_deletion.py); the audit trail of every erased row is scrubbed; new data of an erased user
 never lands in the bucket being deleted.
 """
 
@@ -18,7 +18,7 @@ from contacts.services.mapping import contact_map_to_user
 from core.audit import audit_record
 from core.models import AuditLog
 from tests.conftest import user_with_perms
-from tests.test_erasure import ANA_PHONE, PHOTO, _photo_for, _say
+from tests.contacts.gdpr.conftest import ANA_PHONE, PHOTO, photo_for, say_archived
 from whatsapp.models import ArchiveBucket, StorageDeletion, WebhookEvent
 from whatsapp.services.archive import (
     archive_bucket,
@@ -40,11 +40,11 @@ def _run_deletions() -> None:
 def test_files_of_a_contact_mapped_to_someone_else_survive_the_old_users_erasure(
         gcs_storage, sandbox_provider, post_sandbox, superuser):
     first, second = user_with_perms("first-owner"), user_with_perms("second-owner")
-    _say(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
+    say_archived(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
     ana = Contact.objects.get(identities__value=ANA_PHONE)
     contact_map_to_user(contact=ana, user=first, actor=superuser)
-    event = _say(post_sandbox, sandbox_provider, ANA_PHONE, "a photo for you")
-    photo = _photo_for("a photo for you")
+    event = say_archived(post_sandbox, sandbox_provider, ANA_PHONE, "a photo for you")
+    photo = photo_for("a photo for you")
     old_bucket = bucket_name(owner_for_user(first.pk))
     assert event.archive_path.startswith(old_bucket + "/") and photo.archive_path.startswith(old_bucket + "/")
 
@@ -69,7 +69,7 @@ def test_files_of_a_contact_mapped_to_someone_else_survive_the_old_users_erasure
 def test_an_export_being_built_refuses_the_erasure_and_nothing_goes(gcs_storage, sandbox_provider, post_sandbox,
                                                                     superuser, api_client):
     user = user_with_perms("busy")
-    _say(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
+    say_archived(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
     contact_map_to_user(contact=Contact.objects.get(identities__value=ANA_PHONE), user=user, actor=superuser)
     export = DataExport.objects.create(user=user)
     holding, release = threading.Event(), threading.Event()
@@ -99,9 +99,9 @@ def test_an_export_being_built_refuses_the_erasure_and_nothing_goes(gcs_storage,
 @pytest.mark.django_db(transaction=True)
 def test_deleting_a_django_user_erases_nothing(gcs_storage, sandbox_provider, post_sandbox, superuser):
     user = user_with_perms("leaving")
-    _say(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
+    say_archived(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
     contact_map_to_user(contact=Contact.objects.get(identities__value=ANA_PHONE), user=user, actor=superuser)
-    event = _say(post_sandbox, sandbox_provider, ANA_PHONE, "my last words")
+    event = say_archived(post_sandbox, sandbox_provider, ANA_PHONE, "my last words")
     bucket = event.archive_path.split("/")[0]
 
     user.delete()
@@ -116,11 +116,11 @@ def test_deleting_a_django_user_erases_nothing(gcs_storage, sandbox_provider, po
 
 def test_the_audit_trail_of_every_erased_row_is_scrubbed(gcs_storage, sandbox_provider, post_sandbox, superuser):
     user = user_with_perms("scrubbed")
-    event = _say(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
+    event = say_archived(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
     contact = Contact.objects.get(identities__value=ANA_PHONE)
     mapping = contact_map_to_user(contact=contact, user=user, actor=superuser)
     identity = ContactIdentity.objects.get(value=ANA_PHONE)
-    photo = _photo_for("hello")
+    photo = photo_for("hello")
     for row in (identity, mapping, photo, event):
         audit_record(action="admin.change", obj=row, actor=superuser, before={"value": ANA_PHONE},
                      after={"value": ANA_PHONE})
@@ -139,9 +139,9 @@ def test_the_audit_trail_of_every_erased_row_is_scrubbed(gcs_storage, sandbox_pr
 def test_new_data_of_an_erased_user_never_lands_in_the_bucket_being_deleted(gcs_storage, sandbox_provider,
                                                                             post_sandbox, superuser):
     user = user_with_perms("returning")
-    _say(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
+    say_archived(post_sandbox, sandbox_provider, ANA_PHONE, "hello")
     contact_map_to_user(contact=Contact.objects.get(identities__value=ANA_PHONE), user=user, actor=superuser)
-    old = _say(post_sandbox, sandbox_provider, ANA_PHONE, "before").archive_path.split("/")[0]
+    old = say_archived(post_sandbox, sandbox_provider, ANA_PHONE, "before").archive_path.split("/")[0]
     gcs_storage.stop()  # the bucket's deletion has to wait
     user_data_erase(user=user, actor=superuser)
     gcs_storage.start()

@@ -2,13 +2,26 @@
 
 import json
 
+import httpx
 import pytest
+from django.apps import apps
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test import Client, RequestFactory
 from django.urls import reverse
+from kombu.exceptions import OperationalError
 
+from contacts.models import Contact
+from core.models import ApiToken, AuditLog
 from tests.conftest import FIXTURES, event_id, fixture_bytes, json_body
-from whatsapp.models import Conversation, Provider, WebhookEvent
+from tests.signing import make_meta, make_twilio, post_meta, post_twilio
+from whatsapp.models import Conversation, Media, Message, Provider, WebhookEvent
+from whatsapp.services import providers
+from whatsapp.services.providers import provider_create
 from whatsapp.services.webhooks import webhook_event_process
+from whatsapp.tasks import simulate_inbound_task
 
 pytestmark = pytest.mark.django_db
 
@@ -35,17 +48,12 @@ def test_changelist_and_add_pages(admin_client_logged, demo_data, model, model_a
 
 
 def _request_for(client):
-    from django.contrib.auth import get_user_model
-    from django.test import RequestFactory
-
     request = RequestFactory().get("/")
     request.user = get_user_model().objects.get(username="root")
     return request
 
 
 def test_every_model_is_registered():
-    from django.apps import apps
-
     ours = [m for app in ("whatsapp", "contacts", "templates_app", "analytics")
             for m in apps.get_app_config(app).get_models()]
     assert [m._meta.label for m in ours if m not in admin.site._registry] == []
@@ -80,6 +88,16 @@ def test_provider_add_form_names_missing_options(admin_client_logged):
     assert "A twilio provider needs: account_sid, auth_token, phone_number" in response.content.decode()
 
 
+def test_sandbox_added_in_admin_gets_its_secret_and_defaults(admin_client_logged):
+    response = admin_client_logged.post(reverse("admin:whatsapp_provider_add"), {
+        "kind": "sandbox", "name": "Admin sandbox", "is_active": "on", "rate_limit_per_second": "0",
+        "verification_status": "unverified"})
+    assert response.status_code == 302
+    provider = Provider.objects.get(name="Admin sandbox")
+    assert len(provider.credentials["webhook_secret"]) >= 32
+    assert provider.phone_number == "+15550000000" and provider.rate_limit_per_second == 50
+
+
 def test_conversation_page_shows_the_transcript(admin_client_logged, demo_data):
     conversation = Conversation.objects.get()
     page = admin_client_logged.get(reverse("admin:whatsapp_conversation_change", args=[conversation.pk]))
@@ -96,8 +114,6 @@ def test_webhook_event_page_pretty_prints_the_raw_body(admin_client_logged, demo
 
 
 def test_default_groups_exist():
-    from django.contrib.auth.models import Group
-
     names = set(Group.objects.values_list("name", flat=True))
     assert {"Operator", "Template reviewer", "Admin"} <= names
     reviewer = Group.objects.get(name="Template reviewer")
@@ -105,8 +121,6 @@ def test_default_groups_exist():
 
 
 def test_pause_and_resume_actions_are_audited(admin_client_logged, demo_data):
-    from core.models import AuditLog
-
     url = reverse("admin:whatsapp_provider_changelist")
     admin_client_logged.post(url, {"action": "pause", "_selected_action": [demo_data.pk]})
     demo_data.refresh_from_db()
@@ -127,12 +141,6 @@ def test_test_connection_action_reports_the_result(admin_client_logged, demo_dat
 
 @pytest.mark.django_db(transaction=True)
 def test_simulate_inbound_posts_a_signed_webhook_to_the_live_server(live_server, settings, monkeypatch):
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    from whatsapp.services.providers import provider_create
-    from whatsapp.tasks import simulate_inbound_task
-
     # Workers post to INTERNAL_BASE_URL, where they reach the web server, whatever the public URL is.
     settings.PUBLIC_BASE_URL = "https://wa.example.invalid"
     settings.INTERNAL_BASE_URL = live_server.url
@@ -161,11 +169,6 @@ def test_simulate_inbound_posts_a_signed_webhook_to_the_live_server(live_server,
 
 @pytest.mark.parametrize(("answer", "posts"), [(400, 1), (403, 1), (503, 9), ("network", 9)])
 def test_simulate_inbound_task_retries_network_errors_and_5xx_only(demo_data, monkeypatch, answer, posts):
-    import httpx
-
-    from whatsapp.services import providers
-    from whatsapp.tasks import simulate_inbound_task
-
     calls = []
 
     def post(url, **kwargs):
@@ -182,10 +185,6 @@ def test_simulate_inbound_task_retries_network_errors_and_5xx_only(demo_data, mo
 
 @pytest.mark.django_db(transaction=True)
 def test_simulate_inbound_says_so_when_the_task_queue_is_down(admin_client_logged, demo_data, monkeypatch):
-    from kombu.exceptions import OperationalError
-
-    from whatsapp.tasks import simulate_inbound_task
-
     def broker_down(*args):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
@@ -197,8 +196,6 @@ def test_simulate_inbound_says_so_when_the_task_queue_is_down(admin_client_logge
 
 
 def test_editing_a_provider_keeps_secrets_left_empty_and_audits_before_and_after(admin_client_logged, demo_data):
-    from core.models import AuditLog
-
     secret = demo_data.credentials["webhook_secret"]
     response = admin_client_logged.post(reverse("admin:whatsapp_provider_change", args=[demo_data.pk]), {
         "name": "Renamed sandbox", "is_active": "on", "rate_limit_per_second": "20",
@@ -213,8 +210,6 @@ def test_editing_a_provider_keeps_secrets_left_empty_and_audits_before_and_after
 
 
 def test_inbox_filters_flagged_events_and_shows_forms_readably(admin_client_logged):
-    from tests.signing import make_meta, make_twilio, post_meta, post_twilio
-
     meta = make_meta()
     flagged = webhook_event_process(json_body(post_meta(
         admin_client_logged, meta, fixture_bytes("meta", "batch_three_numbers.json")))["event"])
@@ -231,10 +226,6 @@ def test_inbox_filters_flagged_events_and_shows_forms_readably(admin_client_logg
 
 
 def test_media_retry_action_requeues_and_audits(admin_client_logged):
-    from contacts.models import Contact
-    from core.models import AuditLog
-    from whatsapp.models import Media, Message
-
     conversation = Conversation.objects.create(provider=Provider.objects.create(kind="sandbox", name="s"),
                                                contact=Contact.objects.create())
     message = Message.objects.create(provider=conversation.provider, conversation=conversation, direction="inbound",
@@ -246,3 +237,22 @@ def test_media_retry_action_requeues_and_audits(admin_client_logged):
     media.refresh_from_db()
     assert (media.state, media.attempts) == ("pending", 0)
     assert AuditLog.objects.filter(action="media.retry").exists()
+
+
+def test_api_keys_are_shown_once_stored_as_digests_and_revocable(admin_client_logged, superuser):
+    response = admin_client_logged.post(reverse("admin:whatsapp_apitoken_add"),
+                                        {"user": superuser.pk, "name": "CRM"}, follow=True)
+    page = response.content.decode()
+    token = ApiToken.objects.get(name="CRM")
+    key = page.split("API key for root: ")[1].split(" ")[0]
+    assert key.startswith(token.prefix + ".")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT prefix, digest FROM whatsapp_apitoken")
+        assert key not in str(cursor.fetchall())
+    listing = admin_client_logged.get(reverse("admin:whatsapp_apitoken_changelist")).content.decode()
+    assert key not in listing and token.prefix in listing
+
+    assert admin_client_logged.get("/api/v1/providers/", HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
+    admin_client_logged.post(reverse("admin:whatsapp_apitoken_changelist"),
+                             {"action": "revoke", "_selected_action": [token.pk]})
+    assert Client().get("/api/v1/providers/", HTTP_AUTHORIZATION=f"Token {key}").status_code == 401

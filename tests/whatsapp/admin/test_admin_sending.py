@@ -271,19 +271,6 @@ def test_send_form_checks_its_fields(admin_client_logged, customer):
     assert "Choose an approved template." in html and "Not valid JSON" in html
 
 
-# --- who may do what -------------------------------------------------------------------------------
-
-@pytest.fixture
-def operator_client(client, db):
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
-
-    user = get_user_model().objects.create_user("op", "op@example.com", "pw-123456-strong", is_staff=True)
-    user.groups.add(Group.objects.get(name="Operator"))
-    client.force_login(user)
-    return client
-
-
 def test_operators_may_send_from_conversations_but_not_press_provider_buttons(operator_client, customer):
     provider = customer.provider
     assert operator_client.post(reverse("admin:whatsapp_provider_pause", args=[provider.pk])).status_code == 403

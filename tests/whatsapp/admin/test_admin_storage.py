@@ -27,7 +27,7 @@ from contacts.services.export import data_export_build
 from contacts.services.identities import contact_resolve
 from contacts.services.mapping import contact_map_to_user
 from core.storage import split_location
-from tests.conftest import fixture_bytes, json_body
+from tests.conftest import fixture_bytes, json_body, page
 from whatsapp.models import (
     ArchiveBucket,
     ArchiveStatus,
@@ -60,10 +60,6 @@ MEDIA = reverse("admin:whatsapp_media_changelist")
 WEBHOOKS = reverse("admin:whatsapp_webhookevent_changelist")
 EXPORTS = reverse("admin:contacts_dataexport_changelist")
 PHOTO = b"\xff\xd8\xff\xe0 a small photo \xff\xd9" * 20
-
-
-def page(response) -> str:
-    return response.content.decode()
 
 
 def messages_of(response) -> list[str]:

@@ -7,17 +7,15 @@ would wait for a worker until it timed out: the simulated phone's webhook is pos
 """
 
 import os
-import signal
-import subprocess
-import sys
 from types import SimpleNamespace
 
-import httpx
 import pytest
 from django.contrib.auth import get_user_model
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import REPO_ROOT, free_port, start_worker, stop_worker, wait_until
-from tests.test_browser import _log_in, browser  # noqa: F401  (the browser fixture)
+from tests.conftest import admin_log_in, free_port, start_web, start_worker, stop_web, stop_worker, wait_until
 from whatsapp.models import Message
 from whatsapp.services.providers import provider_create
 
@@ -35,40 +33,19 @@ def web_and_worker(worker_env, tmp_path):
     env = {**worker_env, "PUBLIC_BASE_URL": url, "INTERNAL_BASE_URL": url, "CSRF_TRUSTED_ORIGINS": url,
            "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
            "GUNICORN_CONTROL_SOCKET": str(tmp_path / "gunicorn.ctl")}
-    log = (tmp_path / "gunicorn.log").open("wb")
-    web = subprocess.Popen([sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py",
-                            "--worker-class", "sync", "--threads", "1", "--access-logfile", "/dev/null"],
-                           cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    web = start_web(env, tmp_path / "gunicorn.log", "--worker-class", "sync", "--threads", "1")
     worker = None
     try:
-        wait_until(lambda: _answers(url), 30, message="gunicorn to start")
         worker = start_worker(env, tmp_path / "worker.log", "simulate")
         yield url
     finally:
         if worker is not None:
             stop_worker(worker)
-        os.killpg(web.pid, signal.SIGTERM)
-        try:
-            web.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # a worker still waiting on a connection nobody uses
-            os.killpg(web.pid, signal.SIGKILL)
-            web.wait()
-        log.close()
+        stop_web(web)
 
 
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url + "/health/", timeout=10).status_code in (200, 503)
-    except httpx.HTTPError:
-        return False
-
-
-def test_simulate_inbound_from_the_browser_appears_in_the_conversation(web_and_worker, browser,  # noqa: F811
+def test_simulate_inbound_from_the_browser_appears_in_the_conversation(web_and_worker, browser,
                                                                         settings):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
     url = web_and_worker
     os.makedirs(SCREENSHOTS, exist_ok=True)
     # gunicorn checks the password with the production hashers, not the tests' fast one.
@@ -76,7 +53,7 @@ def test_simulate_inbound_from_the_browser_appears_in_the_conversation(web_and_w
     get_user_model().objects.create_superuser("simulator", "sim@example.com", "pw-123456-strong")
     provider = provider_create(kind="sandbox", name="Browser sandbox", options={})
     wait = WebDriverWait(browser, 15)
-    _log_in(browser, SimpleNamespace(url=url), "simulator", "pw-123456-strong")
+    admin_log_in(browser, SimpleNamespace(url=url), "simulator", "pw-123456-strong")
 
     browser.get(f"{url}/admin/whatsapp/provider/{provider.pk}/change/")
     browser.find_element(By.CSS_SELECTOR, ".object-tools a[href$='/simulate-inbound/']").click()

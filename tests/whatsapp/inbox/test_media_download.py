@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import json
 import time
 from datetime import timedelta
 
@@ -9,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from core.storage import get_storage
-from tests.conftest import FIXTURES, event_id, fixture_bytes, json_body
+from tests.conftest import FIXTURES, event_id, fixture_bytes, json_body, start_worker, stop_worker, wait_until
 from tests.fakes import FakeServer, Reply
 from tests.signing import (
     TWILIO_ACCOUNT_SID,
@@ -23,6 +24,7 @@ from tests.signing import (
 from whatsapp.models import Media, Message
 from whatsapp.services.media import media_download, media_requeue_due
 from whatsapp.services.webhooks import webhook_event_process
+from whatsapp.tasks import requeue_due_media_downloads_task
 
 pytestmark = pytest.mark.django_db
 
@@ -102,8 +104,6 @@ def test_requeue_job_hands_due_downloads_back(client, graph):
 
 
 def test_twilio_media_with_account_credentials_and_redirect(client, settings):
-    import json
-
     with FakeServer() as twilio_api:
         settings.TWILIO_API_BASE_URL = twilio_api.url
         provider = make_twilio()
@@ -135,8 +135,6 @@ def test_chatwoot_data_url_redirect(client):
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_real_worker_processes_the_webhook_and_downloads_the_media(client, worker_env, tmp_path):
-    from tests.conftest import start_worker, stop_worker, wait_until
-
     with FakeServer() as graph:
         graph.routes["/v25.0/1410000000000101"] = [Reply.json({
             "url": f"{graph.url}/attachments/photo-1", "mime_type": "image/jpeg",
@@ -155,7 +153,6 @@ def test_a_real_worker_processes_the_webhook_and_downloads_the_media(client, wor
             # First try got a 503; make the retry due now and let the beat job's task hand it back.
             assert (media.state, media.attempts) == ("pending", 1)
             Media.objects.filter(pk=media.pk).update(next_attempt_at=timezone.now())
-            from whatsapp.tasks import requeue_due_media_downloads_task
 
             requeue_due_media_downloads_task.delay()
             media = wait_until(lambda: Media.objects.filter(pk=media.pk, state="fetched").first(), 30,

@@ -256,5 +256,5 @@ def test_a_chunked_body_over_http_is_never_a_5xx(live_server):
         "X-Sandbox-Signature": sandbox_phone.signed_headers(provider, body)["X-Sandbox-Signature"]}}
     response = httpx.post(live_server.url + webhook_path(provider), content=iter([body]), headers=headers)
     # Django's development server hands the chunk framing through undecoded: the body is refused (411);
-    # gunicorn decodes it and says so, and the body is read (tests/test_webhook_edge_cases.py).
+    # gunicorn decodes it and says so, and the body is read (test_webhook_edge_cases.py).
     assert response.status_code == 411 and "Content-Length" in response.json()["error"]

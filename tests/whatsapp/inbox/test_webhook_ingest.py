@@ -1,9 +1,12 @@
-"""The inbox endpoint with the sandbox provider: store, acknowledge, and refuse bad input clearly."""
+"""The inbox endpoint with the sandbox provider: store, acknowledge, and refuse bad input clearly.
+(What every provider kind's endpoint does is in tests/whatsapp/providers/test_provider_contract.py.)"""
 
 import pytest
+from django.db import connection
 
-from tests.conftest import fixture_bytes, json_body
+from tests.conftest import fixture_bytes, free_port, json_body
 from whatsapp.models import WebhookEvent
+from whatsapp.services.providers import provider_create
 
 pytestmark = pytest.mark.django_db
 
@@ -79,11 +82,6 @@ def test_get_on_a_provider_without_handshake_is_405(sandbox_provider, client):
 
 
 def test_database_outage_answers_503(transactional_db, client):
-    from django.db import connection
-
-    from tests.conftest import free_port
-    from whatsapp.services.providers import provider_create
-
     provider = provider_create(kind="sandbox", name="Sandbox outage", options={})
     original = dict(connection.settings_dict)
     connection.close()
@@ -96,16 +94,3 @@ def test_database_outage_answers_503(transactional_db, client):
         connection.settings_dict.update(original)
     assert response.status_code == 503
     assert "retry" in json_body(response)["error"]
-
-
-def test_meta_verification_challenge(client):
-    from whatsapp.services.providers import provider_create
-
-    provider = provider_create(kind="meta", name="Meta verify", options={
-        "phone_number_id": "1", "waba_id": "2", "access_token": "t", "app_secret": "s", "verify_token": "vt-123"})
-    url = f"/webhooks/meta/{provider.public_id}/"
-    ok = client.get(url, {"hub.mode": "subscribe", "hub.verify_token": "vt-123", "hub.challenge": "1158201444"})
-    assert (ok.status_code, ok.content) == (200, b"1158201444")
-    wrong = client.get(url, {"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1"})
-    assert wrong.status_code == 403 and "verify_token" in json_body(wrong)["error"]
-    assert client.get(url, {"hub.mode": "unsubscribe", "hub.verify_token": "vt-123"}).status_code == 400

@@ -5,17 +5,22 @@ worker, as beat would) hands every row to the workers and each becomes exactly o
 """
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 from celery import Celery
 
-from tests.conftest import REPO_ROOT, free_port, start_redis, start_worker, stop_process, stop_worker, wait_until
+from tests.conftest import (
+    free_port,
+    start_redis,
+    start_web,
+    start_worker,
+    stop_process,
+    stop_web,
+    stop_worker,
+    wait_until,
+)
 from tests.signing import META_WABA_ID, make_meta, meta_headers
 from whatsapp.models import Message, WebhookEvent
 
@@ -42,25 +47,11 @@ def gunicorn(worker_env, tmp_path):
            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "WEBHOOK_STALE_AFTER_SECONDS": "1",
            "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
            "GUNICORN_CONTROL_SOCKET": str(tmp_path / "gunicorn.ctl")}
-    log = (tmp_path / "gunicorn.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.py",
-                                "--access-logfile", "/dev/null"], cwd=REPO_ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    process = start_web(env, tmp_path / "gunicorn.log")
     try:
-        wait_until(lambda: _answers(url), 30, message="gunicorn to start")
-        yield url, env, broker_port
+        yield f"http://127.0.0.1:{port}", env, broker_port
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-        log.close()
-
-
-def _answers(url):
-    try:
-        return httpx.get(url + "/health/", timeout=10).status_code in (200, 503)
-    except httpx.HTTPError:
-        return False
+        stop_web(process)
 
 
 def test_webhooks_acknowledged_while_the_broker_is_down_are_all_processed_once_it_is_back(gunicorn, tmp_path):
@@ -82,7 +73,8 @@ def test_webhooks_acknowledged_while_the_broker_is_down_are_all_processed_once_i
     broker = start_redis(broker_port)
     worker = start_worker(env, tmp_path / "worker.log", "zero-loss")
     try:
-        beat = Celery(broker=env["CELERY_BROKER_URL"])
+        # Not the current app: tasks sent by the tests that run after this one must still reach the test broker.
+        beat = Celery(broker=env["CELERY_BROKER_URL"], set_as_current=False)
 
         def all_processed():
             # What beat does every minute: run the requeue job (here every 2 s). It takes rows pending for

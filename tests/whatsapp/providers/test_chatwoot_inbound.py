@@ -1,6 +1,5 @@
 """Chatwoot webhooks: incoming messages, echoes of our own, notes, statuses, conversations, contacts."""
 
-
 import pytest
 
 from contacts.models import Contact

@@ -1,22 +1,23 @@
-"""Meta Cloud API webhooks, one test per fixture: what a signed POST leaves in the database."""
+"""Meta Cloud API webhooks, one test per fixture: what a signed POST leaves in the database. (`meta` is the
+Meta provider of tests/conftest.py: the ids the fixtures name.)"""
+
+import json
 
 import pytest
 
 from contacts.models import Contact, ContactIdentity
+from core.models import AuditLog
 from templates_app.models import MessageTemplate
 from tests.conftest import fixture_bytes, json_body
 from tests.signing import META_WABA_ID, make_meta, post_meta, webhook_path
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Session, WebhookEvent
+from whatsapp.services.inbound import orphan_statuses_apply
+from whatsapp.services.providers import provider_create
 from whatsapp.services.webhooks import webhook_event_process
 
 pytestmark = pytest.mark.django_db
 
 WA_PHONE = "+5511987650001"
-
-
-@pytest.fixture
-def meta(db):
-    return make_meta()
 
 
 def deliver(client, provider, fixture: str) -> WebhookEvent:
@@ -188,8 +189,6 @@ def test_played_follows_delivered_and_the_legacy_deleted_status_is_noted(client,
 
 
 def test_status_for_a_message_we_do_not_know_yet_is_kept_and_applied_when_it_appears(client, meta):
-    from whatsapp.services.inbound import orphan_statuses_apply
-
     deliver(client, meta, "status_read_before_delivered.json")
     assert MessageStatusEvent.objects.filter(message=None).count() == 3
     conversation = Conversation.objects.create(provider=meta, contact=Contact.objects.create())
@@ -221,8 +220,6 @@ def submitted_template(meta):
 ])
 def test_template_status_updates_apply_to_the_template(client, meta, submitted_template, fixture, status, reason,
                                                        recommendation):
-    from core.models import AuditLog
-
     deliver(client, meta, fixture)
     submitted_template.refresh_from_db()
     assert submitted_template.status == status
@@ -279,6 +276,17 @@ def test_verification_challenge_and_signature_rules(client, meta):
                       ).status_code == 403
 
 
+def test_meta_verification_challenge(client):
+    provider = provider_create(kind="meta", name="Meta verify", options={
+        "phone_number_id": "1", "waba_id": "2", "access_token": "t", "app_secret": "s", "verify_token": "vt-123"})
+    url = f"/webhooks/meta/{provider.public_id}/"
+    ok = client.get(url, {"hub.mode": "subscribe", "hub.verify_token": "vt-123", "hub.challenge": "1158201444"})
+    assert (ok.status_code, ok.content) == (200, b"1158201444")
+    wrong = client.get(url, {"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1"})
+    assert wrong.status_code == 403 and "verify_token" in json_body(wrong)["error"]
+    assert client.get(url, {"hub.mode": "unsubscribe", "hub.verify_token": "vt-123"}).status_code == 400
+
+
 def test_updates_are_never_routed_to_a_provider_behind_another_app_secret(client, meta):
     """Whoever holds one tenant's app secret must not write into another tenant's number."""
     other_tenant = make_meta(name="Other tenant", phone_number_id="109900998877665", app_secret="their-own-secret")
@@ -288,8 +296,6 @@ def test_updates_are_never_routed_to_a_provider_behind_another_app_secret(client
 
 
 def test_a_post_with_1000_updates_across_entries_and_changes_is_processed_whole(client, meta):
-    import json
-
     def change(entry_index: int) -> dict:
         messages = [{"from": f"5511955{entry_index:02d}{i:04d}", "id": f"wamid.BULK-{entry_index}-{i}",
                      "timestamp": "1793000000", "type": "text", "text": {"body": f"bulk {entry_index}/{i}"}}

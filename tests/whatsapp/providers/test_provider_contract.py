@@ -4,16 +4,18 @@ replayed request, malformed body, oversized body, wrong content type, duplicate 
 message. Each kind says how it signs; the assertions are the same for all.
 
 The kinds come from the provider registry: a newly registered kind is tested here at once, and fails
-every test, saying what to add, until it has a Contract below and its fixtures in tests/fixtures/<kind>/.
+every test, saying what to add, until it has a Contract below and its fixtures in
+tests/whatsapp/providers/fixtures/<kind>/.
 """
 
 import json
 import time
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode
 
 import pytest
 
-from tests.conftest import FIXTURES, event_id, fixture_bytes, json_body
+from tests.conftest import FIXTURES, REPO_ROOT, event_id, fixture_bytes, json_body
 from tests.signing import (
     chatwoot_headers,
     make_chatwoot,
@@ -25,7 +27,8 @@ from tests.signing import (
 )
 from whatsapp import sandbox_phone
 from whatsapp.models import Message, WebhookEvent
-from whatsapp.providers import registered_kinds
+from whatsapp.providers import DuplicateProviderKind, register, registered_kinds
+from whatsapp.providers.sandbox import SandboxBackend
 from whatsapp.services.providers import provider_create
 from whatsapp.services.webhooks import webhook_event_process
 
@@ -38,7 +41,7 @@ class Contract:
     kind = ""
     content_type = "application/json"
     secret_name = ""
-    #: The fixture in tests/fixtures/<kind>/ holding a webhook with one inbound text message.
+    #: The fixture in tests/whatsapp/providers/fixtures/<kind>/ holding a webhook with one inbound text message.
     inbound_text_fixture = ""
 
     def make(self):
@@ -124,11 +127,11 @@ def contract_for(kind: str) -> Contract:
     contract = CONTRACTS.get(kind)
     if contract is None:
         pytest.fail(f"provider kind {kind!r} is registered but has no webhook contract: add a Contract subclass "
-                    f"for it to tests/test_provider_contract.py (how to make one, sign a body, tamper with it) and "
-                    f"its fixtures to tests/fixtures/{kind}/")
+                    f"for it to {Path(__file__).relative_to(REPO_ROOT)} (how to make one, sign a body, tamper with it) "
+                    f"and its fixtures to {(FIXTURES / kind).relative_to(REPO_ROOT)}/")
     fixture = FIXTURES / kind / contract.inbound_text_fixture
     if not contract.inbound_text_fixture or not fixture.is_file():
-        pytest.fail(f"provider kind {kind!r} has no inbound text fixture: add {fixture.relative_to(FIXTURES.parent)} "
+        pytest.fail(f"provider kind {kind!r} has no inbound text fixture: add {fixture.relative_to(REPO_ROOT)} "
                     "(a webhook body carrying one inbound text message) and name it in its Contract")
     return contract
 
@@ -140,6 +143,16 @@ def kind(request):
 
 def test_every_contract_is_of_a_registered_kind():
     assert set(CONTRACTS) <= set(registered_kinds()), "a Contract for a kind the registry does not know"
+
+
+def test_registry_knows_every_kind_and_refuses_a_duplicate():
+    assert registered_kinds() == ["chatwoot", "meta", "sandbox", "twilio"]
+
+    class AnotherSandbox(SandboxBackend):
+        pass
+
+    with pytest.raises(DuplicateProviderKind, match="'sandbox' is already registered"):
+        register(AnotherSandbox)
 
 
 def post(client, kind, provider, body, headers, content_type=None):

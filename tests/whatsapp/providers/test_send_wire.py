@@ -7,17 +7,24 @@ every kind of failure is classified. No database: provider rows are built in mem
 import base64
 import json
 from datetime import UTC, datetime
-from email import policy
-from email.parser import BytesParser
 from urllib.parse import parse_qs
 
 import pytest
 
-from tests.conftest import fixture_bytes, free_port
-from tests.fakes import FakeServer, Recorded, Reply
+from tests.conftest import fixture_bytes, fixture_json, free_port
+from tests.fakes import Recorded, Reply, form_of, json_of, multipart_of
+from tests.whatsapp.providers.conftest import (
+    CHATWOOT_TOKEN,
+    META_TOKEN,
+    TWILIO_MESSAGES,
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    chatwoot_provider,
+    raised,
+    twilio_provider,
+)
 from whatsapp.models import Provider
 from whatsapp.providers import backend_for
-from whatsapp.providers.base import ProviderError
 from whatsapp.providers.events import (
     Identity,
     IdentityKind,
@@ -31,73 +38,22 @@ from whatsapp.providers.events import (
     TemplateParameter,
 )
 
-META_TOKEN = "tok-meta-SECRET"
 META_NUMBER_ID = "1234567890"
 META_MESSAGES = f"/v25.0/{META_NUMBER_ID}/messages"
 META_MEDIA = f"/v25.0/{META_NUMBER_ID}/media"
-TWILIO_SID = "AC" + "1f" * 16
-TWILIO_TOKEN = "tok-twilio-SECRET"
-TWILIO_MESSAGES = f"/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"
-CHATWOOT_TOKEN = "tok-chatwoot-SECRET"
 CHATWOOT_MESSAGES = "/api/v1/accounts/3/conversations/19/messages"
-SECRETS = (META_TOKEN, TWILIO_TOKEN, CHATWOOT_TOKEN)
 
 ANA = (Identity(IdentityKind.PHONE, "+15551230001"), Identity(IdentityKind.WHATSAPP_ID, "15551230001"))
 PHOTO = b"\x89PNG\r\n\x1a\n a tiny png-ish picture"
 
 
-def fixture_json(kind: str, name: str) -> dict:
-    return json.loads(fixture_bytes(kind, name))
-
-
-def json_of(request: Recorded) -> dict:
-    return json.loads(request.body)
-
-
-def form_of(request: Recorded) -> dict[str, list[str]]:
-    return parse_qs(request.body.decode(), keep_blank_values=True)
-
-
-def multipart_of(request: Recorded) -> dict[str, tuple[str | None, str, bytes]]:
-    """name -> (filename, content type, bytes) of a multipart/form-data body."""
-    head = f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
-    message = BytesParser(policy=policy.HTTP).parsebytes(head + request.body)
-    return {part.get_param("name", header="content-disposition"):
-            (part.get_filename(), part.get_content_type(), part.get_payload(decode=True))
-            for part in message.iter_parts()}
-
-
-def raised(call) -> ProviderError:
-    with pytest.raises(ProviderError) as info:
-        call()
-    for secret in SECRETS:
-        assert secret not in str(info.value)
-        assert secret not in repr(info.value.raw)
-    return info.value
-
-
 # --- Meta ------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def fake_provider_server():
-    # One server for the module (each provider uses its own paths): stopping a server takes half a second.
-    with FakeServer() as server:
-        yield server
-
-
 @pytest.fixture
-def fake(fake_provider_server):
-    fake_provider_server.routes.clear()
-    fake_provider_server.requests.clear()
-    return fake_provider_server
-
-
-@pytest.fixture
-def graph(settings, fake):
-    settings.META_GRAPH_BASE_URL = fake.url
-    settings.META_GRAPH_API_VERSION = "v25.0"
-    fake.routes[META_MESSAGES] = [Reply.json(fixture_json("meta", "outbound_accepted.json"))]
-    return fake
+def graph(graph):
+    """The shared Graph API fake (tests/conftest.py), accepting sends to META_NUMBER_ID."""
+    graph.routes[META_MESSAGES] = [Reply.json(fixture_json("meta", "outbound_accepted.json"))]
+    return graph
 
 
 def meta_provider():
@@ -347,16 +303,9 @@ def test_meta_status_echoes_our_reference():
 # --- Twilio ----------------------------------------------------------------------------------------
 
 @pytest.fixture
-def twilio_api(settings, fake):
-    settings.TWILIO_API_BASE_URL = fake.url
+def twilio_api(fake):
     fake.routes[TWILIO_MESSAGES] = [Reply.json(fixture_json("twilio", "outbound_created.json"), 201)]
     return fake
-
-
-def twilio_provider():
-    row = Provider(kind="twilio", name="t", business_account_id=TWILIO_SID, phone_number="+14155238886",
-                   credentials={"auth_token": TWILIO_TOKEN})
-    return backend_for(row)
 
 
 def twilio_sent_form(twilio_api, message: OutboundMessage) -> dict[str, list[str]]:
@@ -481,12 +430,6 @@ def test_twilio_check_connection(twilio_api):
 def chatwoot_api(fake):
     fake.routes[CHATWOOT_MESSAGES] = [Reply.json(fixture_json("chatwoot", "outbound_message.json"))]
     return fake
-
-
-def chatwoot_provider(base_url: str):
-    row = Provider(kind="chatwoot", name="c", external_id="7", business_account_id="3",
-                   config={"base_url": base_url + "/"}, credentials={"api_token": CHATWOOT_TOKEN})
-    return backend_for(row)
 
 
 def chatwoot_sent(chatwoot_api, message: OutboundMessage) -> Recorded:

@@ -14,11 +14,20 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from tests.conftest import fixture_bytes
-from tests.fakes import FakeServer, Recorded, Reply
+from tests.conftest import fixture_bytes, fixture_json
+from tests.fakes import Reply, json_of
+from tests.whatsapp.providers.conftest import (
+    CHATWOOT_TOKEN,
+    META_TOKEN,
+    TWILIO_MESSAGES,
+    TWILIO_SID,
+    TWILIO_TOKEN,
+    chatwoot_provider,
+    raised,
+    twilio_provider,
+)
 from whatsapp.models import Provider
 from whatsapp.providers import backend_for
-from whatsapp.providers.base import ProviderError
 from whatsapp.providers.events import (
     Identity,
     IdentityKind,
@@ -36,35 +45,13 @@ from whatsapp.providers.events import (
 from whatsapp.providers.twilio import canonical_from_types, content_request
 from whatsapp.providers.whatsapp_templates import from_whatsapp_components, to_whatsapp_components
 
-META_TOKEN = "tok-meta-SECRET"
 WABA = "800100200300400"
 META_TEMPLATES = f"/v25.0/{WABA}/message_templates"
-TWILIO_SID = "AC" + "1f" * 16
-TWILIO_TOKEN = "tok-twilio-SECRET"
 CONTENT_SID = "HX5a1c3e5f7b9d1f3a5c7e9b1d3f5a7c9e"
 TWILIO_CONTENT = "/v1/Content"
 TWILIO_APPROVAL = f"/v1/Content/{CONTENT_SID}/ApprovalRequests/whatsapp"
 TWILIO_LIST = "/v1/ContentAndApprovals"
-TWILIO_MESSAGES = f"/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"
-CHATWOOT_TOKEN = "tok-chatwoot-SECRET"
 CHATWOOT_INBOX = "/api/v1/accounts/3/inboxes/7"
-SECRETS = (META_TOKEN, TWILIO_TOKEN, CHATWOOT_TOKEN)
-
-
-def fixture_json(kind: str, name: str) -> dict:
-    return json.loads(fixture_bytes(kind, name))
-
-
-def json_of(request: Recorded) -> dict:
-    return json.loads(request.body)
-
-
-def raised(call) -> ProviderError:
-    with pytest.raises(ProviderError) as info:
-        call()
-    for secret in SECRETS:
-        assert secret not in str(info.value) and secret not in repr(info.value.raw)
-    return info.value
 
 
 def definition(**overrides) -> TemplateDefinition:
@@ -72,19 +59,6 @@ def definition(**overrides) -> TemplateDefinition:
               "components": [{"type": "BODY", "text": "Hi {{1}}, your order {{2}} has shipped."}],
               "examples": {"body": {"1": "Ana", "2": "#4521"}}}
     return TemplateDefinition(**(values | overrides))
-
-
-@pytest.fixture(scope="module")
-def fake_provider_server():
-    with FakeServer() as server:
-        yield server
-
-
-@pytest.fixture
-def fake(fake_provider_server):
-    fake_provider_server.routes.clear()
-    fake_provider_server.requests.clear()
-    return fake_provider_server
 
 
 def test_each_kind_says_how_it_manages_templates():
@@ -97,11 +71,10 @@ def test_each_kind_says_how_it_manages_templates():
 # --- Meta ------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def graph(settings, fake):
-    settings.META_GRAPH_BASE_URL = fake.url
-    settings.META_GRAPH_API_VERSION = "v25.0"
-    fake.routes[META_TEMPLATES] = [Reply.json(fixture_json("meta", "template_create_accepted.json"))]
-    return fake
+def graph(graph):
+    """The shared Graph API fake (tests/conftest.py), accepting template creations in WABA."""
+    graph.routes[META_TEMPLATES] = [Reply.json(fixture_json("meta", "template_create_accepted.json"))]
+    return graph
 
 
 def meta_provider():
@@ -285,18 +258,10 @@ def test_meta_rejection_keeps_its_recommendation_apart_from_its_reason():
 # --- Twilio ----------------------------------------------------------------------------------------
 
 @pytest.fixture
-def content_api(settings, fake):
-    settings.TWILIO_CONTENT_BASE_URL = fake.url
-    settings.TWILIO_API_BASE_URL = fake.url
+def content_api(fake):
     fake.routes[TWILIO_CONTENT] = [Reply.json(fixture_json("twilio", "content_created.json"), 201)]
     fake.routes[TWILIO_APPROVAL] = [Reply.json(fixture_json("twilio", "content_approval_received.json"), 201)]
     return fake
-
-
-def twilio_provider():
-    row = Provider(kind="twilio", name="t", business_account_id=TWILIO_SID, phone_number="+14155238886",
-                   credentials={"auth_token": TWILIO_TOKEN})
-    return backend_for(row)
 
 
 BASIC_AUTH = "Basic " + base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()
@@ -485,12 +450,6 @@ def test_twilio_list_error_is_classified(content_api):
 
 
 # --- Chatwoot --------------------------------------------------------------------------------------
-
-def chatwoot_provider(base_url: str):
-    row = Provider(kind="chatwoot", name="c", external_id="7", business_account_id="3",
-                   config={"base_url": base_url + "/"}, credentials={"api_token": CHATWOOT_TOKEN})
-    return backend_for(row)
-
 
 def test_chatwoot_imports_the_templates_its_inbox_synced_from_meta(fake):
     fake.routes[CHATWOOT_INBOX] = [Reply.json(fixture_json("chatwoot", "template_inbox.json"))]

@@ -1,78 +1,39 @@
 """
 The send pipeline in one process, against a local server speaking Meta's Graph API: the rules checked
 before any call, idempotency, retries with backoff, dead letters, permanent failures, the circuit
-breaker, and what the API shows. (Flows that cross a real Celery worker are in test_outbound_workers.)
+breaker, a paused provider, and what the API shows; then the same pipeline through Twilio's SDK and
+Chatwoot's REST API. (What each provider module puts on the wire is in tests/whatsapp/providers/test_send_wire.py;
+flows that cross a real Celery worker are in test_send_workers.py.)
 """
 
-import itertools
 import json
+from urllib.parse import parse_qs
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from contacts.models import Contact
-from contacts.services.identities import contact_resolve
 from templates_app.models import MessageTemplate
-from tests.fakes import FakeServer, Reply
-from whatsapp.models import CircuitState, Message, Provider, SendAttempt
-from whatsapp.providers.events import Identity, IdentityKind, MessageStatus, TemplateStatus
-from whatsapp.providers.meta import graph_api_version
+from tests.conftest import customer, json_body, sent_bodies
+from tests.fakes import FakeServer, Reply, meta_accepted, meta_error
+from tests.signing import META_PHONE_NUMBER_ID, TWILIO_ACCOUNT_SID, make_chatwoot, make_twilio
+from whatsapp.models import CircuitState, Conversation, Message, Provider, SendAttempt
+from whatsapp.providers import sandbox
+from whatsapp.providers.events import MessageStatus, TemplateStatus
 from whatsapp.services.delivery import message_deliver
-from whatsapp.services.inbound import conversation_get_or_create
-from whatsapp.services.outbound import message_retry, message_send_text, messages_requeue_due
-from whatsapp.services.providers import provider_create
+from whatsapp.services.outbound import (
+    SendRequest,
+    message_retry,
+    message_send,
+    message_send_text,
+    messages_requeue_due,
+)
+from whatsapp.services.providers import provider_set_paused, provider_webhook_url
 from whatsapp.services.send_rules import SendRefused
-from whatsapp.services.sessions import session_open_or_extend
+from whatsapp.services.webhooks import webhook_event_process
 
 pytestmark = pytest.mark.django_db
-
-PHONE_NUMBER_ID = "106540352242922"
-_ids = itertools.count(1)
-
-
-def accepted(request) -> Reply:
-    to = json.loads(request.body)["to"]
-    return Reply.json({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
-                       "messages": [{"id": f"wamid.test-{next(_ids)}"}]})
-
-
-def meta_error(code: int, status: int, message: str = "error") -> Reply:
-    return Reply.json({"error": {"message": f"(#{code}) {message}", "type": "OAuthException", "code": code,
-                                 "error_data": {"messaging_product": "whatsapp", "details": message},
-                                 "fbtrace_id": "Atest"}}, status=status)
-
-
-@pytest.fixture
-def fake_meta(settings):
-    settings.SEND_PAIR_INTERVAL_SECONDS = 0
-    settings.SEND_RETRY_BASE_SECONDS = 0.05
-    settings.SEND_RETRY_MAX_SECONDS = 0.2
-    with FakeServer() as fake:
-        settings.META_GRAPH_BASE_URL = fake.url
-        fake.send_path = f"/{graph_api_version()}/{PHONE_NUMBER_ID}/messages"
-        fake.routes[fake.send_path] = accepted
-        yield fake
-
-
-@pytest.fixture
-def meta(fake_meta):
-    return provider_create(kind="meta", name="Meta out", options={
-        "phone_number_id": PHONE_NUMBER_ID, "waba_id": "102290129340398", "phone_number": "+15550001111",
-        "access_token": "EAAtoken-secret-value", "app_secret": "app-secret", "verify_token": "verify"})
-
-
-def customer(provider: Provider, phone: str = "+16505551234", *, in_window: bool = True) -> Contact:
-    contact = contact_resolve(provider=provider, identities=[Identity(IdentityKind.PHONE, phone)],
-                              profile_name="Ana")
-    conversation = conversation_get_or_create(provider=provider, contact=contact)
-    if in_window:
-        session_open_or_extend(conversation=conversation, inbound_at=timezone.now())
-    return contact
-
-
-def sent_bodies(fake: FakeServer) -> list[dict]:
-    return [json.loads(request.body) for request in fake.hits(fake.send_path)]
-
 
 def approved_template(provider: Provider, name="order_update", body="Hi {{1}}, order {{2}} ships today.") -> \
         MessageTemplate:
@@ -92,7 +53,7 @@ def test_text_in_window_is_sent_with_its_reference(meta, fake_meta):
     assert body == {"messaging_product": "whatsapp", "recipient_type": "individual", "to": "+16505551234",
                     "type": "text", "text": {"body": "Your order ships today.", "preview_url": False},
                     "biz_opaque_callback_data": str(message.pk)}
-    assert fake_meta.hits(fake_meta.send_path)[0].headers["authorization"] == "Bearer EAAtoken-secret-value"
+    assert fake_meta.hits(fake_meta.send_path)[0].headers["authorization"] == "Bearer meta-access-token"
     assert list(message.send_attempts.values_list("outcome", flat=True)) == ["sent"]
 
 
@@ -203,7 +164,7 @@ def test_idempotency_key_same_body_same_message_different_body_refused(api_clien
 
 
 def test_get_shows_the_status_history(api_client, meta, fake_meta, settings):
-    fake_meta.routes[fake_meta.send_path] = [meta_error(131000, 500, "Something went wrong"), accepted]
+    fake_meta.routes[fake_meta.send_path] = [meta_error(131000, 500, "Something went wrong"), meta_accepted]
     customer(meta)
     created = api_client.post("/api/v1/messages/", {"provider": meta.pk, "to": "+16505551234", "text": "hi"},
                               format="json").json()
@@ -217,9 +178,7 @@ def test_get_shows_the_status_history(api_client, meta, fake_meta, settings):
 
 
 def test_api_sends_an_uploaded_file(api_client, meta, fake_meta, client):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
-    fake_meta.routes[f"/{fake_meta.send_path.split('/')[1]}/{PHONE_NUMBER_ID}/media"] = [
+    fake_meta.routes[f"/{fake_meta.send_path.split('/')[1]}/{META_PHONE_NUMBER_ID}/media"] = [
         Reply.json({"id": "4490709327384033"})]
     customer(meta)
     upload = SimpleUploadedFile("invoice.pdf", b"%PDF-1.4 test invoice", content_type="application/pdf")
@@ -242,7 +201,7 @@ def test_throttled_then_accepted_is_sent_once_after_a_backoff(meta, fake_meta):
     fake_meta.routes[fake_meta.send_path] = [
         Reply(429, json.dumps({"error": {"message": "(#130429) Rate limit hit", "code": 130429}}).encode(),
               {"Content-Type": "application/json", "Retry-After": "1"}),
-        accepted]
+        meta_accepted]
     message = message_send_text(provider=meta, contact=customer(meta), text="Busy?")
     first = message_deliver(message.pk)
     assert first.status == "queued" and first.error_code == "130429"
@@ -268,7 +227,7 @@ def test_server_errors_every_time_end_in_the_dead_letter_state_then_retry_succee
     assert message_deliver(message.pk).status == "dead_letter"  # nothing more happens by itself
     assert len(fake_meta.hits(fake_meta.send_path)) == 3
 
-    fake_meta.routes[fake_meta.send_path] = accepted
+    fake_meta.routes[fake_meta.send_path] = meta_accepted
     assert message_retry(message=message, actor=superuser)
     assert message_deliver(message.pk).status == "sent"
     assert len(fake_meta.hits(fake_meta.send_path)) == 4
@@ -303,7 +262,7 @@ def test_circuit_opens_holds_messages_then_a_probe_closes_it(meta, fake_meta, se
 
     # Cooldown over: the next message through is the probe; its success closes the circuit.
     Provider.objects.filter(pk=meta.pk).update(circuit_retry_at=timezone.now())
-    fake_meta.routes[fake_meta.send_path] = accepted
+    fake_meta.routes[fake_meta.send_path] = meta_accepted
     assert message_deliver(third.pk).status == "sent"
     meta.refresh_from_db()
     assert (meta.circuit_state, meta.circuit_failures) == (CircuitState.CLOSED, 0)
@@ -343,14 +302,29 @@ def test_a_second_message_to_one_recipient_waits_for_the_pair_rate(meta, fake_me
     assert message_deliver(second.pk, pair_reserved=True).status == "sent"
 
 
+# --- a paused provider ----------------------------------------------------------------------------
+
+def test_paused_provider_holds_messages_until_resumed(sandbox_provider, post_sandbox, superuser,
+                                                      django_capture_on_commit_callbacks):
+    # The customer writes now (so the 24-hour window is open whatever the fixtures' dates).
+    inbound = sandbox.inbound_body(from_phone="+15551230001", name="Ana", text="Where is my order?")
+    webhook_event_process(json_body(post_sandbox(sandbox_provider, inbound))["event"])
+    provider_set_paused(provider=sandbox_provider, paused=True, actor=superuser)
+    first = message_send_text(provider=sandbox_provider, contact=Contact.objects.get(), text="one")
+    second = message_send_text(provider=sandbox_provider, contact=Contact.objects.get(), text="two")
+    assert message_deliver(first.pk).status == "queued"
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        provider_set_paused(provider=sandbox_provider, paused=False, actor=superuser)
+    # The first was held (out of the broker) and is handed back; the second's task is still queued.
+    assert len(callbacks) == 1
+    assert [message_deliver(m.pk).status for m in (first, second)] == ["sent", "sent"]
+    assert Message.objects.get(pk=first.pk).provider_message_id.startswith("sbx-")
+
+
 # --- the same pipeline through Twilio's SDK and Chatwoot's REST API -----------------------------------
 
 def test_twilio_template_goes_out_as_content_sid_with_our_status_callback(settings):
-    from urllib.parse import parse_qs
-
-    from tests.signing import TWILIO_ACCOUNT_SID, make_twilio
-    from whatsapp.services.providers import provider_webhook_url
-
     with FakeServer() as fake:
         settings.TWILIO_API_BASE_URL = fake.url
         path = f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json"
@@ -360,8 +334,6 @@ def test_twilio_template_goes_out_as_content_sid_with_our_status_callback(settin
         MessageTemplate.objects.filter(pk=template.pk).update(provider_template_id="HX" + "cd" * 16)
         template.refresh_from_db()
         contact = customer(twilio, "+5511900000001", in_window=False)
-        from whatsapp.services.outbound import SendRequest, message_send
-
         message, _ = message_send(SendRequest(provider=twilio, contact=contact, message_type="template",
                                               template=template, template_variables={"body": ["Ana", "#7"]}))
         message = message_deliver(message.pk)
@@ -374,10 +346,6 @@ def test_twilio_template_goes_out_as_content_sid_with_our_status_callback(settin
 
 
 def test_chatwoot_reply_buttons_go_into_the_contacts_conversation_as_input_select():
-    from tests.signing import make_chatwoot
-    from whatsapp.models import Conversation
-    from whatsapp.services.outbound import SendRequest, message_send
-
     with FakeServer() as fake:
         chatwoot = make_chatwoot(base_url=fake.url)
         path = "/api/v1/accounts/3/conversations/42/messages"
@@ -399,9 +367,6 @@ def test_chatwoot_reply_buttons_go_into_the_contacts_conversation_as_input_selec
 
 
 def test_twilio_refuses_free_form_buttons_before_queueing(settings):
-    from tests.signing import make_twilio
-    from whatsapp.services.outbound import SendRequest, message_send
-
     twilio = make_twilio()
     with pytest.raises(SendRefused) as refused:
         message_send(SendRequest(provider=twilio, contact=customer(twilio, "+5511900000002"),

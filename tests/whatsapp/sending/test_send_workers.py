@@ -13,33 +13,16 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.conftest import start_worker, stop_worker, wait_until
-from tests.fakes import FakeServer, Reply
-from tests.signing import META_APP_SECRET, post_meta
-from tests.test_outbound_pipeline import PHONE_NUMBER_ID, accepted, customer, meta_error
+from tests.conftest import customer, start_worker, stop_worker, wait_until
+from tests.fakes import Reply, meta_accepted, meta_error
+from tests.signing import META_PHONE_NUMBER_ID, META_WABA_ID, post_meta
 from whatsapp.models import Message, Provider
-from whatsapp.providers.meta import graph_api_version
 from whatsapp.services.outbound import message_send_text
-from whatsapp.services.providers import provider_create, provider_set_paused
+from whatsapp.services.providers import provider_set_paused
 from whatsapp.services.webhooks import webhook_event_process
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def fake_meta(settings):
-    with FakeServer() as fake:
-        settings.META_GRAPH_BASE_URL = fake.url
-        fake.send_path = f"/{graph_api_version()}/{PHONE_NUMBER_ID}/messages"
-        fake.routes[fake.send_path] = accepted
-        yield fake
-
-
-@pytest.fixture
-def meta(fake_meta, worker_env):
-    return provider_create(kind="meta", name="Meta workers", options={
-        "phone_number_id": PHONE_NUMBER_ID, "waba_id": "102290129340398", "phone_number": "+15550001111",
-        "access_token": "EAAtoken-secret-value", "app_secret": META_APP_SECRET, "verify_token": "verify"})
+# worker_env first: it empties the broker before `meta` is made.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker_env")]
 
 
 @pytest.fixture
@@ -110,7 +93,7 @@ def test_server_errors_dead_letter_then_admin_retry_sends(meta, fake_meta, send_
         wait_until(lambda: statuses([message.pk]) == ["dead_letter"], 30, message="the dead-letter state")
         assert len(fake_meta.hits(fake_meta.send_path)) == 3
 
-        fake_meta.routes[fake_meta.send_path] = accepted
+        fake_meta.routes[fake_meta.send_path] = meta_accepted
         page = admin_client_logged.get(reverse("admin:whatsapp_deadletter_changelist"))
         assert "Persistent" in page.content.decode()
         admin_client_logged.post(reverse("admin:whatsapp_deadletter_changelist"),
@@ -143,10 +126,10 @@ def test_worker_killed_during_the_call_does_not_send_twice(meta, fake_meta, send
     assert message.error_code == "send_outcome_unknown" and "not sent again" in message.error_detail
 
     # Meta's status report echoes our reference: it settles the message.
-    status = {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
+    status = {"object": "whatsapp_business_account", "entry": [{"id": META_WABA_ID, "changes": [{
         "field": "messages", "value": {
             "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550001111", "phone_number_id": PHONE_NUMBER_ID},
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": META_PHONE_NUMBER_ID},
             "statuses": [{"id": "wamid.slow-1", "status": "delivered", "recipient_id": "16505551234",
                           "timestamp": str(int(timezone.now().timestamp())),
                           "biz_opaque_callback_data": str(message.pk)}]}}]}]}
