@@ -6,8 +6,8 @@ from django.urls import reverse
 
 from contacts.admin.display import contact_summary
 from contacts.models import Contact, ContactUserMapping, UserProfile
+from contacts.phones import phone_parse_e164
 from contacts.selectors import active_users, contacts_by_pk_oldest_first
-from contacts.services.identities import phone_parse_e164
 from contacts.services.mapping import user_label
 
 

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from contacts.models import Contact, ContactIdentity
-from contacts.phones import phone_parse_e164, phone_to_e164  # noqa: F401  (part of this module's interface)
+from contacts.phones import phone_to_e164
 from contacts.services.mapping import mapping_auto_for_contact
 from core.locks import lock_keys
 from whatsapp.models import Provider

@@ -8,7 +8,8 @@ the webhook inbox, and two webhooks for one new person racing in two threads on 
 import pytest
 
 from contacts.models import Contact
-from contacts.services.identities import contact_resolve, phone_parse_e164, phone_to_e164
+from contacts.phones import phone_parse_e164, phone_to_e164
+from contacts.services.identities import contact_resolve
 from tests.contacts.conftest import (
     ANA_BSUID,
     ANA_PARENT_BSUID,

@@ -11,7 +11,7 @@ import phonenumbers
 from django import forms
 from django.db import transaction
 
-from contacts.services.identities import phone_to_e164
+from contacts.phones import phone_to_e164
 from templates_app.models import MessageTemplate
 from templates_app.parameters import TemplateVariablesError, template_bind, template_render
 from templates_app.selectors import approved_templates_for, registration_template_choices

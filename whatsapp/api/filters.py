@@ -5,7 +5,7 @@ from django import forms
 from django_filters.constants import EMPTY_VALUES
 
 from contacts.models import Contact, ContactIdentity
-from contacts.services.identities import phone_to_e164
+from contacts.phones import phone_to_e164
 from core.api.filters import ApiFilterSet
 from whatsapp.models import Message
 from whatsapp.providers.events import IdentityKind

@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from contacts.models import Contact
-from contacts.services.identities import phone_parse_e164
+from contacts.phones import phone_parse_e164
 from templates_app.models import MessageTemplate
 from templates_app.selectors import sendable_template
 from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider, SendAttempt
