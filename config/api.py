@@ -1,7 +1,9 @@
 """The API at /api/v1/: one router over every app's viewsets, in the order the API root lists them."""
 
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from ai import api as ai_api
 from contacts.api import gdpr
 from contacts.api import views as contacts_views
 from templates_app.api import views as templates_views
@@ -16,5 +18,14 @@ router.register("messages", whatsapp_views.MessageViewSet)
 router.register("templates", templates_views.MessageTemplateViewSet)
 router.register("exports", gdpr.DataExportViewSet)
 router.register("users", gdpr.UserDataViewSet, basename="user-data")
+router.register("message-insights", ai_api.MessageInsightViewSet)
+router.register("ai-intents", ai_api.IntentViewSet)
+router.register("ai-calls", ai_api.AiCallViewSet)
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("conversations/<int:pk>/suggestions/", ai_api.ConversationSuggestionsView.as_view(),
+         name="conversation-suggestions"),
+    path("conversations/<int:pk>/summaries/", ai_api.ConversationSummariesView.as_view(),
+         name="conversation-summaries"),
+    *router.urls,
+]

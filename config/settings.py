@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "whatsapp.apps.WhatsappConfig",
     "contacts.apps.ContactsConfig",
     "templates_app.apps.TemplatesAppConfig",
+    "ai.apps.AiConfig",
     "analytics.apps.AnalyticsConfig",
     "monitoring.apps.MonitoringConfig",
     "demo.apps.DemoConfig",
@@ -221,6 +222,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# AI calls wait seconds on a remote model: they run on a queue of their own, served by workers of their
+# own (`celery worker -Q ai`), so ingestion and sending never wait behind them.
+AI_QUEUE = "ai"
+CELERY_TASK_ROUTES = {"ai.tasks.*": {"queue": AI_QUEUE}}
 # /health/ is degraded when no worker ran the heartbeat job (every WORKER_HEARTBEAT_INTERVAL_SECONDS) for
 # WORKER_HEARTBEAT_MAX_AGE_SECONDS, or when a due outbound message or a pending inbox row has waited longer
 # than HEALTH_BACKLOG_DEGRADED_AFTER_SECONDS.
@@ -274,6 +279,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "templates_app.tasks.templates_sync_task",
         "schedule": env.float("TEMPLATE_SYNC_INTERVAL_SECONDS", default=900.0),
     },
+    "ai-requeue-missed": {
+        "task": "ai.tasks.ai_requeue_missed_task",
+        "schedule": 60.0,
+    },
+    "ai-summarize-idle-conversations": {
+        "task": "ai.tasks.ai_summarize_idle_task",
+        "schedule": 300.0,
+    },
     # Run by a worker, it proves that beat, the broker and a worker all work (see /health/). It expires with
     # its interval so heartbeats piled up while no worker ran do not all run at once later; priority 0 lets
     # it overtake a bulk send backlog, so a busy worker is still seen.
@@ -322,6 +335,33 @@ SEND_STALE_AFTER_SECONDS = env.int("SEND_STALE_AFTER_SECONDS", default=300)
 # Uploaded files to send are kept in storage and served to the provider from an unguessable URL.
 OUTBOUND_MEDIA_MAX_BYTES = env.int("OUTBOUND_MEDIA_MAX_BYTES", default=16 * 1024 * 1024)
 
+# --- AI: off until OPENAI_API_KEY is set. Any OpenAI-compatible server works (OPENAI_BASE_URL). ---
+OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = (env("OPENAI_BASE_URL", default="") or "https://api.openai.com/v1").rstrip("/")
+OPENAI_MODEL = env("OPENAI_MODEL", default="gpt-5.4-mini")
+OPENAI_TRANSCRIPTION_MODEL = env("OPENAI_TRANSCRIPTION_MODEL", default="whisper-1")
+# Reasoning models (gpt-5*, o-series) refuse any temperature but their default; others get 0. "auto" decides
+# by the model's name; true or false forces it (for a self-hosted model with another name).
+AI_SEND_TEMPERATURE = env("AI_SEND_TEMPERATURE", default="auto")
+AI_TIMEOUT_SECONDS = env.float("AI_TIMEOUT_SECONDS", default=30.0)
+# Attempts per AI step (timeouts, 429, 5xx), spaced by the server's Retry-After or a doubling backoff.
+AI_MAX_ATTEMPTS = env.int("AI_MAX_ATTEMPTS", default=3)
+# The conversation's recent messages sent with each call, newest first, up to this many characters.
+AI_CONTEXT_CHARS = env.int("AI_CONTEXT_CHARS", default=2000)
+# The transcription API refuses larger files.
+AI_MAX_AUDIO_BYTES = env.int("AI_MAX_AUDIO_BYTES", default=25 * 1024 * 1024)
+# Prices in US dollars per million tokens (input, cached input, output) and per audio minute; JSON that
+# replaces or adds models, e.g. AI_PRICES='{"my-model": {"input": 0.2, "output": 0.8}}'.
+AI_PRICES = env.json("AI_PRICES", default={})
+# The day a daily budget counts (midnight to midnight here).
+AI_BUDGET_TIME_ZONE = env("AI_BUDGET_TIME_ZONE", default="UTC")
+# Summaries made on their own: a conversation idle this long with this many messages since its last one.
+AI_SUMMARY_IDLE_MINUTES = env.int("AI_SUMMARY_IDLE_MINUTES", default=60)
+AI_SUMMARY_MIN_MESSAGES = env.int("AI_SUMMARY_MIN_MESSAGES", default=6)
+# The AI API's circuit breaker: open after this many consecutive failed calls, probe after the cooldown.
+AI_CIRCUIT_THRESHOLD = env.int("AI_CIRCUIT_THRESHOLD", default=5)
+AI_CIRCUIT_COOLDOWN_SECONDS = env.float("AI_CIRCUIT_COOLDOWN_SECONDS", default=60.0)
+
 # --- Storage: local directory by default; GCS when GCS_PROJECT is set (or STORAGE_BACKEND=gcs). ---
 STORAGE_BACKEND = env("STORAGE_BACKEND", default="gcs" if env("GCS_PROJECT", default="") else "local")
 LOCAL_STORAGE_DIR = Path(env("LOCAL_STORAGE_DIR", default=str(VAR_DIR / "archive")))
@@ -354,12 +394,6 @@ ARCHIVE_DEGRADED_AFTER_SECONDS = env.int("ARCHIVE_DEGRADED_AFTER_SECONDS", defau
 WEBHOOK_BODY_RETENTION_DAYS = env.int("WEBHOOK_BODY_RETENTION_DAYS", default=30)
 # A GDPR export zip is downloadable for this many days, then deleted.
 DATA_EXPORT_RETENTION_DAYS = env.int("DATA_EXPORT_RETENTION_DAYS", default=7)
-
-# --- OpenAI (AI processing arrives with its own issue; settings are read here) ---
-OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
-OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="")
-OPENAI_MODEL = env("OPENAI_MODEL", default="gpt-4o-mini")
-OPENAI_TRANSCRIPTION_MODEL = env("OPENAI_TRANSCRIPTION_MODEL", default="whisper-1")
 
 # --- REST API ---
 REST_FRAMEWORK = {
@@ -411,5 +445,10 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "celery": {"level": LOG_LEVEL, "propagate": True},
+        # The SDK and its HTTP client log whole requests at DEBUG: prompts (customers' words) must never
+        # reach the logs, whatever LOG_LEVEL says.
+        "openai": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        "httpcore2": {"level": "WARNING"},
     },
 }

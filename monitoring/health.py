@@ -8,6 +8,8 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 from kombu import Connection
 
+from ai.client import ai_configured
+from ai.guards import circuit_state
 from core.storage import get_storage
 from monitoring.services import worker_last_seen_seconds
 from whatsapp.models import Message, MessageStatus, Provider, WebhookEvent
@@ -102,6 +104,8 @@ def health_report() -> tuple[bool, dict]:
         report["degraded"] = degraded
     if inbox is not None:
         report["send_circuits"] = _send_circuits()
+        # The AI API's circuit: open means AI steps wait; messages themselves are not affected.
+        report["ai"] = {"enabled": ai_configured(), "circuit": circuit_state()}
         report["inbox"] = inbox
     return not failing, report
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
-APP_SERVICES = ("migrate", "web", "worker", "beat")
+APP_SERVICES = ("migrate", "web", "worker", "ai-worker", "beat")
 DOT_ENV = {
     "POSTGRES_PASSWORD": "pw-from-dot-env",
     "DJANGO_SECRET_KEY": "check-secret",

@@ -13,7 +13,7 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["config", "core", "whatsapp", "contacts", "templates_app", "analytics", "monitoring", "demo"]
+PACKAGES = ["config", "core", "whatsapp", "contacts", "templates_app", "ai", "analytics", "monitoring", "demo"]
 
 
 def strongly_connected(graph: grimp.ImportGraph, modules: set[str]) -> list[list[str]]:

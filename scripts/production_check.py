@@ -345,6 +345,9 @@ def main() -> int:
                             env)
             processes.start("worker", [str(bin_dir / "celery"), "-A", "config", "worker", "--loglevel", "INFO",
                                        "--concurrency", "2", "--hostname", "prodcheck@%h"], env)
+            processes.start("ai-worker", [str(bin_dir / "celery"), "-A", "config", "worker", "-Q", "ai",
+                                          "--loglevel", "INFO", "--concurrency", "1", "--hostname", "prodcheck-ai@%h"],
+                            env)
             processes.start("beat", [str(bin_dir / "celery"), "-A", "config", "beat", "--loglevel", "INFO",
                                      "--pidfile=", "--schedule", str(work / "celerybeat-schedule")], env)
 

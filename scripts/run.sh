@@ -55,6 +55,10 @@ trap cleanup EXIT INT TERM
 .venv/bin/celery -A config worker --loglevel INFO --concurrency "${WORKER_CONCURRENCY:-2}" \
   >>var/log/worker.log 2>&1 &
 pids+=($!)
+# AI calls wait on a remote model: their own queue and worker, so ingestion and sending never wait for them.
+.venv/bin/celery -A config worker -Q ai --hostname "ai@%h" --loglevel INFO --concurrency "${AI_WORKER_CONCURRENCY:-2}" \
+  >>var/log/ai-worker.log 2>&1 &
+pids+=($!)
 .venv/bin/celery -A config beat --loglevel INFO --pidfile= >>var/log/beat.log 2>&1 &
 pids+=($!)
 GUNICORN_BIND="${HOST}:${PORT}" .venv/bin/gunicorn config.wsgi:application -c config/gunicorn.py \
@@ -75,7 +79,7 @@ cat <<MSG
   Demo login: ${DEMO_ADMIN_USERNAME:-admin} / ${DEMO_ADMIN_PASSWORD:-whatsapp-demo}
   API docs:   ${PUBLIC_BASE_URL}/api/docs/
   Health:     ${PUBLIC_BASE_URL}/health/
-  Logs:       var/log/{web,worker,beat}.log      (Ctrl-C stops everything)
+  Logs:       var/log/{web,worker,ai-worker,beat}.log      (Ctrl-C stops everything)
 
 MSG
 

@@ -11,6 +11,12 @@ inbound_message_saved = Hook(
         "receiver(message). Consent keywords, verification codes and registration replies react here.",
 )
 
+media_stored = Hook(
+    "media_stored",
+    doc="An inbound attachment's file was downloaded and stored: receiver(media). Voice notes are "
+        "transcribed from here.",
+)
+
 status_failed_reported = Hook(
     "status_failed_reported",
     doc="A provider's status report moved a message to failed: receiver(message). The message carries "

@@ -2,6 +2,7 @@
 
 import pytest
 
+from ai.services import pipeline
 from contacts.services import followups
 from core.hooks import Hook
 from templates_app.services.sync import template_status_apply
@@ -38,7 +39,9 @@ def test_a_receiver_registered_twice_runs_once():
 
 
 def test_the_apps_plug_their_behaviour_into_the_core():
-    assert hooks.inbound_message_saved.receivers == (followups.inbound_followups,)
+    # Contacts react first (a STOP is honoured before anything else), then the AI is asked to look.
+    assert hooks.inbound_message_saved.receivers == (followups.inbound_followups, pipeline.on_inbound_message)
+    assert hooks.media_stored.receivers == (pipeline.on_media_stored,)
     assert hooks.status_failed_reported.receivers == (followups.status_failed_followups,)
     assert hooks.send_failed.receivers == (followups.send_failed_followups,)
     assert hooks.template_status_reported.receivers == (template_status_apply,)

@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from core.audit import audit_record
+from whatsapp import hooks
 from whatsapp.models import Media
 from whatsapp.providers import backend_for
 from whatsapp.providers.base import ProviderError, sha256_matches
@@ -65,6 +66,8 @@ def media_download(media_id: int) -> Media | None:
             _record_failure(media, ProviderError(f"unexpected error: {type(exc).__name__}: {exc}",
                                                  code=UNEXPECTED_ERROR, retryable=False))
         media.save()
+        if media.state == Media.State.FETCHED:
+            hooks.media_stored.fire(media=media)
     return media
 
 

@@ -1,0 +1,237 @@
+"""
+An inbound message's AI steps, in order: transcription (voice notes and audio, once the file is stored),
+then classification of its text, caption or transcript, then the `message_understood` hook. Each step's
+outcome is kept on the message's insight; a step that fails or is skipped says why and never holds up
+the message, the steps after it, or anything else.
+
+A retryable failure (timeout, 429, 5xx, an open circuit) returns the delay before the next attempt; the
+task schedules it. After AI_MAX_ATTEMPTS the step is recorded as failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from ai import guards
+from ai.client import AiError, ai_configured
+from ai.context import conversation_context, message_text
+from ai.hooks import message_understood
+from ai.models import Feature, MessageInsight, StepStatus
+from ai.pricing import estimated_chat_cost
+from ai.services.calls import CallScope, record_skip
+from ai.services.classification import classify_text
+from ai.services.transcription import transcribe_audio
+from core.queueing import publish_on_commit, task_named
+from whatsapp.models import Media, Message
+from whatsapp.providers.events import MessageType
+from whatsapp.services.archive import media_content
+
+logger = logging.getLogger(__name__)
+
+TRANSCRIBED_TYPES = {MessageType.AUDIO, MessageType.VIDEO}
+FIRST_RETRY_SECONDS = 5.0
+# A step claimed by a worker that then died is taken over after this long.
+CLAIM_SECONDS = 300
+
+
+@dataclass
+class StepOutcome:
+    retry_in: float | None = None  # seconds until the next attempt; None: nothing left to do now
+    waiting_for_media: bool = False
+
+
+def message_enqueue(message_id: int) -> None:
+    publish_on_commit(lambda: task_named("ai.tasks.ai_process_message_task").delay(message_id),
+                      what=f"AI processing of message {message_id}")
+
+
+def needs_transcript(message: Message) -> bool:
+    if message.message_type == MessageType.AUDIO:
+        return True
+    # A video's sound is written out only when it carries no caption to read instead.
+    return message.message_type == MessageType.VIDEO and not (message.text or "").strip()
+
+
+def on_inbound_message(message: Message) -> None:
+    """Receiver of the core's inbound hook. A message with a file to transcribe waits for `on_media_stored`."""
+    if not ai_configured() or needs_transcript(message):
+        return
+    message_enqueue(message.pk)
+
+
+def on_media_stored(media: Media) -> None:
+    message = media.message
+    if ai_configured() and message.direction == Message.Direction.INBOUND and needs_transcript(message):
+        message_enqueue(message.pk)
+
+
+def _claim(message: Message) -> MessageInsight | None:
+    insight, _ = MessageInsight.objects.get_or_create(message=message)
+    now = timezone.now()
+    claimed = MessageInsight.objects.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
+                                            pk=insight.pk).update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+    if not claimed:
+        return None  # another worker is on it
+    insight.refresh_from_db()
+    return insight
+
+
+def _release(insight: MessageInsight) -> None:
+    insight.claimed_until = None
+    insight.save()
+
+
+def message_process(message_id: int) -> StepOutcome:
+    message = (Message.objects.select_related("provider", "conversation__contact")
+               .filter(pk=message_id, direction=Message.Direction.INBOUND).first())
+    if message is None:
+        return StepOutcome()
+    insight = _claim(message)
+    if insight is None:
+        return StepOutcome()
+    try:
+        return _run_steps(message, insight)
+    finally:
+        _release(insight)
+
+
+def _run_steps(message: Message, insight: MessageInsight) -> StepOutcome:
+    ai_settings = guards.ai_settings_for(message.provider)
+    if needs_transcript(message) and insight.transcription_status in ("", StepStatus.PENDING):
+        outcome = _transcription_step(message, insight, ai_settings)
+        if outcome.retry_in is not None or outcome.waiting_for_media:
+            return outcome
+    if insight.classification_status in ("", StepStatus.PENDING):
+        outcome = _classification_step(message, insight, ai_settings)
+        if outcome.retry_in is not None:
+            return outcome
+    if message.ai_processed_at is None:
+        message.ai_processed_at = timezone.now()
+        message.save(update_fields=["ai_processed_at", "updated_at"])
+        with transaction.atomic():
+            message_understood.fire(message=message)
+    return StepOutcome()
+
+
+def _scope(feature: str, message: Message, insight: MessageInsight) -> CallScope:
+    return CallScope(feature, provider=message.provider, message=message, conversation=message.conversation,
+                     attempt=insight.attempts + 1, final_attempt=insight.attempts + 1 >= settings.AI_MAX_ATTEMPTS)
+
+
+def _retry_or_fail(insight: MessageInsight, step: str, error: AiError) -> StepOutcome:
+    insight.attempts += 1
+    if error.retryable and insight.attempts < settings.AI_MAX_ATTEMPTS:
+        delay = error.retry_after
+        if delay is None:
+            delay = FIRST_RETRY_SECONDS * 2 ** (insight.attempts - 1)
+        insight.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+        insight.save()
+        return StepOutcome(retry_in=delay)
+    setattr(insight, f"{step}_status", StepStatus.FAILED)
+    setattr(insight, f"{step}_error", str(error)[:500])
+    insight.attempts, insight.next_attempt_at = 0, None
+    insight.save()
+    logger.warning("AI step failed", extra={"message_id": insight.message_id, "step": step, "code": error.code})
+    return StepOutcome()
+
+
+def _skip(insight: MessageInsight, step: str, reason: str) -> None:
+    setattr(insight, f"{step}_status", StepStatus.SKIPPED)
+    setattr(insight, f"{step}_error", reason[:500])
+    insight.save()
+
+
+def _transcription_step(message: Message, insight: MessageInsight, ai_settings) -> StepOutcome:
+    scope = _scope(Feature.TRANSCRIPTION, message, insight)
+    skip = guards.skip_for(Feature.TRANSCRIPTION, message.provider, contact_id=message.conversation.contact_id,
+                           ai_settings=ai_settings)
+    if skip:
+        record_skip(scope, skip)
+        _skip(insight, "transcription", skip.reason)
+        return StepOutcome()
+    media = message.media.order_by("pk").first()
+    if media is None or media.state in (Media.State.FAILED, Media.State.EXPIRED):
+        _skip(insight, "transcription", "the audio file could not be downloaded")
+        return StepOutcome()
+    if media.state != Media.State.FETCHED:
+        return StepOutcome(waiting_for_media=True)  # its download's success enqueues this message again
+    try:
+        result = transcribe_audio(media_content(media), mime_type=media.mime_type, scope=scope)
+    except AiError as error:
+        return _retry_or_fail(insight, "transcription", error)
+    insight.transcription_status, insight.transcription_error = StepStatus.DONE, ""
+    insight.attempts, insight.next_attempt_at = 0, None
+    insight.transcript_language = result.language
+    insight.audio_seconds = result.duration_seconds
+    insight.transcription_model, insight.transcription_cost = result.model, result.cost
+    insight.save()
+    message.transcript = result.text
+    message.language = result.language or message.language
+    message.save(update_fields=["transcript", "language", "updated_at"])
+    return StepOutcome()
+
+
+def _classification_step(message: Message, insight: MessageInsight, ai_settings) -> StepOutcome:
+    scope = _scope(Feature.CLASSIFICATION, message, insight)
+    text = message_text(message)
+    if not text:
+        _skip(insight, "classification", "no text, caption or transcript")
+        return StepOutcome()
+    context = [line.render() for line in conversation_context(message.conversation, before=message)]
+    estimate = estimated_chat_cost(settings.OPENAI_MODEL, prompt_chars=len(text) + sum(map(len, context)) + 1500,
+                                   max_output_tokens=400)
+    skip = guards.skip_for(Feature.CLASSIFICATION, message.provider, contact_id=message.conversation.contact_id,
+                           estimate=estimate, ai_settings=ai_settings)
+    if skip:
+        record_skip(scope, skip)
+        _skip(insight, "classification", skip.reason)
+        return StepOutcome()
+    try:
+        result = classify_text(text, context=context, redact_pii=ai_settings.redact_pii, scope=scope)
+    except AiError as error:
+        return _retry_or_fail(insight, "classification", error)
+    insight.classification_status, insight.classification_error = StepStatus.DONE, ""
+    insight.attempts, insight.next_attempt_at = 0, None
+    insight.intent, insight.sentiment, insight.sentiment_score = result.intent, result.sentiment, result.sentiment_score
+    insight.language, insight.urgency, insight.extracted = result.language, result.urgency, result.fields
+    insight.classification_model, insight.prompt_version = result.model, result.prompt_version
+    insight.save()
+    message.intent, message.sentiment = result.intent, result.sentiment
+    message.language = message.language or result.language
+    message.save(update_fields=["intent", "sentiment", "language", "updated_at"])
+    return StepOutcome()
+
+
+def message_rerun(message: Message) -> None:
+    """Forget what the AI made of a message and run its steps again (the admin's re-run action)."""
+    MessageInsight.objects.filter(message=message).delete()
+    Message.objects.filter(pk=message.pk).update(intent="", sentiment="", ai_processed_at=None,
+                                                 transcript="" if needs_transcript(message) else message.transcript)
+    message_enqueue(message.pk)
+
+
+def missed_requeue(*, within: timedelta = timedelta(hours=6), older_than: timedelta = timedelta(minutes=2),
+                   limit: int = 500) -> int:
+    """Beat job: inbound messages of the last hours that no AI step has touched (their task was lost with
+    the broker, or a worker died mid-step) go back to the queue."""
+    if not ai_configured():
+        return 0
+    now = timezone.now()
+    unclaimed = Q(insight__claimed_until__isnull=True) | Q(insight__claimed_until__lt=now)
+    not_waiting = Q(insight__next_attempt_at__isnull=True) | Q(insight__next_attempt_at__lt=now - older_than)
+    due = (Message.objects.filter(direction=Message.Direction.INBOUND, ai_processed_at__isnull=True,
+                                  created_at__gte=now - within, created_at__lte=now - older_than)
+           .filter(unclaimed, not_waiting)
+           .exclude(Q(message_type__in=TRANSCRIBED_TYPES) & ~Q(media__state=Media.State.FETCHED))
+           .values_list("pk", flat=True).distinct()[:limit])
+    ids = list(due)
+    for message_id in ids:
+        task_named("ai.tasks.ai_process_message_task").delay(message_id)
+    return len(ids)

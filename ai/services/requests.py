@@ -1,0 +1,56 @@
+"""Suggestions and summaries are asked for here and made by a worker (see `AiRequest`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from ai import guards
+from ai.client import ai_configured
+from ai.models import AiRequest, Feature, StepStatus
+from core.audit import audit_record
+from core.queueing import publish_on_commit, task_named
+from whatsapp.models import Conversation
+
+FEATURE_OF = {AiRequest.Kind.SUGGESTIONS: Feature.SUGGESTIONS, AiRequest.Kind.SUMMARY: Feature.SUMMARY}
+TASK_OF = {AiRequest.Kind.SUGGESTIONS: "ai.tasks.ai_suggestions_task",
+           AiRequest.Kind.SUMMARY: "ai.tasks.ai_summary_task"}
+
+
+class AiUnavailable(Exception):
+    """The feature cannot run for this conversation; the message says why and what to do."""
+
+
+def unavailable_reason(conversation: Conversation, kind: str) -> str:
+    if not ai_configured():
+        return "AI is off: set OPENAI_API_KEY (and OPENAI_BASE_URL for a self-hosted model) to turn it on"
+    skip = guards.skip_for(FEATURE_OF[kind], conversation.provider, contact_id=conversation.contact_id)
+    return skip.reason if skip else ""
+
+
+@transaction.atomic
+def ai_request_create(conversation: Conversation, kind: str, *, trigger: str, actor: Any = None) -> AiRequest:
+    """Ask for suggestions or a summary; a request of that kind still pending is returned as it is."""
+    reason = unavailable_reason(conversation, kind)
+    if reason:
+        raise AiUnavailable(reason)
+    pending = AiRequest.objects.filter(conversation=conversation, kind=kind, status=StepStatus.PENDING).first()
+    if pending is not None:
+        return pending
+    request = AiRequest.objects.create(conversation=conversation, kind=kind, trigger=trigger,
+                                       created_by=actor if getattr(actor, "pk", None) else None)
+    if trigger != "idle":
+        audit_record(action=f"ai.{kind}.request", obj=conversation, actor=actor, after={"request": request.pk})
+    publish_on_commit(lambda: task_named(TASK_OF[kind]).delay(request.pk), what=f"AI {kind} request {request.pk}")
+    return request
+
+
+def ai_request_finish(request: AiRequest, status: str, error: str = "") -> None:
+    request.status, request.error, request.finished_at = status, error[:500], timezone.now()
+    request.save(update_fields=["status", "error", "finished_at"])
+
+
+def latest_request(conversation: Conversation, kind: str) -> AiRequest | None:
+    return AiRequest.objects.filter(conversation=conversation, kind=kind).order_by("-created_at", "-pk").first()
