@@ -225,12 +225,13 @@ def _database_url(settings_dict: dict) -> str:
     return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
 
 
-def start_worker(env: dict, log_path: Path, name: str) -> subprocess.Popen:
-    """A real `celery -A config worker` process, in its own process group, once it says it is ready."""
+def start_worker(env: dict, log_path: Path, name: str, queues: str = "celery") -> subprocess.Popen:
+    """A real `celery -A config worker` process, in its own process group, once it says it is ready.
+    `queues`: "celery" (the default queue), "ai", or both as "celery,ai"."""
     log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO", "--concurrency", "2",
-         "--without-gossip", "--without-mingle", "--hostname", f"{name}-{os.getpid()}@%h"],
+         "--without-gossip", "--without-mingle", "--hostname", f"{name}-{os.getpid()}@%h", "-Q", queues],
         cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     log.close()

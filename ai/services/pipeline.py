@@ -204,7 +204,7 @@ def _classification_step(message: Message, insight: MessageInsight, ai_settings)
     insight.classification_model, insight.prompt_version = result.model, result.prompt_version
     insight.save()
     message.intent, message.sentiment = result.intent, result.sentiment
-    message.language = message.language or result.language
+    message.language = result.language or message.language
     message.save(update_fields=["intent", "sentiment", "language", "updated_at"])
     return StepOutcome()
 
