@@ -8,9 +8,9 @@ from ai.services import pipeline, suggestions, summaries
 @shared_task(bind=True, acks_late=True, max_retries=None)
 def ai_process_message_task(self, message_id: int) -> None:
     outcome = pipeline.message_process(message_id)
-    if outcome.retry_in is not None:
+    if outcome.countdown is not None:
         # Attempts are counted on the message's insight, not by Celery.
-        raise self.retry(countdown=outcome.retry_in)
+        raise self.retry(countdown=outcome.countdown)
 
 
 @shared_task(acks_late=True)

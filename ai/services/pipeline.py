@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 TRANSCRIBED_TYPES = {MessageType.AUDIO, MessageType.VIDEO}
 FIRST_RETRY_SECONDS = 5.0
+# A retry further away than this is left to the requeue job (`missed_requeue`) instead of a task countdown:
+# a broker holding a delayed task longer than its visibility timeout would hand it out twice.
+COUNTDOWN_MAX_SECONDS = 30.0
 # A step claimed by a worker that then died is taken over after this long.
 CLAIM_SECONDS = 300
 
@@ -45,6 +48,13 @@ CLAIM_SECONDS = 300
 class StepOutcome:
     retry_in: float | None = None  # seconds until the next attempt; None: nothing left to do now
     waiting_for_media: bool = False
+
+    @property
+    def countdown(self) -> float | None:
+        """The delay for the task to retry itself, or None when the requeue job brings it back."""
+        if self.retry_in is None or self.retry_in > COUNTDOWN_MAX_SECONDS:
+            return None
+        return self.retry_in
 
 
 def message_enqueue(message_id: int) -> None:
@@ -96,6 +106,9 @@ def message_process(message_id: int) -> StepOutcome:
     insight = _claim(message)
     if insight is None:
         return StepOutcome()
+    if insight.next_attempt_at and insight.next_attempt_at > timezone.now() + timedelta(seconds=1):
+        _release(insight)
+        return StepOutcome()  # a copy of a task that is not due yet
     try:
         return _run_steps(message, insight)
     finally:
@@ -219,16 +232,16 @@ def message_rerun(message: Message) -> None:
 
 def missed_requeue(*, within: timedelta = timedelta(hours=6), older_than: timedelta = timedelta(minutes=2),
                    limit: int = 500) -> int:
-    """Beat job: inbound messages of the last hours that no AI step has touched (their task was lost with
-    the broker, or a worker died mid-step) go back to the queue."""
+    """Beat job: inbound messages of the last hours whose AI steps are not over go back to the queue: their
+    task was lost with the broker, a worker died mid-step, or their retry is due after a long delay."""
     if not ai_configured():
         return 0
     now = timezone.now()
     unclaimed = Q(insight__claimed_until__isnull=True) | Q(insight__claimed_until__lt=now)
-    not_waiting = Q(insight__next_attempt_at__isnull=True) | Q(insight__next_attempt_at__lt=now - older_than)
+    forgotten = Q(insight__next_attempt_at__isnull=True, created_at__lte=now - older_than)
     due = (Message.objects.filter(direction=Message.Direction.INBOUND, ai_processed_at__isnull=True,
-                                  created_at__gte=now - within, created_at__lte=now - older_than)
-           .filter(unclaimed, not_waiting)
+                                  created_at__gte=now - within)
+           .filter(unclaimed, forgotten | Q(insight__next_attempt_at__lte=now))
            .exclude(Q(message_type__in=TRANSCRIBED_TYPES) & ~Q(media__state=Media.State.FETCHED))
            .values_list("pk", flat=True).distinct()[:limit])
     ids = list(due)

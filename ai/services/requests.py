@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -17,6 +18,9 @@ from whatsapp.models import Conversation
 FEATURE_OF = {AiRequest.Kind.SUGGESTIONS: Feature.SUGGESTIONS, AiRequest.Kind.SUMMARY: Feature.SUMMARY}
 TASK_OF = {AiRequest.Kind.SUGGESTIONS: "ai.tasks.ai_suggestions_task",
            AiRequest.Kind.SUMMARY: "ai.tasks.ai_summary_task"}
+
+
+PENDING_FOR_GOOD = timedelta(minutes=5)
 
 
 class AiUnavailable(Exception):
@@ -36,7 +40,9 @@ def ai_request_create(conversation: Conversation, kind: str, *, trigger: str, ac
     reason = unavailable_reason(conversation, kind)
     if reason:
         raise AiUnavailable(reason)
-    pending = AiRequest.objects.filter(conversation=conversation, kind=kind, status=StepStatus.PENDING).first()
+    # A request pending for long lost its task (broker or worker gone): a new one replaces it.
+    pending = AiRequest.objects.filter(conversation=conversation, kind=kind, status=StepStatus.PENDING,
+                                       created_at__gte=timezone.now() - PENDING_FOR_GOOD).first()
     if pending is not None:
         return pending
     request = AiRequest.objects.create(conversation=conversation, kind=kind, trigger=trigger,

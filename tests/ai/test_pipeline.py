@@ -113,6 +113,7 @@ def test_a_429_is_retried_after_the_servers_delay_then_succeeds(fake_openai, say
     assert insight.next_attempt_at > timezone.now() + timedelta(seconds=5)
     assert AiCall.objects.get().status == "retry"
 
+    MessageInsight.objects.update(next_attempt_at=timezone.now())  # the countdown is over
     assert message_process(message.pk).retry_in is None
     assert MessageInsight.objects.get(message=message).classification_status == "done"
 
@@ -131,7 +132,9 @@ def test_server_errors_and_timeouts_are_retried_then_fail_and_open_the_circuit(f
     message = inbound(say, "hola")
 
     assert message_process(message.pk).retry_in == 5.0
+    MessageInsight.objects.update(next_attempt_at=timezone.now())  # each countdown is over
     assert message_process(message.pk).retry_in == 10.0
+    MessageInsight.objects.update(next_attempt_at=timezone.now())
     assert message_process(message.pk).retry_in is None  # the third attempt was the last
     insight = MessageInsight.objects.get(message=message)
     assert insight.classification_status == "failed" and "503" in insight.classification_error
@@ -149,6 +152,7 @@ def test_server_errors_and_timeouts_are_retried_then_fail_and_open_the_circuit(f
 
     # After the cooldown one probe goes through; its success closes the circuit.
     AiCircuit.objects.update(retry_at=timezone.now() - timedelta(seconds=1))
+    MessageInsight.objects.filter(message=other).update(next_attempt_at=timezone.now())
     fake_openai.script("chat", CLASSIFIED)
     assert message_process(other.pk).retry_in is None
     assert AiCircuit.objects.get().state == "closed"
@@ -275,3 +279,22 @@ def test_messages_whose_task_was_lost_are_requeued(fake_openai, say):
     assert missed_requeue() == 1
     message_process(message.pk)
     assert missed_requeue() == 0
+
+
+def test_a_long_server_delay_is_left_to_the_requeue_job_and_an_early_copy_does_nothing(fake_openai, say):
+    fake_openai.script("chat", error(429, "rate_limit_exceeded", "Slow down", retry_after=90), CLASSIFIED)
+    message = inbound(say, "hola")
+
+    # Too long for a task countdown (the broker could hand a held task out twice): no countdown.
+    outcome = message_process(message.pk)
+    assert (outcome.retry_in, outcome.countdown) == (90.0, None)
+    assert Message.objects.get(pk=message.pk).ai_processed_at is None
+    assert missed_requeue() == 0  # not due yet
+    requests_before = len(fake_openai.chat_requests)
+    message_process(message.pk)  # a copy of the task arriving early
+    assert len(fake_openai.chat_requests) == requests_before
+
+    MessageInsight.objects.filter(message=message).update(next_attempt_at=timezone.now())
+    assert missed_requeue() == 1
+    message_process(message.pk)
+    assert MessageInsight.objects.get(message=message).classification_status == "done"
