@@ -10,26 +10,29 @@ the real values in a suggestion, a summary or an extracted field.
 Covered, in this order (earlier kinds win where two could match the same characters):
 
 - EMAIL: e-mail addresses.
-- IBAN: two letters, two check digits and up to 30 letters or digits, written as one block or in groups of
-  four separated by single spaces, in any letter case; only when the ISO 13616 mod-97 check passes and, for
-  a country whose IBAN length is known, the length is right.
-- CARD: 13 to 19 digits, as one block or in groups of three or more separated by single spaces or dashes;
-  only when the Luhn check passes, the number does not start with 0 and is not written after a "+" (those
-  are phone numbers).
+- IBAN: a country code, two check digits and up to 30 letters or digits, written as one block or in groups
+  of four separated by single spaces, in any letter case; only when the country uses IBANs, the length is
+  the one that country's IBANs have, and the ISO 13616 mod-97 check passes.
+- CARD: 13 to 19 digits, as one block or in groups separated by single spaces or dashes (every group but
+  the last of three or more digits, so a list of small numbers is not read as one); only when the Luhn
+  check passes, the number does not start with 0 and is not written after a "+" (those are phone numbers).
 - PHONE: a "+" followed by 7 to 15 digits, a "00" international prefix followed by 7 to 15 digits, or a
   national number of 7 to 13 digits; groups may be separated by single spaces, dashes or dots, and an area
   code may be in parentheses ("+1 (650) 555-1234", "+34 612 34 56 78", "0049 30 1234567", "612345678").
-  Digits that fail the card or IBAN check are judged by these phone rules like any other digits: so a
-  mistyped 13-digit card number is still hidden as a phone number, a 16-digit one is left as it is.
+  Digits that fail the Luhn check are judged by these phone rules like any other digits: a mistyped
+  13-digit card number is still hidden as a phone number, a 16-digit one is left as it is. A string shaped
+  like an IBAN that fails its check is left as it is, digits included: they are an account or reference
+  code, not a card or phone number.
   Numbers that read as something else are left alone: dates (2026-12-02, 02.12.2026, with or without a time
-  after), times and opening hours (9.00-17.00), year ranges (2025-2026), amounts (12.50, 1,234.56,
-  1.234.567, a number next to a currency sign or code), percentages, postal codes written 1000-001 or
-  01310-100, numbers glued to a letter (1234567kg), references written "#12345678", and anything shorter
-  than seven digits (order #1234).
+  after), times and opening hours (9.00-17.00), year ranges and references numbered by year (2025-2026,
+  2026-0042), amounts (12.50, 1,234.56, 1.234.567, a number next to a currency sign or code), percentages,
+  postal codes written 1000-001 or 01310-100, numbers glued to a letter (1234567kg), references written
+  "#12345678", and anything shorter than seven digits (order #1234).
 
-Not covered: names, street addresses, postal codes, dates of birth, national ID and tax numbers, and
-anything written in words ("six one two, three four five..."). Those reach the model as the customer wrote
-them; the feature's documentation says so, and a provider can turn AI features off.
+Not covered: names, street addresses, postal codes, dates of birth, national ID and tax numbers, and phone
+numbers written in words ("six one two...") or run together with another number (two formatted numbers with
+only a space between them, "612 345 678 612 345 679", are too long to be one phone number). These reach the
+model as written.
 
 Placeholders are numbered per kind in order of appearance; the same value written again gets the same
 placeholder, and several texts sent in one call (the conversation so far and the new message) share one
@@ -71,12 +74,16 @@ _EMAIL = re.compile(r"(?<![\w.%+\-])[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.[^\W\d_]{2
 _IBAN = re.compile(
     r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?:\ ?[A-Za-z0-9]{4}){2,7}(?:\ ?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9])"
 )
+# Where an IBAN may start, found by its check digits: a scan for digits is faster than one for letters.
+_IBAN_CHECK_DIGITS = re.compile(r"[0-9]{2}(?<=(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2})")
 
 # A run of digit groups joined by single separators, maybe after a "+" and with an area code in
 # parentheses. Cards and phones are looked for inside each run; every separator is a non-digit, so the
-# pattern cannot backtrack badly.
+# pattern cannot backtrack badly. The lookahead skips, cheaply, the many runs too short to matter.
 _NUMBER_RUN = re.compile(
-    r"(?<!\w)(?:\+\ ?)?(?:\(\d{1,5}\)\ ?)?\d+(?:(?:[ .\-]|\ ?\(\d{1,5}\)\ ?)\d+)*"
+    r"(?=[\d+(][\d ().+\-]{6})(?<!\w)"  # seven characters that could be a number, not glued to a word
+    r"(?:\+\ ?)?(?:\(\d{1,5}\)\ ?)?\d+"  # "+", "(650) ", the first digits
+    r"(?:(?:[ .\-]|\ ?\(\d{1,5}\)\ ?)\d+)*"  # more digits after a separator or an area code
 )
 _DIGITS = re.compile(r"\d+")
 _HAS_DIGIT = re.compile(r"\d")
@@ -88,6 +95,8 @@ _CURRENCY_AFTER = re.compile(
     re.IGNORECASE,
 )
 _REFERENCE_BEFORE = re.compile(r"[#№]\s?$")
+# The start of an IBAN-shaped string ("ES00 2100 "), which a run of digits may continue.
+_IBAN_HEAD_BEFORE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?: [A-Za-z0-9]{4})* $")
 # Right after the number: a time (":30"), a decimal comma (",50"), a percentage, or a letter (a unit or a code).
 _NOT_PHONE_AFTER = re.compile(r"^(?::\d|,\d{1,2}(?!\d)|\s?%|[^\W\d_])")
 _TIME_RANGE = re.compile(r"^([01]?\d|2[0-4])[.:]([0-5]\d)-([01]?\d|2[0-4])[.:]([0-5]\d)$")
@@ -179,12 +188,13 @@ def _replace_ibans(text: str, numbering: _Numbering) -> str:
     parts: list[str] = []
     done = 0
     position = 0
-    while (match := _IBAN.search(text, position)) is not None:
-        end = _iban_end(match.group(0))
+    while (found := _IBAN_CHECK_DIGITS.search(text, position)) is not None:
+        start = found.start() - 2
+        match = _IBAN.match(text, start)
+        end = _iban_end(match.group(0)) if match is not None else None
         if end is None:
-            position = match.start() + 1
+            position = found.start() + 1
             continue
-        start = match.start()
         parts.append(text[done:start])
         parts.append(numbering.placeholder(IBAN, text[start : start + end]))
         done = position = start + end
@@ -195,29 +205,30 @@ def _replace_ibans(text: str, numbering: _Numbering) -> str:
 
 
 def _iban_end(candidate: str) -> int | None:
-    """Where the IBAN at the start of `candidate` ends (it may be followed by other words), or None."""
-    country = candidate[:2].upper()
-    length = _IBAN_LENGTHS.get(country)
-    ends = []  # (offset, compact length) at each place the IBAN could end: before a space, or the end
+    """Where the IBAN at the start of `candidate` ends (the match may run on into the next words), or None."""
+    length = _IBAN_LENGTHS.get(candidate[:2].upper())
+    if length is None:
+        return None
     compact = 0
     for offset, char in enumerate(candidate):
-        if char == " ":
-            ends.append((offset, compact))
-        else:
+        if char != " ":
             compact += 1
-    ends.append((len(candidate), compact))
-    for offset, size in reversed(ends):
-        if (size == length if length is not None else 15 <= size <= 34) and _iban_valid(candidate[:offset]):
-            return offset
-    return None
+            continue
+        if compact == length:
+            return offset if _iban_valid(candidate[:offset]) else None
+    return len(candidate) if compact == length and _iban_valid(candidate) else None
 
 
 def _iban_valid(iban: str) -> bool:
+    """The ISO 13616 check: the country and check digits moved to the end, letters as 10-35, mod 97 is 1."""
     compact = iban.replace(" ", "").upper()
     if not "02" <= compact[2:4] <= "98":
         return False
-    rearranged = compact[4:] + compact[:4]
-    return int("".join(str(int(char, 36)) for char in rearranged)) % 97 == 1
+    remainder = 0
+    for char in compact[4:] + compact[:4]:
+        value = int(char, 36)
+        remainder = (remainder * (100 if value > 9 else 10) + value) % 97
+    return remainder == 1
 
 
 # Cards and phone numbers
@@ -225,18 +236,20 @@ def _iban_valid(iban: str) -> bool:
 
 def _redact_number_run(match: re.Match[str], numbering: _Numbering) -> str:
     run = match.group(0)
-    if sum(char.isdigit() for char in run) < 7:
+    if len(run) < 7:
+        return run
+    if _IBAN_HEAD_BEFORE.search(match.string, max(0, match.start() - 40), match.start()):
         return run
     groups = [(group.start(), group.end()) for group in _DIGITS.finditer(run)]
+    if sum(end - start for start, end in groups) < 7:
+        return run
     found: list[tuple[int, int, str]] = []  # (start, end, kind) within the run, in order
     first = 0
     for card_first, card_last in _card_spans(run, groups):
-        if card_first > first:
-            found += _phone_span(match, groups, first, card_first - 1)
+        found += _phone_spans(match, groups, first, card_first - 1)
         found.append((groups[card_first][0], groups[card_last][1], CARD))
         first = card_last + 1
-    if first < len(groups):
-        found += _phone_span(match, groups, first, len(groups) - 1)
+    found += _phone_spans(match, groups, first, len(groups) - 1)
     if not found:
         return run
     parts = []
@@ -249,55 +262,89 @@ def _redact_number_run(match: re.Match[str], numbering: _Numbering) -> str:
 
 
 def _card_spans(run: str, groups: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """The card numbers in a run, as (first group, last group): the earliest start, then the longest."""
+    """The card numbers in a run, as (first group, last group), taking the earliest start, then the longest."""
+    lengths = [end - start for start, end in groups]
+    if sum(lengths) < 13:
+        return []
+    # Whether a card number can go on from group i to group i + 1: every group but the last has 3+ digits.
+    joined = [
+        lengths[index] >= 3 and run[groups[index][1] : groups[index + 1][0]] in (" ", "-")
+        for index in range(len(groups) - 1)
+    ]
     spans = []
-    first = 0
+    first = 1 if run.startswith("+") else 0  # digits after a "+" are a phone number
     while first < len(groups):
-        for last in range(len(groups) - 1, first - 1, -1):
-            if _is_card(run, groups, first, last):
-                spans.append((first, last))
-                first = last + 1
-                break
-        else:
+        last = _card_last(run, groups, lengths, joined, first)
+        if last is None:
             first += 1
+        else:
+            spans.append((first, last))
+            first = last + 1
     return spans
 
 
-def _is_card(run: str, groups: list[tuple[int, int]], first: int, last: int) -> bool:
-    if first == 0 and run.startswith("+"):
-        return False
-    digits = "".join(run[a:b] for a, b in groups[first : last + 1])
-    if not 13 <= len(digits) <= 19 or digits[0] == "0":
-        return False
-    if last > first:
-        if any(b - a < 3 for a, b in groups[first : last + 1]):
-            return False
-        if any(run[groups[i][1] : groups[i + 1][0]] not in (" ", "-") for i in range(first, last)):
-            return False
-    return _luhn_valid(digits)
+def _card_last(
+    run: str, groups: list[tuple[int, int]], lengths: list[int], joined: list[bool], first: int
+) -> int | None:
+    """The last group of the longest card number starting at group `first`, or None."""
+    if run[groups[first][0]] == "0":
+        return None
+    candidates = []  # the last groups at which 13 to 19 digits have been read
+    size = 0
+    last = first
+    while True:
+        size += lengths[last]
+        if size > 19:
+            break
+        if size >= 13:
+            candidates.append(last)
+        if last == len(joined) or not joined[last]:
+            break
+        last += 1
+    for last in reversed(candidates):
+        if _luhn_valid("".join(run[start:end] for start, end in groups[first : last + 1])):
+            return last
+    return None
 
 
 def _luhn_valid(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2:
-            value = value * 2 - 9 if value > 4 else value * 2
-        total += value
-    return total % 10 == 0
+    if not digits.isascii():  # digits of another script, e.g. Arabic-Indic
+        digits = "".join(str(int(char)) for char in digits)
+    digits = digits[::-1]
+    doubled = digits[1::2].translate(_LUHN_DOUBLED)
+    return (sum(map(int, digits[0::2])) + sum(map(int, doubled))) % 10 == 0
 
 
-def _phone_span(match: re.Match[str], groups: list[tuple[int, int]], first: int, last: int) -> list:
-    """[(start, end, PHONE)] when groups first..last of the run read as a phone number, else []."""
+# A digit doubled, as the Luhn check counts it (the digits of the product added up).
+_LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
+
+
+def _phone_spans(match: re.Match[str], groups: list[tuple[int, int]], first: int, last: int) -> list:
+    """[(start, end, PHONE), ...] for the phone numbers among groups first..last of the run. Two blocks of
+    seven or more digits with a space between them are two numbers ("612345678 612345679")."""
+    if first > last:
+        return []
     run = match.group(0)
-    start = 0 if first == 0 else groups[first][0]
-    if first > 0 and run[start - 1] == "(":
-        start -= 1
-    end = groups[last][1]
-    text = match.string
-    before = text[max(0, match.start() + start - _CONTEXT) : match.start() + start]
-    after = text[match.start() + end : match.start() + end + _CONTEXT]
-    return [(start, end, PHONE)] if _is_phone(run[start:end], before, after) else []
+    spans = []
+    splits = [
+        index
+        for index in range(first, last)
+        if groups[index][1] - groups[index][0] >= 7
+        and groups[index + 1][1] - groups[index + 1][0] >= 7
+        and run[groups[index][1] : groups[index + 1][0]] == " "
+    ]
+    for end_group in [*splits, last]:
+        start = 0 if first == 0 else groups[first][0]
+        if first > 0 and run[start - 1] == "(":
+            start -= 1
+        end = groups[end_group][1]
+        text, offset = match.string, match.start()
+        before = text[max(0, offset + start - _CONTEXT) : offset + start]
+        after = text[offset + end : offset + end + _CONTEXT]
+        if _is_phone(run[start:end], before, after):
+            spans.append((start, end, PHONE))
+        first = end_group + 1
+    return spans
 
 
 def _is_phone(number: str, before: str, after: str) -> bool:
@@ -323,7 +370,7 @@ def _is_phone(number: str, before: str, after: str) -> bool:
         or _reads_as_amount(digit_groups, separators)
         or _TIME_RANGE.match(number)
         or _POSTAL_CODE.match(number)
-        or (len(digit_groups) == 2 and separators == ["-"] and all(_is_year(group) for group in digit_groups))
+        or (len(digit_groups) == 2 and separators == ["-"] and _is_year(digit_groups[0]))
     )
 
 
@@ -360,4 +407,3 @@ def _reads_as_amount(groups: list[str], separators: list[str]) -> bool:
         and groups[0][0] != "0"
         and all(len(group) == 3 for group in groups[1:])
     )
-
