@@ -428,6 +428,7 @@ SPECTACULAR_SETTINGS = {
         "MessageStatusEnum": "whatsapp.providers.events.MessageStatus",
         "TemplateStatusEnum": "whatsapp.providers.events.TemplateStatus",
         "ProviderVerificationStatusEnum": "whatsapp.models.Provider.VerificationStatus",
+        "AiStepStatusEnum": "ai.models.StepStatus",
     },
 }
 

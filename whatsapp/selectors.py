@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet, Subquery
+from django.utils import timezone
 
 from contacts.models import ContactUserMapping
 from core.queries import count_subquery
@@ -21,12 +22,15 @@ REACTION_ORDER_MARGIN = timedelta(hours=1)
 # Only what a bubble shows: a message row is wide (content, template values, AI results...).
 CHAT_MESSAGE_FIELDS = ["id", "direction", "message_type", "text", "content", "provider_message_id", "status",
                        "queued_at", "sent_at", "delivered_at", "read_at", "played_at", "failed_at", "received_at",
-                       "error_code", "error_title", "purpose", "transcript", "created_at", "reply_to"]
+                       "error_code", "error_title", "purpose", "transcript", "intent", "sentiment", "created_at",
+                       "reply_to"]
 QUOTED_MESSAGE_FIELDS = ["reply_to__id", "reply_to__direction", "reply_to__message_type", "reply_to__text"]
 CHAT_MEDIA_FIELDS = ["id", "message_id", "filename", "mime_type", "state", "archive_path", "size_bytes", "last_error"]
 CHAT_REACTION_FIELDS = ["id", "direction", "text", "content", "reply_to_id", "created_at", "received_at"]
 # What serving a stored file needs (not the rest of the media row).
 MEDIA_FILE_FIELDS = ["archive_path", "mime_type", "filename", "state", "pending_content"]
+# The intents the conversation list offers as filters are those of the inbound messages of this period.
+INTENT_CHOICES_PERIOD = timedelta(days=90)
 
 
 # --- conversations --------------------------------------------------------------------------------
@@ -34,6 +38,41 @@ MEDIA_FILE_FIELDS = ["archive_path", "mime_type", "filename", "state", "pending_
 def with_message_total(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
     """Adds message_total (the conversation's messages), a subquery inside the page's own query."""
     return conversations.annotate(message_total=count_subquery(Message.objects.filter(conversation=OuterRef("pk"))))
+
+
+def _latest_inbound(field: str) -> Subquery:
+    # A reaction is no message of its own to understand: the latest inbound message is the latest other one.
+    latest = (Message.objects.filter(conversation=OuterRef("pk"), direction=Message.Direction.INBOUND)
+              .exclude(message_type=MessageType.REACTION).order_by("-created_at", "-id"))
+    return Subquery(latest.values(field)[:1])
+
+
+def with_latest_insight(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Adds latest_intent and latest_sentiment: what the AI made of the conversation's latest inbound
+    message (None without one, "" while it is not classified), two subqueries inside the page's own query
+    that read the message table by (conversation, created_at)."""
+    return conversations.annotate(latest_intent=_latest_inbound("intent"),
+                                  latest_sentiment=_latest_inbound("sentiment"))
+
+
+def conversations_with_latest(conversations: QuerySet[Conversation], *, intent: str | None = None,
+                              sentiment: str | None = None) -> QuerySet[Conversation]:
+    """The conversations whose latest inbound message has this intent and/or sentiment (annotated by
+    with_latest_insight)."""
+    if intent is not None:
+        conversations = conversations.filter(latest_intent=intent)
+    if sentiment is not None:
+        conversations = conversations.filter(latest_sentiment=sentiment)
+    return conversations
+
+
+def recent_intents(limit: int = 50) -> list[str]:
+    """The intents of the inbound messages of the last INTENT_CHOICES_PERIOD, by name: the filter's choices.
+    A recent period rather than the whole table, which has no index on intent: the (direction, created_at)
+    index bounds the rows read."""
+    since = timezone.now() - INTENT_CHOICES_PERIOD
+    return list(Message.objects.filter(direction=Message.Direction.INBOUND, created_at__gte=since)
+                .exclude(intent="").order_by("intent").values_list("intent", flat=True).distinct()[:limit])
 
 
 def _contact_mapped():

@@ -30,6 +30,21 @@ STATUS_MARKS = {
 }
 
 
+# The sentiments that have a colour (red, green, grey); any other value gets the plain chip.
+SENTIMENT_TONES = {"negative", "positive", "neutral"}
+
+
+def insight_chip(intent: str | None, sentiment: str | None) -> str:
+    """What the AI made of an inbound message as one small chip, "complaint · negative", coloured by the
+    sentiment; "" when it said nothing (not classified yet, or AI off)."""
+    words = [word for word in (intent, sentiment) if word]
+    if not words:
+        return ""
+    tone = sentiment if sentiment in SENTIMENT_TONES else "none"
+    title = ", ".join(f"{label} {word}" for label, word in (("intent", intent), ("sentiment", sentiment)) if word)
+    return format_html('<span class="wa-chip wa-chip-{}" title="{}">{}</span>', tone, title, " · ".join(words))
+
+
 def _reaction_target(reaction: Message, by_id: dict, by_provider_id: dict) -> Message | None:
     content = reaction.content if isinstance(reaction.content, dict) else {}
     for message_id in (reaction.reply_to_id, content.get("target_message")):
@@ -121,6 +136,9 @@ class ChatRenderer:
         parts += media
         if message.transcript:
             parts.append(format_html('<div class="wa-ai-transcript">Transcript: {}</div>', message.transcript))
+        chip = "" if outbound else insight_chip(message.intent, message.sentiment)
+        if chip:
+            parts.append(format_html('<div class="wa-ai-tags">{}</div>', chip))
         parts.append(self.reactions(message))
         parts.append(self.meta(message, outbound))
         error = _chat_error(message) if outbound else ""

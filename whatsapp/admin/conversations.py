@@ -1,7 +1,8 @@
 """
-The conversations: the list (filtered by mapped user), and the conversation page with the contact's
-card, the transcript as a chat (whatsapp.admin.chat), its files, and the form that sends a text or an
-approved template.
+The conversations: the list (filtered by mapped user, and by the intent and sentiment of the latest
+inbound message), and the conversation page with the contact's card, the transcript as a chat
+(whatsapp.admin.chat), the panels other apps add under it (whatsapp.admin.extensions), its files, and the
+form that sends a text or an approved template.
 """
 
 from django.contrib import admin, messages
@@ -10,20 +11,26 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, path, reverse
+from django.utils.html import conditional_escape
 from django.utils.http import content_disposition_header
+from django.utils.safestring import mark_safe
 
 from core.admin.base import AuditedModelAdmin
 from core.storage import ObjectNotFound, StorageError
-from whatsapp.admin.chat import conversation_chat
+from whatsapp.admin.chat import SENTIMENT_TONES, conversation_chat, insight_chip
+from whatsapp.admin.extensions import PANEL_FORM_ID, conversation_panels
 from whatsapp.admin.forms import ConversationSendForm, conversation_send_request, refusal_text, send_preview
 from whatsapp.models import Conversation, Media
 from whatsapp.selectors import (
     contact_identities,
     conversations_mapped,
     conversations_of_user,
+    conversations_with_latest,
     media_of_conversation,
+    recent_intents,
     user_by_pk,
     users_with_mappings,
+    with_latest_insight,
     with_message_total,
 )
 from whatsapp.services.archive import media_content
@@ -89,10 +96,47 @@ class MappedUserFilter(admin.SimpleListFilter):
         return conversations_of_user(queryset, int(value))
 
 
+class LatestIntentFilter(admin.SimpleListFilter):
+    """Conversations by the intent of their latest inbound message; the choices are the intents of recent
+    inbound messages."""
+
+    title = "intent"
+    parameter_name = "intent"
+
+    def lookups(self, request, model_admin):
+        choices = [(intent, intent) for intent in recent_intents()]
+        chosen = self.value()
+        if chosen and chosen not in {value for value, _ in choices}:
+            choices.append((chosen, chosen))
+        return choices
+
+    def queryset(self, request, queryset):
+        return conversations_with_latest(queryset, intent=self.value()) if self.value() else queryset
+
+
+class LatestSentimentFilter(admin.SimpleListFilter):
+    title = "sentiment"
+    parameter_name = "sentiment"
+
+    def lookups(self, request, model_admin):
+        return [(tone, tone) for tone in sorted(SENTIMENT_TONES)]
+
+    def queryset(self, request, queryset):
+        return conversations_with_latest(queryset, sentiment=self.value()) if self.value() else queryset
+
+
+def conversation_panels_html(request, conversation) -> str:
+    """The other apps' panels for this page, joined; a receiver's plain string is escaped."""
+    parts = conversation_panels.fire(request=request, conversation=conversation)
+    return mark_safe("".join(str(conditional_escape(part)) for part in parts if part))  # noqa: S308
+
+
 @admin.register(Conversation)
 class ConversationAdmin(AuditedModelAdmin):
-    list_display = ["__str__", "provider", "contact", "mapped_user", "last_message_at", "assignee", "message_count"]
-    list_filter = ["provider", MappedUserFilter, ("assignee", admin.RelatedOnlyFieldListFilter)]
+    list_display = ["__str__", "latest_insight", "provider", "contact", "mapped_user", "last_message_at", "assignee",
+                    "message_count"]
+    list_filter = ["provider", MappedUserFilter, LatestIntentFilter, LatestSentimentFilter,
+                   ("assignee", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["contact__profile_name", "contact__identities__value", "external_conversation_id",
                      "contact__user_mapping__user__username"]
     autocomplete_fields = ["contact", "assignee"]
@@ -108,7 +152,8 @@ class ConversationAdmin(AuditedModelAdmin):
     def get_queryset(self, request):
         # The list and the conversation page both show these. (The changelist skips list_select_related
         # once the queryset has a select_related, so it is all named here.)
-        return with_message_total(super().get_queryset(request).select_related(*self.list_select_related))
+        queryset = with_message_total(super().get_queryset(request).select_related(*self.list_select_related))
+        return with_latest_insight(queryset)
 
     def get_urls(self):
         send = path("<int:conversation_id>/send/", self.admin_site.admin_view(self.send_view),
@@ -123,7 +168,9 @@ class ConversationAdmin(AuditedModelAdmin):
         if conversation is not None and self.has_view_or_change_permission(request, conversation):
             extra_context.update(chat=conversation_chat(conversation),
                                  contact_card=conversation_contact_card(conversation.contact),
-                                 message_total=conversation.message_total)
+                                 message_total=conversation.message_total,
+                                 extension_panels=conversation_panels_html(request, conversation),
+                                 panel_form_id=PANEL_FORM_ID)
         if conversation is not None and self.has_change_permission(request, conversation):
             extra_context.update(self._send_context(conversation,
                                                     ConversationSendForm(provider=conversation.provider)))
@@ -194,6 +241,11 @@ class ConversationAdmin(AuditedModelAdmin):
     def mapped_user(self, obj):
         mapping = getattr(obj.contact, "user_mapping", None)
         return mapping.user if mapping is not None else "-"
+
+    @admin.display(description="Intent · sentiment", empty_value="")
+    def latest_insight(self, obj):
+        """What the AI made of the latest inbound message."""
+        return insight_chip(obj.latest_intent, obj.latest_sentiment)
 
     @admin.display(description="Messages", ordering="message_total")
     def message_count(self, obj):

@@ -4,8 +4,10 @@ dead letters (retry or discard), the send attempts and the status reports receiv
 """
 
 from django.contrib import admin
+from django.contrib.admin.options import IS_POPUP_VAR
 
 from core.admin.base import AuditedModelAdmin, ReadOnlyModelAdmin, pretty_json
+from whatsapp.admin.extensions import message_actions
 from whatsapp.models import DeadLetter, Media, Message, MessageStatusEvent, SendAttempt
 from whatsapp.providers.events import MessageStatus
 from whatsapp.services.outbound import message_discard, message_retry
@@ -78,6 +80,25 @@ class MessageAdmin(AuditedModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if IS_POPUP_VAR in request.GET:
+            return actions
+        # The actions other apps registered on the message list (whatsapp.admin.extensions).
+        for function in message_actions.receivers:
+            if self._may_run(request, function):
+                func, name, description = self.get_action(function)
+                actions.setdefault(name, (func, name, description))
+        return actions
+
+    def _may_run(self, request, function) -> bool:
+        for permission in getattr(function, "allowed_permissions", ()):
+            check = getattr(self, f"has_{permission}_permission", None)
+            allowed = check(request) if check is not None else request.user.has_perm(permission)
+            if not allowed:
+                return False
+        return True
 
     @admin.display(description="Content")
     def pretty_content(self, obj):

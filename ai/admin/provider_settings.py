@@ -1,0 +1,105 @@
+"""AI settings per provider: the features, the rollout, the daily budget (with what was spent today) and the
+redaction of personal data; and the setup guide the AI pages link to."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from ai.admin.common import usd
+from ai.guards import spent_today
+from ai.models import ProviderAiSettings
+from ai.selectors import providers_without_ai_settings
+from core.admin.base import AuditedModelAdmin
+from whatsapp.models import Provider
+
+GUIDE_PATH = settings.BASE_DIR / "docs" / "ai.md"
+
+
+@admin.register(ProviderAiSettings)
+class ProviderAiSettingsAdmin(AuditedModelAdmin):
+    list_display = ["provider_name", "transcription", "classification", "suggestions", "summaries", "rollout", "budget",
+                    "spent", "redaction", "updated_at"]
+    list_display_links = ["provider_name"]
+    list_filter = ["transcription_enabled", "classification_enabled", "suggestions_enabled", "summaries_enabled",
+                   "redact_pii"]
+    search_fields = ["provider__name"]
+    readonly_fields = ["spent", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["provider"]}),
+        ("Features", {"fields": ["transcription_enabled", "classification_enabled", "suggestions_enabled",
+                                 "summaries_enabled"]}),
+        ("Who and how much", {"fields": ["rollout_percent", "daily_budget", "spent"]}),
+        ("Privacy", {"fields": ["redact_pii"]}),
+        (None, {"fields": ["updated_at"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("provider").defer("provider__credentials")
+
+    def get_readonly_fields(self, request, obj=None):
+        # One row per provider for good: another provider gets a row of its own.
+        return [*self.readonly_fields, "provider"] if obj else self.readonly_fields
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "provider":
+            kwargs["queryset"] = Provider.objects.filter(ai_settings__isnull=True).defer("credentials")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_urls(self):
+        guide = path("guide/", self.admin_site.admin_view(self.guide_view), name="ai_setup_guide")
+        return [guide, *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        add_url = reverse("admin:ai_provideraisettings_add")
+        defaults = [{"name": name, "add_url": f"{add_url}?provider={pk}"}
+                    for pk, name in providers_without_ai_settings()]
+        context = {"title": "AI settings per provider", "providers_on_defaults": defaults}
+        return super().changelist_view(request, {**context, **(extra_context or {})})
+
+    def guide_view(self, request):
+        """docs/ai.md, as shipped with this installation."""
+        text = GUIDE_PATH.read_text(encoding="utf-8") if GUIDE_PATH.is_file() else ""
+        context = {**self.admin_site.each_context(request), "title": "Setting up AI", "opts": self.model._meta,
+                   "guide": text, "guide_path": "docs/ai.md"}
+        return TemplateResponse(request, "admin/ai/guide.html", context)
+
+    @admin.display(description="Provider", ordering="provider__name")
+    def provider_name(self, obj):
+        return obj.provider.name
+
+    # Short column titles: the list is wide.
+    @admin.display(description="Transcription", boolean=True, ordering="transcription_enabled")
+    def transcription(self, obj):
+        return obj.transcription_enabled
+
+    @admin.display(description="Classification", boolean=True, ordering="classification_enabled")
+    def classification(self, obj):
+        return obj.classification_enabled
+
+    @admin.display(description="Suggestions", boolean=True, ordering="suggestions_enabled")
+    def suggestions(self, obj):
+        return obj.suggestions_enabled
+
+    @admin.display(description="Summaries", boolean=True, ordering="summaries_enabled")
+    def summaries(self, obj):
+        return obj.summaries_enabled
+
+    @admin.display(description="Redaction", boolean=True, ordering="redact_pii")
+    def redaction(self, obj):
+        return obj.redact_pii
+
+    @admin.display(description="Rollout", ordering="rollout_percent")
+    def rollout(self, obj):
+        return f"{obj.rollout_percent}%"
+
+    @admin.display(description="Daily budget (USD)", ordering="daily_budget")
+    def budget(self, obj):
+        return usd(obj.daily_budget, 2) if obj.daily_budget is not None else "no limit"
+
+    @admin.display(description="Spent today (USD)")
+    def spent(self, obj):
+        if obj.provider_id is None:
+            return "-"
+        # A handful of providers: one sum each, the same the budget check makes.
+        return usd(spent_today(obj.provider))
