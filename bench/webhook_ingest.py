@@ -177,25 +177,25 @@ def bench_env(args, port: int, app_secret: str) -> dict[str, str]:
     return env
 
 
-def recreate_database(env: dict[str, str]) -> float:
+def recreate_database(env: dict[str, str], db_name: str = DB_NAME) -> float:
     started = time.perf_counter()
-    subprocess.run(["dropdb", *PG, "--if-exists", "--force", DB_NAME], check=True)
-    subprocess.run(["createdb", *PG, DB_NAME], check=True)
+    subprocess.run(["dropdb", *PG, "--if-exists", "--force", db_name], check=True)
+    subprocess.run(["createdb", *PG, db_name], check=True)
     subprocess.run([str(VENV_BIN / "python"), "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE_DIR,
                    env=env, check=True)
     return time.perf_counter() - started
 
 
-def flush_redis() -> None:
+def flush_redis(url: str = REDIS_URL) -> None:
     import redis
 
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    redis.Redis.from_url(url).flushdb()
 
 
-def redis_queue_length() -> int:
+def redis_queue_length(url: str = REDIS_URL, queue: str = "celery") -> int:
     import redis
 
-    return int(redis.Redis.from_url(REDIS_URL).llen("celery"))
+    return int(redis.Redis.from_url(url).llen(queue))
 
 
 def setup_django(env: dict[str, str]):
@@ -466,10 +466,15 @@ def ingest(args, ours: Target, bare: Target, port: int, server_pgid: int) -> tup
     return warm, results
 
 
-def drain(args, env: dict[str, str], processes: Processes, provider, expected: int, logs: Path) -> dict:
+def drain(args, env: dict[str, str], processes: Processes, provider, expected: int, logs: Path, *,
+          redis_url: str = REDIS_URL, log_name: str = "celery.log",
+          also: dict[str, subprocess.Popen] | None = None) -> dict:
+    """Start a worker on the default queue and time the backlog into Message rows. `also`: other process
+    groups already running (e.g. a worker on another queue) whose CPU is measured over the same window."""
     from whatsapp.models import WebhookEvent
 
-    queued = redis_queue_length()
+    also = also or {}
+    queued = redis_queue_length(redis_url)
     before = inbound_messages(provider)
     cmd = [str(VENV_BIN / "celery"), "-A", "config", "worker", "-l", "WARNING", "-c", str(args.drain),
            "--pool", args.drain_pool, "-n", f"bench-{os.getpid()}@%h"]
@@ -477,9 +482,10 @@ def drain(args, env: dict[str, str], processes: Processes, provider, expected: i
         wait_quiet(args.wait_quiet)
     busy0, total0 = system_busy()
     postgres0, redis0 = command_cpu_seconds("postgres"), command_cpu_seconds("redis-server")
+    also0 = {name: group_cpu_seconds(proc.pid) for name, proc in also.items()}
     cpu0 = time.process_time()
     started = time.perf_counter()
-    worker = processes.start("celery", cmd, env, logs / "celery.log")
+    worker = processes.start("celery", cmd, env, logs / log_name)
     first_at = None
     count = count_at_first = before
     outcome = "timeout"
@@ -503,6 +509,7 @@ def drain(args, env: dict[str, str], processes: Processes, provider, expected: i
                 break
         finished = time.perf_counter()
         worker_cpu = group_cpu_seconds(worker.pid)
+        also_cpu = {name: group_cpu_seconds(proc.pid) - also0[name] for name, proc in also.items()}
         postgres_cpu = command_cpu_seconds("postgres") - postgres0
         redis_cpu = command_cpu_seconds("redis-server") - redis0
         busy1, total1 = system_busy()
@@ -519,7 +526,7 @@ def drain(args, env: dict[str, str], processes: Processes, provider, expected: i
         "rate": done / total if total else 0.0, "steady_seconds": steady,
         "steady_rate": steady_count / steady if steady > 0 else 0.0,
         "startup_seconds": (first_at - started) if first_at else float("nan"), "worker_cpu": worker_cpu,
-        "postgres_cpu": postgres_cpu, "redis_cpu": redis_cpu, "poller_cpu": own_cpu,
+        "postgres_cpu": postgres_cpu, "redis_cpu": redis_cpu, "poller_cpu": own_cpu, "also_cpu": also_cpu,
         "machine": (busy1 - busy0) / max(total1 - total0, 1),
         "statuses": ours_rows(provider),
     }
