@@ -6,6 +6,7 @@ day's budget has room, and the AI API's circuit is not open.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -81,6 +82,11 @@ def skip_for(feature: str, provider: Provider, *, contact_id: int | None, estima
 
 # --- the circuit breaker ----------------------------------------------------------------------------------
 
+# A closed circuit is trusted for this long without reading it again: every call would otherwise read it.
+CLOSED_TRUSTED_SECONDS = 2.0
+_closed_seen_at = 0.0
+
+
 def _circuit() -> AiCircuit:
     return AiCircuit.objects.get_or_create(pk="openai")[0]
 
@@ -89,30 +95,41 @@ def _cooldown() -> timedelta:
     return timedelta(seconds=settings.AI_CIRCUIT_COOLDOWN_SECONDS)
 
 
-def circuit_check() -> None:
+def circuit_check() -> AiCircuit | None:
     """Raises a retryable AiError while the circuit is open; once its cooldown is over, one caller (the
-    one whose update wins) goes through as the probe."""
+    one whose update wins) goes through as the probe. Returns the circuit as it was read (None: closed, as
+    read moments ago)."""
+    global _closed_seen_at
+    if time.monotonic() - _closed_seen_at < CLOSED_TRUSTED_SECONDS:
+        return None
     circuit = _circuit()
+    if circuit.state == AiCircuit.State.CLOSED and not circuit.failures:
+        _closed_seen_at = time.monotonic()
+        return circuit
     if circuit.state == AiCircuit.State.CLOSED:
-        return
+        return circuit
     now = timezone.now()
     probe_due = (Q(state=AiCircuit.State.OPEN, retry_at__lte=now)
                  | Q(state=AiCircuit.State.HALF_OPEN, retry_at__lte=now - _cooldown()))
     if AiCircuit.objects.filter(probe_due, pk=circuit.pk).update(state=AiCircuit.State.HALF_OPEN, retry_at=now):
-        return
+        return circuit
     wait = max(((circuit.retry_at or now) - now).total_seconds(), 1.0)
     raise AiError("the AI API's circuit is open after repeated failures", code="circuit_open", retryable=True,
                   retry_after=wait)
 
 
-def circuit_record_success() -> None:
+def circuit_record_success(seen: AiCircuit | None) -> None:
+    if seen is None or (seen.state == AiCircuit.State.CLOSED and not seen.failures):
+        return  # nothing to reset (the common case: no write)
     AiCircuit.objects.filter(pk="openai").exclude(state=AiCircuit.State.CLOSED, failures=0).update(
         state=AiCircuit.State.CLOSED, failures=0, opened_at=None, retry_at=None)
 
 
 def circuit_record_failure(error: AiError) -> None:
+    global _closed_seen_at
     if not error.counts_against_circuit:
         return
+    _closed_seen_at = 0.0
     _circuit()
     now = timezone.now()
     AiCircuit.objects.filter(pk="openai").update(failures=F("failures") + 1, last_error=str(error)[:500])

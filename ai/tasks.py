@@ -5,12 +5,10 @@ from celery import shared_task
 from ai.services import pipeline, suggestions, summaries
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None)
-def ai_process_message_task(self, message_id: int) -> None:
-    outcome = pipeline.message_process(message_id)
-    if outcome.countdown is not None:
-        # Attempts are counted on the message's insight, not by Celery.
-        raise self.retry(countdown=outcome.countdown)
+@shared_task(acks_late=True)
+def ai_drain_task() -> int:
+    """Woken by new messages (at most twice a second per ingesting process) and by beat every minute."""
+    return pipeline.ai_drain()
 
 
 @shared_task(acks_late=True)
@@ -21,11 +19,6 @@ def ai_suggestions_task(request_id: int) -> None:
 @shared_task(acks_late=True)
 def ai_summary_task(request_id: int) -> None:
     summaries.summary_make(request_id)
-
-
-@shared_task
-def ai_requeue_missed_task() -> int:
-    return pipeline.missed_requeue()
 
 
 @shared_task

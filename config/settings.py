@@ -279,8 +279,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "templates_app.tasks.templates_sync_task",
         "schedule": env.float("TEMPLATE_SYNC_INTERVAL_SECONDS", default=900.0),
     },
-    "ai-requeue-missed": {
-        "task": "ai.tasks.ai_requeue_missed_task",
+    # The safety net under the wakes that new messages send: anything a lost task left behind.
+    "ai-drain": {
+        "task": "ai.tasks.ai_drain_task",
         "schedule": 60.0,
     },
     "ai-summarize-idle-conversations": {

@@ -6,8 +6,10 @@ validation error when the answer does not fit.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import jsonschema
@@ -72,10 +74,15 @@ def _chat_cost(result: ChatResult) -> Decimal:
                              cached_tokens=result.cached_tokens)
 
 
+@lru_cache(maxsize=64)
+def _validator(schema_json: str) -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator(json.loads(schema_json))
+
+
 def _problem(result: ChatResult, schema: dict[str, Any]) -> tuple[Any, str]:
     try:
         data = client.json_content(result)
-        jsonschema.Draft7Validator(schema).validate(data)
+        _validator(json.dumps(schema, sort_keys=True)).validate(data)
     except ValueError as exc:
         return None, str(exc)
     except jsonschema.ValidationError as exc:
@@ -89,21 +96,22 @@ def structured_call(scope: CallScope, messages: list[dict[str, str]], response_f
                     max_completion_tokens: int = 800) -> StructuredAnswer:
     model = model or settings.OPENAI_MODEL
     schema = schema_of(response_format)
-    guards.circuit_check()
-    answer = ""
+    circuit = guards.circuit_check()
+    answer, latency_ms = "", 0
     for round_number in (1, 2):
         try:
             result = client.chat(messages, model=model, response_format=response_format,
                                  max_completion_tokens=max_completion_tokens)
         except AiError as error:
             raise _failed(scope, error, model=model, prompt_version=prompt_version) from None
-        guards.circuit_record_success()
+        guards.circuit_record_success(circuit)
+        latency_ms += result.latency_ms
         data, problem = _problem(result, schema)
         usage = {"model": result.model, "prompt_version": prompt_version, "input_tokens": result.input_tokens,
                  "output_tokens": result.output_tokens, "cost": _chat_cost(result), "latency_ms": result.latency_ms}
         if not problem:
             record(scope, AiCall.Status.OK, **usage)
-            return StructuredAnswer(data, result.model, usage["cost"], result.latency_ms)
+            return StructuredAnswer(data, result.model, usage["cost"], latency_ms)
         if round_number == 1:
             record(scope, AiCall.Status.RETRY, reason=f"answer outside the schema: {problem}", **usage)
             answer = result.content
@@ -117,12 +125,12 @@ def transcription_call(scope: CallScope, content: bytes, *, filename: str, mime_
                        model: str | None = None,
                        duration_hint: float | None = None) -> tuple[TranscriptionResult, Decimal]:
     model = model or settings.OPENAI_TRANSCRIPTION_MODEL
-    guards.circuit_check()
+    circuit = guards.circuit_check()
     try:
         result = client.transcribe(content, filename=filename, mime_type=mime_type, model=model)
     except AiError as error:
         raise _failed(scope, error, model=model) from None
-    guards.circuit_record_success()
+    guards.circuit_record_success(circuit)
     if result.duration_seconds is None:
         result.duration_seconds = duration_hint
     cost = pricing.audio_cost(model, seconds=result.duration_seconds, input_tokens=result.input_tokens,

@@ -10,13 +10,15 @@ task schedules it. After AI_MAX_ATTEMPTS the step is recorded as failed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
+from django.db.models import Min, Q, QuerySet
 from django.utils import timezone
 
 from ai import guards
@@ -37,9 +39,13 @@ logger = logging.getLogger(__name__)
 
 TRANSCRIBED_TYPES = {MessageType.AUDIO, MessageType.VIDEO}
 FIRST_RETRY_SECONDS = 5.0
-# A retry further away than this is left to the requeue job (`missed_requeue`) instead of a task countdown:
-# a broker holding a delayed task longer than its visibility timeout would hand it out twice.
+# A retry further away than this waits for the periodic drain (beat) instead of a task countdown: a broker
+# holding a delayed task longer than its visibility timeout would hand it out twice.
 COUNTDOWN_MAX_SECONDS = 30.0
+WAKE_INTERVAL_SECONDS = 0.5
+WAKE_DELAY_SECONDS = 1.0
+DRAIN_BUDGET_SECONDS = 50.0
+_last_wake = 0.0
 # A step claimed by a worker that then died is taken over after this long.
 CLAIM_SECONDS = 300
 
@@ -49,17 +55,22 @@ class StepOutcome:
     retry_in: float | None = None  # seconds until the next attempt; None: nothing left to do now
     waiting_for_media: bool = False
 
-    @property
-    def countdown(self) -> float | None:
-        """The delay for the task to retry itself, or None when the requeue job brings it back."""
-        if self.retry_in is None or self.retry_in > COUNTDOWN_MAX_SECONDS:
-            return None
-        return self.retry_in
+
+def drain_soon() -> None:
+    """Wake the AI worker when the transaction commits. One wake per process per WAKE_INTERVAL_SECONDS,
+    queued WAKE_DELAY_SECONDS ahead: a burst of messages costs the ingesting worker one publish, and the
+    drain it wakes runs after every message of the burst that skipped its own wake has committed (each
+    skipped one committed after the wake was published, and the wake runs a second later)."""
+    publish_on_commit(_wake, what="AI drain")
 
 
-def message_enqueue(message_id: int) -> None:
-    publish_on_commit(lambda: task_named("ai.tasks.ai_process_message_task").delay(message_id),
-                      what=f"AI processing of message {message_id}")
+def _wake() -> None:
+    global _last_wake
+    now = time.monotonic()
+    if now - _last_wake < WAKE_INTERVAL_SECONDS:
+        return
+    _last_wake = now
+    task_named("ai.tasks.ai_drain_task").apply_async(countdown=WAKE_DELAY_SECONDS)
 
 
 def needs_transcript(message: Message) -> bool:
@@ -73,46 +84,60 @@ def on_inbound_message(message: Message) -> None:
     """Receiver of the core's inbound hook. A message with a file to transcribe waits for `on_media_stored`."""
     if not ai_configured() or needs_transcript(message):
         return
-    message_enqueue(message.pk)
+    drain_soon()
 
 
 def on_media_stored(media: Media) -> None:
     message = media.message
     if ai_configured() and message.direction == Message.Direction.INBOUND and needs_transcript(message):
-        message_enqueue(message.pk)
+        drain_soon()
 
 
-def _claim(message: Message) -> MessageInsight | None:
-    insight, _ = MessageInsight.objects.get_or_create(message=message)
+def _claim(message_id: int) -> MessageInsight | None:
+    """The message's insight, held by this worker for CLAIM_SECONDS; None when another worker holds it."""
     now = timezone.now()
-    claimed = MessageInsight.objects.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
-                                            pk=insight.pk).update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
-    if not claimed:
-        return None  # another worker is on it
-    insight.refresh_from_db()
-    return insight
+    until = now + timedelta(seconds=CLAIM_SECONDS)
+    try:
+        # The common case, a message seen for the first time: one insert, and the claim comes with it. (A
+        # savepoint only inside a transaction: on its own the insert needs none to fail cleanly.)
+        with transaction.atomic() if not transaction.get_autocommit() else contextlib.nullcontext():
+            return MessageInsight.objects.create(message_id=message_id, claimed_until=until)
+    except IntegrityError:
+        pass
+    unclaimed = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    if not MessageInsight.objects.filter(unclaimed, message_id=message_id).update(claimed_until=until):
+        return None  # held by another worker, or no such message
+    return MessageInsight.objects.get(message_id=message_id)
 
 
 def _release(insight: MessageInsight) -> None:
-    insight.claimed_until = None
-    insight.save()
+    MessageInsight.objects.filter(pk=insight.pk).update(claimed_until=None)
+
+
+def _save_and_release(insight: MessageInsight) -> None:
+    """Write the steps' outcomes back and let the message go, in one statement. An update, never an insert:
+    a re-run may have deleted the row meanwhile, and this worker's stale results must not bring it back."""
+    fields = {field.attname: getattr(insight, field.attname) for field in MessageInsight._meta.concrete_fields
+              if field.attname not in ("id", "message_id", "created_at", "updated_at", "claimed_until")}
+    MessageInsight.objects.filter(pk=insight.pk).update(**fields, updated_at=timezone.now(), claimed_until=None)
 
 
 def message_process(message_id: int) -> StepOutcome:
-    message = (Message.objects.select_related("provider", "conversation__contact")
-               .filter(pk=message_id, direction=Message.Direction.INBOUND).first())
-    if message is None:
-        return StepOutcome()
-    insight = _claim(message)
+    # Claimed before it is read: a message read before another worker's last write would be stale.
+    insight = _claim(message_id)
     if insight is None:
         return StepOutcome()
     if insight.next_attempt_at and insight.next_attempt_at > timezone.now() + timedelta(seconds=1):
         _release(insight)
         return StepOutcome()  # a copy of a task that is not due yet
     try:
+        message = (Message.objects.select_related("provider__ai_settings", "conversation")
+                   .filter(pk=message_id, direction=Message.Direction.INBOUND).first())
+        if message is None:
+            return StepOutcome()
         return _run_steps(message, insight)
     finally:
-        _release(insight)
+        _save_and_release(insight)
 
 
 def _run_steps(message: Message, insight: MessageInsight) -> StepOutcome:
@@ -127,9 +152,10 @@ def _run_steps(message: Message, insight: MessageInsight) -> StepOutcome:
             return outcome
     if message.ai_processed_at is None:
         message.ai_processed_at = timezone.now()
-        message.save(update_fields=["ai_processed_at", "updated_at"])
-        with transaction.atomic():
-            message_understood.fire(message=message)
+        # One write for what the steps found and that they are over.
+        message.save(update_fields=["transcript", "intent", "sentiment", "language", "ai_processed_at",
+                                    "updated_at"])
+        message_understood.fire(message=message)
     return StepOutcome()
 
 
@@ -145,12 +171,10 @@ def _retry_or_fail(insight: MessageInsight, step: str, error: AiError) -> StepOu
         if delay is None:
             delay = FIRST_RETRY_SECONDS * 2 ** (insight.attempts - 1)
         insight.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-        insight.save()
         return StepOutcome(retry_in=delay)
     setattr(insight, f"{step}_status", StepStatus.FAILED)
     setattr(insight, f"{step}_error", str(error)[:500])
     insight.attempts, insight.next_attempt_at = 0, None
-    insight.save()
     logger.warning("AI step failed", extra={"message_id": insight.message_id, "step": step, "code": error.code})
     return StepOutcome()
 
@@ -158,7 +182,6 @@ def _retry_or_fail(insight: MessageInsight, step: str, error: AiError) -> StepOu
 def _skip(insight: MessageInsight, step: str, reason: str) -> None:
     setattr(insight, f"{step}_status", StepStatus.SKIPPED)
     setattr(insight, f"{step}_error", reason[:500])
-    insight.save()
 
 
 def _transcription_step(message: Message, insight: MessageInsight, ai_settings) -> StepOutcome:
@@ -184,9 +207,9 @@ def _transcription_step(message: Message, insight: MessageInsight, ai_settings) 
     insight.transcript_language = result.language
     insight.audio_seconds = result.duration_seconds
     insight.transcription_model, insight.transcription_cost = result.model, result.cost
-    insight.save()
     message.transcript = result.text
     message.language = result.language or message.language
+    # Saved now, not with the classification: the transcript is worth keeping if what follows fails.
     message.save(update_fields=["transcript", "language", "updated_at"])
     return StepOutcome()
 
@@ -215,10 +238,8 @@ def _classification_step(message: Message, insight: MessageInsight, ai_settings)
     insight.intent, insight.sentiment, insight.sentiment_score = result.intent, result.sentiment, result.sentiment_score
     insight.language, insight.urgency, insight.extracted = result.language, result.urgency, result.fields
     insight.classification_model, insight.prompt_version = result.model, result.prompt_version
-    insight.save()
     message.intent, message.sentiment = result.intent, result.sentiment
-    message.language = result.language or message.language
-    message.save(update_fields=["intent", "sentiment", "language", "updated_at"])
+    message.language = result.language or message.language  # saved when the steps are over
     return StepOutcome()
 
 
@@ -227,24 +248,48 @@ def message_rerun(message: Message) -> None:
     MessageInsight.objects.filter(message=message).delete()
     Message.objects.filter(pk=message.pk).update(intent="", sentiment="", ai_processed_at=None,
                                                  transcript="" if needs_transcript(message) else message.transcript)
-    message_enqueue(message.pk)
+    drain_soon()
 
 
-def missed_requeue(*, within: timedelta = timedelta(hours=6), older_than: timedelta = timedelta(minutes=2),
-                   limit: int = 500) -> int:
-    """Beat job: inbound messages of the last hours whose AI steps are not over go back to the queue: their
-    task was lost with the broker, a worker died mid-step, or their retry is due after a long delay."""
-    if not ai_configured():
-        return 0
+def pending_messages(*, within: timedelta = timedelta(hours=6)) -> QuerySet[Message]:
+    """Inbound messages of the last hours whose AI steps are not over and may run now: not held by a
+    worker, not waiting for a retry's due time, not waiting for their file."""
     now = timezone.now()
     unclaimed = Q(insight__claimed_until__isnull=True) | Q(insight__claimed_until__lt=now)
-    forgotten = Q(insight__next_attempt_at__isnull=True, created_at__lte=now - older_than)
-    due = (Message.objects.filter(direction=Message.Direction.INBOUND, ai_processed_at__isnull=True,
-                                  created_at__gte=now - within)
-           .filter(unclaimed, forgotten | Q(insight__next_attempt_at__lte=now))
-           .exclude(Q(message_type__in=TRANSCRIBED_TYPES) & ~Q(media__state=Media.State.FETCHED))
-           .values_list("pk", flat=True).distinct()[:limit])
-    ids = list(due)
-    for message_id in ids:
-        task_named("ai.tasks.ai_process_message_task").delay(message_id)
-    return len(ids)
+    due = Q(insight__next_attempt_at__isnull=True) | Q(insight__next_attempt_at__lte=now)
+    return (Message.objects.filter(direction=Message.Direction.INBOUND, ai_processed_at__isnull=True,
+                                   created_at__gte=now - within)
+            .filter(unclaimed, due)
+            .exclude(Q(message_type__in=TRANSCRIBED_TYPES) & ~Q(media__state=Media.State.FETCHED))
+            .order_by("pk"))
+
+
+def ai_drain(*, batch: int = 20, time_budget: float = DRAIN_BUDGET_SECONDS) -> int:
+    """The AI worker's loop: run the steps of every pending message, oldest first, until none is left or
+    the time budget is spent (then another drain is queued, so one task never runs for long). A retry due
+    within the countdown limit queues a drain for its time."""
+    if not ai_configured():
+        return 0
+    started, seen = time.monotonic(), set()
+    while time.monotonic() - started < time_budget:
+        ids = [pk for pk in pending_messages().values_list("pk", flat=True)[:batch] if pk not in seen]
+        if not ids:
+            break
+        for message_id in ids:
+            seen.add(message_id)
+            message_process(message_id)
+    else:
+        task_named("ai.tasks.ai_drain_task").delay()
+        return len(seen)
+    _drain_when_next_retry_is_due()
+    return len(seen)
+
+
+def _drain_when_next_retry_is_due() -> None:
+    now = timezone.now()
+    soonest = (MessageInsight.objects.filter(next_attempt_at__gt=now,
+                                             next_attempt_at__lte=now + timedelta(seconds=COUNTDOWN_MAX_SECONDS),
+                                             message__ai_processed_at__isnull=True)
+               .aggregate(soonest=Min("next_attempt_at"))["soonest"])
+    if soonest is not None:
+        task_named("ai.tasks.ai_drain_task").apply_async(countdown=(soonest - now).total_seconds() + 0.1)

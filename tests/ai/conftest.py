@@ -3,6 +3,7 @@ the platform at it."""
 
 import pytest
 
+from ai import guards, taxonomy
 from tests.fake_openai import FakeOpenAI
 
 
@@ -24,3 +25,12 @@ def fake_openai(openai_server, settings):
     settings.AI_TIMEOUT_SECONDS = 2.0
     settings.AI_CIRCUIT_THRESHOLD = 3
     return openai_server
+
+
+@pytest.fixture(autouse=True)
+def read_fresh():
+    """Workers keep the taxonomy and a closed circuit for a few seconds; each test starts from its own
+    database."""
+    taxonomy._cache, guards._closed_seen_at = None, 0.0
+    yield
+    taxonomy._cache, guards._closed_seen_at = None, 0.0

@@ -15,7 +15,7 @@ from django.utils import timezone
 from ai import guards
 from ai.hooks import message_understood
 from ai.models import AiCall, AiCircuit, MessageInsight, ProviderAiSettings
-from ai.services.pipeline import message_process, missed_requeue
+from ai.services.pipeline import ai_drain, message_process, pending_messages
 from monitoring.health import health_report
 from tests.fake_openai import error, slow
 from whatsapp.models import Message
@@ -269,32 +269,35 @@ def test_without_a_key_nothing_is_called(fake_openai, say, settings):
     message = inbound(say, "hola")
     message_process(message.pk)
     assert not fake_openai.chat_requests
-    assert missed_requeue() == 0
+    assert ai_drain() == 0
     assert health_report()[1]["ai"] == {"enabled": False, "circuit": {"state": "closed", "failures": 0}}
 
 
-def test_messages_whose_task_was_lost_are_requeued(fake_openai, say):
-    message = inbound(say, "hola")
-    Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - timedelta(minutes=5))
-    assert missed_requeue() == 1
-    message_process(message.pk)
-    assert missed_requeue() == 0
+def test_the_drain_runs_every_pending_message_once(fake_openai, say):
+    fake_openai.always("chat", CLASSIFIED)
+    messages = [inbound(say, f"hola {n}", phone=f"+3461234500{n}") for n in range(3)]
+    older = inbound(say, "from yesterday", phone="+34612345009")
+    Message.objects.filter(pk=older.pk).update(created_at=timezone.now() - timedelta(hours=7))
+    assert list(pending_messages().values_list("pk", flat=True)) == [m.pk for m in messages]
+
+    assert ai_drain() == 3
+    assert MessageInsight.objects.filter(classification_status="done").count() == 3
+    assert not pending_messages().exists() and ai_drain() == 0
+    assert len(fake_openai.chat_requests) == 3
 
 
-def test_a_long_server_delay_is_left_to_the_requeue_job_and_an_early_copy_does_nothing(fake_openai, say):
+def test_a_message_waiting_for_its_retry_is_not_pending_and_an_early_call_does_nothing(fake_openai, say):
     fake_openai.script("chat", error(429, "rate_limit_exceeded", "Slow down", retry_after=90), CLASSIFIED)
     message = inbound(say, "hola")
 
-    # Too long for a task countdown (the broker could hand a held task out twice): no countdown.
     outcome = message_process(message.pk)
-    assert (outcome.retry_in, outcome.countdown) == (90.0, None)
+    assert outcome.retry_in == 90.0
     assert Message.objects.get(pk=message.pk).ai_processed_at is None
-    assert missed_requeue() == 0  # not due yet
+    assert not pending_messages().exists()  # not due yet
     requests_before = len(fake_openai.chat_requests)
     message_process(message.pk)  # a copy of the task arriving early
     assert len(fake_openai.chat_requests) == requests_before
 
     MessageInsight.objects.filter(message=message).update(next_attempt_at=timezone.now())
-    assert missed_requeue() == 1
-    message_process(message.pk)
+    assert ai_drain() == 1
     assert MessageInsight.objects.get(message=message).classification_status == "done"

@@ -60,13 +60,13 @@ def test_a_voice_note_is_transcribed_then_classified_from_its_transcript(client,
             provider = make_meta()
             body = fixture_bytes("meta", "audio_voice.json").replace(b'"1793000003"', f'"{int(time.time())}"'.encode())
             assert post_meta(client, provider, body).status_code == 200
-            insight = wait_until(lambda: MessageInsight.objects.filter(classification_status="done").first(), 60,
+            message = wait_until(lambda: Message.objects.filter(ai_processed_at__isnull=False).first(), 60,
                                  message="the voice note to be transcribed and classified")
         finally:
             for worker in workers:
                 stop_worker(worker)
 
-    message = Message.objects.get(pk=insight.message_id)
+    insight = MessageInsight.objects.get(message=message)
     assert message.transcript.startswith("Hola, quiero pedir dos cajas")
     assert (message.intent, message.sentiment, message.language) == ("request", "positive", "es")
     assert (insight.transcription_status, insight.transcription_model) == ("done", "whisper-1")
