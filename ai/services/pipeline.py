@@ -122,9 +122,31 @@ def _save_and_release(insight: MessageInsight) -> None:
     MessageInsight.objects.filter(pk=insight.pk).update(**fields, updated_at=timezone.now(), claimed_until=None)
 
 
-def message_process(message_id: int) -> StepOutcome:
+def _claim_batch(limit: int) -> list[MessageInsight]:
+    """Up to `limit` pending messages' insights (made if missing), held by this worker: concurrent drains
+    take different messages (SKIP LOCKED) instead of racing for the same ones."""
+    candidates = list(pending_messages().values_list("pk", flat=True)[:limit])
+    if not candidates:
+        return []
+    try:
+        with transaction.atomic():
+            MessageInsight.objects.bulk_create([MessageInsight(message_id=pk) for pk in candidates],
+                                               ignore_conflicts=True)
+    except IntegrityError:
+        pass  # one of them was just deleted (an erasure): the others get their row from _claim later
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(MessageInsight.objects.select_for_update(skip_locked=True)
+                    .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now), message_id__in=candidates)
+                    .values_list("pk", flat=True))
+        MessageInsight.objects.filter(pk__in=rows).update(claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
+    return list(MessageInsight.objects.filter(pk__in=rows).order_by("message_id"))
+
+
+def message_process(message_id: int, *, claimed: MessageInsight | None = None) -> StepOutcome:
+    """Run a message's pending steps. `claimed`: its insight, already held by this worker."""
     # Claimed before it is read: a message read before another worker's last write would be stale.
-    insight = _claim(message_id)
+    insight = claimed or _claim(message_id)
     if insight is None:
         return StepOutcome()
     if insight.next_attempt_at and insight.next_attempt_at > timezone.now() + timedelta(seconds=1):
@@ -272,12 +294,16 @@ def ai_drain(*, batch: int = 20, time_budget: float = DRAIN_BUDGET_SECONDS) -> i
         return 0
     started, seen = time.monotonic(), set()
     while time.monotonic() - started < time_budget:
-        ids = [pk for pk in pending_messages().values_list("pk", flat=True)[:batch] if pk not in seen]
-        if not ids:
+        claimed = _claim_batch(batch)
+        for insight in claimed:
+            if insight.message_id in seen:
+                _release(insight)  # done once in this drain already; the next drain looks again
+        claimed = [insight for insight in claimed if insight.message_id not in seen]
+        if not claimed:
             break
-        for message_id in ids:
-            seen.add(message_id)
-            message_process(message_id)
+        for insight in claimed:
+            seen.add(insight.message_id)
+            message_process(insight.message_id, claimed=insight)
     else:
         task_named("ai.tasks.ai_drain_task").delay()
         return len(seen)
