@@ -153,7 +153,9 @@ class MessageInsightViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
                         "message__conversation": ["exact"]}
 
 
-class IntentViewSet(ReadableErrors, viewsets.ModelViewSet):
+class IntentViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
+    """The taxonomy, read-only here: it is edited in the admin, where every change is audited."""
+
     queryset = IntentCategory.objects.order_by("position", "name")
     serializer_class = IntentSerializer
     filterset_fields = ["is_active"]

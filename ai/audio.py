@@ -11,10 +11,14 @@ OPUS_GRANULE_RATE = 48_000  # Opus always counts granules at 48 kHz (RFC 7845, s
 
 
 def audio_duration_seconds(content: bytes) -> float | None:
-    if content[:4] == b"OggS":
-        return _ogg_duration(content)
-    if content[:4] == b"RIFF" and content[8:12] == b"WAVE":
-        return _wav_duration(content)
+    """None when the length cannot be read (another container, a truncated or odd file)."""
+    try:
+        if content[:4] == b"OggS":
+            return _ogg_duration(content)
+        if content[:4] == b"RIFF" and content[8:12] == b"WAVE":
+            return _wav_duration(content)
+    except struct.error:
+        return None
     return None
 
 

@@ -10,6 +10,7 @@ Retry-After and counts attempts where the admin can see them. Nothing here logs 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -195,24 +196,31 @@ def _error_message(exc: openai.APIStatusError) -> str:
 
 
 def _retry_after(headers: Any) -> float | None:
-    """The server's delay: retry-after-ms first, then retry-after in seconds or as an HTTP date."""
+    """The server's delay: retry-after-ms first, then retry-after in seconds or as an HTTP date. Anything
+    not a finite number of seconds is ignored."""
     raw_ms = headers.get("retry-after-ms")
     if raw_ms:
         try:
-            return min(max(float(raw_ms) / 1000, 0.0), MAX_SERVER_DELAY_SECONDS)
+            return _bounded(float(raw_ms) / 1000)
         except ValueError:
             pass
     raw = headers.get("retry-after")
     if not raw:
         return None
     try:
-        return min(max(float(raw), 0.0), MAX_SERVER_DELAY_SECONDS)
+        return _bounded(float(raw))
     except ValueError:
         pass
     try:
         return min(max(parsedate_to_datetime(raw).timestamp() - time.time(), 0.0), MAX_SERVER_DELAY_SECONDS)
     except (TypeError, ValueError):
         return None
+
+
+def _bounded(seconds: float) -> float:
+    if not math.isfinite(seconds):
+        raise ValueError("not a finite delay")
+    return min(max(seconds, 0.0), MAX_SERVER_DELAY_SECONDS)
 
 
 def json_content(result: ChatResult) -> Any:

@@ -113,7 +113,9 @@ def circuit_check() -> AiCircuit | None:
                  | Q(state=AiCircuit.State.HALF_OPEN, retry_at__lte=now - _cooldown()))
     if AiCircuit.objects.filter(probe_due, pk=circuit.pk).update(state=AiCircuit.State.HALF_OPEN, retry_at=now):
         return circuit
-    wait = max(((circuit.retry_at or now) - now).total_seconds(), 1.0)
+    # Open: until its cooldown ends. Half open: a probe is out; until the probe's own cooldown ends.
+    resume = (circuit.retry_at or now) + (_cooldown() if circuit.state == AiCircuit.State.HALF_OPEN else timedelta())
+    wait = max((resume - now).total_seconds(), 1.0)
     raise AiError("the AI API's circuit is open after repeated failures", code="circuit_open", retryable=True,
                   retry_after=wait)
 

@@ -170,6 +170,7 @@ class AiRequest(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When a worker took it (once).")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

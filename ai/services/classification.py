@@ -38,9 +38,11 @@ def classification_request(text: str, *, context: list[str], intents: list[dict[
             classification_format([intent["name"] for intent in intents]), redaction)
 
 
-def redact_all(texts: list[str], redaction: Redaction) -> tuple[list[str], Redaction]:
+def redact_all(texts: list[str], redaction: Redaction, *, enabled: bool = True) -> tuple[list[str], Redaction]:
     """Redact several texts of one call with one numbering, so a value repeated across them keeps its
     placeholder."""
+    if not enabled:
+        return texts, redaction
     redacted = []
     for text in texts:
         redaction = redact(text, into=redaction)

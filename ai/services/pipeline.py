@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Min, Q, QuerySet
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
+from django.db.models import Exists, Min, Q, QuerySet
 from django.utils import timezone
 
 from ai import guards
@@ -42,9 +42,12 @@ FIRST_RETRY_SECONDS = 5.0
 # A retry further away than this waits for the periodic drain (beat) instead of a task countdown: a broker
 # holding a delayed task longer than its visibility timeout would hand it out twice.
 COUNTDOWN_MAX_SECONDS = 30.0
+CIRCUIT_OPEN = "circuit_open"
 WAKE_INTERVAL_SECONDS = 0.5
 WAKE_DELAY_SECONDS = 1.0
-DRAIN_BUDGET_SECONDS = 50.0
+# Below the broker's visibility timeout, so a drain is seldom handed out twice, and far below CLAIM_SECONDS,
+# so no claim lapses while its message waits in a batch.
+DRAIN_BUDGET_SECONDS = 25.0
 _last_wake = 0.0
 # A step claimed by a worker that then died is taken over after this long.
 CLAIM_SECONDS = 300
@@ -157,7 +160,18 @@ def message_process(message_id: int, *, claimed: MessageInsight | None = None) -
                    .filter(pk=message_id, direction=Message.Direction.INBOUND).first())
         if message is None:
             return StepOutcome()
-        return _run_steps(message, insight)
+        try:
+            return _run_steps(message, insight)
+        except (OperationalError, InterfaceError):
+            raise  # the database is out: nothing can be recorded; the claim lapses and a later drain retries
+        except Exception as exc:
+            # A bug, a file the parser chokes on, the archive storage out: counted as a failed attempt of the
+            # current step like an API error, so one bad message never stops the drain behind it.
+            logger.exception("AI step raised", extra={"message_id": message_id})
+            step = ("transcription" if needs_transcript(message)
+                    and insight.transcription_status in ("", StepStatus.PENDING) else "classification")
+            return _retry_or_fail(insight, step, AiError(f"unexpected error: {type(exc).__name__}",
+                                                         code="unexpected_error", retryable=True))
     finally:
         _save_and_release(insight)
 
@@ -174,10 +188,13 @@ def _run_steps(message: Message, insight: MessageInsight) -> StepOutcome:
             return outcome
     if message.ai_processed_at is None:
         message.ai_processed_at = timezone.now()
-        # One write for what the steps found and that they are over.
-        message.save(update_fields=["transcript", "intent", "sentiment", "language", "ai_processed_at",
-                                    "updated_at"])
-        message_understood.fire(message=message)
+        # One write for what the steps found and that they are over, unless a re-run deleted this insight
+        # meanwhile (its own run writes the message then).
+        written = Message.objects.filter(Exists(MessageInsight.objects.filter(pk=insight.pk)), pk=message.pk).update(
+            transcript=message.transcript, intent=message.intent, sentiment=message.sentiment,
+            language=message.language, ai_processed_at=message.ai_processed_at, updated_at=timezone.now())
+        if written:
+            message_understood.fire(message=message)
     return StepOutcome()
 
 
@@ -187,6 +204,10 @@ def _scope(feature: str, message: Message, insight: MessageInsight) -> CallScope
 
 
 def _retry_or_fail(insight: MessageInsight, step: str, error: AiError) -> StepOutcome:
+    if error.code == CIRCUIT_OPEN:
+        # Nothing was tried: the step waits for the circuit and keeps its attempts.
+        insight.next_attempt_at = timezone.now() + timedelta(seconds=error.retry_after or FIRST_RETRY_SECONDS)
+        return StepOutcome(retry_in=error.retry_after)
     insight.attempts += 1
     if error.retryable and insight.attempts < settings.AI_MAX_ATTEMPTS:
         delay = error.retry_after
@@ -268,6 +289,8 @@ def _classification_step(message: Message, insight: MessageInsight, ai_settings)
 def message_rerun(message: Message) -> None:
     """Forget what the AI made of a message and run its steps again (the admin's re-run action)."""
     MessageInsight.objects.filter(message=message).delete()
+    # Due now whatever the message's age (the drain otherwise looks at recent messages only).
+    MessageInsight.objects.create(message=message, next_attempt_at=timezone.now())
     Message.objects.filter(pk=message.pk).update(intent="", sentiment="", ai_processed_at=None,
                                                  transcript="" if needs_transcript(message) else message.transcript)
     drain_soon()
@@ -279,10 +302,12 @@ def pending_messages(*, within: timedelta = timedelta(hours=6)) -> QuerySet[Mess
     now = timezone.now()
     unclaimed = Q(insight__claimed_until__isnull=True) | Q(insight__claimed_until__lt=now)
     due = Q(insight__next_attempt_at__isnull=True) | Q(insight__next_attempt_at__lte=now)
-    return (Message.objects.filter(direction=Message.Direction.INBOUND, ai_processed_at__isnull=True,
-                                   created_at__gte=now - within)
+    recent_or_scheduled = Q(created_at__gte=now - within) | Q(insight__next_attempt_at__isnull=False)
+    return (Message.objects.filter(recent_or_scheduled, direction=Message.Direction.INBOUND,
+                                   ai_processed_at__isnull=True)
             .filter(unclaimed, due)
-            .exclude(Q(message_type__in=TRANSCRIBED_TYPES) & ~Q(media__state=Media.State.FETCHED))
+            # A file still downloading: its storing wakes the drain. A failed one is taken (its step says so).
+            .exclude(message_type__in=TRANSCRIBED_TYPES, media__state=Media.State.PENDING)
             .order_by("pk"))
 
 
@@ -301,7 +326,11 @@ def ai_drain(*, batch: int = 20, time_budget: float = DRAIN_BUDGET_SECONDS) -> i
         claimed = [insight for insight in claimed if insight.message_id not in seen]
         if not claimed:
             break
-        for insight in claimed:
+        for position, insight in enumerate(claimed):
+            if time.monotonic() - started >= time_budget:
+                for left in claimed[position:]:
+                    _release(left)
+                break
             seen.add(insight.message_id)
             message_process(insight.message_id, claimed=insight)
     else:

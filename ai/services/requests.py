@@ -53,6 +53,14 @@ def ai_request_create(conversation: Conversation, kind: str, *, trigger: str, ac
     return request
 
 
+def ai_request_start(request_id: int) -> AiRequest | None:
+    """The request, taken by this worker; None when it is not pending or another worker took it (the broker
+    may hand a task out twice)."""
+    taken = AiRequest.objects.filter(pk=request_id, status=StepStatus.PENDING, started_at__isnull=True).update(
+        started_at=timezone.now())
+    return AiRequest.objects.select_related("conversation__provider").get(pk=request_id) if taken else None
+
+
 def ai_request_finish(request: AiRequest, status: str, error: str = "") -> None:
     request.status, request.error, request.finished_at = status, error[:500], timezone.now()
     request.save(update_fields=["status", "error", "finished_at"])

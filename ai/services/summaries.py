@@ -19,15 +19,21 @@ from ai.prompts import SUMMARY_VERSION, summary_format, summary_messages
 from ai.redaction import Redaction, restore
 from ai.services.calls import CallScope, structured_call
 from ai.services.classification import redact_all
-from ai.services.requests import AiUnavailable, ai_request_create, ai_request_finish, unavailable_reason
+from ai.services.requests import (
+    AiUnavailable,
+    ai_request_create,
+    ai_request_finish,
+    ai_request_start,
+    unavailable_reason,
+)
 from ai.services.suggestions import customer_language
 from whatsapp.models import Conversation, Message
 
 
-def summary_make(request_id: int) -> AiRequest:
-    request = AiRequest.objects.select_related("conversation__provider").get(pk=request_id)
-    if request.status != StepStatus.PENDING:
-        return request
+def summary_make(request_id: int) -> AiRequest | None:
+    request = ai_request_start(request_id)
+    if request is None:
+        return None
     conversation = request.conversation
     reason = unavailable_reason(conversation, AiRequest.Kind.SUMMARY)
     if reason:
@@ -38,7 +44,8 @@ def summary_make(request_id: int) -> AiRequest:
     if not lines:
         ai_request_finish(request, StepStatus.SKIPPED, "the conversation has no messages to summarise")
         return request
-    texts, redaction = redact_all([line.render() for line in lines], Redaction(text="", replacements={}))
+    texts, redaction = redact_all([line.render() for line in lines], Redaction(text="", replacements={}),
+                                  enabled=guards.ai_settings_for(conversation.provider).redact_pii)
     scope = CallScope(Feature.SUMMARY, provider=conversation.provider, conversation=conversation)
     try:
         answer = structured_call(scope, summary_messages(texts, language=customer_language(conversation)),
@@ -57,21 +64,27 @@ def summary_make(request_id: int) -> AiRequest:
     return request
 
 
-def idle_conversations_summarize(*, limit: int = 100) -> int:
+def idle_conversations_summarize(*, limit: int = 100, scan_limit: int = 2000) -> int:
     """Beat job: conversations quiet for AI_SUMMARY_IDLE_MINUTES with AI_SUMMARY_MIN_MESSAGES messages or
     more since their last summary (or ever) get one."""
     if not ai_configured():
         return 0
     now = timezone.now()
     idle_since = now - timedelta(minutes=settings.AI_SUMMARY_IDLE_MINUTES)
+    recent_request = Q(ai_requests__kind=AiRequest.Kind.SUMMARY) & (
+        Q(ai_requests__status=StepStatus.PENDING)
+        # A summary that failed is not asked for again (and paid for) every run: once a day.
+        | Q(ai_requests__status=StepStatus.FAILED, ai_requests__created_at__gte=now - timedelta(days=1)))
     candidates = (Conversation.objects.filter(last_message_at__lte=idle_since,
                                               last_message_at__gte=now - timedelta(days=7))
                   .annotate(last_summary_at=Max("summaries__created_at"))
                   .filter(Q(last_summary_at__isnull=True) | Q(last_message_at__gt=F("last_summary_at")))
-                  .exclude(ai_requests__kind=AiRequest.Kind.SUMMARY, ai_requests__status=StepStatus.PENDING)
-                  .select_related("provider").order_by("last_message_at")[:limit])
+                  .exclude(recent_request)
+                  .select_related("provider").order_by("-last_message_at")[:scan_limit])
     made = 0
-    for conversation in candidates:
+    for conversation in candidates.iterator(chunk_size=200):
+        if made >= limit:
+            break
         if _messages_since_summary(conversation) < settings.AI_SUMMARY_MIN_MESSAGES:
             continue
         if guards.skip_for(Feature.SUMMARY, conversation.provider, contact_id=conversation.contact_id):

@@ -308,7 +308,8 @@ def test_rerun_forgets_the_insight_and_queues_the_message_again(admin_client_log
     assert list(pending_messages().values_list("pk", flat=True)) == [message.pk]  # the next drain takes it
     assert "1 inbound message(s) queued for AI again" in flash(response)
     assert "1 outbound message(s) left alone" in flash(response)
-    assert not MessageInsight.objects.filter(message=message).exists()
+    insight = MessageInsight.objects.get(message=message)  # a fresh one, due now, whatever the message's age
+    assert (insight.classification_status, insight.intent) == ("", "") and insight.next_attempt_at is not None
     message.refresh_from_db()
     assert (message.ai_processed_at, message.intent, message.sentiment) == (None, "", "")
 

@@ -18,7 +18,7 @@ from ai.models import AiCall, AiCircuit, MessageInsight, ProviderAiSettings
 from ai.services.pipeline import ai_drain, message_process, pending_messages
 from monitoring.health import health_report
 from tests.fake_openai import error, slow
-from whatsapp.models import Message
+from whatsapp.models import Media, Message
 
 pytestmark = pytest.mark.django_db
 
@@ -301,3 +301,28 @@ def test_a_message_waiting_for_its_retry_is_not_pending_and_an_early_call_does_n
     MessageInsight.objects.filter(message=message).update(next_attempt_at=timezone.now())
     assert ai_drain() == 1
     assert MessageInsight.objects.get(message=message).classification_status == "done"
+
+
+def test_one_message_that_breaks_a_step_does_not_stop_the_drain(fake_openai, say, local_storage):
+    fake_openai.always("chat", CLASSIFIED)
+    broken = inbound(say, "first", phone="+34612345001")
+    fine = inbound(say, "second", phone="+34612345002")
+    # A voice note whose stored file has gone missing: reading it raises, which no API error covers.
+    Message.objects.filter(pk=broken.pk).update(message_type="audio", text="")
+    Media.objects.create(message=broken, state="fetched", mime_type="audio/ogg", archive_path="gone/voice.ogg")
+
+    assert ai_drain() == 2
+    assert MessageInsight.objects.get(message=fine).classification_status == "done"
+    insight = MessageInsight.objects.get(message=broken)
+    assert (insight.transcription_status, insight.attempts) == ("", 1)  # counted, retried later
+    assert insight.next_attempt_at > timezone.now() and insight.claimed_until is None
+
+
+def test_while_the_circuit_is_open_steps_wait_without_using_their_attempts(fake_openai, say):
+    AiCircuit.objects.create(state="open", failures=5, retry_at=timezone.now() + timedelta(seconds=40))
+    message = inbound(say, "hola")
+    outcome = message_process(message.pk)
+    assert outcome.retry_in == pytest.approx(40, abs=2)
+    insight = MessageInsight.objects.get(message=message)
+    assert insight.attempts == 0 and insight.classification_status == ""
+    assert not fake_openai.chat_requests
