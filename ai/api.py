@@ -12,7 +12,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ai.models import AiCall, AiRequest, ConversationSummary, IntentCategory, MessageInsight, ReplySuggestion
-from ai.services.requests import AiUnavailable, ai_request_create, latest_request
+from ai.selectors import latest_request
+from ai.services.requests import AiUnavailable, ai_request_create
 from core.api.errors import ReadableErrors, refuse
 from core.api.permissions import requires
 from whatsapp.models import Conversation

@@ -6,7 +6,6 @@ version, which is recorded with every result, so figures from two versions are n
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 CLASSIFICATION_VERSION = "classify-1"
@@ -123,7 +122,3 @@ def correction_messages(previous: list[dict[str, str]], answer: str, problem: st
 
 def schema_of(response_format: dict[str, Any]) -> dict[str, Any]:
     return response_format["json_schema"]["schema"]
-
-
-def prompt_chars(messages: list[dict[str, str]]) -> int:
-    return len(json.dumps(messages))

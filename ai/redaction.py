@@ -133,6 +133,17 @@ def redact(text: str, *, into: Redaction | None = None) -> Redaction:
     return Redaction(text=text, replacements=numbering.replacements)
 
 
+def redact_all(texts: list[str], *, into: Redaction | None = None) -> tuple[list[str], Redaction]:
+    """Several texts of one call redacted with one numbering, so a value repeated across them keeps its
+    placeholder. Returns the redacted texts and the redaction that restores them."""
+    redaction = into or Redaction(text="", replacements={})
+    redacted = []
+    for text in texts:
+        redaction = redact(text, into=redaction)
+        redacted.append(redaction.text)
+    return redacted, redaction
+
+
 def restore(text: str, replacements: dict[str, str]) -> str:
     """`text` (a model's answer) with the placeholders of `replacements` put back to their originals, also
     when the model changed their letter case or spacing a little. Placeholders not in `replacements` stay."""

@@ -4,8 +4,7 @@ from django.contrib import admin, messages
 
 from ai.admin.common import RERUN_PERMISSION
 from ai.client import ai_configured
-from ai.services.pipeline import message_rerun
-from whatsapp.models import Message
+from ai.services.pipeline import messages_rerun
 
 
 @admin.action(description="Re-run AI on the selected inbound messages", permissions=[RERUN_PERMISSION])
@@ -15,10 +14,8 @@ def rerun_ai(modeladmin, request, queryset):
                                          "for how to turn it on.", messages.ERROR)
         return
     selected = list(queryset)
-    inbound = [message for message in selected if message.direction == Message.Direction.INBOUND]
-    for message in inbound:
-        message_rerun(message)
-    text = f"{len(inbound)} inbound message(s) queued for AI again; what the AI made of them before is gone."
-    if len(selected) > len(inbound):
-        text += f" {len(selected) - len(inbound)} outbound message(s) left alone: AI reads inbound messages only."
-    modeladmin.message_user(request, text, messages.SUCCESS if inbound else messages.WARNING)
+    rerun = messages_rerun(selected)
+    text = f"{rerun} inbound message(s) queued for AI again; what the AI made of them before is gone."
+    if len(selected) > rerun:
+        text += f" {len(selected) - rerun} outbound message(s) left alone: AI reads inbound messages only."
+    modeladmin.message_user(request, text, messages.SUCCESS if rerun else messages.WARNING)

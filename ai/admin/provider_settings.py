@@ -16,6 +16,14 @@ from whatsapp.models import Provider
 GUIDE_PATH = settings.BASE_DIR / "docs" / "ai.md"
 
 
+def _flag(field: str, title: str):
+    """A list column showing one on/off setting under a short title."""
+    @admin.display(description=title, boolean=True, ordering=field)
+    def column(self, obj):
+        return getattr(obj, field)
+    return column
+
+
 @admin.register(ProviderAiSettings)
 class ProviderAiSettingsAdmin(AuditedModelAdmin):
     list_display = ["provider_name", "transcription", "classification", "suggestions", "summaries", "rollout", "budget",
@@ -69,25 +77,11 @@ class ProviderAiSettingsAdmin(AuditedModelAdmin):
         return obj.provider.name
 
     # Short column titles: the list is wide.
-    @admin.display(description="Transcription", boolean=True, ordering="transcription_enabled")
-    def transcription(self, obj):
-        return obj.transcription_enabled
-
-    @admin.display(description="Classification", boolean=True, ordering="classification_enabled")
-    def classification(self, obj):
-        return obj.classification_enabled
-
-    @admin.display(description="Suggestions", boolean=True, ordering="suggestions_enabled")
-    def suggestions(self, obj):
-        return obj.suggestions_enabled
-
-    @admin.display(description="Summaries", boolean=True, ordering="summaries_enabled")
-    def summaries(self, obj):
-        return obj.summaries_enabled
-
-    @admin.display(description="Redaction", boolean=True, ordering="redact_pii")
-    def redaction(self, obj):
-        return obj.redact_pii
+    transcription = _flag("transcription_enabled", "Transcription")
+    classification = _flag("classification_enabled", "Classification")
+    suggestions = _flag("suggestions_enabled", "Suggestions")
+    summaries = _flag("summaries_enabled", "Summaries")
+    redaction = _flag("redact_pii", "Redaction")
 
     @admin.display(description="Rollout", ordering="rollout_percent")
     def rollout(self, obj):

@@ -8,7 +8,7 @@ from typing import Any
 
 from ai.models import Feature
 from ai.prompts import CLASSIFICATION_VERSION, classification_format, classification_messages
-from ai.redaction import Redaction, redact, restore
+from ai.redaction import Redaction, redact, redact_all, restore
 from ai.services.calls import CallScope, structured_call
 from ai.taxonomy import active_intents
 
@@ -31,23 +31,11 @@ def classification_request(text: str, *, context: list[str], intents: list[dict[
                            redact_pii: bool) -> tuple[list[dict[str, str]], dict[str, Any], Redaction]:
     redaction = Redaction(text="", replacements={})
     if redact_pii:
-        context, redaction = redact_all(context, redaction)
+        context, redaction = redact_all(context)
         redaction = redact(text, into=redaction)
         text = redaction.text
     return (classification_messages(text, context, intents),
             classification_format([intent["name"] for intent in intents]), redaction)
-
-
-def redact_all(texts: list[str], redaction: Redaction, *, enabled: bool = True) -> tuple[list[str], Redaction]:
-    """Redact several texts of one call with one numbering, so a value repeated across them keeps its
-    placeholder."""
-    if not enabled:
-        return texts, redaction
-    redacted = []
-    for text in texts:
-        redaction = redact(text, into=redaction)
-        redacted.append(redaction.text)
-    return redacted, redaction
 
 
 def classify_text(text: str, *, context: list[str] | None = None, intents: list[dict[str, Any]] | None = None,

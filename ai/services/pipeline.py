@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -284,6 +285,14 @@ def _classification_step(message: Message, insight: MessageInsight, ai_settings)
     message.intent, message.sentiment = result.intent, result.sentiment
     message.language = result.language or message.language  # saved when the steps are over
     return StepOutcome()
+
+
+def messages_rerun(messages: Iterable[Message]) -> int:
+    """Re-run the AI on the inbound ones among `messages` (it reads inbound messages only); how many."""
+    inbound = [message for message in messages if message.direction == Message.Direction.INBOUND]
+    for message in inbound:
+        message_rerun(message)
+    return len(inbound)
 
 
 def message_rerun(message: Message) -> None:

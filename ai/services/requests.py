@@ -11,6 +11,7 @@ from django.utils import timezone
 from ai import guards
 from ai.client import ai_configured
 from ai.models import AiRequest, Feature, StepStatus
+from ai.redaction import Redaction, redact_all
 from core.audit import audit_record
 from core.queueing import publish_on_commit, task_named
 from whatsapp.models import Conversation
@@ -61,10 +62,27 @@ def ai_request_start(request_id: int) -> AiRequest | None:
     return AiRequest.objects.select_related("conversation__provider").get(pk=request_id) if taken else None
 
 
+def ai_request_begin(request_id: int) -> AiRequest | None:
+    """A worker's start on a request: taken once (`ai_request_start`), and finished as skipped with the
+    reason when its feature cannot run for the conversation. None when there is nothing to make."""
+    request = ai_request_start(request_id)
+    if request is None:
+        return None
+    reason = unavailable_reason(request.conversation, request.kind)
+    if reason:
+        ai_request_finish(request, StepStatus.SKIPPED, reason)
+        return None
+    return request
+
+
+def redacted_context(lines: list[str], conversation: Conversation) -> tuple[list[str], Redaction]:
+    """The conversation's lines as a suggestion or summary call sends them: redacted unless the provider
+    switched redaction off."""
+    if not guards.ai_settings_for(conversation.provider).redact_pii:
+        return lines, Redaction(text="", replacements={})
+    return redact_all(lines)
+
+
 def ai_request_finish(request: AiRequest, status: str, error: str = "") -> None:
     request.status, request.error, request.finished_at = status, error[:500], timezone.now()
     request.save(update_fields=["status", "error", "finished_at"])
-
-
-def latest_request(conversation: Conversation, kind: str) -> AiRequest | None:
-    return AiRequest.objects.filter(conversation=conversation, kind=kind).order_by("-created_at", "-pk").first()

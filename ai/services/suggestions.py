@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from ai import guards
 from ai.client import AiError
 from ai.context import conversation_context
 from ai.models import AiRequest, Feature, MessageInsight, ReplySuggestion, StepStatus
 from ai.prompts import SUGGESTIONS_VERSION, suggestions_format, suggestions_messages
-from ai.redaction import Redaction, restore
+from ai.redaction import restore
 from ai.services.calls import CallScope, structured_call
-from ai.services.classification import redact_all
-from ai.services.requests import ai_request_finish, ai_request_start, unavailable_reason
+from ai.services.requests import ai_request_begin, ai_request_finish, redacted_context
 from templates_app.models import MessageTemplate
 from templates_app.parameters import template_spec
 from templates_app.selectors import approved_templates_for
@@ -43,14 +41,10 @@ def fillable_templates(conversation: Conversation) -> dict[str, MessageTemplate]
 
 
 def suggestions_make(request_id: int) -> AiRequest | None:
-    request = ai_request_start(request_id)
+    request = ai_request_begin(request_id)
     if request is None:
         return None
     conversation = request.conversation
-    reason = unavailable_reason(conversation, AiRequest.Kind.SUGGESTIONS)
-    if reason:
-        ai_request_finish(request, StepStatus.SKIPPED, reason)
-        return request
     window_open = session_current(conversation) is not None
     templates = None if window_open else fillable_templates(conversation)
     lines = [line.render() for line in conversation_context(conversation)]
@@ -61,8 +55,7 @@ def suggestions_make(request_id: int) -> AiRequest | None:
         ai_request_finish(request, StepStatus.SKIPPED, "the 24-hour window is closed and no approved template "
                                                        "can be filled in")
         return request
-    lines, redaction = redact_all(lines, Redaction(text="", replacements={}),
-                                  enabled=guards.ai_settings_for(conversation.provider).redact_pii)
+    lines, redaction = redacted_context(lines, conversation)
     language = customer_language(conversation)
     template_rows = None if templates is None else [
         {"name": key, "language": t.language, "body": template_spec(t).body_text} for key, t in templates.items()]

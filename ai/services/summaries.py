@@ -16,36 +16,30 @@ from ai.client import AiError, ai_configured
 from ai.context import conversation_context
 from ai.models import AiRequest, ConversationSummary, Feature, StepStatus
 from ai.prompts import SUMMARY_VERSION, summary_format, summary_messages
-from ai.redaction import Redaction, restore
+from ai.redaction import restore
 from ai.services.calls import CallScope, structured_call
-from ai.services.classification import redact_all
 from ai.services.requests import (
     AiUnavailable,
+    ai_request_begin,
     ai_request_create,
     ai_request_finish,
-    ai_request_start,
-    unavailable_reason,
+    redacted_context,
 )
 from ai.services.suggestions import customer_language
 from whatsapp.models import Conversation, Message
 
 
 def summary_make(request_id: int) -> AiRequest | None:
-    request = ai_request_start(request_id)
+    request = ai_request_begin(request_id)
     if request is None:
         return None
     conversation = request.conversation
-    reason = unavailable_reason(conversation, AiRequest.Kind.SUMMARY)
-    if reason:
-        ai_request_finish(request, StepStatus.SKIPPED, reason)
-        return request
     # The summary covers what fits the budget, told oldest first.
     lines = list(reversed(conversation_context(conversation, budget_chars=settings.AI_CONTEXT_CHARS * 4)))
     if not lines:
         ai_request_finish(request, StepStatus.SKIPPED, "the conversation has no messages to summarise")
         return request
-    texts, redaction = redact_all([line.render() for line in lines], Redaction(text="", replacements={}),
-                                  enabled=guards.ai_settings_for(conversation.provider).redact_pii)
+    texts, redaction = redacted_context([line.render() for line in lines], conversation)
     scope = CallScope(Feature.SUMMARY, provider=conversation.provider, conversation=conversation)
     try:
         answer = structured_call(scope, summary_messages(texts, language=customer_language(conversation)),
