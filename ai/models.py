@@ -15,6 +15,8 @@ class Feature(models.TextChoices):
     CLASSIFICATION = "classification", "Classification"
     SUGGESTIONS = "suggestions", "Reply suggestions"
     SUMMARY = "summary", "Summary"
+    ASSISTANT = "assistant", "Assistant"
+    DRAFTING = "drafting", "Drafting"
 
 
 class StepStatus(models.TextChoices):
@@ -54,7 +56,9 @@ class ProviderAiSettings(models.Model):
         return f"AI settings of {self.provider}"
 
     def feature_enabled(self, feature: str) -> bool:
-        return bool(getattr(self, f"{_FEATURE_FIELD[feature]}_enabled"))
+        # A feature without a switch here (the assistant's) is switched in its own app's settings.
+        field = _FEATURE_FIELD.get(feature)
+        return field is None or bool(getattr(self, f"{field}_enabled"))
 
 
 _FEATURE_FIELD = {Feature.TRANSCRIPTION: "transcription", Feature.CLASSIFICATION: "classification",

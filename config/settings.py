@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "contacts.apps.ContactsConfig",
     "templates_app.apps.TemplatesAppConfig",
     "ai.apps.AiConfig",
+    "assistant.apps.AssistantConfig",
     "analytics.apps.AnalyticsConfig",
     "monitoring.apps.MonitoringConfig",
     "demo.apps.DemoConfig",
@@ -225,7 +226,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # AI calls wait seconds on a remote model: they run on a queue of their own, served by workers of their
 # own (`celery worker -Q ai`), so ingestion and sending never wait behind them.
 AI_QUEUE = "ai"
-CELERY_TASK_ROUTES = {"ai.tasks.*": {"queue": AI_QUEUE}}
+CELERY_TASK_ROUTES = {"ai.tasks.*": {"queue": AI_QUEUE}, "assistant.tasks.*": {"queue": AI_QUEUE}}
 # /health/ is degraded when no worker ran the heartbeat job (every WORKER_HEARTBEAT_INTERVAL_SECONDS) for
 # WORKER_HEARTBEAT_MAX_AGE_SECONDS, or when a due outbound message or a pending inbox row has waited longer
 # than HEALTH_BACKLOG_DEGRADED_AFTER_SECONDS.
@@ -282,6 +283,14 @@ CELERY_BEAT_SCHEDULE = {
     # The safety net under the wakes that new messages send: anything a lost task left behind.
     "ai-drain": {
         "task": "ai.tasks.ai_drain_task",
+        "schedule": 60.0,
+    },
+    "assistant-retry-waiting-turns": {
+        "task": "assistant.tasks.retry_waiting_turns_task",
+        "schedule": 60.0,
+    },
+    "assistant-send-due-reminders-and-summaries": {
+        "task": "assistant.tasks.proactive_task",
         "schedule": 60.0,
     },
     "ai-summarize-idle-conversations": {
@@ -362,6 +371,17 @@ AI_SUMMARY_MIN_MESSAGES = env.int("AI_SUMMARY_MIN_MESSAGES", default=6)
 # The AI API's circuit breaker: open after this many consecutive failed calls, probe after the cooldown.
 AI_CIRCUIT_THRESHOLD = env.int("AI_CIRCUIT_THRESHOLD", default=5)
 AI_CIRCUIT_COOLDOWN_SECONDS = env.float("AI_CIRCUIT_COOLDOWN_SECONDS", default=60.0)
+
+# --- The assistant: mapped users' notes, tasks and content requests (on when AI is on). ---
+# An unanswered clarification is dropped after this long; the recent messages the model sees with each turn.
+ASSISTANT_PENDING_MINUTES = env.int("ASSISTANT_PENDING_MINUTES", default=30)
+ASSISTANT_CONTEXT_MESSAGES = env.int("ASSISTANT_CONTEXT_MESSAGES", default=6)
+# Model rounds per message (a tool's result can need one more call, e.g. to phrase a list).
+ASSISTANT_MAX_TOOL_ROUNDS = env.int("ASSISTANT_MAX_TOOL_ROUNDS", default=3)
+# While the AI is down or over budget a user is told once per this many hours, however many messages wait.
+ASSISTANT_UNAVAILABLE_NOTICE_HOURS = env.int("ASSISTANT_UNAVAILABLE_NOTICE_HOURS", default=6)
+# Waiting messages are retried for this long, then given up with one notice.
+ASSISTANT_GIVE_UP_HOURS = env.int("ASSISTANT_GIVE_UP_HOURS", default=24)
 
 # --- Storage: local directory by default; GCS when GCS_PROJECT is set (or STORAGE_BACKEND=gcs). ---
 STORAGE_BACKEND = env("STORAGE_BACKEND", default="gcs" if env("GCS_PROJECT", default="") else "local")

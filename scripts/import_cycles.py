@@ -13,7 +13,8 @@ from pathlib import Path
 import grimp
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["config", "core", "whatsapp", "contacts", "templates_app", "ai", "analytics", "monitoring", "demo"]
+PACKAGES = ["config", "core", "whatsapp", "contacts", "templates_app", "ai", "assistant", "analytics", "monitoring",
+            "demo"]
 
 
 def strongly_connected(graph: grimp.ImportGraph, modules: set[str]) -> list[list[str]]:

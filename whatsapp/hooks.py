@@ -33,3 +33,10 @@ template_status_reported = Hook(
     doc="A provider reported a template's review status: receiver(provider, event) with the normalized "
         "TemplateStatusUpdate.",
 )
+
+human_reply_recorded = Hook(
+    "human_reply_recorded",
+    doc="A person on the business side wrote in a conversation (sent from the admin or the API, or written "
+        "in the provider's own inbox, e.g. by a Chatwoot agent): receiver(message). Automated replies step "
+        "back here. Never fired for the platform's own messages (those carry a purpose).",
+)

@@ -147,6 +147,8 @@ class Message(models.Model):
         CONSENT_CONFIRMATION = "consent_confirmation", "Consent confirmation"
         VERIFICATION = "verification", "Verification code"
         REGISTRATION = "registration", "Registration reply"
+        ASSISTANT = "assistant", "Assistant reply"
+        NOTIFICATION = "notification", "Reminder or summary"
 
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="messages")
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")

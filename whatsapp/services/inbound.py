@@ -390,13 +390,15 @@ def outbound_echo_apply(*, provider: Provider, event: OutboundEcho) -> Message:
         # Our send task has the provider's answer but has not recorded its id yet: try again shortly
         # rather than store our own message a second time.
         raise RetryLater("echo of a send whose provider id is not recorded yet")
-    return Message.objects.create(
+    message = Message.objects.create(
         provider=provider, conversation=conversation, direction=Message.Direction.OUTBOUND,
         message_type=event.message_type, text=event.text,
         content={**event.content, "sent_from_provider": True, "sender": event.sender_label},
         provider_message_id=event.provider_message_id, status=MessageStatus.SENT, sent_at=event.timestamp,
         session=session_current(conversation, at=event.timestamp),
     )
+    hooks.human_reply_recorded.fire(message=message)
+    return message
 
 
 def contact_profile_apply(*, provider: Provider, event: ContactProfile) -> Contact:

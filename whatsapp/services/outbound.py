@@ -30,6 +30,7 @@ from core.audit import audit_record
 from core.queueing import publish_on_commit_or, task_named
 from templates_app.models import MessageTemplate
 from templates_app.parameters import template_render
+from whatsapp import hooks
 from whatsapp.models import Media, Message, Provider
 from whatsapp.providers.events import MEDIA_TYPES, Identity, IdentityKind, MessageStatus, MessageType
 from whatsapp.services import send_rules
@@ -197,6 +198,8 @@ def message_send(request: SendRequest) -> tuple[Message, bool]:
         return existing, False
     _store_upload(message, request.media)
     message_enqueue(message)
+    if not message.purpose:
+        hooks.human_reply_recorded.fire(message=message)
     logger.info("message queued", extra={"message_id": message.pk, "provider_id": provider.pk,
                                          "message_type": message.message_type, "lane": message.lane})
     return message, True
