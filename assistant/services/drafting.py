@@ -1,0 +1,2 @@
+def draft_make(request_id: int) -> None:
+    pass

@@ -1,0 +1,6 @@
+def turn_run(message_id: int) -> None:
+    pass
+
+
+def waiting_turns_retry() -> int:
+    return 0
