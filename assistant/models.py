@@ -171,7 +171,6 @@ class AssistantProfile(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assistant_profile")
     time_zone = models.CharField(max_length=64, blank=True,
                                  help_text="IANA name, e.g. Europe/Madrid; empty: from the phone number's region.")
-    notify_on_ready = models.BooleanField(default=False, help_text="Send a notice when a draft is ready.")
     daily_summary = models.BooleanField(default=False, help_text="A summary of the day's tasks every morning.")
     daily_summary_time = models.TimeField(default="08:00", help_text="Local time of the daily summary.")
     weekly_summary = models.BooleanField(default=False)

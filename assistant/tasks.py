@@ -5,9 +5,14 @@ from celery import shared_task
 from assistant.services import drafting, engine, proactive
 
 
-@shared_task(acks_late=True)
-def assistant_turn_task(message_id: int) -> None:
-    engine.turn_run(message_id)
+@shared_task(bind=True, acks_late=True, max_retries=120)
+def assistant_turn_task(self, message_id: int) -> None:
+    try:
+        engine.turn_run(message_id)
+    except engine.ConversationBusy as busy:
+        # Another worker is on this conversation's turns and usually takes this one too; if the retries run
+        # out, the beat sweep picks up what is still queued.
+        raise self.retry(countdown=0.5, exc=busy) from None
 
 
 @shared_task(acks_late=True)

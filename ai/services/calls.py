@@ -121,6 +121,24 @@ def structured_call(scope: CallScope, messages: list[dict[str, str]], response_f
     raise SchemaViolation(problem)
 
 
+def chat_call(scope: CallScope, messages: list[dict[str, Any]], *, prompt_version: str,
+              tools: list[dict[str, Any]] | None = None, model: str | None = None,
+              max_completion_tokens: int = 800) -> tuple[ChatResult, Decimal]:
+    """One chat completion (with tools, or a plain text answer), guarded by the circuit and recorded."""
+    model = model or settings.OPENAI_MODEL
+    circuit = guards.circuit_check()
+    try:
+        result = client.chat(messages, model=model, tools=tools, max_completion_tokens=max_completion_tokens)
+    except AiError as error:
+        raise _failed(scope, error, model=model, prompt_version=prompt_version) from None
+    guards.circuit_record_success(circuit)
+    cost = _chat_cost(result)
+    record(scope, AiCall.Status.OK, model=result.model, prompt_version=prompt_version,
+           input_tokens=result.input_tokens, output_tokens=result.output_tokens, cost=cost,
+           latency_ms=result.latency_ms)
+    return result, cost
+
+
 def transcription_call(scope: CallScope, content: bytes, *, filename: str, mime_type: str,
                        model: str | None = None,
                        duration_hint: float | None = None) -> tuple[TranscriptionResult, Decimal]:
