@@ -37,6 +37,7 @@ from django.db import transaction
 from django.db.models import BooleanField, ExpressionWrapper, Prefetch, Q
 from django.utils import timezone
 
+from contacts import hooks
 from contacts.models import ConsentEvent, Contact, ContactUserMapping, DataExport
 from core.audit import audit_record
 from core.queueing import publish_on_commit, task_named
@@ -73,6 +74,10 @@ messages.json       Every message of those conversations, oldest first: directio
                     outputs (transcript, intent, sentiment, language) and the media it carried. A media
                     entry's "file" names its file in this archive; a file the platform never obtained
                     (not downloaded, failed, expired) is listed with "file": null and a "note".
+projects.json, goals.json, tasks.json, notes.json, content_requests.json, reminders.json,
+assistant_preferences.json
+                    What the assistant keeps for the user, when it is used: their projects, goals, tasks,
+                    notes, content requests with their drafts, reminders and preferences.
 media/              The media files: media/<message id>/<media id>-<file name>.
 manifest.json       When and for whom the export was made, what it counts, and the size and SHA-256 of
                     every other file, to check that nothing was changed or lost.
@@ -263,6 +268,10 @@ def _write_zip(fileobj: BinaryIO, export: DataExport, generated_at: datetime) ->
         writer.add("conversations.json", _json_list(_conversations(contact_ids), counts, "conversations"))
         media_files = _write_media(writer, contact_ids, counts)
         writer.add("messages.json", _json_list(_messages(contact_ids, media_files), counts, "messages"))
+        for sections in hooks.user_export_sections.fire(user=user):
+            for name, rows in sections:
+                counts[name] = 0
+                writer.add(f"{name}.json", _json_list(rows, counts, name))
         writer.add("README.txt", [README_TEXT.encode()])
         manifest = {
             "format": "whatsapp-data-export", "version": 1, "export_id": export.pk, "generated_at": generated_at,

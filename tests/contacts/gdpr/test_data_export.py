@@ -67,6 +67,11 @@ def _stored_media(message: Message, data: bytes, *, mime_type: str, filename: st
     return media
 
 
+# What the assistant adds (empty here: this user never used it).
+ASSISTANT_SECTIONS = ["projects", "goals", "tasks", "notes", "content_requests", "reminders",
+                      "assistant_preferences"]
+
+
 def _zip(data: bytes) -> tuple[zipfile.ZipFile, dict]:
     archive = zipfile.ZipFile(io.BytesIO(data))
     assert archive.testzip() is None
@@ -160,12 +165,14 @@ def test_export_zip_holds_what_the_user_had_media_included(gcs_storage, celery_w
 
     _, files = _zip(data)
     photo_path = f"media/{receipt.pk}/{photo.pk}-receipt_photo.jpg"
+    assistant_files = {f"{name}.json" for name in ASSISTANT_SECTIONS}
     assert set(files) == {"contacts.json", "conversations.json", "messages.json", "manifest.json", "README.txt",
-                          photo_path}
+                          photo_path, *assistant_files}
     assert files[photo_path] == PHOTO
     manifest = _check_manifest(files)
     assert manifest["user"] == {"id": ana_user.pk, "username": "ana"}
-    assert manifest["counts"] == {"contacts": 1, "conversations": 1, "messages": 3, "media": 2, "media_files": 1}
+    assert manifest["counts"] == {"contacts": 1, "conversations": 1, "messages": 3, "media": 2, "media_files": 1,
+                                  **dict.fromkeys(ASSISTANT_SECTIONS, 0)}
     assert shown["counts"] == manifest["counts"]
     assert "messages.json" in files["README.txt"].decode()
 
