@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from contacts.models import Contact
+from contacts.services.mapping import contact_map_to_user
 from templates_app.services.provider_submission import template_submit
 from templates_app.services.workflow import template_approve, template_create, template_submit_for_review
 from whatsapp.models import Provider
@@ -29,6 +30,9 @@ DEMO_TEMPLATES = [
     ("table_reminder", "Hello {{1}}, a reminder of your table for {{2}} tonight. See you soon!",
      {"body": {"1": "Ben", "2": "four"}}, False),
 ]
+# The admin's own number: mapped to the admin user, so the assistant (with AI configured) turns what is
+# written from it, in the sandbox phone, into notes, tasks and content requests.
+DEMO_ASSISTANT_PHONE = "+15551230099"
 DEMO_REPLIES = {"+15551230001": "Yes, it ships today. Send the new address here and we'll update it."}
 
 
@@ -44,6 +48,7 @@ class Command(BaseCommand):
             provider = provider_create(kind="sandbox", name=DEMO_PROVIDER, options={})
             self._conversations(provider)
             self._templates(provider, reviewer=get_user_model().objects.get(username=username))
+            self._assistant_user(provider, get_user_model().objects.get(username=username))
         self.stdout.write(f"Demo login: {username} / {password}")
         self.stdout.write(f"Sandbox webhook: {provider_webhook_url(provider)}")
 
@@ -54,18 +59,26 @@ class Command(BaseCommand):
             user = user_model.objects.create_superuser(username, f"{username}@example.com", password)
             user.groups.add(*Group.objects.filter(name="Admin"))
 
+    def _assistant_user(self, provider: Provider, user) -> None:
+        self._inbound(provider, DEMO_ASSISTANT_PHONE, "Demo user (you)", "Hi, it's me.")
+        contact = Contact.objects.get(identities__kind="phone", identities__value=DEMO_ASSISTANT_PHONE)
+        contact_map_to_user(contact=contact, user=user, actor=None, notify_on_ready=True)
+
+    def _inbound(self, provider: Provider, phone: str, name: str, text: str) -> None:
+        body, signed, *_ = backend_for(provider).simulated_inbound(from_phone=phone, name=name, text=text)
+        headers = {key.lower(): value for key, value in signed.items()}
+        request = WebhookRequest(method="POST", public_url=provider_webhook_url(provider), body=body,
+                                 headers=headers, content_type="application/json")
+        with transaction.atomic():
+            event, _ = webhook_event_record(kind=provider.kind, provider=provider, request=request,
+                                            remote_addr=None, signature_valid=True)
+        webhook_event_process(event.pk)
+
     def _conversations(self, provider: Provider) -> None:
         # Inbound messages go through the real inbox (signed, stored, parsed, applied), synchronously.
         for phone, name, texts in DEMO_CHATS:
             for text in texts:
-                body, signed = backend_for(provider).simulated_inbound(from_phone=phone, name=name, text=text)
-                headers = {key.lower(): value for key, value in signed.items()}
-                request = WebhookRequest(method="POST", public_url=provider_webhook_url(provider), body=body,
-                                         headers=headers, content_type="application/json")
-                with transaction.atomic():
-                    event, _ = webhook_event_record(kind=provider.kind, provider=provider, request=request,
-                                                    remote_addr=None, signature_valid=True)
-                webhook_event_process(event.pk)
+                self._inbound(provider, phone, name, text)
         # Replies are queued: the worker sends them and the simulated phone reports sent, delivered, read.
         for phone, reply in DEMO_REPLIES.items():
             contact = Contact.objects.get(identities__kind="phone", identities__value=phone)
