@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from assistant.models import AssistantPolicy, AssistantProfile
 from contacts.models import ContactUserMapping
@@ -44,4 +44,4 @@ def user_conversation(user) -> Conversation | None:
     contact_ids = ContactUserMapping.objects.filter(user=user).values("contact_id")
     return (Conversation.objects.select_related("provider", "contact")
             .filter(contact_id__in=contact_ids, provider__is_active=True)
-            .order_by("-last_message_at").first())
+            .order_by(F("last_message_at").desc(nulls_last=True), "-pk").first())
