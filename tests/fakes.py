@@ -3,10 +3,12 @@ Local HTTP servers that play a provider's side in tests: they answer with script
 record what they received, so a test asserts what the provider saw.
 """
 
+import base64
 import itertools
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from email import policy
 from email.parser import BytesParser
@@ -126,3 +128,39 @@ def meta_error(code: int, status: int, message: str = "error") -> Reply:
     return Reply.json({"error": {"message": f"(#{code}) {message}", "type": "OAuthException", "code": code,
                                  "error_data": {"messaging_product": "whatsapp", "details": message},
                                  "fbtrace_id": "Atest"}}, status=status)
+
+
+# --- Twilio's answers (REST API and Content API) -----------------------------------------------------
+
+def _twilio_account(request: Recorded) -> str:
+    """The account SID the twilio SDK authenticated with (HTTP Basic: account SID and auth token)."""
+    credentials = request.headers.get("authorization", "").removeprefix("Basic ")
+    return base64.b64decode(credentials).decode().partition(":")[0] if credentials else ""
+
+
+def twilio_content_created(request: Recorded) -> Reply:
+    """Twilio's Content API creates the Content it was sent (POST /v1/Content, JSON): a new HX sid each
+    time, the request's fields echoed in the shape the twilio SDK's ContentInstance reads."""
+    sent = json.loads(request.body)
+    sid = "HX" + uuid.uuid4().hex
+    url = f"https://content.twilio.com/v1/Content/{sid}"
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return Reply.json({"account_sid": _twilio_account(request), "date_created": now, "date_updated": now,
+                       "friendly_name": sent.get("friendly_name"), "language": sent.get("language"),
+                       "links": {"approval_create": f"{url}/ApprovalRequests/whatsapp",
+                                 "approval_fetch": f"{url}/ApprovalRequests"},
+                       "sid": sid, "types": sent.get("types") or {}, "url": url,
+                       "variables": sent.get("variables") or {}}, status=201)
+
+
+def twilio_message_created(request: Recorded) -> Reply:
+    """Twilio's REST API accepts a message (a form POST to .../Messages.json): a new SM sid each time."""
+    form = {name: values[0] for name, values in form_of(request).items()}
+    account = _twilio_account(request)
+    sid = "SM" + uuid.uuid4().hex
+    return Reply.json({"sid": sid, "account_sid": account, "api_version": "2010-04-01", "body": form.get("Body", ""),
+                       "from": form.get("From"), "to": form.get("To"), "status": "queued",
+                       "direction": "outbound-api", "num_segments": "1", "num_media": "0", "error_code": None,
+                       "error_message": None, "messaging_service_sid": None,
+                       "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json", "subresource_uris": {}},
+                      status=201)

@@ -568,7 +568,8 @@ def test_chatwoot_check_connection(chatwoot_api):
 def test_sending_capabilities_per_kind():
     meta, twilio, chatwoot = meta_provider(), twilio_provider(), chatwoot_provider("https://chat.example.test")
     assert MessageType.REACTION in meta.sendable_types and MessageType.STICKER in meta.sendable_types
-    assert MessageType.INTERACTIVE not in twilio.sendable_types and MessageType.TEMPLATE in twilio.sendable_types
+    assert MessageType.INTERACTIVE in twilio.sendable_types and MessageType.TEMPLATE in twilio.sendable_types
+    assert MessageType.REACTION not in twilio.sendable_types
     assert MessageType.LOCATION not in chatwoot.sendable_types and MessageType.INTERACTIVE in chatwoot.sendable_types
     assert (meta.supports_reply_context, twilio.supports_reply_context, chatwoot.supports_reply_context) == (
         True, False, True)

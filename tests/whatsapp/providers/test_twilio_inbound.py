@@ -36,6 +36,8 @@ INBOUND = {
     "inbound_location.json": ("location", "", {"latitude": -23.561414, "longitude": -46.655881, "label": "Office"}),
     "inbound_interactive_button.json": ("interactive_reply", "Reschedule", {"kind": "button_reply",
                                                                             "id": "reschedule"}),
+    "inbound_list_reply.json": ("interactive_reply", "Tuesday morning", {"kind": "list_reply", "id": "slot-tue-am",
+                                                                         "title": "Tuesday morning"}),
     "inbound_template_button.json": ("button", "Confirm", {"payload": "CONFIRM_ORDER_2291"}),
     "inbound_forwarded.json": ("text", "Look at this deal", {"forwarded": True, "frequently_forwarded": True}),
     "inbound_referral.json": ("text", "Is this still available?", {}),

@@ -7,6 +7,7 @@ flows that cross a real Celery worker are in test_send_workers.py.)
 """
 
 import json
+import uuid
 from urllib.parse import parse_qs
 
 import pytest
@@ -16,7 +17,7 @@ from django.utils import timezone
 from contacts.models import Contact
 from templates_app.models import MessageTemplate
 from tests.conftest import customer, json_body, sent_bodies
-from tests.fakes import FakeServer, Reply, meta_accepted, meta_error
+from tests.fakes import FakeServer, Reply, meta_accepted, meta_error, twilio_content_created, twilio_message_created
 from tests.signing import META_PHONE_NUMBER_ID, TWILIO_ACCOUNT_SID, make_chatwoot, make_twilio
 from whatsapp.models import CircuitState, Conversation, Message, Provider, SendAttempt
 from whatsapp.providers import sandbox
@@ -366,13 +367,31 @@ def test_chatwoot_reply_buttons_go_into_the_contacts_conversation_as_input_selec
         "content_attributes": {"items": [{"title": "Morning", "value": "am"}, {"title": "Evening", "value": "pm"}]}}
 
 
-def test_twilio_refuses_free_form_buttons_before_queueing(settings):
-    twilio = make_twilio()
-    with pytest.raises(SendRefused) as refused:
-        message_send(SendRequest(provider=twilio, contact=customer(twilio, "+5511900000002"),
-                                 message_type="interactive",
-                                 interactive={"body": "Pick", "buttons": [{"id": "a", "title": "A"}]}))
-    assert refused.value.code == "unsupported_type"
+def test_twilio_reply_buttons_go_out_as_one_quick_reply_content_reused(settings):
+    # A new account SID: the Content SIDs cached in Redis are per account.
+    account = "AC" + uuid.uuid4().hex
+    settings.SEND_PAIR_INTERVAL_SECONDS = 0
+    with FakeServer() as fake:
+        settings.TWILIO_API_BASE_URL = settings.TWILIO_CONTENT_BASE_URL = fake.url
+        path = f"/2010-04-01/Accounts/{account}/Messages.json"
+        fake.routes["/v1/Content"] = twilio_content_created
+        fake.routes[path] = twilio_message_created
+        twilio = make_twilio(account_sid=account)
+        contact = customer(twilio, "+5511900000002")
+        buttons = {"body": "Pick a slot",
+                   "buttons": [{"id": "am", "title": "Morning"}, {"id": "pm", "title": "Evening"}]}
+        sent = []
+        for _ in range(2):
+            message, _ = message_send(SendRequest(provider=twilio, contact=contact, message_type="interactive",
+                                                  interactive=buttons))
+            sent.append(message_deliver(message.pk))
+        (create,) = fake.hits("/v1/Content")
+        forms = [parse_qs(request.body.decode()) for request in fake.hits(path)]
+    assert [(message.status, message.provider_message_id[:2]) for message in sent] == [("sent", "SM")] * 2
+    assert json.loads(create.body)["types"] == {"twilio/quick-reply": {
+        "body": "Pick a slot", "actions": [{"title": "Morning", "id": "am"}, {"title": "Evening", "id": "pm"}]}}
+    assert forms[0]["ContentSid"] == forms[1]["ContentSid"] and forms[0]["ContentSid"][0].startswith("HX")
+    assert forms[0].keys() == {"From", "To", "ContentSid", "StatusCallback"}
 
 
 def test_a_refused_send_to_a_new_number_leaves_no_contact_behind(api_client, meta, fake_meta):

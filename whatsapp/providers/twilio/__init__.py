@@ -3,11 +3,11 @@ Twilio WhatsApp senders. Verification uses the twilio SDK's RequestValidator ove
 (rebuilt from PUBLIC_BASE_URL, because Twilio signs the URL it called, not the one behind our proxy).
 Inbound messages and status callbacks arrive form-encoded on the same URL. Sending goes through the twilio
 SDK (`messages.create`, a form POST to /2010-04-01/Accounts/<AC...>/Messages.json), templates as a Content
-SID plus variables.
+SID plus variables, reply buttons and lists as a Content created for them (once per wording).
 
 The package: `wire` (settings, names, status and error tables), `parsing` (webhooks -> events), `sending`
-(messages.create arguments), `templates` (Content API), `sdk` (the SDK's HTTP client); this module is the
-backend, which makes the calls.
+(messages.create arguments), `templates` (Content API), `interactive` (buttons and lists as Content), `sdk`
+(the SDK's HTTP client); this module is the backend, which makes the calls.
 
 https://www.twilio.com/docs/messaging/guides/webhook-request
 https://www.twilio.com/docs/messaging/guides/track-outbound-message-status
@@ -57,6 +57,13 @@ from whatsapp.providers.events import (
     TemplateSubmission,
 )
 from whatsapp.providers.safe_fetch import fetch_media, host_allowed
+from whatsapp.providers.twilio.interactive import (
+    cached_content_sid,
+    content_cache_key,
+    forget_content_sid,
+    interactive_request,
+    remember_content_sid,
+)
 from whatsapp.providers.twilio.parsing import parse_form
 from whatsapp.providers.twilio.sdk import AnswerKeepingHttpClient, parsed, rest_exception
 from whatsapp.providers.twilio.sending import message_arguments
@@ -71,6 +78,7 @@ from whatsapp.providers.twilio.wire import (
     APPROVAL_STATUS_MAP,
     AUTH_TOKEN,
     CHANNEL_PREFIX,
+    CONTENT_SID_INVALID,
     ERROR_ADVICE,
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
@@ -97,10 +105,11 @@ class TwilioBackend(ProviderBackend):
     # WhatsApp senders on Twilio start at 10 text messages per second (Meta's tier can raise it).
     # https://www.twilio.com/docs/whatsapp/api#rate-limits
     default_rate_limit_per_second = 10
-    # Buttons and lists need a Twilio Content template (quick-reply, list-picker), so they go out as
-    # templates; reactions and stickers have no Messages API form.
+    # Buttons and lists go out as a Content created for them (see `interactive`); reactions and stickers
+    # have no Messages API form.
     sendable_types = frozenset({MessageType.TEXT, MessageType.IMAGE, MessageType.AUDIO, MessageType.VIDEO,
-                                MessageType.DOCUMENT, MessageType.LOCATION, MessageType.TEMPLATE})
+                                MessageType.DOCUMENT, MessageType.LOCATION, MessageType.INTERACTIVE,
+                                MessageType.TEMPLATE})
     # https://www.twilio.com/docs/api/errors/63014 (blocked by the user), 63024 (invalid recipient),
     # 63003 (the To address is not a WhatsApp user or is inactive).
     consent_error_codes = {"63014": "blocked the business", "63024": "invalid recipient: not on WhatsApp",
@@ -182,15 +191,47 @@ class TwilioBackend(ProviderBackend):
         if not to:
             raise ProviderError("the contact has no phone number Twilio can send to", code="no_address",
                                 title="No address")
-        arguments = {"from_": CHANNEL_PREFIX + self.provider.phone_number, "to": CHANNEL_PREFIX + to,
-                     **message_arguments(message)}
+        addressed = {"from_": CHANNEL_PREFIX + self.provider.phone_number, "to": CHANNEL_PREFIX + to}
         if message.status_callback_url:
-            arguments["status_callback"] = message.status_callback_url
+            addressed["status_callback"] = message.status_callback_url
+        if message.message_type == MessageType.INTERACTIVE:
+            return self._send_interactive(message, addressed)
+        return self._create_message({**addressed, **message_arguments(message)})
+
+    def _create_message(self, arguments: dict[str, Any]) -> SendResult:
         created, raw = self._sdk_call("the message", lambda client: client.messages.create(**arguments))
         if not created.sid:
             raise ProviderError("Twilio answered without a message sid; the message may have been accepted, so it "
                                 "is not sent again", code="bad_response", title="No message sid", raw=raw)
         return SendResult(provider_message_id=created.sid, raw=raw)
+
+    def _send_interactive(self, message: OutboundMessage, addressed: dict[str, Any]) -> SendResult:
+        # The Messages API has no interactive message: it sends a Content by its SID, with no Body. A session
+        # message of type quick-reply or list-picker needs no WhatsApp approval.
+        # https://www.twilio.com/docs/content/send-templates-created-with-the-content-template-builder
+        request, digest = interactive_request(message)
+        key = content_cache_key(self.provider.business_account_id, digest)
+        if sid := cached_content_sid(key):
+            try:
+                return self._create_message({**addressed, "content_sid": sid})
+            except ProviderError as exc:
+                if exc.code != CONTENT_SID_INVALID:
+                    raise
+                # The cached Content is gone at Twilio (deleted in the Console): create it again, once.
+                forget_content_sid(key)
+        sid = self._create_content(request)
+        remember_content_sid(key, sid)
+        return self._create_message({**addressed, "content_sid": sid})
+
+    def _create_content(self, request: dict[str, Any]) -> str:
+        # https://www.twilio.com/docs/content/content-api-resources (POST /v1/Content)
+        created, raw = self._sdk_call("the interactive content", lambda client: client.content.v1.contents.create(
+            ContentList.ContentCreateRequest(request)))
+        sid = created.sid or ""
+        if not sid.startswith("HX"):
+            raise ProviderError("Twilio created the interactive content without giving its SID", code="bad_response",
+                                title="No content SID", raw=raw)
+        return sid
 
     def check_connection(self) -> ConnectionCheck:
         sid = self.provider.business_account_id

@@ -129,6 +129,13 @@ def _media(form: dict[str, str]) -> list[MediaRef]:
 
 def _type_and_content(form: dict[str, str], media: list[MediaRef]) -> tuple[str, dict]:
     wire_type = form.get("MessageType", "").lower()
+    if form.get("ListId") or form.get("ListTitle"):
+        # A choice from a twilio/list-picker: the item's id (ours) and its text.
+        # https://www.twilio.com/docs/content/twiliolist-picker
+        content = {"kind": "list_reply", "id": form.get("ListId", ""), "title": form.get("ListTitle", "")}
+        if form.get("ListDescription"):
+            content["description"] = form["ListDescription"]
+        return MessageType.INTERACTIVE_REPLY, content
     if form.get("ButtonPayload") or form.get("ButtonText"):
         content = {"id": form.get("ButtonPayload", ""), "title": form.get("ButtonText", "")}
         if wire_type == "interactive":

@@ -59,12 +59,17 @@ def is_phone(value: str) -> bool:
 # the provider's health.
 THROTTLED_CODES = frozenset({"63017", "63018", "20429"})
 # Codes that trying again never fixes.
-PERMANENT_CODES = frozenset({"20003", "21211", "21610", "63003", "63014", "63016", "63021", "63024", "63032"})
+PERMANENT_CODES = frozenset({"20003", "21211", "21610", "21655", "63003", "63014", "63016", "63021", "63024",
+                             "63032"})
+# The ContentSid of a send names no Content of this account (deleted, or of another account).
+# https://www.twilio.com/docs/api/errors/21655
+CONTENT_SID_INVALID = "21655"
 ERROR_ADVICE = {
     "20003": "the account SID or auth token is wrong",
     "20429": "Twilio's API rate limit was reached; retrying later",
     "21211": "the recipient's number is not valid",
     "21610": "the recipient unsubscribed from this sender",
+    "21655": "the Content SID names no Content of this account (deleted, or created in another account)",
     "63003": "the recipient's number is invalid or not on WhatsApp",
     "63014": "the customer blocked this business or opted out; do not resend",
     "63016": "more than 24 hours since the customer last wrote; send an approved template instead",
@@ -113,3 +118,26 @@ ACTION_TYPES = frozenset({"QUICK_REPLY", "URL", "PHONE_NUMBER", "COPY_CODE"})
 VARIABLE_KEY_MAX = 16
 CONTENT_PAGE_SIZE = 100
 CONTENT_MAX_PAGES = 200
+
+# --- reply buttons and lists (session Content) ------------------------------------------------
+# The Messages API has no interactive message: buttons go as a twilio/quick-reply Content, a list as a
+# twilio/list-picker one. Their limits, from https://www.twilio.com/docs/content/twilio-quick-reply and
+# https://www.twilio.com/docs/content/twiliolist-picker (WhatsApp's own: 20 characters for a button's title
+# and for the label of a list's button).
+QUICK_REPLY_TYPE = "twilio/quick-reply"
+LIST_PICKER_TYPE = "twilio/list-picker"
+# Up to 3 quick replies in a session message sent without WhatsApp approval.
+SESSION_QUICK_REPLIES_MAX = 3
+QUICK_REPLY_TITLE_MAX = 20
+LIST_ITEMS_MAX = 10
+LIST_ITEM_MAX = 24
+LIST_DESCRIPTION_MAX = 72
+LIST_BUTTON_MAX = 20
+INTERACTIVE_ID_MAX = 200
+INTERACTIVE_BODY_MAX = 1024
+# A Content needs a language; a session message is never reviewed, so it says nothing to anyone.
+INTERACTIVE_LANGUAGE = "en"
+# The SID of each created Content, per account and digest of the Content's JSON, in Django's cache. A
+# Content never expires at Twilio; the entry does, so one-off wordings do not stay in the cache forever.
+CONTENT_CACHE_PREFIX = "wa:twilio:content:"
+CONTENT_CACHE_SECONDS = 30 * 24 * 3600
