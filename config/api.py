@@ -4,6 +4,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from ai import api as ai_api
+from assistant.api import views as assistant_views
 from contacts.api import gdpr
 from contacts.api import views as contacts_views
 from templates_app.api import views as templates_views
@@ -21,6 +22,14 @@ router.register("users", gdpr.UserDataViewSet, basename="user-data")
 router.register("message-insights", ai_api.MessageInsightViewSet)
 router.register("ai-intents", ai_api.IntentViewSet)
 router.register("ai-calls", ai_api.AiCallViewSet)
+router.register("projects", assistant_views.ProjectViewSet)
+router.register("goals", assistant_views.GoalViewSet)
+router.register("tasks", assistant_views.TaskViewSet)
+router.register("notes", assistant_views.NoteViewSet)
+router.register("content-requests", assistant_views.ContentRequestViewSet)
+router.register("reminders", assistant_views.ReminderViewSet)
+router.register("assistant-preferences", assistant_views.AssistantProfileViewSet)
+router.register("assistant-turns", assistant_views.TurnViewSet)
 
 urlpatterns = [
     path("conversations/<int:pk>/suggestions/", ai_api.ConversationSuggestionsView.as_view(),
