@@ -167,8 +167,9 @@ if env.bool("TRUST_X_FORWARDED_PROTO", default=HTTPS):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
 # Health checks answer on plain HTTP inside the cluster; a webhook must never be redirected (a
-# provider does not follow a redirect of its POST, so the event would be lost).
-SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^webhooks/"]
+# provider does not follow a redirect of its POST, so the event would be lost). The simulators' files are
+# fetched by the workers at INTERNAL_BASE_URL, plain HTTP inside the cluster too.
+SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^webhooks/", r"^simulator/"]
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if HTTPS else 0)

@@ -22,6 +22,7 @@ from whatsapp.models import Media, Provider, WebhookEvent
 from whatsapp.providers import backend_for
 from whatsapp.providers.base import WebhookRejected, WebhookRequest
 from whatsapp.services.archive import media_content
+from whatsapp.services.providers import provider_simulated_file
 from whatsapp.services.webhooks import webhook_event_record
 
 logger = logging.getLogger(__name__)
@@ -206,5 +207,23 @@ def outbound_media(request: HttpRequest, token: str) -> HttpResponse:
         return _error(503, "the archive storage cannot be reached right now")
     response = HttpResponse(data, content_type=media.mime_type)
     response["Content-Disposition"] = f'inline; filename="{media.filename.replace(chr(34), "")}"'
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def simulated_media(request: HttpRequest, public_id: uuid.UUID, token: str) -> HttpResponse:
+    """A file a simulator's phone sent, served to the worker that downloads it as a provider's media server
+    would. The token is the credential: 32 random bytes, one per file."""
+    try:
+        found = provider_simulated_file(public_id, token)
+    except StorageError:
+        # The download is retried; the file itself is safe in the archive.
+        return _error(503, "the archive storage cannot be reached right now")
+    if found is None:
+        return _error(404, "no such file")
+    data, mime_type, filename = found
+    response = HttpResponse(data, content_type=mime_type or "application/octet-stream")
+    response["Content-Disposition"] = f'inline; filename="{filename.replace(chr(34), "")}"'
+    response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=3600"
     return response

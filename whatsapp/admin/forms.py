@@ -1,7 +1,8 @@
 """
 The forms of the messaging admin pages: a provider's settings and credentials, the sandbox's simulated
-inbound message, the test send, and the conversation page's send form; with what turns a send form into
-a send request, and a refused send into a message for the person who asked.
+inbound message and its phone (a number to play, a message to send, a button to tap), the test send, and
+the conversation page's send form; with what turns a send form into a send request, and a refused send
+into a message for the person who asked.
 """
 
 import json
@@ -11,7 +12,7 @@ import phonenumbers
 from django import forms
 from django.db import transaction
 
-from contacts.phones import phone_to_e164
+from contacts.phones import phone_parse_e164, phone_to_e164
 from templates_app.models import MessageTemplate
 from templates_app.parameters import TemplateVariablesError, template_bind, template_render
 from templates_app.selectors import approved_templates_for, registration_template_choices
@@ -19,7 +20,15 @@ from whatsapp.models import Conversation, Message, Provider, UnknownContactPolic
 from whatsapp.providers import backend_class_for, registered_kinds
 from whatsapp.providers.events import MessageType, TemplateStatus
 from whatsapp.services.outbound import SendRequest, message_send, request_fingerprint
-from whatsapp.services.providers import ROW_TARGETS, provider_apply_options, provider_missing_options
+from whatsapp.services.providers import (
+    MB,
+    ROW_TARGETS,
+    SIMULATED_FILE_FORMATS,
+    SimulatedFile,
+    provider_apply_options,
+    provider_missing_options,
+    simulated_file_problem,
+)
 from whatsapp.services.send_rules import SendRefused
 
 CONTACT_POLICY_FIELDS = ["unknown_contact_policy", "registration_template", "registration_text",
@@ -127,6 +136,67 @@ class SimulateInboundForm(forms.Form):
     from_phone = forms.CharField(label="From (phone, E.164)", initial="+15551230009", max_length=20)
     name = forms.CharField(label="Profile name", initial="Test customer", max_length=100, required=False)
     text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=4096)
+
+
+class SandboxPhoneStartForm(forms.Form):
+    """Which customer the sandbox phone plays: a number (a new one starts a new conversation)."""
+
+    number = forms.CharField(label="The customer's number (E.164)", max_length=20)
+    name = forms.CharField(label="Profile name", max_length=100, required=False)
+
+    def clean_number(self):
+        try:
+            return phone_parse_e164(self.cleaned_data["number"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"{exc}. Give it with its country code, e.g. +15551230001.") from None
+
+
+# A voice note may be 16 MB (WhatsApp's limit); anything larger is refused before it is read.
+SANDBOX_PHONE_FILE_MAX_BYTES = 16 * MB
+SANDBOX_PHONE_ACCEPT = ".ogg,.opus,.oga,.mp3,.m4a,.wav,.jpg,.jpeg,.png,.webp,audio/ogg,audio/mpeg,audio/mp4,audio/wav,"\
+                       "image/jpeg,image/png,image/webp"
+
+
+class SandboxPhoneSendForm(forms.Form):
+    """What the customer sends from the sandbox phone: a text, or a voice note or an image (with a caption)."""
+
+    text = forms.CharField(label="Message", required=False, max_length=4096, widget=forms.Textarea(attrs={
+        "rows": 1, "placeholder": "Message", "class": "sbx-text", "aria-label": "Message, or an image's caption"}))
+    file = forms.FileField(label="Attach a voice note or an image", required=False,
+                           help_text=SIMULATED_FILE_FORMATS,
+                           widget=forms.FileInput(attrs={"accept": SANDBOX_PHONE_ACCEPT, "class": "sbx-file"}))
+    # The profile name WhatsApp sends with each message.
+    name = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
+
+    def clean_file(self):
+        upload = self.cleaned_data.get("file")
+        if not upload:
+            return None
+        if upload.size > SANDBOX_PHONE_FILE_MAX_BYTES:
+            raise forms.ValidationError(f"The file is larger than {SANDBOX_PHONE_FILE_MAX_BYTES // MB} MB.")
+        file = SimulatedFile(data=upload.read(), filename=upload.name or "")
+        problem = simulated_file_problem(file)
+        if problem:
+            raise forms.ValidationError(problem)
+        return file
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors and not cleaned.get("file") and not (cleaned.get("text") or "").strip():
+            raise forms.ValidationError("Type a message, or attach a voice note or an image.")
+        return cleaned
+
+
+class SandboxPhoneTapForm(forms.Form):
+    """A tap on a reply button or list row: "<our message's id>:<the choice's id>" (one button's value)."""
+
+    choice = forms.CharField(max_length=300)
+
+    def clean_choice(self):
+        message_id, _, choice_id = self.cleaned_data["choice"].partition(":")
+        if not message_id.isdigit() or not choice_id:
+            raise forms.ValidationError("Not a button of a message.")
+        return int(message_id), choice_id
 
 
 class TestSendForm(forms.Form):

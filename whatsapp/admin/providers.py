@@ -1,5 +1,6 @@
 """A provider's page (settings, credentials, the circuit) and its buttons: test the connection, pause and
-resume sending, close the circuit, send a test message, simulate an inbound message (sandbox)."""
+resume sending, close the circuit, send a test message, simulate an inbound message and open the phone
+(sandbox; the phone's pages are in sandbox_phone.py)."""
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -20,6 +21,7 @@ from whatsapp.admin.forms import (
     refusal_text,
     send_test_text,
 )
+from whatsapp.admin.sandbox_phone import may_use_phone, sandbox_phone_urls
 from whatsapp.models import CircuitState, Provider
 from whatsapp.providers import backend_for
 from whatsapp.services.circuit import circuit_reset
@@ -67,13 +69,16 @@ class ProviderAdmin(AuditedModelAdmin):
             route("pause", self.set_paused_view, "pause", paused=True),
             route("resume", self.set_paused_view, "resume", paused=False),
             route("reset-circuit", self.reset_circuit_view, "reset_circuit"),
+            *sandbox_phone_urls(self),
             *super().get_urls(),
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         provider = self.get_object(request, object_id)
+        can_simulate = bool(provider and backend_for(provider).can_simulate_inbound)
         extra_context = {**(extra_context or {}),
-                         "can_simulate_inbound": bool(provider and backend_for(provider).can_simulate_inbound),
+                         "can_simulate_inbound": can_simulate,
+                         "can_use_phone": can_simulate and may_use_phone(request, provider),
                          "circuit_closed": bool(provider and provider.circuit_state == CircuitState.CLOSED
                                                 and not provider.circuit_failures)}
         return super().change_view(request, object_id, form_url, extra_context)

@@ -392,8 +392,16 @@ class ProviderBackend:
         """Every template the provider holds for this account, with its current status (all pages)."""
         raise ProviderError(f"{self.label} does not list templates", code="not_supported")
 
-    def simulated_inbound(self, *, from_phone: str, name: str, text: str) -> tuple[bytes, dict[str, str]]:
-        """Body and headers of a signed webhook carrying one inbound text (local simulators only)."""
+    def simulated_inbound(self, *, from_phone: str, name: str, message_type: str = "text", text: str = "",
+                          media: MediaRef | None = None, content: dict[str, Any] | None = None,
+                          reply_to_provider_message_id: str = "") -> tuple[bytes, dict[str, str], str]:
+        """
+        Body and headers of a signed webhook carrying one inbound message, and the message's id in it (local
+        simulators only). Said in our vocabulary: a text; a voice note (audio) or an image (`text` is its
+        caption) whose file `media` names, with the URL it is fetched from; an interactive reply (`content`
+        {"kind": "button_reply" or "list_reply", "id", "title"}) quoting the message it answers. ValueError
+        for a message the simulator cannot send.
+        """
         raise NotImplementedError(f"{self.label} cannot simulate inbound messages")
 
     # --- helpers ---------------------------------------------------------------------------
