@@ -6,7 +6,8 @@ and benchmarks. Point the real `openai` client at it:
         client = openai.OpenAI(base_url=fake.url, api_key="test", max_retries=0)
 
 It records every request and answers plausibly by default: structured outputs come back valid against the
-requested JSON schema, and the message classifier's schema gets a keyword guess from the customer's text.
+requested JSON schema, the message classifier's schema gets a keyword guess from the customer's text, and a
+request offering the assistant's tools gets the tool call a good model would make (tests/fake_assistant_model.py).
 `fake.script(endpoint, *steps)` makes it answer something else (a given JSON, broken text, a tool call, a
 refusal, an HTTP error, a slow answer) for the next requests, one step per request.
 """
@@ -26,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests import fake_assistant_model
 from tests.fakes import Recorded, Reply
 
 ENDPOINTS = ("chat", "transcriptions")
@@ -543,7 +545,11 @@ class FakeOpenAI:
         if response_format.get("type") == "json_object":
             return ChatAnswer('{"reply": "ok"}')
         if request.get("tools"):
-            return ChatAnswer("ok")
+            # The assistant's tools get the answer a good model would give (tests/fake_assistant_model.py).
+            decision = fake_assistant_model.answer(request)
+            if isinstance(decision, fake_assistant_model.Call):
+                return tool_calls([(decision.name, decision.arguments)])
+            return ChatAnswer(decision or "ok")
         return ChatAnswer("This is a reply from the local test model.")
 
     @staticmethod
