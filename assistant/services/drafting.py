@@ -32,6 +32,10 @@ PLATFORM_NOTES = {
     "email": "an email with a subject line",
 }
 
+# What a draft is called in the ready notice: "short LinkedIn post".
+KINDS = {"linkedin": "LinkedIn post", "instagram": "Instagram caption", "x": "post for X",
+         "facebook": "Facebook post", "blog": "blog article", "email": "email"}
+
 
 def draft_messages(request: ContentRequest) -> list[dict[str, str]]:
     system = (f"You write {PLATFORM_NOTES.get(request.platform, 'a short text')}, {WORDS.get(request.length, '')}, "
@@ -82,7 +86,7 @@ def _ready_notice(request: ContentRequest, draft: str) -> None:
     decision = decide(Outcome.CONTENT_READY, policy_for(conversation.provider), notify_on_ready=opted_in)
     if decision.action != Action.CONFIRM:
         return
-    what = " ".join(filter(None, [request.length, request.platform])) or "text"
+    what = " ".join(filter(None, [request.length, KINDS.get(request.platform, "text")]))
     language = conversation.contact.language
     outbox.send_text(conversation, phrase("content_ready", language, what=what, draft=draft[:3500]))
 

@@ -88,7 +88,7 @@ def send_question(conversation: Conversation, question: str, choices: list[Choic
     else:
         rows = [{"id": c.id, "title": c.title[:ROW_TITLE_CHARS]} for c in choices[:MAX_ROWS]]
         interactive = {"body": question, "button": list_button[:BUTTON_TITLE_CHARS],
-                       "sections": [{"title": list_button[:ROW_TITLE_CHARS], "rows": rows}]}
+                       "sections": [{"rows": rows}]}  # one section needs no title
     return _send(SendRequest(provider=conversation.provider, contact=conversation.contact,
                              message_type=MessageType.INTERACTIVE, interactive=interactive,
                              purpose=Message.Purpose.ASSISTANT))

@@ -116,8 +116,8 @@ def test_a_content_request_missing_two_fields_is_clarified_then_drafted(phone, f
     request.refresh_from_db()
     assert (request.status, request.draft) == ("ready", "We launched! 🚀 Here is what it means for you.")
     notices = [text for text in phone.texts() if text.startswith("📝")]
-    assert notices == (["📝 Your draft is ready (short linkedin):\n\nWe launched! 🚀 Here is what it means for you."]
-                       if opted_in else [])
+    expected = "📝 Your draft is ready (short LinkedIn post):\n\nWe launched! 🚀 Here is what it means for you."
+    assert notices == ([expected] if opted_in else [])
     assert AiCall.objects.filter(feature="drafting", status="ok").count() == 1
 
 

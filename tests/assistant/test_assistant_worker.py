@@ -126,7 +126,7 @@ def test_tasks_notes_and_a_clarified_content_request(live, fake_openai, sandbox_
     notice = wait_until(lambda: sent(sandbox_provider, message_type="text", purpose="assistant"), 20,
                         message="the ready notice")
     assert [message.text for message in notice] == [
-        "📝 Your draft is ready (short linkedin):\n\nLaunch day! 🚀 Three things we learned building it."]
+        "📝 Your draft is ready (short LinkedIn post):\n\nLaunch day! 🚀 Three things we learned building it."]
 
 
 def test_handoff_and_the_ai_down_then_back(live, fake_openai, sandbox_provider, admin_user):
