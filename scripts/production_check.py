@@ -242,7 +242,7 @@ def check_inbound(http: Http, processes: Processes, env: dict[str, str], venv_py
             "from whatsapp.models import Provider\n"
             "from whatsapp.providers import backend_for\n"
             "provider = Provider.objects.get(pk=int(sys.argv[1]))\n"
-            "body, headers = backend_for(provider).simulated_inbound(from_phone=sys.argv[2], name='Check', "
+            "body, headers, _ = backend_for(provider).simulated_inbound(from_phone=sys.argv[2], name='Check', "
             "text=sys.argv[3])\n"
             "print(json.dumps({'body': body.decode(), 'headers': headers}))\n")
     signed = json.loads(run([str(venv_python), "-c", "import django, sys; django.setup(); exec(sys.argv.pop(1))",
