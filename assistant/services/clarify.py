@@ -95,10 +95,11 @@ def answer_of(state: ConversationState, message: Message) -> str | None:
     return None
 
 
-def answer_apply(state: ConversationState, value: str) -> ContentRequest | None:
-    """Fill the waiting field; the request (None when it is gone or no longer waiting for input)."""
+def answer_apply(state: ConversationState, value: str, *, owner) -> ContentRequest | None:
+    """Fill the waiting field; the request (None, and the question dropped, when it is gone, no longer
+    waiting for input, or another user's: the contact was mapped to someone else meanwhile)."""
     pending = state.pending
-    request = ContentRequest.objects.filter(pk=pending.get("request"),
+    request = ContentRequest.objects.filter(pk=pending.get("request"), owner=owner,
                                             status=ContentRequest.Status.NEEDS_INPUT).first()
     if request is None or pending.get("field") not in FIELDS:
         pending_clear(state)

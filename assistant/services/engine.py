@@ -29,6 +29,7 @@ from ai.models import Feature
 from ai.pricing import estimated_chat_cost
 from ai.redaction import Redaction, redact, restore
 from ai.services.calls import CallScope, chat_call, record_skip
+from ai.services.pipeline import needs_transcript
 from assistant.models import ContentRequest, ConversationState, Turn
 from assistant.phrases import phrase
 from assistant.policy import Action, Decision, Outcome, decide
@@ -50,6 +51,12 @@ MAX_RETRY_SECONDS = 300.0
 # A queued turn whose task never reached the broker is picked up by the sweep after this long.
 QUEUED_STALE = timedelta(minutes=1)
 DRAFT_STALE = timedelta(minutes=2)
+
+
+# Questions answered from a tool's result, and a clarification: the turn's reply, with no closing model call.
+ANSWERS = {Outcome.TASKS_LISTED, Outcome.DUE_REPORTED, Outcome.NOTES_FOUND, Outcome.CONTENT_CLARIFY}
+# The AI account is out of credit: like a budget, it waits (one notice) instead of failing each message.
+OUT_OF_CREDIT = {"insufficient_quota"}
 
 
 class ConversationBusy(Exception):
@@ -95,10 +102,18 @@ def turn_run(message_id: int) -> None:
 
 
 def _next_due(conversation_id: int) -> Turn | None:
-    due = Q(status=Turn.Status.QUEUED) | Q(status=Turn.Status.WAITING, next_attempt_at__lte=timezone.now())
-    return (Turn.objects.select_related("message__provider", "message__conversation__contact", "owner")
-            .filter(due, message__conversation_id=conversation_id)
-            .order_by("message__created_at", "message_id").first())
+    """The conversation's oldest open turn, if it can run now. A turn waiting for the AI, or a voice note
+    waiting for its transcript, holds back every later turn: they are handled in the order they were sent."""
+    oldest = (Turn.objects.select_related("message__provider", "message__conversation__contact", "owner")
+              .filter(status__in=[Turn.Status.QUEUED, Turn.Status.WAITING], message__conversation_id=conversation_id)
+              .order_by("message__created_at", "message_id").first())
+    if oldest is None:
+        return None
+    if oldest.status == Turn.Status.WAITING and oldest.next_attempt_at and oldest.next_attempt_at > timezone.now():
+        return None
+    if needs_transcript(oldest.message) and oldest.message.ai_processed_at is None:
+        return None  # ai.hooks.message_understood enqueues it once the transcript exists
+    return oldest
 
 
 def turn_process(turn: Turn) -> None:
@@ -113,8 +128,8 @@ def turn_process(turn: Turn) -> None:
                       zone=user_zone(profile_zone=profile.time_zone, contact=conversation.contact),
                       language=(message.language or conversation.contact.language or "en")[:2].lower())
     try:
-        if clarify.pending_active(state) and (value := clarify.answer_of(state, message)) is not None:
-            _clarification_answered(turn, ctx, value)
+        answer = clarify.answer_of(state, message) if clarify.pending_active(state) else None
+        if answer is not None and _clarification_answered(turn, ctx, answer):
             return
         if state.pending and not clarify.pending_active(state):
             clarify.pending_clear(state)  # expired: the message is a new request
@@ -129,12 +144,13 @@ def turn_process(turn: Turn) -> None:
                 reply=_send(ctx, reply))
 
 
-def _clarification_answered(turn: Turn, ctx: TurnContext, value: str) -> None:
+def _clarification_answered(turn: Turn, ctx: TurnContext, value: str) -> bool:
+    """Fill the waiting field; False when the question is no longer open (its request was closed or belongs
+    to someone else), and the message is then handled as a new request."""
     with transaction.atomic():
-        request = clarify.answer_apply(ctx.state, value)
+        request = clarify.answer_apply(ctx.state, value, owner=ctx.user)
         if request is None:
-            _finish(turn, Turn.Status.DONE, outcome=Outcome.NOTHING, error="the question was no longer open")
-            return
+            return False
         question = clarify.next_question(request, ctx.state, language=ctx.language)
         if question is None:
             clarify.drafting_start(request)
@@ -144,6 +160,7 @@ def _clarification_answered(turn: Turn, ctx: TurnContext, value: str) -> None:
         reply = _reply_for([ActionResult(outcome, phrase("content_requested", ctx.language, brief=request.brief),
                                          question=question)], ctx)
         _finish(turn, Turn.Status.DONE, outcome=outcome, tool_calls=calls, reply=_send(ctx, reply))
+    return True
 
 
 # --- the model's part ------------------------------------------------------------------------------------
@@ -174,27 +191,29 @@ def _model_turn(turn: Turn, ctx: TurnContext) -> None:
             result, _cost = chat_call(scope, messages, tools=TOOLS, prompt_version=PROMPT_VERSION,
                                       max_completion_tokens=600)
         except AiError as error:
-            if error.retryable and not results:
+            if (error.retryable or error.code in OUT_OF_CREDIT) and not results:
                 _wait(turn, ctx, str(error), retry_in=error.retry_after)
                 return
-            errors.append(f"the AI failed: {error}")
+            logger.warning("assistant model call failed", extra={"message_id": ctx.message.pk, "code": error.code})
+            errors.append("the AI could not answer")
             break
-        _back_online(ctx.state)
         if not result.tool_calls:
-            answer = restore(result.content, redaction.replacements).strip()
-            break
-        round_errors = _run_calls(result, ctx, redaction, results, calls)
-        if not round_errors:
-            errors = []
-            break
-        errors = round_errors
+            if not results:
+                answer = restore(result.content, redaction.replacements).strip()
+            break  # after actions, the model's closing words are not sent: the policy decides
+        done_before = len(results)
+        errors = _run_calls(result, ctx, redaction, results, calls)
+        if any(outcome.outcome in ANSWERS for outcome in results[done_before:]):
+            break  # a question or a clarification is the turn's answer: no closing call
+        # One call per round (strict tools refuse parallel calls): the results go back, so a message asking
+        # for two things ("a task and a reminder") gets its second call, and a failed call another try.
         messages = [*messages, *_tool_messages(result, calls[-len(result.tool_calls):])]
     _conclude(turn, ctx, results, calls, errors, answer)
 
 
 def _prompt(ctx: TurnContext, *, redact_pii: bool) -> tuple[list[dict[str, Any]], Redaction]:
     now = local_now(ctx.zone)
-    last = ctx.state.last_task
+    last = ctx.state.last_task if ctx.state.last_task and ctx.state.last_task.owner_id == ctx.user.pk else None
     last_task = (f"The last task: #{last.pk} \"{last.title}\" (priority {last.priority}"
                  f"{', due ' + str(last.due_date) if last.due_date else ''}).\n") if last else ""
     system = SYSTEM_PROMPT.format(name=ctx.user.get_short_name() or ctx.user.get_username(), today=now.date(),
@@ -336,12 +355,6 @@ def _tell_unavailable_once(ctx: TurnContext) -> None:
     ).update(unavailable_notice_at=timezone.now())
     if told:
         outbox.send_text(ctx.conversation, phrase("unavailable", ctx.language))
-
-
-def _back_online(state: ConversationState) -> None:
-    if state.unavailable_notice_at is not None:
-        ConversationState.objects.filter(pk=state.pk).update(unavailable_notice_at=None)
-        state.unavailable_notice_at = None
 
 
 def waiting_turns_retry() -> int:

@@ -2,7 +2,8 @@
 Which inbound messages the assistant acts on: those of a contact mapped to an active user, on a provider
 whose policy has it on, once their text is known (a voice note waits for its transcript). A consent
 keyword and the verification code that made the mapping are the contacts app's business, not commands.
-Each accepted message gets a queued turn, handed to the AI worker when the message's transaction commits.
+Each accepted message gets a queued turn, handed to the AI worker when the message's transaction commits
+(a voice note's, once its transcript exists).
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ ACTED_ON = {MessageType.TEXT, MessageType.INTERACTIVE_REPLY, MessageType.BUTTON,
 
 
 def on_inbound_message(message: Message) -> None:
-    """Receiver of the core's inbound hook; a voice note waits for `on_message_understood`."""
-    if not needs_transcript(message):
-        turn_open(message)
+    """Receiver of the core's inbound hook. A voice note's turn is opened now, so that it keeps its place in
+    the conversation's order, and runs once `on_message_understood` says its transcript exists."""
+    turn_open(message)
 
 
 def on_message_understood(message: Message) -> None:
     """Receiver of the AI's hook: a voice note's transcript exists (or could not be made)."""
-    if needs_transcript(message):
-        turn_open(message)
+    if needs_transcript(message) and Turn.objects.filter(message=message).exists():
+        turn_enqueue(message.pk)
 
 
 def turn_open(message: Message) -> Turn | None:
@@ -44,7 +45,7 @@ def turn_open(message: Message) -> Turn | None:
     if message.message_type == MessageType.TEXT and keyword_match(message.text, mapping.contact.language):
         return None
     turn, created = Turn.objects.get_or_create(message=message, defaults={"owner": mapping.user})
-    if created:
+    if created and not needs_transcript(message):
         turn_enqueue(message.pk)
     return turn
 

@@ -23,15 +23,31 @@ def zone_named(name: str) -> ZoneInfo | None:
         return None
 
 
+# Where a number gives several zones (a mobile number names no place), the zone most of the country lives
+# in; the library lists them alphabetically, which would put Spain on the Canaries and Portugal on the Azores.
+MAIN_ZONES = {
+    "AR": "America/Argentina/Buenos_Aires", "AU": "Australia/Sydney", "BR": "America/Sao_Paulo",
+    "CA": "America/Toronto", "CD": "Africa/Kinshasa", "CL": "America/Santiago", "CN": "Asia/Shanghai",
+    "EC": "America/Guayaquil", "ES": "Europe/Madrid", "FM": "Pacific/Pohnpei", "GL": "America/Nuuk",
+    "ID": "Asia/Jakarta", "KI": "Pacific/Tarawa", "KZ": "Asia/Almaty", "MN": "Asia/Ulaanbaatar",
+    "MX": "America/Mexico_City", "MY": "Asia/Kuala_Lumpur", "NZ": "Pacific/Auckland", "PF": "Pacific/Tahiti",
+    "PG": "Pacific/Port_Moresby", "PT": "Europe/Lisbon", "RU": "Europe/Moscow", "UA": "Europe/Kyiv",
+    "US": "America/New_York", "UZ": "Asia/Tashkent",
+}
+
+
 def phone_zone(phone: str) -> ZoneInfo | None:
-    """The zone of a number's region; for a country with several (the US, Brazil) the library's first,
-    which for a mobile number is the country's most populous one."""
+    """The zone of a number: the one its prefix names (a US area code, a Brazilian landline...), else the
+    country's main zone."""
     try:
         number = phonenumbers.parse(phone)
     except phonenumbers.NumberParseException:
         return None
     names = [name for name in number_zones.time_zones_for_number(number) if name != "Etc/Unknown"]
-    return zone_named(names[0]) if names else None
+    if len(names) == 1:
+        return zone_named(names[0])
+    main = MAIN_ZONES.get(phonenumbers.region_code_for_number(number) or "")
+    return zone_named(main) if main else (zone_named(names[0]) if names else None)
 
 
 def contact_phone(contact: Contact) -> str:

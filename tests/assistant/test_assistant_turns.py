@@ -1,6 +1,7 @@
 """The assistant's turns as a user lives them: messages through the sandbox webhook, the model's tool calls
 from the fake OpenAI, and what comes back on WhatsApp."""
 
+import json
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,10 +12,13 @@ from ai.models import AiCall
 from assistant.models import AssistantPolicy, ContentRequest, ConversationState, Note, Task, Turn
 from assistant.services import drafting, engine, handoff
 from contacts.models import ContactUserMapping
+from tests.conftest import fixture_bytes
 from tests.fake_openai import ChatAnswer, error, tool_calls
-from whatsapp.models import Message
+from tests.signing import make_chatwoot, post_chatwoot
+from whatsapp.models import Conversation, Message
 from whatsapp.providers.events import MessageType
 from whatsapp.services.outbound import message_send_text
+from whatsapp.services.webhooks import webhook_event_process
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +53,8 @@ def test_a_task_made_then_changed_over_two_turns(phone, fake_openai):
     # The model was told which task "it" is and what day it is in the user's zone.
     system = fake_openai.chat_requests[-1]["messages"][0]["content"]
     assert f'#{task.pk} "Review marketing budget"' in system and "Europe/Madrid" in system
-    assert AiCall.objects.filter(feature="assistant", status="ok").count() == 2
+    # Each action's result went back once, for the model to call another tool or close.
+    assert AiCall.objects.filter(feature="assistant", status="ok").count() == 4
 
 
 def test_the_conversational_preset_confirms_a_task_in_one_line(phone, fake_openai, conversational):
@@ -153,18 +158,23 @@ def test_the_ai_down_then_back(phone, fake_openai, settings):
     first = phone.turn("create a task to call Ana")
     second = phone.turn("create a task to pay rent")
     first.refresh_from_db()
-    assert (first.status, second.status) == ("waiting", "waiting")
+    # The second waits behind the first: they are handled in the order they were sent.
+    assert (first.status, second.status) == ("waiting", "queued")
     assert phone.texts() == ["⚠️ I can't handle messages right now. Yours are kept and I'll act on them as soon as "
                              "I'm back."]  # once, not per message
 
     fake_openai.reset()
-    fake_openai.script("chat", tool_calls([("create_task", {"title": "Call Ana", **NULLS})]),
-                       tool_calls([("create_task", {"title": "Pay rent", **NULLS})]))
+    fake_openai.script("chat", tool_calls([("create_task", {"title": "Call Ana", **NULLS})]), ChatAnswer("Done."),
+                       tool_calls([("create_task", {"title": "Pay rent", **NULLS})]), ChatAnswer("Done."))
     Turn.objects.update(next_attempt_at=timezone.now())
     engine.turn_run(first.message_id)
     assert list(Task.objects.order_by("pk").values_list("title", flat=True)) == ["Call Ana", "Pay rent"]
     assert set(Turn.objects.values_list("status", flat=True)) == {"done"}
-    assert ConversationState.objects.get().unavailable_notice_at is None
+    # The notice is not sent again for the next outage within ASSISTANT_UNAVAILABLE_NOTICE_HOURS, even when
+    # the AI came back in between (a flapping API would otherwise notify on every failure).
+    fake_openai.always("chat", error(503, None, "overloaded"))
+    assert phone.turn("create a task to water plants").status == "waiting"
+    assert len(phone.texts()) == 1
 
 
 def test_over_the_daily_budget_the_message_waits(phone, fake_openai, sandbox_provider):
@@ -223,6 +233,18 @@ def test_only_mapped_users_and_not_their_consent_keywords(sandbox_provider, phon
     assert not Turn.objects.filter(message=phone.say("create a task")).exists()
 
 
+def test_a_message_asking_for_two_things_gets_both(phone, fake_openai, conversational):
+    fake_openai.script("chat", tool_calls([("create_task", {"title": "Call the bank", **NULLS})]),
+                       tool_calls([("set_reminder", {"text": "Call the bank", "date": "2099-01-05", "time": "09:00",
+                                                     "task": "last"})]),
+                       ChatAnswer("Done."))
+    turn = phone.turn("create a task to call the bank and remind me on Monday at 9")
+    assert [call["name"] for call in turn.tool_calls] == ["create_task", "set_reminder"]
+    reminder = Task.objects.get().reminders.get(text="Call the bank")
+    assert reminder.due_at == datetime(2099, 1, 5, 9, 0, tzinfo=ZoneInfo("Europe/Madrid"))
+    assert phone.texts() == ["✅ Created task: Call the bank\n⏰ Reminder set for Mon 05 Jan 09:00: Call the bank"]
+
+
 def test_a_broken_tool_call_is_not_run(phone, fake_openai):
     fake_openai.script("chat", tool_calls([("create_task", "{not json")]),
                        tool_calls([("create_task", {"title": 5})]),
@@ -230,3 +252,17 @@ def test_a_broken_tool_call_is_not_run(phone, fake_openai):
     turn = phone.turn("create a task")
     assert turn.status == "failed" and Task.objects.count() == 0
     assert [call["ok"] for call in turn.tool_calls] == [False, False, False]
+
+
+def test_a_chatwoot_agent_takes_over_but_chatwoots_own_messages_do_not(client, fake_openai):
+    provider = make_chatwoot()
+    agent_reply = json.loads(fixture_bytes("chatwoot", "message_created_agent_reply.json"))
+    away = {**agent_reply, "id": 18009, "message_type": "template", "content": "We are away until Monday.",
+            "sender": {"id": 1, "name": "Acme", "type": "agent_bot"}}
+    webhook_event_process(post_chatwoot(client, provider, json.dumps(away).encode()).json()["event"])
+    conversation = Conversation.objects.get(provider=provider)
+    assert not ConversationState.objects.filter(conversation=conversation, silenced_until__isnull=False).exists()
+
+    webhook_event_process(post_chatwoot(client, provider, json.dumps(agent_reply).encode()).json()["event"])
+    state = ConversationState.objects.get(conversation=conversation)
+    assert state.silenced_until > timezone.now() and state.silenced_by == "user: Paulo Agent"

@@ -139,13 +139,15 @@ def test_handoff_and_the_ai_down_then_back(live, fake_openai, sandbox_provider, 
     ConversationState.objects.update(silenced_until=timezone.now())
     fake_openai.always("chat", error(503, None, "overloaded"))
     assert phone.say("create a task to call the bank").status == "waiting"
-    assert phone.say("create a task to pay rent").status == "waiting"
+    later = phone.post(text="create a task to pay rent")  # waits behind the first, in order
+    assert wait_until(lambda: Turn.objects.filter(message=later, status="queued").exists(), 10,
+                      message="the second message's turn")
     notices = wait_until(lambda: sent(sandbox_provider, purpose="assistant"), 20, message="the outage notice")
     assert len(notices) == 1 and notices[0].text.startswith("⚠️ I can't handle messages right now")
 
     fake_openai.reset()
-    fake_openai.script("chat", tool_calls([("create_task", {"title": "Call the bank", **NULLS})]),
-                       tool_calls([("create_task", {"title": "Pay rent", **NULLS})]))
+    fake_openai.script("chat", tool_calls([("create_task", {"title": "Call the bank", **NULLS})]), ChatAnswer("Done."),
+                       tool_calls([("create_task", {"title": "Pay rent", **NULLS})]), ChatAnswer("Done."))
     Turn.objects.filter(status="waiting").update(next_attempt_at=timezone.now())
     retry_waiting_turns_task.delay()
     wait_until(lambda: Task.objects.count() == 2, 20, message="the waiting messages to be handled")

@@ -78,6 +78,10 @@ def test_a_numbered_question_is_answered_by_its_number():
 @pytest.mark.django_db
 def test_a_users_zone_from_their_profile_their_contact_or_their_number():
     assert phone_zone("+81312345678").key == "Asia/Tokyo"
+    # A mobile number names a country, not a place: its main zone, not the first in alphabetical order.
+    assert phone_zone("+34612345678").key == "Europe/Madrid"  # not Atlantic/Canary
+    assert phone_zone("+351912345678").key == "Europe/Lisbon"  # not Atlantic/Azores
+    assert phone_zone("+13105551234").key == "America/Los_Angeles"  # an area code names its zone
     assert phone_zone("+5511912345678").key == "America/Sao_Paulo"
     assert phone_zone("not a number") is None
     contact = Contact.objects.create(profile_name="Ana")

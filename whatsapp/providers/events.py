@@ -144,6 +144,8 @@ class OutboundEcho:
     # Our own reference, when the provider echoes the one we gave it on sending.
     client_reference: str = ""
     sender_label: str = ""
+    # Written by a person (an agent), not by the provider's own automation (greetings, away messages, bots).
+    sent_by_person: bool = True
     conversation_ref: str = ""
     routed_to: str = ""
     raw: dict[str, Any] = field(default_factory=dict)

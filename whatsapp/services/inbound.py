@@ -397,7 +397,8 @@ def outbound_echo_apply(*, provider: Provider, event: OutboundEcho) -> Message:
         provider_message_id=event.provider_message_id, status=MessageStatus.SENT, sent_at=event.timestamp,
         session=session_current(conversation, at=event.timestamp),
     )
-    hooks.human_reply_recorded.fire(message=message)
+    if event.sent_by_person:
+        hooks.human_reply_recorded.fire(message=message)
     return message
 
 

@@ -129,8 +129,12 @@ def _parse_message_event(event: str, message: dict, received_at: datetime, scope
         return InboundMessage(**common, profile_name=as_text(sender.get("name")), media=media,
                               reply_to_provider_message_id=as_text(attributes.get("in_reply_to")))
     attributes = as_dict(message.get("content_attributes"))
+    # Chatwoot's own messages (greeting, out-of-office, CSAT: message_type "template") and an agent bot's are
+    # not a person taking over. https://www.chatwoot.com/developers/api/#tag/Messages
+    by_person = direction == "outgoing" and (as_text(sender.get("type")) or "user") == "user"
     return OutboundEcho(**common, client_reference=as_text(message.get("echo_id") or attributes.get("echo_id")),
-                        sender_label=f"{sender.get('type') or 'user'}: {as_text(sender.get('name'))}".strip())
+                        sender_label=f"{sender.get('type') or 'user'}: {as_text(sender.get('name'))}".strip(),
+                        sent_by_person=by_person)
 
 def _content(message: dict) -> tuple[str, dict[str, Any], tuple[MediaRef, ...]]:
     attachments = [as_dict(item) for item in as_list(message.get("attachments"))]
