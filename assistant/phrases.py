@@ -4,6 +4,7 @@ from __future__ import annotations
 
 PHRASES: dict[str, dict[str, str]] = {
     "en": {
+        "note_saved": "✅ Saved note",
         "task_created": "✅ Created task: {title}",
         "task_updated": "✅ Updated task: {title}",
         "task_completed": "✅ Done: {title}",
@@ -30,6 +31,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "notes_header": "Notes matching \"{query}\" ({count}):",
     },
     "es": {
+        "note_saved": "✅ Nota guardada",
         "task_created": "✅ Tarea creada: {title}",
         "task_updated": "✅ Tarea actualizada: {title}",
         "task_completed": "✅ Hecho: {title}",
@@ -56,6 +58,7 @@ PHRASES: dict[str, dict[str, str]] = {
         "notes_header": "Notas con \"{query}\" ({count}):",
     },
     "pt": {
+        "note_saved": "✅ Nota salva",
         "task_created": "✅ Tarefa criada: {title}",
         "task_updated": "✅ Tarefa atualizada: {title}",
         "task_completed": "✅ Feito: {title}",

@@ -92,8 +92,8 @@ def decide(outcome: Outcome, policy: AssistantPolicy, *, notify_on_ready: bool =
     action = PRESETS.get(policy.preset, STORED)[outcome]
     override = (policy.overrides or {}).get(outcome.value)
     if override in OVERRIDE_ACTIONS:
-        action = Action(override)
-    if outcome == Outcome.NOTE_SAVED and action == Action.SILENT and policy.note_reaction:
+        action = Action(override)  # an explicit rule wins, "silent" included
+    elif outcome == Outcome.NOTE_SAVED and action == Action.SILENT and policy.note_reaction:
         action = Action.REACT
     if action == Action.REACT:
         return Decision(Action.REACT, emoji=policy.note_reaction or "✅")

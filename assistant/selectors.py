@@ -40,8 +40,10 @@ def visible_to(user: AbstractBaseUser, queryset: QuerySet) -> QuerySet:
 
 
 def user_conversation(user) -> Conversation | None:
-    """Where proactive messages to a user go: the conversation of their mapped contact that spoke last."""
+    """Where proactive messages to a user go: the conversation of their mapped contact that spoke last, on a
+    number where the assistant is on."""
     contact_ids = ContactUserMapping.objects.filter(user=user).values("contact_id")
     return (Conversation.objects.select_related("provider", "contact")
             .filter(contact_id__in=contact_ids, provider__is_active=True)
+            .exclude(provider__assistant_policy__enabled=False)  # the assistant is off on that number
             .order_by(F("last_message_at").desc(nulls_last=True), "-pk").first())

@@ -56,7 +56,10 @@ trap cleanup EXIT INT TERM
   >>var/log/worker.log 2>&1 &
 pids+=($!)
 # AI calls wait on a remote model: their own queue and worker, so ingestion and sending never wait for them.
-.venv/bin/celery -A config worker -Q ai --hostname "ai@%h" --loglevel INFO --concurrency "${AI_WORKER_CONCURRENCY:-2}" \
+# On SQLite (no DATABASE_URL) one process: the assistant keeps a conversation's turns in order with a
+# PostgreSQL advisory lock, which SQLite has no equivalent of.
+ai_concurrency="${AI_WORKER_CONCURRENCY:-$([ -n "${DATABASE_URL:-}" ] && echo 2 || echo 1)}"
+.venv/bin/celery -A config worker -Q ai --hostname "ai@%h" --loglevel INFO --concurrency "$ai_concurrency" \
   >>var/log/ai-worker.log 2>&1 &
 pids+=($!)
 .venv/bin/celery -A config beat --loglevel INFO --pidfile= >>var/log/beat.log 2>&1 &

@@ -1,6 +1,6 @@
 """Who may use the assistant's admin pages: admins everything (and everyone's items); a new "Assistant user"
 group lets the business's own users manage their items there (only their own are shown); operators see
-the turns and the policies, never a user's notes or tasks."""
+the policies, never a user's notes, tasks or turns."""
 
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
@@ -10,7 +10,7 @@ ACTIONS = ("view", "add", "change", "delete")
 GROUP_PERMISSIONS = {
     "Admin": [f"{action}_{model}" for model in (*OWNED, "assistantprofile", "assistantpolicy", "turn")
               for action in ACTIONS] + ["see_everyones_items"],
-    "Operator": ["view_turn", "view_assistantpolicy"],
+    "Operator": ["view_assistantpolicy"],
     "Assistant user": [f"{action}_{model}" for model in OWNED for action in ACTIONS]
                       + ["view_assistantprofile", "change_assistantprofile"],
 }

@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db.models import Q, QuerySet
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from assistant.models import AssistantProfile, ContentRequest, ConversationState, Goal, Note, Project, Task
@@ -205,7 +205,9 @@ def tasks_matching(ctx: TurnContext, *, period: str | None, priority: str | None
                                            if rank >= PRIORITY_RANK[priority]])
     if project:
         tasks = tasks.filter(project__name__icontains=project.strip())
-    return tasks.order_by("due_at", "-priority", "pk")
+    rank = Case(*[When(priority=name, then=Value(value)) for name, value in PRIORITY_RANK.items()],
+                default=Value(1), output_field=IntegerField())
+    return tasks.annotate(rank=rank).order_by(F("due_at").asc(nulls_last=True), "-rank", "pk")
 
 
 def task_line(task: Task) -> str:
@@ -261,7 +263,7 @@ def save_note(ctx: TurnContext, *, text: str, tags: list[str] | None = None) -> 
                                transcript=ctx.message.transcript or "")
     ctx.state.last_note = note
     ConversationState.objects.filter(pk=ctx.state.pk).update(last_note=note)
-    return ActionResult(Outcome.NOTE_SAVED, "", {"note": note.pk})
+    return ActionResult(Outcome.NOTE_SAVED, phrase("note_saved", ctx.language), {"note": note.pk})
 
 
 def search_notes(ctx: TurnContext, *, query: str) -> ActionResult:
@@ -335,10 +337,12 @@ def set_preferences(ctx: TurnContext, *, daily_summary: bool | None = None, dail
                     notify_on_ready: bool | None = None, time_zone: str | None = None) -> ActionResult:
     profile = ctx.profile
     changes: list[str] = []
+    fields: list[str] = []
     for name, value in (("daily_summary", daily_summary), ("weekly_summary", weekly_summary),
                         ("reminders", reminders)):
         if value is not None:
             setattr(profile, name, value)
+            fields.append(name)
             changes.append(f"{PREFERENCE_NAMES[name]} {'on' if value else 'off'}")
     if notify_on_ready is not None:
         # Kept on the contact's mapping to the user, where it is set when the number is mapped.
@@ -347,15 +351,19 @@ def set_preferences(ctx: TurnContext, *, daily_summary: bool | None = None, dail
         changes.append(f"{PREFERENCE_NAMES['notify_on_ready']} {'on' if notify_on_ready else 'off'}")
     if daily_summary_time:
         profile.daily_summary_time = _time(daily_summary_time)
+        fields.append("daily_summary_time")
         changes.append(f"daily summary at {profile.daily_summary_time:%H:%M}")
     if time_zone:
         if zone_named(time_zone) is None:
             raise ActionError(f"{time_zone!r} is not a time zone name (e.g. Europe/Madrid)")
         profile.time_zone = time_zone
+        fields.append("time_zone")
         changes.append(f"time zone {time_zone}")
     if not changes:
         raise ActionError("no setting to change was given")
-    profile.save()
+    if fields:
+        # Only what changed: beat marks summaries sent on this row meanwhile, and a full save would undo that.
+        profile.save(update_fields=[*fields, "updated_at"])
     return ActionResult(Outcome.PREFERENCES_CHANGED,
                         phrase("preferences_changed", ctx.language, changes=", ".join(changes)),
                         {"changes": changes})

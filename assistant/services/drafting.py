@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.db.models import Q
 from django.utils import timezone
@@ -21,6 +22,7 @@ from contacts.models import ContactUserMapping
 logger = logging.getLogger(__name__)
 
 PROMPT_VERSION = "draft-1"
+DRAFT_LEASE = timedelta(minutes=2)
 WORDS = {"short": "at most 60 words", "medium": "about 150 words", "long": "about 400 words"}
 MAX_TOKENS = {"short": 300, "medium": 700, "long": 1600}
 PLATFORM_NOTES = {
@@ -45,9 +47,13 @@ def draft_messages(request: ContentRequest) -> list[dict[str, str]]:
 
 
 def draft_make(request_id: int) -> None:
-    # Two copies of this task (a sweep's and the first) may both ask the model; only the first draft stored counts.
-    claimed = ContentRequest.objects.filter(Q(draft=""), pk=request_id, status=ContentRequest.Status.DRAFTING)
-    request = claimed.select_related("conversation__provider", "conversation__contact", "owner").first()
+    # Claimed for DRAFT_LEASE by moving updated_at ahead: a second copy of this task (the sweep's) finds it
+    # taken and pays for no second draft; after a failure updated_at is now again, and the sweep retries.
+    now = timezone.now()
+    drafting = ContentRequest.objects.filter(Q(draft=""), pk=request_id, status=ContentRequest.Status.DRAFTING)
+    if not drafting.filter(updated_at__lte=now).update(updated_at=now + DRAFT_LEASE):
+        return
+    request = drafting.select_related("conversation__provider", "conversation__contact", "owner").first()
     if request is None or request.conversation is None:
         return
     conversation = request.conversation
@@ -91,9 +97,15 @@ def _ready_notice(request: ContentRequest, draft: str) -> None:
     outbox.send_text(conversation, phrase("content_ready", language, what=what, draft=draft[:3500]))
 
 
+def draft_give_up(request: ContentRequest) -> None:
+    """The sweep's last word on a draft that could not be written for ASSISTANT_GIVE_UP_HOURS."""
+    _failed(request, "the AI stayed unavailable")
+
+
 def _failed(request: ContentRequest, reason: str) -> None:
     ContentRequest.objects.filter(pk=request.pk).update(status=ContentRequest.Status.FAILED, error=reason[:300],
                                                         updated_at=timezone.now())
     logger.warning("content draft failed", extra={"content_request_id": request.pk, "reason": reason})
-    outbox.send_text(request.conversation, phrase("failed", request.conversation.contact.language,
-                                                  reason="the draft could not be written"))
+    if request.conversation is not None:
+        outbox.send_text(request.conversation, phrase("failed", request.conversation.contact.language,
+                                                      reason="the draft could not be written"))

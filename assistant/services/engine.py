@@ -34,7 +34,7 @@ from assistant.models import ContentRequest, ConversationState, Turn
 from assistant.phrases import phrase
 from assistant.policy import Action, Decision, Outcome, decide
 from assistant.selectors import policy_for, profile_for
-from assistant.services import clarify, handoff, outbox
+from assistant.services import clarify, drafting, handoff, outbox
 from assistant.services.actions import HANDLERS, ActionError, ActionResult, TurnContext
 from assistant.services.intake import turn_enqueue
 from assistant.services.timezones import local_now, user_zone
@@ -321,7 +321,7 @@ def _send(ctx: TurnContext, reply: Reply) -> Message | None:
             sent.append(outbox.send_text(conversation, text))
         if reply.question is not None:
             sent.append(outbox.send_question(conversation, reply.question.text, reply.question.choices,
-                                             list_button=reply.question.list_button))
+                                             list_button=reply.question.list_button, language=ctx.language))
     return next((message for message in sent if message is not None), None)
 
 
@@ -361,8 +361,9 @@ def waiting_turns_retry() -> int:
     """Beat: hand waiting turns that are due (and queued ones whose task was lost) back to the worker, one task
     per conversation; give up on turns older than ASSISTANT_GIVE_UP_HOURS; restart stalled drafts."""
     now = timezone.now()
-    given_up = Turn.objects.filter(status=Turn.Status.WAITING,
-                                   created_at__lt=now - timedelta(hours=settings.ASSISTANT_GIVE_UP_HOURS))
+    give_up_before = now - timedelta(hours=settings.ASSISTANT_GIVE_UP_HOURS)
+    given_up = Turn.objects.filter(status__in=[Turn.Status.WAITING, Turn.Status.QUEUED],
+                                   created_at__lt=give_up_before)
     given_up.update(status=Turn.Status.FAILED, error="the AI stayed unavailable; the message is kept",
                     finished_at=now, next_attempt_at=None)
     due = Turn.objects.filter(Q(status=Turn.Status.WAITING, next_attempt_at__lte=now)
@@ -370,10 +371,11 @@ def waiting_turns_retry() -> int:
     firsts = due.values("message__conversation_id").annotate(first=Min("message_id"))
     for row in firsts:
         turn_enqueue_now(row["first"])
-    stalled = ContentRequest.objects.filter(status=ContentRequest.Status.DRAFTING,
-                                            updated_at__lt=now - DRAFT_STALE).values_list("pk", flat=True)
+    stalled = ContentRequest.objects.filter(status=ContentRequest.Status.DRAFTING, updated_at__lt=now - DRAFT_STALE)
+    for request in stalled.filter(created_at__lt=give_up_before).select_related("conversation__contact"):
+        drafting.draft_give_up(request)
     draft_task = task_named("assistant.tasks.content_draft_task")
-    for request_id in stalled:
+    for request_id in stalled.filter(created_at__gte=give_up_before).values_list("pk", flat=True):
         draft_task.delay(request_id)
     return len(firsts)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from assistant.models import AssistantProfile, ContentRequest, Goal, Note, Project, Reminder, Task
+from assistant.models import AssistantProfile, ContentRequest, Goal, Note, Project, Reminder, Task, Turn
 
 
 def _rows(model, fields: list[str], user) -> Iterator[dict[str, Any]]:
@@ -27,4 +27,8 @@ def user_sections(user) -> list[tuple[str, Iterator[dict[str, Any]]]]:
                                                     "draft", "drafted_at", "source_message"], user)),
         ("reminders", _rows(Reminder, ["task", "text", "due_at", "status", "sent_at", "message"], user)),
         ("assistant_preferences", iter(list(preferences))),
+        # What the assistant understood and did with each message: the tool calls carry what the user said.
+        ("assistant_turns", Turn.objects.filter(owner=user).order_by("pk").values(
+            "id", "message", "status", "outcome", "tool_calls", "reply", "error", "created_at", "finished_at")
+         .iterator()),
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from assistant.phrases import phrase
 from templates_app.models import MessageTemplate
 from templates_app.selectors import sendable_template
 from whatsapp.models import Conversation, Message
@@ -69,19 +70,19 @@ def carries_buttons(conversation: Conversation) -> bool:
     return MessageType.INTERACTIVE in backend_for(conversation.provider).sendable_types
 
 
-def numbered_question(question: str, choices: list[Choice]) -> str:
+def numbered_question(question: str, choices: list[Choice], language: str = "") -> str:
     numbered = [f"{number}. {choice.title}" for number, choice in enumerate(choices, 1)]
-    return "\n".join([question, "", *numbered, "", "Reply with the number."])
+    return "\n".join([question, "", *numbered, "", phrase("number_hint", language)])
 
 
 def send_question(conversation: Conversation, question: str, choices: list[Choice], *,
-                  list_button: str = "Choose") -> Message | None:
+                  list_button: str = "Choose", language: str = "") -> Message | None:
     """One question: reply buttons for up to three choices, a list for more, no choices for a free answer,
     and a numbered text where the provider cannot carry buttons."""
     if not choices:
         return send_text(conversation, question)
     if not carries_buttons(conversation):
-        return send_text(conversation, numbered_question(question, choices))
+        return send_text(conversation, numbered_question(question, choices, language))
     if len(choices) <= MAX_BUTTONS:
         interactive = {"body": question,
                        "buttons": [{"id": c.id, "title": c.title[:BUTTON_TITLE_CHARS]} for c in choices]}

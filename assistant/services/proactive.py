@@ -216,6 +216,7 @@ def conversations_by_user(user_ids: Iterable[int]) -> dict[int, Conversation]:
     selectors.user_conversation (the mapped contact that spoke last, on an active number)."""
     rows = (Conversation.objects.select_related("provider", "contact")
             .filter(contact__user_mapping__user_id__in=list(user_ids), provider__is_active=True)
+            .exclude(provider__assistant_policy__enabled=False)
             .annotate(mapped_user_id=F("contact__user_mapping__user_id"))
             .order_by(F("last_message_at").desc(nulls_last=True), "-pk"))
     chosen: dict[int, Conversation] = {}
@@ -334,7 +335,8 @@ def reminder_sync_for_task(task: Task, *, now: datetime | None = None) -> Remind
         _cancel(automatic, "the task no longer has a due time")
         return None
     if due <= now:
-        _cancel(automatic, "the task's due time has passed")
+        # A reminder still pending at this very time is only late (quiet hours, a busy beat): it still goes.
+        _cancel(automatic.exclude(due_at=due), "the task's due time has passed")
         return None
     current = list(automatic.order_by("pk"))
     if not current:

@@ -75,9 +75,10 @@ messages.json       Every message of those conversations, oldest first: directio
                     entry's "file" names its file in this archive; a file the platform never obtained
                     (not downloaded, failed, expired) is listed with "file": null and a "note".
 projects.json, goals.json, tasks.json, notes.json, content_requests.json, reminders.json,
-assistant_preferences.json
+assistant_preferences.json, assistant_turns.json
                     What the assistant keeps for the user, when it is used: their projects, goals, tasks,
-                    notes, content requests with their drafts, reminders and preferences.
+                    notes, content requests with their drafts, reminders and preferences, and what it
+                    understood and did with each of their messages.
 media/              The media files: media/<message id>/<media id>-<file name>.
 manifest.json       When and for whom the export was made, what it counts, and the size and SHA-256 of
                     every other file, to check that nothing was changed or lost.

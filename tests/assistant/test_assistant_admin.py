@@ -454,7 +454,7 @@ def test_default_groups_grant_the_assistant_pages():
         return set(Group.objects.get(name=name).permissions.filter(content_type__app_label="assistant")
                    .values_list("codename", flat=True))
     assert {"see_everyones_items", "change_assistantpolicy", "view_turn", "delete_note"} <= codenames("Admin")
-    # Operators see what the assistant did, never a user's own notes or tasks.
-    assert codenames("Operator") == {"view_turn", "view_assistantpolicy"}
+    # Operators see how the assistant is set up, never a user's notes, tasks or turns.
+    assert codenames("Operator") == {"view_assistantpolicy"}
     assert {"add_task", "view_note", "change_assistantprofile"} <= codenames("Assistant user")
     assert "see_everyones_items" not in codenames("Assistant user")

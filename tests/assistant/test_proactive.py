@@ -528,3 +528,27 @@ def test_a_quiet_minute_costs_the_same_few_queries_however_many_users(person):
     # Due reminders, the profiles, their conversations and their numbers' policies: one query each.
     selects = [query["sql"] for query in queries.captured_queries if query["sql"].startswith("SELECT")]
     assert len(selects) == 4, selects
+
+
+def test_a_late_task_reminder_survives_an_edit_of_its_task(person):
+    ana = person("ana", "+34600000001", time_zone="Europe/Madrid", quiet_hours_start=clock(22),
+                 quiet_hours_end=clock(7))
+    task = task_for(ana, "Send the invoice", DAY, clock(23, 0))
+    reminder = reminder_sync_for_task(task, now=local(DAY, 12, 0, MADRID))
+    assert proactive_run(now=local(DAY, 23, 1, MADRID)) == 0  # quiet hours: it waits
+    task.priority = "high"  # edited at 06:00, before the quiet hours end
+    task.save()
+    reminder_sync_for_task(task, now=local(DAY + timedelta(days=1), 6, 0, MADRID))
+    reminder.refresh_from_db()
+    assert reminder.status == "pending"
+    assert proactive_run(now=local(DAY + timedelta(days=1), 7, 0, MADRID)) == 1
+
+
+def test_nothing_proactive_on_a_number_where_the_assistant_is_off(person, sandbox_provider):
+    ana = person("ana", "+34600000001", time_zone="Europe/Madrid")
+    AssistantPolicy.objects.create(provider=sandbox_provider, enabled=False)
+    due = local(DAY, 17, 0, MADRID)
+    reminder = reminder_create(ana, "Call the bank", due)
+    assert proactive_run(now=due + timedelta(seconds=20)) == 0
+    reminder.refresh_from_db()
+    assert reminder.status == "failed" and notifications() == []

@@ -69,7 +69,7 @@ def _stored_media(message: Message, data: bytes, *, mime_type: str, filename: st
 
 # What the assistant adds (empty here: this user never used it).
 ASSISTANT_SECTIONS = ["projects", "goals", "tasks", "notes", "content_requests", "reminders",
-                      "assistant_preferences"]
+                      "assistant_preferences", "assistant_turns"]
 
 
 def _zip(data: bytes) -> tuple[zipfile.ZipFile, dict]:
