@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 
 from assistant.admin.common import OwnedAdmin, OwnedForm, when
 from assistant.models import AssistantProfile
-from assistant.services.items import owner_zone
+from assistant.services.items import owner_zone, tasks_rezone
 from assistant.services.timezones import zone_named
 
 
@@ -36,6 +36,11 @@ class AssistantProfileAdmin(OwnedAdmin):
     list_filter = ["daily_summary", "weekly_summary", "reminders"]
     search_fields = ["user__username", "user__email", "time_zone"]
     list_select_related = ["user"]
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "time_zone" in form.changed_data:
+            tasks_rezone(obj.user)
+
     fieldsets = [
         (None, {"fields": ["user", "time_zone", "effective_zone"]}),
         ("Summaries", {"fields": ["daily_summary", "daily_summary_time", "weekly_summary", "weekly_summary_day"]}),

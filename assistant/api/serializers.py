@@ -17,6 +17,7 @@ from assistant.services.items import (
     reminder_prepare,
     task_prepare,
     task_saved,
+    tasks_rezone,
 )
 from assistant.services.timezones import zone_named
 from assistant.tools import LENGTHS, PLATFORMS
@@ -246,6 +247,17 @@ class AssistantProfileSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(
                 {"quiet_hours_end": ["give both quiet_hours_start and quiet_hours_end, or neither."]})
         return attrs
+
+    @transaction.atomic
+    def update(self, instance, validated_data):
+        zone_changed = "time_zone" in validated_data and validated_data["time_zone"] != instance.time_zone
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        # Only what was sent: beat marks summaries sent on this row meanwhile, and a full save would undo that.
+        instance.save(update_fields=[*validated_data, "updated_at"])
+        if zone_changed:
+            tasks_rezone(instance.user)
+        return instance
 
 
 class TurnSerializer(serializers.ModelSerializer):

@@ -21,6 +21,7 @@ from assistant.models import AssistantProfile, ContentRequest, ConversationState
 from assistant.phrases import phrase
 from assistant.policy import Outcome
 from assistant.services import clarify, proactive
+from assistant.services.items import tasks_rezone
 from assistant.services.timezones import instant, local_now, zone_named
 from contacts.models import ContactUserMapping
 from whatsapp.models import Conversation, Message
@@ -364,6 +365,8 @@ def set_preferences(ctx: TurnContext, *, daily_summary: bool | None = None, dail
     if fields:
         # Only what changed: beat marks summaries sent on this row meanwhile, and a full save would undo that.
         profile.save(update_fields=[*fields, "updated_at"])
+    if "time_zone" in fields:
+        tasks_rezone(ctx.user)
     return ActionResult(Outcome.PREFERENCES_CHANGED,
                         phrase("preferences_changed", ctx.language, changes=", ".join(changes)),
                         {"changes": changes})

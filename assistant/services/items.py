@@ -42,6 +42,21 @@ def owner_zone(user) -> ZoneInfo:
     return user_zone(profile_zone=profile_zone, contact=contact)
 
 
+def tasks_rezone(user) -> int:
+    """After a user's time zone changed: their open tasks' due instants, and so their reminders, read in the
+    new zone (a task due at 09:00 stays due at 09:00 where the user now is). How many moved."""
+    zone = owner_zone(user)
+    moved = 0
+    for task in Task.objects.filter(owner=user, status=Task.Status.OPEN, due_date__isnull=False):
+        due = instant(task.due_date, task.due_time, zone)
+        if due != task.due_at:
+            task.due_at = due
+            task.save(update_fields=["due_at", "updated_at"])
+            proactive.reminder_sync_for_task(task)
+            moved += 1
+    return moved
+
+
 def task_prepare(task: Task, *, now: datetime | None = None) -> None:
     """Fill in what follows from the fields a person edits: the due instant (the end of the day when no time
     is given) and when it was completed. Called before the task is saved."""

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from ai.models import AiCall
 from assistant.models import AssistantPolicy, ContentRequest, ConversationState, Note, Task, Turn
-from assistant.services import drafting, engine, handoff
+from assistant.services import drafting, engine, handoff, proactive
 from contacts.models import ContactUserMapping
 from tests.conftest import fixture_bytes
 from tests.fake_openai import ChatAnswer, error, tool_calls
@@ -266,3 +266,17 @@ def test_a_chatwoot_agent_takes_over_but_chatwoots_own_messages_do_not(client, f
     webhook_event_process(post_chatwoot(client, provider, json.dumps(agent_reply).encode()).json()["event"])
     state = ConversationState.objects.get(conversation=conversation)
     assert state.silenced_until > timezone.now() and state.silenced_by == "user: Paulo Agent"
+
+
+def test_a_new_time_zone_moves_open_tasks_and_their_reminders(phone, fake_openai):
+    task = Task.objects.create(owner=phone.user, title="Call Rui", due_date=date(2099, 1, 5), due_time=time(9, 0),
+                               due_at=datetime(2099, 1, 5, 9, 0, tzinfo=ZoneInfo("Europe/Madrid")))
+    reminder = proactive.reminder_sync_for_task(task)
+    fake_openai.script("chat", tool_calls([("set_preferences", {
+        "daily_summary": None, "daily_summary_time": None, "weekly_summary": None, "reminders": None,
+        "notify_on_ready": None, "time_zone": "Asia/Tokyo"})]))
+    phone.turn("I moved to Tokyo")
+    task.refresh_from_db()
+    reminder.refresh_from_db()
+    tokyo_nine = datetime(2099, 1, 5, 9, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+    assert (task.due_at, reminder.due_at, reminder.status) == (tokyo_nine, tokyo_nine, "pending")
