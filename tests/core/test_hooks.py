@@ -2,7 +2,11 @@
 
 import pytest
 
+from ai import hooks as ai_hooks
 from ai.services import pipeline
+from assistant.services import export as assistant_export
+from assistant.services import handoff, intake
+from contacts import hooks as contacts_hooks
 from contacts.services import followups
 from core.hooks import Hook
 from templates_app.services.sync import template_status_apply
@@ -39,8 +43,13 @@ def test_a_receiver_registered_twice_runs_once():
 
 
 def test_the_apps_plug_their_behaviour_into_the_core():
-    # Contacts react first (a STOP is honoured before anything else), then the AI is asked to look.
-    assert hooks.inbound_message_saved.receivers == (followups.inbound_followups, pipeline.on_inbound_message)
+    # Contacts react first (a STOP is honoured before anything else), then the AI is asked to look, then the
+    # assistant (which reads what the contacts side decided: a consent keyword, a new mapping).
+    assert hooks.inbound_message_saved.receivers == (followups.inbound_followups, pipeline.on_inbound_message,
+                                                     intake.on_inbound_message)
+    assert ai_hooks.message_understood.receivers == (intake.on_message_understood,)
+    assert hooks.human_reply_recorded.receivers == (handoff.on_human_reply,)
+    assert contacts_hooks.user_export_sections.receivers == (assistant_export.user_sections,)
     assert hooks.media_stored.receivers == (pipeline.on_media_stored,)
     assert hooks.status_failed_reported.receivers == (followups.status_failed_followups,)
     assert hooks.send_failed.receivers == (followups.send_failed_followups,)
