@@ -32,9 +32,14 @@ def mapped_user(conversation: Conversation):
     return mapping.user if mapping and mapping.user.is_active else None
 
 
+def sees_everyone(user: AbstractBaseUser) -> bool:
+    """Whether a user may see (and assign) every user's items, not only their own."""
+    return bool(user.is_superuser or user.has_perm(SEE_EVERYONE))
+
+
 def visible_to(user: AbstractBaseUser, queryset: QuerySet) -> QuerySet:
     """An owned model's rows a user may see: their own, or everyone's with the permission."""
-    if user.is_superuser or user.has_perm(SEE_EVERYONE):
+    if sees_everyone(user):
         return queryset
     return queryset.filter(owner=user)
 

@@ -6,8 +6,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -73,6 +76,30 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def in_threads(*calls):
+    """Run the calls at the same moment, each in its own thread with its own database connection."""
+    barrier = threading.Barrier(len(calls))
+    results, errors = [None] * len(calls), []
+
+    def run(index, call):
+        try:
+            barrier.wait(timeout=10)
+            results[index] = call()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(index, call)) for index, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a thread did not finish"
+    assert not errors, errors
+    return results
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):
@@ -468,6 +495,28 @@ def stop_web(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:  # a worker still waiting on a connection nobody uses
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+@contextmanager
+def web_and_workers(worker_env: dict, tmp_path: Path, name: str, *, queues: tuple[str, ...] = ("celery",),
+                    env: dict | None = None, gunicorn_options: tuple[str, ...] = ()) -> Iterator[str]:
+    """gunicorn and one Celery worker per queue on the test's database, broker and archive, each posting the
+    simulated phone's webhooks to that gunicorn (and fetching its files from it); yields its base URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**worker_env, "PUBLIC_BASE_URL": url, "INTERNAL_BASE_URL": url, "CSRF_TRUSTED_ORIGINS": url,
+           "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
+           "GUNICORN_CONTROL_SOCKET": str(tmp_path / "gunicorn.ctl"), **(env or {})}
+    web = start_web(env, tmp_path / "gunicorn.log", *gunicorn_options)
+    workers = []
+    try:
+        for queue in queues:
+            workers.append(start_worker(env, tmp_path / f"worker-{queue}.log", f"{name}-{queue}", queues=queue))
+        yield url
+    finally:
+        for worker in workers:
+            stop_worker(worker)
+        stop_web(web)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from ai.guards import spent_today
 from ai.models import ProviderAiSettings
 from ai.selectors import providers_without_ai_settings
 from core.admin.base import AuditedModelAdmin
-from whatsapp.models import Provider
+from whatsapp.admin.per_provider import OnePerProviderAdmin
 
 GUIDE_PATH = settings.BASE_DIR / "docs" / "ai.md"
 
@@ -25,7 +25,8 @@ def _flag(field: str, title: str):
 
 
 @admin.register(ProviderAiSettings)
-class ProviderAiSettingsAdmin(AuditedModelAdmin):
+class ProviderAiSettingsAdmin(OnePerProviderAdmin, AuditedModelAdmin):
+    provider_related_name = "ai_settings"
     list_display = ["provider_name", "transcription", "classification", "suggestions", "summaries", "rollout", "budget",
                     "spent", "redaction", "updated_at"]
     list_display_links = ["provider_name"]
@@ -41,18 +42,6 @@ class ProviderAiSettingsAdmin(AuditedModelAdmin):
         ("Privacy", {"fields": ["redact_pii"]}),
         (None, {"fields": ["updated_at"]}),
     ]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("provider").defer("provider__credentials")
-
-    def get_readonly_fields(self, request, obj=None):
-        # One row per provider for good: another provider gets a row of its own.
-        return [*self.readonly_fields, "provider"] if obj else self.readonly_fields
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "provider":
-            kwargs["queryset"] = Provider.objects.filter(ai_settings__isnull=True).defer("credentials")
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_urls(self):
         guide = path("guide/", self.admin_site.admin_view(self.guide_view), name="ai_setup_guide")

@@ -13,12 +13,11 @@ from functools import cache
 from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from assistant.selectors import visible_to
-from assistant.services.items import sees_everyone
+from ai.admin.common import message_in_conversation_url
+from assistant.selectors import sees_everyone, visible_to
 from core.admin.base import AuditedModelAdmin, ReadOnlyModelAdmin
 
 INSTANT_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -41,23 +40,11 @@ def local_due(task) -> str:
     return f"{day(task.due_date)} {task.due_time:%H:%M}" if task.due_time else day(task.due_date)
 
 
-def admin_link(obj, label=None) -> str:
-    """A link to the row's admin page, or its name alone when it has none."""
-    if obj is None:
-        return "-"
-    opts = obj._meta
-    try:
-        url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
-    except NoReverseMatch:
-        return str(label if label is not None else obj)
-    return format_html('<a href="{}">{}</a>', url, label if label is not None else obj)
-
-
 def message_link(message, label=None) -> str:
     """A link to the message's bubble in its conversation's transcript."""
     if message is None:
         return "-"
-    url = reverse("admin:whatsapp_conversation_change", args=[message.conversation_id]) + f"#message-{message.pk}"
+    url = message_in_conversation_url(message.conversation_id, message.pk)
     return format_html('<a href="{}">{}</a>', url, label or f"message #{message.pk} in conversation "
                                                             f"#{message.conversation_id}")
 

@@ -3,7 +3,8 @@
 from django.contrib import admin
 from django.template.defaultfilters import truncatechars
 
-from assistant.admin.common import OwnedAdmin, admin_link, message_link, pre, when
+from ai.admin.common import admin_link
+from assistant.admin.common import OwnedAdmin, message_link, pre, when
 from assistant.models import ContentRequest
 from assistant.services.items import content_request_prepare, content_request_saved
 

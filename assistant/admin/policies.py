@@ -13,7 +13,7 @@ from assistant.models import AssistantPolicy
 from assistant.policy import OVERRIDABLE, OVERRIDE_ACTIONS
 from core.admin.base import AuditedModelAdmin
 from templates_app.models import MessageTemplate
-from whatsapp.models import Provider
+from whatsapp.admin.per_provider import OnePerProviderAdmin
 from whatsapp.providers.events import TemplateStatus
 
 PRESET_RULE = ""
@@ -94,7 +94,8 @@ AssistantPolicyForm = type(AssistantPolicyFormBase)(
 
 
 @admin.register(AssistantPolicy)
-class AssistantPolicyAdmin(AuditedModelAdmin):
+class AssistantPolicyAdmin(OnePerProviderAdmin, AuditedModelAdmin):
+    provider_related_name = "assistant_policy"
     form = AssistantPolicyForm
     list_display = ["provider_name", "enabled", "preset", "note_reaction", "handoff_minutes", "overrides_shown",
                     "updated"]
@@ -109,18 +110,6 @@ class AssistantPolicyAdmin(AuditedModelAdmin):
         (None, {"fields": ["updated"]}),
     ]
     readonly_fields = ["updated"]
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("provider").defer("provider__credentials")
-
-    def get_readonly_fields(self, request, obj=None):
-        # One policy per provider for good: another provider gets one of its own.
-        return [*self.readonly_fields, "provider"] if obj else self.readonly_fields
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "provider":
-            kwargs["queryset"] = Provider.objects.filter(assistant_policy__isnull=True).defer("credentials")
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description="Provider", ordering="provider__name")
     def provider_name(self, obj):

@@ -14,10 +14,10 @@ from assistant.selectors import visible_to
 from assistant.services.items import (
     content_request_prepare,
     owner_zone,
+    preferences_update,
     reminder_prepare,
     task_prepare,
     task_saved,
-    tasks_rezone,
 )
 from assistant.services.timezones import zone_named
 from assistant.tools import LENGTHS, PLATFORMS
@@ -250,13 +250,7 @@ class AssistantProfileSerializer(serializers.ModelSerializer):
 
     @transaction.atomic
     def update(self, instance, validated_data):
-        zone_changed = "time_zone" in validated_data and validated_data["time_zone"] != instance.time_zone
-        for name, value in validated_data.items():
-            setattr(instance, name, value)
-        # Only what was sent: beat marks summaries sent on this row meanwhile, and a full save would undo that.
-        instance.save(update_fields=[*validated_data, "updated_at"])
-        if zone_changed:
-            tasks_rezone(instance.user)
+        preferences_update(instance, validated_data)
         return instance
 
 

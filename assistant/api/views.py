@@ -15,8 +15,8 @@ from rest_framework.response import Response
 
 from assistant.api import filters, serializers
 from assistant.models import AssistantProfile, ContentRequest, Goal, Note, Project, Reminder, Task, Turn
-from assistant.selectors import profile_for, visible_to
-from assistant.services.items import content_request_saved, item_audit, sees_everyone, snapshot
+from assistant.selectors import profile_for, sees_everyone, visible_to
+from assistant.services.items import content_request_saved, item_audit, snapshot
 from core.api.errors import REFUSAL, ReadableErrors
 
 SCOPE = ("Only the caller's own items, unless they are a superuser or hold assistant.see_everyones_items "

@@ -21,7 +21,7 @@ from assistant.models import AssistantProfile, ContentRequest, ConversationState
 from assistant.phrases import phrase
 from assistant.policy import Outcome
 from assistant.services import clarify, proactive
-from assistant.services.items import tasks_rezone
+from assistant.services.items import preferences_update
 from assistant.services.timezones import instant, local_now, zone_named
 from contacts.models import ContactUserMapping
 from whatsapp.models import Conversation, Message
@@ -336,14 +336,12 @@ PREFERENCE_NAMES = {"daily_summary": "daily summary", "weekly_summary": "weekly 
 def set_preferences(ctx: TurnContext, *, daily_summary: bool | None = None, daily_summary_time: str | None = None,
                     weekly_summary: bool | None = None, reminders: bool | None = None,
                     notify_on_ready: bool | None = None, time_zone: str | None = None) -> ActionResult:
-    profile = ctx.profile
     changes: list[str] = []
-    fields: list[str] = []
+    fields: dict[str, object] = {}
     for name, value in (("daily_summary", daily_summary), ("weekly_summary", weekly_summary),
                         ("reminders", reminders)):
         if value is not None:
-            setattr(profile, name, value)
-            fields.append(name)
+            fields[name] = value
             changes.append(f"{PREFERENCE_NAMES[name]} {'on' if value else 'off'}")
     if notify_on_ready is not None:
         # Kept on the contact's mapping to the user, where it is set when the number is mapped.
@@ -351,22 +349,17 @@ def set_preferences(ctx: TurnContext, *, daily_summary: bool | None = None, dail
             notify_on_ready=notify_on_ready)
         changes.append(f"{PREFERENCE_NAMES['notify_on_ready']} {'on' if notify_on_ready else 'off'}")
     if daily_summary_time:
-        profile.daily_summary_time = _time(daily_summary_time)
-        fields.append("daily_summary_time")
-        changes.append(f"daily summary at {profile.daily_summary_time:%H:%M}")
+        fields["daily_summary_time"] = _time(daily_summary_time)
+        changes.append(f"daily summary at {fields['daily_summary_time']:%H:%M}")
     if time_zone:
         if zone_named(time_zone) is None:
             raise ActionError(f"{time_zone!r} is not a time zone name (e.g. Europe/Madrid)")
-        profile.time_zone = time_zone
-        fields.append("time_zone")
+        fields["time_zone"] = time_zone
         changes.append(f"time zone {time_zone}")
     if not changes:
         raise ActionError("no setting to change was given")
     if fields:
-        # Only what changed: beat marks summaries sent on this row meanwhile, and a full save would undo that.
-        profile.save(update_fields=[*fields, "updated_at"])
-    if "time_zone" in fields:
-        tasks_rezone(ctx.user)
+        preferences_update(ctx.profile, fields)
     return ActionResult(Outcome.PREFERENCES_CHANGED,
                         phrase("preferences_changed", ctx.language, changes=", ".join(changes)),
                         {"changes": changes})

@@ -36,7 +36,6 @@ from assistant.policy import Action, Decision, Outcome, decide
 from assistant.selectors import policy_for, profile_for
 from assistant.services import clarify, drafting, handoff, outbox
 from assistant.services.actions import HANDLERS, ActionError, ActionResult, TurnContext
-from assistant.services.intake import turn_enqueue
 from assistant.services.timezones import local_now, user_zone
 from assistant.tools import TOOLS, tool_schema
 from core.locks import try_session_lock
@@ -382,6 +381,3 @@ def waiting_turns_retry() -> int:
 
 def turn_enqueue_now(message_id: int) -> None:
     task_named("assistant.tasks.assistant_turn_task").delay(message_id)
-
-
-__all__ = ["ConversationBusy", "turn_enqueue", "turn_process", "turn_run", "waiting_turns_retry"]

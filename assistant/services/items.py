@@ -17,18 +17,13 @@ from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from assistant.models import AssistantProfile, ContentRequest, Reminder, Task
-from assistant.selectors import SEE_EVERYONE, user_conversation
+from assistant.selectors import user_conversation
 from assistant.services import clarify, proactive
 from assistant.services.timezones import instant, local_now, user_zone
 from contacts.models import ContactUserMapping
 from core.audit import audit_record
 
 DUE_PERIODS = [("today", "Due today"), ("overdue", "Overdue"), ("this_week", "Due this week")]
-
-
-def sees_everyone(user) -> bool:
-    """Whether a user may see (and assign) every user's items, not only their own."""
-    return bool(user.is_superuser or user.has_perm(SEE_EVERYONE))
 
 
 def owner_zone(user) -> ZoneInfo:
@@ -40,6 +35,17 @@ def owner_zone(user) -> ZoneInfo:
         mapping = ContactUserMapping.objects.select_related("contact").filter(user=user).order_by("pk").first()
         contact = mapping.contact if mapping else None
     return user_zone(profile_zone=profile_zone, contact=contact)
+
+
+def preferences_update(profile: AssistantProfile, changes: dict) -> None:
+    """Save the preferences given, and only those: beat marks summaries sent on this row meanwhile, and a full
+    save would undo that. A new time zone moves the user's open tasks and their reminders."""
+    zone_changed = "time_zone" in changes and changes["time_zone"] != profile.time_zone
+    for name, value in changes.items():
+        setattr(profile, name, value)
+    profile.save(update_fields=[*changes, "updated_at"])
+    if zone_changed:
+        tasks_rezone(profile.user)
 
 
 def tasks_rezone(user) -> int:

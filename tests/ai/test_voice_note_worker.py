@@ -27,6 +27,14 @@ def ogg_opus(seconds: float) -> bytes:
     return page(0, head, 2) + page(0, b"\x00" * 200, 0) + page(312 + int(seconds * 48000), b"\x00" * 100, 4)
 
 
+def serve_voice_note(graph: FakeServer, audio: bytes) -> None:
+    """The fake Graph API serves the voice note of the meta fixture audio_voice.json (its media id)."""
+    graph.routes["/v25.0/1410000000000102"] = [Reply.json({
+        "url": f"{graph.url}/attachments/voice-1", "mime_type": "audio/ogg; codecs=opus",
+        "sha256": hashlib.sha256(audio).hexdigest(), "id": "1410000000000102"})]
+    graph.routes["/attachments/voice-1"] = [Reply(200, audio, {"Content-Type": "audio/ogg"})]
+
+
 def test_a_recordings_length_is_read_from_its_container():
     # Token-billed transcription models do not say how long the audio was; the file does.
     assert audio_duration_seconds(ogg_opus(3.5)) == pytest.approx(3.5, abs=0.01)
@@ -47,10 +55,7 @@ def test_a_voice_note_is_transcribed_then_classified_from_its_transcript(client,
                                 "language": "es", "urgency": "normal",
                                 "fields": {"dates": ["viernes"], "amounts": [], "items": ["azulejos azules"]}})
     with FakeServer() as graph:
-        graph.routes["/v25.0/1410000000000102"] = [Reply.json({
-            "url": f"{graph.url}/attachments/voice-1", "mime_type": "audio/ogg; codecs=opus",
-            "sha256": hashlib.sha256(audio).hexdigest(), "id": "1410000000000102"})]
-        graph.routes["/attachments/voice-1"] = [Reply(200, audio, {"Content-Type": "audio/ogg"})]
+        serve_voice_note(graph, audio)
         env = {**worker_env, "META_GRAPH_BASE_URL": graph.url, "META_GRAPH_API_VERSION": "v25.0",
                "OPENAI_API_KEY": "sk-test-key", "OPENAI_BASE_URL": fake_openai.url,
                "OPENAI_MODEL": "gpt-4.1-mini", "OPENAI_TRANSCRIPTION_MODEL": "whisper-1"}

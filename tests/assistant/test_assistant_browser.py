@@ -16,7 +16,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from assistant.models import ContentRequest
 from contacts.services.mapping import contact_map_to_user
-from tests.conftest import admin_log_in, free_port, start_web, start_worker, stop_web, stop_worker, wait_until
+from tests.conftest import admin_log_in, wait_until, web_and_workers
 from whatsapp.models import Message
 from whatsapp.services.providers import provider_create, provider_simulate_inbound
 
@@ -27,22 +27,9 @@ PHONE = "+15551230099"
 
 @pytest.fixture
 def platform(local_storage, worker_env, fake_openai, tmp_path):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**worker_env, "PUBLIC_BASE_URL": url, "INTERNAL_BASE_URL": url, "CSRF_TRUSTED_ORIGINS": url,
-           "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
-           "GUNICORN_CONTROL_SOCKET": str(tmp_path / "gunicorn.ctl"),
-           "OPENAI_API_KEY": "sk-test-key", "OPENAI_BASE_URL": fake_openai.url, "OPENAI_MODEL": "gpt-4.1-mini"}
-    web = start_web(env, tmp_path / "gunicorn.log")
-    workers = []
-    try:
-        workers = [start_worker(env, tmp_path / "worker.log", "assistant-web"),
-                   start_worker(env, tmp_path / "ai-worker.log", "assistant-web-ai", queues="ai")]
+    ai = {"OPENAI_API_KEY": "sk-test-key", "OPENAI_BASE_URL": fake_openai.url, "OPENAI_MODEL": "gpt-4.1-mini"}
+    with web_and_workers(worker_env, tmp_path, "assistant-web", queues=("celery", "ai"), env=ai) as url:
         yield url
-    finally:
-        for worker in workers:
-            stop_worker(worker)
-        stop_web(web)
 
 
 def bubble(browser, text: str):

@@ -2,7 +2,6 @@
 default queue and the AI queue), the fake OpenAI answering with tool calls, and the replies the sandbox
 phone receives."""
 
-import hashlib
 import json
 import time
 
@@ -15,10 +14,10 @@ from assistant.models import ContentRequest, ConversationState, Note, Task, Turn
 from assistant.tasks import retry_waiting_turns_task
 from contacts.models import Contact, ContactUserMapping
 from contacts.services.mapping import contact_map_to_user
-from tests.ai.test_voice_note_worker import ogg_opus
+from tests.ai.test_voice_note_worker import ogg_opus, serve_voice_note
 from tests.conftest import fixture_bytes, start_worker, stop_worker, wait_until
 from tests.fake_openai import ChatAnswer, error, tool_calls
-from tests.fakes import FakeServer, Reply
+from tests.fakes import FakeServer
 from tests.signing import make_meta, post_meta
 from whatsapp import sandbox_phone
 from whatsapp.models import Message
@@ -158,10 +157,7 @@ def test_a_voice_note_becomes_a_task(worker_env, fake_openai, django_user_model,
     audio = ogg_opus(2.0)
     fake_openai.add_transcript(audio, "Create a task to renew the domain", 2.0)
     with FakeServer() as graph:
-        graph.routes["/v25.0/1410000000000102"] = [Reply.json({
-            "url": f"{graph.url}/attachments/voice-1", "mime_type": "audio/ogg; codecs=opus",
-            "sha256": hashlib.sha256(audio).hexdigest(), "id": "1410000000000102"})]
-        graph.routes["/attachments/voice-1"] = [Reply(200, audio, {"Content-Type": "audio/ogg"})]
+        serve_voice_note(graph, audio)
         env = {**worker_env, "META_GRAPH_BASE_URL": graph.url, "META_GRAPH_API_VERSION": "v25.0",
                "OPENAI_API_KEY": "sk-test-key", "OPENAI_BASE_URL": fake_openai.url, "OPENAI_MODEL": "gpt-4.1-mini",
                "OPENAI_TRANSCRIPTION_MODEL": "whisper-1"}

@@ -5,7 +5,6 @@ proactive run sends them reminders at their due time and summaries at their loca
 the 24-hour window and as an approved template outside it.
 """
 
-import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
@@ -30,7 +29,7 @@ from contacts.services.mapping import contact_map_to_user
 from templates_app.models import MessageTemplate
 from templates_app.services.provider_submission import template_submit
 from templates_app.services.workflow import template_approve, template_create, template_submit_for_review
-from tests.conftest import default_group, start_worker, stop_worker, wait_until
+from tests.conftest import default_group, in_threads, start_worker, stop_worker, wait_until
 from whatsapp.models import Message, Provider
 from whatsapp.providers.events import TemplateStatus
 
@@ -109,30 +108,6 @@ def notifications(user=None) -> list[tuple[str, str, str | None]]:
         rows = rows.filter(conversation__contact__user_mapping__user=user)
     return [(m.message_type, m.text, m.template.name if m.template_id else None)
             for m in rows.select_related("template").order_by("pk")]
-
-
-def in_threads(*calls):
-    """Run the calls at the same moment, each in its own thread with its own database connection."""
-    barrier = threading.Barrier(len(calls))
-    results, errors = [None] * len(calls), []
-
-    def run(index, call):
-        try:
-            barrier.wait(timeout=10)
-            results[index] = call()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(index, call)) for index, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a thread did not finish"
-    assert not errors, errors
-    return results
 
 
 # --- reminders ------------------------------------------------------------------------------------

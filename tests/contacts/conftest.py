@@ -6,10 +6,7 @@ second business, and a way to race calls in threads.
 
 import itertools
 import json
-import threading
 import time
-
-from django.db import connection
 
 from contacts.models import Contact, ContactIdentity
 from tests.signing import META_APP_SECRET, META_WABA_ID, meta_headers
@@ -98,30 +95,6 @@ def contact_named(kind: str, value: str, scope: str = "") -> Contact:
 
 def identities_of(contact: Contact) -> set[tuple[str, str, str]]:
     return set(contact.identities.values_list("kind", "value", "scope"))
-
-
-def in_threads(*calls):
-    """Run the calls at the same moment, each in its own thread with its own database connection."""
-    barrier = threading.Barrier(len(calls))
-    results, errors = [None] * len(calls), []
-
-    def run(index, call):
-        try:
-            barrier.wait(timeout=10)
-            results[index] = call()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(index, call)) for index, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a thread did not finish"
-    assert not errors, errors
-    return results
 
 
 def other_business() -> Provider:

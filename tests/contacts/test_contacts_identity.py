@@ -2,7 +2,7 @@
 The identity ledger: how Meta names a sender (a phone number, and since 2026 a business-scoped user id
 with or without the phone) resolved to one contact, driven through signed Meta webhooks processed by
 the webhook inbox, and two webhooks for one new person racing in two threads on real PostgreSQL.
-(The Meta payload builders, `deliver` and `in_threads` are in tests/contacts/conftest.py.)
+(The Meta payload builders and `deliver` are in tests/contacts/conftest.py, `in_threads` in tests/conftest.py.)
 """
 
 import pytest
@@ -10,6 +10,7 @@ import pytest
 from contacts.models import Contact
 from contacts.phones import phone_parse_e164, phone_to_e164
 from contacts.services.identities import contact_resolve
+from tests.conftest import in_threads
 from tests.contacts.conftest import (
     ANA_BSUID,
     ANA_PARENT_BSUID,
@@ -19,7 +20,6 @@ from tests.contacts.conftest import (
     contact_named,
     deliver,
     identities_of,
-    in_threads,
     meta_text,
     other_business,
     webhook_post,

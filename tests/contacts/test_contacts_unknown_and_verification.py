@@ -16,13 +16,12 @@ from contacts.services.mapping import contact_map_to_user, user_phone_set
 from contacts.services.verification import MAX_FAILED_ATTEMPTS, VerificationRefused, verification_start
 from core.models import AuditLog
 from templates_app.models import MessageTemplate
-from tests.conftest import customer, sent_bodies
+from tests.conftest import customer, in_threads, sent_bodies
 from tests.contacts.conftest import (
     ANA_PHONE,
     ANA_WA_ID,
     contact_named,
     deliver,
-    in_threads,
     meta_text,
     other_business,
     process,

@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import admin_log_in, free_port, start_web, start_worker, stop_web, stop_worker, wait_until
+from tests.conftest import admin_log_in, wait_until, web_and_workers
 from whatsapp.models import Message
 from whatsapp.services.providers import provider_create
 
@@ -28,20 +28,9 @@ SCREENSHOTS = "/tmp/wa-browser-simulate"
 def web_and_worker(worker_env, tmp_path):
     """gunicorn (sync workers, whatever config/gunicorn.py chooses) and a Celery worker, both posting the
     simulated phone's webhooks to that gunicorn."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**worker_env, "PUBLIC_BASE_URL": url, "INTERNAL_BASE_URL": url, "CSRF_TRUSTED_ORIGINS": url,
-           "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
-           "GUNICORN_CONTROL_SOCKET": str(tmp_path / "gunicorn.ctl")}
-    web = start_web(env, tmp_path / "gunicorn.log", "--worker-class", "sync", "--threads", "1")
-    worker = None
-    try:
-        worker = start_worker(env, tmp_path / "worker.log", "simulate")
+    with web_and_workers(worker_env, tmp_path, "simulate",
+                         gunicorn_options=("--worker-class", "sync", "--threads", "1")) as url:
         yield url
-    finally:
-        if worker is not None:
-            stop_worker(worker)
-        stop_web(web)
 
 
 def test_simulate_inbound_from_the_browser_appears_in_the_conversation(web_and_worker, browser,

@@ -15,7 +15,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import admin_log_in, free_port, start_web, start_worker, stop_web, stop_worker, wait_until
+from tests.conftest import admin_log_in, wait_until, web_and_workers
 from tests.whatsapp.inbox.test_sandbox_phone_services import png_bytes, wav_bytes
 from whatsapp.models import Message
 from whatsapp.providers.events import MessageType
@@ -31,20 +31,8 @@ PHONE = "+15551230042"
 def web_and_worker(local_storage, worker_env, tmp_path):
     """gunicorn and a Celery worker sharing the test's database, broker and archive directory; the worker
     posts the phone's webhooks to that gunicorn and downloads the phone's files from it."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**worker_env, "PUBLIC_BASE_URL": url, "INTERNAL_BASE_URL": url, "CSRF_TRUSTED_ORIGINS": url,
-           "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
-           "GUNICORN_CONTROL_SOCKET": str(tmp_path / "gunicorn.ctl")}
-    web = start_web(env, tmp_path / "gunicorn.log")
-    worker = None
-    try:
-        worker = start_worker(env, tmp_path / "worker.log", "phone")
+    with web_and_workers(worker_env, tmp_path, "phone") as url:
         yield url
-    finally:
-        if worker is not None:
-            stop_worker(worker)
-        stop_web(web)
 
 
 def in_transcript(browser, css: str, text: str = ""):
