@@ -169,6 +169,10 @@ SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
 # Health checks answer on plain HTTP inside the cluster; a webhook must never be redirected (a
 # provider does not follow a redirect of its POST, so the event would be lost). The simulators' files are
 # fetched by the workers at INTERNAL_BASE_URL, plain HTTP inside the cluster too.
+# How many reverse proxies in front of the web server append to X-Forwarded-For: the client's address
+# (throttling, lockouts, audit, API key use) is the entry that many places from the right; 0 uses the
+# direct peer. Never higher than the proxies that really sit in front, or clients could pick their address.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^webhooks/", r"^simulator/"]
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS

@@ -15,6 +15,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
+from core.client_address import client_address
 from core.crypto import DecryptionError
 from core.request_body import is_chunked_without_length
 from core.storage import ObjectNotFound, StorageError
@@ -30,10 +31,6 @@ logger = logging.getLogger(__name__)
 
 def _error(status: int, reason: str) -> JsonResponse:
     return JsonResponse({"error": reason}, status=status)
-
-
-def _remote_addr(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def _media_type(request: HttpRequest) -> str:
@@ -129,7 +126,7 @@ class ProviderWebhookView(View):
         except WebhookRejected as rejected:
             return self._reject(request, kind, provider, body, rejected, signature_valid=True)
         event, created = webhook_event_record(kind=kind, provider=provider, request=webhook_request,
-                                              remote_addr=_remote_addr(request), signature_valid=True)
+                                              remote_addr=client_address(request), signature_valid=True)
         status = "accepted" if created else "duplicate"
         body, content_type = handler.acknowledgement({"status": status, "event": event.pk})
         response = HttpResponse(body, content_type=content_type)
@@ -182,7 +179,7 @@ class ProviderWebhookView(View):
             webhook_request = WebhookRequest(method=request.method, public_url="", body=b"", headers={},
                                              content_type=_media_type(request))
         webhook_event_record(
-            kind=kind, provider=provider, request=webhook_request, remote_addr=_remote_addr(request),
+            kind=kind, provider=provider, request=webhook_request, remote_addr=client_address(request),
             status=WebhookEvent.Status.REJECTED, http_status=rejected.status, reason=rejected.reason,
             signature_valid=signature_valid, body_size=body_size,
         )
