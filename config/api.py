@@ -7,6 +7,7 @@ from ai import api as ai_api
 from assistant.api import views as assistant_views
 from contacts.api import gdpr
 from contacts.api import views as contacts_views
+from core.api.keys import ApiKeyViewSet
 from templates_app.api import views as templates_views
 from whatsapp.api import views as whatsapp_views
 
@@ -30,6 +31,7 @@ router.register("content-requests", assistant_views.ContentRequestViewSet)
 router.register("reminders", assistant_views.ReminderViewSet)
 router.register("assistant-preferences", assistant_views.AssistantProfileViewSet)
 router.register("assistant-turns", assistant_views.TurnViewSet)
+router.register("api-keys", ApiKeyViewSet, basename="api-key")
 
 urlpatterns = [
     path("conversations/<int:pk>/suggestions/", ai_api.ConversationSuggestionsView.as_view(),

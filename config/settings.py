@@ -4,6 +4,7 @@ embedded defaults: SQLite, a filesystem Celery broker and local-directory storag
 Every variable is listed with its default in README.md.
 """
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -83,6 +84,11 @@ INSTALLED_APPS = [
     # Swagger UI and Redoc as static files of our own: /api/docs/ works without internet.
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    # Staff sign-in: failed-login lockout; authenticator apps, with backup codes, as the second factor.
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "core.apps.CoreConfig",
     "whatsapp.apps.WhatsappConfig",
     "contacts.apps.ContactsConfig",
@@ -92,19 +98,27 @@ INSTALLED_APPS = [
     "analytics.apps.AnalyticsConfig",
     "monitoring.apps.MonitoringConfig",
     "demo.apps.DemoConfig",
+    # After contacts: its admin extends the user admin that contacts registers.
+    "accounts.apps.AccountsConfig",
 ]
 
 MIDDLEWARE = [
     "core.correlation.CorrelationIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "core.security_headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "accounts.middleware.TwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.request_body.ChunkedBodyMiddleware",
+    "core.api.throttling.RateLimitHeadersMiddleware",
+    # Last, as django-axes requires: it turns a refused sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -114,13 +128,16 @@ ASGI_APPLICATION = "config.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Templates of the packages we use, changed for the platform (e.g. an inline script moved to a file,
+        # for the content security policy); searched before the apps' own.
+        "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "core.security_headers.csp_nonce",
             ],
         },
     },
@@ -145,6 +162,38 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Staff sign-in: lockout and two-factor (docs/security.md) ---
+# The axes backend refuses a locked-out name or address before any password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Failed sign-ins (wrong passwords and wrong second-factor codes) allowed per user name, and separately per
+# client address, within the lockout period; the next one locks that name or address for the period.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=15)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+# Each item is counted on its own: a name tried from many addresses, or many names tried from one address.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "core.client_address.client_address"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+# Attempts refused during a lockout do not extend it, so "try again in N minutes" holds. A completed sign-in
+# clears only that name's failures from that address (accounts.signals), never a whole address's count.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = False
+# Every failure is kept in the admin's access failure log, not only the running count.
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+# Values masked in axes' log lines and stored form data (passwords always are): a password typed into the
+# name field stays out of the logs, and so do second-factor codes.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "code"]
+TWO_FACTOR_REQUIRED_FOR_SUPERUSERS = env.bool("TWO_FACTOR_REQUIRED_FOR_SUPERUSERS", default=True)
+TWO_FACTOR_REQUIRED_FOR_ALL_STAFF = env.bool("TWO_FACTOR_REQUIRED_FOR_ALL_STAFF", default=False)
+# The name authenticator apps show beside the account.
+OTP_TOTP_ISSUER = env("TWO_FACTOR_ISSUER", default="WhatsApp platform")
+# Wrong codes are counted by the lockout above (per name and per address); django-otp's own per-device
+# delay would refuse a right code typed within seconds of a wrong one.
+OTP_TOTP_THROTTLE_FACTOR = 0
+OTP_STATIC_THROTTLE_FACTOR = 0
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("TIME_ZONE", default="UTC")
@@ -181,6 +230,36 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Response headers (docs/security.md#response-headers-and-content-security-policy). Both are Django's
+# defaults, written out so that a change of default does not change what we send.
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# The content security policy of every response (core.security_headers); script-src also gets a fresh
+# nonce per response. Styles allow 'unsafe-inline': the admin's templates (Django's and ours) and
+# Swagger UI use style attributes. Stored media are served by our own views, so 'self' covers them;
+# blob: URLs can only be made by scripts of this origin, and let a page preview a file before it is sent.
+CSP_REPORT_ONLY = env.bool("CSP_REPORT_ONLY", default=False)
+# Where browsers report violations: our own endpoint (logged at WARNING), another collector, or empty for none.
+CSP_REPORT_URI = env("CSP_REPORT_URI", default="/csp-report/")
+CSP_DIRECTIVES = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'", "'unsafe-inline'"],
+    "img-src": ["'self'", "data:", "blob:", *env.list("CSP_EXTRA_IMG_SRC", default=[])],
+    "media-src": ["'self'", "blob:", *env.list("CSP_EXTRA_MEDIA_SRC", default=[])],
+    "connect-src": ["'self'", *env.list("CSP_EXTRA_CONNECT_SRC", default=[])],
+    "font-src": ["'self'", "data:"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+# Browser features no page of ours uses (the sandbox phone sends recorded files, it does not record).
+PERMISSIONS_POLICY = {
+    feature: [] for feature in ("accelerometer", "camera", "display-capture", "geolocation", "gyroscope",
+                                "magnetometer", "microphone", "midi", "payment", "screen-wake-lock", "serial",
+                                "usb", "xr-spatial-tracking")
+}
 
 # --- Redis, cache and Celery ---
 REDIS_URL = env("REDIS_URL", default="")
@@ -317,6 +396,11 @@ CELERY_BEAT_SCHEDULE = {
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=3 * 1024 * 1024)
 WEBHOOK_STALE_AFTER_SECONDS = env.int("WEBHOOK_STALE_AFTER_SECONDS", default=120)
 WEBHOOK_REJECTED_RETENTION_DAYS = env.int("WEBHOOK_REJECTED_RETENTION_DAYS", default=14)
+# Rejected requests (bad signature, unknown URL, malformed) from one client address to one webhook URL, after
+# which that address is answered 429 before anything is read; and rejections per URL recorded one row each
+# (past it they are only counted). Correctly signed requests are never refused by these. "off" lifts them.
+WEBHOOK_REJECTION_RATE = env("WEBHOOK_REJECTION_RATE", default="30/min")
+WEBHOOK_REJECTIONS_RECORDED_RATE = env("WEBHOOK_REJECTIONS_RECORDED_RATE", default="300/min")
 # Processing attempts of an inbox event whose failure is transient (database unavailable, a lock timeout)
 # before it is left `failed` for a person; with the 30 s doubling backoff, 10 attempts span about 4 hours.
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
@@ -426,7 +510,10 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "core.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
+        # Last: counts the requests no credential claimed, per client address.
+        "core.api.throttling.AnonymousRateLimit",
     ],
+    "DEFAULT_THROTTLE_CLASSES": ["core.api.throttling.ApiRateThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["core.api.permissions.ModelPermissionsWithView"],
     "DEFAULT_FILTER_BACKENDS": [
         "core.api.filters.ApiFilterBackend",
@@ -441,14 +528,36 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "core.api.pagination.StandardPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+# Requests per API key and, separately, per user (a user's keys share it), counted in the cache by bucket:
+# read (GET and previews), write (other changes), send (messages to contacts), bulk (template sync, GDPR
+# exports and erasures); anonymous requests per client address. "off" lifts a limit.
+API_RATE_LIMITS = {
+    "read": env("API_RATE_READ", default="1200/min"),
+    "write": env("API_RATE_WRITE", default="300/min"),
+    "send": env("API_RATE_SEND", default="600/min"),
+    "bulk": env("API_RATE_BULK", default="30/hour"),
+    "anonymous": env("API_RATE_ANONYMOUS", default="60/min"),
+}
+# Requests with an unknown, expired or revoked key per client address, after which it is refused outright.
+API_KEY_FAILURE_RATE = env("API_KEY_FAILURE_RATE", default="20/min")
+# A new key expires after this many days unless its maker chooses otherwise (0: never).
+API_KEY_DEFAULT_LIFETIME_DAYS = env.int("API_KEY_DEFAULT_LIFETIME_DAYS", default=365)
+# After a rotation the old key keeps working this long, so clients can switch without an outage.
+API_KEY_ROTATION_GRACE_HOURS = env.int("API_KEY_ROTATION_GRACE_HOURS", default=24)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "WhatsApp business messaging API",
     "DESCRIPTION": "Contacts, conversations, messages and templates across Meta, Twilio and Chatwoot.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The credentials a client can send (the anonymous rate limit is not one).
+    "AUTHENTICATION_WHITELIST": ["core.api.authentication.ApiTokenAuthentication",
+                                 "rest_framework.authentication.SessionAuthentication"],
     # From our static files (drf-spectacular-sidecar), not a CDN: pinned and available offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No badge from validator.swagger.io: it would send our schema's URL there, and the policy blocks its image.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "MessageStatusEnum": "whatsapp.providers.events.MessageStatus",

@@ -1,37 +1,64 @@
 import hashlib
 import secrets
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from core.audit import audit_record
-from core.models import ApiToken
+from core.models import ApiScope, ApiToken
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+ALL_SCOPES = tuple(ApiScope.values)
 
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def api_token_create(*, user: Any, name: str, actor: Any = None) -> tuple[ApiToken, str]:
-    """Make a key for `user`; returns the row and the key itself, which is never retrievable again."""
+def _clean_scopes(scopes: Iterable[str]) -> list[str]:
+    scopes = set(scopes)
+    unknown = scopes - set(ALL_SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}; the scopes are {', '.join(ALL_SCOPES)}")
+    return [scope for scope in ALL_SCOPES if scope in scopes]
+
+
+def default_expiry() -> datetime | None:
+    days = settings.API_KEY_DEFAULT_LIFETIME_DAYS
+    return timezone.now() + timedelta(days=days) if days > 0 else None
+
+
+def api_token_create(*, user: Any, name: str, scopes: Iterable[str] = ALL_SCOPES,
+                     expires_at: datetime | str | None = "default", actor: Any = None) -> tuple[ApiToken, str]:
+    """Make a key for `user`; returns the row and the key itself, which is never retrievable again.
+    `expires_at` "default" takes API_KEY_DEFAULT_LIFETIME_DAYS from now; None never expires."""
     prefix = secrets.token_hex(4)
     key = f"{prefix}.{secrets.token_urlsafe(32)}"
-    token = ApiToken.objects.create(user=user, name=name, prefix=prefix, digest=_digest(key))
-    audit_record(action="api_token.create", obj=token, actor=actor, after={"user": user.pk, "name": name,
-                                                                           "prefix": prefix})
+    expiry = default_expiry() if expires_at == "default" else expires_at
+    token = ApiToken.objects.create(user=user, name=name, prefix=prefix, digest=_digest(key),
+                                    scopes=_clean_scopes(scopes), expires_at=expiry)
+    audit_record(action="api_token.create", obj=token, actor=actor, after=_shown(token))
     return token, key
 
 
-def api_token_authenticate(key: str) -> ApiToken | None:
+def _shown(token: ApiToken) -> dict:
+    return {"user": token.user_id, "name": token.name, "prefix": token.prefix, "scopes": token.scopes,
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None}
+
+
+def api_token_authenticate(key: str, *, address: str | None = None) -> ApiToken | None:
+    """The active, unexpired key with this value, its last use noted (at most once a minute per key)."""
     token = ApiToken.objects.select_related("user").filter(digest=_digest(key), is_active=True).first()
-    if token is None or not token.user.is_active:
-        return None
     now = timezone.now()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    if token is None or not token.user.is_active or (token.expires_at and token.expires_at <= now):
+        return None
+    stale = token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION
+    if stale or token.last_used_from != address:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now, last_used_from=address)
     return token
 
 
@@ -43,3 +70,24 @@ def api_token_revoke(*, token: ApiToken, actor: Any = None) -> None:
     token.save(update_fields=["is_active", "revoked_at"])
     audit_record(action="api_token.revoke", obj=token, actor=actor, before={"is_active": True},
                  after={"is_active": False})
+
+
+def api_token_rotate(*, token: ApiToken, actor: Any = None) -> tuple[ApiToken, str]:
+    """
+    A new key with the same owner, name and scopes; the old one stays valid for API_KEY_ROTATION_GRACE_HOURS
+    (or until its own earlier expiry) so that clients can switch without an outage. The new key's lifetime
+    starts afresh.
+    """
+    with transaction.atomic():
+        token = ApiToken.objects.select_for_update().get(pk=token.pk)
+        if not token.is_active or token.replaced_by_id:
+            raise ValueError("only an active key that was not rotated already can be rotated")
+        new_token, key = api_token_create(user=token.user, name=token.name, scopes=token.scopes, actor=actor)
+        grace_end = timezone.now() + timedelta(hours=settings.API_KEY_ROTATION_GRACE_HOURS)
+        before = _shown(token)
+        token.expires_at = min(token.expires_at, grace_end) if token.expires_at else grace_end
+        token.replaced_by = new_token
+        token.save(update_fields=["expires_at", "replaced_by"])
+        audit_record(action="api_token.rotate", obj=token, actor=actor, before=before,
+                     after={**_shown(token), "replaced_by": new_token.prefix})
+    return new_token, key

@@ -34,6 +34,12 @@ class AuditLog(models.Model):
         return f"{self.action} {self.object_type}#{self.object_id}"
 
 
+class ApiScope(models.TextChoices):
+    READ = "read", "Read: every GET, and previews"
+    SEND = "send", "Send: messages and verification codes to contacts"
+    MANAGE = "manage", "Manage: every other change"
+
+
 class ApiToken(models.Model):
     """
     An API key. Only a SHA-256 digest is stored (the key is shown once, when it is made), so neither a
@@ -44,10 +50,21 @@ class ApiToken(models.Model):
     name = models.CharField(max_length=100, help_text="What uses this key, e.g. 'CRM integration'.")
     prefix = models.CharField(max_length=12, unique=True, editable=False)
     digest = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(
+        default=list, blank=True,
+        help_text="What the key may do: read (every GET, and previews), send (messages and verification codes "
+                  "to contacts), manage (every other change).")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="After this time the key is refused. Empty: it never expires.")
     last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_from = models.GenericIPAddressField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    replaced_by = models.OneToOneField("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                       related_name="replaces",
+                                       help_text="The key made when this one was rotated; this one stays valid "
+                                                 "until its expiry, the grace period for clients to switch.")
 
     class Meta:
         app_label = "whatsapp"
@@ -55,3 +72,6 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes

@@ -24,6 +24,7 @@ from whatsapp.providers import backend_for
 from whatsapp.providers.base import WebhookRejected, WebhookRequest
 from whatsapp.services.archive import media_content
 from whatsapp.services.providers import provider_simulated_file
+from whatsapp.services.webhook_flood import webhook_flood_wait, webhook_rejection_counted
 from whatsapp.services.webhooks import webhook_event_record
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,11 @@ class ProviderWebhookView(View):
         return HttpResponse(answer.body, status=answer.status, content_type="text/plain")
 
     def post(self, request: HttpRequest, kind: str, public_id: uuid.UUID) -> HttpResponse:
+        wait = webhook_flood_wait(kind, public_id, client_address(request))
+        if wait is not None:  # before any read or lookup: a flood costs a cache read per request
+            response = _error(429, f"too many rejected requests from this address; retry in {wait} s")
+            response["Retry-After"] = str(wait)
+            return response
         provider = self._provider(kind, public_id)
         try:
             body = self._read_body(request)
@@ -173,6 +179,9 @@ class ProviderWebhookView(View):
 
     def _reject(self, request, kind, provider, body, rejected: WebhookRejected, *, signature_valid=None,
                 body_size=None) -> HttpResponse:
+        public_id = self.kwargs["public_id"]
+        if not webhook_rejection_counted(kind, public_id, client_address(request)):
+            return _error(rejected.status, rejected.reason)  # a flood: counted, not recorded row by row
         if body_size is None:
             webhook_request = _webhook_request(request, body, with_form=False)
         else:  # the body was never read (too large): record the request without it

@@ -144,6 +144,7 @@ def _not_ready(export: DataExport) -> Response:
 
 class UserDataViewSet(ReadableErrors, viewsets.GenericViewSet):
     """Only the GDPR actions on a user (the users themselves are managed in the admin)."""
+    bulk_actions = ("exports", "erase")
 
     queryset = get_user_model().objects.all()
     serializer_class = DataExportSerializer  # the schema's default; each action names its own

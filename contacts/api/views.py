@@ -37,6 +37,7 @@ def _contacts():
                            responses={200: serializers.ContactSerializer, 404: REFUSAL}),
 )
 class ContactViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
+    action_scopes = {"verify": "send"}  # sends the contact a code
     queryset = _contacts()
     serializer_class = serializers.ContactSerializer
     filterset_class = ContactFilter

@@ -1,11 +1,12 @@
 """Admin pages of the audit log and API keys."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 
 from core.admin.base import ReadOnlyModelAdmin, pretty_json
-from core.api_tokens import api_token_create, api_token_revoke
-from core.models import ApiToken, AuditLog
+from core.api_tokens import api_token_create, api_token_revoke, api_token_rotate, default_expiry
+from core.models import ApiScope, ApiToken, AuditLog
 
 
 @admin.register(AuditLog)
@@ -31,21 +32,31 @@ class AuditLogAdmin(ReadOnlyModelAdmin):
 
 
 class ApiTokenAddForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple,
+                                       initial=[ApiScope.READ], help_text="Give a key only what its client needs.")
+
     class Meta:
         model = ApiToken
-        fields = ["user", "name"]
+        fields = ["user", "name", "scopes", "expires_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["expires_at"].initial = default_expiry()
+        self.fields["expires_at"].help_text = "Empty: the key never expires."
 
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
     """Keys are shown once, when made; afterwards only their prefix (the database holds a digest)."""
 
-    list_display = ["name", "prefix", "user", "is_active", "created_at", "last_used_at"]
+    list_display = ["name", "prefix", "user", "scope_list", "is_active", "expires_at", "last_used_at",
+                    "last_used_from"]
     list_filter = ["is_active"]
     search_fields = ["name", "prefix", "user__username"]
     autocomplete_fields = ["user"]
-    readonly_fields = ["prefix", "is_active", "created_at", "last_used_at", "revoked_at"]
-    actions = ["revoke"]
+    readonly_fields = ["prefix", "scope_list", "is_active", "created_at", "expires_at", "last_used_at",
+                       "last_used_from", "replaced_by", "revoked_at"]
+    actions = ["rotate", "revoke"]
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -53,20 +64,41 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def get_fields(self, request, obj=None):
-        return ["user", "name"] if obj is None else ["user", "name", *self.readonly_fields]
+        return list(ApiTokenAddForm.Meta.fields) if obj is None else ["user", "name", *self.readonly_fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
 
     def has_change_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="Scopes")
+    def scope_list(self, obj):
+        return ", ".join(obj.scopes) or "none"
+
     def save_model(self, request, obj, form, change):
-        token, key = api_token_create(user=form.cleaned_data["user"], name=form.cleaned_data["name"],
-                                      actor=request.user)
+        data = form.cleaned_data
+        token, key = api_token_create(user=data["user"], name=data["name"], scopes=data["scopes"],
+                                      expires_at=data["expires_at"], actor=request.user)
         obj.pk = token.pk
         self.message_user(request, f"API key for {token.user}: {key} (copy it now; it is not shown again).",
                           messages.WARNING)
 
     def log_addition(self, request, obj, message):
         pass  # api_token_create wrote the audit entry
+
+    @admin.action(description="Rotate the selected keys (the old ones keep working for a grace period)")
+    def rotate(self, request, queryset):
+        grace = settings.API_KEY_ROTATION_GRACE_HOURS
+        for token in queryset:
+            try:
+                new_token, key = api_token_rotate(token=token, actor=request.user)
+            except ValueError as refusal:
+                self.message_user(request, f"{token}: {refusal}.", messages.ERROR)
+                continue
+            self.message_user(request, f"New API key for {new_token} ({new_token.user}): {key} (copy it now; it is "
+                                       f"not shown again). The old key works for {grace} more hours.",
+                              messages.WARNING)
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request, queryset):

@@ -1,7 +1,9 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from core.api.throttling import record_key_failure, refuse_if_guessing_keys
 from core.api_tokens import api_token_authenticate
+from core.client_address import client_address
 
 # DRF's own word first; "Bearer" is what most HTTP clients and API tools send for a key.
 KEYWORDS = ("Token", "Bearer")
@@ -24,12 +26,12 @@ class ApiTokenAuthentication(authentication.TokenAuthentication):
         except UnicodeError:
             raise exceptions.AuthenticationFailed(
                 "Invalid Authorization header: the API key should not contain invalid characters.") from None
-        return self.authenticate_credentials(key)
-
-    def authenticate_credentials(self, key):
-        token = api_token_authenticate(key)
+        address = client_address(request._request)
+        refuse_if_guessing_keys(address)
+        token = api_token_authenticate(key, address=address)
         if token is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
+            record_key_failure(address)
+            raise exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
         return token.user, token
 
 

@@ -137,6 +137,8 @@ TEMPLATE_REFUSALS = {400: REFUSAL, 403: REFUSAL, 404: REFUSAL, 409: REFUSAL}
         responses={204: None, 403: REFUSAL, 404: REFUSAL, 409: REFUSAL}),
 )
 class MessageTemplateViewSet(ReadableErrors, viewsets.ModelViewSet):
+    action_scopes = {"preview": "read"}  # a POST that changes nothing
+    bulk_actions = ("sync",)
     queryset = _templates()
     serializer_class = serializers.MessageTemplateSerializer
     filterset_class = MessageTemplateFilter

@@ -47,6 +47,7 @@ IDEMPOTENCY_KEY_MAX = 100
 
 
 class MessageViewSet(ReadableErrors, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    action_scopes = {"create": "send"}  # an API key needs the send scope to message a contact
     queryset = Message.objects.select_related("conversation__contact").prefetch_related(
         Prefetch("status_events", queryset=MessageStatusEvent.objects.order_by("occurred_at", "id")), "media",
         "send_attempts",

@@ -1,0 +1,146 @@
+"""
+Request counting shared by every web process: a sliding-window counter in the cache (Redis in production).
+
+Each window has one counter, incremented atomically; the estimate for "the last `period` seconds" weighs the
+previous window by how much of it still overlaps, so a client cannot double its allowance by bursting at a
+window's edge. Two cache round trips per check, no read-modify-write race between processes.
+"""
+
+import contextlib
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
+from django.core.exceptions import ImproperlyConfigured
+
+logger = logging.getLogger(__name__)
+
+_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
+          "d": 86400, "day": 86400}
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([a-z]+?)s?\s*$")
+
+
+@dataclass(frozen=True)
+class Rate:
+    limit: int
+    period: int  # seconds
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.period}s"
+
+
+def parse_rate(text: str) -> Rate | None:
+    """'120/min', '10/hour', '5/15min', '1000/day'; an empty value or 'off' means no limit."""
+    if not text or text.strip().lower() in {"off", "none", "0"}:
+        return None
+    match = _RATE.match(text.lower())
+    if not match or match.group(3) not in _UNITS:
+        raise ImproperlyConfigured(f"rate {text!r}: expected a count per period, e.g. '120/min' or '10/hour'")
+    return Rate(int(match.group(1)), int(match.group(2) or 1) * _UNITS[match.group(3)])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int  # until the current window ends
+    retry_after: int  # seconds to wait when refused
+
+    @property
+    def refused(self) -> bool:
+        return not self.allowed
+
+
+def _window_key(name: str, period: int, window: int) -> str:
+    return f"rl:{name}:{period}:{window}"
+
+
+def _counts_in_redis(current_key: str, previous_key: str, timeout: int) -> tuple[int, int]:
+    """One round trip: INCR (creating the key), its expiry, and the previous window's count. Django's
+    RedisCache reads and writes integers as plain integers, so these keys stay readable through `cache`."""
+    current_key, previous_key = cache.make_key(current_key), cache.make_key(previous_key)
+    client = caches["default"]._cache.get_client(current_key, write=True)
+    with client.pipeline(transaction=False) as pipe:
+        pipe.incr(current_key)
+        pipe.expire(current_key, timeout)
+        pipe.get(previous_key)
+        current, _, previous = pipe.execute()
+    return int(current), int(previous or 0)
+
+
+def _counts_in_any_cache(current_key: str, previous_key: str, timeout: int) -> tuple[int, int]:
+    """The same through Django's portable cache calls (local memory in the embedded run)."""
+    cache.add(current_key, 0, timeout)
+    try:
+        current = cache.incr(current_key)
+    except ValueError:  # expired between add and incr
+        cache.add(current_key, 1, timeout)
+        current = 1
+    return current, cache.get(previous_key) or 0
+
+
+def _counts(current_key: str, previous_key: str, timeout: int) -> tuple[int, int]:
+    if isinstance(caches["default"], RedisCache):
+        return _counts_in_redis(current_key, previous_key, timeout)
+    return _counts_in_any_cache(current_key, previous_key, timeout)
+
+
+def hit(name: str, rate: Rate, *, now: float | None = None, count_refused: bool = False) -> Verdict:
+    """
+    Count one request against `name` and say whether it is within `rate`. A refused request is taken back
+    out of the count unless `count_refused` (for counting failures, where every attempt should count).
+    If the cache is unreachable the request is allowed: losing the limit for a while is better than
+    refusing every caller.
+    """
+    now = time.time() if now is None else now
+    window, elapsed = divmod(now, rate.period)
+    window = int(window)
+    try:
+        current, previous = _counts(_window_key(name, rate.period, window),
+                                    _window_key(name, rate.period, window - 1), rate.period * 2 + 1)
+    except Exception:  # noqa: BLE001 - any cache failure: fail open, loudly
+        logger.warning("rate limit counter unavailable; request allowed", extra={"limit_name": name.split(":")[0]})
+        return Verdict(True, rate.limit, rate.limit, rate.period, 0)
+    overlap = 1 - elapsed / rate.period
+    estimate = previous * overlap + current
+    reset = max(1, math.ceil(rate.period - elapsed))
+    if estimate <= rate.limit:
+        return Verdict(True, rate.limit, max(0, int(rate.limit - estimate)), reset, 0)
+    if not count_refused:
+        unhit(name, rate, now=now)
+    return Verdict(False, rate.limit, 0, reset, _retry_after(rate, previous, current, elapsed))
+
+
+def unhit(name: str, rate: Rate, *, now: float | None = None) -> None:
+    """Take one request back out of the current window's count."""
+    now = time.time() if now is None else now
+    with contextlib.suppress(Exception):  # expired or unreachable: nothing to take back
+        cache.decr(_window_key(name, rate.period, int(now // rate.period)))
+
+
+def _retry_after(rate: Rate, previous: int, current: int, elapsed: float) -> int:
+    """Seconds until the estimate falls back under the limit, assuming no more requests meanwhile."""
+    if current >= rate.limit or previous == 0:
+        return max(1, math.ceil(rate.period - elapsed))  # only the next window helps
+    # previous * (1 - t / period) + current <= limit  =>  t >= period * (1 - (limit - current) / previous)
+    needed = rate.period * (1 - (rate.limit - current) / previous)
+    return max(1, math.ceil(needed - elapsed))
+
+
+def peek(name: str, rate: Rate, *, now: float | None = None) -> bool:
+    """Whether `name` is over `rate` now, without counting anything."""
+    now = time.time() if now is None else now
+    window, elapsed = divmod(now, rate.period)
+    try:
+        values = cache.get_many([_window_key(name, rate.period, int(window)),
+                                 _window_key(name, rate.period, int(window) - 1)])
+    except Exception:  # noqa: BLE001
+        return False
+    current = values.get(_window_key(name, rate.period, int(window))) or 0
+    previous = values.get(_window_key(name, rate.period, int(window) - 1)) or 0
+    return previous * (1 - elapsed / rate.period) + current >= rate.limit
