@@ -53,6 +53,13 @@ def pytest_configure(config):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # The fake providers listen on 127.0.0.1, which media downloads refuse by default.
     settings.MEDIA_ALLOW_PRIVATE_ADDRESSES = True
+    # Tests sign superusers in with a password alone; tests/accounts turn the second factor back on.
+    settings.TWO_FACTOR_REQUIRED_FOR_SUPERUSERS = False
+    # Every test calls from 127.0.0.1 and the counts live in Redis across tests: API limits stay counted
+    # but out of reach, except where a test sets its own.
+    settings.API_RATE_LIMITS = dict.fromkeys(settings.API_RATE_LIMITS, "100000/min")
+    settings.API_KEY_FAILURE_RATE = "100000/min"
+    settings.WEBHOOK_REJECTION_RATE = settings.WEBHOOK_REJECTIONS_RECORDED_RATE = "100000/min"
 
 
 def fixture_bytes(provider_kind: str, name: str) -> bytes:
@@ -302,6 +309,11 @@ def worker_env(live_server, transactional_db, settings):
         "SANDBOX_STATUS_DELAY_SECONDS": "0.3",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
         "MEDIA_ALLOW_PRIVATE_ADDRESSES": "true",
+        "TWO_FACTOR_REQUIRED_FOR_SUPERUSERS": "false",
+        # As in this process (pytest_configure): limits counted but out of reach unless a test sets its own.
+        **dict.fromkeys(["API_RATE_READ", "API_RATE_WRITE", "API_RATE_SEND", "API_RATE_BULK", "API_RATE_ANONYMOUS",
+                         "API_KEY_FAILURE_RATE", "WEBHOOK_REJECTION_RATE", "WEBHOOK_REJECTIONS_RECORDED_RATE"],
+                        "100000/min"),
     }
 
 

@@ -241,7 +241,7 @@ def test_media_retry_action_requeues_and_audits(admin_client_logged):
 
 def test_api_keys_are_shown_once_stored_as_digests_and_revocable(admin_client_logged, superuser):
     response = admin_client_logged.post(reverse("admin:whatsapp_apitoken_add"),
-                                        {"user": superuser.pk, "name": "CRM"}, follow=True)
+                                        {"user": superuser.pk, "name": "CRM", "scopes": ["read"]}, follow=True)
     page = response.content.decode()
     token = ApiToken.objects.get(name="CRM")
     key = page.split("API key for root: ")[1].split(" ")[0]
