@@ -241,6 +241,9 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 CSP_REPORT_ONLY = env.bool("CSP_REPORT_ONLY", default=False)
 # Where browsers report violations: our own endpoint (logged at WARNING), another collector, or empty for none.
 CSP_REPORT_URI = env("CSP_REPORT_URI", default="/csp-report/")
+# Reports logged per client address; past it they are answered 204 and dropped, so the anonymous endpoint
+# cannot be used to flood the logs.
+CSP_REPORT_RATE = env("CSP_REPORT_RATE", default="60/min")
 CSP_DIRECTIVES = {
     "default-src": ["'self'"],
     "script-src": ["'self'"],

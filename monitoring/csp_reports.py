@@ -1,7 +1,8 @@
 """
 Where browsers report what the content security policy blocked (``report-uri`` in the policy). Anyone can
 post here, so nothing is stored: each violation is one WARNING log line (logger ``security.csp``), counted
-by whatever reads the logs. URLs are logged without their query string and fragment, which may carry
+by whatever reads the logs, up to CSP_REPORT_RATE reports per client address (the rest are answered and
+dropped). URLs are logged without their query string and fragment, which may carry
 tokens; cookies and headers are never logged.
 """
 
@@ -9,9 +10,13 @@ import json
 import logging
 from urllib.parse import urlsplit, urlunsplit
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+
+from core.client_address import client_address
+from core.rate_limits import hit, parse_rate
 
 logger = logging.getLogger("security.csp")
 
@@ -101,6 +106,9 @@ def _declared_length(request: HttpRequest) -> int | None:
 @require_POST
 def csp_report(request: HttpRequest) -> HttpResponse:
     """204 for a report that was logged; 400, 413 or 415 (with the reason) for anything else."""
+    rate = parse_rate(settings.CSP_REPORT_RATE)
+    if rate is not None and hit(f"csp-reports:{client_address(request)}", rate, count_refused=True).refused:
+        return HttpResponse(status=204)  # this address was heard enough for now: neither read nor logged
     if request.content_type not in REPORT_CONTENT_TYPES:
         return _problem(415, "unsupported_media_type", "Send application/csp-report or application/reports+json.")
     length = _declared_length(request)

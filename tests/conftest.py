@@ -60,6 +60,7 @@ def pytest_configure(config):
     settings.API_RATE_LIMITS = dict.fromkeys(settings.API_RATE_LIMITS, "100000/min")
     settings.API_KEY_FAILURE_RATE = "100000/min"
     settings.WEBHOOK_REJECTION_RATE = settings.WEBHOOK_REJECTIONS_RECORDED_RATE = "100000/min"
+    settings.CSP_REPORT_RATE = "100000/min"
 
 
 def fixture_bytes(provider_kind: str, name: str) -> bytes:
@@ -312,7 +313,8 @@ def worker_env(live_server, transactional_db, settings):
         "TWO_FACTOR_REQUIRED_FOR_SUPERUSERS": "false",
         # As in this process (pytest_configure): limits counted but out of reach unless a test sets its own.
         **dict.fromkeys(["API_RATE_READ", "API_RATE_WRITE", "API_RATE_SEND", "API_RATE_BULK", "API_RATE_ANONYMOUS",
-                         "API_KEY_FAILURE_RATE", "WEBHOOK_REJECTION_RATE", "WEBHOOK_REJECTIONS_RECORDED_RATE"],
+                         "API_KEY_FAILURE_RATE", "WEBHOOK_REJECTION_RATE", "WEBHOOK_REJECTIONS_RECORDED_RATE",
+                         "CSP_REPORT_RATE"],
                         "100000/min"),
     }
 

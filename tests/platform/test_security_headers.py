@@ -6,6 +6,7 @@ script nonce per response, and the endpoint where browsers report what the polic
 import json
 import logging
 import re
+import secrets
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -169,6 +170,16 @@ def test_a_reporting_api_batch_logs_its_csp_violations(client, caplog):
     assert response.status_code == 204
     (record,) = caplog.records
     assert (record.violated_directive, record.blocked_uri) == ("img-src", "https://tracker.example.org/pixel.gif")
+
+
+def test_past_the_rate_an_address_is_answered_but_not_logged(client, caplog, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.CSP_REPORT_RATE = "2/min"
+    address = f"2001:db8::c5:{secrets.token_hex(2)}"
+    with caplog.at_level(logging.WARNING, logger="security.csp"):
+        statuses = [post_report(client, CSP_REPORT, HTTP_X_FORWARDED_FOR=address).status_code for _ in range(4)]
+    assert statuses == [204] * 4
+    assert len(caplog.records) == 2
 
 
 def test_reports_never_touch_the_database(client):

@@ -148,6 +148,9 @@ def custom_pages(provider: Provider, contact: Contact) -> dict[str, str]:
                                                         args=[template.pk]),
         "ai_aicall_usage": reverse("admin:ai_aicall_usage"),
         "ai_setup_guide": reverse("admin:ai_setup_guide"),
+        # The signed-in user's own two-factor pages (beside the admin site, in its frame).
+        "two_factor": reverse("accounts:two_factor"),
+        "two_factor_enrol": reverse("accounts:two_factor_enrol"),
     }
 
 
