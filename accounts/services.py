@@ -5,7 +5,8 @@ resetting a lost factor; and how codes and completed sign-ins meet the failed-lo
 
 import re
 from base64 import b32encode
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -189,6 +190,15 @@ def two_factor_reset(*, user, actor) -> int:
 
 
 # --- The lockout (django-axes) ----------------------------------------------------------------------------
+
+@contextmanager
+def one_code_attempt_at_a_time(user: AbstractBaseUser) -> Iterator[None]:
+    """Hold the user's row while a code is checked and counted: codes sent in parallel from several half
+    signed-in sessions are then checked one after another, each against the lockout the previous ones left."""
+    with transaction.atomic():
+        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+        yield
+
 
 def sign_in_allowed(request: HttpRequest, user: AbstractBaseUser) -> bool:
     """Whether the user's name and the client's address are clear of a lockout."""

@@ -56,17 +56,18 @@ def verify_page(request: HttpRequest) -> HttpResponse:
         return redirect(_with_next("accounts:two_factor_enrol", request) if state.required else _next_url(request))
     form = CodeForm(request.POST or None)
     if request.method == "POST":
-        if not services.sign_in_allowed(request, user):
-            return _locked_out(request)
-        if form.is_valid():
-            device = services.second_factor_check(user=user, code=form.cleaned_data["code"])
-            if device is not None:
-                _verified(request, device)
-                return redirect(_next_url(request))
-            if services.wrong_code_count(request, user):
+        with services.one_code_attempt_at_a_time(user):
+            if not services.sign_in_allowed(request, user):
                 return _locked_out(request)
-            form.add_error("code", "That code is not right. Type the code your authenticator app shows now, "
-                                   "or one of your backup codes.")
+            if form.is_valid():
+                device = services.second_factor_check(user=user, code=form.cleaned_data["code"])
+                if device is not None:
+                    _verified(request, device)
+                    return redirect(_next_url(request))
+                if services.wrong_code_count(request, user):
+                    return _locked_out(request)
+                form.add_error("code", "That code is not right. Type the code your authenticator app shows now, "
+                                       "or one of your backup codes.")
     return _page(request, "accounts/verify.html", title="Two-factor sign-in", form=form, next=_next_url(request))
 
 

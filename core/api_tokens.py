@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
@@ -32,10 +33,17 @@ def default_expiry() -> datetime | None:
     return timezone.now() + timedelta(days=days) if days > 0 else None
 
 
+def _check_actor_may_give_keys_to(actor: Any, user: Any) -> None:
+    """A key acts as its user: only a superuser hands out a key that acts as a superuser."""
+    if actor is not None and getattr(user, "is_superuser", False) and not getattr(actor, "is_superuser", False):
+        raise PermissionDenied("only a superuser can make or rotate a superuser's API key")
+
+
 def api_token_create(*, user: Any, name: str, scopes: Iterable[str] = ALL_SCOPES,
                      expires_at: datetime | str | None = "default", actor: Any = None) -> tuple[ApiToken, str]:
     """Make a key for `user`; returns the row and the key itself, which is never retrievable again.
     `expires_at` "default" takes API_KEY_DEFAULT_LIFETIME_DAYS from now; None never expires."""
+    _check_actor_may_give_keys_to(actor, user)
     prefix = secrets.token_hex(4)
     key = f"{prefix}.{secrets.token_urlsafe(32)}"
     expiry = default_expiry() if expires_at == "default" else expires_at
@@ -62,6 +70,11 @@ def api_token_authenticate(key: str, *, address: str | None = None) -> ApiToken 
     return token
 
 
+def api_token_exists(key: str) -> bool:
+    """Whether this key was ever made (active or not)."""
+    return ApiToken.objects.filter(digest=_digest(key)).exists()
+
+
 def api_token_revoke(*, token: ApiToken, actor: Any = None) -> None:
     if not token.is_active:
         return
@@ -80,8 +93,8 @@ def api_token_rotate(*, token: ApiToken, actor: Any = None) -> tuple[ApiToken, s
     """
     with transaction.atomic():
         token = ApiToken.objects.select_for_update().get(pk=token.pk)
-        if not token.is_active or token.replaced_by_id:
-            raise ValueError("only an active key that was not rotated already can be rotated")
+        if not token.is_active or token.replaced_by_id or (token.expires_at and token.expires_at <= timezone.now()):
+            raise ValueError("only an active, unexpired key that was not rotated already can be rotated")
         new_token, key = api_token_create(user=token.user, name=token.name, scopes=token.scopes, actor=actor)
         grace_end = timezone.now() + timedelta(hours=settings.API_KEY_ROTATION_GRACE_HOURS)
         before = _shown(token)

@@ -8,4 +8,6 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
+        from core import checks  # noqa: F401  (registers the system checks)
+
         embedded_dirs_create()

@@ -13,12 +13,15 @@ import re
 import time
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured
 
 logger = logging.getLogger(__name__)
 
+RATE_SETTINGS = ("API_KEY_FAILURE_RATE", "WEBHOOK_REJECTION_RATE", "WEBHOOK_REJECTIONS_RECORDED_RATE",
+                 "CSP_REPORT_RATE")
 _UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
           "d": 86400, "day": 86400}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([a-z]+?)s?\s*$")
@@ -34,13 +37,27 @@ class Rate:
 
 
 def parse_rate(text: str) -> Rate | None:
-    """'120/min', '10/hour', '5/15min', '1000/day'; an empty value or 'off' means no limit."""
+    """'120/min', '10/hour', '5/15min', '1000/day'; an empty value, 'off', 'none' or '0' means no limit."""
     if not text or text.strip().lower() in {"off", "none", "0"}:
         return None
     match = _RATE.match(text.lower())
-    if not match or match.group(3) not in _UNITS:
-        raise ImproperlyConfigured(f"rate {text!r}: expected a count per period, e.g. '120/min' or '10/hour'")
+    if not match or match.group(3) not in _UNITS or match.group(2) in {"0", "00"} or int(match.group(1)) == 0:
+        raise ImproperlyConfigured(f"rate {text!r}: expected a count per period, e.g. '120/min' or '10/hour' "
+                                   "(or 'off')")
     return Rate(int(match.group(1)), int(match.group(2) or 1) * _UNITS[match.group(3)])
+
+
+def configured_rate_problems() -> list[str]:
+    """What is wrong with the rate settings, found at start-up rather than by the first request they meet."""
+    rates = {**{f"API_RATE_LIMITS[{bucket!r}]": rate for bucket, rate in settings.API_RATE_LIMITS.items()},
+             **{name: getattr(settings, name) for name in RATE_SETTINGS}}
+    problems = []
+    for name, text in rates.items():
+        try:
+            parse_rate(text)
+        except ImproperlyConfigured as problem:
+            problems.append(f"{name}: {problem}")
+    return problems
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ from django.http import HttpRequest, HttpResponse
 ENFORCING_HEADER = "Content-Security-Policy"
 REPORT_ONLY_HEADER = "Content-Security-Policy-Report-Only"
 PERMISSIONS_HEADER = "Permissions-Policy"
+# For a file someone else made (a customer's attachment), opened on its own: no script, no form, no plugin,
+# a unique origin (the middleware keeps a response's own policy).
+UNTRUSTED_FILE_POLICY = "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
 # A source is one token: a space or ";" would start another source or another directive.
 _SOURCE_BREAKERS = frozenset(" \t\r\n;,")
 

@@ -8,6 +8,7 @@ tokens; cookies and headers are never logged.
 
 import json
 import logging
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
@@ -15,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from core.client_address import client_address
+from core.client_address import client_address, rate_limit_subject
 from core.rate_limits import hit, parse_rate
 
 logger = logging.getLogger("security.csp")
@@ -48,8 +49,8 @@ def _without_secrets(uri: object) -> str:
     text = _printable(uri)[:2000].split("#", 1)[0].split("?", 1)[0]
     try:
         parts = urlsplit(text)
-    except ValueError:  # say, an unclosed IPv6 bracket
-        return text[:MAX_FIELD_CHARS]
+    except ValueError:  # say, an unclosed IPv6 bracket: still never the user name or password
+        return re.sub(r"//[^/@]*@", "//", text)[:MAX_FIELD_CHARS]
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))[:MAX_FIELD_CHARS]
 
@@ -107,7 +108,8 @@ def _declared_length(request: HttpRequest) -> int | None:
 def csp_report(request: HttpRequest) -> HttpResponse:
     """204 for a report that was logged; 400, 413 or 415 (with the reason) for anything else."""
     rate = parse_rate(settings.CSP_REPORT_RATE)
-    if rate is not None and hit(f"csp-reports:{client_address(request)}", rate, count_refused=True).refused:
+    sender = rate_limit_subject(client_address(request))
+    if rate is not None and hit(f"csp-reports:{sender}", rate, count_refused=True).refused:
         return HttpResponse(status=204)  # this address was heard enough for now: neither read nor logged
     if request.content_type not in REPORT_CONTENT_TYPES:
         return _problem(415, "unsupported_media_type", "Send application/csp-report or application/reports+json.")

@@ -80,6 +80,7 @@ cat <<MSG
   WhatsApp platform is running.
   Admin:      ${PUBLIC_BASE_URL}/admin/
   Demo login: ${DEMO_ADMIN_USERNAME:-admin} / ${DEMO_ADMIN_PASSWORD:-whatsapp-demo}
+  (a superuser: at the first sign-in it sets up an authenticator app for two-factor sign-in)
   API docs:   ${PUBLIC_BASE_URL}/api/docs/
   Health:     ${PUBLIC_BASE_URL}/health/
   Logs:       var/log/{web,worker,ai-worker,beat}.log      (Ctrl-C stops everything)

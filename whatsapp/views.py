@@ -18,13 +18,14 @@ from django.views.decorators.csrf import csrf_exempt
 from core.client_address import client_address
 from core.crypto import DecryptionError
 from core.request_body import is_chunked_without_length
+from core.security_headers import UNTRUSTED_FILE_POLICY
 from core.storage import ObjectNotFound, StorageError
 from whatsapp.models import Media, Provider, WebhookEvent
 from whatsapp.providers import backend_for
 from whatsapp.providers.base import WebhookRejected, WebhookRequest
 from whatsapp.services.archive import media_content
 from whatsapp.services.providers import provider_simulated_file
-from whatsapp.services.webhook_flood import webhook_flood_wait, webhook_rejection_counted
+from whatsapp.services.webhook_flood import webhook_rejection_handling
 from whatsapp.services.webhooks import webhook_event_record
 
 logger = logging.getLogger(__name__)
@@ -102,11 +103,6 @@ class ProviderWebhookView(View):
         return HttpResponse(answer.body, status=answer.status, content_type="text/plain")
 
     def post(self, request: HttpRequest, kind: str, public_id: uuid.UUID) -> HttpResponse:
-        wait = webhook_flood_wait(kind, public_id, client_address(request))
-        if wait is not None:  # before any read or lookup: a flood costs a cache read per request
-            response = _error(429, f"too many rejected requests from this address; retry in {wait} s")
-            response["Retry-After"] = str(wait)
-            return response
         provider = self._provider(kind, public_id)
         try:
             body = self._read_body(request)
@@ -179,9 +175,13 @@ class ProviderWebhookView(View):
 
     def _reject(self, request, kind, provider, body, rejected: WebhookRejected, *, signature_valid=None,
                 body_size=None) -> HttpResponse:
-        public_id = self.kwargs["public_id"]
-        if not webhook_rejection_counted(kind, public_id, client_address(request)):
-            return _error(rejected.status, rejected.reason)  # a flood: counted, not recorded row by row
+        handling = webhook_rejection_handling(provider.pk if provider else None, client_address(request))
+        if handling.retry_after is not None:
+            response = _error(429, f"too many rejected requests from this address; retry in {handling.retry_after} s")
+            response["Retry-After"] = str(handling.retry_after)
+            return response
+        if not handling.record:
+            return _error(rejected.status, rejected.reason)  # a flood: counted, not stored row by row
         if body_size is None:
             webhook_request = _webhook_request(request, body, with_form=False)
         else:  # the body was never read (too large): record the request without it
@@ -213,6 +213,7 @@ def outbound_media(request: HttpRequest, token: str) -> HttpResponse:
         return _error(503, "the archive storage cannot be reached right now")
     response = HttpResponse(data, content_type=media.mime_type)
     response["Content-Disposition"] = f'inline; filename="{media.filename.replace(chr(34), "")}"'
+    response["Content-Security-Policy"] = UNTRUSTED_FILE_POLICY
     response["Cache-Control"] = "private, max-age=3600"
     return response
 
@@ -230,6 +231,7 @@ def simulated_media(request: HttpRequest, public_id: uuid.UUID, token: str) -> H
     data, mime_type, filename = found
     response = HttpResponse(data, content_type=mime_type or "application/octet-stream")
     response["Content-Disposition"] = f'inline; filename="{filename.replace(chr(34), "")}"'
+    response["Content-Security-Policy"] = UNTRUSTED_FILE_POLICY
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=3600"
     return response

@@ -3,6 +3,7 @@
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 
 from core.admin.base import ReadOnlyModelAdmin, pretty_json
 from core.api_tokens import api_token_create, api_token_revoke, api_token_rotate, default_expiry
@@ -76,6 +77,16 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def scope_list(self, obj):
         return ", ".join(obj.scopes) or "none"
 
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "user" and not request.user.is_superuser:
+            # A key acts as its user: only a superuser makes keys that act as a superuser.
+            field.queryset = field.queryset.filter(is_superuser=False)
+        return field
+
+    def has_revoke_permission(self, request):
+        return self.has_delete_permission(request)
+
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         token, key = api_token_create(user=data["user"], name=data["name"], scopes=data["scopes"],
@@ -87,20 +98,22 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def log_addition(self, request, obj, message):
         pass  # api_token_create wrote the audit entry
 
-    @admin.action(description="Rotate the selected keys (the old ones keep working for a grace period)")
+    # Rotating hands out a new key: it takes what making one takes. Revoking takes what deleting takes.
+    @admin.action(description="Rotate the selected keys (the old ones keep working for a grace period)",
+                  permissions=["add"])
     def rotate(self, request, queryset):
         grace = settings.API_KEY_ROTATION_GRACE_HOURS
         for token in queryset:
             try:
                 new_token, key = api_token_rotate(token=token, actor=request.user)
-            except ValueError as refusal:
+            except (ValueError, PermissionDenied) as refusal:
                 self.message_user(request, f"{token}: {refusal}.", messages.ERROR)
                 continue
             self.message_user(request, f"New API key for {new_token} ({new_token.user}): {key} (copy it now; it is "
                                        f"not shown again). The old key works for {grace} more hours.",
                               messages.WARNING)
 
-    @admin.action(description="Revoke the selected keys")
+    @admin.action(description="Revoke the selected keys", permissions=["revoke"])
     def revoke(self, request, queryset):
         for token in queryset:
             api_token_revoke(token=token, actor=request.user)

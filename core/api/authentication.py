@@ -2,7 +2,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from core.api.throttling import record_key_failure, refuse_if_guessing_keys
-from core.api_tokens import api_token_authenticate
+from core.api_tokens import api_token_authenticate, api_token_exists
 from core.client_address import client_address
 
 # DRF's own word first; "Bearer" is what most HTTP clients and API tools send for a key.
@@ -27,12 +27,15 @@ class ApiTokenAuthentication(authentication.TokenAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Invalid Authorization header: the API key should not contain invalid characters.") from None
         address = client_address(request._request)
-        refuse_if_guessing_keys(address)
         token = api_token_authenticate(key, address=address)
-        if token is None:
+        if token is not None:
+            return token.user, token
+        # Only keys that never existed count as guessing: an expired or revoked key is a client that was
+        # not updated, and counting it could lock its valid neighbours behind the same address out.
+        if not api_token_exists(key):
+            refuse_if_guessing_keys(address)
             record_key_failure(address)
-            raise exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
-        return token.user, token
+        raise exceptions.AuthenticationFailed("Invalid, expired or revoked API key.")
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):

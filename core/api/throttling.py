@@ -9,14 +9,15 @@ user; an anonymous request against its client address. The tightest count answer
 import logging
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import BaseThrottle
 
-from core.client_address import client_address
+from core.client_address import client_address, rate_limit_subject
 from core.models import ApiScope, ApiToken
-from core.rate_limits import Rate, Verdict, hit, parse_rate, peek, unhit
+from core.rate_limits import Rate, Verdict, configured_rate_problems, hit, parse_rate, peek, unhit
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class ApiRateThrottle(BaseThrottle):
         elif request.user and request.user.is_authenticated:
             names = [f"api:{bucket}:user:{request.user.pk}"]
         else:
-            names = [f"api:{bucket}:ip:{client_address(request._request)}"]
+            names = [f"api:{bucket}:ip:{rate_limit_subject(client_address(request._request))}"]
         verdict = _counted(request, names, rate)
         _note(request, verdict, rate)
         self.retry_after = verdict.retry_after
@@ -98,7 +99,7 @@ class AnonymousRateLimit(BaseAuthentication):
     def authenticate(self, request):
         rate = _rate("anonymous")
         if rate is not None:
-            verdict = hit(f"api:anonymous:ip:{client_address(request._request)}", rate)
+            verdict = hit(f"api:anonymous:ip:{rate_limit_subject(client_address(request._request))}", rate)
             _note(request, verdict, rate)
             if verdict.refused:
                 logger.info("anonymous API request over its rate limit",
@@ -112,9 +113,9 @@ def _key_failure_rate() -> Rate | None:
 
 
 def refuse_if_guessing_keys(address: str | None) -> None:
-    """A client address that sent too many unknown keys is refused before its next key is even looked up."""
+    """A client address that sent too many unknown keys gets 429 for its next unknown ones."""
     rate = _key_failure_rate()
-    if rate is not None and peek(f"api:key-failures:{address}", rate):
+    if rate is not None and peek(f"api:key-failures:{rate_limit_subject(address)}", rate):
         logger.info("API key refused unchecked: too many invalid keys from this address",
                     extra={"remote_addr": address})
         raise exceptions.Throttled(wait=rate.period, detail="Too many requests with an invalid API key.")
@@ -123,7 +124,7 @@ def refuse_if_guessing_keys(address: str | None) -> None:
 def record_key_failure(address: str | None) -> None:
     rate = _key_failure_rate()
     if rate is not None:
-        hit(f"api:key-failures:{address}", rate, count_refused=True)
+        hit(f"api:key-failures:{rate_limit_subject(address)}", rate, count_refused=True)
 
 
 class RateLimitHeadersMiddleware:
@@ -132,6 +133,10 @@ class RateLimitHeadersMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
+        # A mistyped rate stops start-up here, rather than failing every request it would count.
+        problems = configured_rate_problems()
+        if problems:
+            raise ImproperlyConfigured("; ".join(problems))
 
     def __call__(self, request):
         response = self.get_response(request)

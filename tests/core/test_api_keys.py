@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
@@ -12,7 +13,7 @@ from rest_framework.test import APIClient
 
 from core.api_tokens import api_token_create
 from core.models import ApiToken
-from tests.conftest import audit_actions, refused
+from tests.conftest import audit_actions, refused, user_with_perms
 
 pytestmark = pytest.mark.django_db
 
@@ -161,3 +162,37 @@ def test_the_command_makes_a_key_with_the_scopes_asked_for(superuser, capsys):
     assert token.scopes == ["read"]
     assert abs(token.expires_at - (timezone.now() + timedelta(days=7))) < timedelta(minutes=1)
     assert client_with(key).get("/api/v1/contacts/").status_code == 200
+
+
+def test_rotating_in_the_admin_takes_the_permission_to_make_keys(superuser):
+    viewer = user_with_perms("viewer", "whatsapp.view_apitoken")
+    maker = user_with_perms("maker", "whatsapp.view_apitoken", "whatsapp.add_apitoken")
+    for user in (viewer, maker):
+        user.is_staff = True
+        user.save()
+    token, _ = api_token_create(user=maker, name="theirs")
+    changelist = reverse("admin:whatsapp_apitoken_changelist")
+    viewer_client, maker_client = Client(), Client()
+    viewer_client.force_login(viewer)
+    maker_client.force_login(maker)
+    assert 'value="rotate"' not in viewer_client.get(changelist).content.decode()
+    response = viewer_client.post(changelist, {"action": "rotate", "_selected_action": [token.pk]}, follow=True)
+    token.refresh_from_db()
+    assert token.replaced_by is None and "New API key" not in response.content.decode()
+    assert 'value="rotate"' in maker_client.get(changelist).content.decode()
+
+
+def test_only_a_superuser_gives_out_keys_that_act_as_a_superuser(superuser):
+    maker = user_with_perms("maker", "whatsapp.view_apitoken", "whatsapp.add_apitoken")
+    maker.is_staff = True
+    maker.save()
+    client = Client()
+    client.force_login(maker)
+    response = client.post(reverse("admin:whatsapp_apitoken_add"),
+                           {"user": superuser.pk, "name": "escalate", "scopes": ["read"]})
+    assert response.status_code == 200 and not ApiToken.objects.filter(name="escalate").exists()
+    token, _ = api_token_create(user=superuser, name="root's")
+    response = client.post(reverse("admin:whatsapp_apitoken_changelist"),
+                           {"action": "rotate", "_selected_action": [token.pk]}, follow=True)
+    token.refresh_from_db()
+    assert token.replaced_by is None and "only a superuser" in response.content.decode()

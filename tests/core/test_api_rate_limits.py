@@ -4,9 +4,14 @@ import json
 import secrets
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx
 import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from core.api_tokens import api_token_create
@@ -20,7 +25,7 @@ pytestmark = pytest.mark.django_db
 
 def random_address() -> str:
     """An address of the documentation range of its own, so counts left in Redis by other tests never meet it."""
-    return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    return f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::1"
 
 
 def keyed_client(key: str, address: str | None = None) -> APIClient:
@@ -46,6 +51,9 @@ def test_rates_parse():
     assert parse_rate("10/hour") == Rate(10, 3600)
     assert parse_rate("5/15min") == Rate(5, 900)
     assert parse_rate("off") is None
+    for wrong in ("1/0min", "often", "5 per minute", "0/min"):
+        with pytest.raises(ImproperlyConfigured):
+            parse_rate(wrong)
 
 
 @pytest.fixture(params=["redis", "local memory"])
@@ -126,10 +134,18 @@ def test_guessing_keys_from_one_address_is_cut_off(superuser, limits, settings):
         refused(keyed_client(f"{secrets.token_hex(4)}.guess", address).get("/api/v1/contacts/"), 401,
                 "authentication_failed")
     refused(keyed_client("0000.guess", address).get("/api/v1/contacts/"), 429, "throttled")
-    # Even a valid key is not looked up from that address for a while; elsewhere it works.
+    # A valid key from the same address still works: its neighbours behind one NAT are not locked out.
     _, key = api_token_create(user=superuser, name="real")
-    refused(keyed_client(key, address).get("/api/v1/contacts/"), 429, "throttled")
-    assert keyed_client(key, random_address()).get("/api/v1/contacts/").status_code == 200
+    assert keyed_client(key, address).get("/api/v1/contacts/").status_code == 200
+
+
+def test_an_expired_key_is_not_counted_as_guessing(superuser, limits, settings):
+    settings.API_KEY_FAILURE_RATE = "2/min"
+    address = random_address()
+    _, old_key = api_token_create(user=superuser, name="old", expires_at=timezone.now() - timedelta(seconds=1))
+    for _ in range(4):  # a client nobody updated after a rotation
+        refused(keyed_client(old_key, address).get("/api/v1/contacts/"), 401, "authentication_failed")
+    refused(keyed_client("0000.guess", address).get("/api/v1/contacts/"), 401, "authentication_failed")
 
 
 def test_webhooks_are_not_api_limited(sandbox_provider, post_sandbox, limits):
@@ -138,27 +154,55 @@ def test_webhooks_are_not_api_limited(sandbox_provider, post_sandbox, limits):
         assert post_sandbox(sandbox_provider, sandbox_fixture_now("inbound_text.json")).status_code == 200
 
 
-def test_a_flood_of_unsigned_webhooks_is_cut_off_before_any_database_work(
-        sandbox_provider, client, settings, django_assert_num_queries):
+def writes(queries) -> list[str]:
+    return [query["sql"] for query in queries.captured_queries
+            if query["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+
+
+def test_a_flood_of_unsigned_webhooks_is_cut_off_before_any_database_write(sandbox_provider, client, settings):
     settings.TRUSTED_PROXY_COUNT = 1
     settings.WEBHOOK_REJECTION_RATE = "5/min"
     url = f"/webhooks/sandbox/{sandbox_provider.public_id}/"
-    flooder, provider_address = random_address(), random_address()
+    flooder = random_address()
     body = sandbox_fixture_now("inbound_text.json")
     for _ in range(5):
         response = client.post(url, body, content_type="application/json", HTTP_X_FORWARDED_FOR=flooder)
         assert response.status_code == 401
     assert WebhookEvent.objects.filter(status=WebhookEvent.Status.REJECTED).count() == 5
-    with django_assert_num_queries(0):
+    with CaptureQueriesContext(connection) as queries:
         response = client.post(url, body, content_type="application/json", HTTP_X_FORWARDED_FOR=flooder)
-    assert response.status_code == 429 and int(response["Retry-After"]) == 60
+    assert response.status_code == 429 and 1 <= int(response["Retry-After"]) <= 60
     assert "too many rejected requests" in json.loads(response.content)["error"]
+    assert writes(queries) == []
     assert WebhookEvent.objects.filter(status=WebhookEvent.Status.REJECTED).count() == 5
-    # The provider itself, signing correctly from its own address, is never refused.
+    # Inventing other webhook URLs does not reset the count: it is the address's, across them all.
+    other = client.post(f"/webhooks/meta/{uuid.uuid4()}/", body, content_type="application/json",
+                        HTTP_X_FORWARDED_FOR=flooder)
+    assert other.status_code == 429
+    # A correctly signed request is never refused, even from the flooding address.
     signature = sandbox_phone.signed_headers(sandbox_provider, body)["X-Sandbox-Signature"]
-    response = client.post(url, body, content_type="application/json", HTTP_X_FORWARDED_FOR=provider_address,
+    response = client.post(url, body, content_type="application/json", HTTP_X_FORWARDED_FOR=flooder,
                            HTTP_X_SANDBOX_SIGNATURE=signature)
     assert response.status_code == 200
+
+
+def test_invented_webhook_urls_are_counted_per_address(db, client, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.WEBHOOK_REJECTION_RATE = "3/min"
+    flooder = random_address()
+    statuses = [client.post(f"/webhooks/{kind}/{uuid.uuid4()}/", b"{}", content_type="application/json",
+                            HTTP_X_FORWARDED_FOR=flooder).status_code for kind in ("meta", "x", "sandbox", "meta")]
+    assert statuses == [404, 404, 404, 429]
+    assert WebhookEvent.objects.count() == 3
+
+
+def test_an_ipv6_client_is_counted_per_64_block(db, client, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.WEBHOOK_REJECTION_RATE = "2/min"
+    block = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    statuses = [client.post(f"/webhooks/meta/{uuid.uuid4()}/", b"{}", content_type="application/json",
+                            HTTP_X_FORWARDED_FOR=f"{block}::{host}").status_code for host in (1, 2, 3)]
+    assert statuses == [404, 404, 429]
 
 
 def test_past_the_recorded_rate_rejections_are_counted_not_stored(sandbox_provider, client, settings):

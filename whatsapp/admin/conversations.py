@@ -16,6 +16,7 @@ from django.utils.http import content_disposition_header
 from django.utils.safestring import mark_safe
 
 from core.admin.base import AuditedModelAdmin
+from core.security_headers import UNTRUSTED_FILE_POLICY
 from core.storage import ObjectNotFound, StorageError
 from whatsapp.admin.chat import SENTIMENT_TONES, conversation_chat, insight_chip
 from whatsapp.admin.extensions import PANEL_FORM_ID, conversation_panels
@@ -192,10 +193,12 @@ class ConversationAdmin(AuditedModelAdmin):
             return HttpResponse("The archive storage cannot be reached right now; try again shortly.",
                                 status=503, content_type="text/plain")
         mime_type = media.mime_type or "application/octet-stream"
-        response = HttpResponse(data, content_type=mime_type)
         # A customer's file is untrusted: only plain media open in the browser (never SVG, which runs
-        # scripts); everything else downloads.
+        # scripts); everything else downloads, typed as bytes so that no page of ours could load it as a
+        # script or a style sheet (which our own origin is allowed to serve).
         inline = mime_type.split("/")[0] in ("image", "audio", "video") and "svg" not in mime_type
+        response = HttpResponse(data, content_type=mime_type if inline else "application/octet-stream")
+        response["Content-Security-Policy"] = UNTRUSTED_FILE_POLICY
         response["Content-Disposition"] = content_disposition_header(not inline,
                                                                      media.filename or f"media-{media.pk}")
         response["X-Content-Type-Options"] = "nosniff"

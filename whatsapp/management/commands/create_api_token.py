@@ -23,6 +23,8 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"no user named {opts['username']!r}")
         days = opts["expires_in_days"]
+        if days is not None and days < 0:
+            raise CommandError("--expires-in-days takes 0 (never) or a number of days")
         expires_at = "default" if days is None else (timezone.now() + timedelta(days=days) if days > 0 else None)
         _, key = api_token_create(user=user, name=opts["name"], scopes=opts["scopes"] or ALL_SCOPES,
                                   expires_at=expires_at)
