@@ -70,6 +70,19 @@ def api_token_authenticate(key: str, *, address: str | None = None) -> ApiToken 
     return token
 
 
+def api_token_state(token: ApiToken) -> str:
+    """In plain words: whether the key works now, and until when."""
+    now = timezone.now()
+    if not token.is_active:
+        return "revoked"
+    if token.expires_at and token.expires_at <= now:
+        return "expired"
+    until = f" until {timezone.localtime(token.expires_at):%Y-%m-%d %H:%M}" if token.expires_at else ""
+    if token.replaced_by_id:
+        return f"rotated, works{until}"
+    return f"active{until}" if until else "active, never expires"
+
+
 def api_token_exists(key: str) -> bool:
     """Whether this key was ever made (active or not)."""
     return ApiToken.objects.filter(digest=_digest(key)).exists()

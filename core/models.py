@@ -69,6 +69,7 @@ class ApiToken(models.Model):
     class Meta:
         app_label = "whatsapp"
         ordering = ["-created_at"]
+        verbose_name = "API key"
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

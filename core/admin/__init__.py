@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
 from core.admin.base import ReadOnlyModelAdmin, pretty_json
-from core.api_tokens import api_token_create, api_token_revoke, api_token_rotate, default_expiry
+from core.api_tokens import api_token_create, api_token_revoke, api_token_rotate, api_token_state, default_expiry
 from core.models import ApiScope, ApiToken, AuditLog
 
 
@@ -50,8 +50,7 @@ class ApiTokenAddForm(forms.ModelForm):
 class ApiTokenAdmin(admin.ModelAdmin):
     """Keys are shown once, when made; afterwards only their prefix (the database holds a digest)."""
 
-    list_display = ["name", "prefix", "user", "scope_list", "is_active", "expires_at", "last_used_at",
-                    "last_used_from"]
+    list_display = ["name", "prefix", "user", "scope_list", "state", "last_used_at", "last_used_from"]
     list_filter = ["is_active"]
     search_fields = ["name", "prefix", "user__username"]
     autocomplete_fields = ["user"]
@@ -76,6 +75,10 @@ class ApiTokenAdmin(admin.ModelAdmin):
     @admin.display(description="Scopes")
     def scope_list(self, obj):
         return ", ".join(obj.scopes) or "none"
+
+    @admin.display(description="State", ordering="expires_at")
+    def state(self, obj):
+        return api_token_state(obj)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)

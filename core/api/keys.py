@@ -1,6 +1,6 @@
 """The caller's own API keys: list them, and rotate the key a request is made with."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -31,6 +31,12 @@ class RotatedKeySerializer(ApiKeySerializer):
         read_only_fields = fields
 
 
+@extend_schema_view(
+    list=extend_schema(summary="The caller's API keys, newest first",
+                       description="With their scopes, expiry and last use (time and client address); never the "
+                                   "keys themselves."),
+    retrieve=extend_schema(summary="One of the caller's API keys"),
+)
 class ApiKeyViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
     serializer_class = ApiKeySerializer
     queryset = ApiToken.objects.all()  # narrowed to the caller's own in get_queryset

@@ -153,6 +153,7 @@ def test_the_admin_makes_a_scoped_expiring_key_and_rotates_it(admin_client_logge
     assert client_with(new_key).get("/api/v1/contacts/").status_code == 200
     listing = admin_client_logged.get(reverse("admin:whatsapp_apitoken_changelist")).content.decode()
     assert "Scopes" in listing and "Last used from" in listing
+    assert "rotated, works until" in listing and "active until" in listing
 
 
 def test_the_command_makes_a_key_with_the_scopes_asked_for(superuser, capsys):

@@ -37,4 +37,8 @@ class Migration(migrations.Migration):
             field=models.JSONField(blank=True, default=list, help_text='What the key may do: read (every GET, and previews), send (messages and verification codes to contacts), manage (every other change).'),
         ),
         migrations.RunPython(existing_keys_keep_every_scope, migrations.RunPython.noop),
+        migrations.AlterModelOptions(
+            name='apitoken',
+            options={'ordering': ['-created_at'], 'verbose_name': 'API key'},
+        ),
     ]
