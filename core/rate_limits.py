@@ -77,34 +77,39 @@ def _window_key(name: str, period: int, window: int) -> str:
     return f"rl:{name}:{period}:{window}"
 
 
-def _counts_in_redis(current_key: str, previous_key: str, timeout: int) -> tuple[int, int]:
-    """One round trip: INCR (creating the key), its expiry, and the previous window's count. Django's
-    RedisCache reads and writes integers as plain integers, so these keys stay readable through `cache`."""
-    current_key, previous_key = cache.make_key(current_key), cache.make_key(previous_key)
-    client = caches["default"]._cache.get_client(current_key, write=True)
+def _counts_in_redis(pairs: list[tuple[str, str]], timeout: int) -> list[tuple[int, int]]:
+    """One round trip for all the counters: INCR each (creating it), its expiry, and its previous window's
+    count. Django's RedisCache reads and writes integers as plain integers, so these keys stay readable
+    through `cache`."""
+    pairs = [(cache.make_key(current), cache.make_key(previous)) for current, previous in pairs]
+    client = caches["default"]._cache.get_client(pairs[0][0], write=True)
     with client.pipeline(transaction=False) as pipe:
-        pipe.incr(current_key)
-        pipe.expire(current_key, timeout)
-        pipe.get(previous_key)
-        current, _, previous = pipe.execute()
-    return int(current), int(previous or 0)
+        for current, previous in pairs:
+            pipe.incr(current)
+            pipe.expire(current, timeout)
+            pipe.get(previous)
+        replies = pipe.execute()
+    return [(int(replies[i]), int(replies[i + 2] or 0)) for i in range(0, len(replies), 3)]
 
 
-def _counts_in_any_cache(current_key: str, previous_key: str, timeout: int) -> tuple[int, int]:
+def _counts_in_any_cache(pairs: list[tuple[str, str]], timeout: int) -> list[tuple[int, int]]:
     """The same through Django's portable cache calls (local memory in the embedded run)."""
-    cache.add(current_key, 0, timeout)
-    try:
-        current = cache.incr(current_key)
-    except ValueError:  # expired between add and incr
-        cache.add(current_key, 1, timeout)
-        current = 1
-    return current, cache.get(previous_key) or 0
+    counts = []
+    for current_key, previous_key in pairs:
+        cache.add(current_key, 0, timeout)
+        try:
+            current = cache.incr(current_key)
+        except ValueError:  # expired between add and incr
+            cache.add(current_key, 1, timeout)
+            current = 1
+        counts.append((current, cache.get(previous_key) or 0))
+    return counts
 
 
-def _counts(current_key: str, previous_key: str, timeout: int) -> tuple[int, int]:
+def _counts(pairs: list[tuple[str, str]], timeout: int) -> list[tuple[int, int]]:
     if isinstance(caches["default"], RedisCache):
-        return _counts_in_redis(current_key, previous_key, timeout)
-    return _counts_in_any_cache(current_key, previous_key, timeout)
+        return _counts_in_redis(pairs, timeout)
+    return _counts_in_any_cache(pairs, timeout)
 
 
 def hit(name: str, rate: Rate, *, now: float | None = None, count_refused: bool = False) -> Verdict:
@@ -114,22 +119,32 @@ def hit(name: str, rate: Rate, *, now: float | None = None, count_refused: bool 
     If the cache is unreachable the request is allowed: losing the limit for a while is better than
     refusing every caller.
     """
+    return hit_all([name], rate, now=now, count_refused=count_refused)
+
+
+def hit_all(names: list[str], rate: Rate, *, now: float | None = None, count_refused: bool = False) -> Verdict:
+    """
+    Count one request against each of `names` (say, an API key and its user) in one round trip; the verdict
+    of the tightest. If any refuses, the request is taken back out of every count (unless `count_refused`).
+    """
     now = time.time() if now is None else now
     window, elapsed = divmod(now, rate.period)
     window = int(window)
+    pairs = [(_window_key(name, rate.period, window), _window_key(name, rate.period, window - 1)) for name in names]
     try:
-        current, previous = _counts(_window_key(name, rate.period, window),
-                                    _window_key(name, rate.period, window - 1), rate.period * 2 + 1)
+        counts = _counts(pairs, rate.period * 2 + 1)
     except Exception:  # noqa: BLE001 - any cache failure: fail open, loudly
-        logger.warning("rate limit counter unavailable; request allowed", extra={"limit_name": name.split(":")[0]})
+        logger.warning("rate limit counter unavailable; request allowed", extra={"limit_name": names[0].split(":")[0]})
         return Verdict(True, rate.limit, rate.limit, rate.period, 0)
     overlap = 1 - elapsed / rate.period
-    estimate = previous * overlap + current
     reset = max(1, math.ceil(rate.period - elapsed))
+    estimates = [(previous * overlap + current, previous, current) for current, previous in counts]
+    estimate, previous, current = max(estimates)
     if estimate <= rate.limit:
         return Verdict(True, rate.limit, max(0, int(rate.limit - estimate)), reset, 0)
     if not count_refused:
-        unhit(name, rate, now=now)
+        for name in names:
+            unhit(name, rate, now=now)
     return Verdict(False, rate.limit, 0, reset, _retry_after(rate, previous, current, elapsed))
 
 

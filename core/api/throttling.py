@@ -17,7 +17,7 @@ from rest_framework.throttling import BaseThrottle
 
 from core.client_address import client_address, rate_limit_subject
 from core.models import ApiScope, ApiToken
-from core.rate_limits import Rate, Verdict, configured_rate_problems, hit, parse_rate, peek, unhit
+from core.rate_limits import Rate, Verdict, configured_rate_problems, hit, hit_all, parse_rate, peek
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +46,6 @@ def _rate(bucket: str) -> Rate | None:
     return parse_rate(settings.API_RATE_LIMITS.get(bucket, ""))
 
 
-def _counted(request, names: list[str], rate: Rate) -> Verdict:
-    allowed, tightest = [], None
-    for name in names:
-        verdict = hit(name, rate)
-        if verdict.refused:
-            for counted in allowed:  # another of its limits refused it: take back its counts
-                unhit(counted, rate)
-            return verdict
-        allowed.append(name)
-        if tightest is None or verdict.remaining < tightest.remaining:
-            tightest = verdict
-    return tightest
-
-
 def _note(request, verdict: Verdict, rate: Rate) -> None:
     """Kept on the Django request for RateLimitHeadersMiddleware."""
     request._request.rate_limit = (verdict, rate)
@@ -78,7 +64,7 @@ class ApiRateThrottle(BaseThrottle):
             names = [f"api:{bucket}:user:{request.user.pk}"]
         else:
             names = [f"api:{bucket}:ip:{rate_limit_subject(client_address(request._request))}"]
-        verdict = _counted(request, names, rate)
+        verdict = hit_all(names, rate)
         _note(request, verdict, rate)
         self.retry_after = verdict.retry_after
         if verdict.refused:
