@@ -18,7 +18,7 @@ from core.api.authentication import KEYWORDS
 API_PREFIX = "/api/"
 TWO_FACTOR_REQUIRED = {
     "code": "two_factor_required",
-    "detail": "This session has not given its second sign-in factor: verify in the admin, or use an API key.",
+    "detail": "This sign-in still owes its second factor: give the code in the admin, or use an API key.",
 }
 ADMIN_NAMESPACES = frozenset({"admin", "accounts"})
 # What an unverified user may reach under the admin: signing in and out, and giving the second factor.
