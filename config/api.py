@@ -4,6 +4,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from ai import api as ai_api
+from analytics.api.views import FIGURES, figure_view
 from assistant.api import views as assistant_views
 from contacts.api import gdpr
 from contacts.api import views as contacts_views
@@ -38,5 +39,6 @@ urlpatterns = [
          name="conversation-suggestions"),
     path("conversations/<int:pk>/summaries/", ai_api.ConversationSummariesView.as_view(),
          name="conversation-summaries"),
+    *[path(f"analytics/{name}/", figure_view(name), name=f"analytics-{name}") for name in FIGURES],
     *router.urls,
 ]

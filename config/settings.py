@@ -71,7 +71,7 @@ _PUBLIC_URL = urlsplit(PUBLIC_BASE_URL)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[f"{_PUBLIC_URL.scheme}://{_PUBLIC_URL.netloc}"])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.apps.PlatformAdminConfig",  # django.contrib.admin with our own site (config/admin_site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -215,7 +215,7 @@ HTTPS = env.bool("DJANGO_HTTPS", default=PUBLIC_BASE_URL.startswith("https://"))
 if env.bool("TRUST_X_FORWARDED_PROTO", default=HTTPS):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=HTTPS)
-# Health checks answer on plain HTTP inside the cluster; a webhook must never be redirected (a
+# Health checks and metrics scrapes answer on plain HTTP inside the cluster; a webhook must never be redirected (a
 # provider does not follow a redirect of its POST, so the event would be lost). The simulators' files are
 # fetched by the workers at INTERNAL_BASE_URL, plain HTTP inside the cluster too.
 # How many reverse proxies in front of the web server append to X-Forwarded-For: the client's address
@@ -226,7 +226,7 @@ TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 # anywhere else is its own client, whatever it claims. Default: this host and the private networks.
 TRUSTED_PROXY_NETWORKS = env.list("TRUSTED_PROXY_NETWORKS", default=[
     "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"])
-SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^webhooks/", r"^simulator/"]
+SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^metrics$", r"^webhooks/", r"^simulator/"]
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if HTTPS else 0)
@@ -326,11 +326,20 @@ CELERY_TASK_ROUTES = {"ai.tasks.*": {"queue": AI_QUEUE}, "assistant.tasks.*": {"
 WORKER_HEARTBEAT_INTERVAL_SECONDS = env.int("WORKER_HEARTBEAT_INTERVAL_SECONDS", default=15)
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = env.int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", default=60)
 HEALTH_BACKLOG_DEGRADED_AFTER_SECONDS = env.int("HEALTH_BACKLOG_DEGRADED_AFTER_SECONDS", default=300)
+# /metrics (docs/operations.md#metrics) answers a request carrying `Authorization: Bearer <METRICS_TOKEN>`, or
+# one whose client address (seen through the trusted proxies) is in METRICS_ALLOWED_NETWORKS. An empty token
+# accepts none; an empty list leaves the token as the only way in.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
 # Beat schedules are declared here, in code; django-celery-beat copies them into the database, where
 # admins can see them and pause them.
 CELERY_BEAT_SCHEDULE = {
     "requeue-due-webhook-events": {
         "task": "whatsapp.tasks.requeue_due_webhook_events_task",
+        "schedule": 60.0,
+    },
+    "analytics-squash-counts": {
+        "task": "analytics.tasks.counts_squash_task",
         "schedule": 60.0,
     },
     "prune-rejected-webhook-events": {
@@ -398,6 +407,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(WORKER_HEARTBEAT_INTERVAL_SECONDS),
         # django-celery-beat's name for `expires`.
         "options": {"expire_seconds": WORKER_HEARTBEAT_INTERVAL_SECONDS, "priority": 0},
+    },
+    # Alert rules (monitoring.alerts). A run left waiting past the next one is dropped: the next one reads the
+    # same rows.
+    "evaluate-alerts": {
+        "task": "monitoring.tasks.alerts_evaluate_task",
+        "schedule": 60.0,
+        "options": {"expire_seconds": 60},
     },
 }
 
@@ -575,6 +591,23 @@ SPECTACULAR_SETTINGS = {
         "AiStepStatusEnum": "ai.models.StepStatus",
     },
 }
+
+# --- Email: alert notices (docs/operations.md#alerts) ---
+# One URL: smtp+tls://user:password@host:587 (STARTTLS), smtp+ssl://user:password@host:465 (TLS from the start),
+# smtp://host:25 (plain), consolemail:// (printed to the log). Characters such as @ or / in the password are
+# percent-encoded. The default without DEBUG is a mail server on this host.
+_EMAIL = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+EMAIL_BACKEND = _EMAIL["EMAIL_BACKEND"]
+EMAIL_HOST = _EMAIL["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _EMAIL["EMAIL_PORT"] or 25
+EMAIL_HOST_USER = _EMAIL["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _EMAIL["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = _EMAIL.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _EMAIL.get("EMAIL_USE_SSL", False)
+# A mail server that does not answer must not hold the alert job for long (it retries at its next run).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT_SECONDS", default=10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="whatsapp-platform@localhost")
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
 
 # --- Logging: JSON lines with the correlation id that follows a webhook into its tasks ---
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from monitoring.csp_reports import csp_report
+from monitoring.metrics import prometheus_metrics
 from monitoring.views import health
 from whatsapp.views import ProviderWebhookView, outbound_media, simulated_media
 
@@ -14,6 +15,8 @@ urlpatterns = [
     path("admin/two-factor/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
+    # Without a slash, where Prometheus looks by default.
+    path("metrics", prometheus_metrics, name="metrics"),
     path("csp-report/", csp_report, name="csp-report"),
     path("webhooks/<str:kind>/<uuid:public_id>/", ProviderWebhookView.as_view(), name="provider-webhook"),
     path("media/out/<str:token>/", outbound_media, name="outbound-media"),

@@ -11,6 +11,7 @@ from kombu import Connection
 from ai.client import ai_configured
 from ai.guards import circuit_state
 from core.storage import get_storage
+from monitoring.alerts import open_incidents_overview
 from monitoring.services import worker_last_seen_seconds
 from whatsapp.models import Message, MessageStatus, Provider, WebhookEvent
 from whatsapp.services.archive import archive_backlog
@@ -97,6 +98,10 @@ def health_report() -> tuple[bool, dict]:
         _add_worker_figures(results["worker"], inbox["oldest_pending_seconds"])
     failing = [name for name, result in results.items() if result["status"] == "fail"]
     degraded = [name for name, result in results.items() if result["status"] == "degraded"]
+    # An open alert incident means something needs a person, yet webhooks are still taken: degraded, not failing.
+    alerts = open_incidents_overview() if inbox is not None else None
+    if alerts is not None and alerts["open"]:
+        degraded.append("alerts")
     report = {"status": "fail" if failing else "degraded" if degraded else "ok", "checks": results}
     if failing:
         report["failing"] = failing
@@ -107,6 +112,7 @@ def health_report() -> tuple[bool, dict]:
         # The AI API's circuit: open means AI steps wait; messages themselves are not affected.
         report["ai"] = {"enabled": ai_configured(), "circuit": circuit_state()}
         report["inbox"] = inbox
+        report["alerts"] = alerts
     return not failing, report
 
 

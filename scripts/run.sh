@@ -40,6 +40,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 
+# Web and worker processes add up their metrics through files here (docs/operations.md#metrics); the files of
+# an earlier run belong to processes that are gone.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/metrics}"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -type f -name '*.db' -delete
+
 .venv/bin/python manage.py migrate --noinput
 .venv/bin/python manage.py collectstatic --noinput --verbosity 0
 .venv/bin/python manage.py seed_demo
@@ -83,6 +89,7 @@ cat <<MSG
   (a superuser: at the first sign-in it sets up an authenticator app for two-factor sign-in)
   API docs:   ${PUBLIC_BASE_URL}/api/docs/
   Health:     ${PUBLIC_BASE_URL}/health/
+  Metrics:    ${PUBLIC_BASE_URL}/metrics   (Prometheus; from this machine, or with METRICS_TOKEN)
   Logs:       var/log/{web,worker,ai-worker,beat}.log      (Ctrl-C stops everything)
 
 MSG

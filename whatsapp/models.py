@@ -90,6 +90,8 @@ class Conversation(models.Model):
     external_state = models.CharField(max_length=20, blank=True,
                                       help_text="The provider's state of that conversation (open, resolved...).")
     last_message_at = models.DateTimeField(null=True, blank=True)
+    awaiting_reply_since = models.DateTimeField(
+        null=True, blank=True, help_text="The customer's first message that no person has answered yet.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -115,6 +117,8 @@ class Session(models.Model):
     last_inbound_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
+    first_response_at = models.DateTimeField(null=True, blank=True,
+                                             help_text="When a person first answered in this window.")
 
     class Meta:
         constraints = [
@@ -195,6 +199,9 @@ class Message(models.Model):
     ai_processed_at = models.DateTimeField(null=True, blank=True)
     processing_status = models.CharField(max_length=10, choices=ProcessingStatus.choices,
                                          default=ProcessingStatus.PENDING)
+    response_seconds = models.FloatField(
+        null=True, blank=True, help_text="For a person's reply: how long the customer had waited for it.")
+    first_response = models.BooleanField(default=False, help_text="The first reply of its 24-hour window.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -15,13 +15,14 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
+from core import metrics
 from core.client_address import client_address
 from core.crypto import DecryptionError
 from core.request_body import is_chunked_without_length
 from core.security_headers import UNTRUSTED_FILE_POLICY
 from core.storage import ObjectNotFound, StorageError
 from whatsapp.models import Media, Provider, WebhookEvent
-from whatsapp.providers import backend_for
+from whatsapp.providers import backend_for, registered_kinds
 from whatsapp.providers.base import WebhookRejected, WebhookRequest
 from whatsapp.services.archive import media_content
 from whatsapp.services.providers import provider_simulated_file
@@ -29,6 +30,26 @@ from whatsapp.services.webhook_flood import webhook_rejection_handling
 from whatsapp.services.webhooks import webhook_event_record
 
 logger = logging.getLogger(__name__)
+
+# The metrics' short reason codes, by the status a refusal answers with (see docs/architecture.md#receiving).
+REJECTION_REASONS = {
+    400: "invalid_body",
+    401: "signature_missing",
+    403: "signature_invalid",
+    404: "unknown_provider",
+    405: "method_not_allowed",
+    411: "length_required",
+    413: "too_large",
+    415: "unsupported_content_type",
+    429: "throttled",
+}
+
+
+def _metric_kind(kind: str, provider: Provider | None) -> str:
+    # The URL's kind is whatever the caller wrote: only a kind we know becomes a label value.
+    if provider is not None:
+        return provider.kind
+    return kind if kind in registered_kinds() else "unknown"
 
 
 def _error(status: int, reason: str) -> JsonResponse:
@@ -129,6 +150,7 @@ class ProviderWebhookView(View):
             return self._reject(request, kind, provider, body, rejected, signature_valid=True)
         event, created = webhook_event_record(kind=kind, provider=provider, request=webhook_request,
                                               remote_addr=client_address(request), signature_valid=True)
+        metrics.webhook_received(provider.kind, provider.pk, duplicate=not created)
         status = "accepted" if created else "duplicate"
         body, content_type = handler.acknowledgement({"status": status, "event": event.pk})
         response = HttpResponse(body, content_type=content_type)
@@ -176,6 +198,9 @@ class ProviderWebhookView(View):
     def _reject(self, request, kind, provider, body, rejected: WebhookRejected, *, signature_valid=None,
                 body_size=None) -> HttpResponse:
         handling = webhook_rejection_handling(provider.pk if provider else None, client_address(request))
+        status = rejected.status if handling.retry_after is None else 429
+        metrics.webhook_rejected(_metric_kind(kind, provider), provider.pk if provider else None,
+                                 REJECTION_REASONS.get(status, "other"))
         if handling.retry_after is not None:
             response = _error(429, f"too many rejected requests from this address; retry in {handling.retry_after} s")
             response["Retry-After"] = str(handling.retry_after)

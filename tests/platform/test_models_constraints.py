@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from analytics.models import HourlyStats
+from analytics.models import HourlyCount
 from contacts.models import Contact, ContactIdentity
 from templates_app.models import MessageTemplate
 from whatsapp.models import Conversation, Message, Session
@@ -73,8 +73,9 @@ def test_template_unique_per_provider_name_language_version(sandbox_provider):
         MessageTemplate.objects.create(provider=sandbox_provider, name="order_update", language="en_US", version=2)
 
 
-def test_hourly_stats_unique_per_provider_hour(sandbox_provider):
+def test_hourly_counts_unique_per_provider_hour_and_metric_even_without_provider(sandbox_provider):
     hour = timezone.now().replace(minute=0, second=0, microsecond=0)
-    HourlyStats.objects.create(provider=sandbox_provider, hour=hour)
-    with pytest.raises(IntegrityError), transaction.atomic():
-        HourlyStats.objects.create(provider=sandbox_provider, hour=hour)
+    for provider in (sandbox_provider, None):
+        HourlyCount.objects.create(provider=provider, hour=hour, metric="opt_outs", count=1)
+        with pytest.raises(IntegrityError), transaction.atomic():
+            HourlyCount.objects.create(provider=provider, hour=hour, metric="opt_outs", count=1)

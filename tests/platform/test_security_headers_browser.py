@@ -26,7 +26,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from ai.models import AiRequest, ConversationSummary, IntentCategory, ProviderAiSettings
-from analytics.models import HourlyStats
+from analytics.models import HourlyCount
 from assistant.models import (
     AssistantPolicy,
     AssistantProfile,
@@ -203,7 +203,8 @@ def messaging_rows(provider: Provider, conversation: Conversation) -> None:
     ArchiveBucket.objects.create(backend="gcs", owner_key="user-1", name="wa-archive-u-demo")
     StorageDeletion.objects.create(backend="gcs", target="object", name="wa-archive-u-demo/a.json",
                                    reason="erasure", next_attempt_at=now)
-    HourlyStats.objects.create(provider=provider, hour=now.replace(minute=0, second=0, microsecond=0))
+    HourlyCount.objects.create(provider=provider, hour=now.replace(minute=0, second=0, microsecond=0), metric="read",
+                               count=1)
 
 
 def ai_rows(provider: Provider, conversation: Conversation, user) -> None:

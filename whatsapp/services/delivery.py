@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core import metrics
 from core.correlation import get_correlation_id
 from core.locks import lock_key
 from whatsapp import hooks
@@ -225,16 +226,20 @@ def _log_attempt(attempt: SendAttempt, outcome: str, error: ProviderError | None
 def _call_provider(message: Message, attempt: SendAttempt, request: OutboundMessage) -> Message:
     provider = message.provider
     log = {"message_id": message.pk, "provider_id": provider.pk, "attempt": attempt.number}
+    started = time.monotonic()
     try:
         result = backend_for(provider).send(request)
     except ProviderError as error:
+        metrics.send_call(provider.kind, provider.pk, "provider_error", time.monotonic() - started)
         logger.warning("send failed", extra={**log, "error_code": error.code, "retryable": error.retryable})
         return _after_error(message, attempt, error)
     except Exception as exc:
+        metrics.send_call(provider.kind, provider.pk, "unexpected_error", time.monotonic() - started)
         # Not a provider answer we understand: the call may have reached the provider, so the message
         # is not sent again automatically.
         logger.exception("send raised unexpectedly", extra=log)
         return _outcome_unknown(message, attempt, f"{type(exc).__name__}: {exc}")
+    metrics.send_call(provider.kind, provider.pk, "sent", time.monotonic() - started)
     logger.info("message sent", extra={**log, "provider_message_id": result.provider_message_id})
     return _after_success(message, attempt, result)
 
@@ -262,6 +267,9 @@ def _after_success(message: Message, attempt: SendAttempt, result: SendResult) -
         orphan_statuses_apply(message)
         if circuit.circuit_record_success(provider):
             messages_release_held(provider=provider)
+    if message.queued_at:
+        metrics.send_queued_to_sent(provider.kind, provider.pk, message.lane,
+                                    (now - message.queued_at).total_seconds())
     return message
 
 

@@ -32,6 +32,7 @@ from whatsapp.providers.events import (
     TemplateStatusUpdate,
     UnhandledEvent,
 )
+from whatsapp.services.responses import awaiting_reply_note, reply_record, reply_wait
 from whatsapp.services.sessions import session_current, session_open_or_extend
 
 logger = logging.getLogger(__name__)
@@ -236,9 +237,12 @@ def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple
         received_at=event.timestamp,
     )
     _media_create(provider=provider, message=message, refs=event.media)
+    changed = awaiting_reply_note(conversation, at=event.timestamp)
     if conversation.last_message_at is None or event.timestamp > conversation.last_message_at:
         conversation.last_message_at = event.timestamp
-        conversation.save(update_fields=["last_message_at"])
+        changed.append("last_message_at")
+    if changed:
+        conversation.save(update_fields=changed)
     hooks.inbound_message_saved.fire(message=message)
     return message, True
 
@@ -381,7 +385,8 @@ def outbound_echo_apply(*, provider: Provider, event: OutboundEcho) -> Message:
         orphan_statuses_apply(ours)
         return ours
     conversation = _contact_and_conversation(provider=provider, identities=event.identities, profile_name="",
-                                             seen_at=None, conversation_ref=event.conversation_ref)
+                                             seen_at=None, conversation_ref=event.conversation_ref,
+                                             lock=event.sent_by_person)
     in_flight = Message.objects.filter(
         conversation=conversation, direction=Message.Direction.OUTBOUND, status=MessageStatus.SENDING,
         provider_message_id__isnull=True, updated_at__gte=timezone.now() - ECHO_WAIT_FOR_SEND,
@@ -390,14 +395,18 @@ def outbound_echo_apply(*, provider: Provider, event: OutboundEcho) -> Message:
         # Our send task has the provider's answer but has not recorded its id yet: try again shortly
         # rather than store our own message a second time.
         raise RetryLater("echo of a send whose provider id is not recorded yet")
+    session = session_current(conversation, at=event.timestamp)
+    wait = reply_wait(conversation, session, at=event.timestamp) if event.sent_by_person else None
     message = Message.objects.create(
         provider=provider, conversation=conversation, direction=Message.Direction.OUTBOUND,
         message_type=event.message_type, text=event.text,
         content={**event.content, "sent_from_provider": True, "sender": event.sender_label},
         provider_message_id=event.provider_message_id, status=MessageStatus.SENT, sent_at=event.timestamp,
-        session=session_current(conversation, at=event.timestamp),
+        session=session, response_seconds=wait.seconds if wait else None,
+        first_response=bool(wait and wait.first_in_window),
     )
     if event.sent_by_person:
+        reply_record(conversation, session, wait, at=event.timestamp)
         hooks.human_reply_recorded.fire(message=message)
     return message
 

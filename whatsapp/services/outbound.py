@@ -36,6 +36,7 @@ from whatsapp.providers.events import MEDIA_TYPES, Identity, IdentityKind, Messa
 from whatsapp.services import send_rules
 from whatsapp.services.archive import media_store
 from whatsapp.services.inbound import conversation_get_or_create
+from whatsapp.services.responses import reply_record, reply_wait
 from whatsapp.services.send_rules import SendRefused
 from whatsapp.services.sessions import session_current
 
@@ -165,7 +166,8 @@ def message_send(request: SendRequest) -> tuple[Message, bool]:
     send_rules.check_consent(contact, request.purpose)
     send_rules.check_recipient(provider, contact)
     _check_media_upload(request.media)
-    conversation = conversation_get_or_create(provider=provider, contact=contact)
+    # A person's reply settles the conversation's wait: replies to one conversation take turns.
+    conversation = conversation_get_or_create(provider=provider, contact=contact, lock=not request.purpose)
     text, content = _content(request, conversation)
     send_rules.check_window(conversation, request.message_type)
     variables: dict[str, Any] = {}
@@ -177,6 +179,7 @@ def message_send(request: SendRequest) -> tuple[Message, bool]:
         raise SendRefused("invalid_content", "reply_to must be a message of the same conversation")
     now = timezone.now()
     session = session_current(conversation, at=now)
+    wait = None if request.purpose else reply_wait(conversation, session, at=now)
     message = Message(
         provider=provider, conversation=conversation, session=session, direction=Message.Direction.OUTBOUND,
         message_type=request.message_type, text=text, content=content, reply_to=request.reply_to,
@@ -185,7 +188,8 @@ def message_send(request: SendRequest) -> tuple[Message, bool]:
         enqueued_at=now, lane=request.lane or (Message.Lane.REPLY if session else Message.Lane.BULK),
         idempotency_key=request.idempotency_key or None, request_fingerprint=request.fingerprint,
         created_by=request.actor if getattr(request.actor, "is_authenticated", False) else None,
-        purpose=request.purpose,
+        purpose=request.purpose, response_seconds=wait.seconds if wait else None,
+        first_response=bool(wait and wait.first_in_window),
     )
     try:
         with transaction.atomic():
@@ -199,6 +203,7 @@ def message_send(request: SendRequest) -> tuple[Message, bool]:
     _store_upload(message, request.media)
     message_enqueue(message)
     if not message.purpose:
+        reply_record(conversation, session, wait, at=now)
         hooks.human_reply_recorded.fire(message=message)
     logger.info("message queued", extra={"message_id": message.pk, "provider_id": provider.pk,
                                          "message_type": message.message_type, "lane": message.lane})

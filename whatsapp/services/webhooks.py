@@ -11,6 +11,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.db.models import F
 from django.utils import timezone
 
+from core import metrics
 from core.audit import audit_record
 from core.correlation import TASK_HEADER, get_correlation_id
 from core.crypto import DecryptionError
@@ -150,6 +151,10 @@ def webhook_event_process(event_id: int) -> WebhookEvent | None:
             raise
     logger.info("webhook event %s", event.status, extra={"webhook_event": event.pk, "events": event.event_count,
                                                          "attempts": event.attempts})
+    if event.status == WebhookEvent.Status.PROCESSED and event.processed_at:
+        # Observed after the attempt's transaction: an attempt rolled back processed nothing.
+        metrics.webhook_processed(event.provider.kind, event.provider_id,
+                                  (event.processed_at - event.received_at).total_seconds())
     return event
 
 

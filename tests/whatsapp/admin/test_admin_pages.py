@@ -53,9 +53,14 @@ def _request_for(client):
     return request
 
 
+# The counting's own bookkeeping (deltas waiting to be folded in, who wrote in which hour, which template
+# got an answer): the dashboard shows what they add up to.
+BOOKKEEPING = {"analytics.CountDelta", "analytics.ContactHour", "analytics.TemplateReply"}
+
+
 def test_every_model_is_registered():
     ours = [m for app in ("whatsapp", "contacts", "templates_app", "analytics")
-            for m in apps.get_app_config(app).get_models()]
+            for m in apps.get_app_config(app).get_models() if m._meta.label not in BOOKKEEPING]
     assert [m._meta.label for m in ours if m not in admin.site._registry] == []
 
 

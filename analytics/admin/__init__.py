@@ -1,0 +1,1 @@
+from analytics.admin import counts  # noqa: F401 - registers the screens

@@ -1,0 +1,296 @@
+"""
+The figures people read, from the squashed counts plus the deltas not folded in yet (so a figure is exact
+the moment its change commits), bucketed by hour, day or week in the platform's time zone.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Count, Min, Q, Sum
+from django.db.models.functions import Trunc
+from django.utils import timezone
+
+from analytics.models import ContactHour, CountDelta, HourlyCount, TemplateDailyCount
+from contacts.services.mapping import unmapped_contacts
+from templates_app.models import MessageTemplate
+from templates_app.selectors import awaiting_review
+from whatsapp.models import CircuitState, Message, MessageStatus, Provider, WebhookEvent
+
+GRAINS = ("hour", "day", "week")
+# The most buckets one answer may hold: a month by the hour, about three years by the day.
+MAX_BUCKETS = {"hour": 24 * 31, "day": 366 * 3, "week": 52 * 10}
+STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+
+
+class FilterError(ValueError):
+    """A filter a person gave that cannot be answered (the reason reads as a sentence)."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    start: datetime
+    end: datetime
+    grain: str
+    provider_id: int | None
+    tz: ZoneInfo
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"since": self.start.isoformat(), "until": self.end.isoformat(), "grain": self.grain,
+                "provider": self.provider_id, "time_zone": str(self.tz)}
+
+
+def _parse_time(value: str, name: str, tz: ZoneInfo) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise FilterError(f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 time, not {value!r}") from error
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+
+
+def filters_from(params: dict[str, str], *, now: datetime | None = None) -> Filters:
+    """Read ?since=&until=&grain=&provider= (in the platform's time zone; `until` as a date is the last day
+    included, as a time the exclusive end). Defaults: the last 7 days by day. Raises FilterError with a
+    readable reason."""
+    tz = ZoneInfo(settings.TIME_ZONE)
+    now = (now or timezone.now()).astimezone(tz)
+    grain = params.get("grain") or ""
+    if grain and grain not in GRAINS:
+        raise FilterError(f"grain must be one of {', '.join(GRAINS)}, not {grain!r}")
+    until = _parse_time(params["until"], "until", tz) if params.get("until") else None
+    if until is not None and len(params["until"]) == 10:
+        until += timedelta(days=1)  # a date names the last day included
+    since = _parse_time(params["since"], "since", tz) if params.get("since") else None
+    if until is None:
+        until = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0) if (
+            grain != "hour") else now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    if since is None:
+        since = until - (timedelta(hours=24) if grain == "hour" else timedelta(days=7))
+    if since >= until:
+        raise FilterError("since must be before until")
+    grain = grain or ("hour" if until - since <= timedelta(days=2) else "day")
+    start, end = _floor(since, grain, tz), until
+    if (end - start) / STEP[grain] > MAX_BUCKETS[grain]:
+        raise FilterError(f"a {grain} grain covers at most {MAX_BUCKETS[grain]} {grain}s: choose a coarser grain or "
+                          "a shorter range")
+    provider_id = None
+    if params.get("provider"):
+        try:
+            provider_id = int(params["provider"])
+        except ValueError as error:
+            raise FilterError(f"provider must be a provider id, not {params['provider']!r}") from error
+        if not Provider.objects.filter(pk=provider_id).exists():
+            raise FilterError(f"there is no provider {provider_id}")
+    return Filters(start=start, end=end, grain=grain, provider_id=provider_id, tz=tz)
+
+
+def _floor(moment: datetime, grain: str, tz: ZoneInfo) -> datetime:
+    local = moment.astimezone(tz).replace(minute=0, second=0, microsecond=0)
+    if grain in ("day", "week"):
+        local = local.replace(hour=0)
+    if grain == "week":
+        local -= timedelta(days=local.weekday())
+    return local
+
+
+def buckets(filters: Filters) -> list[datetime]:
+    """Every bucket start of the range, so that charts show the empty ones too. Days and weeks follow the
+    local calendar (a day across a daylight-saving change is 23 or 25 hours)."""
+    found, current = [], filters.start
+    while current < filters.end:
+        found.append(current)
+        local = current.astimezone(filters.tz)
+        if filters.grain == "hour":
+            current = current + STEP["hour"]
+        else:
+            naive = local.replace(tzinfo=None) + STEP[filters.grain]
+            current = naive.replace(tzinfo=filters.tz)
+    return found
+
+
+def _provider_scoped(queryset, filters: Filters, field: str = "provider_id"):
+    return queryset.filter(**{field: filters.provider_id}) if filters.provider_id else queryset
+
+
+def metric_buckets(filters: Filters) -> dict[datetime, dict[str, list]]:
+    """{bucket: {metric: [count, total]}} over the range, squashed rows and waiting deltas together."""
+    result: dict[datetime, dict[str, list]] = defaultdict(lambda: defaultdict(lambda: [0, Decimal("0")]))
+    squashed = _provider_scoped(HourlyCount.objects.filter(hour__gte=filters.start, hour__lt=filters.end), filters)
+    waiting = _provider_scoped(CountDelta.objects.filter(template__isnull=True, period__gte=filters.start,
+                                                         period__lt=filters.end), filters)
+    for queryset, field in ((squashed, "hour"), (waiting, "period")):
+        rows = (queryset.annotate(bucket=Trunc(field, filters.grain, tzinfo=filters.tz)).values("bucket", "metric")
+                .annotate(n=Sum("count"), t=Sum("total")).order_by())
+        for row in rows:
+            entry = result[row["bucket"]][row["metric"]]
+            entry[0] += row["n"]
+            entry[1] += row["t"] or 0
+    return result
+
+
+def _distinct_writers(filters: Filters, *, by_bucket: bool) -> dict[datetime | None, int] | int:
+    rows = _provider_scoped(ContactHour.objects.filter(hour__gte=filters.start, hour__lt=filters.end), filters)
+    if not by_bucket:
+        return rows.aggregate(n=Count("conversation_id", distinct=True))["n"]
+    return {row["bucket"]: row["n"] for row in rows.annotate(bucket=Trunc("hour", filters.grain, tzinfo=filters.tz))
+            .values("bucket").annotate(n=Count("conversation_id", distinct=True)).order_by()}
+
+
+def _sum(metrics: dict[str, list], prefix: str, index: int = 0):
+    return sum((value[index] for name, value in metrics.items() if name == prefix or name.startswith(prefix + ":")),
+               0 if index == 0 else Decimal("0"))
+
+
+def _ratio(part, whole) -> float | None:
+    return round(float(part) / float(whole), 4) if whole else None
+
+
+def _average(total, count) -> float | None:
+    return round(float(total) / count, 1) if count else None
+
+
+def _figures(metrics: dict[str, list]) -> dict[str, Any]:
+    sent, failed = _sum(metrics, "sent"), _sum(metrics, "failed")
+    first, replies = metrics.get("first_response", [0, 0]), metrics.get("reply_time", [0, 0])
+    return {
+        "received": _sum(metrics, "received"), "sent": sent, "delivered": _sum(metrics, "delivered"),
+        "read": _sum(metrics, "read"), "failed": failed, "dead_letters": _sum(metrics, "dead_letter"),
+        "opt_outs": _sum(metrics, "opt_outs"), "new_contacts": _sum(metrics, "new_contacts"),
+        "conversations_opened": _sum(metrics, "conversations_opened"),
+        "first_responses": first[0], "first_response_avg_seconds": _average(first[1], first[0]),
+        "replies": replies[0], "reply_avg_seconds": _average(replies[1], replies[0]),
+        "ai_calls": _sum(metrics, "ai_calls"), "ai_cost_usd": str(_sum(metrics, "ai_calls", 1)),
+        "error_rate": _ratio(failed, sent + failed),
+    }
+
+
+def series(filters: Filters) -> list[dict[str, Any]]:
+    """One row per bucket: volumes, the delivery steps, response times, errors, contacts and AI use."""
+    by_bucket = metric_buckets(filters)
+    writers = _distinct_writers(filters, by_bucket=True)
+    return [{"bucket": bucket.isoformat(), **_figures(by_bucket.get(bucket, {})), "contacts": writers.get(bucket, 0)}
+            for bucket in buckets(filters)]
+
+
+def _range_metrics(filters: Filters) -> dict[str, list]:
+    totals: dict[str, list] = defaultdict(lambda: [0, Decimal("0")])
+    for metrics in metric_buckets(filters).values():
+        for name, (count, total) in metrics.items():
+            totals[name][0] += count
+            totals[name][1] += total
+    return totals
+
+
+def summary(filters: Filters) -> dict[str, Any]:
+    """The range's totals and rates (customers who wrote counted once however often they wrote)."""
+    metrics = _range_metrics(filters)
+    figures = _figures(metrics)
+    figures["contacts"] = _distinct_writers(filters, by_bucket=False)
+    figures["delivery_rate"] = _ratio(figures["delivered"], figures["sent"])
+    figures["read_rate"] = _ratio(figures["read"], figures["delivered"])
+    return figures
+
+
+def funnel(filters: Filters) -> list[dict[str, Any]]:
+    figures = _figures(_range_metrics(filters))
+    sent = figures["sent"]
+    return [{"step": step, "count": figures[step], "share_of_sent": _ratio(figures[step], sent)}
+            for step in ("sent", "delivered", "read", "failed")]
+
+
+def _breakdown(filters: Filters, prefix: str, label: str) -> list[dict[str, Any]]:
+    metrics = _range_metrics(filters)
+    rows = [(name.split(":", 1)[1], value[0]) for name, value in metrics.items()
+            if name.startswith(prefix + ":") and value[0]]
+    whole = sum(count for _, count in rows)
+    return [{label: key or "(none)", "count": count, "share": _ratio(count, whole)}
+            for key, count in sorted(rows, key=lambda row: (-row[1], row[0]))]
+
+
+def errors(filters: Filters) -> list[dict[str, Any]]:
+    """Failed messages by the provider's error code, most frequent first."""
+    return _breakdown(filters, "failed", "error_code")
+
+
+def intents(filters: Filters) -> list[dict[str, Any]]:
+    return _breakdown(filters, "intent", "intent")
+
+
+def sentiments(filters: Filters) -> list[dict[str, Any]]:
+    return _breakdown(filters, "sentiment", "sentiment")
+
+
+def message_types(filters: Filters) -> list[dict[str, Any]]:
+    received = {row["message_type"]: row["count"] for row in _breakdown(filters, "received", "message_type")}
+    sent = {row["message_type"]: row["count"] for row in _breakdown(filters, "sent", "message_type")}
+    return [{"message_type": kind, "received": received.get(kind, 0), "sent": sent.get(kind, 0)}
+            for kind in sorted(set(received) | set(sent), key=lambda k: -(received.get(k, 0) + sent.get(k, 0)))]
+
+
+TEMPLATE_STEPS = ("sent", "delivered", "read", "replied", "failed", "opted_out")
+
+
+def templates(filters: Filters) -> list[dict[str, Any]]:
+    """Per template, what became of the messages queued in the range (UTC days), most sent first."""
+    start_day = filters.start.astimezone(ZoneInfo("UTC")).replace(hour=0, minute=0, second=0, microsecond=0)
+    per_template: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(TEMPLATE_STEPS, 0))
+    squashed = _provider_scoped(TemplateDailyCount.objects.filter(day__gte=start_day, day__lt=filters.end), filters)
+    waiting = _provider_scoped(CountDelta.objects.filter(template__isnull=False, period__gte=start_day,
+                                                         period__lt=filters.end), filters)
+    for queryset in (squashed, waiting):
+        for row in queryset.values("template_id", "metric").annotate(n=Sum("count")).order_by():
+            if row["metric"] in TEMPLATE_STEPS:
+                per_template[row["template_id"]][row["metric"]] += row["n"]
+    names = {t.pk: t for t in MessageTemplate.objects.filter(pk__in=list(per_template))}
+    rows = []
+    for template_id, counts in per_template.items():
+        template = names.get(template_id)
+        rows.append({
+            "template": template_id, "name": template.name if template else f"(deleted template {template_id})",
+            "language": template.language if template else "", "version": template.version if template else None,
+            **counts, "delivery_rate": _ratio(counts["delivered"], counts["sent"]),
+            "read_rate": _ratio(counts["read"], counts["delivered"]),
+            "reply_rate": _ratio(counts["replied"], counts["delivered"]),
+            "opt_out_rate": _ratio(counts["opted_out"], counts["delivered"]),
+        })
+    return sorted(rows, key=lambda row: (-row["sent"], row["name"]))
+
+
+# --- what needs a person now (not by range) -------------------------------------------------------
+
+@dataclass(frozen=True)
+class Attention:
+    key: str
+    label: str
+    value: int | None
+    detail: str = ""
+
+
+def attention(*, now: datetime | None = None) -> list[Attention]:
+    """The counts that ask for someone to act: each is 0 (or None) when all is well."""
+    now = now or timezone.now()
+    oldest = Message.objects.filter(direction=Message.Direction.OUTBOUND, status=MessageStatus.QUEUED,
+                                    hold_reason="").aggregate(at=Min("queued_at"))["at"]
+    oldest_seconds = int((now - oldest).total_seconds()) if oldest else None
+    failed_events = WebhookEvent.objects.filter(status=WebhookEvent.Status.FAILED, next_attempt_at__isnull=True)
+    return [
+        Attention("unmapped_contacts", "Unmapped contacts", unmapped_contacts().count()),
+        Attention("templates_awaiting_review", "Templates awaiting review", awaiting_review().count()),
+        Attention("dead_letters", "Dead letters", Message.objects.filter(status=MessageStatus.DEAD_LETTER).count()),
+        Attention("failed_inbox_events", "Inbox events given up", failed_events.count()),
+        Attention("open_circuits", "Providers with an open circuit",
+                  Provider.objects.filter(~Q(circuit_state=CircuitState.CLOSED)).count()),
+        Attention("oldest_queued_seconds", "Oldest queued message", oldest_seconds,
+                  detail="waiting" if oldest_seconds is not None else "none queued"),
+    ]
+
+
+def provider_choices() -> Iterable[tuple[int, str]]:
+    return Provider.objects.order_by("name").values_list("pk", "name")

@@ -1,0 +1,244 @@
+"""
+Folding the delta rows into the squashed counts, rebuilding any range from the rows counted, and
+checking the two against each other. See analytics.models for the scheme.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.db import DatabaseError, connection, transaction
+
+from analytics.models import ContactHour, CountDelta, HourlyCount, TemplateDailyCount
+from analytics.services import direct_counts
+from core.locks import lock_key, try_session_lock
+
+logger = logging.getLogger(__name__)
+LOCK = ("analytics", "counts")
+SQUASH_BATCH = 50_000
+# SQLite (the embedded demo) has no triggers: its beat job recounts this many recent hours instead.
+RECOUNT_HOURS = 48
+
+_SQUASH = """
+WITH moved AS (
+    DELETE FROM analytics_countdelta
+    WHERE id IN (SELECT id FROM analytics_countdelta ORDER BY id LIMIT %s)
+    RETURNING provider_id, template_id, period, metric, count, total
+), hourly AS (
+    INSERT INTO analytics_hourlycount AS h (provider_id, hour, metric, count, total)
+    SELECT provider_id, period, metric, sum(count), sum(total) FROM moved
+    WHERE template_id IS NULL GROUP BY 1, 2, 3
+    ON CONFLICT (provider_id, hour, metric)
+    DO UPDATE SET count = h.count + EXCLUDED.count, total = h.total + EXCLUDED.total
+    RETURNING 1
+), daily AS (
+    INSERT INTO analytics_templatedailycount AS d (template_id, provider_id, day, metric, count)
+    SELECT template_id, provider_id, period, metric, sum(count) FROM moved
+    WHERE template_id IS NOT NULL GROUP BY 1, 2, 3, 4
+    ON CONFLICT (template_id, provider_id, day, metric) DO UPDATE SET count = d.count + EXCLUDED.count
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM hourly), (SELECT count(*) FROM daily)
+"""
+
+
+def counts_are_triggered() -> bool:
+    """Whether the database writes the delta rows itself (PostgreSQL) or the counts are recounted (SQLite)."""
+    return connection.vendor == "postgresql"
+
+
+@dataclass
+class SquashResult:
+    ran: bool = True
+    deltas: int = 0
+    batches: int = 0
+
+
+def counts_squash(*, batch: int = SQUASH_BATCH, max_batches: int = 1000) -> SquashResult:
+    """
+    Fold the waiting delta rows into the squashed counts, a batch per transaction. Each batch deletes the
+    deltas it adds in the same statement, so a delta is folded exactly once, and writers, who only ever
+    insert deltas, never wait. Returns at once (ran=False) while another run holds the lock.
+    """
+    if not counts_are_triggered():
+        counts_rebuild(timezone_now() - timedelta(hours=RECOUNT_HOURS), timezone_now() + timedelta(hours=1))
+        return SquashResult()
+    result = SquashResult()
+    with try_session_lock(*LOCK) as locked:
+        if not locked:
+            return SquashResult(ran=False)
+        for _ in range(max_batches):
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(_SQUASH, [batch])
+                moved = cursor.fetchone()[0]
+            result.deltas += moved
+            result.batches += 1
+            if moved < batch:
+                break
+    return result
+
+
+def timezone_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _whole_days(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """Rebuilds work on whole UTC days: per-template figures are kept by day."""
+    start = (start or datetime(1970, 1, 1, tzinfo=UTC)).astimezone(UTC)
+    end = (end or timezone_now() + timedelta(days=1)).astimezone(UTC)
+    start = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    end_floor = end.replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, end_floor if end_floor == end else end_floor + timedelta(days=1)
+
+
+def _insert_select(table: str, columns: str, queryset) -> int:
+    """INSERT ... SELECT of a queryset's own SQL: the rows never travel through Python."""
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} ({columns}) {sql}", params)
+        return cursor.rowcount
+
+
+@dataclass
+class RebuildResult:
+    start: datetime
+    end: datetime
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+def counts_rebuild(start: datetime | None = None, end: datetime | None = None, *, attempts: int = 5) -> RebuildResult:
+    """
+    Recount [start, end) (whole UTC days; everything when both are None) from the rows counted, replacing
+    the squashed counts and the waiting deltas of that range. Writers go on meanwhile: the recount reads
+    one snapshot, and a change committed after it keeps its own delta row, so it is counted once.
+    """
+    start, end = _whole_days(start, end)
+    for attempt in range(1, attempts + 1):
+        try:
+            return _rebuild_once(start, end)
+        except DatabaseError as error:
+            # A writer inserted the same customer-hour meanwhile (a serialization failure): recount again.
+            if attempt == attempts or "serializ" not in str(error).lower():
+                raise
+            logger.info("counts rebuild retried after a concurrent write", extra={"attempt": attempt})
+    raise AssertionError("unreachable")
+
+
+def _rebuild_once(start: datetime, end: datetime) -> RebuildResult:
+    result = RebuildResult(start=start, end=end)
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            # One snapshot for the deletes and the recount (the first statement of the transaction). Inside
+            # a caller's transaction the caller chose its isolation; writers should be quiet then.
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        lock_key(*LOCK)
+        CountDelta.objects.filter(period__gte=start, period__lt=end).delete()
+        HourlyCount.objects.filter(hour__gte=start, hour__lt=end).delete()
+        TemplateDailyCount.objects.filter(day__gte=start, day__lt=end).delete()
+        ContactHour.objects.filter(hour__gte=start, hour__lt=end).delete()
+        result.rows["contact_hours"] = _insert_select(
+            ContactHour._meta.db_table, "provider_id, hour, conversation_id", direct_counts.contact_hours(start, end))
+        for query in direct_counts.hourly_queries(start, end):
+            result.rows[query.name] = _insert_hourly(query.rows)
+        for query in direct_counts.template_queries(start, end):
+            result.rows[query.name] = _insert_daily(query.rows)
+        opt_outs = [TemplateDailyCount(provider_id=row["p"], template_id=row["t"], day=row["period"],
+                                       metric=row["metric"], count=row["count"])
+                    for row in direct_counts.template_opt_outs(start, end)]
+        TemplateDailyCount.objects.bulk_create(opt_outs)
+        result.rows["template_opted_out"] = len(opt_outs)
+    return result
+
+
+def _insert_hourly(rows) -> int:
+    return _insert_select(HourlyCount._meta.db_table, "provider_id, hour, metric, count, total",
+                          rows.values("p", "period", "metric", "count", "total"))
+
+
+def _insert_daily(rows) -> int:
+    return _insert_select(TemplateDailyCount._meta.db_table, "provider_id, template_id, day, metric, count",
+                          rows.values("p", "t", "period", "metric", "count"))
+
+
+# --- reading and checking ---------------------------------------------------------------------------
+
+Key = tuple  # (provider_id, period, metric) or (provider_id, template_id, period, metric)
+
+
+def rolled_up(start: datetime, end: datetime) -> tuple[dict[Key, list], dict[Key, int]]:
+    """The figures as the dashboard sees them: squashed rows plus the deltas not folded in yet."""
+    hourly: dict[Key, list] = defaultdict(lambda: [0, Decimal("0")])
+    daily: dict[Key, int] = defaultdict(int)
+    for p, hour, metric, count, total in HourlyCount.objects.filter(hour__gte=start, hour__lt=end).values_list(
+            "provider_id", "hour", "metric", "count", "total"):
+        hourly[(p, hour, metric)][0] += count
+        hourly[(p, hour, metric)][1] += total
+    for p, t, day, metric, count in TemplateDailyCount.objects.filter(day__gte=start, day__lt=end).values_list(
+            "provider_id", "template_id", "day", "metric", "count"):
+        daily[(p, t, day, metric)] += count
+    for p, t, period, metric, count, total in CountDelta.objects.filter(
+            period__gte=start, period__lt=end).values_list("provider_id", "template_id", "period", "metric",
+                                                            "count", "total"):
+        if t is None:
+            hourly[(p, period, metric)][0] += count
+            hourly[(p, period, metric)][1] += total
+        else:
+            daily[(p, t, period, metric)] += count
+    return ({k: v for k, v in hourly.items() if v[0] or v[1]}, {k: v for k, v in daily.items() if v})
+
+
+def counted_directly(start: datetime, end: datetime) -> tuple[dict[Key, list], dict[Key, int]]:
+    """The same figures counted from the rows themselves (customers who wrote: from the messages)."""
+    hourly: dict[Key, list] = {}
+    for query in direct_counts.hourly_queries(start, end):
+        if query.name == "contacts":
+            continue
+        for row in query.rows:
+            hourly[(row["p"], row["period"], row["metric"])] = [row["count"], row["total"]]
+    for row in direct_counts.distinct_writers(start, end):
+        hourly[(row["p"], row["period"], "contacts")] = [row["count"], Decimal("0")]
+    daily: dict[Key, int] = {}
+    for query in direct_counts.template_queries(start, end):
+        for row in query.rows:
+            daily[(row["p"], row["t"], row["period"], row["metric"])] = row["count"]
+    for row in direct_counts.template_opt_outs(start, end):
+        daily[(row["p"], row["t"], row["period"], row["metric"])] = row["count"]
+    return hourly, daily
+
+
+@dataclass
+class CheckResult:
+    start: datetime
+    end: datetime
+    differences: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+def counts_check(start: datetime | None = None, end: datetime | None = None) -> CheckResult:
+    """Compare the rolled-up figures of [start, end) (whole UTC days) with a direct count."""
+    start, end = _whole_days(start, end)
+    rolled_hourly, rolled_daily = rolled_up(start, end)
+    direct_hourly, direct_daily = counted_directly(start, end)
+    differences = []
+    for key in sorted(set(rolled_hourly) | set(direct_hourly), key=str):
+        rolled = rolled_hourly.get(key, [0, Decimal("0")])
+        direct = direct_hourly.get(key, [0, Decimal("0")])
+        # Totals are kept to the microsecond (or micro-dollar) per row.
+        tolerance = Decimal("0.00001") * max(1, direct[0])
+        if rolled[0] != direct[0] or abs(Decimal(rolled[1]) - Decimal(direct[1])) > tolerance:
+            differences.append(f"provider {key[0]} {key[1]:%Y-%m-%d %H:00} {key[2]}: rolled up "
+                               f"{rolled[0]} ({rolled[1]}), counted {direct[0]} ({direct[1]})")
+    for key in sorted(set(rolled_daily) | set(direct_daily), key=str):
+        if rolled_daily.get(key, 0) != direct_daily.get(key, 0):
+            differences.append(f"template {key[1]} provider {key[0]} {key[2]:%Y-%m-%d} {key[3]}: rolled up "
+                               f"{rolled_daily.get(key, 0)}, counted {direct_daily.get(key, 0)}")
+    return CheckResult(start=start, end=end, differences=differences)
