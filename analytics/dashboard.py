@@ -91,7 +91,8 @@ def _presets(request: HttpRequest, filters: selectors.Filters) -> list[dict[str,
     now = timezone.now().astimezone(filters.tz)
     presets = []
     for label, days, grain in PRESETS:
-        since = (now - timedelta(days=days)).strftime("%Y-%m-%dT%H:00") if grain == "hour" else (
+        # Up to the end of this hour (of today): the last `days` days including the current one.
+        since = (now - timedelta(hours=24 * days - 1)).strftime("%Y-%m-%dT%H:00") if grain == "hour" else (
             now - timedelta(days=days - 1)).date().isoformat()
         query = {"since": since, "grain": grain, **provider}
         presets.append({"label": label, "query": "?" + urlencode(query),
