@@ -28,7 +28,8 @@ ATTENTION_LINKS = {
 PRESETS = (("Last 24 hours", 1, "hour"), ("Last 7 days", 7, "day"), ("Last 30 days", 30, "day"),
            ("Last 90 days", 90, "week"))
 DOWNLOADS = (("series", "Series"), ("summary", "Totals"), ("errors", "Errors"), ("templates", "Templates"),
-             ("intents", "Intents"), ("sentiments", "Sentiment"), ("message-types", "Message types"))
+             ("intents", "Intents"), ("sentiments", "Sentiment"), ("message-types", "Message types"),
+             ("attention", "Needs a person"))
 
 
 def can_see_dashboard(user) -> bool:
@@ -136,6 +137,7 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
                 "errors": selectors.errors(filters)[:8],
                 "intents": selectors.intents(filters)[:12],
                 "sentiments": selectors.sentiments(filters),
+                "templates": selectors.templates(filters)[:8],
             },
         },
     }

@@ -29,6 +29,11 @@ FIGURES = {
     "intents": (selectors.intents, "Customers' messages by the intent the AI gave them."),
     "sentiments": (selectors.sentiments, "Customers' messages by sentiment."),
     "message-types": (selectors.message_types, "Messages received and sent by type."),
+    "attention": (lambda f: [{"figure": item.key, "label": item.label, "value": item.value}
+                             for item in selectors.attention()],
+                  "What needs a person now (the range does not apply): unmapped contacts, templates awaiting "
+                  "review, dead letters, inbox events given up, open circuits, the oldest queued message's wait "
+                  "in seconds."),
 }
 
 

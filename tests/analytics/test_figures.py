@@ -72,8 +72,11 @@ def test_every_figure_downloads_as_csv(traffic):
     assert "attachment" in response["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert len(rows) == 7 and sum(int(row["received"]) for row in rows) == 4
-    for figure in ("summary", "funnel", "errors", "templates", "intents", "sentiments", "message-types"):
+    for figure in ("summary", "funnel", "errors", "templates", "intents", "sentiments", "message-types",
+                   "attention"):
         assert client.get(f"/api/v1/analytics/{figure}/", {"format": "csv"}).status_code == 200, figure
+    attention = {row["figure"]: row["value"] for row in json_body(client.get("/api/v1/analytics/attention/"))["rows"]}
+    assert attention["unmapped_contacts"] == 3 and attention["oldest_queued_seconds"] is None
     types = list(csv.DictReader(io.StringIO(client.get("/api/v1/analytics/message-types/",
                                                        {"format": "csv"}).content.decode())))
     assert types == [{"message_type": "text", "received": "4", "sent": "2"}]

@@ -87,6 +87,19 @@
       ]},
       options: {scales: {y: {beginAtZero: true, suggestedMax: 5, title: {display: true, text: "%"}}}}
     });
+    if (data.templates.length) {
+      var step = function (key) { return data.templates.map(function (row) { return row[key]; }); };
+      draw("chart-templates", {
+        type: "bar",
+        data: {labels: data.templates.map(function (row) { return row.name + " (" + row.language + ")"; }),
+               datasets: [{label: "Sent", data: step("sent"), backgroundColor: green},
+                          {label: "Delivered", data: step("delivered"), backgroundColor: blue},
+                          {label: "Read", data: step("read"), backgroundColor: "#6b4fb3"},
+                          {label: "Replied", data: step("replied"), backgroundColor: amber},
+                          {label: "Opted out", data: step("opted_out"), backgroundColor: red}]},
+        options: {scales: {y: {beginAtZero: true, ticks: {precision: 0}}}}
+      });
+    }
     breakdown("intents", data.intents, "intent", blue);
     breakdown("sentiments", data.sentiments, "sentiment", [green, grey, red, amber]);
   }
