@@ -15,6 +15,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from analytics import selectors
+from core.locks import read_snapshot
 
 # Where each "needs a person" tile leads.
 ATTENTION_LINKS = {
@@ -111,7 +112,13 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
     except selectors.FilterError as error:
         problem = str(error)
         filters = selectors.filters_from({})
-    figures = selectors.summary(filters)
+    with read_snapshot():
+        figures = selectors.Figures(filters)
+        summary, templates, errors = figures.summary(), figures.templates(), figures.errors()
+        charts = {"grain": filters.grain, "series": figures.series(), "funnel": figures.funnel(),
+                  "errors": errors[:8], "intents": figures.intents()[:12], "sentiments": figures.sentiments(),
+                  "templates": templates[:8]}
+        attention = _attention_tiles()
     query = urlencode({"since": filters.start.isoformat(), "until": filters.end.isoformat(),
                        "grain": filters.grain, **({"provider": filters.provider_id} if filters.provider_id else {})})
     local_end = (filters.end - timedelta(seconds=1)).astimezone(filters.tz)
@@ -124,20 +131,12 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
             "providers": list(selectors.provider_choices()),
             "grains": selectors.GRAINS,
             "presets": _presets(request, filters),
-            "attention": _attention_tiles(),
-            "summary": _summary_tiles(figures),
-            "templates": selectors.templates(filters)[:15],
-            "errors": selectors.errors(filters)[:8],
+            "attention": attention,
+            "summary": _summary_tiles(summary),
+            "templates": templates[:15],
+            "errors": errors[:8],
             "downloads": [{"label": label, "href": reverse(f"analytics-{name}") + "?" + query + "&format=csv"}
                           for name, label in DOWNLOADS],
-            "charts": {
-                "grain": filters.grain,
-                "series": selectors.series(filters),
-                "funnel": selectors.funnel(filters),
-                "errors": selectors.errors(filters)[:8],
-                "intents": selectors.intents(filters)[:12],
-                "sentiments": selectors.sentiments(filters),
-                "templates": selectors.templates(filters)[:8],
-            },
+            "charts": charts,
         },
     }

@@ -87,7 +87,8 @@ class ContactHour(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["provider", "hour", "conversation"], name="contact_hour_unique"),
+            # Hour first: the dashboard and the rebuild read ranges of hours.
+            models.UniqueConstraint(fields=["hour", "provider", "conversation"], name="contact_hour_unique"),
         ]
 
     def __str__(self) -> str:

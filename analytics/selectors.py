@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -52,10 +52,19 @@ def _parse_time(value: str, name: str, tz: ZoneInfo) -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError as error:
         raise FilterError(f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 time, not {value!r}") from error
+    if not 1900 <= parsed.year <= 9000:
+        raise FilterError(f"{name} must be a date between the years 1900 and 9000")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
 def filters_from(params: dict[str, str], *, now: datetime | None = None) -> Filters:
+    try:
+        return _filters_from(params, now=now)
+    except OverflowError as error:
+        raise FilterError("since and until must be dates between the years 1900 and 9000") from error
+
+
+def _filters_from(params: dict[str, str], *, now: datetime | None = None) -> Filters:
     """Read ?since=&until=&grain=&provider= (in the platform's time zone; `until` as a date is the last day
     included, as a time the exclusive end). Defaults: the last 7 days by day. Raises FilterError with a
     readable reason."""
@@ -108,7 +117,8 @@ def buckets(filters: Filters) -> list[datetime]:
         found.append(current)
         local = current.astimezone(filters.tz)
         if filters.grain == "hour":
-            current = current + STEP["hour"]
+            # In UTC: a local clock's hour is repeated or skipped when daylight saving time changes.
+            current = (current.astimezone(UTC) + STEP["hour"]).astimezone(filters.tz)
         else:
             naive = local.replace(tzinfo=None) + STEP[filters.grain]
             current = naive.replace(tzinfo=filters.tz)
@@ -171,75 +181,86 @@ def _figures(metrics: dict[str, list]) -> dict[str, Any]:
     }
 
 
-def series(filters: Filters) -> list[dict[str, Any]]:
-    """One row per bucket: volumes, the delivery steps, response times, errors, contacts and AI use."""
-    by_bucket = metric_buckets(filters)
-    writers = _distinct_writers(filters, by_bucket=True)
-    return [{"bucket": bucket.isoformat(), **_figures(by_bucket.get(bucket, {})), "contacts": writers.get(bucket, 0)}
-            for bucket in buckets(filters)]
+class Figures:
+    """
+    The figures of one set of filters, each table computed from one read of the counts. Read them inside
+    core.locks.read_snapshot(): the squashed rows and the waiting deltas are two tables, and a squash
+    committing between two reads would otherwise be seen in neither.
+    """
 
+    def __init__(self, filters: Filters):
+        self.filters = filters
+        self._by_bucket: dict[datetime, dict[str, list]] | None = None
+        self._templates: list[dict[str, Any]] | None = None
 
-def _range_metrics(filters: Filters) -> dict[str, list]:
-    totals: dict[str, list] = defaultdict(lambda: [0, Decimal("0")])
-    for metrics in metric_buckets(filters).values():
-        for name, (count, total) in metrics.items():
-            totals[name][0] += count
-            totals[name][1] += total
-    return totals
+    @property
+    def by_bucket(self) -> dict[datetime, dict[str, list]]:
+        if self._by_bucket is None:
+            self._by_bucket = metric_buckets(self.filters)
+        return self._by_bucket
 
+    def _range_metrics(self) -> dict[str, list]:
+        totals: dict[str, list] = defaultdict(lambda: [0, Decimal("0")])
+        for metrics in self.by_bucket.values():
+            for name, (count, total) in metrics.items():
+                totals[name][0] += count
+                totals[name][1] += total
+        return totals
 
-def summary(filters: Filters) -> dict[str, Any]:
-    """The range's totals and rates (customers who wrote counted once however often they wrote)."""
-    metrics = _range_metrics(filters)
-    figures = _figures(metrics)
-    figures["contacts"] = _distinct_writers(filters, by_bucket=False)
-    figures["delivery_rate"] = _ratio(figures["delivered"], figures["sent"])
-    figures["read_rate"] = _ratio(figures["read"], figures["delivered"])
-    return figures
+    def series(self) -> list[dict[str, Any]]:
+        """One row per bucket: volumes, the delivery steps, response times, errors, contacts and AI use."""
+        writers = _distinct_writers(self.filters, by_bucket=True)
+        return [{"bucket": bucket.isoformat(), **_figures(self.by_bucket.get(bucket, {})),
+                 "contacts": writers.get(bucket, 0)} for bucket in buckets(self.filters)]
 
+    def summary(self) -> dict[str, Any]:
+        """The range's totals and rates (customers who wrote counted once however often they wrote)."""
+        figures = _figures(self._range_metrics())
+        figures["contacts"] = _distinct_writers(self.filters, by_bucket=False)
+        figures["delivery_rate"] = _ratio(figures["delivered"], figures["sent"])
+        figures["read_rate"] = _ratio(figures["read"], figures["delivered"])
+        return figures
 
-def funnel(filters: Filters) -> list[dict[str, Any]]:
-    figures = _figures(_range_metrics(filters))
-    sent = figures["sent"]
-    return [{"step": step, "count": figures[step], "share_of_sent": _ratio(figures[step], sent)}
-            for step in ("sent", "delivered", "read", "failed")]
+    def funnel(self) -> list[dict[str, Any]]:
+        figures = _figures(self._range_metrics())
+        return [{"step": step, "count": figures[step], "share_of_sent": _ratio(figures[step], figures["sent"])}
+                for step in ("sent", "delivered", "read", "failed")]
 
+    def _breakdown(self, prefix: str, label: str) -> list[dict[str, Any]]:
+        rows = [(name.split(":", 1)[1], value[0]) for name, value in self._range_metrics().items()
+                if name.startswith(prefix + ":") and value[0]]
+        whole = sum(count for _, count in rows)
+        return [{label: key or "(none)", "count": count, "share": _ratio(count, whole)}
+                for key, count in sorted(rows, key=lambda row: (-row[1], row[0]))]
 
-def _breakdown(filters: Filters, prefix: str, label: str) -> list[dict[str, Any]]:
-    metrics = _range_metrics(filters)
-    rows = [(name.split(":", 1)[1], value[0]) for name, value in metrics.items()
-            if name.startswith(prefix + ":") and value[0]]
-    whole = sum(count for _, count in rows)
-    return [{label: key or "(none)", "count": count, "share": _ratio(count, whole)}
-            for key, count in sorted(rows, key=lambda row: (-row[1], row[0]))]
+    def errors(self) -> list[dict[str, Any]]:
+        """Failed messages by the provider's error code, most frequent first."""
+        return self._breakdown("failed", "error_code")
 
+    def intents(self) -> list[dict[str, Any]]:
+        return self._breakdown("intent", "intent")
 
-def errors(filters: Filters) -> list[dict[str, Any]]:
-    """Failed messages by the provider's error code, most frequent first."""
-    return _breakdown(filters, "failed", "error_code")
+    def sentiments(self) -> list[dict[str, Any]]:
+        return self._breakdown("sentiment", "sentiment")
 
+    def message_types(self) -> list[dict[str, Any]]:
+        received = {row["message_type"]: row["count"] for row in self._breakdown("received", "message_type")}
+        sent = {row["message_type"]: row["count"] for row in self._breakdown("sent", "message_type")}
+        return [{"message_type": kind, "received": received.get(kind, 0), "sent": sent.get(kind, 0)}
+                for kind in sorted(set(received) | set(sent), key=lambda k: -(received.get(k, 0) + sent.get(k, 0)))]
 
-def intents(filters: Filters) -> list[dict[str, Any]]:
-    return _breakdown(filters, "intent", "intent")
-
-
-def sentiments(filters: Filters) -> list[dict[str, Any]]:
-    return _breakdown(filters, "sentiment", "sentiment")
-
-
-def message_types(filters: Filters) -> list[dict[str, Any]]:
-    received = {row["message_type"]: row["count"] for row in _breakdown(filters, "received", "message_type")}
-    sent = {row["message_type"]: row["count"] for row in _breakdown(filters, "sent", "message_type")}
-    return [{"message_type": kind, "received": received.get(kind, 0), "sent": sent.get(kind, 0)}
-            for kind in sorted(set(received) | set(sent), key=lambda k: -(received.get(k, 0) + sent.get(k, 0)))]
+    def templates(self) -> list[dict[str, Any]]:
+        """Per template, what became of the messages queued in the range (UTC days), most sent first."""
+        if self._templates is None:
+            self._templates = _templates(self.filters)
+        return self._templates
 
 
 TEMPLATE_STEPS = ("sent", "delivered", "read", "replied", "failed", "opted_out")
 
 
-def templates(filters: Filters) -> list[dict[str, Any]]:
-    """Per template, what became of the messages queued in the range (UTC days), most sent first."""
-    start_day = filters.start.astimezone(ZoneInfo("UTC")).replace(hour=0, minute=0, second=0, microsecond=0)
+def _templates(filters: Filters) -> list[dict[str, Any]]:
+    start_day = filters.start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     per_template: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(TEMPLATE_STEPS, 0))
     squashed = _provider_scoped(TemplateDailyCount.objects.filter(day__gte=start_day, day__lt=filters.end), filters)
     waiting = _provider_scoped(CountDelta.objects.filter(template__isnull=False, period__gte=start_day,

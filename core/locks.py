@@ -1,10 +1,10 @@
-"""Locks for keys that have no row to lock yet, and commit durability."""
+"""Locks for keys that have no row to lock yet, consistent read snapshots, and commit durability."""
 
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import connection
+from django.db import connection, transaction
 
 
 def _key(parts: tuple[object, ...]) -> int:
@@ -68,3 +68,39 @@ def try_session_lock(*parts: object) -> Iterator[bool]:
         if locked:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+@contextmanager
+def read_snapshot() -> Iterator[None]:
+    """
+    Run the block in one transaction that sees one snapshot of the database (PostgreSQL's REPEATABLE
+    READ), so that several statements read mutually consistent rows: e.g. counts folded from one table into
+    another between two reads are seen in exactly one of them. Inside a caller's transaction it only joins
+    it (the caller chose its isolation). SQLite serializes writers: a plain transaction.
+    """
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
+@contextmanager
+def session_lock(*parts: object) -> Iterator[None]:
+    """
+    Hold the lock on a key for the block, waiting for it if someone holds it, taken outside any transaction:
+    for a job that must start its transaction (and so its snapshot) only once it holds the lock. Conflicts
+    with try_session_lock and lock_key on the same key. SQLite: no-op.
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+    key = _key(parts)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])

@@ -92,6 +92,7 @@ class Conversation(models.Model):
     last_message_at = models.DateTimeField(null=True, blank=True)
     awaiting_reply_since = models.DateTimeField(
         null=True, blank=True, help_text="The customer's first message that no person has answered yet.")
+    last_reply_at = models.DateTimeField(null=True, blank=True, help_text="When a person last wrote in it.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -15,20 +15,22 @@ from rest_framework.views import APIView
 
 from analytics import selectors
 from analytics.api.renderers import CsvRenderer
+from analytics.selectors import Figures
 from core.api.errors import REFUSAL, ReadableErrors, refuse
 from core.api.permissions import requires
+from core.locks import read_snapshot
 
 FIGURES = {
-    "summary": (lambda f: [selectors.summary(f)], "The range's totals and rates, one row."),
-    "series": (selectors.series, "One row per hour, day or week: volumes, delivery steps, response times, errors, "
-                                 "customers who wrote, AI calls and cost."),
-    "funnel": (selectors.funnel, "Sent, delivered, read and failed over the range."),
-    "errors": (selectors.errors, "Failed messages by the provider's error code, most frequent first."),
-    "templates": (selectors.templates, "Per template: sent, delivered, read, replied, failed and opted out "
-                                       "(messages queued in the range, by UTC day) with their rates."),
-    "intents": (selectors.intents, "Customers' messages by the intent the AI gave them."),
-    "sentiments": (selectors.sentiments, "Customers' messages by sentiment."),
-    "message-types": (selectors.message_types, "Messages received and sent by type."),
+    "summary": (lambda f: [f.summary()], "The range's totals and rates, one row."),
+    "series": (Figures.series, "One row per hour, day or week: volumes, delivery steps, response times, errors, "
+                               "customers who wrote, AI calls and cost."),
+    "funnel": (Figures.funnel, "Sent, delivered, read and failed over the range."),
+    "errors": (Figures.errors, "Failed messages by the provider's error code, most frequent first."),
+    "templates": (Figures.templates, "Per template: sent, delivered, read, replied, failed and opted out "
+                                     "(messages queued in the range, by UTC day) with their rates."),
+    "intents": (Figures.intents, "Customers' messages by the intent the AI gave them."),
+    "sentiments": (Figures.sentiments, "Customers' messages by sentiment."),
+    "message-types": (Figures.message_types, "Messages received and sent by type."),
     "attention": (lambda f: [{"figure": item.key, "label": item.label, "value": item.value}
                              for item in selectors.attention()],
                   "What needs a person now (the range does not apply): unmapped contacts, templates awaiting "
@@ -64,7 +66,8 @@ class FigureView(ReadableErrors, APIView):
             filters = selectors.filters_from(request.query_params)
         except selectors.FilterError as problem:
             return refuse(400, "invalid_filter", str(problem))
-        rows = FIGURES[self.figure][0](filters)
+        with read_snapshot():
+            rows = FIGURES[self.figure][0](Figures(filters))
         response = Response({"filters": filters.as_dict(), "rows": rows})
         if getattr(request, "accepted_renderer", None) and request.accepted_renderer.format == "csv":
             response["Content-Disposition"] = (f'attachment; filename="{self.figure}-{filters.start:%Y%m%d}-'

@@ -77,7 +77,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='contacthour',
-            constraint=models.UniqueConstraint(fields=('provider', 'hour', 'conversation'), name='contact_hour_unique'),
+            constraint=models.UniqueConstraint(fields=('hour', 'provider', 'conversation'), name='contact_hour_unique'),
         ),
         migrations.AddIndex(
             model_name='hourlycount',

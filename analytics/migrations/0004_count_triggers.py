@@ -156,7 +156,7 @@ CREATE TRIGGER analytics_message_updated AFTER UPDATE ON whatsapp_message
         OR OLD.response_seconds IS DISTINCT FROM NEW.response_seconds
         OR OLD.first_response IS DISTINCT FROM NEW.first_response
         OR OLD.template_id IS DISTINCT FROM NEW.template_id OR OLD.provider_id IS DISTINCT FROM NEW.provider_id
-        OR OLD.direction IS DISTINCT FROM NEW.direction
+        OR OLD.direction IS DISTINCT FROM NEW.direction OR OLD.created_at IS DISTINCT FROM NEW.created_at
     ) EXECUTE FUNCTION analytics_message_changed();
 CREATE TRIGGER analytics_conversation_created AFTER INSERT ON whatsapp_conversation
     FOR EACH ROW EXECUTE FUNCTION analytics_conversation_created();

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import CharField, Count, DecimalField, F, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models import CharField, Count, DecimalField, Exists, F, Min, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Cast, Coalesce, Concat, TruncDay, TruncHour
 
 from ai.models import AiCall
@@ -148,12 +148,51 @@ def template_opt_outs(start: datetime, end: datetime) -> Iterator[dict]:
                "total": Decimal("0")}
 
 
+def template_replies(start: datetime, end: datetime) -> dict[int, datetime]:
+    """{template message id: first reply time} for the template messages queued in [start, end): each
+    customer message credits the latest template message sent in its conversation in the day before it."""
+    latest = (Message.objects.filter(conversation_id=OuterRef("conversation_id"), direction=OUTBOUND,
+                                     template__isnull=False, sent_at__isnull=False,
+                                     created_at__lte=OuterRef("created_at"),
+                                     created_at__gt=OuterRef("created_at") - TEMPLATE_REPLY_WINDOW)
+              .order_by("-created_at").values("pk")[:1])
+    cohort = Message.objects.filter(direction=OUTBOUND, template__isnull=False, created_at__gte=start,
+                                    created_at__lt=end)
+    answers = (Message.objects.filter(direction=INBOUND, conversation_id__in=cohort.values("conversation_id"),
+                                      created_at__gte=start, created_at__lt=end + TEMPLATE_REPLY_WINDOW)
+               .annotate(answered=Subquery(latest)).exclude(answered=None)
+               .values("answered").annotate(first=Min("created_at")).order_by())
+    first_reply = {row["answered"]: row["first"] for row in answers}
+    in_cohort = set(cohort.filter(pk__in=list(first_reply)).values_list("pk", flat=True))
+    return {message_id: at for message_id, at in first_reply.items() if message_id in in_cohort}
+
+
+def template_reply_counts(replies: dict[int, datetime]) -> Iterator[dict]:
+    """The `replied` rows of these credited template messages."""
+    sums: dict[tuple, int] = {}
+    rows = (Message.objects.filter(pk__in=list(replies)).annotate(day=TruncDay("created_at", tzinfo=UTC))
+            .values_list("provider_id", "template_id", "day"))
+    for key in rows:
+        sums[key] = sums.get(key, 0) + 1
+    for (provider_id, template_id, day), count in sums.items():
+        yield {"p": provider_id, "t": template_id, "period": day, "metric": "replied", "count": count,
+               "total": Decimal("0")}
+
+
 def contact_hours(start: datetime, end: datetime) -> QuerySet:
     """The distinct (provider, hour, conversation) of the customers who wrote in [start, end)."""
     return (Message.objects.filter(direction=INBOUND).annotate(at=Coalesce("received_at", "created_at"))
             .filter(at__gte=start, at__lt=end)
             .annotate(h=TruncHour("at", tzinfo=UTC)).values("provider_id", "h", "conversation_id")
             .distinct().order_by())
+
+
+def stale_contact_hours(start: datetime, end: datetime) -> QuerySet:
+    """Rows of [start, end) whose customer message is gone (erased, or moved by a contact merge)."""
+    wrote = (Message.objects.filter(direction=INBOUND, provider_id=OuterRef("provider_id"),
+                                    conversation_id=OuterRef("conversation_id"))
+             .annotate(h=TruncHour(Coalesce("received_at", "created_at"), tzinfo=UTC)).filter(h=OuterRef("hour")))
+    return ContactHour.objects.filter(hour__gte=start, hour__lt=end).exclude(Exists(wrote))
 
 
 def distinct_writers(start: datetime, end: datetime) -> QuerySet:

@@ -5,19 +5,17 @@ checking the two against each other. See analytics.models for the scheme.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 
-from analytics.models import ContactHour, CountDelta, HourlyCount, TemplateDailyCount
+from analytics.models import ContactHour, CountDelta, HourlyCount, TemplateDailyCount, TemplateReply
 from analytics.services import direct_counts
-from core.locks import lock_key, try_session_lock
+from core.locks import read_snapshot, session_lock, try_session_lock
 
-logger = logging.getLogger(__name__)
 LOCK = ("analytics", "counts")
 SQUASH_BATCH = 50_000
 # SQLite (the embedded demo) has no triggers: its beat job recounts this many recent hours instead.
@@ -110,40 +108,50 @@ class RebuildResult:
     rows: dict[str, int] = field(default_factory=dict)
 
 
-def counts_rebuild(start: datetime | None = None, end: datetime | None = None, *, attempts: int = 5) -> RebuildResult:
+def counts_rebuild(start: datetime | None = None, end: datetime | None = None) -> RebuildResult:
     """
     Recount [start, end) (whole UTC days; everything when both are None) from the rows counted, replacing
     the squashed counts and the waiting deltas of that range. Writers go on meanwhile: the recount reads
     one snapshot, and a change committed after it keeps its own delta row, so it is counted once.
     """
     start, end = _whole_days(start, end)
-    for attempt in range(1, attempts + 1):
-        try:
-            return _rebuild_once(start, end)
-        except DatabaseError as error:
-            # A writer inserted the same customer-hour meanwhile (a serialization failure): recount again.
-            if attempt == attempts or "serializ" not in str(error).lower():
-                raise
-            logger.info("counts rebuild retried after a concurrent write", extra={"attempt": attempt})
-    raise AssertionError("unreachable")
-
-
-def _rebuild_once(start: datetime, end: datetime) -> RebuildResult:
     result = RebuildResult(start=start, end=end)
-    outermost = not connection.in_atomic_block
+    # The lock first, the snapshot after: a squash that was running has then committed, and the recount's
+    # snapshot sees what it folded.
+    with session_lock(*LOCK):
+        _sync_facts(start, end, result)
+        _recount(start, end, result)
+    return result
+
+
+def _sync_facts(start: datetime, end: datetime, result: RebuildResult) -> None:
+    """
+    Bring the two fact tables the triggers keep (customers who wrote per hour, template messages answered)
+    in line with the messages, in short transactions of their own: rows that are right stay, so writers
+    adding the same rows wait only for a statement, never for the whole recount.
+    """
     with transaction.atomic():
-        if outermost and connection.vendor == "postgresql":
-            # One snapshot for the deletes and the recount (the first statement of the transaction). Inside
-            # a caller's transaction the caller chose its isolation; writers should be quiet then.
-            with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        lock_key(*LOCK)
+        result.rows["contact_hours_removed"] = direct_counts.stale_contact_hours(start, end).delete()[0]
+    sql, params = direct_counts.contact_hours(start, end).query.sql_with_params()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {ContactHour._meta.db_table} (provider_id, hour, conversation_id) {sql} "
+                       "ON CONFLICT DO NOTHING", params)
+        result.rows["contact_hours_added"] = cursor.rowcount
+    replies = direct_counts.template_replies(start, end)
+    with transaction.atomic():
+        stale = TemplateReply.objects.filter(message__created_at__gte=start, message__created_at__lt=end).exclude(
+            message_id__in=list(replies))
+        result.rows["template_replies_removed"] = stale.delete()[0]
+        added = TemplateReply.objects.bulk_create(
+            [TemplateReply(message_id=pk, replied_at=at) for pk, at in replies.items()], ignore_conflicts=True)
+        result.rows["template_replies"] = len(added)
+
+
+def _recount(start: datetime, end: datetime, result: RebuildResult) -> None:
+    with read_snapshot():
         CountDelta.objects.filter(period__gte=start, period__lt=end).delete()
         HourlyCount.objects.filter(hour__gte=start, hour__lt=end).delete()
         TemplateDailyCount.objects.filter(day__gte=start, day__lt=end).delete()
-        ContactHour.objects.filter(hour__gte=start, hour__lt=end).delete()
-        result.rows["contact_hours"] = _insert_select(
-            ContactHour._meta.db_table, "provider_id, hour, conversation_id", direct_counts.contact_hours(start, end))
         for query in direct_counts.hourly_queries(start, end):
             result.rows[query.name] = _insert_hourly(query.rows)
         for query in direct_counts.template_queries(start, end):
@@ -153,7 +161,6 @@ def _rebuild_once(start: datetime, end: datetime) -> RebuildResult:
                     for row in direct_counts.template_opt_outs(start, end)]
         TemplateDailyCount.objects.bulk_create(opt_outs)
         result.rows["template_opted_out"] = len(opt_outs)
-    return result
 
 
 def _insert_hourly(rows) -> int:
@@ -172,7 +179,8 @@ Key = tuple  # (provider_id, period, metric) or (provider_id, template_id, perio
 
 
 def rolled_up(start: datetime, end: datetime) -> tuple[dict[Key, list], dict[Key, int]]:
-    """The figures as the dashboard sees them: squashed rows plus the deltas not folded in yet."""
+    """The figures as the dashboard sees them: squashed rows plus the deltas not folded in yet (read them in
+    one snapshot: see read_snapshot)."""
     hourly: dict[Key, list] = defaultdict(lambda: [0, Decimal("0")])
     daily: dict[Key, int] = defaultdict(int)
     for p, hour, metric, count, total in HourlyCount.objects.filter(hour__gte=start, hour__lt=end).values_list(
@@ -205,9 +213,12 @@ def counted_directly(start: datetime, end: datetime) -> tuple[dict[Key, list], d
         hourly[(row["p"], row["period"], "contacts")] = [row["count"], Decimal("0")]
     daily: dict[Key, int] = {}
     for query in direct_counts.template_queries(start, end):
+        if query.name == "template_replied":
+            continue
         for row in query.rows:
             daily[(row["p"], row["t"], row["period"], row["metric"])] = row["count"]
-    for row in direct_counts.template_opt_outs(start, end):
+    replied = direct_counts.template_reply_counts(direct_counts.template_replies(start, end))
+    for row in [*replied, *direct_counts.template_opt_outs(start, end)]:
         daily[(row["p"], row["t"], row["period"], row["metric"])] = row["count"]
     return hourly, daily
 
@@ -226,8 +237,11 @@ class CheckResult:
 def counts_check(start: datetime | None = None, end: datetime | None = None) -> CheckResult:
     """Compare the rolled-up figures of [start, end) (whole UTC days) with a direct count."""
     start, end = _whole_days(start, end)
-    rolled_hourly, rolled_daily = rolled_up(start, end)
-    direct_hourly, direct_daily = counted_directly(start, end)
+    # Both sides from one snapshot: the triggers write a change's deltas in its own transaction, so the two
+    # agree exactly however busy the platform is.
+    with read_snapshot():
+        rolled_hourly, rolled_daily = rolled_up(start, end)
+        direct_hourly, direct_daily = counted_directly(start, end)
     differences = []
     for key in sorted(set(rolled_hourly) | set(direct_hourly), key=str):
         rolled = rolled_hourly.get(key, [0, Decimal("0")])

@@ -137,3 +137,16 @@ def test_squashing_while_writers_write_loses_nothing():
     assert figures["sent:text"][0] == 240 and figures["delivered"][0] == 240
     assert not CountDelta.objects.exists()
     assert counts_check().ok
+
+
+def test_a_late_customer_message_older_than_the_last_reply_does_not_wait(say, sandbox_provider, superuser):
+    contact = say("+34600100500", "Hi", at=time.time() - 600)
+    reply = message_send_text(provider=sandbox_provider, contact=contact, text="Hello!", actor=superuser)
+    assert reply.response_seconds == pytest.approx(600, abs=5)
+    # Delivered late by the provider: written before our reply, so our reply answered it.
+    say("+34600100500", "Are you there?", at=time.time() - 300)
+    conversation = Conversation.objects.get(contact=contact)
+    assert conversation.awaiting_reply_since is None
+    later = message_send_text(provider=sandbox_provider, contact=contact, text="Still here.", actor=superuser)
+    assert later.response_seconds is None
+    assert _figures("reply_time")["reply_time"][0] == 1

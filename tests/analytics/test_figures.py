@@ -122,3 +122,11 @@ def test_staff_without_the_permission_see_the_plain_index(client):
     client.force_login(user)
     page = client.get(reverse("admin:index"))
     assert page.status_code == 200 and "wa-dashboard-data" not in page.content.decode()
+
+
+@pytest.mark.parametrize("until", ["9999-12-31", "0001-01-01"])
+def test_dates_out_of_range_are_refused_not_crashed_on(until, admin_client_logged):
+    response = _reader().get("/api/v1/analytics/summary/", {"until": until})
+    assert response.status_code == 400 and "between the years" in json_body(response)["detail"]
+    page = admin_client_logged.get(reverse("admin:index"), {"until": until})
+    assert page.status_code == 200 and "between the years" in page.content.decode()

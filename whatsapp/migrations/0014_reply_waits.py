@@ -16,6 +16,11 @@ class Migration(migrations.Migration):
             field=models.DateTimeField(blank=True, help_text="The customer's first message that no person has answered yet.", null=True),
         ),
         migrations.AddField(
+            model_name='conversation',
+            name='last_reply_at',
+            field=models.DateTimeField(blank=True, help_text='When a person last wrote in it.', null=True),
+        ),
+        migrations.AddField(
             model_name='message',
             name='first_response',
             field=models.BooleanField(default=False, help_text='The first reply of its 24-hour window.'),

@@ -126,13 +126,15 @@ def conversation_get_or_create(*, provider: Provider, contact: Contact, external
     transaction ends (the caller is about to open or extend its session).
     """
     rows = Conversation.objects.filter(provider=provider, contact=contact)
-    conversation = (rows.select_for_update() if lock else rows).first()
+    # NO KEY: lockers take turns, while rows that merely point at the conversation (messages, AI calls, the
+    # assistant's state) can still be written meanwhile.
+    conversation = (rows.select_for_update(no_key=True) if lock else rows).first()
     if conversation is None:
         try:
             with transaction.atomic():
                 conversation = Conversation.objects.create(provider=provider, contact=contact)
         except IntegrityError:
-            conversation = (rows.select_for_update() if lock else rows).get()
+            conversation = (rows.select_for_update(no_key=True) if lock else rows).get()
     external_id = external_id[:64]
     if external_id and conversation.external_conversation_id != external_id:
         # The provider's own thread id (Chatwoot's conversation), needed to reply in that thread.

@@ -166,8 +166,10 @@ def message_send(request: SendRequest) -> tuple[Message, bool]:
     send_rules.check_consent(contact, request.purpose)
     send_rules.check_recipient(provider, contact)
     _check_media_upload(request.media)
-    # A person's reply settles the conversation's wait: replies to one conversation take turns.
-    conversation = conversation_get_or_create(provider=provider, contact=contact, lock=not request.purpose)
+    # A person's reply settles the conversation's wait: replies to one conversation take turns. A bulk send
+    # (a campaign, a notification from another system) answers no one.
+    answers = not request.purpose and request.lane != Message.Lane.BULK
+    conversation = conversation_get_or_create(provider=provider, contact=contact, lock=answers)
     text, content = _content(request, conversation)
     send_rules.check_window(conversation, request.message_type)
     variables: dict[str, Any] = {}
@@ -179,7 +181,7 @@ def message_send(request: SendRequest) -> tuple[Message, bool]:
         raise SendRefused("invalid_content", "reply_to must be a message of the same conversation")
     now = timezone.now()
     session = session_current(conversation, at=now)
-    wait = None if request.purpose else reply_wait(conversation, session, at=now)
+    wait = reply_wait(conversation, session, at=now) if answers else None
     message = Message(
         provider=provider, conversation=conversation, session=session, direction=Message.Direction.OUTBOUND,
         message_type=request.message_type, text=text, content=content, reply_to=request.reply_to,
@@ -202,8 +204,9 @@ def message_send(request: SendRequest) -> tuple[Message, bool]:
         return existing, False
     _store_upload(message, request.media)
     message_enqueue(message)
-    if not message.purpose:
+    if answers:
         reply_record(conversation, session, wait, at=now)
+    if not message.purpose:
         hooks.human_reply_recorded.fire(message=message)
     logger.info("message queued", extra={"message_id": message.pk, "provider_id": provider.pk,
                                          "message_type": message.message_type, "lane": message.lane})
