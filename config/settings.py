@@ -611,6 +611,9 @@ EMAIL_USE_SSL = _EMAIL.get("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT_SECONDS", default=10)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="whatsapp-platform@localhost")
 ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# The time one alert check spends sending notices (it holds the evaluation lock meanwhile): the notices it
+# leaves untried wait for the next check, a minute later.
+ALERT_NOTICE_BUDGET_SECONDS = env.float("ALERT_NOTICE_BUDGET_SECONDS", default=20.0)
 
 # --- Logging: JSON lines with the correlation id that follows a webhook into its tasks ---
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")

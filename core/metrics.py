@@ -71,7 +71,7 @@ WEBHOOKS_RECEIVED = Counter(
 WEBHOOKS_REJECTED = Counter(
     "whatsapp_webhooks_rejected",
     "Webhook requests refused, by reason: invalid_body, signature_missing, signature_invalid, unknown_provider, "
-    "method_not_allowed, length_required, too_large, unsupported_content_type, throttled, other.",
+    "length_required, too_large, unsupported_content_type, throttled, other.",
     ["provider_kind", "provider_id", "reason"],
 )
 WEBHOOK_PROCESSING_SECONDS = Histogram(

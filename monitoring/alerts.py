@@ -3,7 +3,8 @@ Alert rules, checked every minute by a beat job. Each rule reads one figure from
 failures, webhooks, the queues, templates). When its condition starts holding (and has kept holding for the
 rule's `for_minutes`) one incident opens; when it stops holding the incident resolves. The opening and the
 resolution are each told once, by email and by a signed webhook POST; a notice that could not go out is
-recorded on its row and tried again at the next check, for up to a day.
+recorded on its row and tried again at the next check, for up to a day. The notices of one check share a
+time budget (ALERT_NOTICE_BUDGET_SECONDS), so receivers that do not answer cannot hold the checks up.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ import hashlib
 import hmac
 import json
 import logging
+import smtplib
+import socket
+import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -25,11 +31,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from core.locks import try_session_lock
-from monitoring.models import AlertIncident, AlertKind, AlertNotification, AlertRule
+from monitoring.models import AlertIncident, AlertKind, AlertNotification, AlertRule, webhook_host_problem
 from templates_app.models import MessageTemplate
 from templates_app.selectors import account_filter
 from whatsapp.models import Message, SendAttempt, WebhookEvent
+from whatsapp.providers.base import ProviderError
 from whatsapp.providers.events import MessageStatus, TemplateStatus
+from whatsapp.providers.safe_fetch import ADDRESS_CHECKS, CheckedAddressTransport, DownloadRefused
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +78,17 @@ class EvaluationReport:
     failed_rules: list[str] = field(default_factory=list)
     notices_sent: int = 0
     notices_failed: int = 0
+    # Pending notices this check did not try: the budget ran out, their receiver could not be reached for an
+    # earlier notice, or an earlier notice of their incident and channel failed. The next check tries them.
+    notices_not_attempted: int = 0
 
     def summary(self) -> str:
         if self.skipped:
             return "skipped: another evaluation is running"
         text = (f"{self.evaluated} rule(s) checked, {len(self.opened)} incident(s) opened, "
                 f"{len(self.resolved)} resolved; {self.notices_sent} notice(s) sent, {self.notices_failed} failed")
+        if self.notices_not_attempted:
+            text += f", {self.notices_not_attempted} left for the next check"
         if self.failed_rules:
             text += "; could not check: " + ", ".join(self.failed_rules)
         return text
@@ -360,19 +373,52 @@ class NoLongerConfigured(Exception):
     """The rule no longer has this channel: nothing to retry."""
 
 
+class DestinationRefused(Exception):
+    """The webhook's host is, or resolves to, an address notices are never posted to: link-local (where the
+    cloud metadata service answers), unspecified, multicast or reserved, or a metadata service's name."""
+
+    def __init__(self, problem: str):
+        super().__init__(problem)
+        self.category = "refused: " + problem.removeprefix("an ").removeprefix("a ")
+
+
+class HostUnresolved(Exception):
+    """The webhook's host name did not resolve."""
+
+
+def _refused_problem(refusal: DownloadRefused) -> str:
+    # The address check's refusal ends with its problem ("... it resolves to 169.254.169.254, a link-local
+    # address"); only those always refused can occur, as the rule's own host may be private.
+    text = str(refusal)
+    return next((problem for _, problem, _ in ADDRESS_CHECKS if text.endswith(problem)), "an address not allowed")
+
+
 def _post_webhook(notice: AlertNotification, rule: AlertRule) -> None:
     # Loaded only here: a secret that no key in FIELD_ENCRYPTION_KEYS opens fails this notice, not the check.
     secret = AlertRule.objects.filter(pk=rule.pk).values_list("credentials", flat=True).get().get("webhook_secret")
     if not rule.webhook_url or not secret:
         raise NoLongerConfigured("the rule has no webhook URL and secret any more")
+    url = httpx.URL(rule.webhook_url)
+    # A rule saved before its URL was checked, or written around the form.
+    if problem := webhook_host_problem(url.host):
+        raise DestinationRefused(problem)
     timestamp = int(time.time())
     # The timestamp is in the signed body too, so a receiver can refuse a replayed notice.
     body = json.dumps(_payload(notice, rule, timestamp), separators=(",", ":"), sort_keys=True).encode()
-    response = httpx.post(rule.webhook_url, content=body, follow_redirects=False,
-                          timeout=settings.ALERT_WEBHOOK_TIMEOUT_SECONDS,
-                          headers={"Content-Type": "application/json", "User-Agent": "whatsapp-platform-alerts",
-                                   SIGNATURE_HEADER: webhook_signature(secret, body),
-                                   TIMESTAMP_HEADER: str(timestamp)})
+    # The transport resolves the host once, checks every address it answers, and connects to a checked one,
+    # so a name that resolves to a link-local address is refused, even one that answers differently between
+    # a check and the connection. The rule's host counts as one the operator configured: it may be private or
+    # loopback (an internal relay). No proxy from the environment: it would resolve the name itself, unchecked.
+    try:
+        with httpx.Client(transport=CheckedAddressTransport(trusted_hosts=(url.host,)), trust_env=False,
+                          follow_redirects=False, timeout=settings.ALERT_WEBHOOK_TIMEOUT_SECONDS) as client:
+            response = client.post(url, content=body, headers={
+                "Content-Type": "application/json", "User-Agent": "whatsapp-platform-alerts",
+                SIGNATURE_HEADER: webhook_signature(secret, body), TIMESTAMP_HEADER: str(timestamp)})
+    except DownloadRefused as exc:
+        raise DestinationRefused(_refused_problem(exc)) from exc
+    except ProviderError as exc:  # raised by the address check only when the name does not resolve
+        raise HostUnresolved(str(exc)) from exc
     if not response.is_success:
         raise NoticeRefused(f"HTTP {response.status_code}")
 
@@ -396,45 +442,134 @@ def _send_email(notice: AlertNotification, rule: AlertRule) -> None:
 SENDERS = {AlertNotification.Channel.EMAIL: _send_email, AlertNotification.Channel.WEBHOOK: _post_webhook}
 
 
-def _deliver(notice: AlertNotification, now: datetime) -> bool:
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def failure_category(exc: Exception) -> str:
+    """Why a notice failed, in a few fixed words for the incident's page. The exception's own text, which may
+    name internal hosts and ports or quote a mail server, goes to the log only."""
+    if isinstance(exc, NoticeRefused | NoLongerConfigured):
+        return str(exc)
+    if isinstance(exc, DestinationRefused):
+        return exc.category
+    if isinstance(exc, HostUnresolved):
+        return "could not resolve host"
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return "mail server refused the login"
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return "mail server refused the recipients"
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return "mail server refused the sender"
+    if isinstance(exc, smtplib.SMTPServerDisconnected):
+        return "mail server disconnected"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return f"mail server answered {exc.smtp_code}"
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return "not a usable http(s) URL"
+    causes = list(_causes(exc))
+    for kinds, category in ((httpx.TimeoutException | TimeoutError, "timed out"),
+                            (ConnectionRefusedError, "connection refused"),
+                            (socket.gaierror, "could not resolve host"),
+                            (ssl.SSLCertVerificationError, "TLS certificate not trusted"),
+                            (ssl.SSLError, "TLS error"),
+                            (httpx.TransportError | OSError, "connection failed")):
+        if any(isinstance(cause, kinds) for cause in causes):
+            return category
+    return f"unexpected error ({type(exc).__name__})"
+
+
+def _unreachable(exc: Exception) -> bool:
+    """Whether the receiver (or the mail server) was not reached at all, rather than answering no: its next
+    notice would most likely wait just as long."""
+    if isinstance(exc, smtplib.SMTPConnectError | smtplib.SMTPServerDisconnected):
+        return True
+    if isinstance(exc, smtplib.SMTPException | httpx.UnsupportedProtocol):
+        return False  # the server answered, or nothing was tried
+    return isinstance(exc, httpx.TransportError | HostUnresolved | OSError)
+
+
+SENT, FAILED, UNREACHABLE = "sent", "failed", "unreachable"
+
+
+def _deliver(notice: AlertNotification, now: datetime) -> str:
+    """One attempt at a notice, recorded on its row: SENT, FAILED (it waits for the next check, or was given
+    up), or UNREACHABLE (failed without reaching the receiver)."""
     rule = notice.incident.rule
     notice.attempts += 1
     notice.last_attempt_at = now
+    outcome = SENT
     try:
         SENDERS[notice.channel](notice, rule)
     except NoLongerConfigured as exc:
         notice.status, notice.last_error = AlertNotification.Status.GAVE_UP, str(exc)
+        outcome = FAILED
     except Exception as exc:  # noqa: BLE001 - any failure of a mail server or a receiver is recorded and retried
-        notice.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+        notice.last_error = failure_category(exc)
+        outcome = UNREACHABLE if _unreachable(exc) else FAILED
         logger.warning("alert notice failed", extra={"notice": notice.pk, "channel": notice.channel,
-                                                     "error": notice.last_error})
+                                                     "error": notice.last_error,
+                                                     "detail": f"{type(exc).__name__}: {exc}"[:1000]})
     else:
         notice.status, notice.sent_at, notice.last_error = AlertNotification.Status.SENT, now, ""
     notice.save(update_fields=["status", "attempts", "last_attempt_at", "sent_at", "last_error"])
-    return notice.status == AlertNotification.Status.SENT
+    return outcome
 
 
-def _deliver_pending(now: datetime, report: EvaluationReport) -> None:
+def _receiver(notice: AlertNotification) -> str:
+    """Where a notice goes, as far as reaching it goes: the webhook URL's host and port, or the mail server
+    (one for every rule)."""
+    if notice.channel == AlertNotification.Channel.WEBHOOK:
+        return "webhook " + urlsplit(notice.incident.rule.webhook_url).netloc.lower()
+    return "email"
+
+
+def _deliver_pending(now: datetime, report: EvaluationReport, rule_ids: list[int] | None) -> None:
     pending = (AlertNotification.objects.filter(status=AlertNotification.Status.PENDING)
                .select_related("incident__rule__provider")
                .defer("incident__rule__credentials", "incident__rule__provider__credentials")
                .order_by("created_at", "pk"))
-    # Per incident and channel the resolution is told only after the opening: while the opening notice keeps
-    # failing, the resolution waits behind it.
-    waiting: set[tuple[int, str]] = set()
+    if rule_ids is not None:
+        pending = pending.filter(incident__rule_id__in=rule_ids)
+    # Per incident and channel the notices go in order: the resolution only after the opening, so while the
+    # opening keeps failing the resolution waits behind it.
+    queues: dict[tuple[int, str], list[AlertNotification]] = {}
     for notice in pending:
-        key = (notice.incident_id, notice.channel)
-        if key in waiting:
-            continue
         if now - notice.created_at > NOTIFY_RETRY_FOR:
             notice.status = AlertNotification.Status.GAVE_UP
             notice.save(update_fields=["status"])
             continue
-        if _deliver(notice, now):
-            report.notices_sent += 1
-        else:
+        queues.setdefault((notice.incident_id, notice.channel), []).append(notice)
+    # Notices never tried go first, then those tried longest ago: what the budget leaves over is what was
+    # tried most recently, so receivers that keep failing cannot keep the others from ever being tried.
+    ordered = sorted(queues.values(), key=lambda queue: (queue[0].last_attempt_at is not None,
+                                                          queue[0].last_attempt_at or queue[0].created_at,
+                                                          queue[0].created_at, queue[0].pk))
+    # This runs under the evaluation lock, before the next check may start: a receiver that does not answer
+    # costs up to its timeout per attempt. The budget bounds the wait (past it by one attempt at most), and a
+    # receiver not reached once is not tried again in this check.
+    deadline = time.monotonic() + settings.ALERT_NOTICE_BUDGET_SECONDS
+    unreachable: set[str] = set()
+    for queue in ordered:
+        for position, notice in enumerate(queue):
+            receiver = _receiver(notice)
+            if receiver in unreachable or time.monotonic() >= deadline:
+                report.notices_not_attempted += len(queue) - position
+                break
+            outcome = _deliver(notice, now)
+            if outcome == SENT:
+                report.notices_sent += 1
+                continue
             report.notices_failed += 1
-            waiting.add(key)
+            report.notices_not_attempted += len(queue) - position - 1
+            if outcome == UNREACHABLE:
+                unreachable.add(receiver)
+            break
 
 
 # --- the job -----------------------------------------------------------------------------------------------
@@ -442,7 +577,8 @@ def _deliver_pending(now: datetime, report: EvaluationReport) -> None:
 def alerts_evaluate(*, now: datetime | None = None, rule_ids: list[int] | None = None) -> EvaluationReport:
     """
     Check every enabled rule (or only `rule_ids`), open and resolve incidents, and send the notices due
-    (including earlier ones that failed). One evaluation at a time (a session-level advisory lock, so no
+    (including earlier ones that failed; with `rule_ids`, only those rules' notices) within
+    ALERT_NOTICE_BUDGET_SECONDS. One evaluation at a time (a session-level advisory lock, so no
     database transaction stays open while mail servers and webhooks are called): a second one returns at once,
     marked skipped. Never raises for one rule or one notice: each is logged and the others go on.
     """
@@ -463,8 +599,9 @@ def alerts_evaluate(*, now: datetime | None = None, rule_ids: list[int] | None =
                 logger.exception("alert rule could not be checked", extra={"rule": rule.pk})
                 report.failed_rules.append(rule.name)
         _resolve_disabled(now, report, rule_ids)
-        _deliver_pending(now, report)
-    if report.opened or report.resolved or report.failed_rules or report.notices_failed:
+        _deliver_pending(now, report, rule_ids)
+    if (report.opened or report.resolved or report.failed_rules or report.notices_failed
+            or report.notices_not_attempted):
         logger.info("alerts evaluated", extra={"summary": report.summary()})
     return report
 

@@ -47,6 +47,8 @@ CIRCUIT_VALUES = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitStat
 PROVIDER_LABELS = ("provider_kind", "provider_id")
 # The labels of figures that belong to no provider we have (a deleted provider's rows).
 NO_PROVIDER_LABELS = (NO_PROVIDER, NO_PROVIDER)
+# Headers a reverse proxy adds to what it passes on.
+FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 
 
 # --- access -----------------------------------------------------------------------------------------
@@ -84,15 +86,26 @@ def _plain(status: int, text: str) -> HttpResponse:
     return response
 
 
+def _untrusted_forwarding(request: HttpRequest) -> str | None:
+    """The forwarding header a request carries while no proxy is trusted (TRUSTED_PROXY_COUNT=0); None
+    otherwise. Its peer is then a proxy whose clients we cannot tell apart: a reverse proxy on this host makes
+    every request it passes on come from 127.0.0.1, which the default allow-list lets in."""
+    if settings.TRUSTED_PROXY_COUNT > 0:
+        return None
+    return next((header for header in FORWARDING_HEADERS if header in request.headers), None)
+
+
 def _refusal(request: HttpRequest) -> HttpResponse | None:
     """Why this request may not read the metrics; None when it may. Either credential is enough: the token,
-    or a client address in METRICS_ALLOWED_NETWORKS."""
+    or a client address in METRICS_ALLOWED_NETWORKS (not for a request forwarded by a proxy that is not
+    trusted: its address is the proxy's)."""
     presented = _presented_token(request)
     expected = settings.METRICS_TOKEN
     if presented and expected and hmac.compare_digest(presented.encode(), expected.encode()):
         return None
     address = client_address(request)
-    if _address_allowed(address):
+    forwarded_by = _untrusted_forwarding(request)
+    if forwarded_by is None and _address_allowed(address):
         return None
     if presented is not None:
         if not presented:
@@ -103,6 +116,11 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
             reason = "this server accepts no metrics token (METRICS_TOKEN is not set)"
         response = _plain(401, reason)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+    elif forwarded_by is not None:
+        response = _plain(403, f"this request came through a proxy ({forwarded_by} header) and no proxy is "
+                               f"trusted (TRUSTED_PROXY_COUNT=0), so its client address is unknown: set "
+                               f"TRUSTED_PROXY_COUNT to the number of proxies in front of this server, or scrape "
+                               f"with the metrics token (Authorization: Bearer)")
     else:
         response = _plain(403, f"metrics need the metrics token (Authorization: Bearer) or a client address in "
                                f"METRICS_ALLOWED_NETWORKS; {address or 'this client'} is not in it")

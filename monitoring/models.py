@@ -1,8 +1,12 @@
+import ipaddress
+from urllib.parse import urlsplit
+
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
 
 from core.fields import EncryptedJSONField
+from whatsapp.providers.safe_fetch import address_problem
 
 
 class WorkerHeartbeat(models.Model):
@@ -37,6 +41,37 @@ WINDOWED_KINDS = (*RATE_KINDS, AlertKind.ERROR_CODE_SPIKE, AlertKind.WEBHOOK_FAI
 def _recipient_list(text: str) -> list[str]:
     return [address for address in (part.strip() for part in text.replace(";", ",").replace("\n", ",").split(","))
             if address]
+
+
+# Names under which cloud platforms serve an instance's metadata, its access tokens among it. They resolve to
+# a link-local address only inside the cloud, so the name itself is refused too.
+METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata", "instance-data",
+                            "instance-data.ec2.internal"})
+
+
+def webhook_host_problem(host: str) -> str:
+    """Why alert notices may not go to `host` (a URL's host: a name, or an address), judged from the host
+    alone; "" when they may. Link-local, unspecified, multicast and reserved addresses and the metadata
+    names are refused; loopback and private addresses are allowed, as an internal alert relay is a normal
+    receiver. A name's addresses are checked when a notice is sent (monitoring.alerts)."""
+    host = host.strip().rstrip(".").lower()
+    if host in METADATA_HOSTS:
+        return "a cloud metadata service"
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return ""
+    return address_problem(address, private_allowed=True)
+
+
+def webhook_url_problem(url: str) -> str:
+    """Why alert notices may not go to `url`, naming its host ("" when they may)."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return ""  # not a URL: the field's own validation says so
+    problem = webhook_host_problem(host)
+    return f"{host} is {problem}" if problem else ""
 
 
 class AlertRule(models.Model):
@@ -109,7 +144,12 @@ class AlertRule(models.Model):
                 validate_email(address)
             except ValidationError:
                 errors["email_recipients"] = f"{address!r} is not an email address."
-        if self.webhook_url and not self.webhook_secret:
+        if self.webhook_url and (problem := webhook_url_problem(self.webhook_url)):
+            errors["webhook_url"] = (f"Alert notices are not sent there: {problem}. Such an address reaches the "
+                                     f"machine's or its cloud's own services (the metadata service among them), "
+                                     f"not an alert receiver; a private or loopback address, such as an internal "
+                                     f"relay, is fine.")
+        elif self.webhook_url and not self.webhook_secret:
             errors["webhook_url"] = "A webhook needs a signing secret, so that its receiver can check the sender."
         if self.kind == AlertKind.ERROR_CODE_SPIKE and not self.error_code.strip():
             errors["error_code"] = "Name the error code whose spike this rule watches."

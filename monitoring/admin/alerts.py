@@ -95,7 +95,8 @@ class AlertRuleAdmin(AuditedModelAdmin):
         if report.skipped:
             self.message_user(request, "An evaluation is running; try again in a moment.", messages.WARNING)
             return
-        level = messages.WARNING if report.failed_rules or report.notices_failed else messages.SUCCESS
+        level = (messages.WARNING if report.failed_rules or report.notices_failed or report.notices_not_attempted
+                 else messages.SUCCESS)
         self.message_user(request, report.summary().capitalize() + ".", level)
 
 

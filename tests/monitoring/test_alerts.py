@@ -5,6 +5,7 @@ passing `now` to the evaluation."""
 import hashlib
 import hmac
 import json
+import socket
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,8 +49,8 @@ def conversation(sandbox_provider):
     return customer(sandbox_provider).conversations.get()
 
 
-def make_rule(receiver, kind: str, threshold: float, **fields) -> AlertRule:
-    rule = AlertRule(name=f"{kind} rule", kind=kind, threshold=threshold, email_recipients="ops@example.com, "
+def make_rule(receiver, kind: str, threshold: float, *, name: str = "", **fields) -> AlertRule:
+    rule = AlertRule(name=name or f"{kind} rule", kind=kind, threshold=threshold, email_recipients="ops@example.com, "
                      "oncall@example.com", webhook_url=receiver.url + RECEIVER_PATH, **fields)
     rule.webhook_secret = SECRET
     rule.full_clean()
@@ -369,12 +370,13 @@ def test_a_failed_webhook_is_recorded_and_sent_at_the_next_check(conversation, r
     incident = AlertIncident.objects.get()
     assert (report.notices_sent, report.notices_failed) == (1, 1)
     webhook = incident.notifications.get(channel=AlertNotification.Channel.WEBHOOK)
-    assert (webhook.status, webhook.attempts, webhook.last_error) == ("pending", 1, "NoticeRefused: HTTP 503")
+    assert (webhook.status, webhook.attempts, webhook.last_error) == ("pending", 1, "HTTP 503")
 
     # Resolved while the opening still fails: the resolution waits behind the opening, on that channel only.
     Message.objects.filter(pk=message.pk).update(status=MessageStatus.SENT)
     report = alerts_evaluate(now=now + MINUTE)
-    assert (report.notices_sent, report.notices_failed) == (1, 1)
+    assert (report.notices_sent, report.notices_failed, report.notices_not_attempted) == (1, 1, 1)
+    assert report.summary().endswith("1 notice(s) sent, 1 failed, 1 left for the next check")
     assert [mail.subject for mail in mailoutbox] == ["[alert] queue_backlog rule", "[resolved] queue_backlog rule"]
     assert incident.notifications.get(channel="webhook", event="resolved").attempts == 0
 
@@ -395,7 +397,7 @@ def test_a_mail_server_down_fails_only_the_email(conversation, receiver, mailout
     report = alerts_evaluate(now=now)
     assert (report.notices_sent, report.notices_failed) == (1, 1)
     email = AlertNotification.objects.get(channel="email")
-    assert email.status == "pending" and email.last_error.startswith("ConnectionRefusedError")
+    assert (email.status, email.last_error) == ("pending", "connection refused")
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     report = alerts_evaluate(now=now + MINUTE)
@@ -411,7 +413,7 @@ def test_an_unreachable_receiver_does_not_stop_the_job(conversation, receiver, m
     outbound(conversation, MessageStatus.QUEUED, next_attempt_at=now - 11 * MINUTE)
     report = alerts_evaluate(now=now)
     assert report.opened and (report.notices_sent, report.notices_failed) == (1, 1)
-    assert "Timeout" in AlertNotification.objects.get(channel="webhook").last_error
+    assert AlertNotification.objects.get(channel="webhook").last_error == "timed out"
 
 
 def test_a_notice_failing_for_a_day_is_given_up(conversation, receiver, mailoutbox):
@@ -558,3 +560,198 @@ def test_evaluate_now_and_the_incident_list(admin_client_logged, conversation, r
     page = admin_client_logged.get(f"/admin/monitoring/alertincident/{incident.pk}/change/").content.decode()
     assert "Webhook" in page and "Email" in page
     assert admin_client_logged.get("/admin/monitoring/alertincident/add/").status_code == 403
+
+
+# --- where webhooks may go ---------------------------------------------------------------------------------
+
+REFUSED_URLS = {
+    "http://169.254.169.254/latest/meta-data/": "169.254.169.254 is a link-local address",
+    "https://[fe80::1]/alerts": "fe80::1 is a link-local address",
+    "http://[::ffff:169.254.169.254]/": "::ffff:169.254.169.254 is a link-local address",
+    "http://0.0.0.0:8080/alerts": "0.0.0.0 is an unspecified address",
+    "http://[::]/alerts": ":: is an unspecified address",
+    "http://metadata.google.internal/computeMetadata/v1/": "metadata.google.internal is a cloud metadata service",
+}
+
+
+@pytest.mark.parametrize("url", REFUSED_URLS)
+def test_a_webhook_to_a_link_local_or_unspecified_address_is_refused_when_saved(url):
+    rule = AlertRule(name="refused", kind=AlertKind.QUEUE_BACKLOG, threshold=600, webhook_url=url)
+    rule.webhook_secret = SECRET
+    with pytest.raises(ValidationError) as refused:
+        rule.full_clean()
+    assert REFUSED_URLS[url] in refused.value.message_dict["webhook_url"][0]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000/alerts", "http://10.1.2.3/alerts", "http://[::1]/alerts",
+                                 "http://192.168.0.10:8080/hook", "https://alerts.example.com/hook"])
+def test_private_and_loopback_receivers_are_allowed(url):
+    rule = AlertRule(name="internal relay", kind=AlertKind.QUEUE_BACKLOG, threshold=600, webhook_url=url)
+    rule.webhook_secret = SECRET
+    rule.full_clean()
+
+
+def test_the_admin_form_says_why_a_webhook_address_is_refused(admin_client_logged):
+    form = {"name": "Queue", "kind": AlertKind.QUEUE_BACKLOG, "provider": "", "threshold": "600", "error_code": "",
+            "window_minutes": "15", "for_minutes": "0", "min_sends": "20", "enabled": "on", "email_recipients": "",
+            "webhook_url": "169.254.169.254/latest/meta-data/", "webhook_secret": SECRET}
+    response = admin_client_logged.post("/admin/monitoring/alertrule/add/", form)
+    page = response.content.decode()
+    assert response.status_code == 200 and not AlertRule.objects.exists()
+    assert "169.254.169.254 is a link-local address" in page and "internal relay" in page
+
+
+@pytest.fixture
+def resolving(monkeypatch):
+    """Names of our own, answered as a test says: `answers[name]` is the list of addresses each lookup of it
+    returns in turn (the last one repeats). Lookups of other hosts go to the system's resolver."""
+    answers: dict[str, list[str]] = {}
+    lookups: list[str] = []
+    system = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host not in answers:
+            return system(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = answers[host].pop(0) if len(answers[host]) > 1 else answers[host][0]
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port or 80))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return answers, lookups
+
+
+def rule_with_webhook(receiver, conversation, url: str, **fields) -> AlertRule:
+    """A holding rule whose webhook is `url`, written past the form's checks (as an older rule could be)."""
+    rule = make_rule(receiver, AlertKind.QUEUE_BACKLOG, 600, **fields)
+    AlertRule.objects.filter(pk=rule.pk).update(webhook_url=url)
+    if not Message.objects.filter(status=MessageStatus.QUEUED).exists():
+        outbound(conversation, MessageStatus.QUEUED, next_attempt_at=timezone.now() - 11 * MINUTE)
+    return rule
+
+
+@pytest.mark.parametrize(("url", "category"), [
+    ("http://169.254.169.254/latest/meta-data/", "refused: link-local address"),
+    ("http://[::]:8080/alerts", "refused: unspecified address"),
+    ("http://metadata.google.internal/computeMetadata/v1/", "refused: cloud metadata service"),
+])
+def test_a_webhook_to_a_refused_address_is_not_sent(conversation, receiver, mailoutbox, url, category):
+    rule_with_webhook(receiver, conversation, url)
+    report = alerts_evaluate()
+    assert (report.notices_sent, report.notices_failed) == (1, 1)
+    webhook = AlertNotification.objects.get(channel="webhook")
+    # Kept for the next check: a rule corrected meanwhile sends it.
+    assert (webhook.status, webhook.attempts, webhook.last_error) == ("pending", 1, category)
+
+
+def test_a_name_that_resolves_to_a_link_local_address_is_refused_when_sent(conversation, receiver, mailoutbox,
+                                                                            resolving):
+    answers, lookups = resolving
+    answers["alerts.example.test"] = ["169.254.169.254"]
+    rule_with_webhook(receiver, conversation, f"http://alerts.example.test:{receiver.port}{RECEIVER_PATH}")
+    alerts_evaluate()
+    webhook = AlertNotification.objects.get(channel="webhook")
+    assert (webhook.status, webhook.last_error) == ("pending", "refused: link-local address")
+    assert lookups == ["alerts.example.test"] and receiver.hits(RECEIVER_PATH) == []
+
+
+def test_the_webhook_goes_to_the_address_that_was_checked(conversation, receiver, mailoutbox, resolving):
+    # A name that answers a harmless address to the check and a link-local one afterwards: the connection
+    # goes to the address checked, without asking again.
+    answers, lookups = resolving
+    answers["relay.example.test"] = ["127.0.0.1", "169.254.169.254"]
+    rule_with_webhook(receiver, conversation, f"http://relay.example.test:{receiver.port}{RECEIVER_PATH}")
+    report = alerts_evaluate()
+    assert (report.notices_sent, report.notices_failed) == (2, 0)
+    assert lookups == ["relay.example.test"]
+    (request,) = receiver.hits(RECEIVER_PATH)
+    assert request.headers["host"] == f"relay.example.test:{receiver.port}"
+    assert posted(receiver)[0]["event"] == "opened"
+
+
+def test_the_incident_page_names_each_failure_in_a_few_words(admin_client_logged, conversation, receiver,
+                                                               mailoutbox, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2
+    rule_with_webhook(receiver, conversation, receiver.url + "/nobody-here")
+    alerts_evaluate()
+    incident = AlertIncident.objects.get()
+    assert dict(incident.notifications.values_list("channel", "last_error")) == {
+        "email": "connection refused", "webhook": "HTTP 404"}
+    page = admin_client_logged.get(f"/admin/monitoring/alertincident/{incident.pk}/change/").content.decode()
+    assert "connection refused" in page and "HTTP 404" in page
+    assert "Errno" not in page and "NoticeRefused" not in page and "ConnectionRefusedError" not in page
+
+
+# --- the time notices may take -------------------------------------------------------------------------------
+
+def test_notices_left_over_by_the_budget_wait_for_the_next_check(conversation, receiver, mailoutbox, settings):
+    settings.ALERT_NOTICE_BUDGET_SECONDS = 0
+    make_rule(receiver, AlertKind.QUEUE_BACKLOG, 600)
+    now = timezone.now()
+    outbound(conversation, MessageStatus.QUEUED, next_attempt_at=now - 11 * MINUTE)
+    report = alerts_evaluate(now=now)
+    assert report.opened and (report.notices_sent, report.notices_failed, report.notices_not_attempted) == (0, 0, 2)
+    assert report.summary().endswith("0 notice(s) sent, 0 failed, 2 left for the next check")
+    assert set(AlertNotification.objects.values_list("status", "attempts", "last_error")) == {("pending", 0, "")}
+
+    settings.ALERT_NOTICE_BUDGET_SECONDS = 20
+    report = alerts_evaluate(now=now + MINUTE)
+    assert (report.notices_sent, report.notices_failed, report.notices_not_attempted) == (2, 0, 0)
+    assert len(mailoutbox) == 1 and len(posted(receiver)) == 1
+
+
+def test_a_receiver_that_does_not_answer_is_tried_once_per_check(conversation, receiver, mailoutbox, settings):
+    settings.ALERT_WEBHOOK_TIMEOUT_SECONDS = 0.3
+    receiver.routes[RECEIVER_PATH] = [Reply(200, delay=2)]
+    first = make_rule(receiver, AlertKind.QUEUE_BACKLOG, 600, name="backlog")
+    second = make_rule(receiver, AlertKind.QUEUE_BACKLOG, 300, name="long backlog")
+    now = timezone.now()
+    outbound(conversation, MessageStatus.QUEUED, next_attempt_at=now - 11 * MINUTE)
+    report = alerts_evaluate(now=now)
+    assert len(report.opened) == 2
+    # Both emails go; the webhook is tried for the first rule's notice only, the second waits untried.
+    assert (report.notices_sent, report.notices_failed, report.notices_not_attempted) == (2, 1, 1)
+    webhooks = {notice.incident.rule_id: notice for notice in AlertNotification.objects.filter(channel="webhook")}
+    assert (webhooks[first.pk].attempts, webhooks[first.pk].last_error) == (1, "timed out")
+    assert (webhooks[second.pk].status, webhooks[second.pk].attempts) == ("pending", 0)
+    assert len(mailoutbox) == 2
+
+
+def test_notices_never_tried_go_before_those_that_keep_failing(conversation, receiver, mailoutbox, settings):
+    settings.ALERT_WEBHOOK_TIMEOUT_SECONDS = 0.3
+    settings.ALERT_NOTICE_BUDGET_SECONDS = 0.1
+    receiver.routes[RECEIVER_PATH] = [Reply(200, delay=2)]
+    by_webhook = make_rule(receiver, AlertKind.QUEUE_BACKLOG, 600, name="by webhook")
+    by_email = make_rule(receiver, AlertKind.QUEUE_BACKLOG, 300, name="by email")
+    AlertRule.objects.filter(pk=by_webhook.pk).update(email_recipients="")
+    AlertRule.objects.filter(pk=by_email.pk).update(webhook_url="")
+    now = timezone.now()
+    outbound(conversation, MessageStatus.QUEUED, next_attempt_at=now - 11 * MINUTE)
+
+    # The slow webhook uses the whole budget: the email is left for the next check...
+    report = alerts_evaluate(now=now)
+    assert (report.notices_sent, report.notices_failed, report.notices_not_attempted) == (0, 1, 1)
+    assert mailoutbox == []
+    # ... which tries it first, before the webhook that failed.
+    report = alerts_evaluate(now=now + MINUTE)
+    assert report.notices_sent == 1 and len(mailoutbox) == 1
+    assert AlertNotification.objects.get(channel="email", incident__rule=by_email).attempts == 1
+
+
+def test_evaluate_now_sends_only_the_selected_rules_notices(admin_client_logged, conversation, receiver,
+                                                            mailoutbox, settings):
+    settings.ALERT_NOTICE_BUDGET_SECONDS = 0
+    chosen = make_rule(receiver, AlertKind.QUEUE_BACKLOG, 600, name="chosen")
+    other = make_rule(receiver, AlertKind.QUEUE_BACKLOG, 300, name="other")
+    outbound(conversation, MessageStatus.QUEUED, next_attempt_at=timezone.now() - 11 * MINUTE)
+    alerts_evaluate()
+    assert AlertNotification.objects.filter(status="pending", attempts=0).count() == 4
+
+    settings.ALERT_NOTICE_BUDGET_SECONDS = 20
+    response = admin_client_logged.post("/admin/monitoring/alertrule/",
+                                        {"action": "evaluate_now", "_selected_action": [chosen.pk]}, follow=True)
+    assert "2 notice(s) sent, 0 failed" in response.content.decode()
+    assert [mail.subject for mail in mailoutbox] == ["[alert] chosen"]
+    assert [body["rule"]["name"] for body in posted(receiver)] == ["chosen"]
+    assert set(AlertNotification.objects.filter(incident__rule=other).values_list("status", "attempts")) == {
+        ("pending", 0)}

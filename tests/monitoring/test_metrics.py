@@ -18,6 +18,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from ai.models import AiCall, AiCircuit, ProviderAiSettings
+from core.metrics import WEBHOOKS_REJECTED
 from monitoring import metrics as monitoring_metrics
 from tests.conftest import REPO_ROOT, _database_url, customer, event_id
 from whatsapp.models import CircuitState, Message, Provider
@@ -25,6 +26,7 @@ from whatsapp.providers.events import MessageStatus
 from whatsapp.services.delivery import message_deliver
 from whatsapp.services.outbound import message_send_text
 from whatsapp.services.webhooks import webhook_event_process
+from whatsapp.views import REJECTION_REASONS
 
 pytestmark = pytest.mark.django_db
 
@@ -273,6 +275,21 @@ def test_the_client_address_is_seen_through_trusted_proxies_only(client, setting
     assert scrape(client, address=OUTSIDE, HTTP_X_FORWARDED_FOR="127.0.0.1").status_code == 403
 
 
+@pytest.mark.parametrize("header", [{"HTTP_X_FORWARDED_FOR": "198.51.100.20"},
+                                    {"HTTP_FORWARDED": "for=198.51.100.20;proto=https"},
+                                    {"HTTP_X_REAL_IP": "198.51.100.20"}])
+def test_a_request_through_an_untrusted_proxy_gets_no_address_based_access(client, settings, token, header):
+    # A reverse proxy on this host passes a request from outside on from 127.0.0.1; with no proxy trusted,
+    # the address says nothing about the client.
+    assert settings.TRUSTED_PROXY_COUNT == 0
+    refused = scrape(client, address="127.0.0.1", **header)
+    assert refused.status_code == 403
+    reason = refused.content.decode()
+    assert "through a proxy" in reason and "TRUSTED_PROXY_COUNT" in reason and "metrics token" in reason
+    assert scrape(client, address="127.0.0.1", token=token, **header).status_code == 200
+    assert scrape(client, address="127.0.0.1").status_code == 200  # a scrape straight from this host
+
+
 def test_the_token_is_never_logged(client, token, caplog):
     with caplog.at_level(logging.DEBUG):
         scrape(client, token=token)
@@ -280,6 +297,17 @@ def test_the_token_is_never_logged(client, token, caplog):
     assert caplog.records  # the refusal is logged...
     logged = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
     assert token not in logged  # ...without what was presented
+
+
+def test_the_rejection_reasons_in_the_help_text_are_the_ones_counted(client, sandbox_provider):
+    listed = WEBHOOKS_REJECTED.describe()[0].documentation.partition(":")[2].strip(" .").split(", ")
+    # A GET answered 405 (a provider without a verification handshake) is not a counted rejection.
+    assert set(listed) == {reason for status, reason in REJECTION_REASONS.items() if status != 405} | {"other"}
+    before = read(scrape(client, address="127.0.0.1"))
+    response = client.get(f"/webhooks/sandbox/{sandbox_provider.public_id}/")
+    assert response.status_code == 405
+    after = read(scrape(client, address="127.0.0.1"))
+    assert not [key for key in after if key[0] == "whatsapp_webhooks_rejected_total" and after[key] != before.get(key)]
 
 
 def test_only_get_is_answered(client):

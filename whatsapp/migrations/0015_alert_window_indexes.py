@@ -5,9 +5,12 @@
 # lead with status, direction or provider, so without these each check would scan the message table.
 #
 # Partial, so they hold only the rows that have the time set (or an error code). Built CONCURRENTLY on
-# PostgreSQL (this migration is not atomic) so that a large message table keeps taking writes meanwhile;
-# IF NOT EXISTS lets a rerun after an interrupted build go on. They are database-only, like a hand-tuned
-# index: the models' Meta.indexes do not list them.
+# PostgreSQL (this migration is not atomic) so that a large message table keeps taking writes meanwhile.
+# A concurrent build that was interrupted (a cancelled deploy, a lost connection) leaves its index behind
+# marked INVALID: queries never use it, and IF NOT EXISTS would take it for done. So a rerun first drops
+# an index of that name that PostgreSQL marks invalid (DROP INDEX CONCURRENTLY, again without blocking
+# writes) and builds it afresh; IF NOT EXISTS then skips only the finished ones. They are database-only,
+# like a hand-tuned index: the models' Meta.indexes do not list them.
 
 from django.db import migrations
 
@@ -20,9 +23,21 @@ INDEXES = [
 ]
 
 
+def index_is_invalid(connection, name: str) -> bool:
+    """Whether PostgreSQL holds an index `name` (on the search path) left unfinished by an interrupted
+    concurrent build."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT NOT indisvalid FROM pg_catalog.pg_index WHERE indexrelid = to_regclass(%s)", [name])
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
 def create_indexes(apps, schema_editor):
-    concurrently = "CONCURRENTLY " if schema_editor.connection.vendor == "postgresql" else ""
+    postgresql = schema_editor.connection.vendor == "postgresql"
+    concurrently = "CONCURRENTLY " if postgresql else ""
     for name, table, columns, condition in INDEXES:
+        if postgresql and index_is_invalid(schema_editor.connection, name):
+            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
         schema_editor.execute(f"CREATE INDEX {concurrently}IF NOT EXISTS {name} ON {table} ({columns}) "
                               f"WHERE {condition}")
 
