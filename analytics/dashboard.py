@@ -15,6 +15,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from analytics import selectors
+from analytics.selectors import READ_WORK_MEM
 from core.locks import read_snapshot
 
 # Where each "needs a person" tile leads.
@@ -112,7 +113,7 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
     except selectors.FilterError as error:
         problem = str(error)
         filters = selectors.filters_from({})
-    with read_snapshot():
+    with read_snapshot(work_mem=READ_WORK_MEM):
         figures = selectors.Figures(filters)
         summary, templates, errors = figures.summary(), figures.templates(), figures.errors()
         charts = {"grain": filters.grain, "series": figures.series(), "funnel": figures.funnel(),

@@ -16,7 +16,8 @@ from django.db import models
 
 # Ids are kept as plain columns (no foreign-key constraint): the counts outlive what they count, and the
 # triggers that write them should not pay for constraint checks.
-_LOOSE = {"null": True, "blank": True, "on_delete": models.DO_NOTHING, "db_constraint": False, "related_name": "+"}
+_LOOSE = {"null": True, "blank": True, "on_delete": models.DO_NOTHING, "db_constraint": False, "db_index": False,
+          "related_name": "+"}
 
 
 class CountDelta(models.Model):

@@ -27,6 +27,8 @@ from whatsapp.models import CircuitState, Message, MessageStatus, Provider, Webh
 GRAINS = ("hour", "day", "week")
 # The most buckets one answer may hold: a month by the hour, about three years by the day.
 MAX_BUCKETS = {"hour": 24 * 31, "day": 366 * 3, "week": 52 * 10}
+# What a reader of a month by the hour sorts (tens of thousands of count rows) without spilling to disk.
+READ_WORK_MEM = "32MB"
 STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 
 

@@ -71,18 +71,22 @@ def try_session_lock(*parts: object) -> Iterator[bool]:
 
 
 @contextmanager
-def read_snapshot() -> Iterator[None]:
+def read_snapshot(*, work_mem: str = "") -> Iterator[None]:
     """
     Run the block in one transaction that sees one snapshot of the database (PostgreSQL's REPEATABLE
     READ), so that several statements read mutually consistent rows: e.g. counts folded from one table into
     another between two reads are seen in exactly one of them. Inside a caller's transaction it only joins
-    it (the caller chose its isolation). SQLite serializes writers: a plain transaction.
+    it (the caller chose its isolation). `work_mem` (e.g. "32MB") lets its sorts stay in memory. SQLite
+    serializes writers: a plain transaction.
     """
     outermost = not connection.in_atomic_block
     with transaction.atomic():
         if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                if work_mem:
+                    # Sorting memory for this transaction only (a reader that groups many rows).
+                    cursor.execute("SELECT set_config('work_mem', %s, true)", [work_mem])
         yield
 
 

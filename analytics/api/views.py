@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from analytics import selectors
 from analytics.api.renderers import CsvRenderer
-from analytics.selectors import Figures
+from analytics.selectors import READ_WORK_MEM, Figures
 from core.api.errors import REFUSAL, ReadableErrors, refuse
 from core.api.permissions import requires
 from core.locks import read_snapshot
@@ -66,7 +66,7 @@ class FigureView(ReadableErrors, APIView):
             filters = selectors.filters_from(request.query_params)
         except selectors.FilterError as problem:
             return refuse(400, "invalid_filter", str(problem))
-        with read_snapshot():
+        with read_snapshot(work_mem=READ_WORK_MEM):
             rows = FIGURES[self.figure][0](Figures(filters))
         response = Response({"filters": filters.as_dict(), "rows": rows})
         if getattr(request, "accepted_renderer", None) and request.accepted_renderer.format == "csv":

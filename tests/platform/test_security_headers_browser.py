@@ -26,7 +26,7 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from ai.models import AiRequest, ConversationSummary, IntentCategory, ProviderAiSettings
-from analytics.models import HourlyCount
+from analytics.models import HourlyCount, TemplateDailyCount
 from assistant.models import (
     AssistantPolicy,
     AssistantProfile,
@@ -40,6 +40,7 @@ from assistant.models import (
 )
 from contacts.models import ConsentEvent, ConsentKeyword, Contact, DataExport, UserProfile, VerificationChallenge
 from core.api_tokens import api_token_create
+from monitoring.models import AlertIncident, AlertKind, AlertRule
 from tests.ai.test_browser_ai import ledger, stored_ai
 from tests.conftest import admin_log_in, default_group, wait_until
 from tests.whatsapp.inbox.test_sandbox_phone_services import png_bytes, wav_bytes
@@ -205,6 +206,11 @@ def messaging_rows(provider: Provider, conversation: Conversation) -> None:
                                    reason="erasure", next_attempt_at=now)
     HourlyCount.objects.create(provider=provider, hour=now.replace(minute=0, second=0, microsecond=0), metric="read",
                                count=1)
+    TemplateDailyCount.objects.create(provider=provider, day=now.replace(hour=0, minute=0, second=0, microsecond=0),
+                                      metric="sent", count=1)
+    rule = AlertRule.objects.create(name="Error rate", kind=AlertKind.ERROR_RATE, threshold=5,
+                                    email_recipients="ops@example.com")
+    AlertIncident.objects.create(rule=rule, opened_at=now, figure=7.5, summary="7.5% of 40 sends failed")
 
 
 def ai_rows(provider: Provider, conversation: Conversation, user) -> None:
