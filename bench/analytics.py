@@ -7,7 +7,7 @@ database of 1,000,000 messages, and what the count triggers add to the inbound a
 
 1. Data, generated once and kept: the database `wa_bench_analytics_data` is filled with set-based SQL
    (INSERT ... SELECT generate_series) with every trigger off (`session_replication_role = replica`, for the
-   loading session only): --contacts contacts with a phone identity and one conversation each, spread over
+   loading connection only): --contacts contacts with a phone identity and one conversation each, spread over
    --providers sandbox providers (60/30/10 %), --messages messages over the last --days days with a daily
    rhythm (busiest at noon UTC, about nine times the night's rate), half inbound and half outbound; the
    outbound with their sent, delivered, read or failed times (four error codes, a few dead letters), 15 % of
@@ -405,7 +405,7 @@ def generate(args) -> None:
                                            components=[{"type": "BODY", "text": f"{name} for {{{{1}}}}"}])
     timings: dict[str, float] = {}
     with connection.cursor() as cursor:
-        # Every trigger off for this session only (the count triggers and the foreign-key checks): nothing
+        # Every trigger off for this connection only (the count triggers and the foreign-key checks): nothing
         # to re-enable afterwards, even if the load fails half-way. The counts are rebuilt at the end.
         cursor.execute("SET session_replication_role = replica")
         cursor.execute("SET synchronous_commit = off")

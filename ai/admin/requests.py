@@ -16,25 +16,16 @@ from ai.admin.common import ASK_PERMISSION, may_see_conversations, when
 from ai.admin.panel import panel_body
 from ai.models import AiRequest, ReplySuggestion
 from ai.services.requests import AiUnavailable, ai_request_create
-from core.admin.base import ReadOnlyModelAdmin
+from core.admin.base import ReadOnlyModelAdmin, ReadOnlyTabularInline
 from whatsapp.models import Conversation
 
 ASKED = {AiRequest.Kind.SUGGESTIONS: "Reply suggestions asked for: they appear in the AI panel in a few seconds.",
          AiRequest.Kind.SUMMARY: "Summary asked for: it appears in the AI panel in a few seconds."}
 
 
-class ReplySuggestionInline(admin.TabularInline):
+class ReplySuggestionInline(ReadOnlyTabularInline):
     model = ReplySuggestion
     fields = ["position", "text", "template", "template_variables", "language", "for_message"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(AiRequest)

@@ -20,6 +20,22 @@ def _snapshot(obj) -> dict:
     return json.loads(json.dumps(data, default=str))
 
 
+class ReadOnlyTabularInline(admin.TabularInline):
+    """A history shown on its parent's page (reports, notices, suggestions): every field shown, none edited."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 class ReadOnlyModelAdmin(admin.ModelAdmin):
     """Rows the system writes (inbox, statuses, sessions, rollups): people look, they do not edit."""
 

@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html
 
-from core.admin.base import AuditedModelAdmin, ReadOnlyModelAdmin
+from core.admin.base import AuditedModelAdmin, ReadOnlyModelAdmin, ReadOnlyTabularInline
 from monitoring.alerts import alerts_evaluate
 from monitoring.models import AlertIncident, AlertNotification, AlertRule
 from whatsapp.services.providers import mask_secret
@@ -100,18 +100,9 @@ class AlertRuleAdmin(AuditedModelAdmin):
         self.message_user(request, report.summary().capitalize() + ".", level)
 
 
-class AlertNotificationInline(admin.TabularInline):
+class AlertNotificationInline(ReadOnlyTabularInline):
     model = AlertNotification
     fields = ["event", "channel", "status", "created_at", "attempts", "last_attempt_at", "sent_at", "last_error"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(AlertIncident)
