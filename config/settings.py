@@ -595,6 +595,13 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- The operators' inbox (docs/inbox.md) ---
+# How often an open conversation page asks for new messages and ticks, in seconds.
+INBOX_POLL_SECONDS = env.float("INBOX_POLL_SECONDS", default=3.0)
+# A 24-hour window counts as closing (the inbox's "window closing" filter, the amber marker) this long
+# before it ends.
+INBOX_WINDOW_CLOSING_MINUTES = env.int("INBOX_WINDOW_CLOSING_MINUTES", default=120)
+
 # --- Email: alert notices (docs/operations.md#alerts) ---
 # One URL: smtp+tls://user:password@host:587 (STARTTLS), smtp+ssl://user:password@host:465 (TLS from the start),
 # smtp://host:25 (plain), consolemail:// (printed to the log). Characters such as @ or / in the password are

@@ -455,6 +455,9 @@ def default_group(name: str):
             for model, actions in by_model.items():
                 group.permissions.add(*Permission.objects.filter(
                     content_type__app_label=app_label, codename__in=[f"{action}_{model}" for action in actions]))
+        inbox = importlib.import_module("whatsapp.migrations.0017_inbox_group_permissions").GROUP_PERMISSIONS
+        group.permissions.add(*Permission.objects.filter(content_type__app_label="whatsapp",
+                                                         codename__in=inbox.get(name, [])))
     return group
 
 

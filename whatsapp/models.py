@@ -2,7 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from core.fields import EncryptedJSONField
 from core.models import ApiToken, AuditLog  # noqa: F401  (registered under this app's label)
@@ -77,6 +77,55 @@ class Provider(models.Model):
         return f"{self.name} ({self.get_kind_display()})"
 
 
+class LabelColour(models.TextChoices):
+    """A fixed palette (value: the CSS colour): every label stays readable on its chip."""
+
+    GREY = "#6b7280", "Grey"
+    RED = "#b91c1c", "Red"
+    ORANGE = "#c2410c", "Orange"
+    AMBER = "#a16207", "Amber"
+    GREEN = "#15803d", "Green"
+    TEAL = "#0f766e", "Teal"
+    BLUE = "#1d4ed8", "Blue"
+    PURPLE = "#7e22ce", "Purple"
+    PINK = "#be185d", "Pink"
+
+
+class Label(models.Model):
+    """A tag operators put on conversations ("billing", "vip") to find and filter them."""
+
+    name = models.CharField(max_length=40, unique=True)
+    colour = models.CharField(max_length=7, choices=LabelColour.choices, default=LabelColour.GREY)
+    description = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SavedReply(models.Model):
+    """A canned answer the team shares: picked on the conversation page and sent as a text."""
+
+    title = models.CharField(max_length=80, unique=True, help_text="What operators pick it by.")
+    text = models.TextField(max_length=4096)
+    provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.CASCADE,
+                                 related_name="saved_replies",
+                                 help_text="Offered on this number's conversations only; empty: on every number.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+        verbose_name_plural = "saved replies"
+
+    def __str__(self) -> str:
+        return self.title
+
+
 class Conversation(models.Model):
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="conversations")
     contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="conversations")
@@ -93,13 +142,20 @@ class Conversation(models.Model):
     awaiting_reply_since = models.DateTimeField(
         null=True, blank=True, help_text="The customer's first message that no person has answered yet.")
     last_reply_at = models.DateTimeField(null=True, blank=True, help_text="When a person last wrote in it.")
+    labels = models.ManyToManyField(Label, blank=True, related_name="conversations")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["provider", "contact"], name="conversation_unique_provider_contact"),
         ]
-        indexes = [models.Index(fields=["-last_message_at"], name="conversation_last_msg_idx")]
+        indexes = [
+            models.Index(fields=["-last_message_at"], name="conversation_last_msg_idx"),
+            # The inbox's order (what waits longest first, then the most recent), read page by page.
+            models.Index(F("awaiting_reply_since").asc(nulls_last=True), F("last_message_at").desc(nulls_last=True),
+                         F("id").desc(), name="conversation_inbox_order_idx"),
+            models.Index(fields=["assignee", "awaiting_reply_since"], name="conversation_assignee_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.contact} via {self.provider.name}"

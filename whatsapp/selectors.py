@@ -8,12 +8,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models.functions import JSONObject, Left
 from django.utils import timezone
 
 from contacts.models import ContactUserMapping
 from core.queries import count_subquery
-from whatsapp.models import Conversation, Media, Message
+from whatsapp.models import Conversation, Label, Media, Message, Session
 from whatsapp.providers.events import MessageType
 
 # How much earlier than its target a reaction may have been stored (webhooks processed out of order).
@@ -114,6 +115,57 @@ def contact_identities(contact) -> list:
 def media_of_conversation(conversation_id: int) -> QuerySet[Media]:
     """The media of the conversation's messages, with what serving their file needs."""
     return Media.objects.only(*MEDIA_FILE_FIELDS).filter(message__conversation_id=conversation_id)
+
+
+# --- the inbox -------------------------------------------------------------------------------------
+
+# The inbox's order: what waits longest for a reply first, then the most recent (conversation_inbox_order_idx).
+INBOX_ORDER = [F("awaiting_reply_since").asc(nulls_last=True), F("last_message_at").desc(nulls_last=True), "-id"]
+PREVIEW_CHARS = 160
+
+
+def _latest_message():
+    # A reaction is no message to preview: the latest other one is.
+    return (Message.objects.filter(conversation=OuterRef("pk")).exclude(message_type=MessageType.REACTION)
+            .order_by("-created_at", "-id"))
+
+
+def _open_window():
+    return Session.objects.filter(conversation=OuterRef("pk"), state=Session.State.OPEN,
+                                  expires_at__gt=timezone.now())
+
+
+def with_inbox_columns(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """Adds what an inbox row shows beyond the conversation's own columns, two subqueries inside the page's
+    query (each an index probe per row shown: the message table by (conversation, created_at), the one
+    open session by its unique partial index):
+    last_preview, {"text", "type", "direction"} of the latest message; window_expires_at, when the open
+    24-hour window ends (None: closed)."""
+    preview = JSONObject(text=Left("text", PREVIEW_CHARS), type="message_type", direction="direction")
+    return conversations.annotate(
+        last_preview=Subquery(_latest_message().values(preview=preview)[:1]),
+        window_expires_at=Subquery(_open_window().values("expires_at")[:1]),
+    )
+
+
+def conversations_window(conversations: QuerySet[Conversation], state: str,
+                         closing_within: timedelta) -> QuerySet[Conversation]:
+    """By their 24-hour window: "open", "closed", or "closing" (open and ending within `closing_within`)."""
+    if state == "closed":
+        return conversations.filter(~Exists(_open_window()))
+    if state == "closing":
+        return conversations.filter(Exists(_open_window().filter(expires_at__lte=timezone.now() + closing_within)))
+    return conversations.filter(Exists(_open_window()))
+
+
+def conversations_labelled(conversations: QuerySet[Conversation], label_id: int) -> QuerySet[Conversation]:
+    """The conversations that carry this label (EXISTS: no join, so no duplicate rows and no DISTINCT)."""
+    through = Conversation.labels.through
+    return conversations.filter(Exists(through.objects.filter(conversation_id=OuterRef("pk"), label_id=label_id)))
+
+
+def labels_in_use() -> list[Label]:
+    return list(Label.objects.order_by("name"))
 
 
 # --- the chat transcript --------------------------------------------------------------------------

@@ -406,8 +406,8 @@ def test_the_panel_shows_the_insight_summary_and_suggestions_with_use_buttons(ad
                                                                                conversation, ai_on):
     html = page(admin_client_logged.get(conversation_url(conversation)))
     panel = panel_of(html)
-    # Under the transcript, above the send form.
-    assert html.index('id="transcript"') < html.index('id="ai-panel"') < html.index('id="send-message"')
+    # Under the transcript and its send box.
+    assert html.index('id="transcript"') < html.index('id="send-message"') < html.index('id="ai-panel"')
     message = stored_ai["message"]
     assert f'<a href="#message-{message.pk}">#{message.pk}</a>' in panel
     assert 'ai-chip-intent' in panel and ">complaint<" in panel and "negative -0.60" in panel

@@ -47,10 +47,12 @@ from tests.whatsapp.inbox.test_sandbox_phone_services import png_bytes, wav_byte
 from whatsapp.models import (
     ArchiveBucket,
     Conversation,
+    Label,
     Media,
     Message,
     MessageStatusEvent,
     Provider,
+    SavedReply,
     SendAttempt,
     StorageDeletion,
 )
@@ -66,7 +68,8 @@ ERROR_TITLES = ("Server Error", "Page not found", "403 Forbidden", "Bad Request"
 # named admin URL must be opened below: a new custom page cannot be left out by accident.
 NOT_PAGES = {
     "logout", "autocomplete", "jsi18n", "view_on_site", "password_change_done", "app_list",
-    "whatsapp_conversation_send", "whatsapp_conversation_media",
+    "whatsapp_conversation_send", "whatsapp_conversation_media", "whatsapp_conversation_assign",
+    "whatsapp_conversation_labels", "whatsapp_conversation_send_fields", "whatsapp_conversation_transcript",
     "whatsapp_provider_test_connection", "whatsapp_provider_pause", "whatsapp_provider_resume",
     "whatsapp_provider_reset_circuit", "whatsapp_provider_sandbox_phone_screen",
     "whatsapp_provider_sandbox_phone_send", "whatsapp_provider_sandbox_phone_tap",
@@ -196,6 +199,8 @@ def messaging_rows(provider: Provider, conversation: Conversation) -> None:
                                          message_type=kind, status="received", provider_message_id=f"sbx-{kind}")
         Media.objects.create(message=message, state="fetched", mime_type=mime_type, size_bytes=len(data),
                              pending_content=data, archive_status="pending")
+    conversation.labels.add(Label.objects.create(name="vip", colour="#7e22ce"))
+    SavedReply.objects.create(title="Opening hours", text="We are open 9 to 6, Monday to Saturday.")
     dead = Message.objects.create(provider=provider, conversation=conversation, direction="outbound",
                                   status="dead_letter", text="Your order has shipped.", error_code="131026")
     SendAttempt.objects.create(message=dead, number=1, started_at=now, finished_at=now, outcome="dead_letter")

@@ -1,70 +1,101 @@
 """
-The conversations: the list (filtered by mapped user, and by the intent and sentiment of the latest
-inbound message), and the conversation page with the contact's card, the transcript as a chat
-(whatsapp.admin.chat), the panels other apps add under it (whatsapp.admin.extensions), its files, and the
-form that sends a text or an approved template.
+The conversations as an inbox: each row says who, the last message, whether the customer waits for a
+reply and for how long, how long the 24-hour window stays open, who handles it, its labels and what the AI
+made of the latest message; filters for mine, unassigned, needs reply, window closing, provider, label,
+intent and sentiment; sorted by what waits longest. The page of one conversation is in
+conversation_page.py.
 """
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import NoReverseMatch, path, reverse
-from django.utils.html import conditional_escape
-from django.utils.http import content_disposition_header
-from django.utils.safestring import mark_safe
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from core.admin.base import AuditedModelAdmin
-from core.security_headers import UNTRUSTED_FILE_POLICY
-from core.storage import ObjectNotFound, StorageError
-from whatsapp.admin.chat import SENTIMENT_TONES, conversation_chat, insight_chip
-from whatsapp.admin.extensions import PANEL_FORM_ID, conversation_panels
-from whatsapp.admin.forms import ConversationSendForm, conversation_send_request, refusal_text, send_preview
-from whatsapp.models import Conversation, Media
+from whatsapp.admin.chat import SENTIMENT_TONES, insight_chip
+from whatsapp.admin.conversation_page import ConversationPageMixin
+from whatsapp.admin.filters import ProviderNameFilter
+from whatsapp.models import Conversation, Label, Message
 from whatsapp.selectors import (
-    contact_identities,
+    INBOX_ORDER,
+    conversations_labelled,
     conversations_mapped,
     conversations_of_user,
+    conversations_window,
     conversations_with_latest,
-    media_of_conversation,
+    labels_in_use,
     recent_intents,
     user_by_pk,
     users_with_mappings,
+    with_inbox_columns,
     with_latest_insight,
-    with_message_total,
 )
-from whatsapp.services.archive import media_content
-from whatsapp.services.outbound import message_send
-from whatsapp.services.send_rules import SendRefused
-from whatsapp.services.sessions import session_current
+from whatsapp.services.conversations import assignable_users, conversation_assign, conversation_set_labels
 
 
-def _reverse_or_none(name: str, *args) -> str | None:
-    try:
-        return reverse(name, args=args)
-    except NoReverseMatch:
-        return None
+def window_closing() -> timedelta:
+    return timedelta(minutes=settings.INBOX_WINDOW_CLOSING_MINUTES)
 
 
-def _user_admin_url(user) -> str | None:
-    opts = user._meta
-    return _reverse_or_none(f"admin:{opts.app_label}_{opts.model_name}_change", user.pk)
+class AssignedFilter(admin.SimpleListFilter):
+    """Mine, nobody's, or one staff user's conversations."""
+
+    title = "assigned to"
+    parameter_name = "assigned"
+    listed_users = 30
+
+    def lookups(self, request, model_admin):
+        choices = [("mine", "Me"), ("none", "Nobody (unassigned)")]
+        return choices + [(str(user.pk), user.get_username()) for user in assignable_users()[:self.listed_users]
+                          if user.pk != request.user.pk]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if value == "mine":
+            return queryset.filter(assignee=request.user)
+        if value == "none":
+            return queryset.filter(assignee__isnull=True)
+        if not value.isdigit():
+            raise IncorrectLookupParameters(f"assigned must be a user id, 'mine' or 'none', not {value!r}")
+        return queryset.filter(assignee_id=int(value))
 
 
-def conversation_contact_card(contact) -> dict:
-    """The contact's identities, consent and mapping, for the top of the conversation page."""
-    identities = contact_identities(contact)
-    # Usually joined already (ConversationAdmin.get_queryset); a missing one raises an AttributeError subclass.
-    mapping = getattr(contact, "user_mapping", None)
-    card = {"contact": contact, "identities": identities, "mapping": mapping,
-            "contact_url": _reverse_or_none("admin:contacts_contact_change", contact.pk)}
-    if mapping is not None:
-        card["user_url"] = _user_admin_url(mapping.user)
-    else:
-        # The queue where it can be mapped; the contact's own page if the queue is not there.
-        card["unmapped_url"] = _reverse_or_none("admin:contacts_unmappedcontact_changelist") or card["contact_url"]
-    return card
+class WaitingFilter(admin.SimpleListFilter):
+    """Whether the customer waits for a reply, and the 24-hour window."""
+
+    title = "waiting"
+    parameter_name = "waiting"
+
+    def lookups(self, request, model_admin):
+        return [("reply", "Needs reply"), ("closing", "Window closing"), ("open", "Window open"),
+                ("closed", "Window closed")]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "reply":
+            return queryset.filter(awaiting_reply_since__isnull=False)
+        if value in ("closing", "open", "closed"):
+            return conversations_window(queryset, value, window_closing())
+        return queryset
+
+
+class LabelFilter(admin.SimpleListFilter):
+    title = "label"
+    parameter_name = "label"
+
+    def lookups(self, request, model_admin):
+        return [(str(label.pk), label.name) for label in labels_in_use()]
+
+    def queryset(self, request, queryset):
+        if self.value() and self.value().isdigit():
+            return conversations_labelled(queryset, int(self.value()))
+        return queryset
 
 
 class MappedUserFilter(admin.SimpleListFilter):
@@ -126,130 +157,140 @@ class LatestSentimentFilter(admin.SimpleListFilter):
         return conversations_with_latest(queryset, sentiment=self.value()) if self.value() else queryset
 
 
-def conversation_panels_html(request, conversation) -> str:
-    """The other apps' panels for this page, joined; a receiver's plain string is escaped."""
-    parts = conversation_panels.fire(request=request, conversation=conversation)
-    return mark_safe("".join(str(conditional_escape(part)) for part in parts if part))  # noqa: S308
+def compact_duration(delta: timedelta) -> str:
+    """"just now", "12 min", "5 h", "3 d": what fits a narrow column."""
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 1:
+        return "just now"
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // (24 * 60)} d"
+
+
+def _when(moment) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+def label_chips(labels) -> str:
+    return format_html_join("", '<span class="wa-label" style="--label-colour:{}">{}</span>',
+                            ((label.colour, label.name) for label in labels))
+
+
+def _label_action(label: Label):
+    def add_label(modeladmin, request, queryset):
+        changed = sum(conversation_set_labels(conversation, [*conversation.labels.all(), label], actor=request.user)
+                      for conversation in queryset.prefetch_related("labels"))
+        modeladmin.message_user(request, f"Label {label.name} added to {changed} conversation(s).")
+
+    add_label.__name__ = f"add_label_{label.pk}"
+    return add_label, add_label.__name__, f"Add the label “{label.name}”"
 
 
 @admin.register(Conversation)
-class ConversationAdmin(AuditedModelAdmin):
-    list_display = ["__str__", "latest_insight", "provider", "contact", "mapped_user", "last_message_at", "assignee",
-                    "message_count"]
-    list_filter = ["provider", MappedUserFilter, LatestIntentFilter, LatestSentimentFilter,
-                   ("assignee", admin.RelatedOnlyFieldListFilter)]
+class ConversationAdmin(ConversationPageMixin, AuditedModelAdmin):
+    list_display = ["contact_column", "last_message", "waiting", "handling", "latest_insight"]
+    list_display_links = ["contact_column"]
+    list_filter = [AssignedFilter, WaitingFilter, ProviderNameFilter, LabelFilter, LatestIntentFilter,
+                   LatestSentimentFilter, MappedUserFilter]
     search_fields = ["contact__profile_name", "contact__identities__value", "external_conversation_id",
                      "contact__user_mapping__user__username"]
     autocomplete_fields = ["contact", "assignee"]
-    readonly_fields = ["created_at", "last_message_at"]
-    fieldsets = [
-        (None, {"fields": ["provider", "contact", "assignee", "external_conversation_id", "last_message_at",
-                           "created_at"]}),
-        ("Context and summary", {"fields": ["context", "ai_summary"], "classes": ["collapse"]}),
-    ]
-    list_select_related = ["provider", "contact", "assignee", "contact__user_mapping__user"]
-    change_form_template = "admin/whatsapp/conversation/change_form.html"
+    ordering = INBOX_ORDER
+    list_per_page = 50
+    # The full count is a second COUNT(*) over every conversation on each filtered page: not worth it.
+    show_full_result_count = False
+    actions = ["assign_to_me", "unassign"]
+    fields = ["provider", "contact", "assignee"]
+    change_list_template = "admin/whatsapp/conversation/change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Inbox", **(extra_context or {})})
 
     def get_queryset(self, request):
-        # The list and the conversation page both show these. (The changelist skips list_select_related
-        # once the queryset has a select_related, so it is all named here.)
-        queryset = with_message_total(super().get_queryset(request).select_related(*self.list_select_related))
-        return with_latest_insight(queryset)
+        # The list and the page both show these; a provider's credentials are not read (they are decrypted
+        # on load, and neither shows them).
+        queryset = (super().get_queryset(request)
+                    .select_related("provider", "contact", "assignee", "contact__user_mapping__user")
+                    .defer("provider__credentials").prefetch_related("labels"))
+        return with_inbox_columns(with_latest_insight(queryset))
 
-    def get_urls(self):
-        send = path("<int:conversation_id>/send/", self.admin_site.admin_view(self.send_view),
-                    name="whatsapp_conversation_send")
-        media = path("<int:conversation_id>/media/<int:media_id>/", self.admin_site.admin_view(self.media_view),
-                     name="whatsapp_conversation_media")
-        return [send, media, *super().get_urls()]
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if self.has_change_permission(request):
+            for label in labels_in_use()[:20]:
+                function, name, description = _label_action(label)
+                actions[name] = (function, name, description)
+        return actions
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        conversation = self.get_object(request, object_id)
-        extra_context = dict(extra_context or {})
-        if conversation is not None and self.has_view_or_change_permission(request, conversation):
-            extra_context.update(chat=conversation_chat(conversation),
-                                 contact_card=conversation_contact_card(conversation.contact),
-                                 message_total=conversation.message_total,
-                                 extension_panels=conversation_panels_html(request, conversation),
-                                 panel_form_id=PANEL_FORM_ID)
-        if conversation is not None and self.has_change_permission(request, conversation):
-            extra_context.update(self._send_context(conversation,
-                                                    ConversationSendForm(provider=conversation.provider)))
-        return super().change_view(request, object_id, form_url, extra_context)
+    @admin.action(description="Assign to me", permissions=["change"])
+    def assign_to_me(self, request, queryset):
+        changed = sum(conversation_assign(conversation, request.user, actor=request.user) for conversation in queryset)
+        self.message_user(request, f"{changed} conversation(s) assigned to you.")
 
-    def media_view(self, request, conversation_id, media_id):
-        """A stored file of one of this conversation's messages, for whoever may see the conversation."""
-        if not (self.has_view_or_change_permission(request)
-                and (request.user.has_perm("whatsapp.view_media") or request.user.has_perm("whatsapp.change_media"))):
-            raise PermissionDenied
-        media = get_object_or_404(media_of_conversation(conversation_id), pk=media_id)
-        if media.state != Media.State.FETCHED:
-            raise Http404("This file has not been downloaded.")
-        try:
-            data = media_content(media)
-        except ObjectNotFound:
-            raise Http404("This file is no longer in storage.") from None
-        except StorageError:
-            return HttpResponse("The archive storage cannot be reached right now; try again shortly.",
-                                status=503, content_type="text/plain")
-        mime_type = media.mime_type or "application/octet-stream"
-        # A customer's file is untrusted: only plain media open in the browser (never SVG, which runs
-        # scripts); everything else downloads, typed as bytes so that no page of ours could load it as a
-        # script or a style sheet (which our own origin is allowed to serve).
-        inline = mime_type.split("/")[0] in ("image", "audio", "video") and "svg" not in mime_type
-        response = HttpResponse(data, content_type=mime_type if inline else "application/octet-stream")
-        response["Content-Security-Policy"] = UNTRUSTED_FILE_POLICY
-        response["Content-Disposition"] = content_disposition_header(not inline,
-                                                                     media.filename or f"media-{media.pk}")
-        response["X-Content-Type-Options"] = "nosniff"
-        response["Cache-Control"] = "private, no-store"
-        return response
-
-    def _send_context(self, conversation, form, preview=None) -> dict:
-        return {"conversation": conversation, "send_form": form, "preview": preview,
-                "window": session_current(conversation)}
-
-    def send_view(self, request, conversation_id):
-        """The conversation page's send form posts here: Preview shows the text, Send queues it."""
-        conversation = get_object_or_404(Conversation.objects.select_related("provider", "contact"),
-                                         pk=conversation_id)
-        if not self.has_change_permission(request, conversation):
-            raise PermissionDenied
-        form = ConversationSendForm(request.POST or None, provider=conversation.provider)
-        preview = None
-        if request.method == "POST" and form.is_valid():
-            if "_preview" in request.POST:
-                preview = send_preview(form.cleaned_data)
-            elif self._send(request, conversation, form.cleaned_data):
-                return redirect("admin:whatsapp_conversation_change", conversation.pk)
-        context = {**self.admin_site.each_context(request), "title": f"Send a message to {conversation.contact}",
-                   "opts": self.model._meta, **self._send_context(conversation, form, preview)}
-        return render(request, "admin/whatsapp/conversation/send.html", context)
-
-    def _send(self, request, conversation, data) -> bool:
-        try:
-            message, created = message_send(conversation_send_request(conversation, data, request.user))
-        except SendRefused as refusal:
-            self.message_user(request, refusal_text(refusal), messages.ERROR)
-            return False
-        self.message_user(request, f"Message #{message.pk} queued." if created
-                          else f"Message #{message.pk} was already queued by this form; not sent twice.")
-        return True
+    @admin.action(description="Unassign", permissions=["change"])
+    def unassign(self, request, queryset):
+        changed = sum(conversation_assign(conversation, None, actor=request.user) for conversation in queryset)
+        self.message_user(request, f"{changed} conversation(s) unassigned.", messages.SUCCESS)
 
     def get_readonly_fields(self, request, obj=None):
         # A conversation belongs to one provider and one contact for good.
-        return [*self.readonly_fields, "provider", "contact"] if obj else self.readonly_fields
+        return ["provider", "contact"] if obj else []
 
-    @admin.display(description="Mapped user", ordering="contact__user_mapping__user__username")
-    def mapped_user(self, obj):
+    # --- the columns -------------------------------------------------------------------------------------
+
+    @admin.display(description="Conversation", ordering="contact__profile_name")
+    def contact_column(self, obj):
         mapping = getattr(obj.contact, "user_mapping", None)
-        return mapping.user if mapping is not None else "-"
+        mapped = format_html(' · <span class="wa-mapped" title="The contact is mapped to this user">{}</span>',
+                             mapping.user) if mapping is not None else ""
+        return format_html('<strong class="wa-contact">{}</strong><br><span class="wa-provider">{}{}</span>',
+                           obj.contact, obj.provider.name, mapped)
 
-    @admin.display(description="Intent · sentiment", empty_value="")
+    @admin.display(description="Last message", ordering="last_message_at")
+    def last_message(self, obj):
+        preview = obj.last_preview or {}
+        if not preview:
+            return format_html('<span class="wa-quiet">{}</span>', "No messages yet")
+        text = preview.get("text") or f"[{Message(message_type=preview.get('type')).get_message_type_display()}]"
+        who = "You: " if preview.get("direction") == Message.Direction.OUTBOUND else ""
+        when = _when(obj.last_message_at)
+        return format_html('<div class="wa-preview" title="{}">{}{}</div><span class="wa-when">{}</span>', text,
+                           who, Truncator(text).chars(80), when)
+
+    @admin.display(description="Waiting", ordering=INBOX_ORDER[0])
+    def waiting(self, obj):
+        """Whether the customer waits for a reply (and since when), over the 24-hour window's state."""
+        return format_html("{}{}", self._needs_reply(obj), self._window(obj))
+
+    @staticmethod
+    def _needs_reply(obj) -> str:
+        if obj.awaiting_reply_since is None:
+            return ""
+        how_long = compact_duration(timezone.now() - obj.awaiting_reply_since)
+        return format_html('<span class="wa-needs-reply" title="The customer wrote last, at {}">Needs reply · {}'
+                           '</span><br>', _when(obj.awaiting_reply_since), how_long)
+
+    @staticmethod
+    def _window(obj) -> str:
+        expires = obj.window_expires_at
+        if expires is None:
+            return format_html('<span class="wa-window-closed" title="{}">{}</span>',
+                               "Only an approved template can be sent", "Window closed")
+        closing = expires - timezone.now() <= window_closing()
+        return format_html('<span class="wa-window-{}" title="The 24-hour window is open until {}">Window: {} '
+                           'left</span>', "closing" if closing else "open", _when(expires),
+                           compact_duration(expires - timezone.now()))
+
+    @admin.display(description="Handled by", ordering="assignee__username")
+    def handling(self, obj):
+        who = (format_html("<strong>{}</strong>", obj.assignee.get_username()) if obj.assignee_id
+               else format_html('<span class="wa-quiet">{}</span>', "Unassigned"))
+        labels = label_chips(obj.labels.all())
+        return format_html("{}<br>{}", who, labels) if labels else who
+
+    @admin.display(description="AI", empty_value="")
     def latest_insight(self, obj):
         """What the AI made of the latest inbound message."""
         return insight_chip(obj.latest_intent, obj.latest_sentiment)
-
-    @admin.display(description="Messages", ordering="message_total")
-    def message_count(self, obj):
-        return obj.message_total

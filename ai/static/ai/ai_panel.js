@@ -1,8 +1,8 @@
 /*
  * The conversation page's AI panel: while a summary or suggestions are being made, fetch the panel again
- * every two seconds until they are done (or failed), and let "Use" copy a suggestion into the send form
- * below: a text into the text box, a template into the template choice and its values. Nothing is sent;
- * the operator edits and presses Send.
+ * every two seconds until they are done (or failed), and let "Use" copy a suggestion into the send box
+ * above: a text into the message box, a template into the template choice and its value fields. Nothing is
+ * sent; the operator edits and presses Send.
  */
 (function () {
   "use strict";
@@ -47,52 +47,32 @@
       });
   }
 
-  function choose(form, kind) {
-    var radio = form.querySelector('input[name="kind"][value="' + kind + '"]');
-    if (radio && !radio.checked) {
-      radio.checked = true;
-      radio.dispatchEvent(new Event("change", {bubbles: true}));
-    }
-  }
-
-  function filled(field, value) {
-    field.value = value;
-    field.dispatchEvent(new Event("input", {bubbles: true}));
+  function filled(field) {
     field.classList.add("ai-filled");
     window.setTimeout(function () { field.classList.remove("ai-filled"); }, 1500);
+    field.focus();
+    field.scrollIntoView({block: "center"});
   }
 
+  // The send box's own script (whatsapp/conversation.js) fills it: a text into the message box, a template
+  // into the template choice with its value fields.
   function use(button) {
-    var form = document.querySelector("#send-message form");
-    if (!form) {
+    var box = window.waSendBox;
+    if (!box) {
       return;
     }
     var template = button.getAttribute("data-template");
-    var target;
-    if (template) {
-      var select = form.querySelector('select[name="template"]');
-      var variables = form.querySelector('textarea[name="variables"], input[name="variables"]');
-      if (!select || !variables) {
-        return;
-      }
-      select.value = template;
-      if (select.value !== template) {
-        window.alert("This template is no longer among the number's approved templates.");
-        return;
-      }
-      choose(form, "template");
-      filled(variables, button.getAttribute("data-variables") || "{}");
-      target = variables;
-    } else {
-      target = form.querySelector('textarea[name="text"], input[name="text"]');
-      if (!target) {
-        return;
-      }
-      choose(form, "text");
-      filled(target, button.getAttribute("data-text") || "");
+    if (!template) {
+      filled(box.useText(button.getAttribute("data-text") || ""));
+      return;
     }
-    target.focus();
-    target.scrollIntoView({block: "center"});
+    var variables = {};
+    try {
+      variables = JSON.parse(button.getAttribute("data-variables") || "{}");
+    } catch (error) {
+      variables = {};
+    }
+    box.useTemplate(template, variables).then(filled, function (error) { window.alert(error.message); });
   }
 
   document.addEventListener("click", function (event) {

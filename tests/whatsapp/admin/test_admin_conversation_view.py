@@ -301,7 +301,7 @@ def test_the_page_runs_the_same_queries_for_10_and_200_messages(admin_client_log
         counts[name] = len(queries)
     assert html.count('class="wa-reaction"') == 34  # the reactions to messages 1, 7, 13... of 199
     assert counts["small"] == counts["large"], counts
-    assert counts["large"] < 25, counts
+    assert counts["large"] <= 27, counts
 
 
 # --- the conversation list ------------------------------------------------------------------------------
@@ -327,9 +327,9 @@ def test_conversations_filter_by_mapped_user(admin_client_logged, sandbox_provid
     assert listed(mapped_user="any") == {of_ana.pk, of_bruno.pk}
     assert listed(q="bruno.costa") == {of_bruno.pk}
     page = admin_client_logged.get(changelist).content.decode()
-    assert "ana.lima" in page and "bruno.costa" in page  # the mapped user column and the filter's choices
+    assert "ana.lima" in page and "bruno.costa" in page  # under the contact's name and the filter's choices
     row = re.search(rf'href="[^"]*/{of_ana.pk}/change/.*?</tr>', page, re.S).group(0)
-    assert '<td class="field-message_count">2</td>' in row and "ana.lima" in row
+    assert "ana.lima" in row and "a again" in row  # the mapped user and the last message
     # A bad value is a readable redirect, never a 500.
     assert admin_client_logged.get(changelist, {"mapped_user": "abc"}).status_code == 302
 

@@ -202,15 +202,19 @@ def _send_url(conversation):
 def test_conversation_page_embeds_the_send_form(admin_client_logged, customer, approved_template):
     html = admin_client_logged.get(reverse("admin:whatsapp_conversation_change", args=[customer.pk])).content
     html = html.decode()
-    assert f'action="{_send_url(customer)}"' in html and "is <strong>open</strong> until" in html
+    assert f'action="{_send_url(customer)}"' in html and "Window open</span>" in html
     assert "order_update [en_US] v1" in html  # the approved template in the select
-    assert admin_client_logged.get(_send_url(customer)).status_code == 200
+    # The page changes nothing itself: no Save, no Delete; the send box sits right under the transcript.
+    assert 'name="_save"' not in html and "deletelink" not in html
+    assert html.index('id="transcript"') < html.index('id="send-message"')
+    assert admin_client_logged.get(_send_url(customer)).status_code == 302  # back to the page
 
 
 def test_text_inside_the_window_is_queued(admin_client_logged, customer):
     response = admin_client_logged.post(_send_url(customer), {"kind": "text", "text": "Your order ships today",
                                                               "send_key": "k1"}, follow=True)
-    assert response.redirect_chain[-1][0] == reverse("admin:whatsapp_conversation_change", args=[customer.pk])
+    assert response.redirect_chain[-1][0] == reverse("admin:whatsapp_conversation_change",
+                                                     args=[customer.pk]) + "#send-message"
     message = Message.objects.get(direction="outbound")
     assert "queued" in _messages(response)
     assert (message.status, message.text, message.created_by.username) == ("queued", "Your order ships today", "root")
@@ -222,8 +226,7 @@ def test_text_inside_the_window_is_queued(admin_client_logged, customer):
 
 def test_template_preview_renders_without_sending(admin_client_logged, customer, approved_template):
     response = admin_client_logged.post(_send_url(customer), {
-        "kind": "template", "template": approved_template.pk, "variables": '{"body": ["Ana", "1042"]}',
-        "_preview": "Preview"})
+        "template": approved_template.pk, "body__1": "Ana", "body__2": "1042", "_preview": "Preview"})
     assert response.status_code == 200
     assert "Hi Ana, order 1042" in response.content.decode()
     assert not Message.objects.filter(direction="outbound").exists()
@@ -231,23 +234,23 @@ def test_template_preview_renders_without_sending(admin_client_logged, customer,
 
 def test_template_preview_names_missing_variables(admin_client_logged, customer, approved_template):
     response = admin_client_logged.post(_send_url(customer), {
-        "kind": "template", "template": approved_template.pk, "variables": '{"body": ["Ana"]}', "_preview": "1"})
-    assert "missing: body.2" in response.content.decode()
+        "template": approved_template.pk, "body__1": "Ana", "_preview": "1"})
+    html = response.content.decode()
+    # The field is required: the form says so beside it, with the template's fields shown again.
+    assert response.status_code == 400 and 'name="body__2"' in html and "This field is required." in html
 
 
 def test_template_send_with_missing_variables_is_refused(admin_client_logged, customer, approved_template):
     response = admin_client_logged.post(_send_url(customer), {
-        "kind": "template", "template": approved_template.pk, "variables": '{"body": ["Ana"]}', "_send": "Send"})
-    assert response.status_code == 200
-    assert "template_variables" in _messages(response) and "missing: body.2" in _messages(response)
+        "template": approved_template.pk, "body__1": "Ana", "body__2": "  ", "_send": "Send"})
+    assert response.status_code == 400 and 'value="Ana"' in response.content.decode()  # kept as typed
     assert not Message.objects.filter(direction="outbound").exists()
 
 
 def test_template_send_queues_the_rendered_template(admin_client_logged, customer, approved_template):
     _close_window(customer)  # templates go out whether or not the window is open
     response = admin_client_logged.post(_send_url(customer), {
-        "kind": "template", "template": approved_template.pk, "variables": '{"body": ["Ana", "1042"]}',
-        "_send": "Send"})
+        "template": approved_template.pk, "body__1": "Ana", "body__2": "1042", "_send": "Send"})
     assert response.status_code == 302
     message = Message.objects.get(direction="outbound")
     assert (message.status, message.template_id, message.text) == ("queued", approved_template.pk,
@@ -257,7 +260,7 @@ def test_template_send_queues_the_rendered_template(admin_client_logged, custome
 def test_text_outside_the_window_is_refused_naming_the_templates(admin_client_logged, customer, approved_template):
     _close_window(customer)
     html = admin_client_logged.get(reverse("admin:whatsapp_conversation_change", args=[customer.pk])).content
-    assert "is <strong>closed</strong>" in html.decode()
+    assert "Window closed</span>" in html.decode()
     response = admin_client_logged.post(_send_url(customer), {"kind": "text", "text": "Are you there?"})
     assert response.status_code == 200
     shown = _messages(response)
@@ -266,9 +269,11 @@ def test_text_outside_the_window_is_refused_naming_the_templates(admin_client_lo
 
 
 def test_send_form_checks_its_fields(admin_client_logged, customer):
-    response = admin_client_logged.post(_send_url(customer), {"kind": "template", "variables": "{not json"})
-    html = response.content.decode()
-    assert "Choose an approved template." in html and "Not valid JSON" in html
+    response = admin_client_logged.post(_send_url(customer), {"text": "  "})
+    assert response.status_code == 400
+    assert "Write a message, attach a file or choose a template." in response.content.decode()
+    unknown = admin_client_logged.post(_send_url(customer), {"template": "99999", "text": "hi"})
+    assert unknown.status_code == 400 and "Select a valid choice" in unknown.content.decode()
 
 
 def test_operators_may_send_from_conversations_but_not_press_provider_buttons(operator_client, customer):

@@ -1,0 +1,73 @@
+"""
+What operators do to a conversation besides writing in it: assign it to a staff user (or take it back)
+and put labels on it. Each change is audited with its before and after; the admin page and the API
+both come here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models.functions import Lower
+
+from core.audit import audit_record
+from whatsapp.models import Conversation, Label
+
+
+class AssignmentRefused(ValueError):
+    """The user cannot take conversations (inactive, or not staff)."""
+
+
+def assignable_users():
+    """The users a conversation can be assigned to: active staff, by username."""
+    user_model = get_user_model()
+    return user_model.objects.filter(is_active=True, is_staff=True).order_by(user_model.USERNAME_FIELD)
+
+
+def _who(user) -> str:
+    return user.get_username() if user is not None else ""
+
+
+@transaction.atomic
+def conversation_assign(conversation: Conversation, assignee: Any, *, actor: Any) -> bool:
+    """Assign the conversation to `assignee` (None: unassign). Returns whether anything changed."""
+    if assignee is not None and not assignable_users().filter(pk=assignee.pk).exists():
+        raise AssignmentRefused(f"{_who(assignee)} is not an active staff user and cannot take conversations.")
+    # of=self: the assignee is joined (nullable, an outer join), and PostgreSQL locks no outer join's nullable side.
+    locked = (Conversation.objects.select_for_update(no_key=True, of=("self",)).select_related("assignee")
+              .get(pk=conversation.pk))
+    if locked.assignee_id == (assignee.pk if assignee is not None else None):
+        return False
+    before = _who(locked.assignee)
+    Conversation.objects.filter(pk=locked.pk).update(assignee=assignee)
+    conversation.assignee = assignee
+    audit_record(action="conversation.assign" if assignee is not None else "conversation.unassign",
+                 obj=conversation, actor=actor, before={"assignee": before}, after={"assignee": _who(assignee)})
+    return True
+
+
+@transaction.atomic
+def conversation_set_labels(conversation: Conversation, labels: Iterable[Label], *, actor: Any) -> bool:
+    """Make the conversation's labels exactly `labels`. Returns whether anything changed."""
+    wanted = {label.pk: label for label in labels}
+    Conversation.objects.select_for_update(no_key=True).filter(pk=conversation.pk).first()
+    current = {label.pk: label.name for label in conversation.labels.all()}
+    if set(current) == set(wanted):
+        return False
+    conversation.labels.set(wanted.values())
+    audit_record(action="conversation.labels", obj=conversation, actor=actor,
+                 before={"labels": sorted(current.values())},
+                 after={"labels": sorted(label.name for label in wanted.values())})
+    return True
+
+
+def labels_named(names: Iterable[str]) -> tuple[list[Label], list[str]]:
+    """The labels with these names (in any case), and the names that match none."""
+    wanted = list(dict.fromkeys(name.strip() for name in names if name and name.strip()))
+    found = {label.name.lower(): label for label in
+             Label.objects.annotate(lower_name=Lower("name")).filter(lower_name__in=[n.lower() for n in wanted])}
+    return ([found[name.lower()] for name in wanted if name.lower() in found],
+            [name for name in wanted if name.lower() not in found])
