@@ -1,16 +1,20 @@
 """
 The panels of a template's change page: the notice on what saving does, the workflow's facts and the
-buttons of the steps that apply, the usage figures, and the history of versions with a diff.
+buttons of the steps that apply, the usage figures, the history of versions with a diff, and a read-only
+template's content laid out as its parts (header, body, footer, buttons) with their example values.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.utils.safestring import SafeString
 
 from templates_app.admin.common import percent, when, who
+from templates_app.forms import BUTTON_TYPES, HEADER_FORMATS, decompose
 from templates_app.models import MessageTemplate
 from templates_app.selectors import latest_version, usage_of, versions_of
 from templates_app.services.versions import template_diff
@@ -22,6 +26,7 @@ from templates_app.services.workflow import (
     template_authors,
 )
 from whatsapp.providers.events import TemplateStatus
+from whatsapp.providers.whatsapp_templates import MEDIA_HEADER_FORMATS, PARAMETER
 
 DIFF_CSS = {" ": "tpl-diff-same", "-": "tpl-diff-del", "+": "tpl-diff-add"}
 
@@ -115,3 +120,83 @@ def history_panel(request, template: MessageTemplate) -> dict[str, Any]:
     return {"versions": versions, "diff_with": other, "diff_sections": sections,
             "diff_older": min(other.version, template.version) if other else None,
             "diff_newer": max(other.version, template.version) if other else None}
+
+
+BUTTON_KINDS = dict(BUTTON_TYPES)
+HEADER_KINDS = dict(HEADER_FORMATS)
+KNOWN_PARTS = ("HEADER", "BODY", "FOOTER", "BUTTONS")
+AUDIT_FIELD_WORDS = {"by_version": "by version", "provider_template_id": "provider's template id"}
+
+
+def _tag(name: str) -> str:
+    return "{{" + name + "}}"
+
+
+def _values_for(text: str, values: dict[str, str]) -> list[tuple[str, str]]:
+    return [(_tag(name), values.get(name, "")) for name in dict.fromkeys(PARAMETER.findall(text))]
+
+
+def _button_detail(row: dict[str, str]) -> str:
+    return {"URL": row["url"], "PHONE_NUMBER": row["phone_number"]}.get(row["type"], "")
+
+
+def content_parts(components: Any, examples: Any) -> dict[str, Any]:
+    """A template's parts as the author wrote them, each parameter with its example value ("" when missing)."""
+    parts = decompose(components, examples)
+    header_format, header_text = parts["header_format"], parts["header_text"]
+    header: dict[str, Any] | None = None
+    if header_format in MEDIA_HEADER_FORMATS:
+        header = {"format": HEADER_KINDS[header_format], "text": header_text, "values": [],
+                  "media_example": parts["header_example"]}
+    elif header_format:
+        first = PARAMETER.findall(header_text)[:1]
+        header = {"format": HEADER_KINDS.get(header_format, header_format.title()), "text": header_text,
+                  "values": _values_for(header_text, dict.fromkeys(first, parts["header_example"])),
+                  "media_example": ""}
+    buttons = [{"number": index + 1, "type": row["type"],
+                "kind": BUTTON_KINDS.get(row["type"], row["type"].replace("_", " ").title()),
+                "label": row["text"] or ("Copy code" if row["type"] == "COPY_CODE" else ""),
+                "detail": _button_detail(row), "example": row["example"]}
+               for index, row in enumerate(parts["buttons"])]
+    listed = components if isinstance(components, list) else []
+    # Parts this page does not lay out (e.g. a carousel imported from the provider): named, so none is hidden.
+    others = [str(component.get("type", "")).replace("_", " ").capitalize() or "Unnamed part"
+              for component in listed
+              if isinstance(component, dict) and str(component.get("type", "")).upper() not in KNOWN_PARTS]
+    return {"header": header, "body": parts["body_text"],
+            "body_values": _values_for(parts["body_text"], parts["body_examples"]),
+            "footer": parts["footer_text"], "buttons": buttons, "others": others}
+
+
+def content_panel(template: MessageTemplate) -> SafeString:
+    return render_to_string("admin/templates_app/messagetemplate/_content.html",
+                            {"content": content_parts(template.components, template.examples)})
+
+
+def examples_panel(template: MessageTemplate) -> SafeString:
+    content = content_parts(template.components, template.examples)
+    rows = [("Header", tag, value, True) for tag, value in (content["header"] or {}).get("values", [])]
+    if content["header"] and content["header"]["media_example"]:
+        rows.append(("Header", f"the example {content['header']['format'].lower()}",
+                     content["header"]["media_example"], False))
+    rows += [("Body", tag, value, True) for tag, value in content["body_values"]]
+    rows += [(f"Button {button['number']}", "the code" if button["type"] == "COPY_CODE" else "the end of the link",
+              button["example"], False) for button in content["buttons"] if button["example"]]
+    return render_to_string("admin/templates_app/messagetemplate/_examples.html", {"rows": rows})
+
+
+def _audit_value(key: str, value: Any) -> str:
+    if key == "status" and value in TemplateStatus.values:
+        return str(TemplateStatus(value).label).lower()
+    return str(value)
+
+
+def audit_details(values: dict[str, Any] | None) -> str:
+    """An audit entry's before/after as words: "status: draft, version: 1"."""
+    return ", ".join(f"{AUDIT_FIELD_WORDS.get(key, key.replace('_', ' '))}: {_audit_value(key, value)}"
+                     for key, value in (values or {}).items() if value not in (None, "", [], {}))
+
+
+def audit_action(action: str) -> str:
+    """"template.submitted_for_review" -> "submitted for review"."""
+    return action.removeprefix("template.").replace("_", " ").replace(".", " ")

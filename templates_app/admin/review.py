@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
-from templates_app.admin.common import TemplateMedia, body_text, refusal_text, who
+from templates_app.admin.common import TemplateMedia, body_text, refusal_text, when, who
 from templates_app.forms import RejectForm
 from templates_app.models import MessageTemplate, TemplateAwaitingReview
 from templates_app.selectors import awaiting_review
@@ -89,25 +89,28 @@ class TemplateAwaitingReviewAdmin(TemplateMedia, admin.ModelAdmin):
                                '</button> <a class="button tpl-reject" href="{}?{}">Reject…</a>',
                                approve, query, reject, query)
 
-        return ["template_link", review, "language", "version", "provider_name", "author", "submitted_by",
-                "submitted_at", "body_preview"]
+        # What a reviewer reads first: which template, its words, then the decision and who is asking.
+        return ["template_link", "body_preview", review, "submitted"]
 
     @admin.display(description="Template", ordering="name")
     def template_link(self, obj):
-        return format_html('<a href="{}">{}</a>', reverse("admin:templates_app_messagetemplate_change",
-                                                          args=[obj.pk]), obj.name)
+        return format_html('<a href="{}">{}</a><small class="tpl-subline">{} · v{} · {}</small>',
+                           reverse("admin:templates_app_messagetemplate_change", args=[obj.pk]), obj.name,
+                           obj.language, obj.version, obj.provider.name)
 
-    @admin.display(description="Provider", ordering="provider__name")
-    def provider_name(self, obj):
-        return obj.provider.name
+    @admin.display(description="Submitted", ordering="submitted_at")
+    def submitted(self, obj):
+        author, submitter = who(obj.created_by), who(obj.submitted_by)
+        by = submitter or author or "—"
+        written = (format_html('<small class="tpl-subline">written by {}</small>', author)
+                   if author and submitter and author != submitter else "")
+        return format_html('{}<small class="tpl-subline">{}</small>{}', by, when(obj.submitted_at), written)
 
-    @admin.display(description="Author")
-    def author(self, obj):
-        return who(obj.created_by) or "—"
-
-    @admin.display(description="Body (with its examples)")
+    @admin.display(description="Body (with its example values)")
     def body_preview(self, obj):
-        return truncatechars(body_text(obj), 90)
+        body = body_text(obj)
+        # The whole body on hover; most bodies fit in the cell anyway.
+        return format_html('<span class="tpl-body-cell" title="{}">{}</span>', body, truncatechars(body, 220))
 
     def _review_each(self, request, templates: list[MessageTemplate], step, done: str, refused: str) -> None:
         count = 0

@@ -18,12 +18,22 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
-from core.admin.base import pretty_json
-from templates_app.admin.common import TemplateMedia, percent, refusal_text, safe_next
-from templates_app.admin.panels import edit_notice, history_panel, usage_panel, workflow_buttons, workflow_facts
+from templates_app.admin.common import TemplateMedia, percent, refusal_text, safe_next, status_badge, when
+from templates_app.admin.panels import (
+    audit_action,
+    audit_details,
+    content_panel,
+    edit_notice,
+    examples_panel,
+    history_panel,
+    usage_panel,
+    workflow_buttons,
+    workflow_facts,
+)
 from templates_app.forms import RejectForm, TemplateForm
 from templates_app.models import MessageTemplate
 from templates_app.preview import TemplatePreview, template_preview
@@ -53,15 +63,16 @@ AUDIT_ROWS_SHOWN = 200
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(TemplateMedia, admin.ModelAdmin):
     form = TemplateForm
-    list_display = ["name", "language", "version", "category", "status", "provider_name", "sends", "delivered_rate",
-                    "read_rate", "failed_rate", "updated_at"]
+    # Narrow enough for a 1400 px window beside the menu and the filters: what a template is and where it
+    # stands first, then how it does; language, version and number sit under the name.
+    list_display = ["template", "status_label", "category", "usage", "updated"]
     list_filter = ["status", "category", "language", ProviderNameFilter, "managed_elsewhere"]
     search_fields = ["name", "provider_template_id"]
     actions = ["submit_for_review"]
-    # A read-only template: its stored fields as they are.
+    # A read-only template: its fields, its content laid out part by part.
     view_fieldsets = [
         (None, {"fields": ["provider", "name", "language", "version", "category", "parameter_format", "status",
-                           "managed_elsewhere"]}),
+                           "managed_where"]}),
         ("Content", {"fields": ["pretty_components", "pretty_examples"]}),
     ]
 
@@ -108,9 +119,10 @@ class MessageTemplateAdmin(TemplateMedia, admin.ModelAdmin):
         if obj is not None:
             first += ["version", "status"]
         return [(None, {"fields": first}),
-                ("Content", {"fields": ["header_format", "header_text", "body_text", "footer_text", "buttons",
-                                        "examples"],
-                             "description": "Write the parts; the preview shows them with the example values."})]
+                ("Content", {"fields": ["header_format", "header_text", "header_example", "body_text",
+                                        "body_examples", "footer_text", "buttons"],
+                             "description": "Write the parts, with an example value for each parameter; the "
+                                            "preview shows them as the customer's phone will."})]
 
     def get_readonly_fields(self, request, obj=None):
         mode = self.edit_mode(obj)
@@ -133,33 +145,44 @@ class MessageTemplateAdmin(TemplateMedia, admin.ModelAdmin):
         queryset = super().get_queryset(request).select_related("provider").defer("provider__credentials")
         return with_usage(queryset)
 
-    @admin.display(description="Provider", ordering="provider__name")
-    def provider_name(self, obj):
-        return obj.provider.name
+    @admin.display(description="Template", ordering="name")
+    def template(self, obj):
+        return format_html('{}<small class="tpl-subline">{} · v{} · {}</small>', obj.name, obj.language, obj.version,
+                           obj.provider.name)
 
-    @admin.display(description="Sends", ordering="sends_count")
-    def sends(self, obj):
-        return obj.sends_count
+    @admin.display(description="Usage", ordering="sends_count")
+    def usage(self, obj):
+        if not obj.sends_count:
+            return format_html('<span class="tpl-quiet">{}</span>', "Not sent yet")
+        usage = usage_of(obj)
+        return format_html('<span class="tpl-sends">{} sent</span>'
+                           '<small class="tpl-subline tpl-delivered-rate">{} delivered</small>'
+                           '<small class="tpl-subline tpl-read-rate">{} read</small>'
+                           '<small class="tpl-subline tpl-failed-rate">{} failed</small>',
+                           obj.sends_count, percent(usage.delivered_rate), percent(usage.read_rate),
+                           percent(usage.failed_rate))
 
-    @admin.display(description="Delivered")
-    def delivered_rate(self, obj):
-        return percent(usage_of(obj).delivered_rate)
+    @admin.display(description="Status", ordering="status")
+    def status_label(self, obj):
+        return status_badge(obj)
 
-    @admin.display(description="Read")
-    def read_rate(self, obj):
-        return percent(usage_of(obj).read_rate)
+    @admin.display(description="Updated", ordering="updated_at")
+    def updated(self, obj):
+        return when(obj.updated_at)
 
-    @admin.display(description="Failed")
-    def failed_rate(self, obj):
-        return percent(usage_of(obj).failed_rate)
-
-    @admin.display(description="Components")
+    @admin.display(description="Parts")
     def pretty_components(self, obj):
-        return pretty_json(obj.components)
+        return content_panel(obj)
 
     @admin.display(description="Example values")
     def pretty_examples(self, obj):
-        return pretty_json(obj.examples)
+        return examples_panel(obj)
+
+    @admin.display(description="Written")
+    def managed_where(self, obj):
+        # Words, not the admin's red cross: "not managed elsewhere" is the usual case, nothing wrong.
+        return (f"In {obj.provider.name}'s own tool, imported by the sync (read-only here)" if obj.managed_elsewhere
+                else "Here")
 
     def changelist_view(self, request, extra_context=None):
         context = {"awaiting_count": awaiting_review().count(),
@@ -202,7 +225,7 @@ class MessageTemplateAdmin(TemplateMedia, admin.ModelAdmin):
                                     **form.authored_values())
         else:
             saved = template_edit(obj, actor=request.user, changes=form.changes())
-        if saved.pk != obj.pk:
+        if change and saved.pk != obj.pk:
             request._template_successor = saved
             return
         # Django's messages and redirects read the object it passed in: make it the saved row.
@@ -258,9 +281,17 @@ class MessageTemplateAdmin(TemplateMedia, admin.ModelAdmin):
             "workflow_buttons": workflow_buttons(request, template, may_author=may_author),
             "usage": usage_panel(template),
             **history_panel(request, template),
-            "audit_entries": audit_entries_of(template, AUDIT_ROWS_SHOWN),
+            "audit_entries": self._audit_entries(template),
             "awaiting_count": awaiting_review().count(),
         }
+
+    @staticmethod
+    def _audit_entries(template: MessageTemplate) -> list:
+        entries = audit_entries_of(template, AUDIT_ROWS_SHOWN)
+        for entry in entries:
+            entry.before_text, entry.after_text = audit_details(entry.before), audit_details(entry.after)
+            entry.action_text = audit_action(entry.action)
+        return entries
 
     # --- workflow steps (POST, CSRF-checked by admin_view) ----------------------------------------------
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass
 
 from templates_app.models import MessageTemplate
 from whatsapp.providers.whatsapp_templates import find_component
+
+BUTTON_WORDS = {"QUICK_REPLY": "quick reply", "URL": "link", "PHONE_NUMBER": "call", "COPY_CODE": "copy code"}
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,26 @@ def _buttons(template: MessageTemplate) -> str:
     for button in _component(template, "BUTTONS").get("buttons") or []:
         if isinstance(button, dict):
             detail = button.get("url") or button.get("phone_number") or ""
-            lines.append(" ".join(filter(None, [str(button.get("type", "")).upper(), repr(button.get("text", "")),
+            kind = str(button.get("type", "")).upper()
+            lines.append(" ".join(filter(None, [f"{BUTTON_WORDS.get(kind, kind)}:", f"“{button.get('text') or ''}”",
                                                 str(detail)])))
+    return "\n".join(lines)
+
+
+def _examples(template: MessageTemplate) -> str:
+    """One line per example value, as the author typed it: "body {{1}}: Ana", "button 2: 1042"."""
+    examples = template.examples if isinstance(template.examples, dict) else {}
+    lines = []
+    for section in ("header", "body"):
+        raw = examples.get(section)
+        values = ({str(position): value for position, value in enumerate(raw, start=1)} if isinstance(raw, list)
+                  else raw if isinstance(raw, dict) else {})
+        lines += [f"{section} " + ("link" if name == "url" else "{{" + str(name) + "}}") + f": {value}"
+                  for name, value in values.items()]
+    buttons = examples.get("buttons")
+    if isinstance(buttons, dict):
+        lines += [f"button {int(index) + 1 if str(index).isdigit() else index}: {value}"
+                  for index, value in buttons.items()]
     return "\n".join(lines)
 
 
@@ -51,7 +70,7 @@ def _sections(template: MessageTemplate) -> dict[str, str]:
         "body": str(_component(template, "BODY").get("text", "")),
         "footer": str(_component(template, "FOOTER").get("text", "")),
         "buttons": _buttons(template),
-        "examples": json.dumps(template.examples or {}, indent=1, sort_keys=True, ensure_ascii=False),
+        "examples": _examples(template),
     }
 
 

@@ -7,7 +7,6 @@ leaves, the audit entries and what the page says.
 """
 
 import html
-import json
 import re
 
 import pytest
@@ -113,11 +112,29 @@ def as_reviewer(reviewer):
     return client_for(reviewer)
 
 
-def form_data(provider, **overrides) -> dict:
+def button_rows(buttons: list[dict], examples: dict | None = None, *, empty: int = 3) -> dict[str, str]:
+    """The buttons as the form posts them: one row of boxes each, then `empty` rows left blank."""
+    examples = examples or {}
+    data = {}
+    for index, button in enumerate([*buttons, *[{}] * empty]):
+        data.update({f"buttons-{index}-type": button.get("type", ""), f"buttons-{index}-text": button.get("text", ""),
+                     f"buttons-{index}-url": button.get("url", ""),
+                     f"buttons-{index}-phone_number": button.get("phone_number", ""),
+                     f"buttons-{index}-example": examples.get(str(index), "")})
+    return data
+
+
+def body_examples(values: dict[str, str]) -> dict[str, str]:
+    return {f"body_examples-{name}": value for name, value in values.items()}
+
+
+def form_data(provider, *, buttons: list[dict] = BUTTONS, button_examples: dict | None = None, **overrides) -> dict:
     data = {"provider": provider.pk, "name": "order_ready", "language": "en_US", "category": "utility",
             "parameter_format": "positional", "header_format": "TEXT", "header_text": "Order {{1}}",
-            "body_text": "Hi {{1}}, your order is ready at {{2}}.", "footer_text": "Reply STOP to opt out",
-            "buttons": json.dumps(BUTTONS), "examples": json.dumps(EXAMPLES)}
+            "header_example": EXAMPLES["header"]["1"], "body_text": "Hi {{1}}, your order is ready at {{2}}.",
+            **body_examples(EXAMPLES["body"]), "footer_text": "Reply STOP to opt out",
+            **button_rows(buttons, button_examples if button_examples is not None
+                          else EXAMPLES["buttons"] if buttons is BUTTONS else {})}
     return {**data, **overrides}
 
 
@@ -147,6 +164,10 @@ def test_authoring_form_creates_a_draft_with_the_components_composed(as_author, 
     form_page = as_author.get(ADD)
     assert form_page.status_code == 200
     assert 'id="tpl-preview"' in page(form_page) and "template_preview.js" in page(form_page)
+    assert "template_form.js" in page(form_page)
+    # No buttons yet: three empty rows to fill in (with JavaScript, "Add a button" reveals them one by one).
+    assert [f'name="buttons-{n}-type"' in page(form_page) for n in range(4)] == [True, True, True, False]
+    assert "Add a button" in page(form_page)
 
     response = as_author.post(ADD, form_data(provider))
     assert response.status_code == 302, form_errors(response)
@@ -160,17 +181,62 @@ def test_authoring_form_creates_a_draft_with_the_components_composed(as_author, 
     change = as_author.get(url("change", template))
     form = change.context["adminform"].form
     assert form.initial["header_format"] == "TEXT" and form.initial["body_text"] == COMPONENTS[1]["text"]
-    assert json.loads(form.initial["buttons"]) == BUTTONS and json.loads(form.initial["examples"]) == EXAMPLES
+    shown = page(change)
+    # Each part in its own box, filled in: the buttons' rows, an example box per body parameter.
+    for name, value in [("header_example", "#1042"), ("body_examples-1", "Ana"),
+                        ("body_examples-2", "the Main Street store"), ("buttons-0-text", "Thanks"),
+                        ("buttons-1-url", "https://shop.example.test/t/{{1}}"), ("buttons-1-example", "1042")]:
+        assert re.search(rf'name="{re.escape(name)}"[^>]*value="{re.escape(html.escape(value))}"', shown), name
+    assert re.search(r'<option value="URL" selected>Open a link</option>', shown)
     # The server-drawn preview, with the example values in.
     assert "Hi Ana, your order is ready at the Main Street store." in text_of(change)
 
 
-def test_a_template_without_header_footer_or_buttons(as_author, provider):
-    response = as_author.post(ADD, form_data(provider, header_format="", header_text="", footer_text="",
-                                             buttons="", examples=json.dumps({"body": ["Ana", "the store"]})))
+def test_save_and_continue_editing_opens_the_new_template(as_author, provider):
+    response = as_author.post(ADD, {**form_data(provider), "_continue": "1"})
+    assert response["Location"] == url("change", MessageTemplate.objects.get())
+
+
+def test_the_authoring_page_shows_no_json(as_author, author, provider):
+    template = make_template(provider, author)
+    for response in (as_author.get(ADD), as_author.get(url("change", template))):
+        shown = text_of(response)
+        assert not re.search(r'[\[{]\s*"(type|text|url|body|header|buttons)"\s*:', shown), shown
+        assert "QUICK_REPLY" not in shown and "PHONE_NUMBER" not in shown
+
+
+def test_adding_removing_and_changing_buttons(as_author, author, provider):
+    template = make_template(provider, author)
+    phone = {"type": "PHONE_NUMBER", "text": "Call us", "phone_number": "+15550001111"}
+    code = {"type": "COPY_CODE", "text": "", "url": "", "phone_number": ""}
+    data = form_data(provider, buttons=[*BUTTONS, phone, code], button_examples={"1": "1042", "3": "SAVE10"})
+    data["buttons-0-remove"] = "1"  # the quick reply goes
+    response = as_author.post(url("change", template), data)
     assert response.status_code == 302, form_errors(response)
-    assert MessageTemplate.objects.get().components == [{"type": "BODY",
-                                                        "text": "Hi {{1}}, your order is ready at {{2}}."}]
+    template.refresh_from_db()
+    assert template.components[-1] == {"type": "BUTTONS", "buttons": [
+        BUTTONS[1], phone, {"type": "COPY_CODE"}]}
+    # Examples follow the buttons' new positions.
+    assert template.examples["buttons"] == {"0": "1042", "2": "SAVE10"}
+    # The same rows come back on the page, the empty rows below them.
+    shown = page(as_author.get(url("change", template)))
+    assert 'value="+15550001111"' in shown and 'value="SAVE10"' in shown and 'name="buttons-5-type"' in shown
+
+
+def test_an_example_typed_for_a_parameter_since_removed_is_left_out(as_author, author, provider):
+    response = as_author.post(ADD, form_data(provider, body_text="Hi {{1}}, it is ready.", buttons=[],
+                                             **{"body_examples-2": "left over"}))
+    assert response.status_code == 302, form_errors(response)
+    assert MessageTemplate.objects.get().examples == {"header": {"1": "#1042"}, "body": {"1": "Ana"}}
+
+
+def test_a_template_without_header_footer_or_buttons(as_author, provider):
+    response = as_author.post(ADD, form_data(provider, header_format="", header_text="", header_example="",
+                                             footer_text="", buttons=[]))
+    assert response.status_code == 302, form_errors(response)
+    template = MessageTemplate.objects.get()
+    assert template.components == [{"type": "BODY", "text": "Hi {{1}}, your order is ready at {{2}}."}]
+    assert template.examples == {"body": EXAMPLES["body"]}
 
 
 @pytest.mark.parametrize(("overrides", "field", "words"), [
@@ -180,19 +246,30 @@ def test_a_template_without_header_footer_or_buttons(as_author, provider):
     ({"body_text": "Hi {{1}} {{2}} is ready."}, "body_text", "next to each other"),
     ({"header_text": "Order {{1}} " + "x" * 60}, "header_text", "at most 60 characters"),
     ({"footer_text": "Bye {{1}}"}, "footer_text", "cannot have parameters"),
-    ({"examples": json.dumps({**EXAMPLES, "body": {"1": "Ana"}})}, "examples", "{{2}} needs an example value"),
-    ({"buttons": json.dumps([{"type": "URL", "text": "Track", "url": "https://shop.example.test/{{1}}/t"}])},
-     "buttons", "must be at the very end of the url"),
-    ({"buttons": json.dumps([{"type": "QUICK_REPLY", "text": "A"}, {"type": "URL", "text": "B",
-                                                                      "url": "https://x.example.test"},
-                             {"type": "QUICK_REPLY", "text": "C"}])}, "buttons", "must be grouped together"),
-    ({"buttons": "[{'type': 'QUICK_REPLY'}"}, "buttons", "Not valid JSON"),
-    ({"examples": "[1, 2]"}, "examples", "Give an object"),
+    ({"body_examples-2": ""}, "body_examples", "Body parameter {{2}} needs an example value"),
+    ({"header_example": " "}, "header_example", "Header parameter {{1}} needs an example value"),
+    ({"header_format": "IMAGE", "header_text": "", "header_example": ""}, "header_example",
+     "The IMAGE header needs an example https link, found nothing"),
+    ({"buttons": [{"type": "URL", "text": "Track", "url": "https://shop.example.test/{{1}}/t"}],
+      "button_examples": {"0": "1042"}},
+     "buttons", "Button 1 (link): the url's parameter {{1}} must be at the very end of the url"),
+    ({"buttons": [{"type": "QUICK_REPLY", "text": "A"}, {"type": "URL", "text": "B", "url": "https://x.example.test"},
+                  {"type": "QUICK_REPLY", "text": "C"}], "button_examples": {}},
+     "buttons", "must be grouped together, all before or all after the other buttons; found quick reply, link, "
+                "quick reply"),
+    ({"buttons": [{"type": "", "text": "Yes"}], "button_examples": {}}, "buttons",
+     "Button 1: choose what it does"),
+    ({"buttons": [{"type": "PHONE_NUMBER", "text": "Call", "phone_number": "5550001111"}], "button_examples": {}},
+     "buttons", "Button 1 (call): the phone number must be + then country code"),
+    ({"buttons": [{"type": "COPY_CODE"}], "button_examples": {}}, "buttons",
+     "Button 1 (copy code) needs an example value (the code to copy)"),
+    ({"buttons": [{"type": "URL", "text": "Track", "url": "https://shop.example.test/t/{{1}}"}],
+      "button_examples": {}}, "buttons", "Button 1 (link) needs an example value (the url's variable part)"),
     ({"parameter_format": "named"}, "parameter_format", "Parameter format is named but the text uses positional"),
     ({"header_format": "IMAGE"}, "header_text", "the IMAGE header has no text"),
 ], ids=["name", "starts-with-parameter", "gap", "adjacent", "header-length", "footer-parameter",
-        "missing-example", "url-parameter", "button-grouping", "buttons-json", "examples-shape",
-        "parameter-format", "media-header-text"])
+        "missing-body-example", "missing-header-example", "media-header-link", "url-parameter", "button-grouping",
+        "button-type", "phone-number", "copy-code-example", "url-example", "parameter-format", "media-header-text"])
 def test_each_broken_rule_shows_on_its_field(as_author, provider, overrides, field, words):
     response = as_author.post(ADD, form_data(provider, **overrides))
     assert response.status_code == 200
@@ -200,6 +277,17 @@ def test_each_broken_rule_shows_on_its_field(as_author, provider, overrides, fie
     assert any(words.lower() in message.lower() for message in errors.get(field, [])), errors
     assert html.escape(errors[field][0]) in page(response)
     assert not MessageTemplate.objects.exists()
+
+
+def test_a_broken_button_is_marked_on_its_row(as_author, provider):
+    buttons = [{"type": "QUICK_REPLY", "text": "Fine"}, {"type": "QUICK_REPLY", "text": "x" * 30}]
+    response = as_author.post(ADD, form_data(provider, buttons=buttons, button_examples={}))
+    assert form_errors(response)["buttons"] == ["Button 2 (quick reply): the label is at most 25 characters, "
+                                                "found 30"]
+    rows = re.findall(r'<fieldset class="tpl-button-row([^"]*)" data-index="(\d)"', page(response))
+    assert rows[:2] == [("", "0"), (" tpl-row-invalid", "1")]
+    # Every value typed is still there to fix.
+    assert 'value="Fine"' in page(response) and f'value="{"x" * 30}"' in page(response)
 
 
 def test_a_structure_problem_shows_above_the_form(as_author, provider):
@@ -267,6 +355,37 @@ def test_a_template_in_review_is_read_only_with_its_preview(as_author, author, p
     assert "Hi Ana, your order is ready at the Main Street store." in text_of(response)
     assert "read-only while it is being reviewed" in text_of(response)
     assert as_author.post(url("change", template), form_data(provider)).status_code == 403
+
+
+def test_a_read_only_template_shows_its_parts_not_json(as_author, author, provider):
+    template = make_template(provider, author, status=TemplateStatus.IN_REVIEW)
+    response = as_author.get(url("change", template))
+    shown = " ".join(text_of(response).split())
+    # Part by part, each parameter beside its example value, the buttons as a numbered list.
+    for words in ["Header (text) Order {{1}} {{1}} = #1042",
+                  "Body Hi {{1}}, your order is ready at {{2}}. {{1}} = Ana · {{2}} = the Main Street store",
+                  "Footer Reply STOP to opt out",
+                  "Thanks — quick reply",
+                  "Track — open a link https://shop.example.test/t/{{1}} · example: 1042",
+                  "Button 2 the end of the link 1042",
+                  "Written: Here"]:
+        assert words in shown, words
+    assert not re.search(r'[\[{]\s*"(type|text|url|body|header|buttons)"\s*:', shown)
+    assert "{'" not in shown and "QUICK_REPLY" not in shown
+    assert "icon-no" not in page(response)  # "not managed elsewhere" is no failure: no red cross
+    # The audit trail in words too.
+    assert "submitted for review" in shown and "status: draft, version: 1 → status: in internal review" in shown
+
+
+def test_statuses_look_like_what_they_are(as_author, author, reviewer, provider):
+    make_template(provider, author, name="a_draft")
+    make_template(provider, author, name="live", status=TemplateStatus.APPROVED, reviewer=reviewer)
+    MessageTemplate.objects.filter(name="a_draft").update(status=TemplateStatus.INTERNALLY_REJECTED)
+    listing = page(as_author.get(CHANGELIST))
+    assert '<span class="tpl-status tpl-status-good">Approved</span>' in listing
+    assert '<span class="tpl-status tpl-status-bad">Rejected internally</span>' in listing
+    MessageTemplate.objects.filter(name="a_draft").update(status=TemplateStatus.DRAFT)
+    assert '<span class="tpl-status tpl-status-neutral">Draft</span>' in page(as_author.get(CHANGELIST))
 
 
 def test_a_draft_is_deleted_through_the_workflow(admin_client_logged, author, reviewer, provider):
@@ -399,8 +518,20 @@ def test_the_review_screen_lists_only_templates_in_review(as_reviewer, author, r
     assert f'href="{url("reject", waiting)}?{html.escape(back)}"' in html_page
     assert "Hi Ana, your order is ready at the Main Street store." in html_page
     assert as_reviewer.get(reverse("admin:templates_app_templateawaitingreview_add")).status_code == 403
+    # The columns a reviewer needs first: the template, its body, the decision.
+    headers = re.findall(r'<th scope="col" class="(?:sortable )?column-(\w+)', html_page)
+    assert headers[:3] == ["template_link", "body_preview", "review"], headers
     # The template list points to it with the count.
     assert "1 awaiting review" in text_of(as_reviewer.get(CHANGELIST))
+
+
+def test_the_review_screen_shows_a_long_body_cut_short_and_whole_on_hover(as_reviewer, author, provider):
+    body = "Hi {{1}}, your order is ready at {{2}}. " + "We keep it for you for seven days, then it goes back. " * 6
+    make_template(provider, author, body=body.strip(), status=TemplateStatus.IN_REVIEW)
+    cell = re.search(r'<span class="tpl-body-cell" title="([^"]*)">([^<]*)</span>', page(as_reviewer.get(REVIEW)))
+    whole = body.strip().replace("{{1}}", "Ana").replace("{{2}}", "the Main Street store")
+    assert html.unescape(cell.group(1)) == whole
+    assert html.unescape(cell.group(2)).endswith("…") and len(html.unescape(cell.group(2))) == 220
 
 
 def test_approve_from_a_row_returns_to_the_review_screen(as_reviewer, author, provider):
@@ -525,10 +656,11 @@ def test_usage_rates_come_from_the_templates_messages(as_author, author, reviewe
 
     listing = page(as_author.get(CHANGELIST))
     row = re.search(rf'<tr[^>]*>(?:(?!</tr>).)*?/{template.pk}/change/(?:(?!</tr>).)*</tr>', listing, re.S).group(0)
-    cells = re.findall(r'<td class="field-(sends|delivered_rate|read_rate|failed_rate)[^"]*">([^<]*)</td>', row)
-    assert cells == [("sends", "4"), ("delivered_rate", "50.0%"), ("read_rate", "25.0%"), ("failed_rate", "25.0%")]
+    usage = re.search(r'<td class="field-usage">(.*?)</td>', row).group(1)
+    assert " ".join(html.unescape(re.sub(r"<[^>]+>", " ", usage)).split()) == (
+        "4 sent 50.0% delivered 25.0% read 25.0% failed")
     unused_row = re.search(rf'<tr[^>]*>(?:(?!</tr>).)*?/{unused.pk}/change/(?:(?!</tr>).)*</tr>', listing, re.S)
-    assert re.findall(r'<td class="field-delivered_rate[^"]*">([^<]*)</td>', unused_row.group(0)) == ["—"]
+    assert "Not sent yet" in unused_row.group(0)
 
     usage = as_author.get(url("change", template)).context["usage"]
     assert usage == {"sends": 4, "delivered": 2, "read": 1, "failed": 1, "delivered_rate": "50.0%",
@@ -560,7 +692,7 @@ def test_history_diff_and_audit_trail(as_author, author, reviewer, provider):
     steps = [("template.approved_internally", "reviewer"), ("template.submitted_for_review", "author"),
              ("template.created", "author")]
     assert [step for step in trail if step in steps] == steps  # newest first
-    assert "template.approved_internally" in text_of(as_author.get(url("change", v1)))
+    assert "approved internally" in text_of(as_author.get(url("change", v1)))
 
 
 def test_workflow_facts_show_the_providers_reason(as_author, author, reviewer, provider):

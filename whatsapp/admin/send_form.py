@@ -11,6 +11,8 @@ import uuid
 from typing import Any
 
 from django import forms
+from django.conf import settings
+from django.template.defaultfilters import filesizeformat
 
 from templates_app.models import MessageTemplate
 from templates_app.parameters import TemplateVariablesError, template_bind, template_render, template_spec
@@ -23,8 +25,6 @@ from whatsapp.services.send_rules import TEXT_MAX
 
 # How an uploaded file is sent, by the first part of its type; anything else goes as a document.
 MEDIA_KIND_BY_TYPE = {"image": MessageType.IMAGE, "video": MessageType.VIDEO, "audio": MessageType.AUDIO}
-# WhatsApp's largest media (a document, 100 MB); the provider refuses what its kind does not allow.
-UPLOAD_MAX_BYTES = 100 * 1024 * 1024
 
 
 def saved_replies_for(provider: Provider):
@@ -137,8 +137,10 @@ class ConversationSendForm(forms.Form):
 
     def clean_file(self):
         upload = self.cleaned_data.get("file")
-        if upload is not None and upload.size > UPLOAD_MAX_BYTES:
-            raise forms.ValidationError("The file is larger than WhatsApp's 100 MB.")
+        limit = settings.OUTBOUND_MEDIA_MAX_BYTES
+        if upload is not None and upload.size > limit:
+            raise forms.ValidationError(f"The file is {filesizeformat(upload.size)}; files up to "
+                                        f"{filesizeformat(limit)} can be sent from here.")
         return upload
 
     def clean(self):

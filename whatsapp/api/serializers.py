@@ -7,7 +7,17 @@ from contacts.models import Contact
 from contacts.phones import phone_parse_e164
 from templates_app.models import MessageTemplate
 from templates_app.selectors import sendable_template
-from whatsapp.models import Conversation, Media, Message, MessageStatusEvent, Provider, SendAttempt
+from whatsapp.models import (
+    Conversation,
+    Label,
+    LabelColour,
+    Media,
+    Message,
+    MessageStatusEvent,
+    Provider,
+    SavedReply,
+    SendAttempt,
+)
 from whatsapp.services.outbound import message_status_history
 from whatsapp.services.providers import provider_webhook_url
 
@@ -34,19 +44,166 @@ class ProviderBriefSerializer(serializers.ModelSerializer):
         fields = ["id", "kind", "name"]
 
 
+class LastMessageSerializer(serializers.Serializer):
+    text = serializers.CharField(help_text="Its first 160 characters (empty for a message without text).")
+    type = serializers.CharField(help_text="text, image, audio, template...")
+    direction = serializers.CharField(help_text="inbound or outbound")
+
+
 class ConversationSerializer(serializers.ModelSerializer):
     contact_name = serializers.CharField(source="contact.profile_name", read_only=True)
     session_open_until = serializers.SerializerMethodField()
+    assignee_username = serializers.SerializerMethodField()
+    labels = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True,
+                                          help_text="The names of its labels.")
+    needs_reply = serializers.SerializerMethodField(
+        help_text="The customer's latest messages wait for a reply from a person (since awaiting_reply_since).")
+    last_message = serializers.SerializerMethodField(
+        help_text="The latest message (reactions left out), or null before the first one.")
 
     class Meta:
         model = Conversation
-        fields = ["id", "provider", "contact", "contact_name", "assignee", "external_conversation_id",
+        fields = ["id", "provider", "contact", "contact_name", "assignee", "assignee_username", "labels",
+                  "needs_reply", "awaiting_reply_since", "last_reply_at", "last_message", "external_conversation_id",
                   "external_state", "last_message_at", "session_open_until", "ai_summary", "created_at"]
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_session_open_until(self, conversation: Conversation):
         open_sessions = [s for s in conversation.sessions.all() if s.state == "open"]
         return open_sessions[0].expires_at if open_sessions else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_assignee_username(self, conversation: Conversation) -> str | None:
+        return conversation.assignee.get_username() if conversation.assignee_id else None
+
+    def get_needs_reply(self, conversation: Conversation) -> bool:
+        return conversation.awaiting_reply_since is not None
+
+    @extend_schema_field(LastMessageSerializer(allow_null=True))
+    def get_last_message(self, conversation: Conversation) -> dict | None:
+        preview = getattr(conversation, "last_preview", None)
+        if not preview:
+            return None
+        return {"text": preview.get("text") or "", "type": preview.get("type") or "",
+                "direction": preview.get("direction") or ""}
+
+
+def _storable(value: str) -> str:
+    """PostgreSQL stores text without lone surrogates (which JSON's escapes allow)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise serializers.ValidationError("contains an unpaired surrogate (\\ud800-\\udfff), which is not text") \
+            from None
+    return value
+
+
+class TextField(serializers.CharField):
+    """Text that can be stored (no NUL character: DRF refuses it; no lone surrogate)."""
+
+    def to_internal_value(self, data):
+        return _storable(super().to_internal_value(data))
+
+
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string", "enum": ["me"]}], "nullable": True})
+class AssigneeField(serializers.Field):
+    """A user id, "me" (the caller), or null (nobody)."""
+
+    default_error_messages = {"invalid": 'give a user id, "me" or null'}
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and data.strip().lower() == "me":
+            return "me"
+        if isinstance(data, str) and data.strip().isascii() and data.strip().isdigit():
+            data = int(data.strip())
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class AssignSerializer(serializers.Serializer):
+    assignee = AssigneeField(allow_null=True, help_text='The user to assign it to (an id, or "me": the caller), '
+                                                        "an active staff member; null: unassign.")
+
+
+LABELS_PER_REQUEST = 100
+
+
+class LabelNamesSerializer(serializers.Serializer):
+    labels = serializers.ListField(child=TextField(max_length=200), allow_empty=True, max_length=LABELS_PER_REQUEST,
+                                   help_text="Label names, in any case.")
+
+
+class LabelSerializer(serializers.ModelSerializer):
+    name = TextField(max_length=40, help_text="Unique, whatever the case.")
+    colour = serializers.CharField(max_length=40, required=False,
+                                   help_text="One of the palette's colours, as its value (" +
+                                             ", ".join(LabelColour.values) + ") or its name (" +
+                                             ", ".join(label.lower() for label in LabelColour.labels) +
+                                             "); grey by default.")
+    description = TextField(max_length=200, required=False, allow_blank=True)
+    conversation_count = serializers.SerializerMethodField(help_text="How many conversations carry it.")
+
+    class Meta:
+        model = Label
+        fields = ["id", "name", "colour", "description", "conversation_count", "created_at"]
+
+    def get_conversation_count(self, label: Label) -> int:
+        counted = getattr(label, "conversation_count", None)  # annotated on the lists
+        return counted if counted is not None else label.conversations.count()
+
+    def validate_name(self, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise serializers.ValidationError("a label needs a name")
+        others = Label.objects.filter(name__iexact=value)
+        if self.instance is not None:
+            others = others.exclude(pk=self.instance.pk)
+        if others.exists():
+            raise serializers.ValidationError(f"there is already a label named {others.first().name!r}")
+        return value
+
+    def validate_colour(self, value: str) -> str:
+        wanted = value.strip().lower()
+        for colour in LabelColour:
+            if wanted in (colour.value, colour.label.lower()):
+                return colour.value
+        raise serializers.ValidationError(
+            f"{value!r} is not one of the colours: " +
+            ", ".join(f"{colour.value} ({colour.label.lower()})" for colour in LabelColour))
+
+
+class SavedReplySerializer(serializers.ModelSerializer):
+    title = TextField(max_length=80, help_text="What operators pick it by; unique.")
+    text = TextField(max_length=4096, trim_whitespace=False)
+    provider = serializers.PrimaryKeyRelatedField(
+        queryset=Provider.objects.all(), allow_null=True, required=False,
+        help_text="Offered on this number's conversations only (an id); null: on every number.")
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True,
+                                              help_text="Who made it (a username).")
+
+    class Meta:
+        model = SavedReply
+        fields = ["id", "title", "text", "provider", "created_by", "updated_at"]
+
+    def validate_title(self, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise serializers.ValidationError("a saved reply needs a title")
+        others = SavedReply.objects.filter(title=value)
+        if self.instance is not None:
+            others = others.exclude(pk=self.instance.pk)
+        if others.exists():
+            raise serializers.ValidationError("there is already a saved reply with this title")
+        return value
+
+    def validate_text(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("a saved reply needs a text")
+        return value
 
 
 class MessageStatusEventSerializer(serializers.ModelSerializer):

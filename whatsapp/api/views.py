@@ -1,19 +1,38 @@
-"""The messaging API: providers, conversations, messages. Sending is POST /api/v1/messages/."""
+"""The messaging API: providers, conversations (assigning and labelling them too), messages, labels and saved
+replies. Sending is POST /api/v1/messages/."""
 
 import hashlib
+import json
 
-from django.db.models import Prefetch
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Prefetch
+from django.forms.models import model_to_dict
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import SearchFilter
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from core.api.errors import ReadableErrors, refuse
+from core.api.errors import REFUSAL, ReadableErrors, refuse, validated
+from core.api.filters import ApiFilterBackend
 from core.api.parsers import DepthSafeJSONParser, printable
+from core.api.permissions import requires
+from core.audit import audit_record
+from core.models import ApiScope
 from whatsapp.api import serializers
-from whatsapp.api.filters import MessageFilter
-from whatsapp.models import Conversation, Message, MessageStatusEvent, Provider, Session
+from whatsapp.api.filters import WAITING, ConversationFilter, InboxOrderingFilter, MessageFilter, SavedReplyFilter
+from whatsapp.models import Conversation, Label, Message, MessageStatusEvent, Provider, SavedReply, Session
+from whatsapp.selectors import with_inbox_columns
+from whatsapp.services.conversations import (
+    AssignmentRefused,
+    conversation_assign,
+    conversation_set_labels,
+    labels_named,
+)
 from whatsapp.services.outbound import (
     IdempotencyConflict,
     MediaInput,
@@ -32,15 +51,189 @@ class ProviderViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["name", "created_at"]
 
 
+CHANGE_CONVERSATION = "whatsapp.change_conversation"
+LABEL_METHODS_HELP = ("PUT sets exactly these labels, POST adds them, DELETE removes them; names in any case. A name "
+                      "no label has is refused (400 `unknown_labels`, naming them) and nothing changes. Audited.")
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Conversations",
+        description="Newest activity first; `ordering=waiting` is the inbox's order: what has waited longest for "
+                    "a reply first, then the most recent. Each shows its labels, whether it needs a reply, its "
+                    "assignee and its latest message.",
+        parameters=[
+            OpenApiParameter("assignee", str, description='Assigned to this user (an id), or "me": to the caller. '
+                                                          "`assignee__isnull=true`: to nobody."),
+            OpenApiParameter("label", str, description="Carries the label with this name (any case); a name no "
+                                                       "label has is refused (400)."),
+            OpenApiParameter("ordering", str, description="last_message_at, created_at, awaiting_reply_since (each "
+                                                          "reversed with a leading -), or waiting: the inbox's order, "
+                                                          "what has waited longest first."),
+        ]),
+    retrieve=extend_schema(summary="One conversation"),
+)
 class ConversationViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
-    queryset = (Conversation.objects.select_related("contact")
-                .prefetch_related(Prefetch("sessions", queryset=Session.objects.filter(state="open")))
+    queryset = (Conversation.objects.select_related("contact", "assignee")
+                .prefetch_related(Prefetch("sessions", queryset=Session.objects.filter(state="open")), "labels")
                 .order_by("-last_message_at", "-id"))
     serializer_class = serializers.ConversationSerializer
-    filterset_fields = {"provider": ["exact"], "contact": ["exact"], "assignee": ["exact", "isnull"],
-                        "contact__user_mapping__user": ["exact"], "last_message_at": ["gte", "lte"]}
+    filter_backends = [ApiFilterBackend, SearchFilter, InboxOrderingFilter]
+    filterset_class = ConversationFilter
     search_fields = ["contact__profile_name", "contact__identities__value"]
-    ordering_fields = ["last_message_at", "created_at"]
+    ordering_fields = ["last_message_at", "created_at", "awaiting_reply_since", WAITING]
+    # Changes to a conversation are "manage" for an API key (the default of a request that is not a read).
+    action_scopes = {"assign": ApiScope.MANAGE, "labels": ApiScope.MANAGE}
+
+    def get_queryset(self):
+        return with_inbox_columns(super().get_queryset())
+
+    def _answer(self, conversation: Conversation) -> Response:
+        return Response(self.get_serializer(self.get_queryset().get(pk=conversation.pk)).data)
+
+    @extend_schema(
+        summary="Assign a conversation, or unassign it",
+        description='`{"assignee": <user id>}` or `{"assignee": "me"}` assigns it to that user (an active staff '
+                    'member), `{"assignee": null}` to nobody. Needs whatsapp.change_conversation. Audited.',
+        request=serializers.AssignSerializer,
+        responses={200: serializers.ConversationSerializer, 400: REFUSAL, 403: REFUSAL, 404: REFUSAL})
+    @action(detail=True, methods=["post"], permission_classes=[requires(CHANGE_CONVERSATION)], filter_backends=[])
+    def assign(self, request, pk=None):
+        conversation = self.get_object()
+        wanted = validated(serializers.AssignSerializer, request.data)["assignee"]
+        if wanted == "me":
+            assignee = request.user
+        elif wanted is None:
+            assignee = None
+        else:
+            assignee = get_user_model().objects.filter(pk=wanted).first() if 0 < wanted < 2**63 else None
+            if assignee is None:
+                return refuse(400, "unknown_user", f"There is no user with the id {wanted}.")
+        try:
+            conversation_assign(conversation, assignee, actor=request.user)
+        except AssignmentRefused as refusal:
+            return refuse(400, "not_assignable", str(refusal))
+        return self._answer(conversation)
+
+    @extend_schema(methods=["PUT"], summary="Set a conversation's labels")
+    @extend_schema(methods=["POST"], summary="Add labels to a conversation")
+    @extend_schema(methods=["DELETE"], summary="Remove labels from a conversation",
+                   description=LABEL_METHODS_HELP + ' The body is {"labels": [...]}, as for the others.')
+    @extend_schema(description=LABEL_METHODS_HELP, request=serializers.LabelNamesSerializer,
+                   responses={200: serializers.ConversationSerializer, 400: REFUSAL, 403: REFUSAL, 404: REFUSAL})
+    @action(detail=True, methods=["put", "post", "delete"], permission_classes=[requires(CHANGE_CONVERSATION)],
+            filter_backends=[])
+    def labels(self, request, pk=None):
+        conversation = self.get_object()
+        names = validated(serializers.LabelNamesSerializer, request.data)["labels"]
+        given, unknown = labels_named(names)
+        if unknown:
+            return Response({"code": "unknown_labels", "detail": f"No label is named {', '.join(map(repr, unknown))}; "
+                                                                 "nothing was changed.",
+                             "unknown": unknown}, status=400)
+        with transaction.atomic():
+            # Locked first, then read: two requests adding labels at once both count.
+            fresh = Conversation.objects.select_for_update(no_key=True).get(pk=conversation.pk)
+            current = list(fresh.labels.all())
+            if request.method == "PUT":
+                wanted = given
+            elif request.method == "POST":
+                wanted = current + given
+            else:
+                removed = {label.pk for label in given}
+                wanted = [label for label in current if label.pk not in removed]
+            conversation_set_labels(fresh, wanted, actor=request.user)
+        return self._answer(conversation)
+
+
+def _snapshot(obj) -> dict:
+    """The row's fields as JSON, for an audit entry."""
+    return json.loads(json.dumps(model_to_dict(obj), default=str))
+
+
+class AuditedModelViewSet(ReadableErrors, viewsets.ModelViewSet):
+    """Create, change and delete, each with its audit entry `<model>.create|change|delete` (stored together or not
+    at all). A name or title taken by a request at the same moment is refused like one taken before (400)."""
+
+    unique_field = ""
+
+    def _saved(self, serializer, **extra):
+        try:
+            with transaction.atomic():
+                return serializer.save(**extra)
+        except IntegrityError:
+            raise ValidationError({self.unique_field: ["this is already taken"]}) from None
+
+    @transaction.atomic
+    def perform_create(self, serializer):
+        obj = self._saved(serializer, **self.created_extra())
+        audit_record(action=f"{obj._meta.model_name}.create", obj=obj, actor=self.request.user, after=_snapshot(obj))
+
+    def created_extra(self) -> dict:
+        return {}
+
+    @transaction.atomic
+    def perform_update(self, serializer):
+        before = _snapshot(serializer.instance)
+        obj = self._saved(serializer)
+        audit_record(action=f"{obj._meta.model_name}.change", obj=obj, actor=self.request.user, before=before,
+                     after=_snapshot(obj))
+
+    @transaction.atomic
+    def perform_destroy(self, instance):
+        audit_record(action=f"{instance._meta.model_name}.delete", obj=instance, actor=self.request.user,
+                     before=_snapshot(instance))
+        instance.delete()
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Labels", description="By name, each with how many conversations carry it."),
+    retrieve=extend_schema(summary="One label"),
+    create=extend_schema(summary="Make a label", description="Audited.",
+                         responses={201: serializers.LabelSerializer, 400: REFUSAL, 403: REFUSAL}),
+    update=extend_schema(summary="Change a label", description="Audited.",
+                         responses={200: serializers.LabelSerializer, 400: REFUSAL, 403: REFUSAL, 404: REFUSAL}),
+    partial_update=extend_schema(summary="Change some of a label's fields", description="Audited.",
+                                 responses={200: serializers.LabelSerializer, 400: REFUSAL, 403: REFUSAL,
+                                            404: REFUSAL}),
+    destroy=extend_schema(summary="Delete a label", description="It comes off every conversation. Audited.",
+                          responses={204: None, 403: REFUSAL, 404: REFUSAL}),
+)
+class LabelViewSet(AuditedModelViewSet):
+    queryset = Label.objects.annotate(conversation_count=Count("conversations")).order_by("name", "pk")
+    serializer_class = serializers.LabelSerializer
+    filterset_fields = ["colour"]
+    search_fields = ["name", "description"]
+    ordering_fields = ["name", "created_at", "conversation_count"]
+    unique_field = "name"
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Saved replies",
+                       description="By title. `provider` gives the ones offered on that number: its own and the "
+                                   "ones for every number."),
+    retrieve=extend_schema(summary="One saved reply"),
+    create=extend_schema(summary="Make a saved reply", description="Made by the caller. Audited.",
+                         responses={201: serializers.SavedReplySerializer, 400: REFUSAL, 403: REFUSAL}),
+    update=extend_schema(summary="Change a saved reply", description="Audited.",
+                         responses={200: serializers.SavedReplySerializer, 400: REFUSAL, 403: REFUSAL,
+                                    404: REFUSAL}),
+    partial_update=extend_schema(summary="Change some of a saved reply's fields", description="Audited.",
+                                 responses={200: serializers.SavedReplySerializer, 400: REFUSAL, 403: REFUSAL,
+                                            404: REFUSAL}),
+    destroy=extend_schema(summary="Delete a saved reply", description="Audited.",
+                          responses={204: None, 403: REFUSAL, 404: REFUSAL}),
+)
+class SavedReplyViewSet(AuditedModelViewSet):
+    queryset = SavedReply.objects.select_related("created_by").order_by("title", "pk")
+    serializer_class = serializers.SavedReplySerializer
+    filterset_class = SavedReplyFilter
+    search_fields = ["title", "text"]
+    ordering_fields = ["title", "updated_at"]
+    unique_field = "title"
+
+    def created_extra(self) -> dict:
+        return {"created_by": self.request.user}
 
 
 IDEMPOTENCY_KEY_MAX = 100

@@ -54,10 +54,16 @@ def conversation_set_labels(conversation: Conversation, labels: Iterable[Label],
     """Make the conversation's labels exactly `labels`. Returns whether anything changed."""
     wanted = {label.pk: label for label in labels}
     Conversation.objects.select_for_update(no_key=True).filter(pk=conversation.pk).first()
-    current = {label.pk: label.name for label in conversation.labels.all()}
+    # Read after the lock, from the table: a caller's prefetched labels may be older than the last change.
+    current = dict(Label.objects.filter(conversations=conversation.pk).values_list("pk", "name"))
     if set(current) == set(wanted):
         return False
-    conversation.labels.set(wanted.values())
+    through = Conversation.labels.through
+    through.objects.filter(conversation_id=conversation.pk).exclude(label_id__in=wanted).delete()
+    through.objects.bulk_create([through(conversation_id=conversation.pk, label_id=pk) for pk in wanted
+                                 if pk not in current])
+    # A prefetched copy on the caller's object would now be stale.
+    getattr(conversation, "_prefetched_objects_cache", {}).pop("labels", None)
     audit_record(action="conversation.labels", obj=conversation, actor=actor,
                  before={"labels": sorted(current.values())},
                  after={"labels": sorted(label.name for label in wanted.values())})

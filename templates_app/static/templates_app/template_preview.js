@@ -8,7 +8,6 @@
   "use strict";
 
   var PARAMETER = /\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g;
-  var FIELDS = ["header_format", "header_text", "body_text", "footer_text", "buttons", "examples"];
 
   function field(name) {
     return document.getElementById("id_" + name);
@@ -19,28 +18,41 @@
     return element ? element.value : "";
   }
 
-  function parsed(name, fallback, problems) {
-    var raw = text(name).trim();
-    if (!raw) {
-      return fallback;
-    }
-    try {
-      return JSON.parse(raw);
-    } catch (error) {
-      problems.push(name.replace("_", " ") + ": not valid JSON yet");
-      return fallback;
-    }
+  function firstParameter(template) {
+    var match = /\{\{\s*([A-Za-z0-9_]+)\s*\}\}/.exec(template || "");
+    return match ? match[1] : "";
   }
 
-  // {"1": "Ana"} by name, or ["Ana", "1042"] for {{1}}, {{2}}...
-  function valuesOf(raw) {
+  // {name: value} from the example boxes beside a text's parameters (those still in the text).
+  function parameterValues(name) {
     var values = {};
-    if (Array.isArray(raw)) {
-      raw.forEach(function (value, index) { values[String(index + 1)] = String(value); });
-    } else if (raw && typeof raw === "object") {
-      Object.keys(raw).forEach(function (key) { values[key] = String(raw[key]); });
-    }
+    var box = field(name);
+    Array.prototype.forEach.call(box ? box.querySelectorAll(".tpl-parameter") : [], function (label) {
+      var input = label.querySelector("input");
+      if (!label.hidden && input && input.value) {
+        values[label.dataset.parameter] = input.value;
+      }
+    });
     return values;
+  }
+
+  // The buttons as the server keeps them: rows neither empty nor removed, with their example values.
+  function buttonRows() {
+    var list = field("buttons");
+    var rows = [];
+    Array.prototype.forEach.call(list ? list.querySelectorAll(".tpl-button-row") : [], function (row) {
+      var value = function (part) {
+        var input = row.querySelector("[name$='-" + part + "']");
+        return input ? (input.type === "checkbox" ? (input.checked ? "1" : "") : input.value) : "";
+      };
+      var button = {type: value("type"), text: value("text"), url: value("url"),
+                    phone_number: value("phone_number"), example: value("example")};
+      var empty = !(button.type || button.text || button.url || button.phone_number || button.example);
+      if (!empty && !value("remove")) {
+        rows.push(button);
+      }
+    });
+    return rows;
   }
 
   function fill(template, values) {
@@ -87,19 +99,19 @@
   }
 
   function draw(root) {
-    var problems = [];
-    var examples = parsed("examples", {}, problems);
-    examples = examples && typeof examples === "object" && !Array.isArray(examples) ? examples : {};
-    var buttons = parsed("buttons", [], problems);
+    var buttons = buttonRows();
+    var buttonValues = {};
+    buttons.forEach(function (button, index) { buttonValues[String(index)] = button.example; });
     var headerFormat = text("header_format");
+    var headerText = text("header_text");
+    var headerValues = {};
+    headerValues[firstParameter(headerText)] = text("header_example");
     show(root.querySelector(".tpl-header-media"),
          headerFormat && headerFormat !== "TEXT" ? "[" + headerFormat.toLowerCase() + "]" : "");
-    show(root.querySelector(".tpl-header"),
-         headerFormat === "TEXT" ? fill(text("header_text"), valuesOf(examples.header)) : "");
-    root.querySelector(".tpl-body").textContent = fill(text("body_text"), valuesOf(examples.body));
+    show(root.querySelector(".tpl-header"), headerFormat === "TEXT" ? fill(headerText, headerValues) : "");
+    root.querySelector(".tpl-body").textContent = fill(text("body_text"), parameterValues("body_examples"));
     show(root.querySelector(".tpl-footer"), text("footer_text"));
-    drawButtons(root.querySelector(".tpl-buttons"), buttons, valuesOf(examples.buttons));
-    show(root.querySelector(".tpl-preview-problem"), problems.join("; "));
+    drawButtons(root.querySelector(".tpl-buttons"), buttons, buttonValues);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
@@ -108,13 +120,10 @@
       return;  // a read-only template: the server drew its preview
     }
     var redraw = function () { draw(root); };
-    FIELDS.forEach(function (name) {
-      var element = field(name);
-      if (element) {
-        element.addEventListener("input", redraw);
-        element.addEventListener("change", redraw);
-      }
-    });
+    // Listened to on the form: button rows and example boxes come and go as the author works.
+    var form = field("body_text").form;
+    form.addEventListener("input", redraw);
+    form.addEventListener("change", redraw);
     redraw();
   });
 })();
