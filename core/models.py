@@ -70,6 +70,7 @@ class ApiToken(models.Model):
         app_label = "whatsapp"
         ordering = ["-created_at"]
         verbose_name = "API key"
+        verbose_name_plural = "API keys"
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

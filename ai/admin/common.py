@@ -4,10 +4,10 @@ summaries."""
 from __future__ import annotations
 
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 from django.utils.html import format_html
 
 from ai.guards import ai_settings_for
+from core import dates
 from whatsapp.models import Provider
 
 # Asking for suggestions or a summary, and re-running AI, are part of handling a conversation.
@@ -21,7 +21,7 @@ def may_see_conversations(user) -> bool:
 
 
 def when(moment) -> str:
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
+    return dates.when(moment, seconds=True)
 
 
 def admin_link(obj, label=None) -> str:

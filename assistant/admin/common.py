@@ -13,24 +13,21 @@ from functools import cache
 from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 from django.utils.html import format_html
 
 from ai.admin.common import message_in_conversation_url
 from assistant.selectors import sees_everyone, visible_to
+from core import dates
 from core.admin.base import AuditedModelAdmin, ReadOnlyModelAdmin
-
-INSTANT_FORMAT = "%Y-%m-%d %H:%M:%S"
-DATE_FORMAT = "%Y-%m-%d"
 
 
 def when(moment) -> str:
     """An instant, in the site's time zone, to the second; '-' for none."""
-    return timezone.localtime(moment).strftime(INSTANT_FORMAT) if moment else "-"
+    return dates.when(moment, seconds=True, empty="-")
 
 
 def day(value) -> str:
-    return value.strftime(DATE_FORMAT) if value else "-"
+    return dates.when(value, empty="-")
 
 
 def local_due(task) -> str:

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
-from assistant.admin.common import INSTANT_FORMAT
+from assistant.admin.common import when
 from assistant.admin.turns import RESUME_PERMISSION, turns_of_conversation_url
 from assistant.models import ConversationState, Turn
 from assistant.selectors import mapped_user, policy_for, visible_to
@@ -29,7 +29,7 @@ POLICY_PERMISSIONS = ("assistant.view_assistantpolicy", "assistant.change_assist
 def clock(moment, now) -> str:
     """HH:MM:SS on the same day, the full date and time otherwise (a handoff can last days)."""
     local, today = timezone.localtime(moment), timezone.localtime(now).date()
-    return local.strftime("%H:%M:%S") if local.date() == today else local.strftime(INSTANT_FORMAT)
+    return local.strftime("%H:%M:%S") if local.date() == today else when(moment)
 
 
 def _pending(state: ConversationState | None, now) -> dict | None:
@@ -69,7 +69,7 @@ def conversation_assistant_panel(request, conversation: Conversation) -> SafeStr
         "panel_form_id": PANEL_FORM_ID,
         "pending": _pending(state, now),
         "may_see_turns": may_see_turns,
-        "turns": [{"turn": turn, "created": timezone.localtime(turn.created_at).strftime(INSTANT_FORMAT),
+        "turns": [{"turn": turn, "created": when(turn.created_at),
                    "url": reverse("admin:assistant_turn_change", args=[turn.pk])} for turn in turns],
         "turns_url": turns_of_conversation_url(conversation.pk),
     }

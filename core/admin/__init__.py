@@ -1,35 +1,69 @@
 """Admin pages of the audit log and API keys."""
 
 from django import forms
+from django.apps import apps
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+from django.utils.text import capfirst
 
-from core.admin.base import ReadOnlyModelAdmin, pretty_json
+from core.admin.base import ADMIN_CSS, ReadOnlyModelAdmin, clipped
+from core.admin.changes import audit_changes_html
 from core.api_tokens import api_token_create, api_token_revoke, api_token_rotate, api_token_state, default_expiry
 from core.models import ApiScope, ApiToken, AuditLog
 
 
+def _model_of(label: str):
+    try:
+        return apps.get_model(label)
+    except (LookupError, ValueError):
+        return None  # a model removed since the entry was written
+
+
 @admin.register(AuditLog)
 class AuditLogAdmin(ReadOnlyModelAdmin):
-    list_display = ["created_at", "actor_label", "action", "object_type", "object_repr"]
+    list_display = ["created_at", "actor_label", "action", "object_column"]
     list_filter = ["action", "object_type"]
     search_fields = ["object_repr", "object_id", "actor_label", "correlation_id"]
-    readonly_fields = ["actor", "actor_label", "action", "object_type", "object_id", "object_repr", "pretty_before",
-                       "pretty_after", "correlation_id", "created_at"]
-    exclude = ["before", "after"]
+    fieldsets = [
+        (None, {"fields": ["created_at", "actor_label", "actor", "action", "object_link"]}),
+        ("Changes", {"fields": ["changes"]}),
+        ("Technical", {"fields": ["object_type", "object_id", "correlation_id"], "classes": ["collapse"]}),
+    ]
+    readonly_fields = ["created_at", "actor_label", "actor", "action", "object_link", "changes", "object_type",
+                       "object_id", "correlation_id"]
+
+    class Media:
+        css = {"all": [ADMIN_CSS]}
 
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="Before")
-    def pretty_before(self, obj):
-        return pretty_json(obj.before)
+    @staticmethod
+    def _object_type_name(obj) -> str:
+        model = _model_of(obj.object_type)
+        return capfirst(model._meta.verbose_name) if model else obj.object_type
 
-    @admin.display(description="After")
-    def pretty_after(self, obj):
-        return pretty_json(obj.after)
+    @admin.display(description="Object", ordering="object_type")
+    def object_column(self, obj):
+        return clipped(f"{self._object_type_name(obj)}: {obj.object_repr or '#' + obj.object_id}", width="30em")
 
+    @admin.display(description="Object")
+    def object_link(self, obj):
+        model, label = _model_of(obj.object_type), f"{self._object_type_name(obj)}: {obj.object_repr}"
+        if model is None or not model._default_manager.filter(pk=obj.object_id).exists():
+            return f"{label} (#{obj.object_id}, no longer stored)" if model else label
+        try:
+            url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change", args=[obj.object_id])
+        except NoReverseMatch:
+            return label
+        return format_html('<a href="{}">{}</a>', url, label)
+
+    @admin.display(description="Changes")
+    def changes(self, obj):
+        return audit_changes_html(obj.before, obj.after)
 
 
 class ApiTokenAddForm(forms.ModelForm):

@@ -1,4 +1,5 @@
-"""Shared admin pieces: every change made through the admin also lands in the audit log."""
+"""Shared admin pieces: every change made through the admin also lands in the audit log; how long texts and
+times read in lists and on pages."""
 
 import json
 
@@ -7,6 +8,31 @@ from django.forms.models import model_to_dict
 from django.utils.html import format_html
 
 from core.audit import audit_record
+from core.dates import when
+
+# The admin's shared stylesheet (list cells that clip, the audit table): put in a ModelAdmin's Media.
+ADMIN_CSS = "core/admin.css"
+
+
+def clipped(text: str | None, *, width: str = "24em"):
+    """A long text in a list cell: one line, cut with an ellipsis at `width`, the whole text on hover."""
+    text = (text or "").strip()
+    if not text:
+        return "-"
+    return format_html('<span class="clip" style="max-width:{}" title="{}">{}</span>', width, text, text)
+
+
+def time_with_seconds(field_name: str, description: str, help_text: str = ""):
+    """A read-only display of a date-time field to the second, for pages where events follow each other
+    within a minute (a message's delivery steps, its status reports)."""
+
+    @admin.display(description=description, ordering=field_name)
+    def show(self, obj):
+        value = getattr(obj, field_name)
+        return format_html('<span class="nowrap">{}</span>', when(value, seconds=True)) if value else "-"
+
+    show.help_text = help_text
+    return show
 
 
 def pretty_json(value) -> str:

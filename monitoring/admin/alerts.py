@@ -4,10 +4,10 @@ again (only its last characters); the evaluation itself is monitoring.alerts'.""
 from django import forms
 from django.contrib import admin, messages
 from django.urls import reverse
-from django.utils.formats import date_format
 from django.utils.html import format_html
 
 from core.admin.base import AuditedModelAdmin, ReadOnlyModelAdmin, ReadOnlyTabularInline
+from core.dates import when
 from monitoring.alerts import alerts_evaluate
 from monitoring.models import AlertIncident, AlertNotification, AlertRule
 from whatsapp.services.providers import mask_secret
@@ -87,7 +87,7 @@ class AlertRuleAdmin(AuditedModelAdmin):
             return "holding, no incident yet" if obj.holding_since else "ok"
         return format_html('<a href="{}">incident open since {}</a>',
                            reverse("admin:monitoring_alertincident_change", args=[incident.pk]),
-                           date_format(incident.opened_at, "DATETIME_FORMAT"))
+                           when(incident.opened_at))
 
     @admin.action(description="Evaluate the selected rules now", permissions=["change"])
     def evaluate_now(self, request, queryset):

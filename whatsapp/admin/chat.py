@@ -6,11 +6,11 @@ length (the queries are in whatsapp.selectors).
 
 from django.template.defaultfilters import filesizeformat, linebreaksbr
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
+from core.dates import when
 from whatsapp.models import Conversation, Media, Message
 from whatsapp.providers.events import MEDIA_TYPES, MessageStatus, MessageType
 from whatsapp.selectors import chat_messages, chat_reactions
@@ -114,10 +114,9 @@ class ChatRenderer:
     def __init__(self, conversation: Conversation):
         self.conversation = conversation
         self.message_url = reverse("admin:whatsapp_message_changelist")
-        self.time_zone = timezone.get_current_timezone()
 
     def when(self, moment) -> str:
-        return moment.astimezone(self.time_zone).strftime("%Y-%m-%d %H:%M") if moment else ""
+        return when(moment)
 
     def row(self, message: Message) -> str:
         if message.message_type == MessageType.REACTION:

@@ -16,6 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from core.admin.base import AuditedModelAdmin
+from core.dates import when
 from whatsapp.admin.chat import SENTIMENT_TONES, insight_chip
 from whatsapp.admin.conversation_page import ConversationPageMixin
 from whatsapp.admin.filters import ProviderNameFilter
@@ -169,10 +170,6 @@ def compact_duration(delta: timedelta) -> str:
     return f"{minutes // (24 * 60)} d"
 
 
-def _when(moment) -> str:
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M") if moment else ""
-
-
 def label_chips(labels) -> str:
     return format_html_join("", '<span class="wa-label" style="--label-colour:{}">{}</span>',
                             ((label.colour, label.name) for label in labels))
@@ -255,9 +252,8 @@ class ConversationAdmin(ConversationPageMixin, AuditedModelAdmin):
             return format_html('<span class="wa-quiet">{}</span>', "No messages yet")
         text = preview.get("text") or f"[{Message(message_type=preview.get('type')).get_message_type_display()}]"
         who = "You: " if preview.get("direction") == Message.Direction.OUTBOUND else ""
-        when = _when(obj.last_message_at)
         return format_html('<div class="wa-preview" title="{}">{}{}</div><span class="wa-when">{}</span>', text,
-                           who, Truncator(text).chars(80), when)
+                           who, Truncator(text).chars(80), when(obj.last_message_at))
 
     @admin.display(description="Waiting", ordering=INBOX_ORDER[0])
     def waiting(self, obj):
@@ -270,7 +266,7 @@ class ConversationAdmin(ConversationPageMixin, AuditedModelAdmin):
             return ""
         how_long = compact_duration(timezone.now() - obj.awaiting_reply_since)
         return format_html('<span class="wa-needs-reply" title="The customer wrote last, at {}">Needs reply · {}'
-                           '</span><br>', _when(obj.awaiting_reply_since), how_long)
+                           '</span><br>', when(obj.awaiting_reply_since), how_long)
 
     @staticmethod
     def _window(obj) -> str:
@@ -280,7 +276,7 @@ class ConversationAdmin(ConversationPageMixin, AuditedModelAdmin):
                                "Only an approved template can be sent", "Window closed")
         closing = expires - timezone.now() <= window_closing()
         return format_html('<span class="wa-window-{}" title="The 24-hour window is open until {}">Window: {} '
-                           'left</span>', "closing" if closing else "open", _when(expires),
+                           'left</span>', "closing" if closing else "open", when(expires),
                            compact_duration(expires - timezone.now()))
 
     @admin.display(description="Handled by", ordering="assignee__username")

@@ -1,12 +1,10 @@
 """
 The forms of the messaging admin pages: a provider's settings and credentials, the sandbox's simulated
-inbound message and its phone (a number to play, a message to send, a button to tap), the test send, and
-the conversation page's send form; with what turns a send form into a send request, and a refused send
-into a message for the person who asked.
+inbound message and its phone (a number to play, a message to send, a button to tap) and the test send;
+with what the test send hands to the pipeline, and a refused send as a message for the person who asked
+(the conversation page's send box is in send_form.py).
 """
 
-import json
-import uuid
 
 import phonenumbers
 from django import forms
@@ -14,12 +12,12 @@ from django.db import transaction
 
 from contacts.phones import phone_parse_e164, phone_to_e164
 from templates_app.models import MessageTemplate
-from templates_app.parameters import TemplateVariablesError, template_bind, template_render
-from templates_app.selectors import approved_templates_for, registration_template_choices
-from whatsapp.models import Conversation, Message, Provider, UnknownContactPolicy
-from whatsapp.providers import backend_class_for, registered_kinds
+from templates_app.parameters import TemplateVariablesError, template_bind
+from templates_app.selectors import registration_template_choices
+from whatsapp.models import Message, Provider, UnknownContactPolicy
+from whatsapp.providers import backend_class_for, kind_choices, registered_kinds
 from whatsapp.providers.events import MessageType, TemplateStatus
-from whatsapp.services.outbound import SendRequest, message_send, request_fingerprint
+from whatsapp.services.outbound import SendRequest, message_send
 from whatsapp.services.providers import (
     MB,
     ROW_TARGETS,
@@ -45,6 +43,21 @@ def extra_options() -> dict[str, list]:
     return found
 
 
+def kind_fields() -> dict[str, dict[str, str]]:
+    """Each kind's own fields on the provider form (the row's ids and its settings and credentials), in the
+    kind's order, with what the field means for that kind."""
+    return {kind: {option.name if option.target not in ROW_TARGETS else option.target: option.help
+                   for option in backend_class_for(kind).options}
+            for kind in registered_kinds()}
+
+
+def _row_field_help(name: str) -> str:
+    """A row id's meaning for each kind that uses it (the add page, before a kind is picked)."""
+    labels = dict(kind_choices())
+    return "; ".join(f"{labels[kind]}: {fields[name]}" for kind, fields in kind_fields().items()
+                     if name in fields) + "."
+
+
 def _option_field(option, kinds: str) -> forms.CharField:
     help_text = f"{option.help} ({kinds})."
     if option.secret:
@@ -61,16 +74,32 @@ class ProviderAdminForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.option_names = list(extra_options())
+        # The admin leaves out the fields other kinds use (ProviderAdmin.get_fieldsets).
+        self.option_names = [name for name in extra_options() if name in self.fields]
         if self.instance.pk:
             for name in self.option_names:
                 if name in self.instance.config:
                     self.fields[name].initial = self.instance.config[name]
+        self._describe_kind_fields()
         if "registration_template" in self.fields:  # absent when the user may only view the provider
             self._limit_registration_templates(self.fields["registration_template"])
         if "unknown_contact_policy" in self.fields:
             # A form that leaves the policy out (an older script, a partial POST) keeps the stored one.
             self.fields["unknown_contact_policy"].required = False
+
+    def _describe_kind_fields(self):
+        """Say what each id and setting means: for this provider's kind, or for every kind that uses it."""
+        own = kind_fields().get(self.instance.kind, {}) if self.instance.pk else {}
+        for name in [*ROW_TARGETS, *self.option_names]:
+            field = self.fields.get(name)
+            if field is None:
+                continue
+            if name in own:
+                secret_note = " Stored encrypted; leave empty to keep the current value." if name not in ROW_TARGETS \
+                    and isinstance(field.widget, forms.PasswordInput) else ""
+                field.help_text = own[name] + "." + secret_note
+            elif name in ROW_TARGETS:
+                field.help_text = _row_field_help(name)
 
     def _limit_registration_templates(self, field):
         if not self.instance.pk:
@@ -96,7 +125,8 @@ class ProviderAdminForm(forms.ModelForm):
         if kind:
             self.instance.kind = kind
             for row_field in ROW_TARGETS:
-                setattr(self.instance, row_field, cleaned.get(row_field, ""))
+                if row_field in self.fields:  # a field left off the page keeps its stored value
+                    setattr(self.instance, row_field, cleaned.get(row_field, ""))
             provider_apply_options(self.instance, {name: cleaned.get(name) for name in self.option_names})
             missing = provider_missing_options(self.instance)
             if missing:
@@ -218,43 +248,6 @@ class TestSendForm(forms.Form):
         return phone
 
 
-class ConversationSendForm(forms.Form):
-    kind = forms.ChoiceField(choices=[(MessageType.TEXT, "Text (only while the 24-hour window is open)"),
-                                      (MessageType.TEMPLATE, "Approved template")],
-                             initial=MessageType.TEXT, widget=forms.RadioSelect)
-    text = forms.CharField(required=False, max_length=4096, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
-    template = forms.ModelChoiceField(queryset=MessageTemplate.objects.none(), required=False,
-                                      help_text="This number's approved templates.")
-    variables = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-                                help_text='The template\'s values as JSON, e.g. {"body": ["Ana", "123"]}.')
-    # A fresh key per form shown: a double click or a resubmitted page queues the message once.
-    send_key = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
-
-    def __init__(self, *args, provider: Provider, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["template"].queryset = approved_templates_for(provider)
-        self.fields["send_key"].initial = uuid.uuid4().hex
-
-    def clean_variables(self):
-        raw = self.cleaned_data["variables"].strip()
-        try:
-            variables = json.loads(raw) if raw else {}
-        except ValueError as exc:
-            raise forms.ValidationError(f"Not valid JSON: {exc}") from None
-        if not isinstance(variables, dict):
-            raise forms.ValidationError('Give an object, e.g. {"body": ["Ana", "123"]}.')
-        return variables
-
-    def clean(self):
-        cleaned = super().clean()
-        kind = cleaned.get("kind")
-        if kind == MessageType.TEXT and not (cleaned.get("text") or "").strip():
-            self.add_error("text", "Write the text to send.")
-        if kind == MessageType.TEMPLATE and not cleaned.get("template") and "template" not in self.errors:
-            self.add_error("template", "Choose an approved template.")
-        return cleaned
-
-
 # --- what the send forms hand to the send pipeline ---------------------------------------------------
 
 @transaction.atomic
@@ -262,30 +255,6 @@ def send_test_text(*, provider: Provider, actor, to_phone: str, text: str) -> Me
     request = SendRequest(provider=provider, contact=None, to_phone=to_phone, message_type=MessageType.TEXT,
                           text=text, lane=Message.Lane.REPLY, actor=actor)
     return message_send(request)[0]
-
-
-def send_preview(data: dict) -> dict:
-    """What the customer would read, or why the template's values do not fit; nothing is sent."""
-    if data["kind"] == MessageType.TEXT:
-        return {"text": data["text"]}
-    try:
-        bound = template_bind(data["template"], data["variables"])
-    except TemplateVariablesError as exc:
-        return {"error": str(exc)}
-    return {"text": template_render(data["template"], bound)}
-
-
-def conversation_send_request(conversation: Conversation, data: dict, actor) -> SendRequest:
-    is_template = data["kind"] == MessageType.TEMPLATE
-    template = data["template"] if is_template else None
-    variables = data["variables"] if is_template else None
-    text = "" if is_template else data["text"]
-    fingerprint = request_fingerprint({"kind": data["kind"], "text": text, "template": template,
-                                       "variables": variables})
-    key = f"admin:{conversation.pk}:{data['send_key']}" if data["send_key"] else ""
-    return SendRequest(provider=conversation.provider, contact=conversation.contact, message_type=data["kind"],
-                       text=text, template=template, template_variables=variables, idempotency_key=key,
-                       fingerprint=fingerprint, actor=actor)
 
 
 def refusal_text(refusal: SendRefused) -> str:

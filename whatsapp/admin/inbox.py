@@ -4,11 +4,10 @@ import json
 from urllib.parse import parse_qsl
 
 from django.contrib import admin
-from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html
 
-from core.admin.base import pretty_json
+from core.admin.base import ADMIN_CSS, clipped, pretty_json
+from core.dates import when
 from core.storage import ObjectNotFound, StorageError
 from whatsapp.admin.archive import ArchivedRowAdmin
 from whatsapp.models import WebhookEvent
@@ -68,8 +67,8 @@ def _body_html(raw: bytes, content_type: str):
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ArchivedRowAdmin):
-    list_display = ["id", "received_at", "kind", "provider", "status", "http_status", "signature_valid",
-                    "event_count", "attempts", "next_attempt", "archive", "rejection_reason", "unrouted_to"]
+    # The columns that say what became of a request, in a 1400 px window; the rest is on its page.
+    list_display = ["id", "received_at", "source", "outcome", "archive", "problem"]
     list_filter = ["status", OutcomeFilter, "kind", "signature_valid", FlaggedFilter, "archive_status", "http_status",
                    "provider"]
     search_fields = ["correlation_id", "delivery_id", "rejection_reason", "last_error", "message_ids"]
@@ -87,18 +86,38 @@ class WebhookEventAdmin(ArchivedRowAdmin):
     list_select_related = ["provider"]
     list_deferred = ("body",)
 
+    class Media:
+        css = {"all": [ADMIN_CSS]}
+
+    @admin.display(description="From", ordering="provider__name")
+    def source(self, obj):
+        return clipped(obj.provider.name if obj.provider else f"{obj.kind} (no provider)", width="12em")
+
+    @admin.display(description="Outcome", ordering="status")
+    def outcome(self, obj):
+        outcome = f"{obj.get_status_display()} ({obj.http_status})"
+        if obj.status == WebhookEvent.Status.FAILED:
+            tries = f"{obj.attempts} tr{'y' if obj.attempts == 1 else 'ies'}"
+            retry = f"next {self.next_attempt(obj)}" if obj.next_attempt_at else "gave up"
+            outcome = f"{outcome}, {tries}, {retry}"
+        return clipped(outcome, width="20em")
+
+    @admin.display(description="Problem")
+    def problem(self, obj):
+        unrouted = f"Names {obj.unrouted_to}, which no provider has" if obj.unrouted_to else ""
+        return clipped(obj.rejection_reason or obj.last_error or unrouted, width="18em")
+
     @admin.display(description="Next attempt", ordering="next_attempt_at")
     def next_attempt(self, obj):
         if obj.status == WebhookEvent.Status.FAILED and obj.next_attempt_at is None:
             return "gave up"
         if obj.status not in (WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED) or obj.next_attempt_at is None:
             return "-"
-        return date_format(timezone.localtime(obj.next_attempt_at), "DATETIME_FORMAT")
+        return when(obj.next_attempt_at)
 
     @admin.display(description="Body (as received)")
     def pretty_body(self, obj):
-        pruned = (date_format(timezone.localtime(obj.body_pruned_at), "DATETIME_FORMAT")
-                  if obj.body_pruned_at else "")
+        pruned = when(obj.body_pruned_at)
         try:
             raw = webhook_body(obj)
         except ObjectNotFound:

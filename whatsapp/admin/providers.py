@@ -18,6 +18,7 @@ from whatsapp.admin.forms import (
     SimulateInboundForm,
     TestSendForm,
     extra_options,
+    kind_fields,
     refusal_text,
     send_test_text,
 )
@@ -26,6 +27,7 @@ from whatsapp.models import CircuitState, Provider
 from whatsapp.providers import backend_for
 from whatsapp.services.circuit import circuit_reset
 from whatsapp.services.providers import (
+    ROW_TARGETS,
     provider_fill_defaults,
     provider_masked_credentials,
     provider_set_paused,
@@ -39,7 +41,7 @@ from whatsapp.services.webhooks import webhook_events_replay_unrouted
 @admin.register(Provider)
 class ProviderAdmin(AuditedModelAdmin):
     form = ProviderAdminForm
-    list_display = ["name", "kind", "phone_number", "is_active", "is_paused", "circuit_state", "verification_status",
+    list_display = ["name", "kind", "phone_number", "state", "circuit_state", "verification_status",
                     "rate_limit_per_second", "created_at"]
     list_filter = ["kind", "is_active", "is_paused", "circuit_state", "verification_status"]
     search_fields = ["name", "phone_number", "external_id", "business_account_id"]
@@ -157,25 +159,50 @@ class ProviderAdmin(AuditedModelAdmin):
         self.message_user(request, f"{provider.name}: {result.detail}", level)
 
     def get_fieldsets(self, request, obj=None):
-        extra = list(extra_options())
+        # An existing provider shows its own kind's ids and credentials; the add page shows every kind's,
+        # each saying which kinds use it, and provider_form.js keeps those of the kind picked.
+        kind = kind_fields().get(obj.kind) if obj is not None else None
+        ids = [name for name in ROW_TARGETS if kind is None or name in kind]
+        options = [name for name in extra_options() if kind is None or name in kind]
+        if kind is not None:  # in the kind's own order
+            ids.sort(key=list(kind).index)
+            options.sort(key=list(kind).index)
+        kind_label = obj.get_kind_display() if obj is not None else ""
         fieldsets = [
             (None, {"fields": ["kind", "name", "is_active", "is_paused", "rate_limit_per_second",
                                "verification_status"]}),
             ("Webhook", {"fields": ["webhook_url", "stored_credentials", "public_id", "created_at", "updated_at"]}),
-            ("Provider ids", {"fields": ["phone_number", "external_id", "business_account_id"]}),
-            ("Settings and credentials", {"fields": extra}),
+            (f"{kind_label} ids" if kind_label else "Provider ids", {"fields": ids, "classes": ["provider-kind-ids"]}),
+            (f"{kind_label} settings and credentials" if kind_label else "Settings and credentials",
+             {"fields": options, "classes": ["provider-kind-options"],
+              "description": "" if kind_label else "Each field says which kinds use it: fill in those of the "
+                                                   "kind chosen above."}),
             ("Contacts", {"fields": CONTACT_POLICY_FIELDS,
                           "description": "What a message from a contact mapped to no user gets, and whether "
                                          "contacts can be verified with a one-time code."}),
         ]
-        if obj is not None:
+        if obj is None:
+            fieldsets.pop(1)  # the webhook's address and secrets exist once the provider is saved
+        else:
             fieldsets.insert(1, ("Sending", {"fields": ["circuit_state", "circuit_failures", "circuit_opened_at",
                                                         "circuit_retry_at", "circuit_last_error"]}))
-        return fieldsets
+        return [fieldset for fieldset in fieldsets if fieldset[1]["fields"]]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        # What provider_form.js needs to keep the chosen kind's fields: each kind's fields and their meaning.
+        extra_context = {**(extra_context or {}), "provider_kind_fields": kind_fields()}
+        return super().add_view(request, form_url, extra_context)
 
     def get_readonly_fields(self, request, obj=None):
         # Another kind would need other credentials: make a new provider instead.
         return [*self.readonly_fields, "kind"] if obj else self.readonly_fields
+
+    @admin.display(description="State", ordering="is_active")
+    def state(self, obj):
+        # In words: a green tick on "paused" or a red cross on "not paused" reads as good or bad news.
+        if not obj.is_active:
+            return "Inactive (webhooks refused)"
+        return "Paused (sends held)" if obj.is_paused else "Active"
 
     @admin.display(description="Webhook URL")
     def webhook_url(self, obj):

@@ -9,7 +9,7 @@ from contacts.models import Contact
 from contacts.services.mapping import contact_map_to_user
 from templates_app.services.provider_submission import template_submit
 from templates_app.services.workflow import template_approve, template_create, template_submit_for_review
-from whatsapp.models import Provider
+from whatsapp.models import Conversation, Label, Provider, SavedReply
 from whatsapp.providers import backend_for
 from whatsapp.providers.base import WebhookRequest
 from whatsapp.services.outbound import message_send_text
@@ -34,6 +34,12 @@ DEMO_TEMPLATES = [
 # written from it, in the sandbox phone, into notes, tasks and content requests.
 DEMO_ASSISTANT_PHONE = "+15551230099"
 DEMO_REPLIES = {"+15551230001": "Yes, it ships today. Send the new address here and we'll update it."}
+# The inbox's shared vocabulary: labels on two conversations, and saved replies for the send box.
+DEMO_LABELS = {"orders": ("#1d4ed8", "+15551230001"), "bookings": ("#15803d", "+15551230002"), "vip": ("#7e22ce", "")}
+DEMO_SAVED_REPLIES = [
+    ("Shipping times", "Orders ship within two working days; you get the tracking link here as soon as it leaves."),
+    ("Opening hours", "We are open Monday to Saturday, 9:00 to 18:00."),
+]
 
 
 class Command(BaseCommand):
@@ -48,6 +54,7 @@ class Command(BaseCommand):
             provider = provider_create(kind="sandbox", name=DEMO_PROVIDER, options={})
             self._conversations(provider)
             self._templates(provider, reviewer=get_user_model().objects.get(username=username))
+            self._inbox_vocabulary(provider)
             self._assistant_user(provider, get_user_model().objects.get(username=username))
         self.stdout.write(f"Demo login: {username} / {password}")
         self.stdout.write(f"Sandbox webhook: {provider_webhook_url(provider)}")
@@ -83,6 +90,14 @@ class Command(BaseCommand):
         for phone, reply in DEMO_REPLIES.items():
             contact = Contact.objects.get(identities__kind="phone", identities__value=phone)
             message_send_text(provider=provider, contact=contact, text=reply)
+
+    def _inbox_vocabulary(self, provider: Provider) -> None:
+        for name, (colour, phone) in DEMO_LABELS.items():
+            label = Label.objects.get_or_create(name=name, defaults={"colour": colour})[0]
+            if phone:
+                Conversation.objects.get(provider=provider, contact__identities__value=phone).labels.add(label)
+        for title, text in DEMO_SAVED_REPLIES:
+            SavedReply.objects.get_or_create(title=title, defaults={"text": text})
 
     def _templates(self, provider: Provider, *, reviewer) -> None:
         author, created = get_user_model().objects.get_or_create(username="demo-author",
