@@ -3,6 +3,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Lower
 
 from core.fields import EncryptedJSONField
 from core.models import ApiToken, AuditLog  # noqa: F401  (registered under this app's label)
@@ -101,6 +102,8 @@ class Label(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [models.UniqueConstraint(Lower("name"), name="label_name_unique_any_case",
+                                               violation_error_message="A label with this name already exists.")]
 
     def __str__(self) -> str:
         return self.name

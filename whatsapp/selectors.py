@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.db.models import Exists, F, OuterRef, Prefetch, QuerySet, Subquery
-from django.db.models.functions import JSONObject, Left
+from django.db.models import Count, Exists, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Greatest, JSONObject, Left
 from django.utils import timezone
 
 from contacts.models import ContactUserMapping
@@ -166,6 +166,19 @@ def conversations_labelled(conversations: QuerySet[Conversation], label_id: int)
 
 def labels_in_use() -> list[Label]:
     return list(Label.objects.order_by("name"))
+
+
+def chat_version(conversation: Conversation) -> tuple:
+    """What the chat's rows are made of, in two aggregate queries: the messages (how many, the newest,
+    their latest change and the latest status time, whichever a writer set) and the files' states. Equal
+    versions draw the same rows."""
+    messages = Message.objects.filter(conversation_id=conversation.pk).aggregate(
+        count=Count("id"), newest=Max("id"), changed=Max("updated_at"), attempts=Sum("attempts"),
+        status_at=Max(Greatest("sent_at", "delivered_at", "read_at", "played_at", "failed_at")))
+    files = Media.objects.filter(message__conversation_id=conversation.pk).aggregate(
+        count=Count("id"), fetched=Count("id", filter=Q(state=Media.State.FETCHED)),
+        failed=Count("id", filter=Q(state=Media.State.FAILED)), newest=Max("id"))
+    return tuple(messages.values()) + tuple(files.values())
 
 
 # --- the chat transcript --------------------------------------------------------------------------

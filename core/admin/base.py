@@ -92,3 +92,10 @@ class AuditedModelAdmin(admin.ModelAdmin):
     def log_deletion(self, request, obj, object_repr):
         audit_record(action="admin.delete", obj=obj, actor=request.user, before=_snapshot(obj))
         return super().log_deletion(request, obj, object_repr)
+
+
+def as_row_id(value) -> int | None:
+    """A row id given in a URL or a form, or None. ASCII digits only: str.isdigit() also accepts "²",
+    which int() refuses."""
+    text = str(value).strip() if value is not None else ""
+    return int(text) if text and text.isascii() and text.isdigit() and len(text) <= 18 else None

@@ -82,23 +82,23 @@ def test_use_fills_the_send_form_and_the_panel_follows_a_request(browser, live_s
     panel = wait.until(expected_conditions.presence_of_element_located((By.ID, "ai-panel")))
     assert "question" in panel.text and TEXT_REPLY in panel.text
 
-    # A text: into the text box, with "Text" chosen.
+    # A text: into the message box.
     uses = panel.find_elements(By.CSS_SELECTOR, "button.ai-use")
     assert len(uses) == 3
     uses[0].click()
     send_form = browser.find_element(By.CSS_SELECTOR, "#send-message form")
     text_box = send_form.find_element(By.NAME, "text")
     wait.until(lambda _: text_box.get_attribute("value") == TEXT_REPLY)
-    assert send_form.find_element(By.CSS_SELECTOR, 'input[name="kind"][value="text"]').is_selected()
     assert Message.objects.filter(direction="outbound").count() == 0  # nothing sent
 
-    # A template: chosen, with its values as the form takes them.
+    # A template: chosen, with its values in the template's own fields and the preview filled in.
     uses[2].click()
     wait.until(lambda _: Select(send_form.find_element(By.NAME, "template")).first_selected_option
                .get_attribute("value") == str(template.pk))
-    assert send_form.find_element(By.CSS_SELECTOR, 'input[name="kind"][value="template"]').is_selected()
-    assert send_form.find_element(By.NAME, "variables").get_attribute("value") == \
-        '{"body": {"1": "Ana", "2": "#1042"}}'
+    wait.until(lambda _: browser.find_elements(By.NAME, "body__2")
+               and browser.find_element(By.NAME, "body__2").get_attribute("value") == "#1042")
+    assert browser.find_element(By.NAME, "body__1").get_attribute("value") == "Ana"
+    assert browser.find_element(By.ID, "wa-template-preview").text == "Hi Ana, order #1042 is on its way."
 
     # "Summarise": working… until the worker's summary appears, without reloading the page.
     panel.find_element(By.CSS_SELECTOR, 'button[name="summarise"]').click()

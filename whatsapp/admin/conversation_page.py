@@ -22,9 +22,10 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils import timezone
 from django.utils.html import conditional_escape
-from django.utils.http import content_disposition_header
+from django.utils.http import content_disposition_header, parse_etags, quote_etag
 from django.utils.safestring import mark_safe
 
+from core.admin.base import as_row_id
 from core.security_headers import UNTRUSTED_FILE_POLICY
 from core.storage import ObjectNotFound, StorageError
 from whatsapp.admin.chat import conversation_chat
@@ -32,12 +33,14 @@ from whatsapp.admin.extensions import PANEL_FORM_ID, conversation_panels
 from whatsapp.admin.forms import refusal_text
 from whatsapp.admin.send_form import ConversationSendForm, conversation_send_request, send_preview
 from whatsapp.models import Conversation, Label, Media, Message
-from whatsapp.selectors import contact_identities, media_of_conversation
+from whatsapp.selectors import chat_version, contact_identities, media_of_conversation
 from whatsapp.services.archive import media_content
 from whatsapp.services.conversations import (
+    ANYONE,
     AssignmentRefused,
     assignable_users,
     conversation_assign,
+    conversation_change_labels,
     conversation_set_labels,
 )
 from whatsapp.services.outbound import message_send
@@ -45,6 +48,8 @@ from whatsapp.services.send_rules import SendRefused
 from whatsapp.services.sessions import session_current
 
 PAGE_TEMPLATE = "admin/whatsapp/conversation/page.html"
+# Staff users offered in the page's assignee list (the current assignee is always among them).
+ASSIGNEE_CHOICES = 200
 
 
 def _reverse_or_none(name: str, *args) -> str | None:
@@ -142,23 +147,38 @@ class ConversationPageMixin:
             "contact_card": conversation_contact_card(conversation.contact),
             "extension_panels": conversation_panels_html(request, conversation), "panel_form_id": PANEL_FORM_ID,
             "labels": list(conversation.labels.all()), "all_labels": list(Label.objects.all()) if may_change else [],
-            "assignable": list(assignable_users()[:200]) if may_change else [],
+            "assignable": self._assignable(conversation) if may_change else [],
             "poll_ms": int(settings.INBOX_POLL_SECONDS * 1000),
             "has_history": self.has_view_permission(request, conversation),
         }
 
+    @staticmethod
+    def _assignable(conversation: Conversation) -> list:
+        users = list(assignable_users()[:ASSIGNEE_CHOICES])
+        # The current assignee is always a choice, so that pressing Assign never unassigns by accident.
+        if conversation.assignee is not None and conversation.assignee not in users:
+            users.append(conversation.assignee)
+        return users
+
     def transcript_view(self, request, conversation_id):
         """The chat's rows and the header's state as JSON, for the page's script to refresh them in place.
-        An unchanged transcript answers 304 to the digest it was last sent."""
+        The ETag is a digest of what the rows and the state are made of (chat_version), read before any
+        rendering: an unchanged transcript answers 304 after two small queries."""
         conversation = self._visible(request, conversation_id)
-        chat = conversation_chat(conversation)
-        state_html = render_to_string("admin/whatsapp/conversation/_state.html",
-                                      {"state": conversation_state(conversation)}, request=request)
-        body = {"rows": str(chat["rows"]), "empty": chat["empty"], "state": state_html}
-        digest = hashlib.sha256(repr(sorted(body.items())).encode()).hexdigest()[:32]
-        etag = f'"{digest}"'
-        unchanged = request.headers.get("If-None-Match") == etag
-        response = HttpResponse(status=304) if unchanged else JsonResponse(body)
+        state = conversation_state(conversation)
+        # The state line counts minutes down: it changes every minute even when no message does.
+        version = (chat_version(conversation), state["window"] and state["window"].expires_at,
+                   conversation.awaiting_reply_since, int(state["now"].timestamp() // 60))
+        etag = quote_etag(hashlib.sha256(repr(version).encode()).hexdigest()[:32])
+        # Weakly compared: a proxy that compresses the answer marks the tag weak (W/"...").
+        if etag.strip('"') in {tag.removeprefix("W/").strip('"')
+                               for tag in parse_etags(request.headers.get("If-None-Match", ""))}:
+            response = HttpResponse(status=304)
+        else:
+            chat = conversation_chat(conversation)
+            state_html = render_to_string("admin/whatsapp/conversation/_state.html", {"state": state},
+                                          request=request)
+            response = JsonResponse({"rows": str(chat["rows"]), "empty": chat["empty"], "state": state_html})
         response["ETag"] = etag
         response["Cache-Control"] = "private, no-cache"
         return response
@@ -250,9 +270,9 @@ class ConversationPageMixin:
             return request.user
         if chosen in ("", "none") or "_unassign" in request.POST:
             return None
-        if not chosen.isdigit():
+        if as_row_id(chosen) is None:
             raise AssignmentRefused(f"Choose a user, not {chosen!r}.")
-        user = assignable_users().filter(pk=int(chosen)).first()
+        user = assignable_users().filter(pk=as_row_id(chosen)).first()
         if user is None:
             raise AssignmentRefused("That user is not an active staff user and cannot take conversations.")
         return user
@@ -265,9 +285,12 @@ class ConversationPageMixin:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         conversation = self._changeable(request, conversation_id)
+        shown = request.POST.get("shown_assignee")
+        # The assignment the page showed: refused if someone changed it since (a form without it assigns anyway).
+        expected = ANYONE if shown is None else as_row_id(shown)
         try:
             assignee = self._assignee(request)
-            changed = conversation_assign(conversation, assignee, actor=request.user)
+            changed = conversation_assign(conversation, assignee, actor=request.user, expected=expected)
         except AssignmentRefused as refusal:
             messages.error(request, str(refusal))
             return self._back(conversation)
@@ -278,9 +301,18 @@ class ConversationPageMixin:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         conversation = self._changeable(request, conversation_id)
-        chosen = [value for value in request.POST.getlist("labels") if value.isdigit()]
-        labels = list(Label.objects.filter(pk__in=chosen))
-        changed = conversation_set_labels(conversation, labels, actor=request.user)
-        names = ", ".join(label.name for label in labels) or "none"
+        def labels(field: str) -> set[int]:
+            return {pk for pk in map(as_row_id, request.POST.getlist(field)) if pk is not None}
+
+        checked = labels("labels")
+        if "shown" in request.POST:
+            # Only what the operator changed on the page: a label someone else put on meanwhile stays.
+            shown = labels("shown")
+            changed = conversation_change_labels(conversation, add=Label.objects.filter(pk__in=checked - shown),
+                                                 remove=Label.objects.filter(pk__in=shown - checked),
+                                                 actor=request.user)
+        else:
+            changed = conversation_set_labels(conversation, Label.objects.filter(pk__in=checked), actor=request.user)
+        names = ", ".join(conversation.labels.order_by("name").values_list("name", flat=True)) or "none"
         self._done(request, changed, f"Labels: {names}.")
         return self._back(conversation)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from core.admin.base import AuditedModelAdmin
+from core.admin.base import AuditedModelAdmin, as_row_id
 from core.dates import when
 from whatsapp.admin.chat import SENTIMENT_TONES, insight_chip
 from whatsapp.admin.conversation_page import ConversationPageMixin
@@ -62,9 +62,9 @@ class AssignedFilter(admin.SimpleListFilter):
             return queryset.filter(assignee=request.user)
         if value == "none":
             return queryset.filter(assignee__isnull=True)
-        if not value.isdigit():
+        if as_row_id(value) is None:
             raise IncorrectLookupParameters(f"assigned must be a user id, 'mine' or 'none', not {value!r}")
-        return queryset.filter(assignee_id=int(value))
+        return queryset.filter(assignee_id=as_row_id(value))
 
 
 class WaitingFilter(admin.SimpleListFilter):
@@ -94,9 +94,9 @@ class LabelFilter(admin.SimpleListFilter):
         return [(str(label.pk), label.name) for label in labels_in_use()]
 
     def queryset(self, request, queryset):
-        if self.value() and self.value().isdigit():
-            return conversations_labelled(queryset, int(self.value()))
-        return queryset
+        if self.value() and as_row_id(self.value()) is None:
+            raise IncorrectLookupParameters(f"label must be a label id, not {self.value()!r}")
+        return conversations_labelled(queryset, as_row_id(self.value())) if self.value() else queryset
 
 
 class MappedUserFilter(admin.SimpleListFilter):
@@ -112,8 +112,8 @@ class MappedUserFilter(admin.SimpleListFilter):
         choices = [("none", "Not mapped"), ("any", "Mapped to any user")]
         choices += [(str(user.pk), str(user)) for user in users]
         chosen = self.value()
-        if chosen and chosen.isdigit() and chosen not in {value for value, _ in choices}:
-            user = user_by_pk(int(chosen))
+        if as_row_id(chosen) is not None and chosen not in {value for value, _ in choices}:
+            user = user_by_pk(as_row_id(chosen))
             if user is not None:
                 choices.append((chosen, str(user)))
         return choices
@@ -124,9 +124,9 @@ class MappedUserFilter(admin.SimpleListFilter):
             return queryset
         if value in ("none", "any"):
             return conversations_mapped(queryset, mapped=value == "any")
-        if not value.isdigit():
+        if as_row_id(value) is None:
             raise IncorrectLookupParameters(f"mapped_user must be a user id, 'any' or 'none', not {value!r}")
-        return conversations_of_user(queryset, int(value))
+        return conversations_of_user(queryset, as_row_id(value))
 
 
 class LatestIntentFilter(admin.SimpleListFilter):
@@ -230,6 +230,11 @@ class ConversationAdmin(ConversationPageMixin, AuditedModelAdmin):
     def unassign(self, request, queryset):
         changed = sum(conversation_assign(conversation, None, actor=request.user) for conversation in queryset)
         self.message_user(request, f"{changed} conversation(s) unassigned.", messages.SUCCESS)
+
+    def has_add_permission(self, request):
+        # A conversation starts when a customer writes or a message is sent to a number (the API, the
+        # provider's test send); an empty one made by hand would have nothing in it.
+        return False
 
     def get_readonly_fields(self, request, obj=None):
         # A conversation belongs to one provider and one contact for good.

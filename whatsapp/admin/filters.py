@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from core.admin.base import as_row_id
 from whatsapp.models import Provider
 
 
@@ -20,6 +21,6 @@ class ProviderNameFilter(admin.SimpleListFilter):
         return [(str(pk), name) for pk, name in Provider.objects.order_by("name").values_list("pk", "name")]
 
     def queryset(self, request, queryset):
-        if self.value() and self.value().isdigit():
-            return queryset.filter(**{self.provider_field: int(self.value())})
+        if as_row_id(self.value()) is not None:
+            return queryset.filter(**{self.provider_field: as_row_id(self.value())})
         return queryset

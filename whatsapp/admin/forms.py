@@ -11,6 +11,7 @@ from django import forms
 from django.db import transaction
 
 from contacts.phones import phone_parse_e164, phone_to_e164
+from core.admin.base import as_row_id
 from templates_app.models import MessageTemplate
 from templates_app.parameters import TemplateVariablesError, template_bind
 from templates_app.selectors import registration_template_choices
@@ -224,9 +225,9 @@ class SandboxPhoneTapForm(forms.Form):
 
     def clean_choice(self):
         message_id, _, choice_id = self.cleaned_data["choice"].partition(":")
-        if not message_id.isdigit() or not choice_id:
+        if as_row_id(message_id) is None or not choice_id:
             raise forms.ValidationError("Not a button of a message.")
-        return int(message_id), choice_id
+        return as_row_id(message_id), choice_id
 
 
 class TestSendForm(forms.Form):

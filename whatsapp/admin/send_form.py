@@ -7,6 +7,7 @@ template if one is chosen, else the file, else the text. Also what turns the for
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -14,6 +15,7 @@ from django import forms
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
+from core.admin.base import as_row_id
 from templates_app.models import MessageTemplate
 from templates_app.parameters import TemplateVariablesError, template_bind, template_render, template_spec
 from templates_app.preview import template_preview
@@ -23,8 +25,14 @@ from whatsapp.providers.events import MessageType
 from whatsapp.services.outbound import MediaInput, SendRequest, request_fingerprint
 from whatsapp.services.send_rules import TEXT_MAX
 
-# How an uploaded file is sent, by the first part of its type; anything else goes as a document.
-MEDIA_KIND_BY_TYPE = {"image": MessageType.IMAGE, "video": MessageType.VIDEO, "audio": MessageType.AUDIO}
+# How an uploaded file is sent: the types WhatsApp plays or shows inline, each up to its kind's size
+# (https://developers.facebook.com/docs/whatsapp/cloud-api/reference/media#supported-media-types); any
+# other file, or a larger one, goes as a document, which the customer downloads.
+INLINE_MEDIA = {
+    MessageType.IMAGE: ({"image/jpeg", "image/png"}, 5 * 1024 * 1024),
+    MessageType.VIDEO: ({"video/mp4", "video/3gpp"}, 16 * 1024 * 1024),
+    MessageType.AUDIO: ({"audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"}, 16 * 1024 * 1024),
+}
 
 
 def saved_replies_for(provider: Provider):
@@ -125,9 +133,8 @@ class ConversationSendForm(forms.Form):
         raw = self.data.get(self.add_prefix("template")) if self.is_bound else self.initial.get("template")
         if isinstance(raw, MessageTemplate):
             return raw
-        if not raw or not str(raw).isdigit():
-            return None
-        return self.fields["template"].queryset.filter(pk=int(raw)).first()
+        pk = as_row_id(raw)
+        return self.fields["template"].queryset.filter(pk=pk).first() if pk is not None else None
 
     @property
     def value_fields(self) -> list:
@@ -176,8 +183,9 @@ def send_preview(data: dict) -> dict:
 
 
 def _media(upload) -> tuple[str, MediaInput]:
-    mime_type = getattr(upload, "content_type", "") or "application/octet-stream"
-    kind = MEDIA_KIND_BY_TYPE.get(mime_type.split("/")[0], MessageType.DOCUMENT)
+    mime_type = (getattr(upload, "content_type", "") or "application/octet-stream").split(";")[0].strip().lower()
+    kind = next((kind for kind, (types, largest) in INLINE_MEDIA.items()
+                 if mime_type in types and upload.size <= largest), MessageType.DOCUMENT)
     upload.seek(0)
     return kind, MediaInput(data=upload.read(), filename=upload.name, mime_type=mime_type)
 
@@ -192,8 +200,11 @@ def conversation_send_request(conversation: Conversation, data: dict, actor) -> 
         kind, media = _media(data["file"])
         media.caption, text = text, ""
     fingerprint = request_fingerprint({"kind": kind, "text": text, "template": template, "variables": variables,
-                                       "file": media.filename if media else ""})
-    key = f"admin:{conversation.pk}:{data['send_key']}" if data.get("send_key") else ""
+                                       "file": hashlib.sha256(media.data).hexdigest() if media else "",
+                                       "caption": media.caption if media else ""})
+    # The form's one-time key with what it carries: the same form sent twice (a double click, a reload)
+    # queues one message; sent again with other content (Back, edit, Send) it is a new message.
+    key = f"admin:{conversation.pk}:{data['send_key']}:{fingerprint[:16]}" if data.get("send_key") else ""
     return SendRequest(provider=conversation.provider, contact=conversation.contact, message_type=kind,
                        text=text, media=media, template=template, template_variables=variables,
                        idempotency_key=key, fingerprint=fingerprint, actor=actor)

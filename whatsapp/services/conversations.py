@@ -31,14 +31,23 @@ def _who(user) -> str:
     return user.get_username() if user is not None else ""
 
 
+# `expected` left out: the assignment is made whoever handled the conversation before.
+ANYONE = object()
+
+
 @transaction.atomic
-def conversation_assign(conversation: Conversation, assignee: Any, *, actor: Any) -> bool:
-    """Assign the conversation to `assignee` (None: unassign). Returns whether anything changed."""
+def conversation_assign(conversation: Conversation, assignee: Any, *, actor: Any, expected: Any = ANYONE) -> bool:
+    """Assign the conversation to `assignee` (None: unassign). Returns whether anything changed. With
+    `expected` (a user id, or None for nobody) it is refused when someone else changed the assignment since
+    the caller looked."""
     if assignee is not None and not assignable_users().filter(pk=assignee.pk).exists():
         raise AssignmentRefused(f"{_who(assignee)} is not an active staff user and cannot take conversations.")
     # of=self: the assignee is joined (nullable, an outer join), and PostgreSQL locks no outer join's nullable side.
     locked = (Conversation.objects.select_for_update(no_key=True, of=("self",)).select_related("assignee")
               .get(pk=conversation.pk))
+    if expected is not ANYONE and locked.assignee_id != expected:
+        now = _who(locked.assignee) or "nobody"
+        raise AssignmentRefused(f"Meanwhile the conversation was assigned to {now}; nothing was changed.")
     if locked.assignee_id == (assignee.pk if assignee is not None else None):
         return False
     before = _who(locked.assignee)
@@ -52,11 +61,25 @@ def conversation_assign(conversation: Conversation, assignee: Any, *, actor: Any
 @transaction.atomic
 def conversation_set_labels(conversation: Conversation, labels: Iterable[Label], *, actor: Any) -> bool:
     """Make the conversation's labels exactly `labels`. Returns whether anything changed."""
-    wanted = {label.pk: label for label in labels}
+    wanted = {label.pk for label in labels}
+    return _labels_change(conversation, lambda current: wanted, actor=actor)
+
+
+@transaction.atomic
+def conversation_change_labels(conversation: Conversation, *, add: Iterable[Label] = (),
+                               remove: Iterable[Label] = (), actor: Any) -> bool:
+    """Add and remove labels, keeping the others, as they are when the conversation is locked: a label
+    someone else put on meanwhile stays. Returns whether anything changed."""
+    added, removed = {label.pk for label in add}, {label.pk for label in remove}
+    return _labels_change(conversation, lambda current: (current | added) - removed, actor=actor)
+
+
+def _labels_change(conversation: Conversation, new_labels, *, actor: Any) -> bool:
     Conversation.objects.select_for_update(no_key=True).filter(pk=conversation.pk).first()
     # Read after the lock, from the table: a caller's prefetched labels may be older than the last change.
     current = dict(Label.objects.filter(conversations=conversation.pk).values_list("pk", "name"))
-    if set(current) == set(wanted):
+    wanted = set(new_labels(set(current)))
+    if wanted == set(current):
         return False
     through = Conversation.labels.through
     through.objects.filter(conversation_id=conversation.pk).exclude(label_id__in=wanted).delete()
@@ -64,9 +87,9 @@ def conversation_set_labels(conversation: Conversation, labels: Iterable[Label],
                                  if pk not in current])
     # A prefetched copy on the caller's object would now be stale.
     getattr(conversation, "_prefetched_objects_cache", {}).pop("labels", None)
+    names = dict(Label.objects.filter(pk__in=wanted).values_list("pk", "name"))
     audit_record(action="conversation.labels", obj=conversation, actor=actor,
-                 before={"labels": sorted(current.values())},
-                 after={"labels": sorted(label.name for label in wanted.values())})
+                 before={"labels": sorted(current.values())}, after={"labels": sorted(names.values())})
     return True
 
 

@@ -205,9 +205,16 @@ def test_the_transcript_poll_returns_changed_rows_and_304_when_nothing_changed(a
     reply = outbound(conversation, "on its way", "sent")
     changed = admin_client_logged.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
     assert changed.status_code == 200 and f'id="message-{reply.pk}"' in changed.json()["rows"]
-    Message.objects.filter(pk=reply.pk).update(status="read")
-    ticked = admin_client_logged.get(url, HTTP_IF_NONE_MATCH=changed["ETag"]).json()
-    assert "wa-status-read" in ticked["rows"]
+    Message.objects.filter(pk=reply.pk).update(status="read", read_at=timezone.now())  # as a status report does
+    ticked = admin_client_logged.get(url, HTTP_IF_NONE_MATCH=changed["ETag"])
+    assert "wa-status-read" in ticked.json()["rows"]
+    # A proxy that compresses the answer marks the tag weak: still recognised.
+    weak = admin_client_logged.get(url, HTTP_IF_NONE_MATCH=f'W/{ticked["ETag"]}')
+    assert weak.status_code == 304
+    # An unchanged transcript is answered without drawing it: two aggregates, the session, the sign-in.
+    with CaptureQueriesContext(connection) as queries:
+        assert admin_client_logged.get(url, HTTP_IF_NONE_MATCH=ticked["ETag"]).status_code == 304
+    assert not any("whatsapp_message\".\"text\"" in query["sql"] for query in queries), queries
 
 
 # --- the page: the send box --------------------------------------------------------------------------------
@@ -260,3 +267,63 @@ def test_a_template_gets_a_field_per_value_with_its_example(admin_client_logged,
     assert message.text == "Hi Marta, collect it at door 3."
     assert message.template_variables == {"header": {"1": "#2087"}, "body": {"1": "Marta", "2": "door 3"},
                                           "buttons": {"0": "2087"}}
+
+
+# --- what the page survives ----------------------------------------------------------------------------------
+
+def test_odd_ids_in_urls_and_forms_are_refused_readably(admin_client_logged, sandbox_provider):
+    conversation = conversation_of(sandbox_provider, "+16505550501")
+    Label.objects.create(name="vip")
+    for params in ({"assigned": "²"}, {"label": "²"}, {"mapped_user": "²"}, {"provider": "²"}):
+        assert admin_client_logged.get(INBOX, params).status_code in (200, 302), params
+    assert admin_client_logged.get(page_url(conversation, "send_fields"), {"template": "²"}).status_code == 200
+    assert admin_client_logged.post(page_url(conversation, "send"), {"template": "²"}).status_code == 400
+    assert admin_client_logged.post(page_url(conversation, "assign"), {"assignee": "²"}).status_code == 302
+    assert admin_client_logged.post(page_url(conversation, "labels"), {"labels": ["²"]}).status_code == 302
+
+
+def test_the_page_changes_only_what_the_operator_changed(admin_client_logged, sandbox_provider, superuser):
+    conversation = conversation_of(sandbox_provider, "+16505550511")
+    vip, billing, late = (Label.objects.create(name=name) for name in ("vip", "billing", "late"))
+    conversation.labels.add(vip)
+    # The page showed "vip"; meanwhile a colleague added "late"; the operator ticks "billing" too.
+    conversation.labels.add(late)
+    admin_client_logged.post(page_url(conversation, "labels"), {"shown": [vip.pk, ""],
+                                                                "labels": [vip.pk, billing.pk]})
+    assert set(conversation.labels.values_list("name", flat=True)) == {"vip", "billing", "late"}
+    # The page showed nobody assigned; meanwhile a colleague took it: the operator's Assign is refused.
+    colleague = staff("carla")
+    Conversation.objects.filter(pk=conversation.pk).update(assignee=colleague)
+    response = admin_client_logged.post(page_url(conversation, "assign"),
+                                        {"shown_assignee": "", "_mine": "1"}, follow=True)
+    assert "Meanwhile the conversation was assigned to carla" in response.content.decode()
+    assert Conversation.objects.get(pk=conversation.pk).assignee == colleague
+
+
+def test_one_form_sent_twice_queues_once_and_edited_it_queues_again(admin_client_logged, sandbox_provider):
+    contact = customer(sandbox_provider, "+16505550521")
+    conversation = Conversation.objects.get(contact=contact)
+    send = page_url(conversation, "send")
+    admin_client_logged.post(send, {"text": "first", "send_key": "k1", "_send": "Send"})
+    admin_client_logged.post(send, {"text": "first", "send_key": "k1", "_send": "Send"})
+    admin_client_logged.post(send, {"text": "first, edited", "send_key": "k1", "_send": "Send"})
+    assert list(Message.objects.filter(conversation=conversation, direction="outbound").order_by("id")
+                .values_list("text", flat=True)) == ["first", "first, edited"]
+
+
+@pytest.mark.parametrize(("name", "mime_type", "size", "kind"), [
+    ("photo.png", "image/png", 1000, "image"),
+    ("animation.gif", "image/gif", 1000, "document"),        # not a type WhatsApp shows inline
+    ("scan.jpg", "image/jpeg", 6 * 1024 * 1024, "document"),  # over an image's 5 MB
+    ("clip.mp4", "video/mp4", 1000, "video"),
+    ("note.ogg", "audio/ogg", 1000, "audio"),
+    ("report.pdf", "application/pdf", 1000, "document"),
+])
+def test_a_file_goes_as_the_kind_whatsapp_allows_for_it(admin_client_logged, sandbox_provider, local_storage,
+                                                          name, mime_type, size, kind):
+    contact = customer(sandbox_provider, "+16505550531")
+    conversation = Conversation.objects.get(contact=contact)
+    upload = SimpleUploadedFile(name, b"0" * size, content_type=mime_type)
+    response = admin_client_logged.post(page_url(conversation, "send"), {"file": upload, "_send": "Send"})
+    assert response.status_code == 302
+    assert Message.objects.get(conversation=conversation, direction="outbound").message_type == kind

@@ -10,6 +10,8 @@
  * - window.waSendBox lets other panels (the AI's "Use" buttons) fill the box the same way.
  *
  * Without this script everything still works with a page load each: Preview shows a template's fields.
+ * When the sign-in has expired (the admin answers with its login page), the page says so and stops asking,
+ * and what was typed stays in the box.
  */
 (function () {
   "use strict";
@@ -25,7 +27,32 @@
   var transcriptUrl = page.getAttribute("data-transcript-url");
   var etag = null;
   var timer = null;
+  var stopped = false;
   var NEW_MARK_MS = 4000;
+  var served = {};  // each row's HTML as the server last sent it, by the row's id
+
+  function signedOut() {
+    stopped = true;
+    if (timer !== null) {
+      window.clearTimeout(timer);
+      timer = null;
+    }
+    if (document.getElementById("wa-signed-out")) {
+      return;
+    }
+    var notice = document.createElement("p");
+    notice.id = "wa-signed-out";
+    notice.className = "errornote";
+    notice.setAttribute("role", "alert");
+    notice.textContent = "You are signed out, so this page no longer updates and cannot send. Copy what you " +
+      "typed, then reload the page to sign in again.";
+    page.insertBefore(notice, page.firstChild);
+  }
+
+  // The admin answers a request whose sign-in expired with its login page (a redirect, then HTML).
+  function isSignIn(response) {
+    return response.redirected || response.url.indexOf("/login/") !== -1;
+  }
 
   // --- the transcript ------------------------------------------------------------------------------------
 
@@ -45,6 +72,15 @@
     });
   }
 
+  function remember() {
+    served = {};
+    Array.prototype.forEach.call(rows.children, function (row) {
+      if (row.id) {
+        served[row.id] = row.outerHTML;
+      }
+    });
+  }
+
   function merge(html) {
     var stick = nearBottom();
     var old = {};
@@ -54,9 +90,14 @@
       }
     });
     var fresh = parsed(html);
+    var nowServed = {};
     var merged = fresh.map(function (row) {
       var kept = row.id ? old[row.id] : null;
-      if (kept && kept.outerHTML === row.outerHTML) {
+      if (row.id) {
+        nowServed[row.id] = row.outerHTML;
+      }
+      // Compared with what the server sent before, not with the element (the page marks new rows).
+      if (kept && served[row.id] === row.outerHTML) {
         return kept;
       }
       if (row.id && !kept) {
@@ -76,6 +117,7 @@
         toBottom();
       }
     }
+    served = nowServed;
     var empty = transcript.querySelector(".wa-empty");
     if (empty) {
       empty.hidden = merged.length > 0;
@@ -83,7 +125,7 @@
   }
 
   function schedule() {
-    if (timer === null && !document.hidden && transcriptUrl) {
+    if (timer === null && !stopped && !document.hidden && transcriptUrl) {
       timer = window.setTimeout(refresh, pollMs);
     }
   }
@@ -97,6 +139,10 @@
     fetch(transcriptUrl, {credentials: "same-origin", headers: headers, cache: "no-cache"})
       .then(function (response) {
         if (response.status === 304) {
+          return null;
+        }
+        if (isSignIn(response) || response.status === 403) {
+          signedOut();
           return null;
         }
         if (!response.ok) {
@@ -123,7 +169,7 @@
     if (document.hidden && timer !== null) {
       window.clearTimeout(timer);
       timer = null;
-    } else if (!document.hidden) {
+    } else if (!document.hidden && !stopped) {
       refresh();
     }
   });
@@ -132,6 +178,7 @@
     if (!window.location.hash || window.location.hash === "#send-message") {
       toBottom();
     }
+    remember();
     schedule();
   }
 
@@ -151,9 +198,13 @@
     if (!text.value.trim()) {
       text.value = value;
     } else {
-      var start = text.selectionStart || text.value.length;
-      var end = text.selectionEnd || start;
-      text.value = text.value.slice(0, start) + value + text.value.slice(end);
+      // At the caret, replacing a selection; a box never focused inserts at the end.
+      var focused = typeof text.selectionStart === "number" && document.activeElement === text;
+      var start = focused ? text.selectionStart : text.value.length;
+      var end = focused ? text.selectionEnd : start;
+      var before = text.value.slice(0, start);
+      var spaced = before && !/\s$/.test(before) ? " " + value : value;
+      text.value = before + spaced + text.value.slice(end);
     }
     text.dispatchEvent(new Event("input", {bubbles: true}));
     text.focus();
@@ -182,7 +233,10 @@
     });
   }
 
+  var fieldsWanted = 0;  // the latest template asked for: an older answer arriving late is dropped
+
   function loadFields(templateId, values) {
+    var asked = ++fieldsWanted;
     if (!templateId) {
       fields.innerHTML = "";
       return Promise.resolve();
@@ -190,12 +244,19 @@
     var url = form.getAttribute("data-fields-url") + "?template=" + encodeURIComponent(templateId);
     return fetch(url, {credentials: "same-origin", headers: {"Accept": "text/html"}})
       .then(function (response) {
+        if (isSignIn(response) || response.status === 403) {
+          signedOut();
+          throw new Error("You are signed out; reload the page to sign in again.");
+        }
         if (!response.ok) {
-          throw new Error("the template's fields answered " + response.status);
+          throw new Error("The template's fields could not be loaded (" + response.status + "); press Preview.");
         }
         return response.text();
       })
       .then(function (html) {
+        if (asked !== fieldsWanted) {
+          return;
+        }
         fields.innerHTML = html;
         Object.keys(values || {}).forEach(function (name) {
           var input = fields.querySelector('[name="' + name + '"]');
@@ -212,7 +273,15 @@
   }
 
   if (template && fields) {
-    template.addEventListener("change", function () { loadFields(template.value, {}); });
+    template.addEventListener("change", function () {
+      loadFields(template.value, {}).catch(function (error) {
+        fields.innerHTML = "";
+        var note = document.createElement("p");
+        note.className = "errornote";
+        note.textContent = error.message;
+        fields.appendChild(note);
+      });
+    });
     fields.addEventListener("input", fillPreview);
     fillPreview();
   }
