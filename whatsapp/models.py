@@ -154,9 +154,11 @@ class Conversation(models.Model):
         ]
         indexes = [
             models.Index(fields=["-last_message_at"], name="conversation_last_msg_idx"),
-            # The inbox's order (what waits longest first, then the most recent), read page by page.
-            models.Index(F("awaiting_reply_since").asc(nulls_last=True), F("last_message_at").desc(nulls_last=True),
-                         F("id").desc(), name="conversation_inbox_order_idx"),
+            # The inbox's order (what waits longest first, then the most recent), read page by page. Plain
+            # columns (PostgreSQL puts NULLs last ascending, first descending): SQLite has no NULLS LAST
+            # in an index, and whatsapp.selectors.INBOX_ORDER asks for exactly this order.
+            models.Index(fields=["awaiting_reply_since", "-last_message_at", "-id"],
+                         name="conversation_inbox_order_idx"),
             models.Index(fields=["assignee", "awaiting_reply_since"], name="conversation_assignee_idx"),
         ]
 

@@ -119,8 +119,9 @@ def media_of_conversation(conversation_id: int) -> QuerySet[Media]:
 
 # --- the inbox -------------------------------------------------------------------------------------
 
-# The inbox's order: what waits longest for a reply first, then the most recent (conversation_inbox_order_idx).
-INBOX_ORDER = [F("awaiting_reply_since").asc(nulls_last=True), F("last_message_at").desc(nulls_last=True), "-id"]
+# The inbox's order: what waits longest for a reply first, then the most recent (conversation_inbox_order_idx,
+# whose NULLs sort as these do on PostgreSQL; NULLS LAST is spelled out for SQLite, which sorts NULLs first).
+INBOX_ORDER = [F("awaiting_reply_since").asc(nulls_last=True), F("last_message_at").desc(), "-id"]
 PREVIEW_CHARS = 160
 
 

@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='conversation',
-            index=models.Index(models.OrderBy(models.F('awaiting_reply_since'), nulls_last=True), models.OrderBy(models.F('last_message_at'), descending=True, nulls_last=True), models.OrderBy(models.F('id'), descending=True), name='conversation_inbox_order_idx'),
+            index=models.Index(fields=['awaiting_reply_since', '-last_message_at', '-id'], name='conversation_inbox_order_idx'),
         ),
         migrations.AddIndex(
             model_name='conversation',
