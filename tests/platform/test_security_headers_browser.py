@@ -199,8 +199,8 @@ def messaging_rows(provider: Provider, conversation: Conversation) -> None:
                                          message_type=kind, status="received", provider_message_id=f"sbx-{kind}")
         Media.objects.create(message=message, state="fetched", mime_type=mime_type, size_bytes=len(data),
                              pending_content=data, archive_status="pending")
-    conversation.labels.add(Label.objects.create(name="vip", colour="#7e22ce"))
-    SavedReply.objects.create(title="Opening hours", text="We are open 9 to 6, Monday to Saturday.")
+    conversation.labels.add(Label.objects.get_or_create(name="vip", defaults={"colour": "#7e22ce"})[0])
+    SavedReply.objects.get_or_create(title="Opening hours", defaults={"text": "We are open 9 to 6."})
     dead = Message.objects.create(provider=provider, conversation=conversation, direction="outbound",
                                   status="dead_letter", text="Your order has shipped.", error_code="131026")
     SendAttempt.objects.create(message=dead, number=1, started_at=now, finished_at=now, outcome="dead_letter")
