@@ -207,6 +207,15 @@ def time_callable(function, repeat: int) -> dict:
             "queries": len(captured), "bytes": 0}
 
 
+def report(rows: list[tuple[str, dict]]) -> None:
+    """The figures as a table, each page's p95 against the goal (baselines have none)."""
+    print(f"{'page':<56} {'median ms':>10} {'p95 ms':>8} {'queries':>8} {'KB':>6}  goal <{GOAL_MS:.0f} ms")
+    for label, result in rows:
+        verdict = "" if label.startswith("baseline") else ("met" if result["p95"] < GOAL_MS else "MISSED")
+        print(f"{label:<56} {result['median']:>10.1f} {result['p95']:>8.1f} {result['queries']:>8} "
+              f"{result['bytes'] / 1024:>6.0f}  {verdict}")
+
+
 def set_page_size(model_label: str, size: int) -> None:
     from django.apps import apps
     from django.contrib import admin
@@ -259,11 +268,7 @@ def main(argv=None) -> int:
     rows.append(("conversation page (2,000 messages, newest 500 shown)",
                  measure(client, f"/admin/whatsapp/conversation/{long_conversation.pk}/change/", args.repeat)))
 
-    print(f"{'page':<56} {'median ms':>10} {'p95 ms':>8} {'queries':>8} {'KB':>6}  goal <{GOAL_MS:.0f} ms")
-    for label, result in rows:
-        verdict = "" if label.startswith("baseline") else ("met" if result["p95"] < GOAL_MS else "MISSED")
-        print(f"{label:<56} {result['median']:>10.1f} {result['p95']:>8.1f} {result['queries']:>8} "
-              f"{result['bytes'] / 1024:>6.0f}  {verdict}")
+    report(rows)
     return 0
 
 
