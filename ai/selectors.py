@@ -18,7 +18,16 @@ from django.utils.dateparse import parse_datetime
 
 from ai.client import ai_configured
 from ai.guards import budget_day_start, circuit_state
-from ai.models import AiCall, AiRequest, ConversationSummary, Feature, MessageInsight, ReplySuggestion, StepStatus
+from ai.models import (
+    AiCall,
+    AiRequest,
+    ConversationSummary,
+    Feature,
+    IntentCategory,
+    MessageInsight,
+    ReplySuggestion,
+    StepStatus,
+)
 from ai.pricing import is_priced
 from whatsapp.models import Conversation, Message, Provider
 
@@ -108,6 +117,11 @@ def ai_usage(*, days: int = USAGE_DAYS, provider_id: int | None = None) -> Usage
     return UsageReport(rows=list(rows.values()), total=total, since=start.date(), days=days,
                        time_zone=settings.AI_BUDGET_TIME_ZONE,
                        unpriced_models=sorted(model for model in total.models if not is_priced(model)))
+
+
+def intent_names() -> list[str]:
+    """Every intent of the taxonomy, the retired ones too (older messages carry them), in its order."""
+    return list(IntentCategory.objects.order_by("-is_active", "position", "name").values_list("name", flat=True))
 
 
 def provider_choices() -> list[tuple[int, str]]:

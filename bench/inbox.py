@@ -113,7 +113,8 @@ def main(argv=None) -> int:
                         ("unassigned", "assigned=none"), ("window closing", "waiting=closing"),
                         (f"label {label.name}", f"label={label.pk}"),
                         ("mine + needs reply", "assigned=mine&waiting=reply"),
-                        ("search a name", "q=Customer+4242")):
+                        ("search a phone number", "q=%2B15550004242"),
+                        ("search a word every contact has", "q=Customer")):
         rows.append((f"inbox, {name}, 50 per page", measure(client, f"{inbox}?{query}", args.repeat)))
     page = f"{inbox}{long_conversation.pk}/change/"
     rows.append(("conversation page (2,000 messages, newest 500 shown)", measure(client, page, args.repeat)))

@@ -12,7 +12,7 @@ from django.db.models import Count, Exists, F, Max, OuterRef, Prefetch, Q, Query
 from django.db.models.functions import Greatest, JSONObject, Left
 from django.utils import timezone
 
-from contacts.models import ContactUserMapping
+from contacts.models import Contact, ContactIdentity, ContactUserMapping
 from core.queries import count_subquery
 from whatsapp.models import Conversation, Label, Media, Message, Session
 from whatsapp.providers.events import MessageType
@@ -163,6 +163,31 @@ def conversations_labelled(conversations: QuerySet[Conversation], label_id: int)
     """The conversations that carry this label (EXISTS: no join, so no duplicate rows and no DISTINCT)."""
     through = Conversation.labels.through
     return conversations.filter(Exists(through.objects.filter(conversation_id=OuterRef("pk"), label_id=label_id)))
+
+
+# Up to this many matching contacts are looked up by id; beyond, the word is common enough that reading the
+# inbox in its order finds a page of matches quickly.
+SEARCH_ID_LIST_MAX = 5000
+
+
+def _contacts_matching(word: str):
+    return (Contact.objects.filter(profile_name__icontains=word).values_list("pk", flat=True)
+            .union(ContactIdentity.objects.filter(value__icontains=word).values_list("contact_id", flat=True),
+                   ContactUserMapping.objects.filter(user__username__icontains=word)
+                   .values_list("contact_id", flat=True)))
+
+
+def conversations_matching(conversations: QuerySet[Conversation], words: list[str]) -> QuerySet[Conversation]:
+    """The conversations whose contact has every word in its name, one of its identities (a phone number, an
+    id) or its mapped user's username, or whose provider's conversation id is the word. The matching contacts
+    are read first: a rare word (a phone number, a name) becomes a short list of ids that the page reads
+    by index; without it PostgreSQL guessed most conversations would match and sorted them all (1.5 s on
+    100,000). No join, so no row comes twice and the page needs no DISTINCT."""
+    for word in words:
+        found = list(_contacts_matching(word)[:SEARCH_ID_LIST_MAX + 1])
+        contacts = found if len(found) <= SEARCH_ID_LIST_MAX else _contacts_matching(word)
+        conversations = conversations.filter(Q(contact_id__in=contacts) | Q(external_conversation_id=word))
+    return conversations
 
 
 def labels_in_use() -> list[Label]:

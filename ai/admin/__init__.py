@@ -13,7 +13,9 @@ the action into the messaging admin's hooks; registering them again changes noth
 from ai.admin import calls, insights, intents, provider_settings, requests  # noqa: F401  (register the pages)
 from ai.admin.actions import rerun_ai
 from ai.admin.panel import conversation_ai_panel
-from whatsapp.admin.extensions import conversation_panels, message_actions
+from ai.selectors import intent_names
+from whatsapp.admin.extensions import conversation_panels, intent_choices, message_actions
 
 message_actions.register(rerun_ai)
 conversation_panels.register(conversation_ai_panel)
+intent_choices.register(intent_names)

@@ -24,5 +24,12 @@ conversation_panels = Hook(
         "formaction=\"...\">, which carries the CSRF token.",
 )
 
+intent_choices = Hook(
+    "conversation_intent_choices",
+    doc="The intents the conversation list's intent filter offers: receiver() -> a list of intent names "
+        "(the classifier's taxonomy). Without a receiver the list offers the intents of recent messages, "
+        "read from the message table.",
+)
+
 # The id of the empty POST form (with its CSRF token) that panels' buttons submit.
 PANEL_FORM_ID = "conversation-panel-form"
