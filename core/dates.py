@@ -15,6 +15,7 @@ DATE = "Y-m-d"
 MINUTES = "Y-m-d H:i"
 SECONDS = "Y-m-d H:i:s"
 TIME = "H:i"
+STRFTIME_MINUTES, STRFTIME_SECONDS = "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"  # MINUTES and SECONDS, for strftime
 
 
 def when(value: datetime | date | None, seconds: bool = False, empty: str = "") -> str:
@@ -25,4 +26,5 @@ def when(value: datetime | date | None, seconds: bool = False, empty: str = "") 
         return php_format(value, DATE)
     if timezone.is_aware(value):
         value = timezone.localtime(value)
-    return php_format(value, SECONDS if seconds else MINUTES)
+    # strftime with the same pattern: a page draws hundreds of these, and Django's formatter costs ten times more.
+    return value.strftime(STRFTIME_SECONDS if seconds else STRFTIME_MINUTES)
