@@ -1,9 +1,18 @@
+import json
 from typing import Any
 
 from django.db import models
+from django.forms.models import model_to_dict
 
 from core.correlation import get_correlation_id
 from core.models import AuditLog
+
+
+def audit_snapshot(obj: models.Model) -> dict:
+    """The row's fields as JSON, for an entry's before or after; secrets never go into the audit log."""
+    data = model_to_dict(obj)
+    data.pop("credentials", None)
+    return json.loads(json.dumps(data, default=str))
 
 
 def audit_record(

@@ -4,10 +4,9 @@ times read in lists and on pages."""
 import json
 
 from django.contrib import admin
-from django.forms.models import model_to_dict
 from django.utils.html import format_html
 
-from core.audit import audit_record
+from core.audit import audit_record, audit_snapshot
 from core.dates import when
 
 # The admin's shared stylesheet (list cells that clip, the audit table): put in a ModelAdmin's Media.
@@ -38,12 +37,6 @@ def time_with_seconds(field_name: str, description: str, help_text: str = ""):
 def pretty_json(value) -> str:
     return format_html("<pre style='white-space:pre-wrap;max-width:100em'>{}</pre>",
                        json.dumps(value, indent=2, ensure_ascii=False, default=str))
-
-
-def _snapshot(obj) -> dict:
-    data = model_to_dict(obj)
-    data.pop("credentials", None)  # secrets never go into the audit log
-    return json.loads(json.dumps(data, default=str))
 
 
 class ReadOnlyTabularInline(admin.TabularInline):
@@ -77,20 +70,20 @@ class AuditedModelAdmin(admin.ModelAdmin):
         # Snapshot the stored row before it changes, for the audit entry's "before".
         if change and obj.pk:
             stored = type(obj).objects.filter(pk=obj.pk).first()
-            request._audit_before = _snapshot(stored) if stored else {}
+            request._audit_before = audit_snapshot(stored) if stored else {}
         super().save_model(request, obj, form, change)
 
     def log_addition(self, request, obj, message):
-        audit_record(action="admin.add", obj=obj, actor=request.user, after=_snapshot(obj))
+        audit_record(action="admin.add", obj=obj, actor=request.user, after=audit_snapshot(obj))
         return super().log_addition(request, obj, message)
 
     def log_change(self, request, obj, message):
-        audit_record(action="admin.change", obj=obj, actor=request.user, after=_snapshot(obj),
+        audit_record(action="admin.change", obj=obj, actor=request.user, after=audit_snapshot(obj),
                      before=getattr(request, "_audit_before", {}))
         return super().log_change(request, obj, message)
 
     def log_deletion(self, request, obj, object_repr):
-        audit_record(action="admin.delete", obj=obj, actor=request.user, before=_snapshot(obj))
+        audit_record(action="admin.delete", obj=obj, actor=request.user, before=audit_snapshot(obj))
         return super().log_deletion(request, obj, object_repr)
 
 

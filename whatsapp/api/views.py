@@ -2,12 +2,10 @@
 replies. Sending is POST /api/v1/messages/."""
 
 import hashlib
-import json
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Prefetch
-from django.forms.models import model_to_dict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
@@ -21,7 +19,7 @@ from core.api.errors import REFUSAL, ReadableErrors, refuse, validated
 from core.api.filters import ApiFilterBackend
 from core.api.parsers import DepthSafeJSONParser, printable
 from core.api.permissions import requires
-from core.audit import audit_record
+from core.audit import audit_record, audit_snapshot
 from core.models import ApiScope
 from whatsapp.api import serializers
 from whatsapp.api.filters import WAITING, ConversationFilter, InboxOrderingFilter, MessageFilter, SavedReplyFilter
@@ -30,6 +28,7 @@ from whatsapp.selectors import with_inbox_columns
 from whatsapp.services.conversations import (
     AssignmentRefused,
     conversation_assign,
+    conversation_change_labels,
     conversation_set_labels,
     labels_named,
 )
@@ -131,24 +130,14 @@ class ConversationViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
             return Response({"code": "unknown_labels", "detail": f"No label is named {', '.join(map(repr, unknown))}; "
                                                                  "nothing was changed.",
                              "unknown": unknown}, status=400)
-        with transaction.atomic():
-            # Locked first, then read: two requests adding labels at once both count.
-            fresh = Conversation.objects.select_for_update(no_key=True).get(pk=conversation.pk)
-            current = list(fresh.labels.all())
-            if request.method == "PUT":
-                wanted = given
-            elif request.method == "POST":
-                wanted = current + given
-            else:
-                removed = {label.pk for label in given}
-                wanted = [label for label in current if label.pk not in removed]
-            conversation_set_labels(fresh, wanted, actor=request.user)
+        # The services lock the conversation, then read its labels: two requests adding labels at once both count.
+        if request.method == "PUT":
+            conversation_set_labels(conversation, given, actor=request.user)
+        elif request.method == "POST":
+            conversation_change_labels(conversation, add=given, actor=request.user)
+        else:
+            conversation_change_labels(conversation, remove=given, actor=request.user)
         return self._answer(conversation)
-
-
-def _snapshot(obj) -> dict:
-    """The row's fields as JSON, for an audit entry."""
-    return json.loads(json.dumps(model_to_dict(obj), default=str))
 
 
 class AuditedModelViewSet(ReadableErrors, viewsets.ModelViewSet):
@@ -167,22 +156,23 @@ class AuditedModelViewSet(ReadableErrors, viewsets.ModelViewSet):
     @transaction.atomic
     def perform_create(self, serializer):
         obj = self._saved(serializer, **self.created_extra())
-        audit_record(action=f"{obj._meta.model_name}.create", obj=obj, actor=self.request.user, after=_snapshot(obj))
+        audit_record(action=f"{obj._meta.model_name}.create", obj=obj, actor=self.request.user,
+                     after=audit_snapshot(obj))
 
     def created_extra(self) -> dict:
         return {}
 
     @transaction.atomic
     def perform_update(self, serializer):
-        before = _snapshot(serializer.instance)
+        before = audit_snapshot(serializer.instance)
         obj = self._saved(serializer)
         audit_record(action=f"{obj._meta.model_name}.change", obj=obj, actor=self.request.user, before=before,
-                     after=_snapshot(obj))
+                     after=audit_snapshot(obj))
 
     @transaction.atomic
     def perform_destroy(self, instance):
         audit_record(action=f"{instance._meta.model_name}.delete", obj=instance, actor=self.request.user,
-                     before=_snapshot(instance))
+                     before=audit_snapshot(instance))
         instance.delete()
 
 
