@@ -434,6 +434,17 @@ WEBHOOK_REJECTIONS_RECORDED_RATE = env("WEBHOOK_REJECTIONS_RECORDED_RATE", defau
 # Processing attempts of an inbox event whose failure is transient (database unavailable, a lock timeout)
 # before it is left `failed` for a person; with the 30 s doubling backoff, 10 attempts span about 4 hours.
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
+# The inbox is the queue (docs/operations.md#scaling-out): a drain task claims up to WEBHOOK_DRAIN_BATCH rows at a
+# time, applies them in one transaction, and keeps claiming for WEBHOOK_DRAIN_SECONDS before it hands over to a
+# fresh task. The endpoint wakes it at most once per process per WEBHOOK_WAKE_INTERVAL_SECONDS, that long ahead.
+WEBHOOK_DRAIN_BATCH = env.int("WEBHOOK_DRAIN_BATCH", default=100)
+WEBHOOK_DRAIN_SECONDS = env.float("WEBHOOK_DRAIN_SECONDS", default=20.0)
+WEBHOOK_WAKE_INTERVAL_SECONDS = env.float("WEBHOOK_WAKE_INTERVAL_SECONDS", default=0.2)
+# The webhook endpoint keeps providers (with their decrypted secrets) in memory: a change reaches every
+# process within PROVIDER_CACHE_CHECK_SECONDS through the shared cache, and every PROVIDER_CACHE_SECONDS anyway.
+PROVIDER_CACHE_CHECK_SECONDS = env.float("PROVIDER_CACHE_CHECK_SECONDS", default=1.0)
+PROVIDER_CACHE_SECONDS = env.float("PROVIDER_CACHE_SECONDS", default=60.0)
+PROVIDER_CACHE_MAX_ENTRIES = 1000
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY_BYTES + 1024 * 1024
 SESSION_WINDOW_HOURS = 24
 # Provider REST calls (Meta's Graph API, Chatwoot, media downloads).

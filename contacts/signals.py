@@ -1,12 +1,14 @@
 """The auto-mapping rules run when a user appears or changes (their email, or their profile's phone); a
 deleted user's contacts go back to the unmapped queue (their data stays: erasing is only ever the GDPR
-erase action); a data export deleted by any path takes its zip with it."""
+erase action); a data export deleted by any path takes its zip with it; a consent keyword saved or deleted
+is seen by the next message."""
 
 from django.conf import settings
 from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
-from contacts.models import DataExport, UserProfile
+from contacts.models import ConsentKeyword, DataExport, UserProfile
+from contacts.services.consent import keyword_words
 from contacts.services.mapping import mapping_auto_for_user
 from contacts.services.user_deletion import mappings_release_for_user
 from whatsapp.services.archive import archived_object_forget
@@ -40,3 +42,9 @@ def forget_export_zip(sender, instance, **kwargs):
     # export is not deleted: data_exports_expire schedules its zip's deletion and clears its location.
     if instance.location:
         archived_object_forget(instance.location, reason=f"data export {instance.pk} deleted")
+
+
+@receiver(post_save, sender=ConsentKeyword, dispatch_uid="contacts.keyword_words_save")
+@receiver(post_delete, sender=ConsentKeyword, dispatch_uid="contacts.keyword_words_delete")
+def forget_keyword_words(sender, instance, **kwargs):
+    keyword_words.forget()

@@ -26,6 +26,10 @@ class Hook:
             self._receivers.append(receiver)
         return receiver
 
+    def unregister(self, receiver: Callable[..., Any]) -> None:
+        if receiver in self._receivers:
+            self._receivers.remove(receiver)
+
     @property
     def receivers(self) -> tuple[Callable[..., Any], ...]:
         return tuple(self._receivers)

@@ -56,3 +56,38 @@ def task_named(name: str) -> Task:
     service and its task never import each other. Each app imports its tasks module in its
     `AppConfig.ready()`, so every process (web, worker, beat, shell) has them registered."""
     return current_app.tasks[name]
+
+
+class Wake:
+    """
+    Wake a drain task: the rows themselves are the queue, and the task claims whatever is due. A burst of
+    rows costs one publish per process per `interval` seconds, queued `delay` seconds ahead: `delay` is at
+    least `interval`, so the drain a wake starts runs after every row whose own wake was skipped in its
+    favour has committed (each committed at most `interval` after that wake was published). A lost wake
+    (broker down, a worker killed) is made up by the periodic sweep that calls `now`.
+    """
+
+    def __init__(self, task_name: str, *, interval: float, delay: float) -> None:
+        if delay < interval:
+            raise ValueError("a wake's delay must be at least its interval, or a skipped wake's row could wait")
+        self.task_name, self.interval, self.delay = task_name, interval, delay
+        self._last = float("-inf")
+        self._lock = threading.Lock()
+
+    def soon(self) -> None:
+        """Wake the drain once the current transaction commits (at once outside one)."""
+        transaction.on_commit(self._throttled)
+
+    def now(self) -> None:
+        """Publish a drain, unthrottled, once the transaction commits: the sweep, a replay, a drain that ran
+        out of time."""
+        transaction.on_commit(lambda: _publish(lambda: task_named(self.task_name).apply_async(),
+                                               f"{self.task_name} wake"))
+
+    def _throttled(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.interval:
+                return
+            self._last = now
+        _publish(lambda: task_named(self.task_name).apply_async(countdown=self.delay), f"{self.task_name} wake")

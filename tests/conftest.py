@@ -25,6 +25,7 @@ from rest_framework.test import APIClient
 
 from config.celery import app as celery_app
 from contacts.models import Contact
+from contacts.services.consent import keyword_words
 from contacts.services.identities import contact_resolve
 from core.api_tokens import api_token_create
 from core.models import AuditLog
@@ -36,6 +37,7 @@ from whatsapp.providers.base import WebhookRequest
 from whatsapp.providers.events import Identity, IdentityKind
 from whatsapp.providers.meta import graph_api_version
 from whatsapp.services.inbound import conversation_get_or_create
+from whatsapp.services.provider_lookup import provider_cache_invalidate
 from whatsapp.services.providers import provider_create
 from whatsapp.services.sessions import session_open_or_extend
 from whatsapp.services.webhooks import webhook_event_process, webhook_event_record
@@ -61,6 +63,14 @@ def pytest_configure(config):
     settings.API_KEY_FAILURE_RATE = "100000/min"
     settings.WEBHOOK_REJECTION_RATE = settings.WEBHOOK_REJECTIONS_RECORDED_RATE = "100000/min"
     settings.CSP_REPORT_RATE = "100000/min"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_caches():
+    """Each test starts with the caches a process keeps of database rows emptied: a test database is emptied
+    and refilled between tests without the saves and deletes that keep those caches true in production."""
+    keyword_words.forget()
+    provider_cache_invalidate()
 
 
 def fixture_bytes(provider_kind: str, name: str) -> bytes:

@@ -456,7 +456,7 @@ class WebhookEvent(Archivable):
     last_error = models.TextField(blank=True)
     event_count = models.PositiveIntegerField(default=0, help_text="Normalized events parsed from it.")
     unrouted_to = models.CharField(
-        max_length=255, blank=True, db_index=True,
+        max_length=255, blank=True,
         help_text="Numbers (e.g. Meta phone number ids) it named that no active provider has: kept, flagged, "
                   "and replayed when such a provider is added.",
     )
@@ -488,8 +488,10 @@ class WebhookEvent(Archivable):
                                     name="webhook_event_unique_delivery"),
         ]
         indexes = [
-            models.Index(fields=["status", "received_at"], name="webhook_event_status_idx"),
-            models.Index(fields=["status", "next_attempt_at"], name="webhook_event_due_idx"),
+            # The drain's claim and every count of what waits: only rows still to apply, oldest first, however
+            # many were processed (few indexes: each one costs every webhook's INSERT).
+            models.Index(fields=["received_at", "id"], condition=Q(status__in=["pending", "failed"]),
+                         name="webhook_event_inbox_idx"),
             models.Index(fields=["archive_next_at"], condition=Q(archive_status="pending"),
                          name="webhook_event_archive_due_idx"),
         ]

@@ -16,13 +16,19 @@ from whatsapp.services.media import media_download, media_requeue_due
 from whatsapp.services.outbound import messages_requeue_due
 from whatsapp.services.providers import provider_simulated_webhook_post
 from whatsapp.services.sessions import sessions_close_expired
-from whatsapp.services.webhooks import webhook_event_process, webhook_events_prune_rejected, webhook_events_requeue_due
+from whatsapp.services.webhooks import (
+    webhook_event_process,
+    webhook_events_prune_rejected,
+    webhook_events_requeue_due,
+    webhook_inbox_drain,
+)
 
 
 @shared_task
 def process_webhook_event_task(event_id: int) -> str:
-    # No Celery-level retry: a failed event gets a due time in the database and the requeue job hands
-    # it back (backoff up to hours, longer than a broker's visibility timeout allows for countdowns).
+    # One row on its own (the drain below takes them in batches). No Celery-level retry: a failed event
+    # gets a due time in the database and the sweep wakes the drain for it (backoff up to hours, longer
+    # than a broker's visibility timeout allows for countdowns).
     event = webhook_event_process(event_id)
     return event.status if event else "busy"
 
@@ -114,3 +120,15 @@ def run_storage_deletion_task(deletion_id: int) -> bool:
 @shared_task
 def prune_archived_webhook_bodies_task() -> int:
     return webhook_bodies_prune()
+
+
+@shared_task
+def archive_webhook_events_task(event_ids: list[int]) -> int:
+    return sum(1 for event_id in event_ids if webhook_event_archive(event_id))
+
+
+# --- The inbox is the queue: a drain claims due rows in batches (see services/webhooks.py) ---
+
+@shared_task
+def drain_webhook_inbox_task() -> int:
+    return webhook_inbox_drain()

@@ -25,6 +25,7 @@ from whatsapp.models import Media, Provider, WebhookEvent
 from whatsapp.providers import backend_for, registered_kinds
 from whatsapp.providers.base import WebhookRejected, WebhookRequest
 from whatsapp.services.archive import media_content
+from whatsapp.services.provider_lookup import webhook_provider
 from whatsapp.services.providers import provider_simulated_file
 from whatsapp.services.webhook_flood import webhook_rejection_handling
 from whatsapp.services.webhooks import webhook_event_record
@@ -108,10 +109,7 @@ class ProviderWebhookView(View):
             return _error(503, "provider credentials unavailable; retry later")
 
     def _provider(self, kind: str, public_id: uuid.UUID) -> Provider | None:
-        try:
-            return Provider.objects.get(kind=kind, public_id=public_id, is_active=True)
-        except Provider.DoesNotExist:
-            return None
+        return webhook_provider(kind, public_id)
 
     def get(self, request: HttpRequest, kind: str, public_id: uuid.UUID) -> HttpResponse:
         provider = self._provider(kind, public_id)

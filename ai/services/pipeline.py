@@ -31,7 +31,7 @@ from ai.pricing import estimated_chat_cost
 from ai.services.calls import CallScope, record_skip
 from ai.services.classification import classify_text
 from ai.services.transcription import transcribe_audio
-from core.queueing import publish_on_commit, task_named
+from core.queueing import Wake, task_named
 from whatsapp.models import Media, Message
 from whatsapp.providers.events import MessageType
 from whatsapp.services.archive import media_content
@@ -44,12 +44,11 @@ FIRST_RETRY_SECONDS = 5.0
 # holding a delayed task longer than its visibility timeout would hand it out twice.
 COUNTDOWN_MAX_SECONDS = 30.0
 CIRCUIT_OPEN = "circuit_open"
-WAKE_INTERVAL_SECONDS = 0.5
-WAKE_DELAY_SECONDS = 1.0
 # Below the broker's visibility timeout, so a drain is seldom handed out twice, and far below CLAIM_SECONDS,
 # so no claim lapses while its message waits in a batch.
 DRAIN_BUDGET_SECONDS = 25.0
-_last_wake = 0.0
+# One wake per process per half second, a second ahead (see core.queueing.Wake).
+_drain_wake = Wake("ai.tasks.ai_drain_task", interval=0.5, delay=1.0)
 # A step claimed by a worker that then died is taken over after this long.
 CLAIM_SECONDS = 300
 
@@ -61,20 +60,8 @@ class StepOutcome:
 
 
 def drain_soon() -> None:
-    """Wake the AI worker when the transaction commits. One wake per process per WAKE_INTERVAL_SECONDS,
-    queued WAKE_DELAY_SECONDS ahead: a burst of messages costs the ingesting worker one publish, and the
-    drain it wakes runs after every message of the burst that skipped its own wake has committed (each
-    skipped one committed after the wake was published, and the wake runs a second later)."""
-    publish_on_commit(_wake, what="AI drain")
-
-
-def _wake() -> None:
-    global _last_wake
-    now = time.monotonic()
-    if now - _last_wake < WAKE_INTERVAL_SECONDS:
-        return
-    _last_wake = now
-    task_named("ai.tasks.ai_drain_task").apply_async(countdown=WAKE_DELAY_SECONDS)
+    """Wake the AI worker when the transaction commits: a burst of messages costs one publish."""
+    _drain_wake.soon()
 
 
 def needs_transcript(message: Message) -> bool:

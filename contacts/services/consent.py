@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from django.db import transaction
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 # Keywords are short: longer texts are never looked up (no query for ordinary messages).
 KEYWORD_TEXT_MAX = 40
+# How long a process may go on using the keywords it read (another process's change reaches it in this time).
+KEYWORD_WORDS_SECONDS = 5.0
 ACTION_STATE = {ConsentKeyword.Action.OPT_OUT: Contact.Consent.OPTED_OUT,
                 ConsentKeyword.Action.OPT_IN: Contact.Consent.OPTED_IN}
 
@@ -49,11 +52,34 @@ def consent_set(*, contact: Contact, state: str, source: str, detail: str = "", 
     return True
 
 
+class _KeywordWords:
+    """The active keywords' words, kept by each process for KEYWORD_WORDS_SECONDS so that an ordinary short
+    message costs no query; a keyword saved or deleted here is seen at once (contacts/signals.py)."""
+
+    def __init__(self) -> None:
+        self._words: frozenset[str] = frozenset()
+        self._read_at = float("-inf")
+
+    def may_be_keyword(self, normalized: str) -> bool:
+        if time.monotonic() - self._read_at > KEYWORD_WORDS_SECONDS:
+            self._words = frozenset(ConsentKeyword.objects.filter(is_active=True).values_list("keyword", flat=True))
+            self._read_at = time.monotonic()
+        return normalized in self._words
+
+    def forget(self) -> None:
+        self._read_at = float("-inf")
+
+
+keyword_words = _KeywordWords()
+
+
 def keyword_match(text: str, language: str = "") -> ConsentKeyword | None:
     """The active keyword a whole message amounts to; the contact's language wins when a word is in several."""
     if not text or len(text) > KEYWORD_TEXT_MAX:
         return None
     normalized = ConsentKeyword.normalize(text)
+    if not keyword_words.may_be_keyword(normalized):
+        return None
     matches = list(ConsentKeyword.objects.filter(keyword=normalized, is_active=True).order_by("language"))
     # "pt", "pt_BR", "pt-BR" and "PT" all prefer the Portuguese keyword.
     base_language = re.split(r"[-_]", language)[0].lower()

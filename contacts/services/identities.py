@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
@@ -10,6 +11,7 @@ from django.db.models import Q
 from contacts.models import Contact, ContactIdentity
 from contacts.phones import phone_to_e164
 from contacts.services.mapping import mapping_auto_for_contact
+from core.bulk import bulk_update_rows
 from core.locks import lock_keys
 from whatsapp.models import Provider
 from whatsapp.providers.events import Identity, IdentityKind
@@ -105,6 +107,69 @@ def contact_resolve(
 
 
 def _refresh(contact: Contact, profile_name: str, seen_at: datetime | None) -> None:
+    if changed := _refreshed(contact, profile_name, seen_at):
+        contact.save(update_fields=changed)
+
+
+@dataclass(frozen=True)
+class ContactWanted:
+    """One message's sender, for contacts_resolve_many."""
+
+    identities: tuple[Identity, ...]
+    profile_name: str = ""
+    seen_at: datetime | None = None
+
+
+# savepoint=False: like contact_resolve, called inside the caller's transaction.
+@transaction.atomic(savepoint=False)
+def contacts_resolve_many(*, provider: Provider, wanted: list[ContactWanted]) -> list[Contact]:
+    """
+    contact_resolve for many messages at once, in their order: one query finds every stored identity, the
+    senders whose identities are all stored and name one contact are refreshed in one statement, and only
+    the others (new people, new identities) go through contact_resolve one by one.
+    """
+    normalized = [list(dict.fromkeys(identity_normalize(identity, provider)
+                                     for identity in want.identities if identity.value)) for want in wanted]
+    known = _known_identities_by_value([identity for identities in normalized for identity in identities])
+    contacts: list[Contact] = []
+    unsaved: dict[int, tuple[Contact, set[str]]] = {}
+
+    def save_refreshed() -> None:
+        if unsaved:
+            fields = sorted(set().union(*(changed for _, changed in unsaved.values())))
+            bulk_update_rows([contact for contact, _ in unsaved.values()], fields)
+            unsaved.clear()
+
+    for want, identities in zip(wanted, normalized, strict=True):
+        owners = {known[identity].contact_id for identity in identities if identity in known}
+        if identities and len(owners) == 1 and all(identity in known for identity in identities):
+            contact = known[identities[0]].contact
+            if changed := _refreshed(contact, want.profile_name[:255], want.seen_at):
+                unsaved.setdefault(contact.pk, (contact, set()))[1].update(changed)
+        else:
+            save_refreshed()  # contact_resolve reads the contact afresh: it must see what came before
+            contact = contact_resolve(provider=provider, identities=want.identities, profile_name=want.profile_name,
+                                      seen_at=want.seen_at)
+            # From here on this batch knows the contact as contact_resolve left it, by every identity.
+            for row in known.values():
+                if row.contact_id == contact.pk:
+                    row.contact = contact
+            known.update({identity: ContactIdentity(contact=contact, kind=identity.kind, value=identity.value,
+                                                    scope=identity.scope) for identity in identities})
+        contacts.append(contact)
+    save_refreshed()
+    return contacts
+
+
+def _known_identities_by_value(identities: list[Identity]) -> dict[Identity, ContactIdentity]:
+    """Like _known_identities for many, by one indexed IN on the values (cheaper to build than an OR each)."""
+    wanted = set(identities)
+    rows = ContactIdentity.objects.select_related("contact").filter(value__in={i.value for i in wanted})
+    return {key: row for row in rows if (key := Identity(row.kind, row.value, row.scope)) in wanted}
+
+
+def _refreshed(contact: Contact, profile_name: str, seen_at: datetime | None) -> list[str]:
+    """_refresh without the save: the fields changed, for the caller to save with others."""
     changed = []
     if profile_name and contact.profile_name != profile_name:
         contact.profile_name = profile_name
@@ -112,5 +177,4 @@ def _refresh(contact: Contact, profile_name: str, seen_at: datetime | None) -> N
     if seen_at and (contact.last_seen_at is None or seen_at > contact.last_seen_at):
         contact.last_seen_at = seen_at
         changed.append("last_seen_at")
-    if changed:
-        contact.save(update_fields=changed)
+    return changed

@@ -221,13 +221,18 @@ def webhook_event_owner(event: WebhookEvent) -> Owner:
     return owner_for_provider(event.provider_id)
 
 
-def webhook_event_archive_request(event: WebhookEvent) -> None:
-    """Processing went through: the raw body is due for the archive (once; a replay does not archive again)."""
-    if event.archive_status != ArchiveStatus.NONE or event.provider_id is None:
-        return
-    event.archive_status = ArchiveStatus.PENDING
-    event.archive_next_at = timezone.now() + timedelta(seconds=settings.ARCHIVE_STALE_AFTER_SECONDS)
-    _enqueue_webhook_archive(event.pk)
+def webhook_events_archive_request(events: list[WebhookEvent]) -> None:
+    """Processing went through: the raw bodies are due for the archive (once; a replay does not archive
+    again). The rows' fields are set for the caller to save; one task takes them all once it commits."""
+    due = [event for event in events if event.status == WebhookEvent.Status.PROCESSED
+           and event.archive_status == ArchiveStatus.NONE and event.provider_id is not None]
+    for event in due:
+        event.archive_status = ArchiveStatus.PENDING
+        event.archive_next_at = timezone.now() + timedelta(seconds=settings.ARCHIVE_STALE_AFTER_SECONDS)
+    if due:
+        ids = [event.pk for event in due]
+        archive_webhook_events_task = task_named("whatsapp.tasks.archive_webhook_events_task")
+        publish_on_commit(lambda: archive_webhook_events_task.delay(ids), what=f"archive of {len(ids)} webhook events")
 
 
 def _enqueue_webhook_archive(event_id: int) -> None:

@@ -168,7 +168,12 @@ def media_enqueue(media_id: int) -> None:
     publish_on_commit(lambda: download_media_task.delay(media_id), what=f"media {media_id}")
 
 
-def _with_quote(event: InboundMessage) -> dict:
+def message_lock_key(provider: Provider, provider_message_id: str) -> tuple[object, ...]:
+    """The advisory lock under which a provider message id is looked up and recorded (core.locks)."""
+    return ("provider-message", provider.pk, provider_message_id)
+
+
+def quoted_content(event: InboundMessage) -> dict:
     # The quoted message may be one we never stored (sent before this platform): keep its id anyway.
     if event.reply_to_provider_message_id:
         return {**event.content, "quoted_message_id": event.reply_to_provider_message_id}
@@ -188,7 +193,7 @@ def _type_and_content(provider: Provider, conversation: Conversation, event: Inb
     Where a provider passes button replies on as bare titles, a text equal to one of the choices our
     last interactive message offered is that choice, with its id.
     """
-    content = _with_quote(event)
+    content = quoted_content(event)
     if not (backend_for(provider).button_replies_by_title and event.message_type == MessageType.TEXT and event.text):
         return event.message_type, content
     offer = (Message.objects.filter(conversation=conversation, direction=Message.Direction.OUTBOUND,
@@ -209,7 +214,7 @@ def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple
     a redelivered message (same provider message id) changes nothing but its duplicate counter.
     """
     # Two deliveries of one message take turns here, so the second always sees the first's row.
-    lock_key("provider-message", provider.pk, event.provider_message_id)
+    lock_key(*message_lock_key(provider, event.provider_message_id))
     updated = Message.objects.filter(provider=provider, provider_message_id=event.provider_message_id).update(
         duplicate_count=F("duplicate_count") + 1)
     if updated:
@@ -312,7 +317,7 @@ def status_update_apply(*, provider: Provider, event: StatusUpdate,
     same row. A report for a message whose provider id is not recorded yet is kept and applied when
     the send records it; the key lock makes "record the id" and "look up the id" take turns.
     """
-    lock_key("provider-message", provider.pk, event.provider_message_id)
+    lock_key(*message_lock_key(provider, event.provider_message_id))
     message = (Message.objects.select_for_update()
                .filter(provider=provider, provider_message_id=event.provider_message_id,
                        direction=Message.Direction.OUTBOUND).first())
@@ -375,7 +380,7 @@ def outbound_echo_apply(*, provider: Provider, event: OutboundEcho) -> Message:
     twice; a message an agent wrote in the provider's own UI is stored as outbound, already sent.
     Neither is ever treated as customer input, so nothing can answer it (no loops).
     """
-    lock_key("provider-message", provider.pk, event.provider_message_id)
+    lock_key(*message_lock_key(provider, event.provider_message_id))
     existing = Message.objects.filter(provider=provider, provider_message_id=event.provider_message_id).first()
     if existing:
         Message.objects.filter(pk=existing.pk).update(duplicate_count=F("duplicate_count") + 1)

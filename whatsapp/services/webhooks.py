@@ -1,29 +1,49 @@
 """The webhook inbox: store every request before acknowledging it, then process it asynchronously."""
 
+import functools
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
-from django.db.models import F
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    models,
+    router,
+    transaction,
+)
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from core import metrics
 from core.audit import audit_record
-from core.correlation import TASK_HEADER, get_correlation_id
+from core.bulk import bulk_update_rows
+from core.correlation import get_correlation_id, reset_correlation_id, set_correlation_id
 from core.crypto import DecryptionError
 from core.locks import commit_without_waiting_for_disk
-from core.queueing import publish_on_commit, task_named
+from core.queueing import Wake
 from core.storage import ObjectNotFound, StorageError
 from whatsapp.models import Provider, WebhookEvent
 from whatsapp.providers import backend_for
 from whatsapp.providers.base import BodyUndecodable, WebhookRequest, storable_text
-from whatsapp.providers.events import InvalidUpdate, NormalizedEvent, StoredWebhook, UnhandledEvent
-from whatsapp.services.archive import webhook_body, webhook_event_archive_request
+from whatsapp.providers.events import (
+    InboundMessage,
+    InvalidUpdate,
+    NormalizedEvent,
+    StatusUpdate,
+    StoredWebhook,
+    UnhandledEvent,
+)
+from whatsapp.services.archive import webhook_body, webhook_events_archive_request
 from whatsapp.services.inbound import RetryLater, event_apply, update_problem
+from whatsapp.services.inbound_batch import applies_in_bulk, inbound_messages_apply
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +56,10 @@ DELIVERY_ID_MAX = 128
 BODY_SIZE_MAX = 2**63 - 1
 # Invalid updates listed on one event (Meta carries up to 1000 updates per request); the rest are counted.
 INVALID_UPDATES_LISTED = 200
+
+# The inbox is the queue: a stored row wakes the drain task, which claims what is pending (core.queueing.Wake).
+inbox_wake = Wake("whatsapp.tasks.drain_webhook_inbox_task", interval=settings.WEBHOOK_WAKE_INTERVAL_SECONDS,
+                  delay=settings.WEBHOOK_WAKE_INTERVAL_SECONDS)
 
 # Failures worth another attempt: the database unavailable or busy (lock and statement timeouts and
 # deadlocks are OperationalErrors), a concurrent writer that won a race (IntegrityError: the next attempt
@@ -88,34 +112,73 @@ def webhook_event_record(
     delivery_id = storable_text(_delivery_id(provider, request)) if accepted else ""
     body = request.body if accepted else request.body[:REJECTED_BODY_PREFIX_BYTES]
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            event = WebhookEvent.objects.create(
-                provider=provider, kind=storable_text(kind)[:20], status=status, http_status=http_status,
-                rejection_reason=storable_text(reason)[:255], signature_valid=signature_valid, body=body,
-                body_size=min(len(request.body) if body_size is None else max(body_size, 0), BODY_SIZE_MAX),
-                content_type=storable_text(request.content_type)[:100], headers=headers, delivery_id=delivery_id,
-                remote_addr=remote_addr, correlation_id=get_correlation_id(),
-                next_attempt_at=now + timedelta(seconds=settings.WEBHOOK_STALE_AFTER_SECONDS) if accepted else None,
-            )
-    except IntegrityError:
+    columns = {
+        "provider_id": provider.pk if provider else None, "kind": storable_text(kind)[:20], "status": status,
+        "http_status": http_status, "rejection_reason": storable_text(reason)[:255],
+        "signature_valid": signature_valid, "body": body,
+        "body_size": min(len(request.body) if body_size is None else max(body_size, 0), BODY_SIZE_MAX),
+        "content_type": storable_text(request.content_type)[:100], "headers": headers, "delivery_id": delivery_id,
+        "remote_addr": remote_addr, "correlation_id": get_correlation_id(), "received_at": now,
+        "next_attempt_at": now + timedelta(seconds=settings.WEBHOOK_STALE_AFTER_SECONDS) if accepted else None,
+    }
+    event_id = _insert(columns)
+    if event_id is None:  # a redelivery: the provider's delivery id is stored already
         event = WebhookEvent.objects.get(provider=provider, delivery_id=delivery_id)
         WebhookEvent.objects.filter(pk=event.pk).update(duplicate_count=F("duplicate_count") + 1)
         return event, False
+    event = WebhookEvent.from_db(None, ["id", *columns], [event_id, *columns.values()])
+    event.provider = provider
     if accepted:
-        webhook_event_enqueue(event)
+        inbox_wake.soon()
     return event, True
 
 
-def webhook_event_enqueue(event: WebhookEvent) -> None:
-    process_webhook_event_task = task_named("whatsapp.tasks.process_webhook_event_task")
+def _insert(columns: dict[str, Any]) -> int | None:
+    """
+    One INSERT statement, the least that makes the 200 safe (no model save machinery, no transaction of
+    its own: in autocommit the statement is its own). Columns not given take their field's default.
+    None when the row's delivery id is stored already.
+    """
+    connection = connections[router.db_for_write(WebhookEvent)]
+    fields, defaults = _insert_columns(connection.alias)
+    values = [field.get_db_prep_save(columns[field.attname], connection) if field.attname in columns else default
+              for field, default in zip(fields, defaults, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(connection.alias, skip_stored_delivery=bool(columns["delivery_id"])), values)
+        row = cursor.fetchone()
+    return row[0] if row else None
 
-    # The task carries the correlation id of the request that brought the event, even when requeued.
-    headers = {TASK_HEADER: event.correlation_id} if event.correlation_id else {}
-    # A broker outage must not turn an acknowledged webhook into an error: the row stays pending and the
-    # requeue beat job sends it once its next_attempt_at is due.
-    publish_on_commit(lambda: process_webhook_event_task.apply_async((event.pk,), headers=headers),
-                      what=f"webhook event {event.pk}")
+
+@functools.cache
+def _insert_columns(alias: str) -> tuple[list[models.Field], list[Any]]:
+    """Every column but the id, with its default prepared once."""
+    connection = connections[alias]
+    fields = [field for field in WebhookEvent._meta.concrete_fields if not field.primary_key]
+    varying = [field.name for field in fields
+               if field.has_default() and callable(field.default) and field.default not in (dict, list)]
+    if varying:  # a default made per row (a uuid, a time) cannot be prepared once
+        raise TypeError(f"WebhookEvent columns with a default made per row: {varying}")
+    return fields, [field.get_db_prep_save(field.get_default(), connection) for field in fields]
+
+
+@functools.cache
+def _insert_sql(alias: str, *, skip_stored_delivery: bool) -> str:
+    quote = connections[alias].ops.quote_name
+    fields, _ = _insert_columns(alias)
+    conflict = ""
+    if skip_stored_delivery:
+        # The partial unique index on (provider, delivery_id) where delivery_id is not empty.
+        conflict = f" ON CONFLICT (provider_id, delivery_id) WHERE NOT ({quote('delivery_id')} = '') DO NOTHING"
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    # Names from the model's own metadata; every value is a parameter.
+    return (f"INSERT INTO {quote(WebhookEvent._meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
+            f"{conflict} RETURNING id")
+
+
+def webhook_event_enqueue(event: WebhookEvent) -> None:
+    """Hand an event (back) to the drain at once: a replay, or the sweep finding rows due."""
+    inbox_wake.now()
 
 
 def webhook_event_process(event_id: int) -> WebhookEvent | None:
@@ -138,24 +201,29 @@ def webhook_event_process(event_id: int) -> WebhookEvent | None:
             if not _due_for_processing(event):
                 return event
             event.attempts += 1
-            outcome = _apply_all(event)
+            outcome = _apply_rows([event], routes={})[0]
             _conclude(event, outcome)
-            _save_outcome(event, ["status", "attempts", "last_error", "event_count", "processed_at",
-                                  "next_attempt_at", "unrouted_to", "notes", "message_ids", "invalid_updates",
-                                  "archive_status", "archive_next_at"])
+            webhook_events_archive_request([event])
+            _clean_outcome(event)
+            event.save(update_fields=OUTCOME_FIELDS)
+            event.contacts.add(*event.carried_contacts)
     except Exception as exc:
         # The attempt's transaction is rolled back, its bookkeeping with it: record the attempt in a
         # transaction of its own, so it counts towards the limit and a person sees why.
         event = _attempt_failed(event_id, exc)
         if event is None:
             raise
+    _observe(event)
+    return event
+
+
+def _observe(event: WebhookEvent) -> None:
+    """Logged and measured after the attempt's transaction: an attempt rolled back processed nothing."""
     logger.info("webhook event %s", event.status, extra={"webhook_event": event.pk, "events": event.event_count,
                                                          "attempts": event.attempts})
     if event.status == WebhookEvent.Status.PROCESSED and event.processed_at:
-        # Observed after the attempt's transaction: an attempt rolled back processed nothing.
         metrics.webhook_processed(event.provider.kind, event.provider_id,
                                   (event.processed_at - event.received_at).total_seconds())
-    return event
 
 
 def _due_for_processing(event: WebhookEvent) -> bool:
@@ -179,7 +247,6 @@ def _conclude(event: WebhookEvent, outcome: _Outcome) -> None:
         event.last_error = ""
         event.processed_at = now
         event.next_attempt_at = None
-        webhook_event_archive_request(event)
         return
     event.status = WebhookEvent.Status.FAILED
     if outcome.transient and event.attempts < settings.WEBHOOK_MAX_ATTEMPTS:
@@ -197,12 +264,16 @@ def _conclude(event: WebhookEvent, outcome: _Outcome) -> None:
                                                    "attempts": event.attempts})
 
 
-def _save_outcome(event: WebhookEvent, fields: list[str]) -> None:
+# What an attempt writes back to its row.
+OUTCOME_FIELDS = ["status", "attempts", "last_error", "event_count", "processed_at", "next_attempt_at",
+                  "unrouted_to", "notes", "message_ids", "invalid_updates", "archive_status", "archive_next_at"]
+
+
+def _clean_outcome(event: WebhookEvent) -> None:
     for name in ("last_error", "notes", "unrouted_to", "message_ids"):
         # Error texts quote the update (an id holding a NUL): the row must be saved whatever it quotes.
         setattr(event, name, storable_text(getattr(event, name)))
     event.last_error = event.last_error[:4000]
-    event.save(update_fields=fields)
 
 
 def _attempt_failed(event_id: int, exc: Exception) -> WebhookEvent | None:
@@ -217,7 +288,8 @@ def _attempt_failed(event_id: int, exc: Exception) -> WebhookEvent | None:
             outcome = _Outcome(transient=[reason]) if _is_transient(exc) else _Outcome(permanent=[reason])
             _conclude(event, outcome)
             event.status = WebhookEvent.Status.FAILED  # nothing of this attempt was applied
-            _save_outcome(event, ["status", "attempts", "last_error", "next_attempt_at"])
+            _clean_outcome(event)
+            event.save(update_fields=["status", "attempts", "last_error", "next_attempt_at"])
             return event
     except (OperationalError, InterfaceError):
         # The database itself is out: the row keeps its due time and the requeue job brings it back.
@@ -255,21 +327,55 @@ def _stored(event: WebhookEvent) -> StoredWebhook:
                          received_at=event.received_at)
 
 
-def _apply_all(event: WebhookEvent) -> _Outcome:
-    outcome = _Outcome()
+@dataclass
+class _Update:
+    """One normalized update of a row, on its way to being applied."""
+
+    row: WebhookEvent
+    outcome: _Outcome
+    index: int
+    normalized: NormalizedEvent
+    target: Provider
+    contact_id: int | None = None
+    applied: bool = False
+
+
+def _apply_rows(events: list[WebhookEvent], *, routes: dict[str, Provider | None]) -> list[_Outcome]:
+    """
+    Apply the rows' updates, in the rows' order. Each row's outcome is returned and its bookkeeping set on it
+    (whose data it carried is left in `event.carried_contacts`, written by the caller).
+    """
+    outcomes = [_Outcome() for _ in events]
+    updates = [update for event, outcome in zip(events, outcomes, strict=True)
+               for update in _parsed(event, outcome, routes)]
+    _apply_updates(updates)
+    applied: dict[int, list[_Update]] = {}
+    for update in updates:
+        if update.applied:
+            applied.setdefault(id(update.row), []).append(update)
+    for event in events:
+        done = applied.get(id(event), [])
+        event.carried_contacts = {update.contact_id for update in done if update.contact_id}
+        event.message_ids = _joined([message_id for update in done
+                                     if (message_id := getattr(update.normalized, "provider_message_id", ""))], 1000)
+    return outcomes
+
+
+def _parsed(event: WebhookEvent, outcome: _Outcome, routes: dict[str, Provider | None]) -> list[_Update]:
+    """Parse a row and check each update: the ones to apply, with the row's notes, unrouted numbers and
+    invalid updates set on it."""
+    event.carried_contacts, event.message_ids = set(), ""
     try:
         events = backend_for(event.provider).parse_webhook(_stored(event))
     except Exception as exc:  # noqa: BLE001 - whatever the parser does, the event is kept with the reason
         reason = str(exc) if isinstance(exc, BodyUndecodable) else f"{type(exc).__name__}: {exc}"
         (outcome.transient if _is_transient(exc) else outcome.permanent).append(f"parse: {reason}")
-        return outcome
+        return []
     event.event_count = len(events)
     unrouted: set[str] = set()
     notes: list[str] = []
     invalid: list[dict[str, Any]] = []
-    routes: dict[str, Provider | None] = {}
-    contact_ids: set[int] = set()
-    message_ids: list[str] = []
+    updates: list[_Update] = []
     for index, normalized in enumerate(events):
         problem = normalized.reason if isinstance(normalized, InvalidUpdate) else update_problem(normalized)
         if problem:
@@ -281,20 +387,7 @@ def _apply_all(event: WebhookEvent) -> _Outcome:
             continue
         if isinstance(normalized, UnhandledEvent):
             notes.append(normalized.description)
-        try:
-            with transaction.atomic():
-                contact_id = event_apply(provider=target, event=normalized, webhook_event=event)
-        except Exception as exc:  # noqa: BLE001 - one bad update must not block the rest
-            error = f"update {index} ({_describe(normalized)}): {type(exc).__name__}: {exc}"
-            (outcome.transient if _is_transient(exc) else outcome.permanent).append(error)
-            continue
-        if contact_id:
-            contact_ids.add(contact_id)
-        if getattr(normalized, "provider_message_id", ""):
-            message_ids.append(normalized.provider_message_id)
-    # Whose data the body carried: its archive bucket and what an erasure of that person removes.
-    event.contacts.add(*contact_ids)
-    event.message_ids = _joined(message_ids, 1000)
+        updates.append(_Update(event, outcome, index, normalized, target))
     event.unrouted_to = " ".join(sorted(unrouted))[:255]
     event.notes = "\n".join(notes)[:4000]
     if len(invalid) > INVALID_UPDATES_LISTED:
@@ -306,7 +399,64 @@ def _apply_all(event: WebhookEvent) -> _Outcome:
     if unrouted:
         logger.warning("webhook event names numbers no provider has", extra={"webhook_event": event.pk,
                                                                              "unrouted_to": event.unrouted_to})
-    return outcome
+    return updates
+
+
+def _apply_updates(updates: list[_Update]) -> None:
+    """
+    In order, except that within a run of plain inbound messages and status reports the messages are
+    stored many at a time (inbound_batch) before the reports are applied: the two touch different rows
+    (customers' messages, our sends). Anything else (echoes, profiles, thread updates) ends a run.
+    """
+    run: list[_Update] = []
+    for update in updates:
+        if isinstance(update.normalized, StatusUpdate) or applies_in_bulk(update.target, update.normalized):
+            run.append(update)
+            continue
+        _apply_run(run)
+        run = []
+        _apply_one(update)
+    _apply_run(run)
+
+
+def _apply_run(run: list[_Update]) -> None:
+    by_provider: dict[int, list[_Update]] = {}
+    for update in run:
+        if isinstance(update.normalized, InboundMessage):
+            by_provider.setdefault(update.target.pk, []).append(update)
+    for group in by_provider.values():
+        if len(group) == 1:
+            _apply_one(group[0])
+            continue
+        try:
+            with transaction.atomic():
+                contact_ids = inbound_messages_apply(provider=group[0].target,
+                                                     events=[update.normalized for update in group])
+        except Exception:
+            logger.info("inbound messages could not be stored together; storing them one by one", exc_info=True,
+                        extra={"messages": len(group)})
+            for update in group:
+                _apply_one(update)
+            continue
+        for update, contact_id in zip(group, contact_ids, strict=True):
+            update.contact_id, update.applied = contact_id, True
+    for update in run:
+        if isinstance(update.normalized, StatusUpdate):
+            _apply_one(update)
+
+
+def _apply_one(update: _Update) -> None:
+    token = set_correlation_id(update.row.correlation_id)  # what it logs and enqueues carries its request's id
+    try:
+        with transaction.atomic():
+            update.contact_id = event_apply(provider=update.target, event=update.normalized, webhook_event=update.row)
+    except Exception as exc:  # noqa: BLE001 - one bad update must not block the rest
+        error = f"update {update.index} ({_describe(update.normalized)}): {type(exc).__name__}: {exc}"
+        (update.outcome.transient if _is_transient(exc) else update.outcome.permanent).append(error)
+        return
+    finally:
+        reset_correlation_id(token)
+    update.applied = True
 
 
 def _joined(values: list[str], limit: int) -> str:
@@ -344,26 +494,89 @@ def webhook_event_replay(*, event: WebhookEvent, actor: Any = None) -> None:
     webhook_event_enqueue(event)
 
 
-def webhook_events_requeue_due(*, limit: int = 500) -> int:
+def webhook_events_requeue_due() -> int:
     """
-    Hand due events back to the workers: pending ones whose task was lost (broker down, worker died)
-    and failed ones whose backoff has passed. Oldest first; each is given a new due time so a busy
-    queue is not flooded with copies.
+    The sweep (beat, every minute): wake the drain when rows are waiting, whether a wake was lost (broker
+    down, a worker killed mid-batch) or a failed event's backoff has passed. Returns how many are due.
     """
-    now = timezone.now()
-    with transaction.atomic():
-        due = list(
-            WebhookEvent.objects.select_for_update(skip_locked=True)
-            .filter(status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED], provider__isnull=False,
-                    next_attempt_at__lte=now)
-            .order_by("received_at")[:limit]
-        )
-        for event in due:
-            event.next_attempt_at = now + max(_retry_delay(event.attempts),
-                                              timedelta(seconds=settings.WEBHOOK_STALE_AFTER_SECONDS))
-            event.save(update_fields=["next_attempt_at"])
-            webhook_event_enqueue(event)
-    return len(due)
+    due = _claimable(timezone.now()).count()
+    if due:
+        inbox_wake.now()
+    return due
+
+
+def _claimable(now) -> QuerySet[WebhookEvent]:
+    # The inbox index holds only pending and failed rows, so claiming stays cheap however many were processed.
+    return WebhookEvent.objects.filter(
+        Q(status=WebhookEvent.Status.PENDING) | Q(status=WebhookEvent.Status.FAILED, next_attempt_at__lte=now),
+        provider__isnull=False)
+
+
+def webhook_inbox_drain(*, batch_size: int | None = None, seconds: float | None = None) -> int:
+    """
+    Claim due inbox rows in batches (FOR UPDATE SKIP LOCKED: any number of drains on any number of
+    machines share the inbox, each row held by one) and apply each batch in one transaction, oldest first.
+    Runs until the inbox is empty or `seconds` have passed, then wakes a fresh drain if rows remain.
+    Returns the number of rows it concluded.
+    """
+    batch_size = batch_size or settings.WEBHOOK_DRAIN_BATCH
+    deadline = time.monotonic() + (settings.WEBHOOK_DRAIN_SECONDS if seconds is None else seconds)
+    done = 0
+    while True:
+        claimed = _drain_batch(batch_size)
+        done += claimed
+        if claimed < batch_size:
+            return done
+        if time.monotonic() >= deadline:
+            inbox_wake.now()  # a full batch came back: more are waiting, for a fresh task
+            return done
+
+
+def _drain_batch(batch_size: int) -> int:
+    ids: list[int] = []
+    try:
+        with transaction.atomic():
+            commit_without_waiting_for_disk()
+            events = list(_claimable(timezone.now()).select_for_update(skip_locked=True)
+                          .order_by("received_at", "id")[:batch_size])
+            ids = [event.pk for event in events]
+            # Each provider read (and its credentials decrypted) once per batch, not once per row.
+            providers = Provider.objects.in_bulk({event.provider_id for event in events})
+            for event in events:
+                event.provider = providers[event.provider_id]
+            _apply_batch(events)
+    except Exception:
+        if not ids:
+            raise
+        # The batch's transaction failed as a whole: one row at a time, so that one bad row never holds
+        # back the rest (each attempt records its own failure).
+        logger.warning("inbox batch failed; applying its rows one at a time", exc_info=True,
+                       extra={"webhook_events": len(ids)})
+        for event_id in ids:
+            webhook_event_process(event_id)
+        return len(ids)
+    for event in events:
+        _observe(event)
+    return len(ids)
+
+
+def _apply_batch(events: list[WebhookEvent]) -> None:
+    for event in events:
+        event.attempts += 1
+    outcomes = _apply_rows(events, routes={})
+    for event, outcome in zip(events, outcomes, strict=True):
+        token = set_correlation_id(event.correlation_id)
+        try:
+            _conclude(event, outcome)
+        finally:
+            reset_correlation_id(token)
+    webhook_events_archive_request(events)
+    for event in events:
+        _clean_outcome(event)
+    bulk_update_rows(events, OUTCOME_FIELDS)
+    WebhookEvent.contacts.through.objects.bulk_create(
+        [WebhookEvent.contacts.through(webhookevent_id=event.pk, contact_id=contact_id)
+         for event in events for contact_id in event.carried_contacts], ignore_conflicts=True)
 
 
 def webhook_events_prune_rejected(*, older_than_days: int | None = None) -> int:

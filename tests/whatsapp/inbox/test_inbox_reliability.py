@@ -12,6 +12,7 @@ from whatsapp.services.webhooks import (
     webhook_event_replay,
     webhook_events_prune_rejected,
     webhook_events_requeue_due,
+    webhook_inbox_drain,
 )
 
 pytestmark = pytest.mark.django_db
@@ -47,32 +48,32 @@ def _database_busy(monkeypatch):
     monkeypatch.setattr("whatsapp.services.webhooks.event_apply", busy)
 
 
-def test_failed_events_are_requeued_with_growing_backoff(sandbox_provider, post_sandbox, monkeypatch,
-                                                         django_capture_on_commit_callbacks):
+def test_failed_events_wait_for_their_backoff_then_drain_again(sandbox_provider, post_sandbox, monkeypatch):
     _database_busy(monkeypatch)
     event = webhook_event_process(_post(sandbox_provider, post_sandbox, "inbound_text.json").pk)
     assert event.status == "failed" and "lock timeout" in event.last_error
     first_delay = event.next_attempt_at - timezone.now()
-    assert webhook_events_requeue_due() == 0  # not due yet
-    WebhookEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
-    with django_capture_on_commit_callbacks() as callbacks:
+    assert webhook_events_requeue_due() == 0  # not due yet: the sweep wakes nothing
+    assert webhook_inbox_drain() == 0  # and a drain leaves it alone
+    for attempt in (2, 3, 4):
+        WebhookEvent.objects.filter(pk=event.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
         assert webhook_events_requeue_due() == 1
-    assert len(callbacks) == 1
-    assert webhook_events_requeue_due() == 0  # given a new due time, not enqueued again next minute
-    for _ in range(3):
-        event = webhook_event_process(event.pk)
+        assert webhook_inbox_drain() == 1
+        event.refresh_from_db()
+        assert (event.status, event.attempts) == ("failed", attempt)
     assert event.next_attempt_at - timezone.now() > first_delay * 4
 
 
-def test_pending_event_whose_task_was_lost_is_requeued_oldest_first(sandbox_provider, post_sandbox,
-                                                                   django_capture_on_commit_callbacks):
+def test_the_drain_takes_the_oldest_rows_first(sandbox_provider, post_sandbox):
     older = _post(sandbox_provider, post_sandbox, "inbound_text.json")
     newer = _post(sandbox_provider, post_sandbox, "inbound_two_messages.json")
-    WebhookEvent.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
-    assert webhook_events_requeue_due(limit=1) == 1
+    assert webhook_events_requeue_due() == 2
+    assert webhook_inbox_drain(batch_size=1, seconds=0) == 1  # one full batch, then out of time
     older.refresh_from_db()
     newer.refresh_from_db()
-    assert older.next_attempt_at > timezone.now() >= newer.next_attempt_at
+    assert (older.status, newer.status) == ("processed", "pending")
+    assert webhook_inbox_drain() == 1
+    assert Message.objects.count() == 3
 
 
 def test_replay_resets_attempts_and_is_audited(sandbox_provider, post_sandbox, superuser):

@@ -236,7 +236,7 @@ def test_a_permanent_error_fails_the_event_at_once_with_the_reason(client, sandb
                                                (DataError("value too long"), False)])
 def test_the_attempt_is_recorded_even_when_its_own_transaction_fails(client, sandbox_provider, monkeypatch, exc,
                                                                      retried):
-    _failing(monkeypatch, exc, "whatsapp.services.webhooks._apply_all")
+    _failing(monkeypatch, exc, "whatsapp.services.webhooks._apply_rows")
     pk = _event(client, sandbox_provider)
     webhook_event_process(pk)
     event = WebhookEvent.objects.get(pk=pk)

@@ -1,0 +1,39 @@
+"""
+Set-based writes for batches. Django's bulk_update builds one CASE WHEN per row and field, which costs
+more to compile than the rows cost to write (100 rows of 12 fields: about 100 ms of CPU); on PostgreSQL the
+same update is one `UPDATE ... FROM (VALUES ...)` with each value a parameter.
+"""
+
+from collections.abc import Sequence
+
+from django.db import connections, models, router
+
+ROWS_PER_STATEMENT = 1000
+
+
+def bulk_update_rows(objs: Sequence[models.Model], fields: Sequence[str]) -> None:
+    """Write `fields` of these saved instances of one model, in one statement per thousand rows. Like
+    QuerySet.bulk_update: no signals, no save(), auto_now fields only when named."""
+    if not objs or not fields:
+        return
+    model = type(objs[0])
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_update(objs, list(fields))
+        return
+    quote = connection.ops.quote_name
+    pk = model._meta.pk
+    columns = [pk, *(model._meta.get_field(name) for name in fields)]
+    row = "(" + ", ".join(f"%s::{column.cast_db_type(connection)}" for column in columns) + ")"
+    names = ", ".join(quote(column.column) for column in columns)
+    assignments = ", ".join(f"{quote(column.column)} = v.{quote(column.column)}" for column in columns[1:])
+    for start in range(0, len(objs), ROWS_PER_STATEMENT):
+        chunk = objs[start:start + ROWS_PER_STATEMENT]
+        params = [column.get_db_prep_save(getattr(obj, column.attname), connection)
+                  for obj in chunk for column in columns]
+        # Table and column names from the model's metadata; every value is a parameter.
+        sql = (f"UPDATE {quote(model._meta.db_table)} AS t SET {assignments} "  # noqa: S608
+               f"FROM (VALUES {', '.join([row] * len(chunk))}) AS v({names}) "
+               f"WHERE t.{quote(pk.column)} = v.{quote(pk.column)}")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
