@@ -276,7 +276,9 @@ PERMISSIONS_POLICY = {
 # --- Redis, cache and Celery ---
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Timeouts: with Redis unreachable a request waits seconds, never minutes (webhooks go on being stored).
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}}
 else:
     # Room for the rate-limit counters of many clients (the default 300 entries would drop some under load).
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
@@ -436,9 +438,10 @@ WEBHOOK_REJECTIONS_RECORDED_RATE = env("WEBHOOK_REJECTIONS_RECORDED_RATE", defau
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
 # The inbox is the queue (docs/operations.md#scaling-out): a drain task claims up to WEBHOOK_DRAIN_BATCH rows at a
 # time, applies them in one transaction, and keeps claiming for WEBHOOK_DRAIN_SECONDS before it hands over to a
-# fresh task. The endpoint wakes it at most once per process per WEBHOOK_WAKE_INTERVAL_SECONDS, that long ahead.
+# fresh task (short, so that sends queued meanwhile never wait long behind a drain for a worker process). The
+# endpoint wakes it at most once per process per WEBHOOK_WAKE_INTERVAL_SECONDS, that long ahead.
 WEBHOOK_DRAIN_BATCH = env.int("WEBHOOK_DRAIN_BATCH", default=100)
-WEBHOOK_DRAIN_SECONDS = env.float("WEBHOOK_DRAIN_SECONDS", default=20.0)
+WEBHOOK_DRAIN_SECONDS = env.float("WEBHOOK_DRAIN_SECONDS", default=1.0)
 WEBHOOK_WAKE_INTERVAL_SECONDS = env.float("WEBHOOK_WAKE_INTERVAL_SECONDS", default=0.2)
 # The webhook endpoint keeps providers (with their decrypted secrets) in memory: a change reaches every
 # process within PROVIDER_CACHE_CHECK_SECONDS through the shared cache, and every PROVIDER_CACHE_SECONDS anyway.

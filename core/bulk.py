@@ -4,6 +4,7 @@ more to compile than the rows cost to write (100 rows of 12 fields: about 100 ms
 same update is one `UPDATE ... FROM (VALUES ...)` with each value a parameter.
 """
 
+import re
 from collections.abc import Sequence
 
 from django.db import connections, models, router
@@ -16,6 +17,8 @@ def bulk_update_rows(objs: Sequence[models.Model], fields: Sequence[str]) -> Non
     QuerySet.bulk_update: no signals, no save(), auto_now fields only when named."""
     if not objs or not fields:
         return
+    if len({obj.pk for obj in objs}) < len(objs):
+        raise ValueError("bulk_update_rows: the same row twice (one statement would write either)")
     model = type(objs[0])
     connection = connections[router.db_for_write(model)]
     if connection.vendor != "postgresql":
@@ -24,7 +27,9 @@ def bulk_update_rows(objs: Sequence[models.Model], fields: Sequence[str]) -> Non
     quote = connection.ops.quote_name
     pk = model._meta.pk
     columns = [pk, *(model._meta.get_field(name) for name in fields)]
-    row = "(" + ", ".join(f"%s::{column.cast_db_type(connection)}" for column in columns) + ")"
+    # The base type (varchar, not varchar(n)): a cast to a length would cut a longer value silently, where
+    # the column itself refuses it as save() would.
+    row = "(" + ", ".join(f"%s::{_base_type(column.cast_db_type(connection))}" for column in columns) + ")"
     names = ", ".join(quote(column.column) for column in columns)
     assignments = ", ".join(f"{quote(column.column)} = v.{quote(column.column)}" for column in columns[1:])
     for start in range(0, len(objs), ROWS_PER_STATEMENT):
@@ -37,3 +42,7 @@ def bulk_update_rows(objs: Sequence[models.Model], fields: Sequence[str]) -> Non
                f"WHERE t.{quote(pk.column)} = v.{quote(pk.column)}")
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+
+
+def _base_type(db_type: str) -> str:
+    return re.sub(r"\(\d+(,\s*\d+)?\)$", "", db_type)

@@ -3,11 +3,13 @@ A correlation id follows one request (typically a webhook) into every Celery tas
 written on every JSON log line, so that one grep shows the whole story of a message.
 """
 
+import contextlib
 import contextvars
 import json
 import logging
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from django.http import HttpRequest, HttpResponse
@@ -33,6 +35,19 @@ def reset_correlation_id(token: contextvars.Token) -> None:
 
 def new_correlation_id() -> str:
     return uuid.uuid4().hex
+
+
+@contextlib.contextmanager
+def correlation(value: str) -> Iterator[None]:
+    """Work done in the block carries `value` (the ambient id stays when it is empty)."""
+    if not value:
+        yield
+        return
+    token = _correlation_id.set(value)
+    try:
+        yield
+    finally:
+        _correlation_id.reset(token)
 
 
 class CorrelationIdMiddleware:

@@ -16,6 +16,8 @@ from typing import Any
 from celery import Task, current_app
 from django.db import transaction
 
+from core.correlation import correlation, get_correlation_id
+
 logger = logging.getLogger(__name__)
 
 BROKER_BACKOFF_SECONDS = 10.0
@@ -25,14 +27,22 @@ _skip_until = 0.0
 
 
 def publish_on_commit(publish: Callable[[], Any], *, what: str) -> None:
-    """Run `publish` after the transaction commits; a broker failure is logged, never raised."""
-    transaction.on_commit(lambda: _publish(publish, what))
+    """Run `publish` after the transaction commits; a broker failure is logged, never raised. The task
+    carries the correlation id of the work that asked for it, whatever runs when the commit comes."""
+    correlation_id = get_correlation_id()
+    transaction.on_commit(lambda: _publish_as(correlation_id, publish, what))
 
 
 def publish_on_commit_or(publish: Callable[[], Any], *, fallback: Callable[[], Any], what: str) -> None:
     """Like publish_on_commit, and when the publish fails or is skipped, `fallback` records that the
     row is not in the broker (so the requeue job takes it at once instead of after its stale time)."""
-    transaction.on_commit(lambda: _publish(publish, what) or fallback())
+    correlation_id = get_correlation_id()
+    transaction.on_commit(lambda: _publish_as(correlation_id, publish, what) or fallback())
+
+
+def _publish_as(correlation_id: str, publish: Callable[[], Any], what: str) -> bool:
+    with correlation(correlation_id):
+        return _publish(publish, what)
 
 
 def _publish(publish: Callable[[], Any], what: str) -> bool:

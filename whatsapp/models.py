@@ -451,7 +451,8 @@ class WebhookEvent(Archivable):
     delivery_id = models.CharField(max_length=128, blank=True, help_text="The provider's delivery id, if any.")
     duplicate_count = models.PositiveIntegerField(default=0)
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
-    correlation_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # Not indexed: searched by substring in the admin, and every index costs each webhook's INSERT.
+    correlation_id = models.CharField(max_length=64, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     event_count = models.PositiveIntegerField(default=0, help_text="Normalized events parsed from it.")
@@ -477,8 +478,13 @@ class WebhookEvent(Archivable):
     processed_at = models.DateTimeField(null=True, blank=True)
     next_attempt_at = models.DateTimeField(
         null=True, blank=True,
-        help_text="When the requeue job may hand it to a worker again if it is still pending or failed; empty on a "
-                  "failed event means it was given up (a permanent error, or WEBHOOK_MAX_ATTEMPTS reached).",
+        help_text="When a drain may claim it (again) while it is pending or failed; empty on a failed event means it "
+                  "was given up (a permanent error, or WEBHOOK_MAX_ATTEMPTS reached).",
+    )
+    claimed_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When a drain last claimed it; cleared when that attempt concludes (still set at the next claim: "
+                  "the drain that held it stopped midway).",
     )
 
     class Meta:

@@ -10,6 +10,7 @@ from whatsapp.services.archive import (
     storage_deletion_run,
     webhook_bodies_prune,
     webhook_event_archive,
+    webhook_events_archive,
 )
 from whatsapp.services.delivery import message_deliver
 from whatsapp.services.media import media_download, media_requeue_due
@@ -124,7 +125,7 @@ def prune_archived_webhook_bodies_task() -> int:
 
 @shared_task
 def archive_webhook_events_task(event_ids: list[int]) -> int:
-    return sum(1 for event_id in event_ids if webhook_event_archive(event_id))
+    return webhook_events_archive(event_ids)
 
 
 # --- The inbox is the queue: a drain claims due rows in batches (see services/webhooks.py) ---

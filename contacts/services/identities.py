@@ -140,22 +140,24 @@ def contacts_resolve_many(*, provider: Provider, wanted: list[ContactWanted]) ->
             bulk_update_rows([contact for contact, _ in unsaved.values()], fields)
             unsaved.clear()
 
+    # One instance per contact, however many identity rows name it: each change lands on the one that is saved.
+    instances: dict[int, Contact] = {}
     for want, identities in zip(wanted, normalized, strict=True):
         owners = {known[identity].contact_id for identity in identities if identity in known}
         if identities and len(owners) == 1 and all(identity in known for identity in identities):
-            contact = known[identities[0]].contact
+            contact = instances.setdefault(owners.pop(), known[identities[0]].contact)
             if changed := _refreshed(contact, want.profile_name[:255], want.seen_at):
                 unsaved.setdefault(contact.pk, (contact, set()))[1].update(changed)
         else:
             save_refreshed()  # contact_resolve reads the contact afresh: it must see what came before
             contact = contact_resolve(provider=provider, identities=want.identities, profile_name=want.profile_name,
                                       seen_at=want.seen_at)
-            # From here on this batch knows the contact as contact_resolve left it, by every identity.
-            for row in known.values():
-                if row.contact_id == contact.pk:
-                    row.contact = contact
-            known.update({identity: ContactIdentity(contact=contact, kind=identity.kind, value=identity.value,
-                                                    scope=identity.scope) for identity in identities})
+            # From here on this batch knows the contact as contact_resolve left it, by the identities it linked
+            # (an identity another contact owns stays that contact's: contact_resolve never merges two).
+            instances[contact.pk] = contact
+            for identity in identities:
+                known.setdefault(identity, ContactIdentity(contact=contact, kind=identity.kind, value=identity.value,
+                                                           scope=identity.scope))
         contacts.append(contact)
     save_refreshed()
     return contacts

@@ -267,6 +267,21 @@ def webhook_event_archive(event_id: int) -> WebhookEvent | None:
     return event
 
 
+def webhook_events_archive(event_ids: list[int]) -> int:
+    """webhook_event_archive for each; one that raises is left for the requeue job, the others go on. Returns
+    how many were archived."""
+    archived = 0
+    for event_id in event_ids:
+        try:
+            event = webhook_event_archive(event_id)
+        except Exception:
+            logger.exception("archiving a webhook event failed; the requeue job tries again",
+                             extra={"webhook_event": event_id})
+            continue
+        archived += bool(event and event.archive_status == ArchiveStatus.ARCHIVED)
+    return archived
+
+
 def webhook_body(event: WebhookEvent) -> bytes:
     """The raw body, from the database or, once retention pruned it there, from the archive."""
     if event.body_pruned_at is None:

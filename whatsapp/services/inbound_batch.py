@@ -3,7 +3,8 @@ Inbound messages applied many at a time: what inbound_message_apply does for one
 statement per table for a whole run of messages (the locks, the duplicates, the contacts, the
 conversations, the sessions, the messages, the conversations' waiting state). The hooks still run once
 per message, in order. Messages that need more than these tables (attachments to download, a provider's
-own thread id, a button reply known only by its title) take the one-at-a-time way.
+own thread id, a button reply known only by its title) take the one-at-a-time way, and so do a contact's
+second and later messages in one run, after the first ones' hooks.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from django.db.models import F
 from contacts.models import Contact
 from contacts.services.identities import ContactWanted, contacts_resolve_many
 from core.bulk import bulk_update_rows
+from core.correlation import correlation
 from core.locks import lock_keys
 from whatsapp import hooks
 from whatsapp.models import Conversation, Message, Provider, Session
 from whatsapp.providers import backend_for
 from whatsapp.providers.events import InboundMessage, MessageStatus, MessageType
-from whatsapp.services.inbound import message_lock_key, quoted_content
+from whatsapp.services.inbound import inbound_message_apply, message_lock_key, quoted_content
 from whatsapp.services.responses import awaiting_reply_note
 from whatsapp.services.sessions import session_window
 
@@ -39,6 +41,7 @@ def applies_in_bulk(provider: Provider, event: object) -> bool:
 @dataclass
 class _Pending:
     event: InboundMessage
+    correlation_id: str = ""
     contact: Contact | None = None
     conversation: Conversation | None = None
     session: Session | None = None
@@ -47,10 +50,12 @@ class _Pending:
 
 # savepoint=False: the caller gives the whole run a savepoint, and applies it one by one if it fails.
 @transaction.atomic(savepoint=False)
-def inbound_messages_apply(*, provider: Provider, events: list[InboundMessage]) -> list[int]:
+def inbound_messages_apply(*, provider: Provider, events: list[InboundMessage],
+                           correlation_ids: list[str] | None = None) -> list[int]:
     """
     Store these inbound messages (each accepted by applies_in_bulk) as inbound_message_apply would, in
-    their order. Returns, for each, the id of the contact whose data it carried.
+    their order. Returns, for each, the id of the contact whose data it carried. `correlation_ids`: the
+    request each came with, for what their hooks log and enqueue.
     """
     lock_keys([message_lock_key(provider, event.provider_message_id) for event in events])
     stored = dict(Message.objects.filter(provider=provider, provider_message_id__in={e.provider_message_id
@@ -59,12 +64,12 @@ def inbound_messages_apply(*, provider: Provider, events: list[InboundMessage]) 
     seen: set[str] = set()
     new: list[_Pending] = []
     duplicates: Counter[str] = Counter()
-    for event in events:
+    for event, correlation_id in zip(events, correlation_ids or [""] * len(events), strict=True):
         if event.provider_message_id in stored or event.provider_message_id in seen:
             duplicates[event.provider_message_id] += 1
         else:
             seen.add(event.provider_message_id)
-            new.append(_Pending(event))
+            new.append(_Pending(event, correlation_id))
     if new:
         _apply_new(provider, new)
     for provider_message_id, count in duplicates.items():
@@ -77,12 +82,30 @@ def inbound_messages_apply(*, provider: Provider, events: list[InboundMessage]) 
 def _apply_new(provider: Provider, items: list[_Pending]) -> None:
     contacts = contacts_resolve_many(provider=provider, wanted=[
         ContactWanted(item.event.identities, item.event.profile_name, item.event.timestamp) for item in items])
-    conversations = _conversations(provider, [contact.pk for contact in contacts])
     for item, contact in zip(items, contacts, strict=True):
         item.contact = contact
-        item.conversation = conversations[contact.pk]
-        item.conversation.contact = contact
-    _sessions(items)
+    # A contact's first message here is stored with the others; its later ones one at a time after the first
+    # ones' hooks ran, so that each hook sees what came before its message and nothing after (a verification
+    # code mapping the contact, say, before the question that follows it).
+    firsts: dict[int, _Pending] = {}
+    later = [item for item in items if firsts.setdefault(item.contact.pk, item) is not item]
+    together = list(firsts.values())
+    conversations = _conversations(provider, list(firsts))
+    for item in together:
+        item.conversation = conversations[item.contact.pk]
+        item.conversation.contact = item.contact
+    _sessions(together)
+    _messages_create(provider, together)
+    _conversations_waiting(together)
+    for item in together:
+        with correlation(item.correlation_id):
+            hooks.inbound_message_saved.fire(message=item.message)
+    for item in later:
+        with correlation(item.correlation_id):
+            item.message = inbound_message_apply(provider=provider, event=item.event)[0]
+
+
+def _messages_create(provider: Provider, items: list[_Pending]) -> None:
     quoted = _quoted(provider, items)
     messages = [Message(
         provider=provider, conversation=item.conversation, session=item.session,
@@ -92,11 +115,17 @@ def _apply_new(provider: Provider, items: list[_Pending]) -> None:
         received_at=item.event.timestamp,
     ) for item in items]
     Message.objects.bulk_create(messages)
+    # A quote of a message stored just before it, in this same run.
+    created: dict[str, int] = {}
+    quoting_earlier = []
     for item, message in zip(items, messages, strict=True):
         item.message = message
-    _conversations_waiting(items)
-    for item in items:
-        hooks.inbound_message_saved.fire(message=item.message)
+        target = item.event.reply_to_provider_message_id
+        if target and message.reply_to_id is None and target in created:
+            message.reply_to_id = created[target]
+            quoting_earlier.append(message)
+        created[item.event.provider_message_id] = message.pk
+    bulk_update_rows(quoting_earlier, ["reply_to"])
 
 
 def _conversations(provider: Provider, contact_ids: list[int]) -> dict[int, Conversation]:
@@ -123,7 +152,8 @@ def _sessions(items: list[_Pending]) -> None:
     conversation_ids = {item.conversation.pk for item in items}
     current = {session.conversation_id: session for session in
                Session.objects.filter(conversation_id__in=conversation_ids, state=Session.State.OPEN)}
-    changed: dict[int, Session] = {}
+    extended: dict[int, Session] = {}
+    closed: dict[int, Session] = {}
     created: list[Session] = []
     window = session_window()
     for item in items:
@@ -133,18 +163,21 @@ def _sessions(items: list[_Pending]) -> None:
             if at > session.last_inbound_at:
                 session.last_inbound_at, session.expires_at = at, at + window
                 if session.pk:
-                    changed[session.pk] = session
+                    extended[session.pk] = session
         else:
             if session:
                 session.state, session.closed_at = Session.State.CLOSED, session.expires_at
                 if session.pk:
-                    changed[session.pk] = session
+                    closed[session.pk] = session
+                    extended.pop(session.pk, None)
             session = Session(conversation=item.conversation, opened_at=at, last_inbound_at=at, expires_at=at + window)
             created.append(session)
             current[item.conversation.pk] = session
         item.session = session
-    if changed:  # closed before any new one opens: one open session per conversation
-        bulk_update_rows(list(changed.values()), ["state", "closed_at", "last_inbound_at", "expires_at"])
+    # Each write names only what it changes (a session closed meanwhile by the expiry job stays closed), and the
+    # closing comes before any new one opens: one open session per conversation.
+    bulk_update_rows(list(closed.values()), ["state", "closed_at", "last_inbound_at", "expires_at"])
+    bulk_update_rows(list(extended.values()), ["last_inbound_at", "expires_at"])
     Session.objects.bulk_create(created)
 
 

@@ -19,13 +19,13 @@ from django.db import (
     router,
     transaction,
 )
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from core import metrics
 from core.audit import audit_record
 from core.bulk import bulk_update_rows
-from core.correlation import get_correlation_id, reset_correlation_id, set_correlation_id
+from core.correlation import correlation, get_correlation_id
 from core.crypto import DecryptionError
 from core.locks import commit_without_waiting_for_disk
 from core.queueing import Wake
@@ -58,8 +58,9 @@ BODY_SIZE_MAX = 2**63 - 1
 INVALID_UPDATES_LISTED = 200
 
 # The inbox is the queue: a stored row wakes the drain task, which claims what is pending (core.queueing.Wake).
+# Due twice the interval ahead: the margin covers a worker whose clock runs a little ahead of the web host's.
 inbox_wake = Wake("whatsapp.tasks.drain_webhook_inbox_task", interval=settings.WEBHOOK_WAKE_INTERVAL_SECONDS,
-                  delay=settings.WEBHOOK_WAKE_INTERVAL_SECONDS)
+                  delay=2 * settings.WEBHOOK_WAKE_INTERVAL_SECONDS)
 
 # Failures worth another attempt: the database unavailable or busy (lock and statement timeouts and
 # deadlocks are OperationalErrors), a concurrent writer that won a race (IntegrityError: the next attempt
@@ -119,14 +120,15 @@ def webhook_event_record(
         "body_size": min(len(request.body) if body_size is None else max(body_size, 0), BODY_SIZE_MAX),
         "content_type": storable_text(request.content_type)[:100], "headers": headers, "delivery_id": delivery_id,
         "remote_addr": remote_addr, "correlation_id": get_correlation_id(), "received_at": now,
-        "next_attempt_at": now + timedelta(seconds=settings.WEBHOOK_STALE_AFTER_SECONDS) if accepted else None,
+        "next_attempt_at": now if accepted else None,  # due at once: the drain claims it
     }
     event_id = _insert(columns)
     if event_id is None:  # a redelivery: the provider's delivery id is stored already
         event = WebhookEvent.objects.get(provider=provider, delivery_id=delivery_id)
         WebhookEvent.objects.filter(pk=event.pk).update(duplicate_count=F("duplicate_count") + 1)
         return event, False
-    event = WebhookEvent.from_db(None, ["id", *columns], [event_id, *columns.values()])
+    event = WebhookEvent(id=event_id, **columns)
+    event._state.adding = False
     event.provider = provider
     if accepted:
         inbox_wake.soon()
@@ -181,7 +183,7 @@ def webhook_event_enqueue(event: WebhookEvent) -> None:
     inbox_wake.now()
 
 
-def webhook_event_process(event_id: int) -> WebhookEvent | None:
+def webhook_event_process(event_id: int, *, claimed: bool = False) -> WebhookEvent | None:
     """
     Parse a stored event with its provider module and apply each normalized event in its own savepoint,
     so one bad update never holds back the others in the same request (Meta batches up to 1000).
@@ -189,18 +191,21 @@ def webhook_event_process(event_id: int) -> WebhookEvent | None:
     rest applied); `failed` with a due time after a transient failure, retried with backoff up to
     WEBHOOK_MAX_ATTEMPTS; `failed` with no due time (given up) after a permanent error or the last
     attempt, with the reason in `last_error`, until someone replays it. Re-applying is harmless because
-    messages and status reports are deduplicated.
+    messages and status reports are deduplicated. `claimed`: a drain's claim already counted this attempt.
     """
     try:
         with transaction.atomic():
             commit_without_waiting_for_disk()
-            event = (WebhookEvent.objects.select_for_update(skip_locked=True, of=("self",))
-                     .select_related("provider").filter(pk=event_id).first())
+            rows = WebhookEvent.objects.select_related("provider").filter(pk=event_id)
+            # A drain holds its claim (the lease), so it waits for a lock; anyone else skips a held row.
+            event = (rows.select_for_update(of=("self",)) if claimed
+                     else rows.select_for_update(skip_locked=True, of=("self",))).first()
             if event is None:
                 return None  # another worker holds it right now
             if not _due_for_processing(event):
                 return event
-            event.attempts += 1
+            if not claimed:
+                event.attempts += 1
             outcome = _apply_rows([event], routes={})[0]
             _conclude(event, outcome)
             webhook_events_archive_request([event])
@@ -210,7 +215,7 @@ def webhook_event_process(event_id: int) -> WebhookEvent | None:
     except Exception as exc:
         # The attempt's transaction is rolled back, its bookkeeping with it: record the attempt in a
         # transaction of its own, so it counts towards the limit and a person sees why.
-        event = _attempt_failed(event_id, exc)
+        event = _attempt_failed(event_id, exc, claimed=claimed)
         if event is None:
             raise
     _observe(event)
@@ -219,8 +224,9 @@ def webhook_event_process(event_id: int) -> WebhookEvent | None:
 
 def _observe(event: WebhookEvent) -> None:
     """Logged and measured after the attempt's transaction: an attempt rolled back processed nothing."""
-    logger.info("webhook event %s", event.status, extra={"webhook_event": event.pk, "events": event.event_count,
-                                                         "attempts": event.attempts})
+    with correlation(event.correlation_id):
+        logger.info("webhook event %s", event.status,
+                    extra={"webhook_event": event.pk, "events": event.event_count, "attempts": event.attempts})
     if event.status == WebhookEvent.Status.PROCESSED and event.processed_at:
         metrics.webhook_processed(event.provider.kind, event.provider_id,
                                   (event.processed_at - event.received_at).total_seconds())
@@ -241,6 +247,7 @@ class _Outcome:
 
 def _conclude(event: WebhookEvent, outcome: _Outcome) -> None:
     now = timezone.now()
+    event.claimed_at = None
     errors = outcome.transient + outcome.permanent
     if not errors:
         event.status = WebhookEvent.Status.PROCESSED
@@ -266,7 +273,8 @@ def _conclude(event: WebhookEvent, outcome: _Outcome) -> None:
 
 # What an attempt writes back to its row.
 OUTCOME_FIELDS = ["status", "attempts", "last_error", "event_count", "processed_at", "next_attempt_at",
-                  "unrouted_to", "notes", "message_ids", "invalid_updates", "archive_status", "archive_next_at"]
+                  "claimed_at", "unrouted_to", "notes", "message_ids", "invalid_updates", "archive_status",
+                  "archive_next_at"]
 
 
 def _clean_outcome(event: WebhookEvent) -> None:
@@ -276,20 +284,22 @@ def _clean_outcome(event: WebhookEvent) -> None:
     event.last_error = event.last_error[:4000]
 
 
-def _attempt_failed(event_id: int, exc: Exception) -> WebhookEvent | None:
+def _attempt_failed(event_id: int, exc: Exception, *, claimed: bool = False) -> WebhookEvent | None:
     """Record an attempt whose own transaction failed; None when the row is not ours to record."""
     reason = f"the attempt failed: {type(exc).__name__}: {exc}"
     try:
         with transaction.atomic():
-            event = WebhookEvent.objects.select_for_update(skip_locked=True).filter(pk=event_id).first()
+            rows = WebhookEvent.objects.filter(pk=event_id)
+            event = (rows.select_for_update() if claimed else rows.select_for_update(skip_locked=True)).first()
             if event is None or not _due_for_processing(event):
                 return None
-            event.attempts += 1
+            if not claimed:
+                event.attempts += 1
             outcome = _Outcome(transient=[reason]) if _is_transient(exc) else _Outcome(permanent=[reason])
             _conclude(event, outcome)
             event.status = WebhookEvent.Status.FAILED  # nothing of this attempt was applied
             _clean_outcome(event)
-            event.save(update_fields=["status", "attempts", "last_error", "next_attempt_at"])
+            event.save(update_fields=["status", "attempts", "last_error", "next_attempt_at", "claimed_at"])
             return event
     except (OperationalError, InterfaceError):
         # The database itself is out: the row keeps its due time and the requeue job brings it back.
@@ -346,8 +356,10 @@ def _apply_rows(events: list[WebhookEvent], *, routes: dict[str, Provider | None
     (whose data it carried is left in `event.carried_contacts`, written by the caller).
     """
     outcomes = [_Outcome() for _ in events]
-    updates = [update for event, outcome in zip(events, outcomes, strict=True)
-               for update in _parsed(event, outcome, routes)]
+    updates = []
+    for event, outcome in zip(events, outcomes, strict=True):
+        with correlation(event.correlation_id):
+            updates += _parsed(event, outcome, routes)
     _apply_updates(updates)
     applied: dict[int, list[_Update]] = {}
     for update in updates:
@@ -430,8 +442,9 @@ def _apply_run(run: list[_Update]) -> None:
             continue
         try:
             with transaction.atomic():
-                contact_ids = inbound_messages_apply(provider=group[0].target,
-                                                     events=[update.normalized for update in group])
+                contact_ids = inbound_messages_apply(
+                    provider=group[0].target, events=[update.normalized for update in group],
+                    correlation_ids=[update.row.correlation_id for update in group])
         except Exception:
             logger.info("inbound messages could not be stored together; storing them one by one", exc_info=True,
                         extra={"messages": len(group)})
@@ -446,16 +459,14 @@ def _apply_run(run: list[_Update]) -> None:
 
 
 def _apply_one(update: _Update) -> None:
-    token = set_correlation_id(update.row.correlation_id)  # what it logs and enqueues carries its request's id
     try:
-        with transaction.atomic():
+        # What it logs and enqueues carries its request's correlation id.
+        with correlation(update.row.correlation_id), transaction.atomic():
             update.contact_id = event_apply(provider=update.target, event=update.normalized, webhook_event=update.row)
     except Exception as exc:  # noqa: BLE001 - one bad update must not block the rest
         error = f"update {update.index} ({_describe(update.normalized)}): {type(exc).__name__}: {exc}"
         (update.outcome.transient if _is_transient(exc) else update.outcome.permanent).append(error)
         return
-    finally:
-        reset_correlation_id(token)
     update.applied = True
 
 
@@ -506,70 +517,98 @@ def webhook_events_requeue_due() -> int:
 
 
 def _claimable(now) -> QuerySet[WebhookEvent]:
-    # The inbox index holds only pending and failed rows, so claiming stays cheap however many were processed.
-    return WebhookEvent.objects.filter(
-        Q(status=WebhookEvent.Status.PENDING) | Q(status=WebhookEvent.Status.FAILED, next_attempt_at__lte=now),
-        provider__isnull=False)
+    # Pending rows are due when stored; a claim or a failure moves the due time on. The inbox index holds
+    # only pending and failed rows, so claiming stays cheap however many were processed.
+    return WebhookEvent.objects.filter(status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED],
+                                       next_attempt_at__lte=now, provider__isnull=False)
 
 
 def webhook_inbox_drain(*, batch_size: int | None = None, seconds: float | None = None) -> int:
     """
-    Claim due inbox rows in batches (FOR UPDATE SKIP LOCKED: any number of drains on any number of
-    machines share the inbox, each row held by one) and apply each batch in one transaction, oldest first.
+    Claim due inbox rows in batches and apply each batch in one transaction, oldest first. A claim is a
+    lease: it counts the attempt and makes the rows due again only WEBHOOK_STALE_AFTER_SECONDS later, in a
+    short transaction of its own (FOR UPDATE SKIP LOCKED: any number of drains on any number of machines
+    take disjoint batches). A drain killed mid-batch loses nothing (its transaction rolls back and the
+    rows come back when the lease ends), and the rows it held come back one at a time, so a row that
+    kills its worker is given up after WEBHOOK_MAX_ATTEMPTS instead of taking its batch down with it.
     Runs until the inbox is empty or `seconds` have passed, then wakes a fresh drain if rows remain.
-    Returns the number of rows it concluded.
+    Returns the number of rows it claimed.
     """
     batch_size = batch_size or settings.WEBHOOK_DRAIN_BATCH
     deadline = time.monotonic() + (settings.WEBHOOK_DRAIN_SECONDS if seconds is None else seconds)
     done = 0
     while True:
-        claimed = _drain_batch(batch_size)
-        done += claimed
-        if claimed < batch_size:
+        claimed = _claim(batch_size)
+        fresh = [event_id for event_id, earlier_claims in claimed if not earlier_claims]
+        again = [event_id for event_id, earlier_claims in claimed if earlier_claims]
+        if fresh:
+            _drain_batch(fresh)
+        for event_id in again:
+            _drain_again(event_id)
+        done += len(claimed)
+        if len(claimed) < batch_size:
             return done
         if time.monotonic() >= deadline:
             inbox_wake.now()  # a full batch came back: more are waiting, for a fresh task
             return done
 
 
-def _drain_batch(batch_size: int) -> int:
-    ids: list[int] = []
+def _claim(batch_size: int) -> list[tuple[int, bool]]:
+    """Lease up to batch_size due rows: (id, whether an earlier claim of it never concluded)."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(_claimable(now).select_for_update(skip_locked=True).order_by("received_at", "id")
+                    .values_list("pk", "claimed_at")[:batch_size])
+        WebhookEvent.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+            attempts=F("attempts") + 1, claimed_at=now,
+            next_attempt_at=now + timedelta(seconds=settings.WEBHOOK_STALE_AFTER_SECONDS))
+    return [(pk, claimed_at is not None) for pk, claimed_at in rows]
+
+
+def _drain_again(event_id: int) -> None:
+    """A row whose earlier claim never concluded (its worker died with it): alone, and not forever."""
+    stopped = WebhookEvent.objects.filter(pk=event_id, attempts__gt=settings.WEBHOOK_MAX_ATTEMPTS).update(
+        status=WebhookEvent.Status.FAILED, next_attempt_at=None, claimed_at=None,
+        last_error=f"given up: its processing stopped {settings.WEBHOOK_MAX_ATTEMPTS} times without finishing (a "
+                   f"worker killed or out of memory while applying it); replay it once the cause is fixed")
+    if stopped:
+        logger.error("webhook event given up: its processing never finished", extra={"webhook_event": event_id})
+        return
+    logger.warning("webhook event claimed before and never concluded; applying it alone",
+                   extra={"webhook_event": event_id})
+    webhook_event_process(event_id, claimed=True)
+
+
+def _drain_batch(ids: list[int]) -> None:
     try:
         with transaction.atomic():
             commit_without_waiting_for_disk()
-            events = list(_claimable(timezone.now()).select_for_update(skip_locked=True)
-                          .order_by("received_at", "id")[:batch_size])
-            ids = [event.pk for event in events]
+            events = list(WebhookEvent.objects.select_for_update()
+                          .filter(pk__in=ids, status__in=[WebhookEvent.Status.PENDING, WebhookEvent.Status.FAILED])
+                          .order_by("received_at", "id"))
             # Each provider read (and its credentials decrypted) once per batch, not once per row.
             providers = Provider.objects.in_bulk({event.provider_id for event in events})
+            events = [event for event in events if event.provider_id in providers]
             for event in events:
                 event.provider = providers[event.provider_id]
             _apply_batch(events)
     except Exception:
-        if not ids:
-            raise
         # The batch's transaction failed as a whole: one row at a time, so that one bad row never holds
         # back the rest (each attempt records its own failure).
         logger.warning("inbox batch failed; applying its rows one at a time", exc_info=True,
                        extra={"webhook_events": len(ids)})
         for event_id in ids:
-            webhook_event_process(event_id)
-        return len(ids)
+            webhook_event_process(event_id, claimed=True)
+        return
     for event in events:
         _observe(event)
-    return len(ids)
 
 
 def _apply_batch(events: list[WebhookEvent]) -> None:
-    for event in events:
-        event.attempts += 1
     outcomes = _apply_rows(events, routes={})
     for event, outcome in zip(events, outcomes, strict=True):
-        token = set_correlation_id(event.correlation_id)
-        try:
+        with correlation(event.correlation_id):
             _conclude(event, outcome)
-        finally:
-            reset_correlation_id(token)
     webhook_events_archive_request(events)
     for event in events:
         _clean_outcome(event)

@@ -2,9 +2,11 @@
 
 import json
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from tests.conftest import json_body
 from tests.signing import make_twilio, post_twilio
@@ -200,3 +202,75 @@ def test_a_quote_in_a_batch_points_at_the_stored_message(sandbox_provider, post_
     second, third = (Message.objects.get(provider_message_id=f"sbx-bulk-0000{n}") for n in (2, 3))
     assert second.reply_to == Message.objects.get(provider_message_id="sbx-bulk-00001")
     assert third.reply_to is None and third.content["quoted_message_id"] == "sbx-never-stored"
+
+
+@pytest.mark.django_db
+def test_a_quote_of_a_message_in_the_same_request_is_linked(sandbox_provider, post_sandbox):
+    _post_events(sandbox_provider, post_sandbox, _message(1, sender="+15552000001", at=1795430400),
+                 _message(2, sender="+15552000003", at=1795430401, quoting="sbx-bulk-00001"))
+    webhook_inbox_drain()
+    assert (Message.objects.get(provider_message_id="sbx-bulk-00002").reply_to
+            == Message.objects.get(provider_message_id="sbx-bulk-00001"))
+
+
+@pytest.mark.django_db
+def test_each_hook_sees_its_message_and_what_came_before_not_after(sandbox_provider, post_sandbox):
+    seen: list[tuple[str, int]] = []
+
+    def count_at_hook_time(message):
+        seen.append((message.text, message.conversation.messages.count()))
+
+    hooks.inbound_message_saved.register(count_at_hook_time)
+    try:
+        _post_events(sandbox_provider, post_sandbox, *(_message(n, sender="+15552000001", at=1795430400 + n)
+                                                       for n in range(3)),
+                     _message(9, sender="+15552000009", at=1795430400))
+        webhook_inbox_drain()
+    finally:
+        hooks.inbound_message_saved.unregister(count_at_hook_time)
+    assert sorted(seen) == [("message 0", 1), ("message 1", 2), ("message 2", 3), ("message 9", 1)]
+
+
+@pytest.mark.django_db
+def test_the_endpoint_returns_the_row_it_stored(sandbox_provider):
+    from whatsapp.providers.base import WebhookRequest
+    from whatsapp.services.webhooks import webhook_event_record
+
+    request = WebhookRequest(method="POST", public_url="", body=_body(1), headers={}, content_type="application/json")
+    event, created = webhook_event_record(kind="sandbox", provider=sandbox_provider, request=request,
+                                          remote_addr="203.0.113.9", signature_valid=True)
+    stored = WebhookEvent.objects.get(pk=event.pk)
+    for name in ("kind", "status", "http_status", "signature_valid", "body_size", "remote_addr", "received_at",
+                 "next_attempt_at", "provider_id"):
+        assert getattr(event, name) == getattr(stored, name), name
+    assert created and bytes(stored.body) == _body(1) and event.signature_valid is True
+
+
+@pytest.mark.django_db
+def test_a_row_whose_drain_died_comes_back_alone_and_is_given_up_in_the_end(sandbox_provider, post_sandbox,
+                                                                           settings):
+    ids = _post_many(sandbox_provider, post_sandbox, 3)
+    past = timezone.now() - timedelta(seconds=1)
+    # What a drain killed mid-batch leaves: claimed, counted, never concluded; its lease over.
+    WebhookEvent.objects.filter(pk__in=ids).update(claimed_at=past, attempts=1, next_attempt_at=past)
+    WebhookEvent.objects.filter(pk=ids[2]).update(attempts=settings.WEBHOOK_MAX_ATTEMPTS)
+
+    assert webhook_inbox_drain() == 3
+
+    rows = {row.pk: row for row in WebhookEvent.objects.filter(pk__in=ids)}
+    assert [(rows[i].status, rows[i].attempts) for i in ids[:2]] == [("processed", 2), ("processed", 2)]
+    assert rows[ids[2]].status == "failed" and rows[ids[2]].next_attempt_at is None
+    assert "stopped" in rows[ids[2]].last_error and rows[ids[0]].claimed_at is None
+    assert Message.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_webhooks_are_stored_while_the_shared_cache_is_down(sandbox_provider, post_sandbox, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:1/0",
+                                   "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2}}}
+    provider_apply_options(sandbox_provider, {"webhook_secret": "rotated-while-redis-is-down"})
+    sandbox_provider.save()  # saving works, and this process sees the new secret at once
+    response = post_sandbox(sandbox_provider, _body(1))
+    assert response.status_code == 200, response.content
+    assert WebhookEvent.objects.get().status == "pending"
