@@ -142,40 +142,49 @@ def _insert(columns: dict[str, Any]) -> int | None:
     None when the row's delivery id is stored already.
     """
     connection = connections[router.db_for_write(WebhookEvent)]
-    fields, defaults = _insert_columns(connection.alias)
-    values = [field.get_db_prep_save(columns[field.attname], connection) if field.attname in columns else default
-              for field, default in zip(fields, defaults, strict=True)]
+    names = tuple(columns)
+    fields = _given_fields(names)
+    values = [field.get_db_prep_save(columns[field.attname], connection) for field in fields]
+    sql, defaults = _insert_sql(connection.alias, names, skip_stored_delivery=bool(columns["delivery_id"]))
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(connection.alias, skip_stored_delivery=bool(columns["delivery_id"])), values)
+        cursor.execute(sql, values + defaults)
         row = cursor.fetchone()
     return row[0] if row else None
 
 
 @functools.cache
-def _insert_columns(alias: str) -> tuple[list[models.Field], list[Any]]:
-    """Every column but the id, with its default prepared once."""
-    connection = connections[alias]
-    fields = [field for field in WebhookEvent._meta.concrete_fields if not field.primary_key]
-    varying = [field.name for field in fields
-               if field.has_default() and callable(field.default) and field.default not in (dict, list)]
-    if varying:  # a default made per row (a uuid, a time) cannot be prepared once
-        raise TypeError(f"WebhookEvent columns with a default made per row: {varying}")
-    return fields, [field.get_db_prep_save(field.get_default(), connection) for field in fields]
+def _given_fields(names: tuple[str, ...]) -> list[models.Field]:
+    by_column = {field.attname: field for field in WebhookEvent._meta.concrete_fields}
+    return [by_column[name] for name in names]
 
 
 @functools.cache
-def _insert_sql(alias: str, *, skip_stored_delivery: bool) -> str:
-    quote = connections[alias].ops.quote_name
-    fields, _ = _insert_columns(alias)
+def _insert_sql(alias: str, names: tuple[str, ...], *, skip_stored_delivery: bool) -> tuple[str, list[Any]]:
+    """The statement and the values it binds besides the given ones: on PostgreSQL every column not given is
+    written once as its default's literal, so that each request binds only what varies."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    given = _given_fields(names)
+    rest = [field for field in WebhookEvent._meta.concrete_fields if not field.primary_key and field not in given]
+    varying = [field.name for field in rest
+               if field.has_default() and callable(field.default) and field.default not in (dict, list)]
+    if varying:  # a default made per row (a uuid, a time) cannot be written once
+        raise TypeError(f"WebhookEvent columns with a default made per row: {varying}")
+    defaults = [field.get_db_prep_save(field.get_default(), connection) for field in rest]
+    if connection.vendor == "postgresql":
+        # The defaults are constants of our own models; compose_sql quotes them as the driver would.
+        literals, bound = [connection.ops.compose_sql("%s", [value]).replace("%", "%%") for value in defaults], []
+    else:
+        literals, bound = ["%s"] * len(defaults), defaults
+    columns = ", ".join(quote(field.column) for field in [*given, *rest])
+    placeholders = ", ".join(["%s"] * len(given) + literals)
     conflict = ""
     if skip_stored_delivery:
         # The partial unique index on (provider, delivery_id) where delivery_id is not empty.
         conflict = f" ON CONFLICT (provider_id, delivery_id) WHERE NOT ({quote('delivery_id')} = '') DO NOTHING"
-    columns = ", ".join(quote(field.column) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    # Names from the model's own metadata; every value is a parameter.
+    # Names and literals from the model's own metadata; every value a request brings is a parameter.
     return (f"INSERT INTO {quote(WebhookEvent._meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
-            f"{conflict} RETURNING id")
+            f"{conflict} RETURNING id"), bound
 
 
 def webhook_event_enqueue(event: WebhookEvent) -> None:

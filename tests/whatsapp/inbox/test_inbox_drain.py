@@ -38,7 +38,7 @@ def test_a_batch_is_applied_with_each_rows_contacts_and_archive(sandbox_provider
     ids = _post_many(sandbox_provider, post_sandbox, 7)
     assert WebhookEvent.objects.filter(status="pending").count() == 7
 
-    assert webhook_inbox_drain(batch_size=3) == 7
+    assert webhook_inbox_drain(batch_size=3, seconds=60) == 7
 
     events = WebhookEvent.objects.filter(pk__in=ids).order_by("pk")
     assert [(e.status, e.attempts, e.event_count) for e in events] == [("processed", 1, 1)] * 7
@@ -85,7 +85,7 @@ def test_concurrent_drains_share_the_inbox_without_applying_a_row_twice(sandbox_
 
     def drain() -> None:
         try:
-            counts.append(webhook_inbox_drain(batch_size=4))
+            counts.append(webhook_inbox_drain(batch_size=4, seconds=60))
         except BaseException as exc:
             errors.append(exc)
         finally:
