@@ -441,6 +441,8 @@ WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
 # fresh task (short, so that sends queued meanwhile never wait long behind a drain for a worker process). The
 # endpoint wakes it at most once per process per WEBHOOK_WAKE_INTERVAL_SECONDS, that long ahead.
 WEBHOOK_DRAIN_BATCH = env.int("WEBHOOK_DRAIN_BATCH", default=100)
+# ... and no more than this many bytes of bodies in one batch (a Meta request may carry 1000 updates).
+WEBHOOK_DRAIN_BATCH_BYTES = env.int("WEBHOOK_DRAIN_BATCH_BYTES", default=1024 * 1024)
 WEBHOOK_DRAIN_SECONDS = env.float("WEBHOOK_DRAIN_SECONDS", default=1.0)
 WEBHOOK_WAKE_INTERVAL_SECONDS = env.float("WEBHOOK_WAKE_INTERVAL_SECONDS", default=0.2)
 # The webhook endpoint keeps providers (with their decrypted secrets) in memory: a change reaches every

@@ -547,7 +547,7 @@ def webhook_inbox_drain(*, batch_size: int | None = None, seconds: float | None 
     deadline = time.monotonic() + (settings.WEBHOOK_DRAIN_SECONDS if seconds is None else seconds)
     done = 0
     while True:
-        claimed = _claim(batch_size)
+        claimed, more = _claim(batch_size)
         fresh = [event_id for event_id, earlier_claims in claimed if not earlier_claims]
         again = [event_id for event_id, earlier_claims in claimed if earlier_claims]
         if fresh:
@@ -555,23 +555,33 @@ def webhook_inbox_drain(*, batch_size: int | None = None, seconds: float | None 
         for event_id in again:
             _drain_again(event_id)
         done += len(claimed)
-        if len(claimed) < batch_size:
+        if not more:
             return done
         if time.monotonic() >= deadline:
             inbox_wake.now()  # a full batch came back: more are waiting, for a fresh task
             return done
 
 
-def _claim(batch_size: int) -> list[tuple[int, bool]]:
-    """Lease up to batch_size due rows: (id, whether an earlier claim of it never concluded)."""
+def _claim(batch_size: int) -> tuple[list[tuple[int, bool]], bool]:
+    """
+    Lease up to batch_size due rows, and no more than WEBHOOK_DRAIN_BATCH_BYTES of bodies (one Meta request
+    carries up to 1000 updates: a batch stays a short transaction). Returns (id, whether an earlier claim
+    of it never concluded) for each, and whether more may be due.
+    """
     now = timezone.now()
     with transaction.atomic():
         rows = list(_claimable(now).select_for_update(skip_locked=True).order_by("received_at", "id")
-                    .values_list("pk", "claimed_at")[:batch_size])
-        WebhookEvent.objects.filter(pk__in=[pk for pk, _ in rows]).update(
+                    .values_list("pk", "claimed_at", "body_size")[:batch_size])
+        kept, size = [], 0
+        for pk, claimed_at, body_size in rows:
+            if kept and size + body_size > settings.WEBHOOK_DRAIN_BATCH_BYTES:
+                break  # the rest stay due, for the next claim
+            kept.append((pk, claimed_at is not None))
+            size += body_size
+        WebhookEvent.objects.filter(pk__in=[pk for pk, _ in kept]).update(
             attempts=F("attempts") + 1, claimed_at=now,
             next_attempt_at=now + timedelta(seconds=settings.WEBHOOK_STALE_AFTER_SECONDS))
-    return [(pk, claimed_at is not None) for pk, claimed_at in rows]
+    return kept, len(rows) == batch_size or len(kept) < len(rows)
 
 
 def _drain_again(event_id: int) -> None:

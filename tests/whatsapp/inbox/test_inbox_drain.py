@@ -274,3 +274,15 @@ def test_webhooks_are_stored_while_the_shared_cache_is_down(sandbox_provider, po
     response = post_sandbox(sandbox_provider, _body(1))
     assert response.status_code == 200, response.content
     assert WebhookEvent.objects.get().status == "pending"
+
+
+@pytest.mark.django_db
+def test_a_batch_holds_no_more_than_its_bytes_of_bodies(sandbox_provider, post_sandbox, settings):
+    ids = _post_many(sandbox_provider, post_sandbox, 5)
+    settings.WEBHOOK_DRAIN_BATCH_BYTES = 2 * len(_body(1)) + 10  # two rows' worth
+    assert webhook_inbox_drain(batch_size=100, seconds=0) == 2  # one batch, cut by size; out of time
+    assert WebhookEvent.objects.filter(pk__in=ids, status="pending").count() == 3
+    assert webhook_inbox_drain(batch_size=100, seconds=60) == 3
+    settings.WEBHOOK_DRAIN_BATCH_BYTES = 1  # a body larger than the limit still goes, alone
+    _post_many(sandbox_provider, post_sandbox, 1)
+    assert webhook_inbox_drain() == 1
