@@ -509,7 +509,7 @@ def webhook_events_replay_unrouted(*, provider: Provider) -> int:
 def webhook_event_replay(*, event: WebhookEvent, actor: Any = None) -> None:
     """Admin replay: run a stored event through processing again (dedup keeps this harmless)."""
     WebhookEvent.objects.filter(pk=event.pk).update(status=WebhookEvent.Status.PENDING, last_error="", attempts=0,
-                                                    next_attempt_at=timezone.now())
+                                                    next_attempt_at=timezone.now(), claimed_at=None)
     audit_record(action="webhook_event.replay", obj=event, actor=actor, before={"status": event.status})
     webhook_event_enqueue(event)
 
