@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Q
 
 from contacts.models import Contact, ContactIdentity
 from contacts.phones import phone_to_e164
@@ -39,12 +38,11 @@ def identity_normalize(identity: Identity, provider: Provider) -> Identity:
 
 
 def _known_identities(identities: list[Identity]) -> dict[Identity, ContactIdentity]:
-    """The stored rows among these identities, in one query."""
-    match = Q(pk__in=[])
-    for identity in identities:
-        match |= Q(kind=identity.kind, value=identity.value, scope=identity.scope)
-    rows = ContactIdentity.objects.select_related("contact").filter(match)
-    return {Identity(row.kind, row.value, row.scope): row for row in rows}
+    """The stored rows among these identities, in one query: an indexed IN on the values, the kinds and
+    scopes matched here (cheaper to build than one OR term per identity)."""
+    wanted = set(identities)
+    rows = ContactIdentity.objects.select_related("contact").filter(value__in={i.value for i in wanted})
+    return {key: row for row in rows if (key := Identity(row.kind, row.value, row.scope)) in wanted}
 
 
 def _link_identities(contact: Contact, identities: Iterable[Identity]) -> None:
@@ -130,7 +128,7 @@ def contacts_resolve_many(*, provider: Provider, wanted: list[ContactWanted]) ->
     """
     normalized = [list(dict.fromkeys(identity_normalize(identity, provider)
                                      for identity in want.identities if identity.value)) for want in wanted]
-    known = _known_identities_by_value([identity for identities in normalized for identity in identities])
+    known = _known_identities([identity for identities in normalized for identity in identities])
     contacts: list[Contact] = []
     unsaved: dict[int, tuple[Contact, set[str]]] = {}
 
@@ -161,13 +159,6 @@ def contacts_resolve_many(*, provider: Provider, wanted: list[ContactWanted]) ->
         contacts.append(contact)
     save_refreshed()
     return contacts
-
-
-def _known_identities_by_value(identities: list[Identity]) -> dict[Identity, ContactIdentity]:
-    """Like _known_identities for many, by one indexed IN on the values (cheaper to build than an OR each)."""
-    wanted = set(identities)
-    rows = ContactIdentity.objects.select_related("contact").filter(value__in={i.value for i in wanted})
-    return {key: row for row in rows if (key := Identity(row.kind, row.value, row.scope)) in wanted}
 
 
 def _refreshed(contact: Contact, profile_name: str, seen_at: datetime | None) -> list[str]:

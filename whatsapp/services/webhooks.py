@@ -187,11 +187,6 @@ def _insert_sql(alias: str, names: tuple[str, ...], *, skip_stored_delivery: boo
             f"{conflict} RETURNING id"), bound
 
 
-def webhook_event_enqueue(event: WebhookEvent) -> None:
-    """Hand an event (back) to the drain at once: a replay, or the sweep finding rows due."""
-    inbox_wake.now()
-
-
 def webhook_event_process(event_id: int, *, claimed: bool = False) -> WebhookEvent | None:
     """
     Parse a stored event with its provider module and apply each normalized event in its own savepoint,
@@ -511,7 +506,7 @@ def webhook_event_replay(*, event: WebhookEvent, actor: Any = None) -> None:
     WebhookEvent.objects.filter(pk=event.pk).update(status=WebhookEvent.Status.PENDING, last_error="", attempts=0,
                                                     next_attempt_at=timezone.now(), claimed_at=None)
     audit_record(action="webhook_event.replay", obj=event, actor=actor, before={"status": event.status})
-    webhook_event_enqueue(event)
+    inbox_wake.now()
 
 
 def webhook_events_requeue_due() -> int:
