@@ -75,29 +75,39 @@ class Wake:
     least `interval`, so the drain a wake starts runs after every row whose own wake was skipped in its
     favour has committed (each committed at most `interval` after that wake was published). A lost wake
     (broker down, a worker killed) is made up by the periodic sweep that calls `now`.
+
+    A drain of one key (a provider's sender, say) takes it as the task's arguments: wakes with different
+    arguments are throttled apart.
     """
 
     def __init__(self, task_name: str, *, interval: float, delay: float) -> None:
         if delay < interval:
             raise ValueError("a wake's delay must be at least its interval, or a skipped wake's row could wait")
         self.task_name, self.interval, self.delay = task_name, interval, delay
-        self._last = float("-inf")
+        self._last: dict[tuple[Any, ...], float] = {}
         self._lock = threading.Lock()
 
-    def soon(self) -> None:
+    def soon(self, *args: Any) -> None:
         """Wake the drain once the current transaction commits (at once outside one)."""
-        transaction.on_commit(self._throttled)
+        transaction.on_commit(lambda: self._throttled(args))
 
-    def now(self) -> None:
+    def now(self, *args: Any) -> None:
         """Publish a drain, unthrottled, once the transaction commits: the sweep, a replay, a drain that ran
         out of time."""
-        transaction.on_commit(lambda: _publish(lambda: task_named(self.task_name).apply_async(),
-                                               f"{self.task_name} wake"))
+        self.later(*args, countdown=0)
 
-    def _throttled(self) -> None:
+    def later(self, *args: Any, countdown: float) -> None:
+        """Publish a drain to run `countdown` seconds after the transaction commits (rows due then)."""
+        transaction.on_commit(lambda: self._publish(args, countdown))
+
+    def _throttled(self, args: tuple[Any, ...]) -> None:
         with self._lock:
             now = time.monotonic()
-            if now - self._last < self.interval:
+            if now - self._last.get(args, float("-inf")) < self.interval:
                 return
-            self._last = now
-        _publish(lambda: task_named(self.task_name).apply_async(countdown=self.delay), f"{self.task_name} wake")
+            self._last[args] = now
+        self._publish(args, self.delay)
+
+    def _publish(self, args: tuple[Any, ...], countdown: float) -> None:
+        _publish(lambda: task_named(self.task_name).apply_async(args, countdown=countdown or None),
+                 f"{self.task_name} wake")

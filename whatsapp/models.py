@@ -285,6 +285,12 @@ class Message(models.Model):
             models.Index(fields=["direction", "-created_at"], name="message_direction_time_idx"),
             models.Index(fields=["status", "next_attempt_at"], name="message_due_idx",
                          condition=Q(status__in=["queued", "sending"])),
+            # The sender's claim: a provider's due messages of one lane, oldest first.
+            models.Index(fields=["provider", "lane", "next_attempt_at", "id"], name="message_send_queue_idx",
+                         condition=Q(status="queued")),
+            # Whether an earlier message of the conversation is still pending (order).
+            models.Index(fields=["conversation", "id"], name="message_pending_order_idx",
+                         condition=Q(status__in=["queued", "sending"])),
         ]
         ordering = ["-created_at"]
 

@@ -16,6 +16,7 @@ from whatsapp.services.delivery import message_deliver
 from whatsapp.services.media import media_download, media_requeue_due
 from whatsapp.services.outbound import messages_requeue_due
 from whatsapp.services.providers import provider_simulated_webhook_post
+from whatsapp.services.send_batches import provider_send_due
 from whatsapp.services.sessions import sessions_close_expired
 from whatsapp.services.webhooks import (
     webhook_event_process,
@@ -60,9 +61,18 @@ def close_expired_sessions_task() -> int:
     return sessions_close_expired()
 
 
+@shared_task(bind=True)
+def send_due_task(self, provider_id: int) -> int:
+    # The provider's sender: the messages table is the queue (services/send_batches.py). Acknowledged late
+    # (CELERY_TASK_ACKS_LATE): the provider's ids are committed before the ack.
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    return provider_send_due(provider_id, redelivered=redelivered)
+
+
 @shared_task
 def send_message_task(message_id: int, pair_reserved: bool = False) -> str:
-    # Acknowledged late (CELERY_TASK_ACKS_LATE): the provider's id is committed before the ack.
+    # One message on its own: a send found `sending` (did its worker die?), and tasks queued before the
+    # sender took over. Acknowledged late: the provider's id is committed before the ack.
     message = message_deliver(message_id, pair_reserved=pair_reserved)
     return message.status if message else "missing"
 

@@ -298,6 +298,9 @@ class ProviderBackend:
     pair_interval_seconds: ClassVar[float] = 0.0
     #: The highest rate_limit_per_second the provider allows a number.
     max_rate_limit_per_second: ClassVar[int] = 1000
+    #: Whether `send` only talks to the provider over HTTP (no database, no transaction hooks), so that a
+    #: batch's calls may run on threads at once; False keeps them one after another on the caller's thread.
+    sends_on_threads: ClassVar[bool] = True
     #: Send error codes meaning the person blocked us or is not on WhatsApp, with a readable reason: the
     #: contact is opted out (no further sends) until someone opts them back in.
     consent_error_codes: ClassVar[dict[str, str]] = {}

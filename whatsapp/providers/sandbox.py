@@ -129,6 +129,8 @@ class SandboxBackend(ProviderBackend):
     display_label = "Sandbox (local simulator)"
     own_settings = (status_delay_seconds,)
     stored_headers = (SIGNATURE_HEADER.lower(),)
+    # Its sends schedule the simulated receipts when the caller's transaction commits.
+    sends_on_threads = False
     default_rate_limit_per_second = 50
     can_simulate_inbound = True
     # The simulated phone shows anything; it only reports receipts.

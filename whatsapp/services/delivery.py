@@ -1,5 +1,6 @@
 """
-Sending, second half: the send task's work for one queued message.
+Sending, second half: what happens to one queued message, and the pieces the sender's batches
+(send_batches.py) share with it.
 
     lock the row -> still ours? (queued) -> provider paused or inactive: hold -> rules again (consent,
     window, template: time has passed since it was queued) -> an earlier message of the conversation
@@ -9,7 +10,8 @@ Sending, second half: the send task's work for one queued message.
     dead-letter.
 
 Exactly-once towards the provider, as far as it can be had: the task is acknowledged late (after this
-returns), and the provider's id is committed before that. A task delivered again finds the message
+returns), and the provider's id is committed before that (a batch commits its ids together, when its
+calls are back). A task delivered again finds the message
 `sent` and does nothing. The one window left is between the provider accepting the call and our commit
 of its id (milliseconds, plus the HTTP response's way back): if the worker dies there, the message is
 found `sending` with no id, and since the provider may have it, it is NOT sent again; it goes to the
@@ -22,19 +24,22 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
 
 from core import metrics
+from core.bulk import bulk_update_rows
 from core.correlation import get_correlation_id
-from core.locks import lock_key
+from core.locks import lock_keys
 from whatsapp import hooks
-from whatsapp.models import Message, SendAttempt, Session
+from whatsapp.models import Message, MessageStatusEvent, Provider, SendAttempt, Session
 from whatsapp.providers import backend_for
-from whatsapp.providers.base import ProviderError
+from whatsapp.providers.base import ProviderBackend, ProviderError
 from whatsapp.providers.events import (
     MEDIA_TYPES,
     Identity,
@@ -49,14 +54,15 @@ from whatsapp.providers.events import (
 )
 from whatsapp.services import circuit, rate_limits, send_rules
 from whatsapp.services.archive import media_content
-from whatsapp.services.inbound import orphan_statuses_apply
+from whatsapp.services.inbound import message_lock_key, orphan_statuses_apply
 from whatsapp.services.outbound import (
     BROKER_COUNTDOWN_MAX_SECONDS,
     HOLD_CIRCUIT,
     HOLD_INACTIVE,
+    HOLD_PAIR_PACING,
     HOLD_PAUSED,
     PENDING_STATUSES,
-    message_enqueue,
+    message_check_later,
     message_hold,
     message_schedule,
     messages_release_held,
@@ -88,7 +94,8 @@ def retry_delay(attempt: int, retry_after: float | None = None) -> float:
 
 
 def message_deliver(message_id: int, *, pair_reserved: bool = False) -> Message:
-    """The send task's body. Safe to run twice for one message, and at any time."""
+    """One message on its own (the sender takes them in batches, send_batches.py): what the send task
+    runs for a message found `sending`. Safe to run twice for one message, and at any time."""
     with transaction.atomic():
         # Only what every send needs is joined (the template and a quoted message load on use): on the
         # send path, building SQL costs more than running it.
@@ -103,17 +110,12 @@ def message_deliver(message_id: int, *, pair_reserved: bool = False) -> Message:
         if message.status != MessageStatus.QUEUED:
             return message
         identities = send_rules.contact_identities(message.conversation.contact)
-        if not _admit(message, identities, pair_reserved=pair_reserved):
+        if not send_admit(message, identities, pair_reserved=pair_reserved):
             return message
-        attempt = _start_attempt(message)
-    try:
-        request = outbound_request(message, identities)
-    except Exception as exc:
-        # Nothing reached the provider (e.g. the stored upload could not be read): try again later. Marked
-        # throttled so that the provider's circuit breaker does not count a failure of ours.
-        logger.exception("could not prepare the send", extra={"message_id": message.pk})
-        return _after_error(message, attempt, ProviderError(f"could not prepare the message: {exc}",
-                                                            code="prepare_failed", retryable=True, throttled=True))
+        attempt = attempts_start([message])[0]
+    request = request_or_error(message, attempt, identities)
+    if request is None:
+        return message
     # The number's slot is taken last, just before the call, so that the time between the slot and the
     # provider's clock is only the request's own way there (the limiter's headroom covers that).
     slot = _number_slot(message.provider)
@@ -121,12 +123,22 @@ def message_deliver(message_id: int, *, pair_reserved: bool = False) -> Message:
         return _back_to_queue(message, slot.wait)
     if slot.wait > 0:
         time.sleep(slot.wait)
-    return _call_provider(message, attempt, request)
+    outcome = provider_call(backend_for(message.provider), request)
+    if outcome.result is None:
+        return call_failed(message, attempt, outcome)
+    sends_record(message.provider, [(message, attempt, outcome)])
+    return message
 
 
-def _admit(message: Message, identities: tuple[Identity, ...], *, pair_reserved: bool) -> bool:
+def send_admit(message: Message, identities: tuple[Identity, ...], *, pair_reserved: bool = False) -> bool:
     """Every check before the call but the number's rate. False when the message was held, deferred or
     failed instead (already saved)."""
+    return send_admit_rules(message) and send_admit_slots(message, identities, pair_reserved=pair_reserved)
+
+
+def send_admit_rules(message: Message, *, in_order: bool = False) -> bool:
+    """The provider still sends, the rules still allow the message, and it is its conversation's turn
+    (`in_order`: the caller made sure no earlier message of the conversation is pending)."""
     provider = message.provider
     if provider.is_paused or not provider.is_active:
         message_hold(message, reason=HOLD_PAUSED if provider.is_paused else HOLD_INACTIVE)
@@ -136,33 +148,73 @@ def _admit(message: Message, identities: tuple[Identity, ...], *, pair_reserved:
     except SendRefused as refusal:
         _fail(message, code=refusal.code, title="refused before sending", detail=refusal.reason)
         return False
-    earlier = _earlier_pending(message)
+    earlier = None if in_order else _earlier_pending(message)
     if earlier is not None:
         message_schedule(message, delay=earlier, reason="waiting for an earlier message of this conversation")
-        return False
-    provider_class = backend_for(provider)
-    pair_interval = (settings.SEND_PAIR_INTERVAL_SECONDS if settings.SEND_PAIR_INTERVAL_SECONDS is not None
-                     else provider_class.pair_interval_seconds)
-    if pair_interval > 0 and not pair_reserved:
-        address = send_rules.check_recipient(provider, message.conversation.contact, identities)
-        slot = rate_limits.limiter().reserve(rate_limits.recipient_key(provider.pk, address), pair_interval,
-                                             max_wait=86400)
-        if slot.wait > 0.05:
-            # The slot is ours; the message comes back for it without asking again.
-            message_schedule(message, delay=slot.wait, reason="per-recipient pacing (pair rate)",
-                             pair_reserved=True)
-            return False
-    if not circuit.circuit_admits(provider):
-        message_hold(message, reason=HOLD_CIRCUIT, until=circuit.circuit_retry_at(provider))
         return False
     return True
 
 
-def _number_slot(provider) -> rate_limits.Reservation:
+def send_admit_slots(message: Message, identities: tuple[Identity, ...], *, pair_reserved: bool = False) -> bool:
+    """The recipient's slot (pair rate) and the provider's circuit breaker."""
+    return bool(messages_admit_slots([message], {message.conversation.contact_id: identities},
+                                     pair_reserved=pair_reserved))
+
+
+def messages_admit_slots(messages: list[Message], identities: dict[int, tuple[Identity, ...]], *,
+                         pair_reserved: bool = False) -> list[Message]:
+    """send_admit_slots for many messages (`identities` by contact id), the recipients' slots taken in one
+    round trip to the limiter. Returns the admitted ones; the others were deferred, held or failed."""
+    pairs = [message for message in messages
+             if not (pair_reserved or message.hold_reason == HOLD_PAIR_PACING)]
+    waiting = _pair_slots(pairs, identities)
+    admitted = []
+    for message in messages:
+        if message.pk in waiting:
+            continue
+        if not circuit.circuit_admits(message.provider):
+            message_hold(message, reason=HOLD_CIRCUIT, until=circuit.circuit_retry_at(message.provider))
+            continue
+        admitted.append(message)
+    return admitted
+
+
+def _pair_slots(messages: list[Message], identities: dict[int, tuple[Identity, ...]]) -> set[int]:
+    """Take each recipient's next slot (WhatsApp's pair rate). A message whose slot is not now waits for it
+    holding it (HOLD_PAIR_PACING); one without an address fails. Returns the ids of both."""
+    keyed, settled = [], set()
+    for message in messages:
+        provider = message.provider
+        interval = (settings.SEND_PAIR_INTERVAL_SECONDS if settings.SEND_PAIR_INTERVAL_SECONDS is not None
+                    else backend_for(provider).pair_interval_seconds)
+        if interval <= 0:
+            continue
+        try:
+            address = send_rules.check_recipient(provider, message.conversation.contact,
+                                                 identities[message.conversation.contact_id])
+        except SendRefused as refusal:
+            _fail(message, code=refusal.code, title="refused before sending", detail=refusal.reason)
+            settled.add(message.pk)
+            continue
+        keyed.append((message, rate_limits.recipient_key(provider.pk, address), interval))
+    slots = rate_limits.limiter().reserve_each([(key, interval) for _m, key, interval in keyed], max_wait=86400)
+    for (message, _key, _interval), slot in zip(keyed, slots, strict=True):
+        if slot.wait > 0.05:
+            message_schedule(message, delay=slot.wait, reason=HOLD_PAIR_PACING)
+            settled.add(message.pk)
+    return settled
+
+
+def number_rate(provider) -> float:
+    """The number's messages per second: its own setting within its kind's bounds."""
     provider_class = backend_for(provider)
-    rate = min(provider.rate_limit_per_second or provider_class.default_rate_limit_per_second,
+    return min(provider.rate_limit_per_second or provider_class.default_rate_limit_per_second,
                provider_class.max_rate_limit_per_second)
-    return rate_limits.limiter().reserve(rate_limits.number_key(provider.pk), rate_limits.number_slot_interval(rate),
+
+
+def _number_slot(provider) -> rate_limits.Reservation:
+    return rate_limits.limiter().reserve(rate_limits.number_key(provider.pk),
+                                         rate_limits.number_slot_interval(number_rate(provider)),
                                          max_wait=NUMBER_SLOT_MAX_WAIT_SECONDS)
 
 
@@ -174,7 +226,8 @@ def _back_to_queue(message: Message, wait: float) -> Message:
         message.status = MessageStatus.QUEUED
         message.attempts -= 1
         message.save(update_fields=["attempts"])
-        message_schedule(message, delay=wait, reason="number rate limit", pair_reserved=True)
+        # It keeps the recipient's slot it took (pair rate): asking again would make it wait for its own.
+        message_schedule(message, delay=wait, reason=HOLD_PAIR_PACING)
     return message
 
 
@@ -202,75 +255,135 @@ def _earlier_pending(message: Message) -> float | None:
     return min(max(due_in, ORDER_POLL_SECONDS), 30.0)
 
 
-def _start_attempt(message: Message) -> SendAttempt:
-    """Mark the message `sending`. Its send-log row is written with the outcome (one write, not two);
-    until then `updated_at` says when the call began."""
-    message.status = MessageStatus.SENDING
-    message.attempts += 1
-    message.hold_reason = ""
-    message.save(update_fields=["status", "attempts", "hold_reason", "updated_at"])
-    return SendAttempt(message=message, number=message.attempts, started_at=message.updated_at,
-                       correlation_id=get_correlation_id())
+def attempts_start(messages: list[Message]) -> list[SendAttempt]:
+    """Mark the messages `sending`, in one statement. Each one's send-log row is written with the outcome
+    (one write, not two); until then `updated_at` says when the call began."""
+    now = timezone.now()
+    for message in messages:
+        message.status = MessageStatus.SENDING
+        message.attempts += 1
+        message.hold_reason = ""
+        message.updated_at = message.enqueued_at = now
+    bulk_update_rows(messages, ["status", "attempts", "hold_reason", "updated_at", "enqueued_at"])
+    correlation_id = get_correlation_id()
+    return [SendAttempt(message=message, number=message.attempts, started_at=now, correlation_id=correlation_id)
+            for message in messages]
 
 
 def _log_attempt(attempt: SendAttempt, outcome: str, error: ProviderError | None = None, **fields) -> None:
+    _attempt_finish(attempt, outcome, error, **fields)
+    attempt.save(force_insert=True)
+
+
+def _attempt_finish(attempt: SendAttempt, outcome: str, error: ProviderError | None = None, **fields) -> None:
     attempt.outcome, attempt.finished_at = outcome, timezone.now()
     if error is not None:
         attempt.error_code, attempt.error_title = error.code[:32], error.title[:255]
         attempt.error_detail, attempt.http_status = str(error), error.http_status
     for name, value in fields.items():
         setattr(attempt, name, value)
-    attempt.save(force_insert=True)
 
 
-def _call_provider(message: Message, attempt: SendAttempt, request: OutboundMessage) -> Message:
-    provider = message.provider
-    log = {"message_id": message.pk, "provider_id": provider.pk, "attempt": attempt.number}
+def request_or_error(message: Message, attempt: SendAttempt,
+                     identities: tuple[Identity, ...]) -> OutboundMessage | None:
+    """The provider's request for a message marked `sending`; None when it could not be built (the
+    message then waits for a retry)."""
+    try:
+        return outbound_request(message, identities)
+    except Exception as exc:
+        # Nothing reached the provider (e.g. the stored upload could not be read): try again later. Marked
+        # throttled so that the provider's circuit breaker does not count a failure of ours.
+        logger.exception("could not prepare the send", extra={"message_id": message.pk})
+        _after_error(message, attempt, ProviderError(f"could not prepare the message: {exc}",
+                                                     code="prepare_failed", retryable=True, throttled=True))
+        return None
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """What one provider call came to: the provider's answer, its refusal, or something else."""
+
+    result: SendResult | None = None
+    error: ProviderError | None = None
+    unexpected: str = ""
+    seconds: float = 0.0
+
+
+def provider_call(backend: ProviderBackend, request: OutboundMessage) -> CallOutcome:
+    """The provider call alone: no database, so that several run at once on threads."""
     started = time.monotonic()
     try:
-        result = backend_for(provider).send(request)
+        result = backend.send(request)
     except ProviderError as error:
-        metrics.send_call(provider.kind, provider.pk, "provider_error", time.monotonic() - started)
+        return CallOutcome(error=error, seconds=time.monotonic() - started)
+    except Exception as exc:
+        logger.exception("send raised unexpectedly", extra={"message_id": request.client_reference})
+        return CallOutcome(unexpected=f"{type(exc).__name__}: {exc}", seconds=time.monotonic() - started)
+    return CallOutcome(result=result, seconds=time.monotonic() - started)
+
+
+def call_failed(message: Message, attempt: SendAttempt, outcome: CallOutcome) -> Message:
+    """A call that did not come back with the provider's id: retry, fail, dead-letter, or (not a provider
+    answer we understand: the call may have reached the provider) outcome unknown, never sent again."""
+    provider = message.provider
+    log = {"message_id": message.pk, "provider_id": provider.pk, "attempt": attempt.number}
+    if outcome.error is not None:
+        error = outcome.error
+        metrics.send_call(provider.kind, provider.pk, "provider_error", outcome.seconds)
         logger.warning("send failed", extra={**log, "error_code": error.code, "retryable": error.retryable})
         return _after_error(message, attempt, error)
-    except Exception as exc:
-        metrics.send_call(provider.kind, provider.pk, "unexpected_error", time.monotonic() - started)
-        # Not a provider answer we understand: the call may have reached the provider, so the message
-        # is not sent again automatically.
-        logger.exception("send raised unexpectedly", extra=log)
-        return _outcome_unknown(message, attempt, f"{type(exc).__name__}: {exc}")
-    metrics.send_call(provider.kind, provider.pk, "sent", time.monotonic() - started)
-    logger.info("message sent", extra={**log, "provider_message_id": result.provider_message_id})
-    return _after_success(message, attempt, result)
+    metrics.send_call(provider.kind, provider.pk, "unexpected_error", outcome.seconds)
+    return _outcome_unknown(message, attempt, outcome.unexpected)
 
 
-def _after_success(message: Message, attempt: SendAttempt, result: SendResult) -> Message:
+def sends_record(provider: Provider, sent: list[tuple[Message, SendAttempt, CallOutcome]]) -> None:
+    """Record the provider's ids of calls that succeeded, in one transaction whatever their number: the
+    messages become `sent` (unless a provider report settled one first), their send-log rows are written,
+    and reports that arrived before the id was known are applied."""
+    if not sent:
+        return
     now = timezone.now()
-    provider = message.provider
+    by_id = {message.pk: (message, attempt, outcome.result) for message, attempt, outcome in sent}
     with transaction.atomic():
-        # Status reports that name this id wait for the lock, then find the id recorded.
-        lock_key("provider-message", message.provider_id, result.provider_message_id)
-        recorded = Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING).update(
-            provider_message_id=result.provider_message_id, status=MessageStatus.SENT, sent_at=now,
-            error_code="", error_title="", error_detail="", next_attempt_at=None, updated_at=now)
-        if not recorded:
-            # A provider report got here first and moved it on (it named our reference): keep its status.
-            message = Message.objects.select_for_update().get(pk=message.pk)
+        # Status reports that name these ids wait for the locks, then find the ids recorded.
+        lock_keys([message_lock_key(provider, result.provider_message_id) for _m, _a, result in by_id.values()])
+        still_sending = set(Message.objects.select_for_update().filter(pk__in=by_id, status=MessageStatus.SENDING)
+                            .values_list("pk", flat=True))
+        for message_id, (message, attempt, result) in by_id.items():
             message.provider_message_id = result.provider_message_id
-            message.save(update_fields=["provider_message_id", "updated_at"])
-        else:
-            message.provider_message_id, message.status, message.sent_at = (
-                result.provider_message_id, MessageStatus.SENT, now)
-            message.error_code = message.error_title = message.error_detail = ""
-            message.next_attempt_at = None
-        _log_attempt(attempt, SendAttempt.Outcome.SENT)
-        orphan_statuses_apply(message)
+            if message_id in still_sending:
+                message.status, message.sent_at, message.next_attempt_at = MessageStatus.SENT, now, None
+                message.error_code = message.error_title = message.error_detail = ""
+            _attempt_finish(attempt, SendAttempt.Outcome.SENT)
+        bulk_update_rows([m for m, _a, _r in by_id.values() if m.pk in still_sending],
+                         ["provider_message_id", "status", "sent_at", "error_code", "error_title", "error_detail",
+                          "next_attempt_at", "updated_at"])
+        for message_id in by_id.keys() - still_sending:
+            # A provider report got here first and moved it on (it named our reference): keep its status.
+            Message.objects.filter(pk=message_id).update(provider_message_id=by_id[message_id][2].provider_message_id,
+                                                         updated_at=now)
+        SendAttempt.objects.bulk_create([attempt for _m, attempt, _r in by_id.values()])
+        _orphan_reports_apply(provider, [message for message, _a, _r in by_id.values()])
         if circuit.circuit_record_success(provider):
             messages_release_held(provider=provider)
-    if message.queued_at:
-        metrics.send_queued_to_sent(provider.kind, provider.pk, message.lane,
-                                    (now - message.queued_at).total_seconds())
-    return message
+    for message, _attempt, outcome in sent:
+        metrics.send_call(provider.kind, provider.pk, "sent", outcome.seconds)
+        logger.info("message sent", extra={"message_id": message.pk, "provider_id": provider.pk,
+                                           "provider_message_id": message.provider_message_id})
+        if message.queued_at:
+            metrics.send_queued_to_sent(provider.kind, provider.pk, message.lane,
+                                        (now - message.queued_at).total_seconds())
+
+
+def _orphan_reports_apply(provider: Provider, messages: list[Message]) -> None:
+    """Reports that named these ids before they were recorded (one query to find out whether any did)."""
+    named = set(MessageStatusEvent.objects.filter(
+        provider=provider, message__isnull=True,
+        provider_message_id__in=[message.provider_message_id for message in messages])
+        .values_list("provider_message_id", flat=True))
+    for message in messages:
+        if message.provider_message_id in named:
+            orphan_statuses_apply(message)
 
 
 def _after_error(message: Message, attempt: SendAttempt, error: ProviderError) -> Message:
@@ -334,6 +447,18 @@ def _outcome_unknown(message: Message, attempt: SendAttempt | None, detail: str)
     return message
 
 
+def interrupted_sends_settle(provider_id: int) -> float | None:
+    """Settle the provider's sends found `sending` for longer than any call can take (their worker died
+    mid-call): outcome unknown. Returns in how many seconds the oldest one still `sending` would be such a
+    send (None when there is none)."""
+    cutoff = timezone.now() - in_flight_window()
+    sending = Message.objects.filter(provider_id=provider_id, status=MessageStatus.SENDING)
+    for message_id in sending.filter(updated_at__lt=cutoff).values_list("pk", flat=True)[:100]:
+        message_deliver(message_id)
+    oldest = sending.aggregate(oldest=Min("updated_at"))["oldest"]
+    return (oldest - cutoff).total_seconds() if oldest else None
+
+
 def _interrupted(message: Message) -> Message:
     """A task found its message `sending`: another worker's live call, or one whose worker died."""
     # `updated_at` is when it was marked `sending`, right before the call.
@@ -341,7 +466,7 @@ def _interrupted(message: Message) -> Message:
     if began > timezone.now() - in_flight_window():
         # Possibly still another worker's live call: look again once no call could still be running.
         remaining = (began + in_flight_window() - timezone.now()).total_seconds()
-        message_enqueue(message, countdown=min(remaining + 1, BROKER_COUNTDOWN_MAX_SECONDS))
+        message_check_later(message, countdown=min(remaining + 1, BROKER_COUNTDOWN_MAX_SECONDS))
         return message
     logger.warning("send interrupted; outcome unknown", extra={"message_id": message.pk})
     return _outcome_unknown(message, None, "the worker stopped during the provider call")

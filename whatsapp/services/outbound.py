@@ -1,11 +1,12 @@
 """
 Sending, first half: one service (`message_send`) that the API, the admin and beat jobs call. It
-checks the rules (send_rules), records the message as queued, and hands it to the send task on commit.
-The send task's half (rate limits, the provider call, retries, dead letters) is `delivery.py`.
+checks the rules (send_rules), records the message as queued, and wakes its provider's sender on commit.
+The sender's half (batches, rate limits, the provider calls, retries, dead letters) is `send_batches.py`
+and `delivery.py`.
 
-Every queued message is also due in the database (`next_attempt_at`, and `enqueued_at` empty while it
-is not in the broker), so a broker outage or a lost task never loses a message: the requeue job hands
-due messages back to the workers.
+The messages table is the send queue: a queued message is due at `next_attempt_at`, and the sender
+claims due messages itself. A wake is only a nudge, so a broker outage or a lost wake never loses a
+message: the requeue job wakes the sender of every provider with an overdue message.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from contacts.models import Contact
 from contacts.services.identities import contact_resolve
 from core.audit import audit_record
-from core.queueing import publish_on_commit_or, task_named
+from core.queueing import Wake, publish_on_commit, task_named
 from templates_app.models import MessageTemplate
 from templates_app.parameters import template_render
 from whatsapp import hooks
@@ -42,11 +43,12 @@ from whatsapp.services.sessions import session_current
 
 logger = logging.getLogger(__name__)
 
-# Redis priorities (0 is served first): replies to an open conversation go ahead of bulk sends.
-LANE_PRIORITY = {Message.Lane.REPLY: 0, Message.Lane.BULK: 6}
 # Waits longer than this stay in the database instead of the broker: a countdown longer than the
 # broker's visibility timeout would be delivered twice.
 BROKER_COUNTDOWN_MAX_SECONDS = 30.0
+# A provider's sender (send_batches.provider_send_due) claims what is due; a wake only starts it. The claim
+# takes replies ahead of bulk, so one wake serves both lanes.
+send_wake = Wake("whatsapp.tasks.send_due_task", interval=0.1, delay=0.1)
 # States in which a message is still ours to send.
 PENDING_STATUSES = (MessageStatus.QUEUED, MessageStatus.SENDING)
 # Why a queued message waits outside the broker until released (not until a due time of its own).
@@ -54,6 +56,10 @@ HOLD_PAUSED = "provider paused"
 HOLD_INACTIVE = "provider inactive"
 HOLD_CIRCUIT = "circuit open: provider failing"
 RELEASABLE_HOLDS = (HOLD_PAUSED, HOLD_INACTIVE, HOLD_CIRCUIT)
+# A message waiting for its recipient's slot holds that slot: when it comes back it does not ask again.
+HOLD_PAIR_PACING = "per-recipient pacing (pair rate)"
+# A message due for less than this is the business of the wake that was published for it.
+SWEEP_GRACE_SECONDS = 2.0
 
 
 class IdempotencyConflict(SendRefused):
@@ -245,30 +251,28 @@ def outbound_media_url(media: Media) -> str:
     return f"{settings.PUBLIC_BASE_URL}/media/out/{media.public_token}/"
 
 
-# --- handing messages to the send task ------------------------------------------------------------
+# --- waking the sender --------------------------------------------------------------------------
 
-def _publish(message_id: int, lane: str, countdown: float = 0, **kwargs: Any) -> None:
-    send_message_task = task_named("whatsapp.tasks.send_message_task")
-
-    send_message_task.apply_async((message_id,), kwargs or None, priority=LANE_PRIORITY.get(lane, 0),
-                                  countdown=countdown or None)
-
-
-def _not_in_broker(message_ids: list[int]) -> None:
-    # The publish failed: the requeue job takes these once due.
-    Message.objects.filter(pk__in=message_ids, status=MessageStatus.QUEUED).update(enqueued_at=None)
+def message_enqueue(message: Message, *, countdown: float = 0) -> None:
+    """Wake the sender of the (queued) message's provider when the transaction commits: at once, or
+    `countdown` seconds later, when the message is due."""
+    if countdown > 0:
+        send_wake.later(message.provider_id, countdown=countdown)
+    else:
+        send_wake.soon(message.provider_id)
 
 
-def message_enqueue(message: Message, *, countdown: float = 0, **kwargs: Any) -> None:
-    """Hand a queued message to the send task when the transaction commits."""
-    message_id, lane = message.pk, message.lane
-    publish_on_commit_or(lambda: _publish(message_id, lane, countdown, **kwargs),
-                         fallback=lambda: _not_in_broker([message_id]), what=f"message {message_id}")
+def message_check_later(message: Message, *, countdown: float) -> None:
+    """A `sending` message whose call may still be running: the send task looks at it again later and
+    decides whether its worker died (see delivery.message_deliver)."""
+    message_id = message.pk
+    publish_on_commit(lambda: task_named("whatsapp.tasks.send_message_task").apply_async(
+        (message_id,), countdown=countdown or None), what=f"message {message_id}")
 
 
-def message_schedule(message: Message, *, delay: float, reason: str, **kwargs: Any) -> None:
-    """Try the (queued) message again after `delay` seconds: a countdown in the broker for short waits,
-    the database's due time (and the requeue job) for long ones. The caller saves nothing itself."""
+def message_schedule(message: Message, *, delay: float, reason: str) -> None:
+    """Try the (queued) message again after `delay` seconds: a wake in the broker for short waits, the
+    requeue job for long ones. The caller saves nothing itself."""
     now = timezone.now()
     message.next_attempt_at = now + timedelta(seconds=delay)
     message.hold_reason = reason[:255]
@@ -276,55 +280,60 @@ def message_schedule(message: Message, *, delay: float, reason: str, **kwargs: A
     message.enqueued_at = now if in_broker else None
     message.save(update_fields=["status", "next_attempt_at", "hold_reason", "enqueued_at", "updated_at"])
     if in_broker:
-        message_enqueue(message, countdown=delay, **kwargs)
+        message_enqueue(message, countdown=delay)
 
 
 def message_hold(message: Message, *, reason: str, until=None) -> None:
-    """Keep a message queued, out of the broker, until released (pause) or due (circuit cooldown)."""
+    """Keep a message queued, out of the sender's reach, until released (pause) or due (circuit cooldown)."""
     message.next_attempt_at = until
     message.hold_reason = reason[:255]
     message.enqueued_at = None
     message.save(update_fields=["next_attempt_at", "hold_reason", "enqueued_at", "updated_at"])
 
 
+def messages_hold(message_ids, *, reason: str, until=None) -> None:
+    """message_hold for many (ids, or a query of them), in one statement."""
+    Message.objects.filter(pk__in=message_ids).update(next_attempt_at=until, hold_reason=reason[:255],
+                                                      enqueued_at=None, updated_at=timezone.now())
+
+
 def messages_release_held(*, provider: Provider) -> int:
-    """Hand the messages a pause or an open circuit held back to the send task, oldest first (messages
+    """Hand the messages a pause or an open circuit held back to the sender, in their order (messages
     waiting out a retry backoff keep their due time)."""
     now = timezone.now()
-    with transaction.atomic():
-        held = list(Message.objects.select_for_update(skip_locked=True)
-                    .filter(provider=provider, direction=Message.Direction.OUTBOUND, status=MessageStatus.QUEUED,
-                            enqueued_at__isnull=True, hold_reason__in=RELEASABLE_HOLDS)
-                    .order_by("pk").only("pk", "lane"))
-        Message.objects.filter(pk__in=[m.pk for m in held]).update(enqueued_at=now, next_attempt_at=now,
-                                                                   hold_reason="")
-        for message in held:
-            message_enqueue(message)
-    return len(held)
+    released = (Message.objects.filter(provider=provider, direction=Message.Direction.OUTBOUND,
+                                       status=MessageStatus.QUEUED, enqueued_at__isnull=True,
+                                       hold_reason__in=RELEASABLE_HOLDS)
+                .update(enqueued_at=now, next_attempt_at=now, hold_reason="", updated_at=now))
+    if released:
+        send_wake.now(provider.pk)
+    return released
+
+
+def providers_with_overdue_messages(now) -> list[int]:
+    """Providers (sending now) with a queued message due for longer than a wake takes to start the sender."""
+    overdue = Message.objects.filter(provider=OuterRef("pk"), status=MessageStatus.QUEUED,
+                                     next_attempt_at__lte=now - timedelta(seconds=SWEEP_GRACE_SECONDS))
+    return list(Provider.objects.filter(Exists(overdue), is_paused=False, is_active=True)
+                .values_list("pk", flat=True))
 
 
 def messages_requeue_due(*, limit: int = 2000) -> int:
     """
-    The beat job's half of "never lost": queued messages that are due but not in the broker (long
-    backoff, circuit cooldown, a failed publish), or that were handed over so long ago that the task must
-    have been lost; and sends whose worker vanished mid-call (their task decides what happened).
+    The beat job's half of "never lost": wakes the sender of every provider with an overdue message (a
+    lost wake, a backoff too long for the broker, a circuit's cooldown over), and has the send task look
+    at sends whose worker vanished mid-call (it decides what happened). Returns how many it woke.
     """
     now = timezone.now()
+    providers = providers_with_overdue_messages(now)
+    for provider_id in providers:
+        send_wake.now(provider_id)
     stale = now - timedelta(seconds=settings.SEND_STALE_AFTER_SECONDS)
-    with transaction.atomic():
-        due = list(Message.objects.select_for_update(skip_locked=True)
-                   .filter(status=MessageStatus.QUEUED, next_attempt_at__lte=now, provider__is_paused=False,
-                           provider__is_active=True)
-                   .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale))
-                   .order_by("next_attempt_at", "pk").only("pk", "lane")[:limit])
-        Message.objects.filter(pk__in=[m.pk for m in due]).update(enqueued_at=now)
-        for message in due:
-            message_enqueue(message)
-        interrupted = list(Message.objects.filter(status=MessageStatus.SENDING, updated_at__lt=stale)
-                           .only("pk", "lane")[:limit])
-        for message in interrupted:
-            message_enqueue(message)
-    return len(due) + len(interrupted)
+    interrupted = list(Message.objects.filter(status=MessageStatus.SENDING, updated_at__lt=stale)
+                       .only("pk")[:limit])
+    for message in interrupted:
+        message_check_later(message, countdown=0)
+    return len(providers) + len(interrupted)
 
 
 # --- the dead-letter view's actions --------------------------------------------------------------

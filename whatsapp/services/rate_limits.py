@@ -22,21 +22,38 @@ from django.conf import settings
 
 KEY_PREFIX = "wa:limit:"
 
-# KEYS[1]: the limiter's key. ARGV: slot spacing and the longest wait a caller accepts, in microseconds.
-# Returns {admitted (1/0), wait in microseconds}. A refused caller takes nothing.
+# KEYS[1]: the limiter's key. ARGV: slot spacing and the longest wait a caller accepts, in microseconds; how
+# many consecutive slots it asks for; and the least wait (microseconds: the time it needs before its first
+# call). Returns {slots taken, wait for the first in microseconds}: as many of the slots asked for as start
+# within the longest wait. A refused caller takes nothing.
 _RESERVE_SCRIPT = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
 local interval = tonumber(ARGV[1])
 local max_wait = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
+local lead = tonumber(ARGV[4] or '0')
 local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
-if next_free < now then next_free = now end
+if next_free < now + lead then next_free = now + lead end
 local wait = next_free - now
 if wait > max_wait then
   return {0, wait}
 end
-redis.call('SET', KEYS[1], next_free + interval, 'PX', math.floor((wait + interval) / 1000) + 1000)
-return {1, wait}
+if interval > 0 then
+  count = math.min(count, math.floor((max_wait - wait) / interval) + 1)
+end
+local until_free = wait + count * interval
+redis.call('SET', KEYS[1], next_free + count * interval, 'PX', math.floor(until_free / 1000) + 1000)
+return {count, wait}
+"""
+
+# KEYS[1]: the limiter's key. Returns the wait until its next free slot, in microseconds (0 when free now).
+_PEEK_SCRIPT = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
+local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
+if next_free < now then return 0 end
+return next_free - now
 """
 
 
@@ -47,43 +64,96 @@ class Reservation:
     wait: float
 
 
-class RedisLimiter:
+@dataclass(frozen=True)
+class SlotRun:
+    """Consecutive slots taken at once: the first in `wait` seconds, then one every `interval`."""
+
+    count: int
+    wait: float
+    interval: float
+
+    def offset(self, index: int) -> float:
+        """Seconds from the reservation to slot `index`."""
+        return self.wait + index * self.interval
+
+
+class Limiter:
+    def reserve_run(self, key: str, interval: float, max_wait: float, count: int, lead: float = 0.0) -> SlotRun:
+        """Up to `count` consecutive slots, as many as start within `max_wait` (none when the next free one
+        is later), the first no sooner than `lead` seconds from now."""
+        raise NotImplementedError
+
+    def free_in(self, key: str) -> float:
+        """Seconds until the next free slot (0 when one is free now); takes nothing."""
+        raise NotImplementedError
+
+    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
+        """One slot, if it starts within `max_wait`."""
+        slots = self.reserve_run(key, interval, max_wait, 1)
+        return Reservation(slots.count > 0, slots.wait)
+
+    def reserve_each(self, keys: list[tuple[str, float]], max_wait: float) -> list[Reservation]:
+        """One slot of each (key, interval), as `reserve` would take them one by one."""
+        return [self.reserve(key, interval, max_wait) for key, interval in keys]
+
+
+class RedisLimiter(Limiter):
     def __init__(self, client: redis.Redis):
         self.client = client
         self.script = client.register_script(_RESERVE_SCRIPT)
+        self.peek_script = client.register_script(_PEEK_SCRIPT)
 
-    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
-        admitted, wait = self.script(keys=[KEY_PREFIX + key],
-                                     args=[int(interval * 1_000_000), int(max_wait * 1_000_000)])
-        return Reservation(bool(admitted), int(wait) / 1_000_000)
+    def free_in(self, key: str) -> float:
+        return int(self.peek_script(keys=[KEY_PREFIX + key])) / 1_000_000
+
+    def reserve_each(self, keys: list[tuple[str, float]], max_wait: float) -> list[Reservation]:
+        # One round trip for all of them.
+        pipeline = self.client.pipeline(transaction=False)
+        for key, interval in keys:
+            self.script(keys=[KEY_PREFIX + key], args=[int(interval * 1_000_000), int(max_wait * 1_000_000), 1],
+                        client=pipeline)
+        return [Reservation(int(taken) > 0, int(wait) / 1_000_000) for taken, wait in pipeline.execute()]
+
+    def reserve_run(self, key: str, interval: float, max_wait: float, count: int, lead: float = 0.0) -> SlotRun:
+        taken, wait = self.script(keys=[KEY_PREFIX + key],
+                                  args=[int(interval * 1_000_000), int(max_wait * 1_000_000), max(count, 1),
+                                        int(lead * 1_000_000)])
+        return SlotRun(int(taken), int(wait) / 1_000_000, interval)
 
 
-class LocalLimiter:
+class LocalLimiter(Limiter):
     """The same algorithm in process memory, for a single-worker installation without Redis."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.next_free: dict[str, float] = {}
 
-    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
+    def free_in(self, key: str) -> float:
+        with self.lock:
+            return max(self.next_free.get(key, 0.0) - time.monotonic(), 0.0)
+
+    def reserve_run(self, key: str, interval: float, max_wait: float, count: int, lead: float = 0.0) -> SlotRun:
         with self.lock:
             now = time.monotonic()
-            next_free = max(self.next_free.get(key, 0.0), now)
+            next_free = max(self.next_free.get(key, 0.0), now + lead)
             wait = next_free - now
             if wait > max_wait:
-                return Reservation(False, wait)
-            self.next_free[key] = next_free + interval
-            return Reservation(True, wait)
+                return SlotRun(0, wait, interval)
+            count = max(count, 1)
+            if interval > 0:
+                count = min(count, int((max_wait - wait) / interval) + 1)
+            self.next_free[key] = next_free + count * interval
+            return SlotRun(count, wait, interval)
 
 
 @lru_cache(maxsize=1)
-def _limiter_for(redis_url: str) -> RedisLimiter | LocalLimiter:
+def _limiter_for(redis_url: str) -> Limiter:
     if redis_url:
         return RedisLimiter(redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2))
     return LocalLimiter()
 
 
-def limiter() -> RedisLimiter | LocalLimiter:
+def limiter() -> Limiter:
     return _limiter_for(settings.REDIS_URL)
 
 

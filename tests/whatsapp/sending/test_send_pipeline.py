@@ -31,6 +31,7 @@ from whatsapp.services.outbound import (
     messages_requeue_due,
 )
 from whatsapp.services.providers import provider_set_paused, provider_webhook_url
+from whatsapp.services.send_batches import provider_send_due
 from whatsapp.services.send_rules import SendRefused
 from whatsapp.services.webhooks import webhook_event_process
 
@@ -270,13 +271,18 @@ def test_circuit_opens_holds_messages_then_a_probe_closes_it(meta, fake_meta, se
     assert client.get("/health/").json()["send_circuits"][f"meta-{meta.pk}"] == "closed"
 
 
-def test_requeue_job_hands_back_messages_whose_publish_failed(meta, fake_meta, django_capture_on_commit_callbacks):
+def test_requeue_job_wakes_the_sender_of_a_provider_with_an_overdue_message(meta, fake_meta,
+                                                                            django_capture_on_commit_callbacks):
     message = message_send_text(provider=meta, contact=customer(meta), text="lost?")
-    Message.objects.filter(pk=message.pk).update(enqueued_at=None)  # as after a failed publish
+    assert messages_requeue_due() == 0  # just queued: the wake published with it takes it
+    # Its wake was lost (the broker was down): it is overdue, and the sweep wakes the provider's sender.
+    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now() - timezone.timedelta(minutes=1))
     with django_capture_on_commit_callbacks() as callbacks:
         assert messages_requeue_due() == 1
     assert len(callbacks) == 1
-    assert Message.objects.get(pk=message.pk).enqueued_at is not None
+    assert provider_send_due(meta.pk) == 1
+    assert Message.objects.get(pk=message.pk).status == "sent"
+    assert len(fake_meta.hits(fake_meta.send_path)) == 1
 
 
 def test_a_send_whose_worker_vanished_is_not_sent_again(meta, fake_meta, settings):
@@ -299,8 +305,9 @@ def test_a_second_message_to_one_recipient_waits_for_the_pair_rate(meta, fake_me
     assert deferred.status == "queued" and deferred.hold_reason.startswith("per-recipient pacing")
     assert 4 < (deferred.next_attempt_at - timezone.now()).total_seconds() <= 6.1
     assert len(fake_meta.hits(fake_meta.send_path)) == 1
-    # It comes back holding its reserved slot (the task's pair_reserved flag) and is sent.
-    assert message_deliver(second.pk, pair_reserved=True).status == "sent"
+    # It comes back holding its reserved slot and is sent.
+    Message.objects.filter(pk=second.pk).update(next_attempt_at=timezone.now())
+    assert message_deliver(second.pk).status == "sent"
 
 
 # --- a paused provider ----------------------------------------------------------------------------

@@ -1,0 +1,352 @@
+"""
+The sender: one provider's due messages in batches, the way the inbox drain takes webhook rows.
+
+    claim (one transaction): the provider's due queued messages, replies first, each the earliest pending
+    message of its conversation, locked with SKIP LOCKED so that senders on other workers and machines
+    take others -> the rules again (delivery.send_admit_rules) -> consecutive slots of the number's
+    limiter for the batch, as many as start within SEND_BATCH_HORIZON_SECONDS (the rest stay queued) ->
+    the recipient's slot and the circuit breaker (delivery.send_admit_slots) -> all marked `sending`,
+    commit
+    -> requests built -> each call started at its own slot on a pool of threads that share one
+    keep-alive HTTP client -> the provider's ids recorded together in one transaction (between two slots),
+    errors one by one as for a single message (retry, fail, dead-letter, outcome unknown).
+
+The next batch is claimed as soon as the last slot of the one before is started, so its slots follow
+on without a gap while the calls before are still out. A call that could not start within half the
+limiter's headroom of its slot (the worker was busy) gives the slot up and takes a later one: that is
+what keeps every one-second window at the provider within the number's rate, however late a worker runs.
+
+A sender keeps claiming until a claim comes back empty (after its last calls were recorded: they may
+have been what the next message of a conversation waited for), or the number's slots within the horizon
+all belong to another sender (which goes on), or SEND_DRAIN_SECONDS are spent (it hands over to a fresh
+task, so that other providers get the worker). The requeue job wakes any provider whose messages wait
+longer than a wake takes: a sender on a worker that died.
+
+Exactly-once as for one message (delivery.py): the ids are committed before the task is acknowledged;
+a worker that dies with calls out leaves their messages `sending`, and they go to the dead-letter view
+as outcome unknown, never sent twice.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import queue
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from contacts.models import ContactIdentity
+from whatsapp.models import Message, Provider, SendAttempt
+from whatsapp.providers import backend_for
+from whatsapp.providers.events import Identity, MessageStatus, OutboundMessage
+from whatsapp.services import rate_limits
+from whatsapp.services.delivery import (
+    CallOutcome,
+    attempts_start,
+    call_failed,
+    interrupted_sends_settle,
+    messages_admit_slots,
+    number_rate,
+    provider_call,
+    request_or_error,
+    send_admit_rules,
+    sends_record,
+)
+from whatsapp.services.outbound import (
+    HOLD_INACTIVE,
+    HOLD_PAIR_PACING,
+    HOLD_PAUSED,
+    PENDING_STATUSES,
+    messages_hold,
+    send_wake,
+)
+
+logger = logging.getLogger(__name__)
+
+# Results are recorded between two slots when the next one is at least RECORD_GAP_SECONDS off (a record takes
+# a few milliseconds) and RECORD_ROWS are back or the oldest has waited RECORD_AFTER_SECONDS; in any case once
+# the oldest has waited RECORD_AT_MOST_AFTER_SECONDS; and between batches.
+RECORD_GAP_SECONDS = 0.008
+RECORD_ROWS = 20
+RECORD_AFTER_SECONDS = 0.1
+RECORD_AT_MOST_AFTER_SECONDS = 0.25
+# Longest wait for a result while nothing else is to be done (the loop then looks at its slots again).
+IDLE_WAIT_SECONDS = 0.05
+# What a first claim expects to need between taking its slots and its first call.
+INITIAL_LEAD_SECONDS = 0.01
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _call_pool() -> ThreadPoolExecutor:
+    """The process's threads for provider calls (per process id: a forked worker must not inherit them)."""
+    pid = os.getpid()
+    pool = _pools.get(pid)
+    if pool is None:
+        pool = _pools[pid] = ThreadPoolExecutor(max_workers=settings.SEND_BATCH_CONCURRENCY,
+                                                thread_name_prefix="send-call")
+    return pool
+
+
+def provider_send_due(provider_id: int, *, redelivered: bool = False) -> int:
+    """The send task's body: send what is due for one provider. Returns how many were sent.
+
+    `redelivered`: the broker gave the task again because the worker that had it died, perhaps with calls
+    out; once no call of theirs can still be running, a sender settles them (outcome unknown)."""
+    settle_in = interrupted_sends_settle(provider_id)
+    if redelivered and settle_in is not None:
+        send_wake.later(provider_id, countdown=max(settle_in, 0) + 1)
+    return _Sender(provider_id).run()
+
+
+@dataclass
+class _Slotted:
+    """A message marked `sending`, waiting for its slot (a monotonic time) to be called."""
+
+    at: float
+    message: Message
+    attempt: SendAttempt
+    request: OutboundMessage
+
+
+class _Sender:
+    def __init__(self, provider_id: int) -> None:
+        self.provider_id = provider_id
+        self.provider: Provider | None = None
+        self.waiting: deque[_Slotted] = deque()
+        self.results: queue.SimpleQueue[tuple[_Slotted, CallOutcome]] = queue.SimpleQueue()
+        self.finished: list[tuple[_Slotted, CallOutcome]] = []
+        self.finished_since = 0.0
+        self.in_flight = 0
+        self.claiming = True
+        self.claim_after_record = False
+        self.handover = False
+        self.sent = 0
+        self.claims = 0
+        self.stopped_by = "nothing due"
+        # How long a claim takes from its slots to its first call: the next claim's slots start no sooner.
+        self.lead = INITIAL_LEAD_SECONDS
+
+    # --- the loop --------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        started = time.monotonic()
+        deadline = started + settings.SEND_DRAIN_SECONDS
+        while True:
+            if not self.waiting:
+                self._collect(timeout=0)
+                if self.claiming and time.monotonic() >= deadline:
+                    self.claiming, self.handover, self.stopped_by = False, True, "time budget"
+                if self.claiming:
+                    # Between two batches nothing is due: record what is back, then claim the next.
+                    self._record()
+                    self._claim()
+                if not (self.waiting or self.in_flight or self.finished or self.claiming):
+                    break
+            self._start_due()
+            if self.finished and self._record_fits():
+                self._record()
+            self._collect(timeout=self._idle_time())
+        if self.handover:
+            send_wake.now(self.provider_id)
+        logger.debug("sender stopped", extra={"provider_id": self.provider_id, "sent": self.sent,
+                                              "claims": self.claims, "seconds": round(time.monotonic() - started, 3),
+                                              "stopped_by": self.stopped_by})
+        return self.sent
+
+    def _idle_time(self) -> float:
+        if self.waiting:
+            return max(self.waiting[0].at - time.monotonic(), 0.0)
+        return IDLE_WAIT_SECONDS
+
+    def _record_fits(self) -> bool:
+        now = time.monotonic()
+        age = now - self.finished_since
+        if age >= RECORD_AT_MOST_AFTER_SECONDS or (not self.in_flight and not self.waiting):
+            return True
+        enough = len(self.finished) >= RECORD_ROWS or age >= RECORD_AFTER_SECONDS
+        return enough and (not self.waiting or self.waiting[0].at - now >= RECORD_GAP_SECONDS)
+
+    # --- claiming -------------------------------------------------------------------------------------
+
+    def _claim(self) -> None:
+        self.claims += 1
+        with transaction.atomic():
+            self.provider = provider = Provider.objects.filter(pk=self.provider_id).first()
+            if provider is None:
+                self.claiming = False
+                return
+            self.backend = backend_for(provider)
+            self.slot_interval = rate_limits.number_slot_interval(number_rate(provider))
+            if provider.is_paused or not provider.is_active:
+                # Every due message waits for the resume, not only the first of each conversation.
+                messages_hold(_due_messages(provider).values_list("pk", flat=True),
+                              reason=HOLD_PAUSED if provider.is_paused else HOLD_INACTIVE)
+                self.claiming = False
+                return
+            if self._horizon_taken():
+                return
+            rows = _claimable(provider, self._batch_size())
+            if not rows:
+                self._claimed_nothing()
+                return
+            rows = [message for message in rows if send_admit_rules(message, in_order=True)]
+            if not rows:
+                return
+            slots = self._number_slots(len(rows), lead=self.lead)
+            reserved_at = time.monotonic()
+            if not slots.count:
+                self._horizon_taken(free_in=slots.wait)
+                return
+            rows = rows[:slots.count]
+            identities = _identities([message.conversation.contact_id for message in rows])
+            admitted_ids = {message.pk for message in messages_admit_slots(rows, identities)}
+            admitted = [(index, message) for index, message in enumerate(rows) if message.pk in admitted_ids]
+            attempts = attempts_start([message for _index, message in admitted])
+        for (index, message), attempt in zip(admitted, attempts, strict=True):
+            request = request_or_error(message, attempt, identities[message.conversation.contact_id])
+            if request is not None:
+                self.waiting.append(_Slotted(reserved_at + slots.offset(index), message, attempt, request))
+        self.lead = min(max((time.monotonic() - reserved_at) * 1.25, 0.002), settings.SEND_BATCH_HORIZON_SECONDS / 2)
+
+    def _horizon_taken(self, free_in: float | None = None) -> bool:
+        """Whether the number's slots within the horizon all belong to other senders (looked up before the
+        claim's query, which costs more): they go on claiming, so this one stops."""
+        if free_in is None:
+            free_in = rate_limits.limiter().free_in(rate_limits.number_key(self.provider_id))
+        if free_in + self.lead <= settings.SEND_BATCH_HORIZON_SECONDS:
+            return False
+        self.claiming, self.stopped_by = False, "slots taken"
+        return True
+
+    def _claimed_nothing(self) -> None:
+        # Calls still out may be what a conversation's next message waits for: claim once more when they are
+        # all back and recorded.
+        if self.in_flight or self.finished:
+            self.claim_after_record = True
+        self.claiming = False
+
+    def _batch_size(self) -> int:
+        return max(1, min(settings.SEND_BATCH_SIZE, int(settings.SEND_BATCH_HORIZON_SECONDS / self.slot_interval) + 1))
+
+    def _number_slots(self, count: int, lead: float = 0.0) -> rate_limits.SlotRun:
+        return rate_limits.limiter().reserve_run(rate_limits.number_key(self.provider_id), self.slot_interval,
+                                                 settings.SEND_BATCH_HORIZON_SECONDS, count, lead=lead)
+
+    # --- calling --------------------------------------------------------------------------------------
+
+    def _start_due(self) -> None:
+        now = time.monotonic()
+        late: list[_Slotted] = []
+        while self.waiting and self.waiting[0].at <= now:
+            item = self.waiting.popleft()
+            if now - item.at > settings.SEND_RATE_HEADROOM / 2:
+                late.append(item)
+            else:
+                self._start(item)
+        if late:
+            self._slot_again(late)
+
+    def _start(self, item: _Slotted) -> None:
+        if not self.backend.sends_on_threads:
+            self._finish(item, provider_call(self.backend, item.request))
+            return
+        self.in_flight += 1
+        # The call's thread logs under the task's correlation id.
+        _call_pool().submit(contextvars.copy_context().run, self._call, item)
+
+    def _call(self, item: _Slotted) -> None:
+        self.results.put((item, provider_call(self.backend, item.request)))
+
+    def _slot_again(self, late: list[_Slotted]) -> None:
+        """Calls that missed their slot (this process was busy) take new ones after every slot taken so far:
+        a late call next to an on-time one could put one more call in a second than the number allows."""
+        slots = self._number_slots(len(late))
+        reserved_at = time.monotonic()
+        for index, item in enumerate(late[:slots.count]):
+            item.at = reserved_at + slots.offset(index)
+            self.waiting.append(item)
+        if len(late) > slots.count:
+            _give_back([item.message for item in late[slots.count:]])
+            self.claiming = True  # they are due again: whoever claims next takes them
+
+    def _collect(self, timeout: float) -> None:
+        """Take the results that are back, waiting up to `timeout` for the first."""
+        try:
+            while True:
+                item, outcome = self.results.get(timeout=timeout) if timeout > 0 else self.results.get_nowait()
+                self.in_flight -= 1
+                self._finish(item, outcome)
+                timeout = 0
+        except queue.Empty:
+            return
+
+    def _finish(self, item: _Slotted, outcome: CallOutcome) -> None:
+        if not self.finished:
+            self.finished_since = time.monotonic()
+        self.finished.append((item, outcome))
+
+    # --- recording ------------------------------------------------------------------------------------
+
+    def _record(self) -> None:
+        done, self.finished = self.finished, []
+        if not done:
+            return
+        sent = [(item.message, item.attempt, outcome) for item, outcome in done if outcome.result is not None]
+        sends_record(self.provider, sent)
+        self.sent += len(sent)
+        for item, outcome in done:
+            if outcome.result is None:
+                call_failed(item.message, item.attempt, outcome)
+        if self.claim_after_record and not self.in_flight:
+            self.claim_after_record, self.claiming = False, True
+
+
+def _due_messages(provider: Provider):
+    return Message.objects.filter(provider=provider, status=MessageStatus.QUEUED,
+                                  direction=Message.Direction.OUTBOUND, next_attempt_at__lte=timezone.now())
+
+
+def _claimable(provider: Provider, limit: int) -> list[Message]:
+    """Up to `limit` due messages of the provider, locked: replies first, then bulk, oldest first in each
+    lane, and only the earliest pending message of each conversation (messages go out in order)."""
+    # Exactly the columns and condition of message_pending_order_idx (only outbound messages are ever queued or
+    # sending): one probe of that index per row, whatever the planner's statistics say.
+    earlier = Message.objects.filter(conversation_id=OuterRef("conversation_id"), status__in=PENDING_STATUSES,
+                                     pk__lt=OuterRef("pk"))
+    due = (_due_messages(provider).select_for_update(of=("self",), skip_locked=True)
+           .select_related("conversation__contact", "session")
+           .filter(~Exists(earlier)).order_by("next_attempt_at", "pk"))
+    rows = list(due.filter(lane=Message.Lane.REPLY)[:limit])
+    if len(rows) < limit:
+        rows += due.filter(lane=Message.Lane.BULK)[:limit - len(rows)]
+    for message in rows:
+        message.provider = provider  # one instance: the circuit breaker's state is shared by the batch
+    return rows
+
+
+def _identities(contact_ids: list[int]) -> dict[int, tuple[Identity, ...]]:
+    """Each contact's identities, in one query (as send_rules.contact_identities reads them)."""
+    found: dict[int, list[Identity]] = {contact_id: [] for contact_id in contact_ids}
+    rows = (ContactIdentity.objects.filter(contact_id__in=found).order_by("pk")
+            .values_list("contact_id", "kind", "value", "scope"))
+    for contact_id, kind, value, scope in rows:
+        found[contact_id].append(Identity(kind, value, scope))
+    return {contact_id: tuple(identities) for contact_id, identities in found.items()}
+
+
+def _give_back(messages: list[Message]) -> None:
+    """Messages marked `sending` that got no slot after all: queued again, due now, the attempt not counted
+    (it was never made, nor logged). Each keeps the recipient's slot it took (pair rate): asking again would
+    make it wait for its own."""
+    Message.objects.filter(pk__in=[message.pk for message in messages], status=MessageStatus.SENDING).update(
+        status=MessageStatus.QUEUED, attempts=F("attempts") - 1, next_attempt_at=timezone.now(),
+        hold_reason=HOLD_PAIR_PACING, updated_at=timezone.now())
