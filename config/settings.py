@@ -475,13 +475,13 @@ SEND_CIRCUIT_COOLDOWN_SECONDS = env.float("SEND_CIRCUIT_COOLDOWN_SECONDS", defau
 SEND_RATE_HEADROOM = env.float("SEND_RATE_HEADROOM", default=0.01)
 # Overrides every kind's per-recipient interval (WhatsApp's pair rate) when set; seconds.
 SEND_PAIR_INTERVAL_SECONDS = env.float("SEND_PAIR_INTERVAL_SECONDS", default=None)
-# The sender (docs/operations.md#scaling-out) claims up to SEND_BATCH_SIZE due messages of a provider at a time,
-# no more than the number's slots within SEND_BATCH_HORIZON_SECONDS (a reply queued meanwhile waits about that
-# long), calls the provider from SEND_BATCH_CONCURRENCY threads per worker process, and keeps claiming for
-# SEND_DRAIN_SECONDS before it hands over to a fresh task.
+# The sender (docs/operations.md#how-sending-is-shared) claims up to SEND_BATCH_SIZE due messages of a provider at
+# a time, no more than the number's slots within SEND_BATCH_HORIZON_SECONDS (a reply queued meanwhile waits about
+# that long), calls the provider from SEND_BATCH_CONCURRENCY threads per worker process (at least the number's
+# rate times the provider's response time), and keeps claiming for SEND_DRAIN_SECONDS before it hands over.
 SEND_BATCH_SIZE = env.int("SEND_BATCH_SIZE", default=100)
 SEND_BATCH_HORIZON_SECONDS = env.float("SEND_BATCH_HORIZON_SECONDS", default=0.25)
-SEND_BATCH_CONCURRENCY = env.int("SEND_BATCH_CONCURRENCY", default=16)
+SEND_BATCH_CONCURRENCY = env.int("SEND_BATCH_CONCURRENCY", default=64)
 SEND_DRAIN_SECONDS = env.float("SEND_DRAIN_SECONDS", default=5.0)
 # A message still "sending" this long after its attempt began lost its worker mid-call (see docs).
 SEND_STALE_AFTER_SECONDS = env.int("SEND_STALE_AFTER_SECONDS", default=300)

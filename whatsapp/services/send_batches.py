@@ -33,8 +33,8 @@ import contextvars
 import logging
 import os
 import queue
+import sys
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -71,17 +71,20 @@ from whatsapp.services.outbound import (
 
 logger = logging.getLogger(__name__)
 
-# Results are recorded between two slots when the next one is at least RECORD_GAP_SECONDS off (a record takes
-# a few milliseconds) and RECORD_ROWS are back or the oldest has waited RECORD_AFTER_SECONDS; in any case once
-# the oldest has waited RECORD_AT_MOST_AFTER_SECONDS; and between batches.
-RECORD_GAP_SECONDS = 0.008
+# Results are recorded together once RECORD_ROWS are back or the oldest has waited RECORD_AFTER_SECONDS, and
+# whenever no call is out.
 RECORD_ROWS = 20
 RECORD_AFTER_SECONDS = 0.1
-RECORD_AT_MOST_AFTER_SECONDS = 0.25
-# Longest wait for a result while nothing else is to be done (the loop then looks at its slots again).
+# Longest wait for a result while nothing else is to be done (the loop then looks at the time again).
 IDLE_WAIT_SECONDS = 0.05
 # What a first claim expects to need between taking its slots and its first call.
 INITIAL_LEAD_SECONDS = 0.01
+# A call that cannot start within this share of SEND_RATE_HEADROOM (in seconds: 5 ms of the default 1 %) after
+# its slot takes a later one; the rest of the headroom absorbs the call's own way to the provider.
+LATE_SHARE_OF_HEADROOM = 0.5
+# A call thread waiting for its slot gets the interpreter within this long of it, however busy the claiming
+# thread is (Python's default, 5 ms, would be most of a slot's tolerance).
+THREAD_SWITCH_SECONDS = 0.0005
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 
@@ -91,6 +94,7 @@ def _call_pool() -> ThreadPoolExecutor:
     pid = os.getpid()
     pool = _pools.get(pid)
     if pool is None:
+        sys.setswitchinterval(THREAD_SWITCH_SECONDS)
         pool = _pools[pid] = ThreadPoolExecutor(max_workers=settings.SEND_BATCH_CONCURRENCY,
                                                 thread_name_prefix="send-call")
     return pool
@@ -109,7 +113,7 @@ def provider_send_due(provider_id: int, *, redelivered: bool = False) -> int:
 
 @dataclass
 class _Slotted:
-    """A message marked `sending`, waiting for its slot (a monotonic time) to be called."""
+    """A message marked `sending`, to be called at its slot (a monotonic time)."""
 
     at: float
     message: Message
@@ -118,21 +122,35 @@ class _Slotted:
 
 
 class _Sender:
+    """
+    One task's sending for one provider. This thread claims and records; each claimed call goes to the pool
+    at once, and its thread waits for the call's slot, so that the claim of the next batch (taken `lead`
+    before the last slot) and the recording of the last one never hold a call back.
+    """
+
     def __init__(self, provider_id: int) -> None:
         self.provider_id = provider_id
         self.provider: Provider | None = None
-        self.waiting: deque[_Slotted] = deque()
-        self.results: queue.SimpleQueue[tuple[_Slotted, CallOutcome]] = queue.SimpleQueue()
+        self.backend = None
+        self.slot_interval = 0.0
+        self.horizon = settings.SEND_BATCH_HORIZON_SECONDS
+        # (call, its outcome), or None for a call that missed its slot and was not made.
+        self.results: queue.SimpleQueue[tuple[_Slotted, CallOutcome | None]] = queue.SimpleQueue()
         self.finished: list[tuple[_Slotted, CallOutcome]] = []
         self.finished_since = 0.0
+        self.late: list[_Slotted] = []
         self.in_flight = 0
+        self.last_slot_at = float("-inf")
+        self.next_claim_at = float("-inf")
         self.claiming = True
         self.claim_after_record = False
         self.handover = False
         self.sent = 0
         self.claims = 0
+        self.late_calls = 0
         self.stopped_by = "nothing due"
-        # How long a claim takes from its slots to its first call: the next claim's slots start no sooner.
+        # How long a claim takes from taking its slots to its calls being ready (measured on the previous
+        # claim): its slots start no sooner, and the next claim starts that long before the last slot.
         self.lead = INITIAL_LEAD_SECONDS
 
     # --- the loop --------------------------------------------------------------------------------------
@@ -141,39 +159,35 @@ class _Sender:
         started = time.monotonic()
         deadline = started + settings.SEND_DRAIN_SECONDS
         while True:
-            if not self.waiting:
-                self._collect(timeout=0)
-                if self.claiming and time.monotonic() >= deadline:
+            self._collect(timeout=0)
+            if self.claiming and time.monotonic() >= self.next_claim_at:
+                if time.monotonic() >= deadline:
                     self.claiming, self.handover, self.stopped_by = False, True, "time budget"
-                if self.claiming:
-                    # Between two batches nothing is due: record what is back, then claim the next.
-                    self._record()
+                else:
                     self._claim()
-                if not (self.waiting or self.in_flight or self.finished or self.claiming):
-                    break
-            self._start_due()
+            if self.late:
+                self._slot_again()
             if self.finished and self._record_fits():
                 self._record()
+            if not (self.claiming or self.in_flight or self.finished):
+                break
             self._collect(timeout=self._idle_time())
         if self.handover:
             send_wake.now(self.provider_id)
         logger.debug("sender stopped", extra={"provider_id": self.provider_id, "sent": self.sent,
-                                              "claims": self.claims, "seconds": round(time.monotonic() - started, 3),
+                                              "claims": self.claims, "late_calls": self.late_calls,
+                                              "seconds": round(time.monotonic() - started, 3),
                                               "stopped_by": self.stopped_by})
         return self.sent
 
     def _idle_time(self) -> float:
-        if self.waiting:
-            return max(self.waiting[0].at - time.monotonic(), 0.0)
+        if self.claiming:
+            return min(max(self.next_claim_at - time.monotonic(), 0.0), IDLE_WAIT_SECONDS)
         return IDLE_WAIT_SECONDS
 
     def _record_fits(self) -> bool:
-        now = time.monotonic()
-        age = now - self.finished_since
-        if age >= RECORD_AT_MOST_AFTER_SECONDS or (not self.in_flight and not self.waiting):
-            return True
-        enough = len(self.finished) >= RECORD_ROWS or age >= RECORD_AFTER_SECONDS
-        return enough and (not self.waiting or self.waiting[0].at - now >= RECORD_GAP_SECONDS)
+        return (not self.in_flight or len(self.finished) >= RECORD_ROWS
+                or time.monotonic() - self.finished_since >= RECORD_AFTER_SECONDS)
 
     # --- claiming -------------------------------------------------------------------------------------
 
@@ -186,6 +200,8 @@ class _Sender:
                 return
             self.backend = backend_for(provider)
             self.slot_interval = rate_limits.number_slot_interval(number_rate(provider))
+            # A slow number (a few messages a second) still gets a slot or two per claim.
+            self.horizon = max(settings.SEND_BATCH_HORIZON_SECONDS, 2 * self.slot_interval)
             if provider.is_paused or not provider.is_active:
                 # Every due message waits for the resume, not only the first of each conversation.
                 messages_hold(_due_messages(provider).values_list("pk", flat=True),
@@ -201,8 +217,7 @@ class _Sender:
             rows = [message for message in rows if send_admit_rules(message, in_order=True)]
             if not rows:
                 return
-            slots = self._number_slots(len(rows), lead=self.lead)
-            reserved_at = time.monotonic()
+            slots, reserved_at = self._number_slots(len(rows), lead=self.lead)
             if not slots.count:
                 self._horizon_taken(free_in=slots.wait)
                 return
@@ -214,15 +229,25 @@ class _Sender:
         for (index, message), attempt in zip(admitted, attempts, strict=True):
             request = request_or_error(message, attempt, identities[message.conversation.contact_id])
             if request is not None:
-                self.waiting.append(_Slotted(reserved_at + slots.offset(index), message, attempt, request))
-        self.lead = min(max((time.monotonic() - reserved_at) * 1.25, 0.002), settings.SEND_BATCH_HORIZON_SECONDS / 2)
+                self.last_slot_at = self._slot_at(reserved_at + slots.offset(index))
+                self._start(_Slotted(self.last_slot_at, message, attempt, request))
+        self.lead = min(max((time.monotonic() - reserved_at) * 1.25, 0.002), self.horizon / 3)
+        # The next claim is due `lead` before the run's last slot as the limiter placed it, so that its run
+        # follows on without a gap.
+        self.next_claim_at = reserved_at + slots.offset(slots.count - 1) - self.lead
+
+    def _slot_at(self, at: float) -> float:
+        """A slot's time here, never closer to this sender's previous slot than the number's spacing: the
+        limiter spaced them, but each run of slots is placed on this clock from a round trip to Redis, whose
+        time varies."""
+        return max(at, self.last_slot_at + self.slot_interval)
 
     def _horizon_taken(self, free_in: float | None = None) -> bool:
         """Whether the number's slots within the horizon all belong to other senders (looked up before the
         claim's query, which costs more): they go on claiming, so this one stops."""
         if free_in is None:
             free_in = rate_limits.limiter().free_in(rate_limits.number_key(self.provider_id))
-        if free_in + self.lead <= settings.SEND_BATCH_HORIZON_SECONDS:
+        if free_in + self.lead <= self.horizon:
             return False
         self.claiming, self.stopped_by = False, "slots taken"
         return True
@@ -235,45 +260,49 @@ class _Sender:
         self.claiming = False
 
     def _batch_size(self) -> int:
-        return max(1, min(settings.SEND_BATCH_SIZE, int(settings.SEND_BATCH_HORIZON_SECONDS / self.slot_interval) + 1))
+        return max(1, min(settings.SEND_BATCH_SIZE, int(self.horizon / self.slot_interval) + 1))
 
-    def _number_slots(self, count: int, lead: float = 0.0) -> rate_limits.SlotRun:
-        return rate_limits.limiter().reserve_run(rate_limits.number_key(self.provider_id), self.slot_interval,
-                                                 settings.SEND_BATCH_HORIZON_SECONDS, count, lead=lead)
+    def _number_slots(self, count: int, lead: float = 0.0) -> tuple[rate_limits.SlotRun, float]:
+        """A run of the number's slots, and when (on this clock) its offsets count from: the middle of the
+        round trip, when the limiter most likely read its own clock."""
+        before = time.monotonic()
+        slots = rate_limits.limiter().reserve_run(rate_limits.number_key(self.provider_id), self.slot_interval,
+                                                  self.horizon, count, lead=lead)
+        return slots, (before + time.monotonic()) / 2
 
     # --- calling --------------------------------------------------------------------------------------
 
-    def _start_due(self) -> None:
-        now = time.monotonic()
-        late: list[_Slotted] = []
-        while self.waiting and self.waiting[0].at <= now:
-            item = self.waiting.popleft()
-            if now - item.at > settings.SEND_RATE_HEADROOM / 2:
-                late.append(item)
-            else:
-                self._start(item)
-        if late:
-            self._slot_again(late)
-
     def _start(self, item: _Slotted) -> None:
         if not self.backend.sends_on_threads:
-            self._finish(item, provider_call(self.backend, item.request))
+            self._finish(item, self._call_at_slot(item))
             return
         self.in_flight += 1
         # The call's thread logs under the task's correlation id.
         _call_pool().submit(contextvars.copy_context().run, self._call, item)
 
     def _call(self, item: _Slotted) -> None:
-        self.results.put((item, provider_call(self.backend, item.request)))
+        self.results.put((item, self._call_at_slot(item)))
 
-    def _slot_again(self, late: list[_Slotted]) -> None:
-        """Calls that missed their slot (this process was busy) take new ones after every slot taken so far:
-        a late call next to an on-time one could put one more call in a second than the number allows."""
-        slots = self._number_slots(len(late))
-        reserved_at = time.monotonic()
+    def _call_at_slot(self, item: _Slotted) -> CallOutcome | None:
+        """Wait for the slot, then call; None, without calling, when the call could not start within a share of
+        the limiter's headroom of its slot: a late call next to an on-time one could put one more call in a
+        second than the number allows."""
+        wait = item.at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        if time.monotonic() - item.at > settings.SEND_RATE_HEADROOM * LATE_SHARE_OF_HEADROOM:
+            return None
+        return provider_call(self.backend, item.request)
+
+    def _slot_again(self) -> None:
+        """Calls that missed their slot take new ones after every slot taken so far, or go back to the queue."""
+        late, self.late = self.late, []
+        self.late_calls += len(late)
+        slots, reserved_at = self._number_slots(len(late))
         for index, item in enumerate(late[:slots.count]):
-            item.at = reserved_at + slots.offset(index)
-            self.waiting.append(item)
+            item.at = self._slot_at(reserved_at + slots.offset(index))
+            self.last_slot_at = item.at
+            self._start(item)
         if len(late) > slots.count:
             _give_back([item.message for item in late[slots.count:]])
             self.claiming = True  # they are due again: whoever claims next takes them
@@ -289,7 +318,10 @@ class _Sender:
         except queue.Empty:
             return
 
-    def _finish(self, item: _Slotted, outcome: CallOutcome) -> None:
+    def _finish(self, item: _Slotted, outcome: CallOutcome | None) -> None:
+        if outcome is None:
+            self.late.append(item)
+            return
         if not self.finished:
             self.finished_since = time.monotonic()
         self.finished.append((item, outcome))
