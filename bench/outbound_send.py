@@ -65,6 +65,7 @@ GRAPH_VERSION = "v25.0"
 ACCESS_TOKEN = "bench-access-token-" + secrets.token_hex(8)
 # Recipient numbers: +1555 followed by 7 digits; each population has its own block of a million.
 BULK_BLOCK, REPLY_BLOCK, UNLIMITED_BLOCK, BASELINE_BLOCK, BASELINE_REPLY_BLOCK = 2, 3, 5, 6, 7
+SCALE_ONE_BLOCK, SCALE_TWO_BLOCK = 8, 9
 GOALS = {"rate_share": 0.99, "reply_p99_s": 1.0, "unlimited_per_s": 500.0}
 REDIS_PRIORITY_KEYS = ["celery", "celery\x06\x163", "celery\x06\x166", "celery\x06\x169"]
 
@@ -524,7 +525,7 @@ def reply_schedule(expected_seconds: float, replies: int, interval: float) -> tu
 # --------------------------------------------------------------------------------------------
 def run_ours(args, *, name: str, env: dict[str, str], processes: Processes, fake: FakeMeta, fake_pgid: int,
              provider, bulk_ids: list[int], bulk_block: int, rate: float, reply_contacts: list,
-             cap_seconds: float, logs: Path) -> Run:
+             cap_seconds: float, logs: Path, groups: int = 2) -> Run:
     from django.conf import settings
 
     from whatsapp.models import Message
@@ -539,7 +540,7 @@ def run_ours(args, *, name: str, env: dict[str, str], processes: Processes, fake
     offset, interval = reply_schedule(expected_seconds, len(reply_contacts), args.reply_interval)
     started = time.monotonic()
     workers = []
-    for index in (1, 2):
+    for index in range(1, groups + 1):
         cmd = [str(VENV_BIN / "celery"), "-A", "config", "worker", "-l", "WARNING", "-c", str(args.concurrency),
                "--pool", "prefork", "-n", f"bench-send-{index}-{os.getpid()}@%h"]
         workers.append(processes.start(f"celery-{index}", cmd, env, logs / f"celery-{name}-{index}.log"))
@@ -603,6 +604,33 @@ def run_ours(args, *, name: str, env: dict[str, str], processes: Processes, fake
     run.db_reply_statuses = statuses(reply_ids)
     run.not_sent = hold_reasons(bulk_ids + reply_ids) if run.db_statuses.get("sent", 0) < len(bulk_ids) else {}
     return run
+
+
+def scale_out(args, *, env, processes, fake, fake_pgid, provider, logs) -> list[tuple[str, str, str, str, str]]:
+    """The same backlog with the limit lifted, sent by one worker, then by two in separate process groups."""
+    from whatsapp.providers.meta import MetaBackend
+
+    provider_set_rate(provider, MetaBackend.max_rate_limit_per_second)
+    results = {}
+    for groups, block in ((1, SCALE_ONE_BLOCK), (2, SCALE_TWO_BLOCK)):
+        print(f"\nScale-out: {args.scale_out} queued bulk messages, limit lifted, {groups} worker process group(s) "
+              f"x {args.concurrency} processes", flush=True)
+        flush_redis()
+        queued = queue_bulk(provider, create_contacts(provider, block, args.scale_out), f"Scale{groups}",
+                            args.queue_processes)
+        run = run_ours(args, name=f"scale{groups}", env=env, processes=processes, fake=fake, fake_pgid=fake_pgid,
+                       provider=provider, bulk_ids=queued["ids"], bulk_block=block,
+                       rate=MetaBackend.max_rate_limit_per_second, reply_contacts=[], cap_seconds=args.cap or 60,
+                       logs=logs, groups=groups)
+        print_run(run)
+        results[groups] = run
+    one, two = results[1], results[2]
+    return [
+        ("scale-out sends/s, one worker group", f"{one.steady:.0f}", "-", "-", "-"),
+        ("scale-out sends/s, two worker groups (ratio to one)", f"{two.steady:.0f} ({two.steady / one.steady:.2f}x)",
+         "-", "> one group", mark(two.steady > one.steady)),
+        *integrity_rows("scale-out (two groups)", two, two, args.scale_out),
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -780,7 +808,10 @@ def parse_args(argv=None):
     parser.add_argument("--rate", type=int, default=80, help="the number's limit in phase 1, per second (default 80)")
     parser.add_argument("--concurrency", type=int, default=4,
                         help="prefork processes per Celery worker; two workers run (default 4)")
-    parser.add_argument("--phase", choices=["1", "2", "both"], default="both")
+    parser.add_argument("--phase", choices=["1", "2", "both", "none"], default="both")
+    parser.add_argument("--scale-out", type=int, default=0, metavar="MESSAGES",
+                        help="then, with the limit lifted, MESSAGES sent by one worker (one process group), and "
+                             "as many more by two (two groups, as two machines would run them)")
     parser.add_argument("--unlimited-messages", type=int, default=3000,
                         help="queued bulk messages, phase 2 (limit lifted; default 3000)")
     parser.add_argument("--replies", type=int, default=100,
@@ -913,6 +944,9 @@ def main(argv=None) -> int:
                  mark(ours2.steady >= GOALS["unlimited_per_s"])),
                 *integrity_rows("p2", ours2, base2, args.unlimited_messages),
             ]
+        if args.scale_out:
+            rows += scale_out(args, env=env, processes=processes, fake=fake, fake_pgid=fake_proc.pid,
+                              provider=provider, logs=logs)
         final_table(args, rows)
         print(f"\nLogs: {logs}/celery-p*-*.log, {logs / 'fake-meta.log'}")
         return 0
