@@ -2,7 +2,7 @@
 Outbound send benchmark: a queued backlog sent through the real send pipeline to a fake Meta Graph API.
 
     .venv/bin/python bench/outbound_send.py [--messages 10000] [--rate 80] [--concurrency 4] [--phase both]
-                                            [--unlimited-messages 3000] [--replies 100]
+                                            [--unlimited-messages 3000] [--replies 100] [--scale-out N]
 
 1. Recreates the database `whatsapp_bench`, migrates it, empties Redis db 14, starts a fake Meta Graph
    API (a separate process: raw asyncio HTTP/1.1 with keep-alive) that records the arrival time and
@@ -14,7 +14,9 @@ Outbound send benchmark: a queued backlog sent through the real send pipeline to
    queue time of reply-lane messages queued from this process while the bulk run goes on.
 3. Phase 2 (limit lifted to the provider's maximum): the same with --unlimited-messages and no
    replies; measures sends per second in the steady state.
-4. Baselines, same run, same fake, same number of processes: a bare loop that POSTs the same request
+4. With --scale-out N: N more with the limit lifted, sent by one worker, then N more by two workers in separate
+   process groups (as on two machines): the two rates side by side.
+5. Baselines, same run, same fake, same number of processes: a bare loop that POSTs the same request
    bodies over a kept-alive connection, paced by a shared in-memory GCRA at the same slot spacing as
    ours (phase 1, with reply-lane bodies taken first) or as fast as it can (phase 2).
 
