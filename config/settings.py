@@ -478,7 +478,8 @@ SEND_PAIR_INTERVAL_SECONDS = env.float("SEND_PAIR_INTERVAL_SECONDS", default=Non
 # The sender (docs/operations.md#how-sending-is-shared) claims up to SEND_BATCH_SIZE due messages of a provider at
 # a time, no more than the number's slots within SEND_BATCH_HORIZON_SECONDS (a reply queued meanwhile waits about
 # that long), calls the provider from SEND_BATCH_CONCURRENCY threads per worker process (at least the number's
-# rate times the provider's response time), and keeps claiming for SEND_DRAIN_SECONDS before it hands over.
+# rate times the provider's response time plus the horizon: a call's thread waits for its slot), and keeps
+# claiming for SEND_DRAIN_SECONDS before it hands over.
 SEND_BATCH_SIZE = env.int("SEND_BATCH_SIZE", default=100)
 SEND_BATCH_HORIZON_SECONDS = env.float("SEND_BATCH_HORIZON_SECONDS", default=0.25)
 SEND_BATCH_CONCURRENCY = env.int("SEND_BATCH_CONCURRENCY", default=64)

@@ -203,7 +203,11 @@ def pooled_http_client() -> httpx.Client:
     pid = os.getpid()
     client = _pooled_clients.get(pid)
     if client is None:
-        client = _pooled_clients[pid] = httpx.Client(limits=httpx.Limits(max_keepalive_connections=20))
+        # As many kept-alive connections as the sender has call threads: a connection opened per call would
+        # put its handshake between the call's rate slot and the provider.
+        connections = max(20, settings.SEND_BATCH_CONCURRENCY)
+        client = _pooled_clients[pid] = httpx.Client(limits=httpx.Limits(
+            max_connections=max(100, connections), max_keepalive_connections=connections))
     return client
 
 

@@ -50,15 +50,16 @@ def circuit_retry_at(provider: Provider) -> timezone.datetime:
 
 
 def circuit_record_success(provider: Provider) -> bool:
-    """Close the circuit if it was not closed. Returns whether it changed (held messages to release)."""
-    if provider.circuit_state == CircuitState.CLOSED and not provider.circuit_failures:
-        return False
-    changed = Provider.objects.filter(pk=provider.pk).exclude(
-        circuit_state=CircuitState.CLOSED, circuit_failures=0
-    ).update(circuit_state=CircuitState.CLOSED, circuit_failures=0, circuit_opened_at=None, circuit_retry_at=None)
-    was_open = provider.circuit_state != CircuitState.CLOSED
+    """Close the circuit if it was not closed, and forget earlier failures (they were not consecutive).
+    Returns whether it was open (held messages to release). Decided by the row, not by this instance, which
+    a batch may have read before another send's failure was counted."""
+    rows = Provider.objects.filter(pk=provider.pk)
+    was_open = rows.exclude(circuit_state=CircuitState.CLOSED).update(
+        circuit_state=CircuitState.CLOSED, circuit_failures=0, circuit_opened_at=None, circuit_retry_at=None)
+    if not was_open:
+        rows.filter(circuit_failures__gt=0).update(circuit_failures=0)
     provider.circuit_state, provider.circuit_failures = CircuitState.CLOSED, 0
-    return bool(changed) and was_open
+    return bool(was_open)
 
 
 def circuit_record_failure(provider: Provider, error: str) -> bool:

@@ -155,6 +155,12 @@ def send_admit_rules(message: Message, *, in_order: bool = False) -> bool:
     return True
 
 
+def message_check_failed(message: Message, exc: Exception) -> None:
+    """The checks before sending raised on this message (its data, not a rule): it fails, with the reason."""
+    _fail(message, code="check_failed", title="could not be checked before sending",
+          detail=f"{type(exc).__name__}: {exc}")
+
+
 def send_admit_slots(message: Message, identities: tuple[Identity, ...], *, pair_reserved: bool = False) -> bool:
     """The recipient's slot (pair rate) and the provider's circuit breaker."""
     return bool(messages_admit_slots([message], {message.conversation.contact_id: identities},
@@ -194,6 +200,11 @@ def _pair_slots(messages: list[Message], identities: dict[int, tuple[Identity, .
                                                  identities[message.conversation.contact_id])
         except SendRefused as refusal:
             _fail(message, code=refusal.code, title="refused before sending", detail=refusal.reason)
+            settled.add(message.pk)
+            continue
+        except Exception as exc:
+            logger.exception("a queued message could not be checked", extra={"message_id": message.pk})
+            message_check_failed(message, exc)
             settled.add(message.pk)
             continue
         keyed.append((message, rate_limits.recipient_key(provider.pk, address), interval))
@@ -353,6 +364,7 @@ def sends_record(provider: Provider, sent: list[tuple[Message, SendAttempt, Call
             message.provider_message_id = result.provider_message_id
             if message_id in still_sending:
                 message.status, message.sent_at, message.next_attempt_at = MessageStatus.SENT, now, None
+                message.updated_at = now
                 message.error_code = message.error_title = message.error_detail = ""
             _attempt_finish(attempt, SendAttempt.Outcome.SENT)
         bulk_update_rows([m for m, _a, _r in by_id.values() if m.pk in still_sending],

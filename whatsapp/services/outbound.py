@@ -22,7 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from contacts.models import Contact
@@ -291,10 +291,14 @@ def message_hold(message: Message, *, reason: str, until=None) -> None:
     message.save(update_fields=["next_attempt_at", "hold_reason", "enqueued_at", "updated_at"])
 
 
-def messages_hold(message_ids, *, reason: str, until=None) -> None:
-    """message_hold for many (ids, or a query of them), in one statement."""
-    Message.objects.filter(pk__in=message_ids).update(next_attempt_at=until, hold_reason=reason[:255],
-                                                      enqueued_at=None, updated_at=timezone.now())
+def messages_hold_while_paused(provider: Provider) -> int:
+    """Hold every due message of a paused (or inactive) provider, in one statement that itself checks the
+    pause: a resume committed meanwhile has released them, and they must not be held again."""
+    reason = HOLD_PAUSED if provider.is_paused else HOLD_INACTIVE
+    stopped = Q(provider__is_paused=True) if provider.is_paused else Q(provider__is_active=False)
+    return (Message.objects.filter(stopped, provider=provider, status=MessageStatus.QUEUED,
+                                   direction=Message.Direction.OUTBOUND, next_attempt_at__lte=timezone.now())
+            .update(next_attempt_at=None, hold_reason=reason, enqueued_at=None, updated_at=timezone.now()))
 
 
 def messages_release_held(*, provider: Provider) -> int:

@@ -36,7 +36,7 @@ import queue
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import transaction
@@ -53,6 +53,7 @@ from whatsapp.services.delivery import (
     attempts_start,
     call_failed,
     interrupted_sends_settle,
+    message_check_failed,
     messages_admit_slots,
     number_rate,
     provider_call,
@@ -61,11 +62,9 @@ from whatsapp.services.delivery import (
     sends_record,
 )
 from whatsapp.services.outbound import (
-    HOLD_INACTIVE,
     HOLD_PAIR_PACING,
-    HOLD_PAUSED,
     PENDING_STATUSES,
-    messages_hold,
+    messages_hold_while_paused,
     send_wake,
 )
 
@@ -82,6 +81,11 @@ INITIAL_LEAD_SECONDS = 0.01
 # A call that cannot start within this share of SEND_RATE_HEADROOM (in seconds: 5 ms of the default 1 %) after
 # its slot takes a later one; the rest of the headroom absorbs the call's own way to the provider.
 LATE_SHARE_OF_HEADROOM = 0.5
+# How far past this sender's own last slot the number's next free slot may be and still be its own (a round
+# trip to the limiter and its clock).
+OWN_SLOTS_MARGIN_SECONDS = 0.002
+# A call that missed its slot this long after it was claimed goes back to the queue instead of taking another.
+STALE_CALL_SECONDS = 10.0
 # A call thread waiting for its slot gets the interpreter within this long of it, however busy the claiming
 # thread is (Python's default, 5 ms, would be most of a slot's tolerance).
 THREAD_SWITCH_SECONDS = 0.0005
@@ -119,6 +123,7 @@ class _Slotted:
     message: Message
     attempt: SendAttempt
     request: OutboundMessage
+    claimed_at: float = field(default_factory=time.monotonic)
 
 
 class _Sender:
@@ -142,7 +147,10 @@ class _Sender:
         self.in_flight = 0
         self.last_slot_at = float("-inf")
         self.next_claim_at = float("-inf")
+        # The end of the last run of slots this sender took (the limiter's next free slot, as it then was).
+        self.reserved_until = float("-inf")
         self.claiming = True
+        self.cancelled = False
         self.claim_after_record = False
         self.handover = False
         self.sent = 0
@@ -158,27 +166,45 @@ class _Sender:
     def run(self) -> int:
         started = time.monotonic()
         deadline = started + settings.SEND_DRAIN_SECONDS
-        while True:
-            self._collect(timeout=0)
-            if self.claiming and time.monotonic() >= self.next_claim_at:
-                if time.monotonic() >= deadline:
-                    self.claiming, self.handover, self.stopped_by = False, True, "time budget"
-                else:
-                    self._claim()
-            if self.late:
-                self._slot_again()
-            if self.finished and self._record_fits():
-                self._record()
-            if not (self.claiming or self.in_flight or self.finished):
-                break
-            self._collect(timeout=self._idle_time())
-        if self.handover:
-            send_wake.now(self.provider_id)
+        try:
+            while True:
+                self._collect(timeout=0)
+                if self.claiming and time.monotonic() >= self.next_claim_at:
+                    if time.monotonic() >= deadline:
+                        self._hand_over()
+                    else:
+                        self._claim()
+                if self.late:
+                    self._slot_again()
+                if self.finished and self._record_fits():
+                    self._record()
+                if not (self.claiming or self.in_flight or self.finished or self.late):
+                    break
+                self._collect(timeout=self._idle_time())
+        finally:
+            self._wind_down()
         logger.debug("sender stopped", extra={"provider_id": self.provider_id, "sent": self.sent,
                                               "claims": self.claims, "late_calls": self.late_calls,
                                               "seconds": round(time.monotonic() - started, 3),
                                               "stopped_by": self.stopped_by})
         return self.sent
+
+    def _hand_over(self) -> None:
+        """The time budget is spent: a fresh task takes over at once (its claims skip what this one holds)."""
+        self.claiming, self.stopped_by = False, "time budget"
+        send_wake.now(self.provider_id)
+
+    def _wind_down(self) -> None:
+        """However the loop ended (an error included): calls not started yet are not made, the ones out are
+        waited for, and whatever came back is recorded, so that nothing the provider accepted is left
+        `sending`."""
+        self.cancelled = True
+        while self.in_flight:
+            self._collect(timeout=IDLE_WAIT_SECONDS)
+        if self.late:
+            _give_back([item.message for item in self.late])
+            self.late = []
+        self._record()
 
     def _idle_time(self) -> float:
         if self.claiming:
@@ -204,8 +230,7 @@ class _Sender:
             self.horizon = max(settings.SEND_BATCH_HORIZON_SECONDS, 2 * self.slot_interval)
             if provider.is_paused or not provider.is_active:
                 # Every due message waits for the resume, not only the first of each conversation.
-                messages_hold(_due_messages(provider).values_list("pk", flat=True),
-                              reason=HOLD_PAUSED if provider.is_paused else HOLD_INACTIVE)
+                messages_hold_while_paused(provider)
                 self.claiming = False
                 return
             if self._horizon_taken():
@@ -214,7 +239,7 @@ class _Sender:
             if not rows:
                 self._claimed_nothing()
                 return
-            rows = [message for message in rows if send_admit_rules(message, in_order=True)]
+            rows = [message for message in rows if _rules_allow(message)]
             if not rows:
                 return
             slots, reserved_at = self._number_slots(len(rows), lead=self.lead)
@@ -244,20 +269,25 @@ class _Sender:
 
     def _horizon_taken(self, free_in: float | None = None) -> bool:
         """Whether the number's slots within the horizon all belong to other senders (looked up before the
-        claim's query, which costs more): they go on claiming, so this one stops."""
+        claim's query, which costs more): they go on claiming, so this one stops. Slots this sender took
+        itself (calls that missed theirs) do not count."""
+        now = time.monotonic()
         if free_in is None:
             free_in = rate_limits.limiter().free_in(rate_limits.number_key(self.provider_id))
-        if free_in + self.lead <= self.horizon:
+        if free_in + self.lead <= self.horizon or now + free_in <= self.reserved_until + OWN_SLOTS_MARGIN_SECONDS:
             return False
-        self.claiming, self.stopped_by = False, "slots taken"
+        self._stop_claiming("slots taken")
         return True
 
     def _claimed_nothing(self) -> None:
+        self._stop_claiming("nothing due")
+
+    def _stop_claiming(self, why: str) -> None:
         # Calls still out may be what a conversation's next message waits for: claim once more when they are
         # all back and recorded.
-        if self.in_flight or self.finished:
+        if self.in_flight or self.finished or self.late:
             self.claim_after_record = True
-        self.claiming = False
+        self.claiming, self.stopped_by = False, why
 
     def _batch_size(self) -> int:
         return max(1, min(settings.SEND_BATCH_SIZE, int(self.horizon / self.slot_interval) + 1))
@@ -268,7 +298,10 @@ class _Sender:
         before = time.monotonic()
         slots = rate_limits.limiter().reserve_run(rate_limits.number_key(self.provider_id), self.slot_interval,
                                                   self.horizon, count, lead=lead)
-        return slots, (before + time.monotonic()) / 2
+        reserved_at = (before + time.monotonic()) / 2
+        if slots.count:
+            self.reserved_until = max(self.reserved_until, reserved_at + slots.offset(slots.count))
+        return slots, reserved_at
 
     # --- calling --------------------------------------------------------------------------------------
 
@@ -281,16 +314,20 @@ class _Sender:
         _call_pool().submit(contextvars.copy_context().run, self._call, item)
 
     def _call(self, item: _Slotted) -> None:
-        self.results.put((item, self._call_at_slot(item)))
+        outcome = None
+        try:
+            outcome = self._call_at_slot(item)
+        finally:
+            self.results.put((item, outcome))
 
     def _call_at_slot(self, item: _Slotted) -> CallOutcome | None:
         """Wait for the slot, then call; None, without calling, when the call could not start within a share of
-        the limiter's headroom of its slot: a late call next to an on-time one could put one more call in a
-        second than the number allows."""
+        the limiter's headroom of its slot (a late call next to an on-time one could put one more call in a
+        second than the number allows), or when the sender is winding down."""
         wait = item.at - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        if time.monotonic() - item.at > settings.SEND_RATE_HEADROOM * LATE_SHARE_OF_HEADROOM:
+        if self.cancelled or time.monotonic() - item.at > settings.SEND_RATE_HEADROOM * LATE_SHARE_OF_HEADROOM:
             return None
         return provider_call(self.backend, item.request)
 
@@ -298,6 +335,14 @@ class _Sender:
         """Calls that missed their slot take new ones after every slot taken so far, or go back to the queue."""
         late, self.late = self.late, []
         self.late_calls += len(late)
+        # A call that has waited this long might be settled as interrupted by another sender: back to the queue.
+        stale = [item for item in late if time.monotonic() - item.claimed_at > STALE_CALL_SECONDS]
+        if stale:
+            _give_back([item.message for item in stale])
+            late = [item for item in late if item not in stale]
+            self.claiming = True
+        if not late:
+            return
         slots, reserved_at = self._number_slots(len(late))
         for index, item in enumerate(late[:slots.count]):
             item.at = self._slot_at(reserved_at + slots.offset(index))
@@ -333,13 +378,43 @@ class _Sender:
         if not done:
             return
         sent = [(item.message, item.attempt, outcome) for item, outcome in done if outcome.result is not None]
-        sends_record(self.provider, sent)
+        try:
+            sends_record(self.provider, sent)
+        except Exception:
+            # One row the batch cannot write (or a lock conflict): each on its own, so the others are kept.
+            logger.warning("sends could not be recorded together; recording them one by one", exc_info=True,
+                           extra={"provider_id": self.provider_id, "messages": len(sent)})
+            for one in sent:
+                _settled_alone(lambda one=one: sends_record(self.provider, [one]), one[0], one[2])
         self.sent += len(sent)
         for item, outcome in done:
             if outcome.result is None:
-                call_failed(item.message, item.attempt, outcome)
+                _settled_alone(lambda item=item, outcome=outcome: call_failed(item.message, item.attempt, outcome),
+                               item.message, outcome)
         if self.claim_after_record and not self.in_flight:
             self.claim_after_record, self.claiming = False, True
+
+
+def _rules_allow(message: Message) -> bool:
+    """send_admit_rules for one message of a batch; a message the checks themselves fail on (bad data) fails
+    alone instead of the claim, which would meet it first again every time."""
+    try:
+        return send_admit_rules(message, in_order=True)
+    except Exception as exc:
+        logger.exception("a queued message could not be checked", extra={"message_id": message.pk})
+        message_check_failed(message, exc)
+        return False
+
+
+def _settled_alone(settle, message: Message, outcome: CallOutcome) -> None:
+    """Record one call's outcome; if even that fails, say so with what the provider answered (the message
+    stays `sending` and is settled as an outcome unknown: a person can match it by the provider's id)."""
+    try:
+        settle()
+    except Exception:
+        logger.exception("a send's outcome could not be recorded", extra={
+            "message_id": message.pk, "provider_message_id": outcome.result.provider_message_id if outcome.result
+            else "", "error_code": outcome.error.code if outcome.error else ""})
 
 
 def _due_messages(provider: Provider):

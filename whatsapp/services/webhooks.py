@@ -27,7 +27,7 @@ from core.audit import audit_record
 from core.bulk import bulk_update_rows
 from core.correlation import correlation, get_correlation_id
 from core.crypto import DecryptionError
-from core.locks import commit_without_waiting_for_disk
+from core.locks import commit_without_waiting_for_disk, lock_keys
 from core.queueing import Wake
 from core.storage import ObjectNotFound, StorageError
 from whatsapp.models import Provider, WebhookEvent
@@ -37,12 +37,13 @@ from whatsapp.providers.events import (
     InboundMessage,
     InvalidUpdate,
     NormalizedEvent,
+    OutboundEcho,
     StatusUpdate,
     StoredWebhook,
     UnhandledEvent,
 )
 from whatsapp.services.archive import webhook_body, webhook_events_archive_request
-from whatsapp.services.inbound import RetryLater, event_apply, update_problem
+from whatsapp.services.inbound import RetryLater, event_apply, message_lock_key, update_problem
 from whatsapp.services.inbound_batch import applies_in_bulk, inbound_messages_apply
 
 logger = logging.getLogger(__name__)
@@ -364,6 +365,11 @@ def _apply_rows(events: list[WebhookEvent], *, routes: dict[str, Provider | None
     for event, outcome in zip(events, outcomes, strict=True):
         with correlation(event.correlation_id):
             updates += _parsed(event, outcome, routes)
+    # Reports and echoes about our sends lock their message ids (inbound.message_lock_key) until the batch
+    # commits; taken here all at once in a fixed order, as a sender recording many ids takes them, so that the
+    # two never wait for each other in a cycle.
+    lock_keys([message_lock_key(update.target, update.normalized.provider_message_id) for update in updates
+               if isinstance(update.normalized, StatusUpdate | OutboundEcho)])
     _apply_updates(updates)
     applied: dict[int, list[_Update]] = {}
     for update in updates:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
@@ -71,7 +72,9 @@ def test_an_operator_answers_from_the_inbox(celery_worker, live_server, browser,
     waiting = customer_writes(provider, "+15551230061", "Marta Lima", "Where is my parcel?").conversation
     answered = customer_writes(provider, "+15551230062", "Bruno Dias", "Thanks!").conversation
     Conversation.objects.filter(pk=answered.pk).update(awaiting_reply_since=None)
-    wait = WebDriverWait(browser, 30)
+    # The page replaces parts of itself as the phone reports (ticks, state): an element read mid-swap is
+    # looked up again.
+    wait = WebDriverWait(browser, 30, ignored_exceptions=[StaleElementReferenceException])
     admin_log_in(browser, live_server, "olivia", PASSWORD)
 
     # The inbox, filtered to what needs a reply.

@@ -12,11 +12,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from templates_app.models import MessageTemplate
 from tests.conftest import customer
 from tests.fakes import meta_accepted, meta_error
-from whatsapp.models import Message, SendAttempt
+from whatsapp.models import Message, Provider, SendAttempt
+from whatsapp.providers.events import TemplateStatus
 from whatsapp.services import rate_limits
-from whatsapp.services.outbound import SendRequest, message_send, message_send_text
+from whatsapp.services.outbound import SendRequest, message_send, message_send_text, messages_hold_while_paused
 from whatsapp.services.send_batches import provider_send_due
 
 pytestmark = pytest.mark.django_db
@@ -59,6 +61,7 @@ def test_a_batch_sends_each_message_once_and_records_them_together(meta, fake_me
 def test_replies_go_ahead_of_bulk_and_a_conversation_keeps_its_order(meta, fake_meta, settings):
     settings.SEND_BATCH_SIZE = 3
     settings.SEND_PAIR_INTERVAL_SECONDS = 0
+    settings.SEND_RATE_HEADROOM = 0.2  # a busy test machine's late call keeps its slot: the order is the claim's
     bulk_contacts = customers(meta, 4)
     for n, contact in enumerate(bulk_contacts):
         bulk(meta, contact, f"offer {n}")
@@ -75,7 +78,8 @@ def test_replies_go_ahead_of_bulk_and_a_conversation_keeps_its_order(meta, fake_
     assert [t for t in texts if t.startswith("offer")] == [f"offer {n}" for n in range(4)]
 
 
-def test_errors_in_a_batch_are_settled_each_on_its_own(meta, fake_meta):
+def test_errors_in_a_batch_are_settled_each_on_its_own(meta, fake_meta, settings):
+    settings.SEND_RETRY_BASE_SECONDS = 30  # the retry stays in the future while the test looks
     refused, failing, fine = "+16505550001", "+16505550002", "+16505550003"
 
     def answer(request):
@@ -114,7 +118,7 @@ def test_a_paused_provider_holds_every_due_message_not_only_the_first_of_each_co
 
 
 @pytest.mark.parametrize("limiter", ["redis", "local"])
-def test_a_run_of_slots_takes_as_many_as_start_within_the_longest_wait(limiter, settings):
+def test_a_run_of_slots_takes_as_many_as_start_within_the_longest_wait(limiter):
     slots = rate_limits.limiter() if limiter == "redis" else rate_limits.LocalLimiter()
     key = f"test-run:{limiter}:{timezone.now().timestamp()}"
     first = slots.reserve_run(key, 0.1, max_wait=0.45, count=10)
@@ -124,3 +128,29 @@ def test_a_run_of_slots_takes_as_many_as_start_within_the_longest_wait(limiter, 
     assert refused.count == 0 and 0.45 < refused.wait <= 0.5
     later = slots.reserve_run(f"{key}:lead", 0.1, max_wait=1.0, count=2, lead=0.3)
     assert later.count == 2 and 0.28 < later.wait < 0.31
+
+
+def test_a_message_refused_at_send_time_fails_alone_and_the_batch_goes_out(meta, fake_meta):
+    template = MessageTemplate.objects.create(provider=meta, name="order_update", language="en_US",
+                                              status=TemplateStatus.APPROVED,
+                                              components=[{"type": "BODY", "text": "Hi {{1}}"}])
+    broken = message_send(SendRequest(provider=meta, contact=customer(meta, "+16505550101"), message_type="template",
+                                      template=template, template_variables={"body": ["Ana"]}))[0]
+    # The template changed under the queued message (its body lost the variable): refused when its turn comes.
+    MessageTemplate.objects.filter(pk=template.pk).update(components=[{"type": "BODY", "text": "Hi there"}])
+    fine = message_send_text(provider=meta, contact=customer(meta, "+16505550102"), text="still goes")
+
+    assert provider_send_due(meta.pk) == 1
+    broken.refresh_from_db()
+    assert (broken.status, broken.error_code) == ("failed", "template_variables")
+    assert Message.objects.get(pk=fine.pk).status == "sent"
+    assert arrived_texts(fake_meta) == ["still goes"]
+
+
+def test_a_hold_for_a_pause_that_ended_meanwhile_holds_nothing(meta, fake_meta):
+    message = message_send_text(provider=meta, contact=customer(meta), text="after the resume")
+    seen_paused = Provider.objects.get(pk=meta.pk)
+    seen_paused.is_paused = True  # what a sender read just before the resume committed
+    assert messages_hold_while_paused(seen_paused) == 0
+    assert Message.objects.get(pk=message.pk).hold_reason == ""
+    assert provider_send_due(meta.pk) == 1
