@@ -79,7 +79,8 @@ def test_two_workers_never_exceed_the_number_rate_in_any_second(meta, fake_meta,
     arrivals = [request.at for request in fake_meta.hits(fake_meta.send_path)]
     assert len(arrivals) == 45
     assert largest_count_in_one_second(arrivals) <= 10
-    # Both workers took part, and the limiter did not hold them far below the rate.
+    # Both workers ran senders (one that finds the number's slots held by the other stops, the other goes on),
+    # and the limiter did not hold them far below the rate.
     assert all(b"succeeded" in (tmp_path / f"w{n}.log").read_bytes() for n in range(2))
     assert (max(arrivals) - min(arrivals)) < 45 / 10 * 1.6
 
