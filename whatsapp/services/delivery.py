@@ -156,7 +156,9 @@ def send_admit_rules(message: Message, *, in_order: bool = False) -> bool:
 
 
 def message_check_failed(message: Message, exc: Exception) -> None:
-    """The checks before sending raised on this message (its data, not a rule): it fails, with the reason."""
+    """The checks before sending raised on this message (its data, not a rule): it fails, with the reason.
+    Called from an `except` block (the traceback is logged)."""
+    logger.exception("a queued message could not be checked", extra={"message_id": message.pk})
     _fail(message, code="check_failed", title="could not be checked before sending",
           detail=f"{type(exc).__name__}: {exc}")
 
@@ -202,8 +204,7 @@ def _pair_slots(messages: list[Message], identities: dict[int, tuple[Identity, .
             _fail(message, code=refusal.code, title="refused before sending", detail=refusal.reason)
             settled.add(message.pk)
             continue
-        except Exception as exc:
-            logger.exception("a queued message could not be checked", extra={"message_id": message.pk})
+        except Exception as exc:  # noqa: BLE001 - logged there; one bad row must not stop the batch
             message_check_failed(message, exc)
             settled.add(message.pk)
             continue

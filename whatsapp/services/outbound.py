@@ -291,13 +291,18 @@ def message_hold(message: Message, *, reason: str, until=None) -> None:
     message.save(update_fields=["next_attempt_at", "hold_reason", "enqueued_at", "updated_at"])
 
 
+def due_messages(provider: Provider):
+    """The provider's queued messages that are due now."""
+    return Message.objects.filter(provider=provider, status=MessageStatus.QUEUED,
+                                  direction=Message.Direction.OUTBOUND, next_attempt_at__lte=timezone.now())
+
+
 def messages_hold_while_paused(provider: Provider) -> int:
     """Hold every due message of a paused (or inactive) provider, in one statement that itself checks the
     pause: a resume committed meanwhile has released them, and they must not be held again."""
     reason = HOLD_PAUSED if provider.is_paused else HOLD_INACTIVE
     stopped = Q(provider__is_paused=True) if provider.is_paused else Q(provider__is_active=False)
-    return (Message.objects.filter(stopped, provider=provider, status=MessageStatus.QUEUED,
-                                   direction=Message.Direction.OUTBOUND, next_attempt_at__lte=timezone.now())
+    return (due_messages(provider).filter(stopped)
             .update(next_attempt_at=None, hold_reason=reason, enqueued_at=None, updated_at=timezone.now()))
 
 

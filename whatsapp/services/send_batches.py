@@ -43,10 +43,9 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from contacts.models import ContactIdentity
 from whatsapp.models import Message, Provider, SendAttempt
 from whatsapp.providers import backend_for
-from whatsapp.providers.events import Identity, MessageStatus, OutboundMessage
+from whatsapp.providers.events import MessageStatus, OutboundMessage
 from whatsapp.services import rate_limits
 from whatsapp.services.delivery import (
     CallOutcome,
@@ -64,9 +63,11 @@ from whatsapp.services.delivery import (
 from whatsapp.services.outbound import (
     HOLD_PAIR_PACING,
     PENDING_STATUSES,
+    due_messages,
     messages_hold_while_paused,
     send_wake,
 )
+from whatsapp.services.send_rules import contacts_identities
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +153,6 @@ class _Sender:
         self.claiming = True
         self.cancelled = False
         self.claim_after_record = False
-        self.handover = False
         self.sent = 0
         self.claims = 0
         self.late_calls = 0
@@ -247,7 +247,7 @@ class _Sender:
                 self._horizon_taken(free_in=slots.wait)
                 return
             rows = rows[:slots.count]
-            identities = _identities([message.conversation.contact_id for message in rows])
+            identities = contacts_identities([message.conversation.contact_id for message in rows])
             admitted_ids = {message.pk for message in messages_admit_slots(rows, identities)}
             admitted = [(index, message) for index, message in enumerate(rows) if message.pk in admitted_ids]
             attempts = attempts_start([message for _index, message in admitted])
@@ -400,8 +400,7 @@ def _rules_allow(message: Message) -> bool:
     alone instead of the claim, which would meet it first again every time."""
     try:
         return send_admit_rules(message, in_order=True)
-    except Exception as exc:
-        logger.exception("a queued message could not be checked", extra={"message_id": message.pk})
+    except Exception as exc:  # noqa: BLE001 - logged there; one bad row must not stop the batch
         message_check_failed(message, exc)
         return False
 
@@ -417,11 +416,6 @@ def _settled_alone(settle, message: Message, outcome: CallOutcome) -> None:
             else "", "error_code": outcome.error.code if outcome.error else ""})
 
 
-def _due_messages(provider: Provider):
-    return Message.objects.filter(provider=provider, status=MessageStatus.QUEUED,
-                                  direction=Message.Direction.OUTBOUND, next_attempt_at__lte=timezone.now())
-
-
 def _claimable(provider: Provider, limit: int) -> list[Message]:
     """Up to `limit` due messages of the provider, locked: replies first, then bulk, oldest first in each
     lane, and only the earliest pending message of each conversation (messages go out in order)."""
@@ -429,7 +423,7 @@ def _claimable(provider: Provider, limit: int) -> list[Message]:
     # sending): one probe of that index per row, whatever the planner's statistics say.
     earlier = Message.objects.filter(conversation_id=OuterRef("conversation_id"), status__in=PENDING_STATUSES,
                                      pk__lt=OuterRef("pk"))
-    due = (_due_messages(provider).select_for_update(of=("self",), skip_locked=True)
+    due = (due_messages(provider).select_for_update(of=("self",), skip_locked=True)
            .select_related("conversation__contact", "session")
            .filter(~Exists(earlier)).order_by("next_attempt_at", "pk"))
     rows = list(due.filter(lane=Message.Lane.REPLY)[:limit])
@@ -438,16 +432,6 @@ def _claimable(provider: Provider, limit: int) -> list[Message]:
     for message in rows:
         message.provider = provider  # one instance: the circuit breaker's state is shared by the batch
     return rows
-
-
-def _identities(contact_ids: list[int]) -> dict[int, tuple[Identity, ...]]:
-    """Each contact's identities, in one query (as send_rules.contact_identities reads them)."""
-    found: dict[int, list[Identity]] = {contact_id: [] for contact_id in contact_ids}
-    rows = (ContactIdentity.objects.filter(contact_id__in=found).order_by("pk")
-            .values_list("contact_id", "kind", "value", "scope"))
-    for contact_id, kind, value, scope in rows:
-        found[contact_id].append(Identity(kind, value, scope))
-    return {contact_id: tuple(identities) for contact_id, identities in found.items()}
 
 
 def _give_back(messages: list[Message]) -> None:
