@@ -265,7 +265,8 @@ def archive_one(client, provider, kind: str, n: int, sender: int, media_kb: dict
     from django.db import transaction
 
     from whatsapp.models import ArchiveStatus, Media, WebhookEvent
-    from whatsapp.services.archive import media_store, webhook_event_archive
+    from whatsapp.services.archive import media_store
+    from whatsapp.services.archive_bundles import webhook_event_archive
     from whatsapp.services.webhooks import webhook_event_process
 
     body, content_type = message_body(provider.kind, kind, n, sender)
@@ -453,7 +454,7 @@ def run(args, mix: dict[str, float], emulator_url: str, request_log: RequestLog)
     from contacts.services.mapping import user_phone_set
     from tests import signing
     from whatsapp.models import ArchiveBucket, Media, WebhookEvent
-    from whatsapp.services.archive import webhook_bodies_prune
+    from whatsapp.services.archive_bundles import webhook_bodies_prune
     from whatsapp.services.providers import provider_create
 
     providers = {"meta": signing.make_meta(), "twilio": signing.make_twilio(), "chatwoot": signing.make_chatwoot(),

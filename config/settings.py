@@ -373,6 +373,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "whatsapp.tasks.requeue_due_archives_task",
         "schedule": 60.0,
     },
+    "bundle-webhook-bodies": {
+        "task": "whatsapp.tasks.bundle_webhook_bodies_task",
+        "schedule": 60.0,
+    },
     "prune-archived-webhook-bodies": {
         "task": "whatsapp.tasks.prune_archived_webhook_bodies_task",
         "schedule": 6 * 3600.0,
@@ -551,8 +555,16 @@ GCS_ARCHIVE_AFTER_DAYS = env.int("GCS_ARCHIVE_AFTER_DAYS", default=365)
 GCS_SOFT_DELETE_SECONDS = env.int("GCS_SOFT_DELETE_SECONDS", default=0)
 # Archiving: attempts back off from 30 s up to this cap, and are retried as long as it takes.
 ARCHIVE_RETRY_MAX_SECONDS = env.int("ARCHIVE_RETRY_MAX_SECONDS", default=3600)
-# A processed webhook event waits this long before its archive task is handed out again by the beat job.
+# Raw webhook bodies are archived in bundles: one compressed object per bucket and ARCHIVE_BUNDLE_SECONDS,
+# written once that window has closed and ARCHIVE_STALE_AFTER_SECONDS more have passed (late arrivals).
+ARCHIVE_BUNDLE_SECONDS = env.int("ARCHIVE_BUNDLE_SECONDS", default=3600)
 ARCHIVE_STALE_AFTER_SECONDS = env.int("ARCHIVE_STALE_AFTER_SECONDS", default=120)
+# Bodies one bundling claim takes at most (a busier bucket-hour gets one bundle per claim).
+ARCHIVE_BUNDLE_MAX_BODIES = env.int("ARCHIVE_BUNDLE_MAX_BODIES", default=5000)
+# Objects at least this large go under the "tiered/" prefix, the only one the lifecycle rules move to
+# colder classes: a transition is billed per object, and smaller ones never earn it back
+# (bench/storage_cost.py prints the break-even size; 0 tiers everything).
+ARCHIVE_TIERED_MIN_BYTES = env.int("ARCHIVE_TIERED_MIN_BYTES", default=256 * 1024)
 # /health/ reports storage as degraded when a row waited longer than this for the archive.
 ARCHIVE_DEGRADED_AFTER_SECONDS = env.int("ARCHIVE_DEGRADED_AFTER_SECONDS", default=900)
 # Raw webhook bodies that are safely archived leave the database after this many days (0 keeps them).

@@ -33,6 +33,9 @@ from requests import exceptions as http_errors
 logger = logging.getLogger(__name__)
 
 UPLOAD_CHUNK_BYTES = 8 * 1024 * 1024
+# The lifecycle rules move only objects under this prefix to colder classes: a transition is billed per
+# object, so only objects large enough to earn it back go there (whatsapp.services.archive decides).
+TIERED_PREFIX = "tiered/"
 
 
 class StorageError(Exception):
@@ -112,6 +115,9 @@ class ArchiveStorage(Protocol):
 
     def read(self, location: str) -> bytes:
         """Bytes back from a location `write` returned; ObjectNotFound when there are none."""
+
+    def read_range(self, location: str, start: int, length: int) -> bytes:
+        """`length` bytes from `start` of an object (one ranged request); ObjectNotFound."""
 
     def open(self, location: str) -> BinaryIO:
         """A readable file of the object, read in chunks (to stream large objects); ObjectNotFound."""
@@ -193,6 +199,11 @@ class LocalDirectoryStorage:
     def read(self, location: str) -> bytes:
         with self.open(location) as file:
             return file.read()
+
+    def read_range(self, location: str, start: int, length: int) -> bytes:
+        with self.open(location) as file:
+            file.seek(start)
+            return file.read(length)
 
     def open(self, location: str) -> BinaryIO:
         try:
@@ -311,12 +322,13 @@ class GoogleCloudStorage:
         bucket.iam_configuration.public_access_prevention = "enforced"
         bucket.clear_lifecycle_rules()
         for storage_class, age in lifecycle_rules():
-            bucket.add_lifecycle_set_storage_class_rule(storage_class, age=age)
+            bucket.add_lifecycle_set_storage_class_rule(storage_class, age=age, matches_prefix=[TIERED_PREFIX])
         bucket.soft_delete_policy.retention_duration_seconds = settings.GCS_SOFT_DELETE_SECONDS
 
     @staticmethod
     def _needs_patch(bucket, spec: BucketSpec) -> bool:
-        wanted = [{"action": {"type": "SetStorageClass", "storageClass": storage_class}, "condition": {"age": age}}
+        wanted = [{"action": {"type": "SetStorageClass", "storageClass": storage_class},
+                   "condition": {"age": age, "matchesPrefix": [TIERED_PREFIX]}}
                   for storage_class, age in lifecycle_rules()]
         return ([dict(rule) for rule in bucket.lifecycle_rules] != wanted or bucket.labels != spec.labels
                 or not bucket.iam_configuration.uniform_bucket_level_access_enabled)
@@ -371,6 +383,15 @@ class GoogleCloudStorage:
         bucket, path = split_location(location)
         return self._call(f"download {location}", self.client.bucket(bucket).blob(path).download_as_bytes,
                           missing=ObjectNotFound(location), timeout=self.timeout, retry=None)
+
+    def read_range(self, location: str, start: int, length: int) -> bytes:
+        bucket, path = split_location(location)
+        if length <= 0:
+            return b""
+        # `end` is inclusive in the library, as in an HTTP Range header.
+        return self._call(f"download {location} [{start}:{start + length}]",
+                          self.client.bucket(bucket).blob(path).download_as_bytes, start=start,
+                          end=start + length - 1, missing=ObjectNotFound(location), timeout=self.timeout, retry=None)
 
     def stat(self, location: str) -> StoredObject:
         bucket, path = split_location(location)

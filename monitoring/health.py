@@ -14,7 +14,7 @@ from core.storage import get_storage
 from monitoring.alerts import open_incidents_overview
 from monitoring.services import worker_last_seen_seconds
 from whatsapp.models import Message, MessageStatus, Provider, WebhookEvent
-from whatsapp.services.archive import archive_backlog
+from whatsapp.services.archive_jobs import archive_backlog
 
 logger = logging.getLogger(__name__)
 BROKER_TIMEOUT_SECONDS = 2

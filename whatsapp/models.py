@@ -492,6 +492,11 @@ class WebhookEvent(Archivable):
         help_text="When a drain last claimed it; cleared when that attempt concludes (still set at the next claim: "
                   "the drain that held it stopped midway).",
     )
+    # Archived into a bundle: the body is the compressed member at this byte range of the bundle's object.
+    archive_bundle = models.ForeignKey("ArchiveBundle", null=True, blank=True, on_delete=models.PROTECT,
+                                       related_name="webhook_events", db_index=False)
+    archive_offset = models.PositiveBigIntegerField(null=True, blank=True)
+    archive_length = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
@@ -506,6 +511,9 @@ class WebhookEvent(Archivable):
                          name="webhook_event_inbox_idx"),
             models.Index(fields=["archive_next_at"], condition=Q(archive_status="pending"),
                          name="webhook_event_archive_due_idx"),
+            # Partial: a new row has no bundle yet, so the index costs nothing at the webhook's INSERT.
+            models.Index(fields=["archive_bundle"], condition=Q(archive_bundle__isnull=False),
+                         name="webhook_event_bundle_idx"),
         ]
 
     def __str__(self) -> str:
@@ -534,6 +542,40 @@ class ArchiveBucket(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ArchiveBundle(models.Model):
+    """
+    Webhook bodies of one bucket and hour archived as one object: each body is a gzip member of its own
+    (a JSON line describing it, then the bytes as received), so the object as a whole is one gzip stream
+    (`zcat` reads it) and a single body is one ranged read. Rewritten without a body whose row was deleted.
+    """
+
+    backend = models.CharField(max_length=10)
+    location = models.CharField(max_length=600, unique=True, help_text="<bucket>/<object>.")
+    bucket = models.CharField(max_length=63)
+    window_start = models.DateTimeField(help_text="The start of the hour its bodies were received in.")
+    members = models.PositiveIntegerField(default=0)
+    size_bytes = models.PositiveBigIntegerField(default=0, help_text="The object's size, compressed.")
+    body_bytes = models.PositiveBigIntegerField(default=0, help_text="The bodies' size as received.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    rewritten_at = models.DateTimeField(null=True, blank=True)
+    rewrite_next_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Bodies of it were deleted: when the rewrite without them is (next) tried.")
+    rewrite_attempts = models.PositiveIntegerField(default=0)
+    rewrite_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-window_start", "-id"]
+        indexes = [
+            models.Index(fields=["rewrite_next_at"], condition=Q(rewrite_next_at__isnull=False),
+                         name="archive_bundle_rewrite_idx"),
+            models.Index(fields=["bucket"], name="archive_bundle_bucket_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.location
 
 
 class StorageDeletion(models.Model):

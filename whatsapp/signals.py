@@ -1,6 +1,7 @@
 """
 An archived row deleted by any path (admin, a cascade from its contact or conversation, a script) takes
-its archive object with it: the deletion is recorded in the same transaction and retried until done.
+its archive object with it (or its member of a bundle, which is rewritten): the deletion is recorded in
+the same transaction and retried until done.
 A provider saved or deleted leaves the webhook endpoint's cache of providers.
 """
 
@@ -10,13 +11,17 @@ from django.dispatch import receiver
 
 from whatsapp.models import Media, Provider, WebhookEvent
 from whatsapp.services.archive import archived_object_forget
+from whatsapp.services.archive_bundles import bundle_member_forget
 from whatsapp.services.provider_lookup import provider_cache_invalidate
 
 
 @receiver(post_delete, sender=Media, dispatch_uid="whatsapp.media_archive_forget")
 @receiver(post_delete, sender=WebhookEvent, dispatch_uid="whatsapp.webhook_event_archive_forget")
 def forget_archived_object(sender, instance, **kwargs):
-    if instance.archive_path:
+    if getattr(instance, "archive_bundle_id", None):
+        # One body of a bundle: the bundle is rewritten without it (others' bodies share the object).
+        bundle_member_forget(instance.archive_bundle_id)
+    elif instance.archive_path:
         archived_object_forget(instance.archive_path, reason=f"{sender._meta.label} {instance.pk} deleted")
 
 

@@ -4,14 +4,14 @@ import httpx
 from celery import shared_task
 
 from whatsapp.sandbox_phone import report_status
-from whatsapp.services.archive import (
-    archives_requeue_due,
-    media_archive,
-    storage_deletion_run,
+from whatsapp.services.archive import media_archive
+from whatsapp.services.archive_bundles import (
+    bundle_rewrite,
+    webhook_bodies_bundle,
+    webhook_bodies_bundle_due,
     webhook_bodies_prune,
-    webhook_event_archive,
-    webhook_events_archive,
 )
+from whatsapp.services.archive_jobs import archives_requeue_due, storage_deletion_run
 from whatsapp.services.delivery import message_deliver
 from whatsapp.services.media import media_download, media_requeue_due
 from whatsapp.services.outbound import messages_requeue_due
@@ -107,9 +107,22 @@ def simulate_inbound_task(provider_id: int, body: str, headers: dict[str, str]) 
 # --- The archive: each attempt is a task; the database row is the retry schedule (see services/archive.py) ---
 
 @shared_task
-def archive_webhook_event_task(event_id: int) -> str:
-    event = webhook_event_archive(event_id)
-    return event.archive_status if event else "missing"
+def bundle_webhook_bodies_task(event_ids: list[int] | None = None) -> int:
+    """The beat job (no ids: every body whose hour has closed) or "archive now" (these events)."""
+    if event_ids:
+        return webhook_bodies_bundle(event_ids=event_ids, limit=len(event_ids)).bodies
+    return webhook_bodies_bundle_due().bodies
+
+
+@shared_task
+def rewrite_archive_bundle_task(bundle_id: int) -> bool:
+    return bundle_rewrite(bundle_id)
+
+
+@shared_task
+def archive_webhook_event_task(event_id: int) -> int:
+    # Sent by earlier versions for each body; bodies are bundled by the hour now, by the beat job.
+    return 0
 
 
 @shared_task
@@ -135,7 +148,8 @@ def prune_archived_webhook_bodies_task() -> int:
 
 @shared_task
 def archive_webhook_events_task(event_ids: list[int]) -> int:
-    return webhook_events_archive(event_ids)
+    # Sent by earlier versions after each drain batch; bodies are bundled by the hour now, by the beat job.
+    return 0
 
 
 # --- The inbox is the queue: a drain claims due rows in batches (see services/webhooks.py) ---

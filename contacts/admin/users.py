@@ -59,7 +59,8 @@ def _erasure_summary(user, report: ErasureReport) -> str:
             f"{counts['conversations']} conversation(s), {counts['messages']} message(s), {counts['media']} media "
             f"file(s), {counts['webhook_events']} webhook event(s), {counts['exports']} export(s). The archive "
             f"storage deletes {counts['buckets']} bucket(s) and {counts['objects_elsewhere']} object(s) kept in "
-            "other buckets; deletions it cannot do now are retried (see Storage deletions).")
+            f"other buckets, and rewrites {counts['bundles_rewritten']} bundle(s) of webhook bodies without theirs; "
+            "what it cannot do now is retried (see Storage deletions and Archive bundles).")
 
 
 class UserAdmin(DjangoUserAdmin):

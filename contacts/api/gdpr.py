@@ -70,6 +70,9 @@ class ErasureReportSerializer(serializers.Serializer):
     buckets = serializers.IntegerField(help_text="The user's archive buckets, deleted with all their objects.")
     objects_elsewhere = serializers.IntegerField(help_text="Objects of theirs in other buckets (written while a "
                                                            "contact was not yet mapped), deleted one by one.")
+    bundles_rewritten = serializers.IntegerField(help_text="Bundles of raw webhook bodies in other buckets that "
+                                                           "held theirs among other people's: rewritten without "
+                                                           "theirs.")
 
 
 class DataExportFilter(ApiFilterSet):

@@ -3,7 +3,8 @@ GDPR erasure of one user's WhatsApp data: every contact mapped to the user, with
 conversations, sessions, messages (AI outputs included: transcripts, intents, summaries), media, status
 reports, consent history, verification codes and the raw webhook bodies that carried them; the user's
 archive bucket with all its objects; the objects of theirs kept elsewhere (written to a provider's bucket
-before the contact was mapped); and their data exports.
+before the contact was mapped); and their data exports. Their webhook bodies archived in another bucket's
+bundles (shared with other people's) leave them: each such bundle is rewritten without them.
 
 The rows go in one transaction. The storage deletions are recorded in that same transaction and run
 after it commits, retried until the storage confirms them, so an outage delays the erasure of the
@@ -23,6 +24,7 @@ from core.audit import audit_record
 from core.storage import split_location
 from whatsapp.models import (
     ArchiveBucket,
+    ArchiveBundle,
     AuditLog,
     Conversation,
     Media,
@@ -50,6 +52,7 @@ class ErasureReport:
     exports: int = 0
     buckets: int = 0
     objects_elsewhere: int = 0
+    bundles_rewritten: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -97,6 +100,7 @@ PREVIEW_LABELS = {
     "contacts": "Contacts", "conversations": "Conversations", "messages": "Messages", "media": "Media files",
     "webhook_events": "Raw webhook bodies", "exports": "Data exports", "buckets": "Archive buckets",
     "objects_elsewhere": "Files in other buckets",
+    "bundles_rewritten": "Bundles of webhook bodies in other buckets, rewritten without theirs",
 }
 
 
@@ -113,6 +117,7 @@ def erasure_preview(user: Any) -> ErasureReport:
         report.media = rows.media.count()
         report.webhook_events = rows.webhook_events.count()
         report.objects_elsewhere = len(_outside(rows.locations(), buckets))
+        report.bundles_rewritten = len(_outside(rows.bundle_locations(), buckets))
     return report
 
 
@@ -140,9 +145,20 @@ class _ContactRows:
         media, webhook_events = self.media, self.webhook_events
         if lock:
             media, webhook_events = media.select_for_update(of=("self",)), webhook_events.select_for_update()
+        if lock:
+            list(webhook_events.values_list("pk", flat=True))
+        # A bundled body shares its object with others' bodies: its row's deletion has the bundle rewritten
+        # without it (whatsapp.signals), so its object is not one of theirs.
         locations = [*media.values_list("archive_path", flat=True),
-                     *webhook_events.values_list("archive_path", flat=True)]
+                     *self.webhook_events.filter(archive_bundle__isnull=True).values_list("archive_path", flat=True)]
         return [location for location in locations if location]
+
+    def bundle_locations(self) -> list[str]:
+        """The bundles holding their webhook bodies (each once)."""
+        if not self.contact_ids:
+            return []
+        return list(ArchiveBundle.objects.filter(webhook_events__in=self.webhook_events)
+                    .values_list("location", flat=True).distinct())
 
 
 def _contacts_erase(rows: _ContactRows, locations: list[str], *, reason: str,
@@ -152,6 +168,7 @@ def _contacts_erase(rows: _ContactRows, locations: list[str], *, reason: str,
     if not contact_ids:
         return report
     report.objects_elsewhere = _delete_objects(locations, whole_buckets=whole_buckets, reason=reason)
+    report.bundles_rewritten = len(_outside(rows.bundle_locations(), whole_buckets))
     report.conversations = rows.conversations.count()
     report.messages = rows.messages.count()
     report.media = rows.media.count()

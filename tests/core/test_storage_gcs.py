@@ -5,10 +5,12 @@ log), objects written and read back with their metadata; and the local-directory
 answers to the same calls.
 """
 
+import gzip
 import hashlib
 import json
 import logging
 import re
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -22,14 +24,15 @@ from whatsapp.models import ArchiveBucket, Media, WebhookEvent
 from whatsapp.services.archive import (
     PREFIX_MAX,
     archive_bucket,
+    archive_object_path,
     archive_write,
     bucket_name,
     bucket_name_problems,
     owner_for_provider,
     owner_for_user,
     prefix_problems,
-    webhook_event_archive,
 )
+from whatsapp.services.archive_bundles import webhook_body, webhook_event_archive
 from whatsapp.services.media import media_download
 from whatsapp.services.providers import provider_create
 from whatsapp.services.webhooks import webhook_event_process
@@ -37,11 +40,16 @@ from whatsapp.services.webhooks import webhook_event_process
 pytestmark = pytest.mark.django_db
 
 EMULATOR_LOGGER = "gcp_storage_emulator.server"
-DEFAULT_RULES = [
-    {"action": {"type": "SetStorageClass", "storageClass": "NEARLINE"}, "condition": {"age": 30}},
-    {"action": {"type": "SetStorageClass", "storageClass": "COLDLINE"}, "condition": {"age": 90}},
-    {"action": {"type": "SetStorageClass", "storageClass": "ARCHIVE"}, "condition": {"age": 365}},
-]
+# Only objects under "tiered/" (those large enough to earn their transitions back) move to colder classes.
+TIERED = ["tiered/"]
+
+
+def rule(storage_class: str, age: int) -> dict:
+    return {"action": {"type": "SetStorageClass", "storageClass": storage_class},
+            "condition": {"age": age, "matchesPrefix": TIERED}}
+
+
+DEFAULT_RULES = [rule("NEARLINE", 30), rule("COLDLINE", 90), rule("ARCHIVE", 365)]
 
 
 def gcs_name_is_valid(name: str) -> bool:
@@ -152,7 +160,7 @@ def test_bucket_is_made_with_lifecycle_rules_uniform_access_labels_and_class(gcs
     client = gcs_storage.client()
     for name, owner_label in ((user_bucket, "user"), (provider_bucket, "provider")):
         bucket = client.get_bucket(name)
-        assert [dict(rule) for rule in bucket.lifecycle_rules] == DEFAULT_RULES
+        assert [dict(item) for item in bucket.lifecycle_rules] == DEFAULT_RULES
         assert bucket.iam_configuration.uniform_bucket_level_access_enabled is True
         assert bucket.iam_configuration.public_access_prevention == "enforced"
         assert bucket.labels == {"app": "whatsapp-archive", "owner": owner_label}
@@ -171,12 +179,9 @@ def test_configured_rules_and_storage_class_are_applied(gcs_storage, settings):
     settings.GCS_STORAGE_CLASS = "NEARLINE"
     (user,) = _users(8080)
     bucket = gcs_storage.client().get_bucket(archive_bucket(owner_for_user(user.pk)))
-    assert [dict(rule) for rule in bucket.lifecycle_rules] == [
-        {"action": {"type": "SetStorageClass", "storageClass": "NEARLINE"}, "condition": {"age": 14}},
-        {"action": {"type": "SetStorageClass", "storageClass": "ARCHIVE"}, "condition": {"age": 200}},
-    ]
+    assert [dict(item) for item in bucket.lifecycle_rules] == [rule("NEARLINE", 14), rule("ARCHIVE", 200)]
     assert bucket.storage_class == "NEARLINE"
-    assert get_storage().bucket_info(bucket.name).lifecycle_rules == [dict(rule) for rule in bucket.lifecycle_rules]
+    assert get_storage().bucket_info(bucket.name).lifecycle_rules == [dict(item) for item in bucket.lifecycle_rules]
 
 
 def test_a_second_write_for_the_same_owner_costs_no_bucket_call(gcs_storage, emulator_log):
@@ -213,7 +218,7 @@ def test_a_bucket_deleted_behind_our_back_is_made_again_on_the_next_write(gcs_st
                            metadata={})
     assert second == f"{name}/whatsapp-messages/2026-01-02/two.json"
     bucket = client.get_bucket(name)
-    assert [dict(rule) for rule in bucket.lifecycle_rules] == DEFAULT_RULES
+    assert [dict(item) for item in bucket.lifecycle_rules] == DEFAULT_RULES
     assert bucket.labels == {"app": "whatsapp-archive", "owner": "user"}
     assert bucket.blob("whatsapp-messages/2026-01-02/two.json").download_as_bytes() == b"2"
     assert ArchiveBucket.objects.filter(name=name).count() == 1
@@ -227,7 +232,8 @@ def test_a_bucket_deleted_behind_our_back_is_made_again_on_the_next_write(gcs_st
 
 # --- Archive and read back ---
 
-def test_webhook_body_is_archived_as_received_with_its_metadata(gcs_storage, sandbox_provider, post_sandbox):
+def test_webhook_body_archived_now_is_a_bundle_of_one_read_back_by_range(gcs_storage, sandbox_provider,
+                                                                         post_sandbox, emulator_log):
     body = sandbox_fixture_now("inbound_two_messages.json")
     response = post_sandbox(sandbox_provider, body)
     event = webhook_event_process(json_body(response)["event"])
@@ -238,26 +244,42 @@ def test_webhook_body_is_archived_as_received_with_its_metadata(gcs_storage, san
     bucket_name_, path = event.archive_path.split("/", 1)
     # Ben Okafor is not mapped to a user: the provider's bucket.
     assert bucket_name_ == bucket_name(owner_for_provider(sandbox_provider.pk))
-    assert re.fullmatch(rf"whatsapp-messages/{event.received_at:%Y-%m-%d}/webhooks/sandbox-{sandbox_provider.pk}/"
-                        rf"event-{event.pk}\.json", path)
+    assert re.fullmatch(rf"whatsapp-messages/{event.received_at:%Y-%m-%d}/webhooks/{event.received_at:%H}00-"
+                        r"[0-9a-f]{16}\.jsonl\.gz", path)
 
     blob = gcs_storage.client().bucket(bucket_name_).get_blob(path)
-    assert blob.download_as_bytes() == body
-    assert blob.content_type == "application/json"
-    assert blob.size == len(body)
-    assert blob.metadata["provider"] == "sandbox"
-    assert blob.metadata["provider_id"] == str(sandbox_provider.pk)
-    assert blob.metadata["message_id"] == "sbx-in-0101"
-    assert blob.metadata["message_count"] == "2"
-    assert blob.metadata["content_type"] == "application/json"
-    assert blob.metadata["sha256"] == hashlib.sha256(body).hexdigest()
-    assert blob.metadata["webhook_event_id"] == str(event.pk)
+    stored = blob.download_as_bytes()
+    assert blob.content_type == "application/gzip" and blob.size == len(stored) == event.archive_length
+    assert event.archive_offset == 0 and blob.metadata["members"] == "1"
+    line, _, content = gzip.decompress(stored).partition(b"\n")
+    assert content == body
+    assert json.loads(line) == {
+        "webhook_event_id": event.pk, "provider": "sandbox", "provider_id": sandbox_provider.pk,
+        "received_at": event.received_at.isoformat(), "content_type": "application/json", "size": len(body),
+        "sha256": hashlib.sha256(body).hexdigest()}
     assert WebhookEvent.objects.get(pk=event.pk).message_ids == "sbx-in-0101 sbx-in-0102"
-    assert get_storage().read(event.archive_path) == body
+
+    # Read back once the database let it go: one ranged GET of the member.
+    WebhookEvent.objects.filter(pk=event.pk).update(body=b"", body_pruned_at=event.received_at)
+    emulator_log.clear()
+    assert webhook_body(WebhookEvent.objects.get(pk=event.pk)) == body
+    assert emulator_log() == [f"GET /download/storage/v1/b/{bucket_name_}/o/{quote(path, safe='')}"]
 
     # Archiving again changes nothing (the task may run twice).
     assert webhook_event_archive(event.pk).archive_path == event.archive_path
     assert [b.name for b in gcs_storage.client().list_blobs(bucket_name_)] == [path]
+
+
+def test_objects_large_enough_go_under_the_tiered_prefix(backend, settings):
+    settings.ARCHIVE_TIERED_MIN_BYTES = 1000
+    (user,) = _users(7070)
+    owner = owner_for_user(user.pk)
+    small = archive_write(owner, archive_object_path("whatsapp-messages/a.ogg", 999), b"x" * 999,
+                          content_type="audio/ogg", metadata={})
+    large = archive_write(owner, archive_object_path("whatsapp-messages/b.jpg", 1000), b"x" * 1000,
+                          content_type="image/jpeg", metadata={})
+    assert small.split("/", 1)[1] == "whatsapp-messages/a.ogg"
+    assert large.split("/", 1)[1] == "tiered/whatsapp-messages/b.jpg"
 
 
 PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 60 + b"\xff\xd9"
@@ -329,6 +351,8 @@ def test_both_backends_answer_the_same(backend):
                   content_type="audio/ogg", metadata={"provider": "twilio"})
 
     assert backend.read(location) == body
+    assert backend.read_range(location, 2, 5) == body[2:7]
+    assert backend.read_range(location, 0, len(body)) == body
     stored = backend.stat(location)
     assert (stored.location, stored.size, stored.content_type, stored.metadata) == (
         location, len(body), "application/json", metadata)
@@ -346,6 +370,8 @@ def test_both_backends_answer_the_same(backend):
         backend.read(missing)
     with pytest.raises(ObjectNotFound):
         backend.stat(missing)
+    with pytest.raises(ObjectNotFound):
+        backend.read_range(missing, 0, 10)
     with pytest.raises(BucketNotFound):
         backend.write("wa-archive-p-nothing", "x.json", b"{}", content_type="application/json", metadata={})
     with pytest.raises(BucketNotFound):

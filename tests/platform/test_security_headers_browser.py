@@ -46,6 +46,7 @@ from tests.conftest import admin_log_in, default_group, wait_until
 from tests.whatsapp.inbox.test_sandbox_phone_services import png_bytes, wav_bytes
 from whatsapp.models import (
     ArchiveBucket,
+    ArchiveBundle,
     Conversation,
     Label,
     Media,
@@ -207,6 +208,9 @@ def messaging_rows(provider: Provider, conversation: Conversation) -> None:
     MessageStatusEvent.objects.create(provider=provider, provider_message_id="sbx-status", status="delivered",
                                       occurred_at=now)
     ArchiveBucket.objects.create(backend="gcs", owner_key="user-1", name="wa-archive-u-demo")
+    ArchiveBundle.objects.create(backend="gcs", location="wa-archive-u-demo/whatsapp-messages/b.jsonl.gz",
+                                 bucket="wa-archive-u-demo", window_start=now, members=3, size_bytes=900,
+                                 body_bytes=4000, rewrite_next_at=now, rewrite_error="attempt 1: HTTP 503")
     StorageDeletion.objects.create(backend="gcs", target="object", name="wa-archive-u-demo/a.json",
                                    reason="erasure", next_attempt_at=now)
     HourlyCount.objects.create(provider=provider, hour=now.replace(minute=0, second=0, microsecond=0), metric="read",

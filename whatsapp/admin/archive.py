@@ -9,7 +9,7 @@ from django.utils.html import format_html
 
 from core.admin.base import ReadOnlyModelAdmin
 from whatsapp.models import ArchiveStatus
-from whatsapp.services.archive import archive_backlog, archive_retry_now
+from whatsapp.services.archive_jobs import archive_backlog, archive_retry_now
 
 
 def _duration(seconds: int) -> str:

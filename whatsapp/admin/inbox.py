@@ -11,7 +11,8 @@ from core.dates import when
 from core.storage import ObjectNotFound, StorageError
 from whatsapp.admin.archive import ArchivedRowAdmin
 from whatsapp.models import WebhookEvent
-from whatsapp.services.archive import ARCHIVE_FIELDS, webhook_body
+from whatsapp.services.archive import ARCHIVE_FIELDS
+from whatsapp.services.archive_bundles import webhook_body
 from whatsapp.services.webhooks import webhook_event_replay
 
 
@@ -53,7 +54,8 @@ class OutcomeFilter(admin.SimpleListFilter):
 
 WEBHOOK_REQUEST_FIELDS = ["content_type", "body_size", "headers", "delivery_id", "duplicate_count",
                           "remote_addr", "correlation_id"]
-WEBHOOK_ARCHIVE_FIELDS = [*ARCHIVE_FIELDS, "body_pruned_at", "message_ids", "contacts"]
+WEBHOOK_ARCHIVE_FIELDS = [*ARCHIVE_FIELDS, "archive_bundle", "archive_offset", "archive_length", "body_pruned_at",
+                          "message_ids", "contacts"]
 
 
 def _body_html(raw: bytes, content_type: str):

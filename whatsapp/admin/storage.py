@@ -1,11 +1,13 @@
-"""The archive storage's bookkeeping: the buckets made in it, and the deletions it still has to confirm."""
+"""The archive storage's bookkeeping: the buckets made in it, the bundles of webhook bodies written to them,
+and the deletions it still has to confirm."""
 
 from django.contrib import admin
+from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from core.admin.base import ReadOnlyModelAdmin
-from whatsapp.models import ArchiveBucket, StorageDeletion
+from whatsapp.models import ArchiveBucket, ArchiveBundle, StorageDeletion
 
 
 @admin.register(ArchiveBucket)
@@ -31,6 +33,38 @@ class ArchiveBucketAdmin(ReadOnlyModelAdmin):
         if obj.provider_id:
             return format_html("provider {} (contacts mapped to no user)", obj.provider.name)
         return f"{obj.owner_key} (gone)"
+
+
+@admin.register(ArchiveBundle)
+class ArchiveBundleAdmin(ReadOnlyModelAdmin):
+    """The raw webhook bodies a bucket received in one hour, written as one compressed object. A bundle
+    some of whose bodies were deleted (an erasure) is rewritten without them."""
+
+    list_display = ["location", "window_start", "members", "size", "compression", "rewrite"]
+    list_filter = ["backend"]
+    search_fields = ["location", "bucket"]
+    fields = ["location", "bucket", "backend", "window_start", "members", "size_bytes", "body_bytes", "created_at",
+              "rewritten_at", "rewrite_next_at", "rewrite_attempts", "rewrite_error"]
+    readonly_fields = ["created_at"]
+    date_hierarchy = "window_start"
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # its bodies' rows point into it; deleting them is what removes it
+
+    @admin.display(description="Size", ordering="size_bytes")
+    def size(self, obj):
+        return filesizeformat(obj.size_bytes)
+
+    @admin.display(description="Compressed to")
+    def compression(self, obj):
+        return f"{obj.size_bytes / obj.body_bytes:.0%}" if obj.body_bytes else "-"
+
+    @admin.display(description="Rewrite", ordering="rewrite_next_at")
+    def rewrite(self, obj):
+        if obj.rewrite_next_at is None:
+            return "-"
+        return format_html('<span title="{}">due (bodies deleted), {} attempt(s)</span>', obj.rewrite_error,
+                           obj.rewrite_attempts)
 
 
 @admin.register(StorageDeletion)

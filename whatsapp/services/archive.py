@@ -25,16 +25,15 @@ from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
 from contacts.models import ContactUserMapping
-from core.audit import audit_record
 from core.queueing import publish_on_commit, task_named
 from core.storage import (
+    TIERED_PREFIX,
     BucketNotFound,
     BucketSpec,
-    ObjectNotFound,
     StorageError,
     get_storage,
     sha256_hex,
@@ -184,7 +183,7 @@ def retry_delay(attempts: int) -> timedelta:
     return min(FIRST_RETRY * 2 ** max(attempts - 1, 0), timedelta(seconds=settings.ARCHIVE_RETRY_MAX_SECONDS))
 
 
-def _mark_archived(row: WebhookEvent | Media, location: str) -> None:
+def archive_mark_done(row: WebhookEvent | Media, location: str) -> None:
     row.archive_path = location
     row.archive_status = ArchiveStatus.ARCHIVED
     row.archived_at = timezone.now()
@@ -192,7 +191,7 @@ def _mark_archived(row: WebhookEvent | Media, location: str) -> None:
     row.archive_error = ""
 
 
-def _mark_waiting(row: WebhookEvent | Media, exc: Exception) -> None:
+def archive_mark_waiting(row: WebhookEvent | Media, exc: Exception) -> None:
     row.archive_status = ArchiveStatus.PENDING
     row.archive_error = f"attempt {row.archive_attempts}: {exc}"[:4000]
     row.archive_next_at = timezone.now() + retry_delay(row.archive_attempts)
@@ -204,132 +203,6 @@ ARCHIVE_FIELDS = ["archive_status", "archive_path", "archive_attempts", "archive
                   "archived_at"]
 
 
-# --- Webhook events ---
-
-def _webhook_path(event: WebhookEvent) -> str:
-    extension = ".json" if "json" in event.content_type else ".body"
-    return (f"whatsapp-messages/{event.received_at:%Y-%m-%d}/webhooks/{event.kind}-{event.provider_id}/"
-            f"event-{event.pk}{extension}")
-
-
-def webhook_event_owner(event: WebhookEvent) -> Owner:
-    contact_ids = list(event.contacts.values_list("pk", flat=True))
-    user_ids = list(ContactUserMapping.objects.filter(contact_id__in=contact_ids).values_list("user_id", flat=True))
-    # A user's bucket only when every contact it carried is mapped, all to that one user.
-    if len(set(user_ids)) == 1 and len(user_ids) == len(contact_ids):
-        return owner_for_user(user_ids[0])
-    return owner_for_provider(event.provider_id)
-
-
-def webhook_events_archive_request(events: list[WebhookEvent]) -> None:
-    """Processing went through: the raw bodies are due for the archive (once; a replay does not archive
-    again). The rows' fields are set for the caller to save; one task takes them all once it commits."""
-    due = [event for event in events if event.status == WebhookEvent.Status.PROCESSED
-           and event.archive_status == ArchiveStatus.NONE and event.provider_id is not None]
-    for event in due:
-        event.archive_status = ArchiveStatus.PENDING
-        event.archive_next_at = timezone.now() + timedelta(seconds=settings.ARCHIVE_STALE_AFTER_SECONDS)
-    if due:
-        ids = [event.pk for event in due]
-        archive_webhook_events_task = task_named("whatsapp.tasks.archive_webhook_events_task")
-        publish_on_commit(lambda: archive_webhook_events_task.delay(ids), what=f"archive of {len(ids)} webhook events")
-
-
-def _enqueue_webhook_archive(event_id: int) -> None:
-    archive_webhook_event_task = task_named("whatsapp.tasks.archive_webhook_event_task")
-
-    publish_on_commit(lambda: archive_webhook_event_task.delay(event_id), what=f"archive of webhook event {event_id}")
-
-
-def webhook_event_archive(event_id: int) -> WebhookEvent | None:
-    """One attempt to archive a webhook event's raw body exactly as received."""
-    with transaction.atomic():
-        event = (WebhookEvent.objects.select_for_update(skip_locked=True, of=("self",))
-                 .select_related("provider").filter(pk=event_id).first())
-        if event is None or event.archive_status != ArchiveStatus.PENDING:
-            return event
-        event.archive_attempts += 1
-        body = bytes(event.body)
-        ids = event.message_ids.split()
-        metadata = {"provider": event.kind, "provider_id": str(event.provider_id or ""),
-                    "message_id": ids[0] if ids else "", "message_count": str(len(ids)),
-                    "content_type": event.content_type, "sha256": sha256_hex(body),
-                    "webhook_event_id": str(event.pk), "received_at": event.received_at.isoformat()}
-        try:
-            location = archive_write(webhook_event_owner(event), _webhook_path(event), body,
-                                     content_type=event.content_type or "application/octet-stream",
-                                     metadata=metadata)
-        except StorageError as exc:
-            _mark_waiting(event, exc)
-        else:
-            _mark_archived(event, location)
-        event.save(update_fields=ARCHIVE_FIELDS)
-    return event
-
-
-def webhook_events_archive(event_ids: list[int]) -> int:
-    """webhook_event_archive for each; one that raises is left for the requeue job, the others go on. Returns
-    how many were archived."""
-    archived = 0
-    for event_id in event_ids:
-        try:
-            event = webhook_event_archive(event_id)
-        except Exception:
-            logger.exception("archiving a webhook event failed; the requeue job tries again",
-                             extra={"webhook_event": event_id})
-            continue
-        archived += bool(event and event.archive_status == ArchiveStatus.ARCHIVED)
-    return archived
-
-
-def webhook_body(event: WebhookEvent) -> bytes:
-    """The raw body, from the database or, once retention pruned it there, from the archive."""
-    if event.body_pruned_at is None:
-        return bytes(event.body)
-    return get_storage().read(event.archive_path)
-
-
-def webhook_bodies_prune(*, older_than_days: int | None = None, limit: int = 1000) -> int:
-    """
-    Retention: raw bodies older than WEBHOOK_BODY_RETENTION_DAYS leave the database once the archive holds
-    them. Each object is checked in the storage first (present, same size); while the storage cannot be
-    reached nothing is pruned.
-    """
-    days = settings.WEBHOOK_BODY_RETENTION_DAYS if older_than_days is None else older_than_days
-    if days <= 0 and older_than_days is None:
-        return 0
-    cutoff = timezone.now() - timedelta(days=days)
-    storage = get_storage()
-    candidates = (WebhookEvent.objects.filter(archive_status=ArchiveStatus.ARCHIVED, body_pruned_at__isnull=True,
-                                              received_at__lt=cutoff)
-                  .order_by("received_at").values_list("pk", "archive_path", "body_size")[:limit])
-    safe = []
-    for pk, location, size in candidates:
-        try:
-            stored = storage.stat(location)
-        except ObjectNotFound:
-            _archive_again(pk, location, "is missing from the storage")
-            continue
-        except StorageError as exc:
-            logger.warning("retention paused: the storage does not answer", extra={"error": str(exc)})
-            break
-        if stored.size != size:
-            # Not the body we wrote (overwritten or cut short): the database copy is the one received.
-            _archive_again(pk, location, f"has {stored.size} bytes in the storage, not {size}")
-            continue
-        safe.append(pk)
-    return WebhookEvent.objects.filter(pk__in=safe, body_pruned_at__isnull=True).update(
-        body=b"", body_pruned_at=timezone.now())
-
-
-def _archive_again(event_id: int, location: str, problem: str) -> None:
-    logger.error("archived webhook body %s; archiving it again", problem,
-                 extra={"webhook_event": event_id, "location": location})
-    WebhookEvent.objects.filter(pk=event_id).update(archive_status=ArchiveStatus.PENDING,
-                                                    archive_next_at=timezone.now(), archive_path="")
-    _enqueue_webhook_archive(event_id)
-
-
 # --- Media ---
 
 def media_archive_path(media: Media) -> str:
@@ -337,6 +210,18 @@ def media_archive_path(media: Media) -> str:
     extension = mimetypes.guess_extension(media.mime_type.split(";")[0].strip()) or ""
     return (f"whatsapp-messages/{received:%Y-%m-%d}/provider-{media.message.provider_id}/"
             f"message-{media.message_id}/media-{media.pk}{extension}")
+
+
+def archive_object_path(path: str, size: int) -> str:
+    """
+    Where an object of `size` bytes goes: under the tiered prefix, which the buckets' lifecycle rules move
+    to colder classes, when it is at least ARCHIVE_TIERED_MIN_BYTES; otherwise it stays Standard. GCS
+    bills each class transition as one Class A operation per object (Nearline, Coldline and Archive
+    together about $0.00008), which a small object never earns back in cheaper storage
+    (https://cloud.google.com/storage/pricing#operations-pricing; bench/storage_cost.py prints the
+    break-even size).
+    """
+    return f"{TIERED_PREFIX}{path}" if size >= settings.ARCHIVE_TIERED_MIN_BYTES else path
 
 
 def _media_metadata(media: Media, data: bytes) -> dict[str, str]:
@@ -354,15 +239,15 @@ def media_store(media: Media, data: bytes) -> None:
     media.archive_attempts += 1
     try:
         owner = contact_owner(media.message.conversation.contact_id, media.message.provider_id)
-        location = archive_write(owner, media_archive_path(media), data,
+        location = archive_write(owner, archive_object_path(media_archive_path(media), len(data)), data,
                                  content_type=media.mime_type or "application/octet-stream",
                                  metadata=_media_metadata(media, data))
     except StorageError as exc:
         media.pending_content = data
-        _mark_waiting(media, exc)
+        archive_mark_waiting(media, exc)
     else:
         media.pending_content = None
-        _mark_archived(media, location)
+        archive_mark_done(media, location)
 
 
 def media_archive(media_id: int) -> Media | None:
@@ -384,58 +269,10 @@ def media_content(media: Media) -> bytes:
     return get_storage().read(media.archive_path)
 
 
-def _enqueue_media_archive(media_id: int) -> None:
+def media_archive_enqueue(media_id: int) -> None:
     archive_media_task = task_named("whatsapp.tasks.archive_media_task")
 
     publish_on_commit(lambda: archive_media_task.delay(media_id), what=f"archive of media {media_id}")
-
-
-# How a waiting row of each kind is handed to a worker.
-ENQUEUE_ARCHIVE = {WebhookEvent: _enqueue_webhook_archive, Media: _enqueue_media_archive}
-
-
-# --- The beat job and the backlog ---
-
-def archives_requeue_due(*, limit: int = 500) -> int:
-    """Hand rows whose archive attempt is due back to the workers, oldest first, each with a new due time
-    so a slow queue is not flooded with copies."""
-    now = timezone.now()
-    count = 0
-    for model, enqueue in ENQUEUE_ARCHIVE.items():
-        with transaction.atomic():
-            due = list(model.objects.select_for_update(skip_locked=True)
-                       .filter(archive_status=ArchiveStatus.PENDING, archive_next_at__lte=now)
-                       .order_by("archive_next_at").only("pk", "archive_attempts")[:limit])
-            for row in due:
-                model.objects.filter(pk=row.pk).update(
-                    archive_next_at=now + max(retry_delay(row.archive_attempts), FIRST_RETRY * 4))
-                enqueue(row.pk)
-            count += len(due)
-    count += storage_deletions_requeue_due(limit=limit)
-    return count
-
-
-def archive_backlog() -> dict[str, Any]:
-    """How many rows wait for the archive and for how long the oldest has (for /health/ and the admin)."""
-    waiting = [model.objects.filter(archive_status=ArchiveStatus.PENDING).aggregate(count=Count("pk"),
-                                                                                     first=Min(since))
-               for model, since in ((WebhookEvent, "processed_at"), (Media, "fetched_at"))]
-    oldest = min((row["first"] for row in waiting if row["first"]), default=None)
-    return {"pending_archive": sum(row["count"] for row in waiting),
-            "oldest_pending_seconds": int((timezone.now() - oldest).total_seconds()) if oldest else 0,
-            "pending_deletions": StorageDeletion.objects.count()}
-
-
-def archive_retry_now(queryset: QuerySet, *, actor: Any = None) -> int:
-    """Admin action: try the archive of waiting rows now instead of at their due time."""
-    enqueue = ENQUEUE_ARCHIVE[queryset.model]
-    count = 0
-    with transaction.atomic():
-        for row in queryset.filter(archive_status=ArchiveStatus.PENDING):
-            audit_record(action="archive.retry", obj=row, actor=actor, before={"archive_error": row.archive_error})
-            enqueue(row.pk)
-            count += 1
-    return count
 
 
 # --- Deletions that must reach the storage (erasure, expired exports) ---
@@ -444,7 +281,7 @@ def storage_deletion_request(*, target: str, name: str, reason: str, backend: st
     """Record a deletion in the caller's transaction; it runs after commit and is retried until done."""
     deletion = StorageDeletion.objects.create(backend=backend or get_storage().name, target=target, name=name,
                                               reason=reason[:100], next_attempt_at=timezone.now() + FIRST_RETRY * 4)
-    _enqueue_deletion(deletion.pk)
+    storage_deletion_enqueue(deletion.pk)
     return deletion
 
 
@@ -463,71 +300,9 @@ def archived_object_forget(location: str, *, reason: str) -> StorageDeletion | N
     return storage_deletion_request(target=StorageDeletion.Target.OBJECT, name=location, reason=reason)
 
 
-def _enqueue_deletion(deletion_id: int) -> None:
+def storage_deletion_enqueue(deletion_id: int) -> None:
     run_storage_deletion_task = task_named("whatsapp.tasks.run_storage_deletion_task")
 
     publish_on_commit(lambda: run_storage_deletion_task.delay(deletion_id), what=f"storage deletion {deletion_id}")
 
 
-def storage_deletion_run(deletion_id: int) -> bool:
-    """One attempt; True when the storage no longer holds the object or bucket (the row is then gone)."""
-    with transaction.atomic():
-        deletion = StorageDeletion.objects.select_for_update(skip_locked=True).filter(pk=deletion_id).first()
-        if deletion is None:
-            return False
-        deletion.attempts += 1
-        storage = get_storage()
-        try:
-            if deletion.backend != storage.name:
-                raise StorageError(f"recorded for the {deletion.backend} backend; STORAGE_BACKEND is {storage.name}")
-            if deletion.target == StorageDeletion.Target.BUCKET:
-                _rehome_survivors(deletion.name)
-                storage.delete_bucket(deletion.name)
-            else:
-                storage.delete(deletion.name)
-        except StorageError as exc:
-            deletion.last_error = f"attempt {deletion.attempts}: {exc}"[:4000]
-            deletion.next_attempt_at = timezone.now() + retry_delay(deletion.attempts)
-            deletion.save(update_fields=["attempts", "last_error", "next_attempt_at"])
-            logger.warning("storage deletion failed", extra={"deletion": deletion.pk, "error": str(exc)})
-            return False
-        deletion.delete()
-    return True
-
-
-def _rehome_survivors(bucket: str) -> None:
-    """
-    Before a bucket goes: rows that still point into it belong to someone else now (a contact mapped to
-    another user, unmapped or merged before the erasure), so their objects are copied to their owner's
-    bucket first, and the rows follow them.
-    """
-    storage = get_storage()
-    survivors: list[tuple[WebhookEvent | Media, Owner]] = [
-        (media, contact_owner(media.message.conversation.contact_id, media.message.provider_id))
-        for media in Media.objects.filter(archive_path__startswith=f"{bucket}/")
-        .select_related("message__conversation").defer("pending_content")]
-    survivors += [(event, webhook_event_owner(event))
-                  for event in WebhookEvent.objects.filter(archive_path__startswith=f"{bucket}/").defer("body")]
-    for row, owner in survivors:
-        target = archive_bucket(owner)
-        if target == bucket:
-            raise StorageError(f"{row} still belongs in bucket {bucket}; it is not deleted")
-        try:
-            location = storage.copy(row.archive_path, target)
-        except ObjectNotFound:
-            logger.error("archived object missing while moving it out of a deleted bucket",
-                         extra={"row": f"{type(row).__name__} {row.pk}", "location": row.archive_path})
-            continue
-        type(row).objects.filter(pk=row.pk, archive_path=row.archive_path).update(archive_path=location)
-
-
-def storage_deletions_requeue_due(*, limit: int = 500) -> int:
-    now = timezone.now()
-    with transaction.atomic():
-        due = list(StorageDeletion.objects.select_for_update(skip_locked=True)
-                   .filter(next_attempt_at__lte=now).order_by("next_attempt_at")[:limit])
-        for deletion in due:
-            StorageDeletion.objects.filter(pk=deletion.pk).update(
-                next_attempt_at=now + max(retry_delay(deletion.attempts), FIRST_RETRY * 4))
-            _enqueue_deletion(deletion.pk)
-    return len(due)

@@ -42,7 +42,7 @@ from whatsapp.providers.events import (
     StoredWebhook,
     UnhandledEvent,
 )
-from whatsapp.services.archive import webhook_body, webhook_events_archive_request
+from whatsapp.services.archive_bundles import webhook_body, webhook_events_archive_request
 from whatsapp.services.inbound import RetryLater, event_apply, message_lock_key, update_problem
 from whatsapp.services.inbound_batch import applies_in_bulk, inbound_messages_apply
 

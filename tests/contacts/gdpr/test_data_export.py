@@ -34,7 +34,8 @@ from core.models import AuditLog
 from tests.conftest import json_body, token_client, user_with_perms, wait_until
 from whatsapp.models import Conversation, Media, Message, StorageDeletion, WebhookEvent
 from whatsapp.providers.sandbox import inbound_body
-from whatsapp.services.archive import bucket_name, media_store, owner_for_user, storage_deletion_run
+from whatsapp.services.archive import bucket_name, media_store, owner_for_user
+from whatsapp.services.archive_jobs import storage_deletion_run
 from whatsapp.services.outbound import message_send_text
 from whatsapp.services.webhooks import webhook_event_process
 
@@ -114,13 +115,13 @@ def test_export_zip_holds_what_the_user_had_media_included(gcs_storage, celery_w
 
     # Ana writes before anyone knows who she is; then she is mapped to her user and writes again.
     first_event = _post(post_sandbox, provider, ANA_PHONE, "Hi! Is my order #1042 on its way?", "Ana Souza")
-    wait_until(lambda: WebhookEvent.objects.get(pk=first_event).archive_status == "archived", 30,
-               message="the first webhook body to be archived")
+    wait_until(lambda: WebhookEvent.objects.get(pk=first_event).status == "processed", 30,
+               message="the first webhook to be processed")
     ana = Contact.objects.get(identities__value=ANA_PHONE)
     contact_map_to_user(contact=ana, user=ana_user, actor=superuser)
     second_event = _post(post_sandbox, provider, ANA_PHONE, "Here is the receipt", "Ana Souza")
-    wait_until(lambda: WebhookEvent.objects.get(pk=second_event).archive_status == "archived", 30,
-               message="the second webhook body to be archived")
+    wait_until(lambda: WebhookEvent.objects.get(pk=second_event).status == "processed", 30,
+               message="the second webhook to be processed")
     consent_set(contact=ana, state=Contact.Consent.OPTED_IN, source="api", detail="asked at the counter",
                 actor=superuser)
 

@@ -1,9 +1,13 @@
 """
 GDPR erasure through the API against the GCS emulator: the user's bucket goes with every object in it,
-their objects in a provider's bucket (archived before the contact was mapped) go one by one, and their
-rows go at once; other people's data stays. While the storage is out the rows still go and the storage
+their webhook bodies bundled in a provider's bucket (archived before the contact was mapped) leave the
+bundle, which is rewritten with the other people's bodies alone, and their rows go at once; other
+people's data stays. While the storage is out the rows still go and the storage
 deletions wait until it is back. Refusals answer in the house format.
 """
+
+import gzip
+import json
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -21,9 +25,19 @@ from contacts.services.consent import consent_set
 from contacts.services.export import data_export_build, data_export_request
 from contacts.services.mapping import contact_map_to_user
 from tests.conftest import token_client, user_with_perms
-from tests.contacts.gdpr.conftest import ANA_PHONE, BEN_PHONE, CARL_PHONE, PHOTO, photo_for, say_archived
+from tests.contacts.gdpr.conftest import (
+    ANA_PHONE,
+    BEN_PHONE,
+    CARL_PHONE,
+    PHOTO,
+    bundle_together,
+    photo_for,
+    say,
+    say_archived,
+)
 from whatsapp.models import (
     ArchiveBucket,
+    ArchiveBundle,
     AuditLog,
     Conversation,
     Media,
@@ -32,13 +46,9 @@ from whatsapp.models import (
     StorageDeletion,
     WebhookEvent,
 )
-from whatsapp.services.archive import (
-    archives_requeue_due,
-    bucket_name,
-    owner_for_provider,
-    owner_for_user,
-    storage_deletion_run,
-)
+from whatsapp.services.archive import bucket_name, owner_for_provider, owner_for_user
+from whatsapp.services.archive_bundles import bundle_rewrite, webhook_body
+from whatsapp.services.archive_jobs import archives_requeue_due, storage_deletion_run
 
 pytestmark = pytest.mark.django_db
 
@@ -49,12 +59,14 @@ def _blob(emulator, location: str):
 
 @pytest.fixture
 def people(gcs_storage, sandbox_provider, post_sandbox, superuser):
-    """Ana (to be erased): a webhook body archived in the provider's bucket while she was unmapped, then in
-    her own bucket a body, a photo and an export. Ben (another user) with his own bucket; Carl, unmapped,
-    in the provider's bucket."""
+    """Ana (to be erased): a webhook body archived in the provider's bucket while she was unmapped, in one
+    bundle with Carl's (unmapped), then in her own bucket a body, a photo and an export. Ben (another user)
+    with his own bucket."""
     ana_user, ben_user = user_with_perms("ana"), user_with_perms("ben")
-    ana_unmapped = say_archived(post_sandbox, sandbox_provider, ANA_PHONE, "Where is my parcel?")
-    carl_event = say_archived(post_sandbox, sandbox_provider, CARL_PHONE, "Carl asks about prices")
+    ana_unmapped, carl_event = bundle_together(
+        say(post_sandbox, sandbox_provider, ANA_PHONE, "Where is my parcel?"),
+        say(post_sandbox, sandbox_provider, CARL_PHONE, "Carl asks about prices"))
+    assert ana_unmapped.archive_path == carl_event.archive_path
     ana = Contact.objects.get(identities__value=ANA_PHONE)
     contact_map_to_user(contact=ana, user=ana_user, actor=superuser)
     consent_set(contact=ana, state=Contact.Consent.OPTED_IN, source="api", actor=superuser)
@@ -79,7 +91,8 @@ def people(gcs_storage, sandbox_provider, post_sandbox, superuser):
     return {
         "ana_user": ana_user, "ben_user": ben_user, "ana": ana, "ben": ben,
         "ana_events": [ana_unmapped.pk, ana_mapped.pk], "ana_unmapped": ana_unmapped.archive_path,
-        "carl": carl_event.archive_path, "ben_objects": [ben_event.archive_path, ben_photo.archive_path],
+        "carl": carl_event.pk, "carl_body": bytes(carl_event.body),
+        "ben_objects": [ben_event.archive_path, ben_photo.archive_path],
         "ana_bucket": ana_bucket, "ben_bucket": ben_bucket,
         "ana_objects": [ana_mapped.archive_path, ana_photo.archive_path, ana_export.location],
         "ana_conversations": list(Conversation.objects.filter(contact=ana).values_list("pk", flat=True)),
@@ -109,9 +122,25 @@ def _assert_others_untouched(data, emulator) -> None:
         == 3
     assert Media.objects.filter(message__text="Ben sends a photo").exists()
     assert emulator.client().lookup_bucket(data["ben_bucket"]) is not None
-    for location in [*data["ben_objects"], data["carl"]]:
+    for location in data["ben_objects"]:
         assert _blob(emulator, location) is not None, location
     assert _blob(emulator, data["ben_objects"][1]).download_as_bytes() == PHOTO
+    # Carl's body, alone in the provider's rewritten bundle, read back with a ranged read.
+    carl = WebhookEvent.objects.get(pk=data["carl"])
+    assert carl.archive_path != data["ana_unmapped"]
+    assert bundle_records(_blob(emulator, carl.archive_path).download_as_bytes()) == [(carl.pk, data["carl_body"])]
+    WebhookEvent.objects.filter(pk=carl.pk).update(body=b"", body_pruned_at=timezone.now())
+    assert webhook_body(WebhookEvent.objects.get(pk=carl.pk)) == data["carl_body"]
+
+
+def bundle_records(data: bytes) -> list[tuple[int, bytes]]:
+    stream, records = gzip.decompress(data), []
+    while stream:
+        line, _, rest = stream.partition(b"\n")
+        header = json.loads(line)
+        records.append((header["webhook_event_id"], rest[:header["size"]]))
+        stream = rest[header["size"]:]
+    return records
 
 
 def test_erase_removes_the_users_bucket_objects_elsewhere_and_rows(gcs_storage, people, api_client, superuser):
@@ -123,12 +152,20 @@ def test_erase_removes_the_users_bucket_objects_elsewhere_and_rows(gcs_storage, 
     assert response.status_code == 200, response.content
     report = response.json()
     assert report == {"contacts": 1, "conversations": 1, "messages": 2, "media": 1, "webhook_events": 2,
-                      "exports": 1, "buckets": 1, "objects_elsewhere": 1}
+                      "exports": 1, "buckets": 1, "objects_elsewhere": 0, "bundles_rewritten": 1}
     _assert_ana_rows_gone(data)
     audit = AuditLog.objects.get(action="user.erase", object_id=str(data["ana_user"].pk))
     assert audit.actor == superuser and audit.after == report
 
-    # The storage deletions were recorded with the erasure and run after it (here by hand, as a worker would).
+    # The storage deletions and the rewrite were recorded with the erasure and run after it (here by hand,
+    # as a worker would); the rewrite has the old bundle deleted.
+    deletions = {(deletion.target, deletion.name): deletion.pk for deletion in StorageDeletion.objects.all()}
+    assert set(deletions) == {("bucket", data["ana_bucket"])}
+    bundle = ArchiveBundle.objects.get(rewrite_next_at__isnull=False)
+    assert bundle.location == data["ana_unmapped"] and bundle.members == 2
+    assert bundle_rewrite(bundle.pk) is True
+    rewritten = ArchiveBundle.objects.get(webhook_events=data["carl"])
+    assert rewritten.members == 1 and rewritten.rewrite_next_at is None
     deletions = {(deletion.target, deletion.name): deletion.pk for deletion in StorageDeletion.objects.all()}
     assert set(deletions) == {("bucket", data["ana_bucket"]), ("object", data["ana_unmapped"])}
     for pk in deletions.values():
@@ -147,21 +184,25 @@ def test_erase_while_the_storage_is_out_deletes_rows_now_and_storage_later(gcs_s
     response = api_client.post(f"/api/v1/users/{data['ana_user'].pk}/erase/", {"confirm": "ana"}, format="json")
     assert response.status_code == 200, response.content
     _assert_ana_rows_gone(data)
-    deletions = list(StorageDeletion.objects.values_list("pk", flat=True))
-    assert len(deletions) == 2
-    for pk in deletions:
-        assert storage_deletion_run(pk) is False
-    waiting = list(StorageDeletion.objects.all())
-    assert len(waiting) == 2
-    assert all(d.attempts == 1 and "attempt 1" in d.last_error and d.next_attempt_at > timezone.now()
-               for d in waiting)
+    (deletion,) = StorageDeletion.objects.values_list("pk", flat=True)
+    assert storage_deletion_run(deletion) is False
+    bundle = ArchiveBundle.objects.get(rewrite_next_at__isnull=False)
+    assert bundle_rewrite(bundle.pk) is False
+    waiting = StorageDeletion.objects.get()
+    assert waiting.attempts == 1 and "attempt 1" in waiting.last_error and waiting.next_attempt_at > timezone.now()
+    bundle.refresh_from_db()
+    assert bundle.rewrite_attempts == 1 and "attempt 1" in bundle.rewrite_error
+    assert bundle.rewrite_next_at > timezone.now()
 
     gcs_storage.start()
     assert gcs_storage.client().lookup_bucket(data["ana_bucket"]) is not None  # nothing happened yet
     StorageDeletion.objects.update(next_attempt_at=timezone.now())
-    assert archives_requeue_due() == 2
-    for pk in deletions:
-        assert storage_deletion_run(pk) is True
+    ArchiveBundle.objects.filter(pk=bundle.pk).update(rewrite_next_at=timezone.now())
+    assert archives_requeue_due() == 2  # the bucket's deletion and the bundle's rewrite
+    assert storage_deletion_run(deletion) is True
+    assert bundle_rewrite(bundle.pk) is True
+    (old_bundle,) = StorageDeletion.objects.values_list("pk", flat=True)
+    assert storage_deletion_run(old_bundle) is True
     assert not StorageDeletion.objects.exists()
     assert gcs_storage.client().lookup_bucket(data["ana_bucket"]) is None
     assert _blob(gcs_storage, data["ana_unmapped"]) is None

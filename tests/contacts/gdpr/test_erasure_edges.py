@@ -20,14 +20,9 @@ from core.models import AuditLog
 from tests.conftest import user_with_perms
 from tests.contacts.gdpr.conftest import ANA_PHONE, PHOTO, photo_for, say_archived
 from whatsapp.models import ArchiveBucket, StorageDeletion, WebhookEvent
-from whatsapp.services.archive import (
-    archive_bucket,
-    bucket_name,
-    media_content,
-    owner_for_user,
-    storage_deletion_run,
-    webhook_body,
-)
+from whatsapp.services.archive import archive_bucket, bucket_name, media_content, owner_for_user
+from whatsapp.services.archive_bundles import webhook_body
+from whatsapp.services.archive_jobs import storage_deletion_run
 
 pytestmark = pytest.mark.django_db
 

@@ -6,6 +6,7 @@ archive once retention pruned it, the buckets and pending deletions, the GDPR ac
 actions, and list pages whose query counts do not grow with their rows.
 """
 
+import gzip
 import hashlib
 import io
 import json
@@ -46,10 +47,9 @@ from whatsapp.services.archive import (
     owner_for_provider,
     owner_for_user,
     storage_deletion_request,
-    storage_deletion_run,
-    webhook_bodies_prune,
-    webhook_event_archive,
 )
+from whatsapp.services.archive_bundles import webhook_bodies_prune, webhook_event_archive
+from whatsapp.services.archive_jobs import storage_deletion_run
 from whatsapp.services.webhooks import webhook_event_process
 
 pytestmark = pytest.mark.django_db
@@ -183,7 +183,9 @@ def test_a_webhook_body_pruned_by_retention_is_shown_from_the_archive(admin_clie
     assert webhook_bodies_prune(older_than_days=0) == 1
     event.refresh_from_db()
     assert bytes(event.body) == b"" and event.body_pruned_at is not None
-    assert blob_bytes(gcs_storage, event.archive_path) == fixture_bytes("sandbox", "inbound_text.json")
+    # Its bundle (of one, archived now) holds it as received, after the line that describes it.
+    assert gzip.decompress(blob_bytes(gcs_storage, event.archive_path)).endswith(
+        b"\n" + fixture_bytes("sandbox", "inbound_text.json"))
 
     detail = page(admin_client_logged.get(change))
     assert f"Read from the archive at {event.archive_path}" in detail
@@ -247,8 +249,8 @@ def test_erasing_asks_first_with_what_goes_then_erases(admin_client_logged, gcs_
     row = re.search(rf'<tr class="wa-erasure-row" data-user="{ana.pk}">(.*?)</tr>', html, re.S).group(1)
     assert "ana (Ana Souza)" in row
     # contacts, conversations, messages (3 texts and the photo), media, webhook bodies, exports, buckets,
-    # files in other buckets
-    assert re.findall(r"<td>(\d+)</td>", row) == ["2", "2", "4", "1", "0", "0", "1", "0"]
+    # files in other buckets, bundles rewritten
+    assert re.findall(r"<td>(\d+)</td>", row) == ["2", "2", "4", "1", "0", "0", "1", "0", "0"]
     assert 'name="confirm" value="yes"' in html
     assert Contact.objects.filter(user_mapping__user=ana).count() == 2  # nothing erased yet
 
@@ -258,7 +260,8 @@ def test_erasing_asks_first_with_what_goes_then_erases(admin_client_logged, gcs_
     assert messages_of(response) == [
         "Erased the WhatsApp data of Ana Souza <ana>: 2 contact(s), 2 conversation(s), 4 message(s), 1 media "
         "file(s), 0 webhook event(s), 0 export(s). The archive storage deletes 1 bucket(s) and 0 object(s) kept in "
-        "other buckets; deletions it cannot do now are retried (see Storage deletions)."]
+        "other buckets, and rewrites 0 bundle(s) of webhook bodies without theirs; what it cannot do now is retried "
+        "(see Storage deletions and Archive bundles)."]
     assert not Contact.objects.filter(profile_name__startswith="Ana").exists()
     assert not Message.objects.filter(conversation__contact__profile_name__startswith="Ana").exists()
     assert Media.objects.get().message.conversation.contact == bobs  # only Bob's photo is left
