@@ -493,10 +493,11 @@ class WebhookEvent(Archivable):
                   "the drain that held it stopped midway).",
     )
     # Archived into a bundle: the body is the compressed member at this byte range of the bundle's object.
+    # (Not Positive*Field: their CHECK constraint makes adding the column scan the whole inbox under a lock.)
     archive_bundle = models.ForeignKey("ArchiveBundle", null=True, blank=True, on_delete=models.PROTECT,
                                        related_name="webhook_events", db_index=False)
-    archive_offset = models.PositiveBigIntegerField(null=True, blank=True)
-    archive_length = models.PositiveIntegerField(null=True, blank=True)
+    archive_offset = models.BigIntegerField(null=True, blank=True)
+    archive_length = models.IntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
@@ -514,6 +515,10 @@ class WebhookEvent(Archivable):
             # Partial: a new row has no bundle yet, so the index costs nothing at the webhook's INSERT.
             models.Index(fields=["archive_bundle"], condition=Q(archive_bundle__isnull=False),
                          name="webhook_event_bundle_idx"),
+            # The bodies whose archive failed and waits for its retry (/health/ counts them without reading the
+            # hour of bodies that wait for their bundle, on time).
+            models.Index(fields=["archive_next_at"], condition=Q(archive_status="pending", archive_attempts__gt=0),
+                         name="webhook_event_retry_idx"),
         ]
 
     def __str__(self) -> str:

@@ -7,6 +7,7 @@ answers to the same calls.
 
 import gzip
 import hashlib
+import io
 import json
 import logging
 import re
@@ -245,7 +246,7 @@ def test_webhook_body_archived_now_is_a_bundle_of_one_read_back_by_range(gcs_sto
     # Ben Okafor is not mapped to a user: the provider's bucket.
     assert bucket_name_ == bucket_name(owner_for_provider(sandbox_provider.pk))
     assert re.fullmatch(rf"whatsapp-messages/{event.received_at:%Y-%m-%d}/webhooks/{event.received_at:%H}00-"
-                        r"[0-9a-f]{16}\.jsonl\.gz", path)
+                        r"[0-9a-f]{20}\.jsonl\.gz", path)
 
     blob = gcs_storage.client().bucket(bucket_name_).get_blob(path)
     stored = blob.download_as_bytes()
@@ -435,3 +436,51 @@ def test_an_unreachable_storage_is_unavailable_for_every_call(gcs_storage):
     gcs_storage.start()
     assert storage.read(location) == b"{}"
     assert storage.list("wa-archive-p-outage") == [location]
+
+
+def test_the_command_brings_buckets_made_with_older_rules_up_to_date(gcs_storage, settings):
+    from django.core.management import call_command
+
+    (user,) = _users(9090)
+    name = archive_bucket(owner_for_user(user.pk))
+    bucket = gcs_storage.client().get_bucket(name)
+    bucket.clear_lifecycle_rules()
+    bucket.add_lifecycle_set_storage_class_rule("NEARLINE", age=30)  # an earlier version's rule: every object
+    bucket.patch()
+    assert [dict(item) for item in gcs_storage.client().get_bucket(name).lifecycle_rules] != DEFAULT_RULES
+
+    out = io.StringIO()
+    call_command("archive_buckets_configure", stdout=out)
+    assert f"{name}: configured" in out.getvalue() and "1 bucket(s) configured" in out.getvalue()
+    assert [dict(item) for item in gcs_storage.client().get_bucket(name).lifecycle_rules] == DEFAULT_RULES
+    call_command("archive_buckets_configure", stdout=io.StringIO())  # again: nothing changes
+    assert [dict(item) for item in gcs_storage.client().get_bucket(name).lifecycle_rules] == DEFAULT_RULES
+
+
+def test_a_bundle_written_again_after_a_rollback_overwrites_the_same_object(gcs_storage, sandbox_provider,
+                                                                           post_sandbox):
+    """A worker killed between the upload and its commit: the rows wait again, and the next attempt writes
+    the same object (named after its members), so no copy is left that no row knows of."""
+    from django.db import transaction
+
+    from whatsapp.services.archive_bundles import webhook_bodies_bundle
+
+    event_ids = [json_body(post_sandbox(sandbox_provider, sandbox_fixture_now(name)))["event"]
+                 for name in ("inbound_text.json", "inbound_two_messages.json")]
+    for event_id in event_ids:
+        webhook_event_process(event_id)
+
+    class Killed(Exception):
+        pass
+
+    with pytest.raises(Killed), transaction.atomic():
+        assert webhook_bodies_bundle(event_ids=event_ids).bundles == 1
+        raise Killed
+    client = gcs_storage.client()
+    written = [f"{bucket.name}/{blob.name}" for bucket in client.list_buckets() for blob in client.list_blobs(bucket)]
+    assert len(written) == 1 and not WebhookEvent.objects.filter(archive_status="archived").exists()
+
+    assert webhook_bodies_bundle(event_ids=event_ids).bundles == 1
+    again = [f"{bucket.name}/{blob.name}" for bucket in client.list_buckets() for blob in client.list_blobs(bucket)]
+    assert again == written
+    assert set(WebhookEvent.objects.values_list("archive_path", flat=True)) == set(written)

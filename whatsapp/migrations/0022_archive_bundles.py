@@ -1,32 +1,8 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-# The webhook inbox takes writes all the time: its index is built CONCURRENTLY on PostgreSQL (so this
-# migration is not atomic); a rerun after an interrupted build first drops the index it left INVALID.
-BUNDLE_INDEX = ("CREATE INDEX {concurrently}IF NOT EXISTS webhook_event_bundle_idx "
-                "ON whatsapp_webhookevent (archive_bundle_id) WHERE archive_bundle_id IS NOT NULL")
-
-
-def bundle_index_create(apps, schema_editor):
-    postgresql = schema_editor.connection.vendor == "postgresql"
-    if postgresql:
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute("SELECT NOT indisvalid FROM pg_catalog.pg_index "
-                           "WHERE indexrelid = to_regclass('webhook_event_bundle_idx')")
-            row = cursor.fetchone()
-        if row and row[0]:
-            schema_editor.execute("DROP INDEX CONCURRENTLY IF EXISTS webhook_event_bundle_idx")
-    schema_editor.execute(BUNDLE_INDEX.format(concurrently="CONCURRENTLY " if postgresql else ""))
-
-
-def bundle_index_drop(apps, schema_editor):
-    concurrently = "CONCURRENTLY " if schema_editor.connection.vendor == "postgresql" else ""
-    schema_editor.execute(f"DROP INDEX {concurrently}IF EXISTS webhook_event_bundle_idx")
-
 
 class Migration(migrations.Migration):
-
-    atomic = False
 
     dependencies = [
         ('contacts', '0008_storage_group_permissions'),
@@ -37,12 +13,12 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='webhookevent',
             name='archive_length',
-            field=models.PositiveIntegerField(blank=True, null=True),
+            field=models.IntegerField(blank=True, null=True),
         ),
         migrations.AddField(
             model_name='webhookevent',
             name='archive_offset',
-            field=models.PositiveBigIntegerField(blank=True, null=True),
+            field=models.BigIntegerField(blank=True, null=True),
         ),
         migrations.CreateModel(
             name='ArchiveBundle',
@@ -70,14 +46,5 @@ class Migration(migrations.Migration):
             model_name='webhookevent',
             name='archive_bundle',
             field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='webhook_events', to='whatsapp.archivebundle'),
-        ),
-        migrations.SeparateDatabaseAndState(
-            state_operations=[
-                migrations.AddIndex(
-                    model_name='webhookevent',
-                    index=models.Index(condition=models.Q(('archive_bundle__isnull', False)), fields=['archive_bundle'], name='webhook_event_bundle_idx'),
-                ),
-            ],
-            database_operations=[migrations.RunPython(bundle_index_create, bundle_index_drop)],
         ),
     ]

@@ -134,6 +134,22 @@ def archive_bucket(owner: Owner) -> str:
     return name
 
 
+def archive_buckets_configure() -> list[tuple[str, str]]:
+    """Apply the current settings (lifecycle rules, labels, access) to every bucket recorded for this
+    backend; a bucket gone from the storage is made again. Returns (bucket, outcome) for each."""
+    storage = get_storage()
+    outcomes = []
+    for row in ArchiveBucket.objects.filter(backend=storage.name).order_by("pk"):
+        owner = Owner(key=row.owner_key, user_id=row.user_id, provider_id=row.provider_id)
+        try:
+            storage.create_bucket(_bucket_spec(owner, row.name))
+        except StorageError as exc:
+            outcomes.append((row.name, f"failed: {exc}"))
+        else:
+            outcomes.append((row.name, "configured"))
+    return outcomes
+
+
 def _bucket_spec(owner: Owner, name: str) -> BucketSpec:
     return BucketSpec(name=name, labels={"app": "whatsapp-archive", "owner": owner.label})
 

@@ -20,7 +20,6 @@ import gzip
 import json
 import logging
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from django.utils import timezone
 from contacts.models import ContactUserMapping
 from core.bulk import bulk_update_rows
 from core.queueing import publish_on_commit, task_named
-from core.storage import ObjectNotFound, StorageError, get_storage, sha256_hex, split_location
+from core.storage import ObjectNotFound, StorageError, StorageUnavailable, get_storage, sha256_hex, split_location
 from whatsapp.models import ArchiveBundle, ArchiveStatus, StorageDeletion, WebhookEvent
 from whatsapp.services.archive import (
     ARCHIVE_FIELDS,
@@ -56,8 +55,7 @@ logger = logging.getLogger(__name__)
 BUNDLE_CONTENT_TYPE = "application/gzip"  # not Content-Encoding: GCS would then ignore ranged reads
 BUNDLE_FIELDS = [*ARCHIVE_FIELDS, "archive_bundle", "archive_offset", "archive_length"]
 # What bundling reads of an event: everything but the columns it never needs.
-CLAIM_FIELDS = ["pk", "provider_id", "kind", "body", "body_size", "content_type", "received_at",
-                "archive_attempts", "archive_status"]
+CLAIM_FIELDS = ["pk", "provider_id", "kind", "body", "body_size", "content_type", "received_at", *BUNDLE_FIELDS]
 
 
 # --- Owners ---
@@ -160,15 +158,19 @@ def webhook_bodies_bundle(*, now: datetime | None = None, event_ids: list[int] |
         for event in events:
             groups[owners[event.pk].key, bundle_window(event.received_at)].append(event)
         owner_by_key = {owner.key: owner for owner in owners.values()}
+        unavailable: StorageUnavailable | None = None
         for (owner_key, window), members in groups.items():
             for event in members:
                 event.archive_attempts += 1
             owner = owner_by_key[owner_key]
             try:
+                if unavailable:  # the storage is out: the other buckets wait too, rather than each time out
+                    raise unavailable
                 _bundle_store(lambda path, data, metadata, owner=owner: archive_write(
                     owner, path, data, content_type=BUNDLE_CONTENT_TYPE, metadata=metadata),
                     window, members, [bundle_member(event, bytes(event.body)) for event in members])
             except StorageError as exc:
+                unavailable = exc if isinstance(exc, StorageUnavailable) else unavailable
                 for event in members:
                     archive_mark_waiting(event, exc)
                 run.waiting += len(members)
@@ -202,16 +204,25 @@ Writer = Callable[[str, bytes, dict[str, str]], str]
 
 
 def _bundle_store(write: Writer, window: datetime, events: list[WebhookEvent], members: list[bytes]) -> ArchiveBundle:
-    """Write these members as one object and point each event at its byte range (the caller saves them)."""
+    """
+    Write these members as one object and point each event at its byte range (the caller saves them).
+    The object is named after its members: a write retried after a rollback (a worker killed after the
+    upload, a timeout the storage had in fact completed) overwrites the same object instead of leaving a
+    copy no row knows of, which an erasure could not find; a rewrite, holding fewer members, gets another
+    name than the bundle it replaces.
+    """
     data = b"".join(members)
-    path = archive_object_path(f"whatsapp-messages/{window:%Y-%m-%d}/webhooks/{window:%H%M}-{uuid.uuid4().hex[:16]}"
-                               ".jsonl.gz", len(data))
+    name = sha256_hex(",".join(str(event.pk) for event in sorted(events, key=lambda event: event.pk)).encode())
+    path = archive_object_path(f"whatsapp-messages/{window:%Y-%m-%d}/webhooks/{window:%H%M}-{name[:20]}.jsonl.gz",
+                               len(data))
     body_bytes = sum(event.body_size or 0 for event in events)
     location = write(path, data, {"kind": "webhook-bundle", "members": str(len(members)),
                                   "window_start": window.isoformat(), "sha256": sha256_hex(data)})
-    bundle = ArchiveBundle.objects.create(backend=get_storage().name, location=location,
-                                          bucket=split_location(location)[0], window_start=window,
-                                          members=len(members), size_bytes=len(data), body_bytes=body_bytes)
+    # The same members bundled before (their bundle was lost or altered, and they were archived again):
+    # the same name, so the same row.
+    bundle, _ = ArchiveBundle.objects.update_or_create(location=location, defaults={
+        "backend": get_storage().name, "bucket": split_location(location)[0], "window_start": window,
+        "members": len(members), "size_bytes": len(data), "body_bytes": body_bytes, "rewrite_next_at": None})
     offset = 0
     for event, member in zip(events, members, strict=True):
         archive_mark_done(event, location)
@@ -256,7 +267,7 @@ def webhook_bodies_prune(*, older_than_days: int | None = None, limit: int = 100
         by_object[location].append(pk)
         expected[location] = bundle_sizes.get(bundle_id, 0) if bundle_id else size
     storage = get_storage()
-    safe: list[int] = []
+    safe: dict[str, list[int]] = {}
     for location, event_ids in by_object.items():
         try:
             stored = storage.stat(location)
@@ -270,15 +281,17 @@ def webhook_bodies_prune(*, older_than_days: int | None = None, limit: int = 100
             # Not what we wrote (overwritten or cut short): the database copies are the ones received.
             _archive_again(event_ids, location, f"has {stored.size} bytes in the storage, not {expected[location]}")
             continue
-        safe += event_ids
-    return WebhookEvent.objects.filter(pk__in=safe, body_pruned_at__isnull=True).update(
-        body=b"", body_pruned_at=timezone.now())
+        safe[location] = event_ids
+    # Only rows still pointing where they were checked (a bundle rewrite may have moved them meanwhile).
+    return sum(WebhookEvent.objects.filter(pk__in=event_ids, archive_path=location, body_pruned_at__isnull=True)
+               .update(body=b"", body_pruned_at=timezone.now()) for location, event_ids in safe.items())
 
 
 def _archive_again(event_ids: list[int], location: str, problem: str) -> None:
     logger.error("archived webhook bodies' object %s; archiving them again", problem,
                  extra={"webhook_events": len(event_ids), "location": location})
-    WebhookEvent.objects.filter(pk__in=event_ids).update(
+    # Only rows still pointing there and still holding their body (a rewrite may have moved them meanwhile).
+    WebhookEvent.objects.filter(pk__in=event_ids, archive_path=location, body_pruned_at__isnull=True).update(
         archive_status=ArchiveStatus.PENDING, archive_next_at=timezone.now(), archive_path="", archive_bundle=None,
         archive_offset=None, archive_length=None)
 
@@ -342,8 +355,7 @@ def bundle_rewrite(bundle_id: int) -> bool:
 def _members(bundle: ArchiveBundle) -> list[WebhookEvent]:
     return list(WebhookEvent.objects.select_for_update(of=("self",)).filter(archive_bundle=bundle)
                 .order_by("archive_offset").only("pk", "kind", "provider_id", "received_at", "body_size",
-                                                  "archive_status", "archive_path", "archive_bundle",
-                                                  "archive_offset", "archive_length", "archive_attempts"))
+                                                  *BUNDLE_FIELDS))
 
 
 def _bundle_copy(bundle: ArchiveBundle, events: list[WebhookEvent], write: Writer) -> ArchiveBundle:

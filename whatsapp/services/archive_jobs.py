@@ -5,10 +5,12 @@ where a bucket that goes first moves out what still belongs to someone else.
 """
 
 import logging
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Min, QuerySet
 from django.utils import timezone
 
 from core.audit import audit_record
@@ -24,7 +26,6 @@ from whatsapp.services.archive import (
     storage_deletion_enqueue,
 )
 from whatsapp.services.archive_bundles import (
-    bundle_due_at,
     bundle_rewrites_requeue_due,
     bundles_rehome,
     webhook_bodies_archive_now,
@@ -55,19 +56,24 @@ def archives_requeue_due(*, limit: int = 500) -> int:
 def archive_backlog() -> dict[str, Any]:
     """
     What waits for the archive and how late the oldest is (for /health/ and the admin). A webhook body
-    waiting for its hour to close is on time: `waiting_for_bundle` counts those; `pending_archive` counts
-    media and bodies whose archive is due or failed, and the lateness is counted from when each was due.
+    waiting for its hour to close is on time and not counted (nor read: a busy hour is many rows); a body
+    is due at the latest ARCHIVE_BUNDLE_SECONDS + ARCHIVE_STALE_AFTER_SECONDS after it was processed, and
+    its lateness counts from then.
     """
     now = timezone.now()
-    overdue = Q(archive_next_at__lte=now) | Q(archive_attempts__gt=0)
-    bodies = WebhookEvent.objects.filter(archive_status=ArchiveStatus.PENDING).aggregate(
-        due=Count("pk", filter=overdue), waiting=Count("pk", filter=~overdue), first=Min("received_at", filter=overdue))
+    pending = WebhookEvent.objects.filter(archive_status=ArchiveStatus.PENDING)
+    # Two counts, each served by its own partial index: due now, and failed and waiting for a retry.
+    overdue = pending.filter(archive_next_at__lte=now).aggregate(count=Count("pk"), first=Min("processed_at"))
+    retrying = pending.filter(archive_attempts__gt=0, archive_next_at__gt=now).aggregate(
+        count=Count("pk"), first=Min("processed_at"))
+    bodies = {"count": overdue["count"] + retrying["count"],
+              "first": min((row["first"] for row in (overdue, retrying) if row["first"]), default=None)}
     media = Media.objects.filter(archive_status=ArchiveStatus.PENDING).aggregate(count=Count("pk"),
                                                                                  first=Min("fetched_at"))
-    since = [moment for moment in (bodies["first"] and bundle_due_at(bodies["first"]), media["first"]) if moment]
+    bundle_delay = timedelta(seconds=settings.ARCHIVE_BUNDLE_SECONDS + settings.ARCHIVE_STALE_AFTER_SECONDS)
+    since = [moment for moment in (bodies["first"] and bodies["first"] + bundle_delay, media["first"]) if moment]
     late = max((now - min(since)).total_seconds(), 0) if since else 0
-    return {"pending_archive": bodies["due"] + media["count"], "waiting_for_bundle": bodies["waiting"],
-            "oldest_pending_seconds": int(late),
+    return {"pending_archive": bodies["count"] + media["count"], "oldest_pending_seconds": int(late),
             "pending_deletions": StorageDeletion.objects.count(),
             "pending_rewrites": ArchiveBundle.objects.filter(rewrite_next_at__isnull=False).count()}
 
