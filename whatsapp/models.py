@@ -496,8 +496,9 @@ class WebhookEvent(Archivable):
     # (Not Positive*Field: their CHECK constraint makes adding the column scan the whole inbox under a lock.)
     archive_bundle = models.ForeignKey("ArchiveBundle", null=True, blank=True, on_delete=models.PROTECT,
                                        related_name="webhook_events", db_index=False)
-    archive_offset = models.BigIntegerField(null=True, blank=True)
-    archive_length = models.IntegerField(null=True, blank=True)
+    archive_offset = models.BigIntegerField(null=True, blank=True,
+                                            help_text="Where its compressed body starts in the bundle (bytes).")
+    archive_length = models.IntegerField(null=True, blank=True, help_text="Its compressed body's length (bytes).")
 
     class Meta:
         ordering = ["-received_at"]
@@ -557,14 +558,16 @@ class ArchiveBundle(models.Model):
     """
 
     backend = models.CharField(max_length=10)
-    location = models.CharField(max_length=600, unique=True, help_text="<bucket>/<object>.")
+    location = models.CharField(max_length=600, unique=True, help_text="The bucket, a slash, the object's path.")
     bucket = models.CharField(max_length=63)
     window_start = models.DateTimeField(help_text="The start of the hour its bodies were received in.")
     members = models.PositiveIntegerField(default=0)
     size_bytes = models.PositiveBigIntegerField(default=0, help_text="The object's size, compressed.")
     body_bytes = models.PositiveBigIntegerField(default=0, help_text="The bodies' size as received.")
     created_at = models.DateTimeField(auto_now_add=True)
-    rewritten_at = models.DateTimeField(null=True, blank=True)
+    rewritten_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="When it was written without the bodies deleted from the bundle "
+                                                  "it replaces.")
     rewrite_next_at = models.DateTimeField(
         null=True, blank=True,
         help_text="Bodies of it were deleted: when the rewrite without them is (next) tried.")

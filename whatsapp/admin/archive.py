@@ -6,6 +6,7 @@ archive state in the list, a filter on it, the "Archive now" action and a note o
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 
 from core.admin.base import ReadOnlyModelAdmin
 from whatsapp.models import ArchiveStatus
@@ -61,6 +62,8 @@ class ArchivedRowAdmin(ReadOnlyModelAdmin):
         label = obj.get_archive_status_display()
         if obj.archive_status != ArchiveStatus.PENDING:
             return label
+        if not obj.archive_attempts and obj.archive_next_at:  # on time: a body waits for its hour's bundle
+            return format_html("Waiting for the archive (due {})", localtime(obj.archive_next_at).strftime("%H:%M"))
         return format_html('<span title="{}">{} ({} attempt(s))</span>', obj.archive_error, label,
                            obj.archive_attempts)
 

@@ -3,7 +3,8 @@ and the deletions it still has to confirm."""
 
 from django.contrib import admin
 from django.template.defaultfilters import filesizeformat
-from django.utils.html import format_html
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from core.admin.base import ReadOnlyModelAdmin
@@ -40,24 +41,34 @@ class ArchiveBundleAdmin(ReadOnlyModelAdmin):
     """The raw webhook bodies a bucket received in one hour, written as one compressed object. A bundle
     some of whose bodies were deleted (an erasure) is rewritten without them."""
 
-    list_display = ["location", "window_start", "members", "size", "compression", "rewrite"]
+    list_display = ["window_start", "bucket", "members", "bodies_size", "size", "rewrite"]
+    list_display_links = ["window_start"]
     list_filter = ["backend"]
     search_fields = ["location", "bucket"]
-    fields = ["location", "bucket", "backend", "window_start", "members", "size_bytes", "body_bytes", "created_at",
-              "rewritten_at", "rewrite_next_at", "rewrite_attempts", "rewrite_error"]
-    readonly_fields = ["created_at"]
+    fields = ["location", "bucket", "backend", "window_start", "members", "size_bytes", "body_bytes", "bodies",
+              "created_at", "rewritten_at", "rewrite_next_at", "rewrite_attempts", "rewrite_error"]
+    readonly_fields = ["created_at", "bodies"]
     date_hierarchy = "window_start"
+    BODIES_SHOWN = 50
 
     def has_delete_permission(self, request, obj=None):
         return False  # its bodies' rows point into it; deleting them is what removes it
 
-    @admin.display(description="Size", ordering="size_bytes")
+    @admin.display(description="Bodies as received", ordering="body_bytes")
+    def bodies_size(self, obj):
+        return filesizeformat(obj.body_bytes)
+
+    @admin.display(description="Object", ordering="size_bytes")
     def size(self, obj):
         return filesizeformat(obj.size_bytes)
 
-    @admin.display(description="Compressed to")
-    def compression(self, obj):
-        return f"{obj.size_bytes / obj.body_bytes:.0%}" if obj.body_bytes else "-"
+    @admin.display(description="Webhook events in it")
+    def bodies(self, obj):
+        events = list(obj.webhook_events.order_by("archive_offset").values_list("pk", flat=True)[:self.BODIES_SHOWN])
+        links = format_html_join(", ", '<a href="{}">{}</a>', (
+            (reverse("admin:whatsapp_webhookevent_change", args=[pk]), pk) for pk in events))
+        more = obj.members - len(events)
+        return format_html("{}{}", links, f" and {more} more" if more > 0 else "") if events else "-"
 
     @admin.display(description="Rewrite", ordering="rewrite_next_at")
     def rewrite(self, obj):

@@ -346,6 +346,7 @@ def bundle_rewrite(bundle_id: int) -> bool:
             logger.warning("bundle rewrite failed", extra={"bundle": bundle.pk, "error": str(exc)})
             return False
         bulk_update_rows(survivors, BUNDLE_FIELDS)
+        ArchiveBundle.objects.filter(pk=moved.pk).update(rewritten_at=timezone.now())
         archived_object_forget(old, reason="webhook bundle rewritten without deleted bodies")
         bundle.delete()  # the new bundle's row replaces it
         logger.info("bundle rewritten", extra={"bundle": moved.pk, "members": moved.members})
