@@ -18,7 +18,7 @@ from django.db.models import F
 
 from contacts.models import Contact
 from contacts.services.identities import ContactWanted, contacts_resolve_many
-from core.bulk import bulk_update_rows
+from core.bulk import bulk_insert_rows, bulk_update_rows
 from core.correlation import correlation
 from core.locks import lock_keys
 from whatsapp import hooks
@@ -114,7 +114,7 @@ def _messages_create(provider: Provider, items: list[_Pending]) -> None:
         reply_to_id=quoted.get(item.event.reply_to_provider_message_id), status=MessageStatus.RECEIVED,
         received_at=item.event.timestamp,
     ) for item in items]
-    Message.objects.bulk_create(messages)
+    bulk_insert_rows(messages)
     # A quote of a message stored just before it, in this same run.
     created: dict[str, int] = {}
     quoting_earlier = []
