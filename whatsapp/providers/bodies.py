@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -27,6 +28,9 @@ def _bounded_int(text: str) -> int:
     if len(text.lstrip("-")) > JSON_MAX_INTEGER_DIGITS:
         raise BodyUndecodable(f"an integer has more than {JSON_MAX_INTEGER_DIGITS} digits")
     return int(text)
+
+
+_MAY_NEED_CLEANING = re.compile(r"\\u(?:0000|[dD][89a-fA-F])|[\ud800-\udfff]")
 
 
 def _finite_float(text: str) -> float:
@@ -72,9 +76,12 @@ def json_body_decode(body: bytes) -> Any:
         raise BodyUndecodable(f"JSON is nested deeper than {JSON_MAX_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError among them
         raise BodyUndecodable(f"body is not valid JSON: {exc}") from None
-    if _deeper_than(payload, JSON_MAX_DEPTH):
+    # Nesting needs an opening bracket per level: a body with fewer cannot be too deep.
+    if text.count("{") + text.count("[") > JSON_MAX_DEPTH and _deeper_than(payload, JSON_MAX_DEPTH):
         raise BodyUndecodable(f"JSON is nested deeper than {JSON_MAX_DEPTH} levels")
-    return _clean_strings(payload)
+    # A NUL or a lone surrogate in a parsed string can only come from a \u0000 or \uD800-\uDFFF escape or
+    # a surrogate in the text (JSON refuses raw control characters): without any, nothing needs cleaning.
+    return _clean_strings(payload) if _MAY_NEED_CLEANING.search(text) else payload
 
 
 def form_body_decode(body: bytes) -> dict[str, str]:

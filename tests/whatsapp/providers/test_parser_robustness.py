@@ -92,3 +92,35 @@ def test_twilio_parser_never_raises(form):
     events = backend_for(_provider("twilio")).parse_webhook(
         StoredWebhook(urlencode(form).encode(), {}, "application/x-www-form-urlencoded", NOW))
     assert len(events) == 1
+
+
+@QUICK
+@given(value=st.recursive(st.text(st.characters(exclude_categories=()))  # lone surrogates and NULs included
+                          | st.integers() | st.booleans() | st.none(),
+                          lambda children: st.lists(children, max_size=4)
+                          | st.dictionaries(st.text(st.characters(exclude_categories=()), max_size=6), children,
+                                            max_size=4), max_leaves=20),
+       ensure_ascii=st.booleans())
+def test_decoded_strings_never_hold_what_postgresql_refuses(value, ensure_ascii):
+    """Whatever text a body carries (NULs, lone surrogates, escaped or not), every decoded string and key
+    is fit for a jsonb column, and a body needing no cleaning comes back as json.loads reads it."""
+    import json
+
+    raw = json.dumps(value, ensure_ascii=ensure_ascii).encode("utf-8", "surrogatepass")
+    decoded = json_body_decode(raw)
+    strings, stack = [], [decoded]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            strings.append(item)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            strings.extend(item)
+            stack.extend(item.values())
+    for text in strings:
+        assert "\x00" not in text
+        text.encode("utf-8")  # no lone surrogate
+    if "\\u0000" not in raw.decode("utf-8", "surrogatepass") and all(
+            not 0xD800 <= ord(char) <= 0xDFFF for char in json.dumps(value, ensure_ascii=False)):
+        assert decoded == json.loads(raw.decode("utf-8", "surrogatepass"))
