@@ -631,7 +631,8 @@ def scale_out(args, *, env, processes, fake, fake_pgid, provider, logs) -> list[
         ("scale-out sends/s, one worker group", f"{one.steady:.0f}", "-", "-", "-"),
         ("scale-out sends/s, two worker groups (ratio to one)", f"{two.steady:.0f} ({two.steady / one.steady:.2f}x)",
          "-", "> one group", mark(two.steady > one.steady)),
-        *integrity_rows("scale-out (two groups)", two, two, args.scale_out),
+        *integrity_rows("scale-out (one group)", one, None, args.scale_out),
+        *integrity_rows("scale-out (two groups)", two, None, args.scale_out),
     ]
 
 
@@ -775,7 +776,8 @@ def print_run(run: Run, per_send_label: str = "per send") -> None:
                   "the figures are disturbed; re-run on a quiet machine.")
 
 
-def integrity_rows(phase: str, ours: Run, base: Run, queued: int) -> list[tuple[str, str, str, str, str]]:
+def integrity_rows(phase: str, ours: Run, base: Run | None, queued: int) -> list[tuple[str, str, str, str, str]]:
+    """`base`: the bare loop's run, when there is one to compare with."""
     sent = ours.db_statuses.get("sent", 0)
     # Every request the fake answered must be a `sent` row (nothing sent twice, nothing left `sending`).
     unrecorded = ours.requests - sent - ours.db_reply_statuses.get("sent", 0)
@@ -784,7 +786,7 @@ def integrity_rows(phase: str, ours: Run, base: Run, queued: int) -> list[tuple[
         (f"{phase} bulk messages sent (database) / queued", f"{sent} / {queued}{capped}", "-", "all",
          mark(sent == queued)),
         (f"{phase} requests at the fake: duplicates / not `sent` in the database",
-         f"{ours.duplicates} / {unrecorded}", f"{base.duplicates} / -", "0 / 0",
+         f"{ours.duplicates} / {unrecorded}", f"{base.duplicates} / -" if base else "-", "0 / 0",
          mark(ours.duplicates == 0 and unrecorded == 0)),
     ]
 

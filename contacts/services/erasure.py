@@ -145,12 +145,11 @@ class _ContactRows:
         media, webhook_events = self.media, self.webhook_events
         if lock:
             media, webhook_events = media.select_for_update(of=("self",)), webhook_events.select_for_update()
-        if lock:
-            list(webhook_events.values_list("pk", flat=True))
         # A bundled body shares its object with others' bodies: its row's deletion has the bundle rewritten
         # without it (whatsapp.signals), so its object is not one of theirs.
         locations = [*media.values_list("archive_path", flat=True),
-                     *self.webhook_events.filter(archive_bundle__isnull=True).values_list("archive_path", flat=True)]
+                     *(path for path, bundle_id in webhook_events.values_list("archive_path", "archive_bundle_id")
+                       if bundle_id is None)]
         return [location for location in locations if location]
 
     def bundle_locations(self) -> list[str]:

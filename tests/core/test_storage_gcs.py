@@ -29,11 +29,12 @@ from whatsapp.services.archive import (
     archive_write,
     bucket_name,
     bucket_name_problems,
+    media_store,
     owner_for_provider,
     owner_for_user,
     prefix_problems,
 )
-from whatsapp.services.archive_bundles import webhook_body, webhook_event_archive
+from whatsapp.services.archive_bundles import webhook_bodies_bundle, webhook_body
 from whatsapp.services.media import media_download
 from whatsapp.services.providers import provider_create
 from whatsapp.services.webhooks import webhook_event_process
@@ -240,7 +241,8 @@ def test_webhook_body_archived_now_is_a_bundle_of_one_read_back_by_range(gcs_sto
     event = webhook_event_process(json_body(response)["event"])
     assert event.status == "processed" and event.archive_status == "pending"
 
-    event = webhook_event_archive(event.pk)
+    assert webhook_bodies_bundle(event_ids=[event.pk]).bundles == 1  # "archive now": a bundle of one
+    event = WebhookEvent.objects.get(pk=event.pk)
     assert event.archive_status == "archived" and event.archive_error == "" and event.archived_at
     bucket_name_, path = event.archive_path.split("/", 1)
     # Ben Okafor is not mapped to a user: the provider's bucket.
@@ -267,7 +269,8 @@ def test_webhook_body_archived_now_is_a_bundle_of_one_read_back_by_range(gcs_sto
     assert emulator_log() == [f"GET /download/storage/v1/b/{bucket_name_}/o/{quote(path, safe='')}"]
 
     # Archiving again changes nothing (the task may run twice).
-    assert webhook_event_archive(event.pk).archive_path == event.archive_path
+    assert webhook_bodies_bundle(event_ids=[event.pk]).bodies == 0
+    assert WebhookEvent.objects.get(pk=event.pk).archive_path == event.archive_path
     assert [b.name for b in gcs_storage.client().list_blobs(bucket_name_)] == [path]
 
 
@@ -319,6 +322,12 @@ def test_media_file_is_archived_with_its_metadata(gcs_storage, client, settings,
         "media_id": str(media.pk)}
     stored = get_storage().stat(media.archive_path)
     assert (stored.size, stored.content_type, stored.metadata) == (len(PHOTO), "image/jpeg", blob.metadata)
+
+    # A file at least ARCHIVE_TIERED_MIN_BYTES goes under tiered/, the prefix the lifecycle rules move.
+    settings.ARCHIVE_TIERED_MIN_BYTES = len(PHOTO)
+    media_store(media, PHOTO)
+    assert media.archive_path == f"{bucket_name_}/tiered/{path}"
+    assert gcs_storage.client().bucket(bucket_name_).get_blob(f"tiered/{path}").download_as_bytes() == PHOTO
 
 
 # --- The same calls on both backends ---

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from contacts.models import ContactUserMapping
@@ -77,10 +77,6 @@ def webhook_event_owners(events: Iterable[WebhookEvent]) -> dict[int, Owner]:
         one_user = len(user_ids) == 1 and None not in user_ids
         owners[event.pk] = owner_for_user(user_ids.pop()) if one_user else owner_for_provider(event.provider_id)
     return owners
-
-
-def webhook_event_owner(event: WebhookEvent) -> Owner:
-    return webhook_event_owners([event])[event.pk]
 
 
 # --- Bundling ---
@@ -192,12 +188,6 @@ def webhook_bodies_bundle_due(*, budget_seconds: float = 50.0) -> BundleRun:
         if run.bodies + run.waiting < settings.ARCHIVE_BUNDLE_MAX_BODIES:
             break
     return total
-
-
-def webhook_event_archive(event_id: int) -> WebhookEvent | None:
-    """Archive one waiting event's body now, in a bundle of its own (the admin's "archive now")."""
-    webhook_bodies_bundle(event_ids=[event_id])
-    return WebhookEvent.objects.filter(pk=event_id).defer("body").first()
 
 
 Writer = Callable[[str, bytes, dict[str, str]], str]
@@ -405,11 +395,10 @@ def bundle_rewrites_requeue_due(*, limit: int = 500) -> int:
     return len(due)
 
 
-def webhook_bodies_archive_now(queryset: QuerySet) -> list[int]:
-    """The waiting events among these, handed to a worker to bundle now (the admin's "archive now")."""
-    ids = list(queryset.filter(archive_status=ArchiveStatus.PENDING).values_list("pk", flat=True))
-    if ids:
+def webhook_bodies_archive_now(event_ids: list[int]) -> None:
+    """These waiting events, handed to a worker to bundle now once the caller commits ("archive now")."""
+    if event_ids:
         bundle_webhook_bodies_task = task_named("whatsapp.tasks.bundle_webhook_bodies_task")
-        publish_on_commit(lambda: bundle_webhook_bodies_task.delay(ids), what=f"archive of {len(ids)} webhook bodies")
-    return ids
+        publish_on_commit(lambda: bundle_webhook_bodies_task.delay(event_ids),
+                          what=f"archive of {len(event_ids)} webhook bodies")
 

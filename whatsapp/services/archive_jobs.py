@@ -29,7 +29,7 @@ from whatsapp.services.archive_bundles import (
     bundle_rewrites_requeue_due,
     bundles_rehome,
     webhook_bodies_archive_now,
-    webhook_event_owner,
+    webhook_event_owners,
 )
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def archive_retry_now(queryset: QuerySet, *, actor: Any = None) -> int:
         for row in waiting:
             audit_record(action="archive.retry", obj=row, actor=actor, before={"archive_error": row.archive_error})
         if queryset.model is WebhookEvent:
-            webhook_bodies_archive_now(queryset.filter(pk__in=[row.pk for row in waiting]))
+            webhook_bodies_archive_now([row.pk for row in waiting])
         else:
             for row in waiting:
                 media_archive_enqueue(row.pk)
@@ -133,9 +133,10 @@ def _rehome_survivors(bucket: str) -> None:
         (media, contact_owner(media.message.conversation.contact_id, media.message.provider_id))
         for media in Media.objects.filter(archive_path__startswith=f"{bucket}/")
         .select_related("message__conversation").defer("pending_content")]
-    survivors += [(event, webhook_event_owner(event))
-                  for event in WebhookEvent.objects.filter(archive_path__startswith=f"{bucket}/",
-                                                           archive_bundle__isnull=True).defer("body")]
+    events = list(WebhookEvent.objects.filter(archive_path__startswith=f"{bucket}/", archive_bundle__isnull=True)
+                  .defer("body"))
+    owners = webhook_event_owners(events)
+    survivors += [(event, owners[event.pk]) for event in events]
     for row, owner in survivors:
         target = archive_bucket(owner)
         if target == bucket:

@@ -58,15 +58,14 @@ from whatsapp.services.inbound import message_lock_key, orphan_statuses_apply
 from whatsapp.services.outbound import (
     BROKER_COUNTDOWN_MAX_SECONDS,
     HOLD_CIRCUIT,
-    HOLD_INACTIVE,
     HOLD_PAIR_PACING,
-    HOLD_PAUSED,
     PENDING_STATUSES,
     message_check_later,
     message_hold,
     message_schedule,
     messages_release_held,
     outbound_media_url,
+    stopped_provider_hold,
 )
 from whatsapp.services.providers import provider_webhook_url
 from whatsapp.services.send_rules import SendRefused
@@ -141,12 +140,15 @@ def send_admit_rules(message: Message, *, in_order: bool = False) -> bool:
     (`in_order`: the caller made sure no earlier message of the conversation is pending)."""
     provider = message.provider
     if provider.is_paused or not provider.is_active:
-        message_hold(message, reason=HOLD_PAUSED if provider.is_paused else HOLD_INACTIVE)
+        message_hold(message, reason=stopped_provider_hold(provider))
         return False
     try:
         _recheck_rules(message)
     except SendRefused as refusal:
         _fail(message, code=refusal.code, title="refused before sending", detail=refusal.reason)
+        return False
+    except Exception as exc:  # noqa: BLE001 - logged there; a message the checks crash on fails alone
+        message_check_failed(message, exc)
         return False
     earlier = None if in_order else _earlier_pending(message)
     if earlier is not None:

@@ -58,6 +58,13 @@ HOLD_CIRCUIT = "circuit open: provider failing"
 RELEASABLE_HOLDS = (HOLD_PAUSED, HOLD_INACTIVE, HOLD_CIRCUIT)
 # A message waiting for its recipient's slot holds that slot: when it comes back it does not ask again.
 HOLD_PAIR_PACING = "per-recipient pacing (pair rate)"
+
+
+def stopped_provider_hold(provider: Provider) -> str:
+    """Why a stopped provider's messages are held: paused, else inactive."""
+    return HOLD_PAUSED if provider.is_paused else HOLD_INACTIVE
+
+
 # A message due for less than this is the business of the wake that was published for it.
 SWEEP_GRACE_SECONDS = 2.0
 
@@ -300,7 +307,7 @@ def due_messages(provider: Provider):
 def messages_hold_while_paused(provider: Provider) -> int:
     """Hold every due message of a paused (or inactive) provider, in one statement that itself checks the
     pause: a resume committed meanwhile has released them, and they must not be held again."""
-    reason = HOLD_PAUSED if provider.is_paused else HOLD_INACTIVE
+    reason = stopped_provider_hold(provider)
     stopped = Q(provider__is_paused=True) if provider.is_paused else Q(provider__is_active=False)
     return (due_messages(provider).filter(stopped)
             .update(next_attempt_at=None, hold_reason=reason, enqueued_at=None, updated_at=timezone.now()))

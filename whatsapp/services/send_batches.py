@@ -52,7 +52,6 @@ from whatsapp.services.delivery import (
     attempts_start,
     call_failed,
     interrupted_sends_settle,
-    message_check_failed,
     messages_admit_slots,
     number_rate,
     provider_call,
@@ -237,9 +236,9 @@ class _Sender:
                 return
             rows = _claimable(provider, self._batch_size())
             if not rows:
-                self._claimed_nothing()
+                self._stop_claiming("nothing due")
                 return
-            rows = [message for message in rows if _rules_allow(message)]
+            rows = [message for message in rows if send_admit_rules(message, in_order=True)]
             if not rows:
                 return
             slots, reserved_at = self._number_slots(len(rows), lead=self.lead)
@@ -278,9 +277,6 @@ class _Sender:
             return False
         self._stop_claiming("slots taken")
         return True
-
-    def _claimed_nothing(self) -> None:
-        self._stop_claiming("nothing due")
 
     def _stop_claiming(self, why: str) -> None:
         # Calls still out may be what a conversation's next message waits for: claim once more when they are
@@ -336,20 +332,18 @@ class _Sender:
         late, self.late = self.late, []
         self.late_calls += len(late)
         # A call that has waited this long might be settled as interrupted by another sender: back to the queue.
-        stale = [item for item in late if time.monotonic() - item.claimed_at > STALE_CALL_SECONDS]
+        now = time.monotonic()
+        stale = [item for item in late if now - item.claimed_at > STALE_CALL_SECONDS]
+        late = [item for item in late if now - item.claimed_at <= STALE_CALL_SECONDS]
+        if late:
+            slots, reserved_at = self._number_slots(len(late))
+            for index, item in enumerate(late[:slots.count]):
+                item.at = self._slot_at(reserved_at + slots.offset(index))
+                self.last_slot_at = item.at
+                self._start(item)
+            stale += late[slots.count:]
         if stale:
             _give_back([item.message for item in stale])
-            late = [item for item in late if item not in stale]
-            self.claiming = True
-        if not late:
-            return
-        slots, reserved_at = self._number_slots(len(late))
-        for index, item in enumerate(late[:slots.count]):
-            item.at = self._slot_at(reserved_at + slots.offset(index))
-            self.last_slot_at = item.at
-            self._start(item)
-        if len(late) > slots.count:
-            _give_back([item.message for item in late[slots.count:]])
             self.claiming = True  # they are due again: whoever claims next takes them
 
     def _collect(self, timeout: float) -> None:
@@ -393,16 +387,6 @@ class _Sender:
                                item.message, outcome)
         if self.claim_after_record and not self.in_flight:
             self.claim_after_record, self.claiming = False, True
-
-
-def _rules_allow(message: Message) -> bool:
-    """send_admit_rules for one message of a batch; a message the checks themselves fail on (bad data) fails
-    alone instead of the claim, which would meet it first again every time."""
-    try:
-        return send_admit_rules(message, in_order=True)
-    except Exception as exc:  # noqa: BLE001 - logged there; one bad row must not stop the batch
-        message_check_failed(message, exc)
-        return False
 
 
 def _settled_alone(settle, message: Message, outcome: CallOutcome) -> None:

@@ -9,7 +9,7 @@ from tests.conftest import json_body
 from whatsapp.models import Media, Message, WebhookEvent
 from whatsapp.providers.sandbox import inbound_body
 from whatsapp.services.archive import media_store
-from whatsapp.services.archive_bundles import webhook_bodies_bundle, webhook_event_archive
+from whatsapp.services.archive_bundles import webhook_bodies_bundle
 from whatsapp.services.webhooks import webhook_event_process
 
 ANA_PHONE = "+15551230001"
@@ -28,7 +28,9 @@ def say(post_sandbox, provider, phone: str, text: str) -> WebhookEvent:
 
 def say_archived(post_sandbox, provider, phone: str, text: str) -> WebhookEvent:
     """say, and the raw body archived at once (a bundle of its own)."""
-    event = webhook_event_archive(say(post_sandbox, provider, phone, text).pk)
+    event_id = say(post_sandbox, provider, phone, text).pk
+    webhook_bodies_bundle(event_ids=[event_id])
+    event = WebhookEvent.objects.get(pk=event_id)
     assert event.archive_status == "archived", event.archive_error
     return event
 

@@ -48,7 +48,7 @@ from whatsapp.services.archive import (
     owner_for_user,
     storage_deletion_request,
 )
-from whatsapp.services.archive_bundles import webhook_bodies_prune, webhook_event_archive
+from whatsapp.services.archive_bundles import webhook_bodies_bundle, webhook_bodies_prune
 from whatsapp.services.archive_jobs import storage_deletion_run
 from whatsapp.services.webhooks import webhook_event_process
 
@@ -171,14 +171,14 @@ def test_a_webhook_body_pruned_by_retention_is_shown_from_the_archive(admin_clie
     change = reverse("admin:whatsapp_webhookevent_change", args=[event.pk])
 
     gcs_storage.stop()
-    webhook_event_archive(event.pk)
+    webhook_bodies_bundle(event_ids=[event.pk])
     listed = page(admin_client_logged.get(WEBHOOKS, {"archive_status": "pending"}))
     assert f"/{event.pk}/change/" in listed and "Waiting for the archive (1 attempt(s))" in listed
     gcs_storage.start()
     response = admin_client_logged.post(WEBHOOKS, {"action": "archive_now", "_selected_action": [event.pk]},
                                         follow=True)
     assert "1 of 1 selected row(s) handed to a worker to archive now." in messages_of(response)
-    webhook_event_archive(event.pk)
+    webhook_bodies_bundle(event_ids=[event.pk])
 
     assert webhook_bodies_prune(older_than_days=0) == 1
     event.refresh_from_db()

@@ -17,7 +17,7 @@ from tests.conftest import customer
 from tests.fakes import meta_accepted, meta_error
 from whatsapp.models import Message, Provider, SendAttempt
 from whatsapp.providers.events import TemplateStatus
-from whatsapp.services import rate_limits
+from whatsapp.services import rate_limits, send_rules
 from whatsapp.services.outbound import SendRequest, message_send, message_send_text, messages_hold_while_paused
 from whatsapp.services.send_batches import provider_send_due
 
@@ -143,6 +143,35 @@ def test_a_message_refused_at_send_time_fails_alone_and_the_batch_goes_out(meta,
     assert provider_send_due(meta.pk) == 1
     broken.refresh_from_db()
     assert (broken.status, broken.error_code) == ("failed", "template_variables")
+    assert Message.objects.get(pk=fine.pk).status == "sent"
+    assert arrived_texts(fake_meta) == ["still goes"]
+
+
+@pytest.mark.parametrize("check", ["check_template", "check_recipient"])
+def test_a_message_the_checks_crash_on_fails_alone_and_the_batch_goes_out(meta, fake_meta, monkeypatch, settings,
+                                                                          check):
+    """Bad data that makes a check itself raise (not refuse) fails that message as check_failed; the claim,
+    which would meet it first again every time, goes on with the others."""
+    template = MessageTemplate.objects.create(provider=meta, name="order_update", language="en_US",
+                                              status=TemplateStatus.APPROVED,
+                                              components=[{"type": "BODY", "text": "Hi {{1}}"}])
+    crashing_contact = customer(meta, "+16505550103")
+    broken = message_send(SendRequest(provider=meta, contact=crashing_contact, message_type="template",
+                                      template=template, template_variables={"body": ["Ana"]}))[0]
+    fine = message_send_text(provider=meta, contact=customer(meta, "+16505550104"), text="still goes")
+    real = getattr(send_rules, check)
+    settings.SEND_PAIR_INTERVAL_SECONDS = 0.01  # the recipient is checked where the pair rate is kept
+
+    def crashes(*args, **kwargs):
+        if check == "check_template" or crashing_contact in args:
+            raise ValueError("unreadable stored data")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(send_rules, check, crashes)
+    assert provider_send_due(meta.pk) == 1
+    broken.refresh_from_db()
+    assert (broken.status, broken.error_code) == ("failed", "check_failed")
+    assert "ValueError: unreadable stored data" in broken.error_detail
     assert Message.objects.get(pk=fine.pk).status == "sent"
     assert arrived_texts(fake_meta) == ["still goes"]
 
