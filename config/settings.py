@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "ai.apps.AiConfig",
     "assistant.apps.AssistantConfig",
     "analytics.apps.AnalyticsConfig",
+    "campaigns.apps.CampaignsConfig",
     "monitoring.apps.MonitoringConfig",
     "demo.apps.DemoConfig",
     # After contacts: its admin extends the user admin that contacts registers.
@@ -419,6 +420,17 @@ CELERY_BEAT_SCHEDULE = {
         # django-celery-beat's name for `expires`.
         "options": {"expire_seconds": WORKER_HEARTBEAT_INTERVAL_SECONDS, "priority": 0},
     },
+    # Campaigns: wakes lost with a worker, recurring runs; and receipts copied into campaign results.
+    "campaigns-tick": {
+        "task": "campaigns.tasks.campaigns_tick_task",
+        "schedule": 15.0,
+        "options": {"expire_seconds": 15},
+    },
+    "campaigns-refresh-results": {
+        "task": "campaigns.tasks.campaigns_results_refresh_task",
+        "schedule": 60.0,
+        "options": {"expire_seconds": 60},
+    },
     # Alert rules (monitoring.alerts). A run left waiting past the next one is dropped: the next one reads the
     # same rows.
     "evaluate-alerts": {
@@ -682,3 +694,19 @@ LOGGING = {
         "httpcore2": {"level": "WARNING"},
     },
 }
+
+# --- Campaigns (docs/campaigns.md) ---
+# A campaign keeps this many seconds of its number's rate queued for the sender, no more: a pause takes back
+# what is still queued, and replies never wait behind a long bulk queue (the sender takes replies first anyway).
+CAMPAIGN_BACKLOG_SECONDS = env.float("CAMPAIGN_BACKLOG_SECONDS", default=10.0)
+CAMPAIGN_DISPATCH_BATCH = env.int("CAMPAIGN_DISPATCH_BATCH", default=2000)
+# How often a running campaign tops its backlog up.
+CAMPAIGN_DISPATCH_INTERVAL_SECONDS = env.float("CAMPAIGN_DISPATCH_INTERVAL_SECONDS", default=1.0)
+# At most this many marketing campaign messages per person in this many days (0 lifts the cap).
+CAMPAIGN_FREQUENCY_CAP = env.int("CAMPAIGN_FREQUENCY_CAP", default=2)
+CAMPAIGN_FREQUENCY_CAP_DAYS = env.int("CAMPAIGN_FREQUENCY_CAP_DAYS", default=7)
+# Someone WhatsApp held marketing back from (131049) is left out of marketing for this long, doubled at each
+# further hold in a row (Meta advises waiting at least a day; the cap is per person, unpublished).
+CAMPAIGN_SUPPRESSION_HOURS = env.int("CAMPAIGN_SUPPRESSION_HOURS", default=48)
+# A reply within this long of a campaign message counts for that campaign.
+CAMPAIGN_REPLY_ATTRIBUTION_HOURS = env.int("CAMPAIGN_REPLY_ATTRIBUTION_HOURS", default=72)

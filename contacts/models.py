@@ -12,6 +12,7 @@ class ConsentSource(models.TextChoices):
     PROVIDER_ERROR = "provider_error", "Provider error"
     ADMIN = "admin", "Admin"
     API = "api", "API"
+    IMPORT = "import", "Imported list (with its opt-in proof)"
 
 
 class Contact(models.Model):
@@ -27,6 +28,9 @@ class Contact(models.Model):
     language = models.CharField(max_length=16, blank=True)
     time_zone = models.CharField(max_length=64, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True,
+                                  help_text="The business's own fields for this person (plan, city, ...): "
+                                            "segments filter on them and campaign messages can quote them.")
     is_ignored = models.BooleanField(default=False, help_text="Left out of the unmapped-contacts queue.")
     created_at = models.DateTimeField(auto_now_add=True)
 

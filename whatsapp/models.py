@@ -215,6 +215,7 @@ class Message(models.Model):
         REGISTRATION = "registration", "Registration reply"
         ASSISTANT = "assistant", "Assistant reply"
         NOTIFICATION = "notification", "Reminder or summary"
+        CAMPAIGN = "campaign", "Campaign"
 
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="messages")
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")

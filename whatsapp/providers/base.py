@@ -308,6 +308,12 @@ class ProviderBackend:
     #: Send error codes meaning the person blocked us or is not on WhatsApp, with a readable reason: the
     #: contact is opted out (no further sends) until someone opts them back in.
     consent_error_codes: ClassVar[dict[str, str]] = {}
+    #: Send error codes meaning WhatsApp held a marketing message back under its per-person cap for marketing
+    #: from all businesses: not an opt-out; the person is left alone for a while instead of being retried.
+    marketing_cap_error_codes: ClassVar[frozenset[str]] = frozenset()
+    #: Send error codes meaning the number cannot get WhatsApp messages (not on WhatsApp, inactive): where the
+    #: business allows it, the message may go by SMS instead.
+    not_on_whatsapp_error_codes: ClassVar[frozenset[str]] = frozenset()
     #: Whether templates are created here and submitted to this provider, only imported from it, or neither.
     template_management: ClassVar[str] = TemplateManagement.NONE
     #: Whether the provider's business account id names a WhatsApp business account whose templates every

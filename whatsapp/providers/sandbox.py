@@ -214,6 +214,8 @@ class SandboxBackend(ProviderBackend):
 
     # A status report with this error code stands for a person who blocked the business.
     consent_error_codes = {"blocked": "blocked the business (simulated)"}
+    marketing_cap_error_codes = frozenset({"marketing_cap"})
+    not_on_whatsapp_error_codes = frozenset({"not_on_whatsapp"})
 
     def send(self, message: OutboundMessage) -> SendResult:
         provider_message_id = f"sbx-{uuid.uuid4().hex}"

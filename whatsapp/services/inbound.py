@@ -143,6 +143,27 @@ def conversation_get_or_create(*, provider: Provider, contact: Contact, external
     return conversation
 
 
+def conversations_for_contacts(provider: Provider, contact_ids: Iterable[int], *,
+                               lock: bool = True) -> dict[int, Conversation]:
+    """Each contact's conversation with this provider (by contact id), made where missing. With `lock`,
+    locked (NO KEY, in id order, as conversation_get_or_create locks one) until the transaction ends."""
+    wanted = set(contact_ids)
+
+    def found_rows() -> dict[int, Conversation]:
+        rows = Conversation.objects.filter(provider=provider, contact_id__in=wanted).order_by("pk")
+        if lock:
+            rows = rows.select_for_update(no_key=True)
+        return {conversation.contact_id: conversation for conversation in rows}
+
+    found = found_rows()
+    if missing := wanted - found.keys():
+        # Another transaction may make the same conversation meanwhile: the unique constraint keeps one.
+        Conversation.objects.bulk_create([Conversation(provider=provider, contact_id=contact_id)
+                                          for contact_id in sorted(missing)], ignore_conflicts=True)
+        found = found_rows()
+    return found
+
+
 def _contact_and_conversation(*, provider: Provider, identities: Iterable[Identity], profile_name: str,
                               seen_at: datetime | None, conversation_ref: str, lock: bool = False) -> Conversation:
     contact = contact_resolve(provider=provider, identities=identities, profile_name=profile_name, seen_at=seen_at)

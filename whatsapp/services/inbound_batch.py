@@ -25,7 +25,12 @@ from whatsapp import hooks
 from whatsapp.models import Conversation, Message, Provider, Session
 from whatsapp.providers import backend_for
 from whatsapp.providers.events import InboundMessage, MessageStatus, MessageType
-from whatsapp.services.inbound import inbound_message_apply, message_lock_key, quoted_content
+from whatsapp.services.inbound import (
+    conversations_for_contacts,
+    inbound_message_apply,
+    message_lock_key,
+    quoted_content,
+)
 from whatsapp.services.responses import awaiting_reply_note
 from whatsapp.services.sessions import session_window
 
@@ -90,7 +95,7 @@ def _apply_new(provider: Provider, items: list[_Pending]) -> None:
     firsts: dict[int, _Pending] = {}
     later = [item for item in items if firsts.setdefault(item.contact.pk, item) is not item]
     together = list(firsts.values())
-    conversations = _conversations(provider, list(firsts))
+    conversations = conversations_for_contacts(provider, list(firsts))
     for item in together:
         item.conversation = conversations[item.contact.pk]
         item.conversation.contact = item.contact
@@ -126,25 +131,6 @@ def _messages_create(provider: Provider, items: list[_Pending]) -> None:
             quoting_earlier.append(message)
         created[item.event.provider_message_id] = message.pk
     bulk_update_rows(quoting_earlier, ["reply_to"])
-
-
-def _conversations(provider: Provider, contact_ids: list[int]) -> dict[int, Conversation]:
-    """Each contact's conversation with this provider, made where missing, locked (NO KEY, in id order, as
-    conversation_get_or_create locks one) until the transaction ends."""
-    wanted = set(contact_ids)
-
-    def locked() -> dict[int, Conversation]:
-        rows = (Conversation.objects.select_for_update(no_key=True)
-                .filter(provider=provider, contact_id__in=wanted).order_by("pk"))
-        return {conversation.contact_id: conversation for conversation in rows}
-
-    found = locked()
-    if missing := wanted - found.keys():
-        # Another drain may make the same conversation meanwhile: the unique constraint keeps one.
-        Conversation.objects.bulk_create([Conversation(provider=provider, contact_id=contact_id)
-                                          for contact_id in sorted(missing)], ignore_conflicts=True)
-        found = locked()
-    return found
 
 
 def _sessions(items: list[_Pending]) -> None:

@@ -28,15 +28,16 @@ from django.utils import timezone
 from contacts.models import Contact
 from contacts.services.identities import contact_resolve
 from core.audit import audit_record
+from core.bulk import bulk_insert_rows
 from core.queueing import Wake, publish_on_commit, task_named
 from templates_app.models import MessageTemplate
 from templates_app.parameters import template_render
 from whatsapp import hooks
-from whatsapp.models import Media, Message, Provider
+from whatsapp.models import Media, Message, Provider, Session
 from whatsapp.providers.events import MEDIA_TYPES, Identity, IdentityKind, MessageStatus, MessageType
 from whatsapp.services import send_rules
 from whatsapp.services.archive import media_store
-from whatsapp.services.inbound import conversation_get_or_create
+from whatsapp.services.inbound import conversation_get_or_create, conversations_for_contacts
 from whatsapp.services.responses import reply_record, reply_wait
 from whatsapp.services.send_rules import SendRefused
 from whatsapp.services.sessions import session_current
@@ -224,6 +225,50 @@ def message_send(request: SendRequest) -> tuple[Message, bool]:
     logger.info("message queued", extra={"message_id": message.pk, "provider_id": provider.pk,
                                          "message_type": message.message_type, "lane": message.lane})
     return message, True
+
+
+@dataclass
+class BulkSend:
+    """One message of a bulk send (a campaign's batch), already checked by the caller: its recipient may be
+    messaged, its template is approved and `template_variables` bound (templates_app.parameters.template_bind).
+    The sender checks consent, window and template again when it sends."""
+
+    contact_id: int
+    message_type: str
+    text: str
+    template: MessageTemplate | None = None
+    template_variables: dict[str, Any] = field(default_factory=dict)
+    content: dict[str, Any] = field(default_factory=dict)
+
+
+def messages_queue_bulk(provider: Provider, sends: list[BulkSend], *, purpose: str, actor: Any = None) -> list[Message]:
+    """
+    Queue many messages in the bulk lane in a few statements (conversations made where missing, one insert for
+    the messages) and wake the sender on commit. Replies to open conversations still go first: the sender
+    claims the reply lane before the bulk lane. Returns the messages, in the order of `sends`.
+    """
+    if not sends:
+        return []
+    conversations = conversations_for_contacts(provider, [send.contact_id for send in sends], lock=False)
+    now = timezone.now()
+    open_sessions = {session.conversation_id: session for session in Session.objects.filter(
+        conversation__in=conversations.values(), state=Session.State.OPEN, expires_at__gt=now)}
+    user = actor if getattr(actor, "is_authenticated", False) else None
+    messages = []
+    for send in sends:
+        conversation = conversations[send.contact_id]
+        is_template = send.message_type == MessageType.TEMPLATE
+        messages.append(Message(
+            provider=provider, conversation=conversation, session=open_sessions.get(conversation.pk),
+            direction=Message.Direction.OUTBOUND, message_type=send.message_type, text=send.text,
+            content=send.content or ({"template": send.template.name, "language": send.template.language}
+                                     if is_template else {"text": send.text, "preview_url": False}),
+            template=send.template if is_template else None, template_variables=send.template_variables,
+            status=MessageStatus.QUEUED, queued_at=now, next_attempt_at=now, enqueued_at=now,
+            lane=Message.Lane.BULK, purpose=purpose, created_by=user))
+    bulk_insert_rows(messages)
+    send_wake.soon(provider.pk)
+    return messages
 
 
 def _contact_for_phone(request: SendRequest) -> Contact:

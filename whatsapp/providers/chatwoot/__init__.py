@@ -98,6 +98,8 @@ class ChatwootBackend(ProviderBackend):
     consent_error_codes = {"131026": "undeliverable: not on WhatsApp or blocked the business",
                            "63014": "blocked the business", "63024": "invalid recipient: not on WhatsApp",
                            "63003": "not a WhatsApp user or inactive"}
+    marketing_cap_error_codes = frozenset({"131049", "63049"})
+    not_on_whatsapp_error_codes = frozenset({"131026", "63024", "63003"})
     # Chatwoot queues sends without pacing them, and WhatsApp behind it still enforces its pair rate
     # (about one message every 6 s to one user).
     pair_interval_seconds = 6.0

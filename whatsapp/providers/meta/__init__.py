@@ -97,6 +97,10 @@ class MetaBackend(ProviderBackend):
     # blocked the business (Meta does not say which, on purpose).
     # https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
     consent_error_codes = {"131026": "undeliverable: not on WhatsApp or blocked the business"}
+    # 131049: Meta held a marketing template back to keep the person's engagement healthy (a cap across all
+    # businesses); resending at once only burns money. https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes
+    marketing_cap_error_codes = frozenset({"131049"})
+    not_on_whatsapp_error_codes = frozenset({"131026"})
     # Media ids in webhooks stay downloadable for 7 days.
     media_lifetime = timedelta(days=7)
     # The Graph API answers a media id with a short-lived URL on Meta's lookaside host, e.g.

@@ -114,6 +114,10 @@ class TwilioBackend(ProviderBackend):
     # 63003 (the To address is not a WhatsApp user or is inactive).
     consent_error_codes = {"63014": "blocked the business", "63024": "invalid recipient: not on WhatsApp",
                            "63003": "not a WhatsApp user or inactive"}
+    # 63049: Meta chose not to deliver a marketing message (WhatsApp's 131049).
+    # https://www.twilio.com/docs/api/errors/63049
+    marketing_cap_error_codes = frozenset({"63049"})
+    not_on_whatsapp_error_codes = frozenset({"63024", "63003"})
     # WhatsApp's pair rate (about one message every 6 s to one user) applies behind Twilio too.
     pair_interval_seconds = 6.0
     # Templates are created here as Content and submitted for WhatsApp approval through Twilio.

@@ -1,0 +1,188 @@
+"""
+What a campaign achieved: each recipient's progress copied from its message (sent, delivered, read, failed),
+counts per variant and for the holdout, and whether a variant's rate differs from another's by more than
+chance (a two-proportion z-test with a confidence interval for the difference).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.utils import timezone
+
+from campaigns.models import Campaign, CampaignRecipient
+from contacts.models import Contact
+from whatsapp.models import Message
+from whatsapp.providers.events import MessageStatus
+
+Status = CampaignRecipient.Status
+# Statuses a message can still move a recipient out of.
+IN_FLIGHT = (Status.QUEUED, Status.SENT, Status.DELIVERED)
+MESSAGE_TO_RECIPIENT = {
+    MessageStatus.QUEUED: Status.QUEUED, MessageStatus.SENDING: Status.QUEUED, MessageStatus.SENT: Status.SENT,
+    MessageStatus.DELIVERED: Status.DELIVERED, MessageStatus.READ: Status.READ, MessageStatus.PLAYED: Status.READ,
+    MessageStatus.FAILED: Status.FAILED, MessageStatus.DEAD_LETTER: Status.FAILED,
+}
+METRICS = ("sent", "delivered", "read", "replied", "converted", "opted_out", "failed")
+
+
+def campaign_refresh(campaign: Campaign) -> int:
+    """Copy each in-flight recipient's progress from its message; mark those who opted out since. Returns how
+    many recipients changed."""
+    changed = 0
+    messages = Message.objects.filter(pk=OuterRef("message_id"))
+    moving = (CampaignRecipient.objects.filter(campaign=campaign, status__in=IN_FLIGHT, message__isnull=False)
+              .exclude(message__status=MessageStatus.QUEUED)
+              .annotate(message_status=Subquery(messages.values("status")))
+              .values_list("pk", "status", "message_status"))
+    by_status: dict[str, list[int]] = {}
+    for pk, current, message_status in moving:
+        new = MESSAGE_TO_RECIPIENT.get(message_status, current)
+        if new != current:
+            by_status.setdefault(new, []).append(pk)
+    for status, ids in by_status.items():
+        for start in range(0, len(ids), 5000):
+            changed += CampaignRecipient.objects.filter(pk__in=ids[start:start + 5000]).update(
+                status=status,
+                sent_at=Subquery(messages.values("sent_at")),
+                delivered_at=Subquery(messages.values("delivered_at")),
+                read_at=Subquery(messages.values("read_at")),
+                failed_at=Subquery(messages.values("failed_at")),
+                error_code=Subquery(messages.values("error_code")))
+    # Opting out after the campaign's message counts against it.
+    contacts = Contact.objects.filter(pk=OuterRef("contact_id"))
+    changed += (CampaignRecipient.objects
+                .filter(campaign=campaign, queued_at__isnull=False, opted_out_at__isnull=True,
+                        contact__consent=Contact.Consent.OPTED_OUT, contact__consent_changed_at__gte=F("queued_at"))
+                .update(opted_out_at=Subquery(contacts.values("consent_changed_at")), status=Status.OPTED_OUT))
+    return changed
+
+
+@dataclass
+class VariantResult:
+    name: str
+    recipients: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def rate(self, metric: str) -> float:
+        base = self.counts.get("sent", 0)
+        return self.counts.get(metric, 0) / base if base else 0.0
+
+
+def _counted(queryset) -> dict[str, int]:
+    return queryset.aggregate(
+        recipients=Count("pk"),
+        pending=Count("pk", filter=Q(status=Status.PENDING)),
+        queued=Count("pk", filter=Q(status=Status.QUEUED)),
+        skipped=Count("pk", filter=Q(status=Status.SKIPPED)),
+        cancelled=Count("pk", filter=Q(status=Status.CANCELLED)),
+        sent=Count("pk", filter=Q(sent_at__isnull=False)),
+        delivered=Count("pk", filter=Q(delivered_at__isnull=False)),
+        read=Count("pk", filter=Q(read_at__isnull=False)),
+        replied=Count("pk", filter=Q(replied_at__isnull=False)),
+        converted=Count("pk", filter=Q(converted_at__isnull=False)),
+        opted_out=Count("pk", filter=Q(opted_out_at__isnull=False)),
+        failed=Count("pk", filter=Q(status=Status.FAILED)),
+        sms=Count("pk", filter=~Q(fallback_status="")),
+    )
+
+
+def campaign_counts(campaign: Campaign) -> dict[str, int]:
+    return _counted(CampaignRecipient.objects.filter(campaign=campaign))
+
+
+def variant_results(campaign: Campaign) -> list[VariantResult]:
+    results = []
+    for variant in campaign.variants.order_by("name"):
+        counts = _counted(CampaignRecipient.objects.filter(campaign=campaign, variant=variant))
+        results.append(VariantResult(variant.name, counts["recipients"], counts))
+    holdout = _counted(CampaignRecipient.objects.filter(campaign=campaign, status=Status.HELD_OUT))
+    if holdout["recipients"]:
+        # The holdout gets nothing: what it "converts" is what people do anyway (a reply with the keyword
+        # counts for the campaign they would have got).
+        results.append(VariantResult("holdout", holdout["recipients"], holdout))
+    return results
+
+
+@dataclass
+class Comparison:
+    metric: str
+    a: str
+    b: str
+    rate_a: float
+    rate_b: float
+    difference: float
+    low: float
+    high: float
+    p_value: float
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value < 0.05
+
+
+def two_proportion_test(successes_a: int, total_a: int, successes_b: int, total_b: int,
+                        confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """(difference b - a, interval low, interval high, two-sided p-value). The p-value pools the two rates
+    (the null hypothesis: they are equal); the interval does not (Wald)."""
+    if not total_a or not total_b:
+        return 0.0, 0.0, 0.0, 1.0
+    rate_a, rate_b = successes_a / total_a, successes_b / total_b
+    difference = rate_b - rate_a
+    pooled = (successes_a + successes_b) / (total_a + total_b)
+    pooled_error = math.sqrt(pooled * (1 - pooled) * (1 / total_a + 1 / total_b))
+    p_value = math.erfc(abs(difference) / pooled_error / math.sqrt(2)) if pooled_error else 1.0
+    error = math.sqrt(rate_a * (1 - rate_a) / total_a + rate_b * (1 - rate_b) / total_b)
+    z = _normal_quantile(0.5 + confidence / 2)
+    return difference, difference - z * error, difference + z * error, p_value
+
+
+def _normal_quantile(p: float) -> float:
+    """The standard normal quantile, by bisection on erf (no statistics package needed for one number)."""
+    low, high = -10.0, 10.0
+    for _ in range(100):
+        middle = (low + high) / 2
+        if 0.5 * math.erfc(-middle / math.sqrt(2)) < p:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+def compare(results: list[VariantResult], metric: str) -> list[Comparison]:
+    """Each variant (and the holdout) against the first variant, on `metric` per message sent (per recipient
+    for the holdout, which is sent nothing)."""
+    if len(results) < 2:
+        return []
+    base = results[0]
+
+    def totals(result: VariantResult) -> tuple[int, int]:
+        total = result.counts["recipients"] if result.name == "holdout" else result.counts["sent"]
+        return result.counts.get(metric, 0), total
+
+    comparisons = []
+    for other in results[1:]:
+        (sa, ta), (sb, tb) = totals(base), totals(other)
+        difference, low, high, p_value = two_proportion_test(sa, ta, sb, tb)
+        comparisons.append(Comparison(metric, base.name, other.name, sa / ta if ta else 0.0, sb / tb if tb else 0.0,
+                                      difference, low, high, p_value))
+    return comparisons
+
+
+def campaign_report(campaign: Campaign, *, refresh: bool = True) -> dict[str, Any]:
+    """Everything the admin page, the API and the CSV show."""
+    if refresh:
+        campaign_refresh(campaign)
+    results = variant_results(campaign)
+    return {
+        "campaign": campaign.pk, "status": campaign.status, "run": campaign.runs,
+        "counts": campaign_counts(campaign),
+        "variants": [{"name": result.name, **result.counts} for result in results],
+        "comparisons": [comparison.__dict__ | {"significant": comparison.significant}
+                        for metric in ("read", "replied", "converted")
+                        for comparison in compare(results, metric)],
+        "generated_at": timezone.now().isoformat(),
+    }
