@@ -84,6 +84,50 @@ def in_flight_window() -> timedelta:
     return timedelta(seconds=settings.PROVIDER_HTTP_TIMEOUT_SECONDS * 2 + 5)
 
 
+# Marks of claimed and started calls outlive any settling of an interrupted send.
+CALL_MARK_TTL_SECONDS = 2 * 24 * 3600
+
+
+def _claim_mark(message_id: int, attempt: int) -> str:
+    return f"claimed:{message_id}:{attempt}"
+
+
+def _call_mark(message_id: int, attempt: int) -> str:
+    return f"called:{message_id}:{attempt}"
+
+
+def calls_claimed(messages: list[Message]) -> None:
+    """Remember that these messages' current attempts were claimed. With call_begins, it tells a send whose
+    worker died before its call (sent again: the provider never saw it) from one that died during the call
+    (outcome unknown)."""
+    rate_limits.limiter().marks_set([_claim_mark(message.pk, message.attempts) for message in messages],
+                                    CALL_MARK_TTL_SECONDS)
+
+
+def call_begins(message_id: int, attempt: int) -> bool:
+    """Mark the attempt's call as started, just before it is made. False (and no call may be made) when the
+    mark cannot be written: the send would then be taken for one that never reached the provider."""
+    try:
+        rate_limits.limiter().marks_set([_call_mark(message_id, attempt)], CALL_MARK_TTL_SECONDS)
+    except Exception:
+        logger.warning("a call could not be marked as started; it waits", exc_info=True,
+                       extra={"message_id": message_id})
+        return False
+    return True
+
+
+def _never_called(message: Message) -> bool:
+    """Whether the message's current attempt was claimed and its call certainly never started (both marks
+    readable: a lost store says nothing, and the send stays an outcome unknown)."""
+    try:
+        claimed, called = rate_limits.limiter().marks_get([_claim_mark(message.pk, message.attempts),
+                                                           _call_mark(message.pk, message.attempts)])
+    except Exception:
+        logger.warning("call marks unreadable", exc_info=True, extra={"message_id": message.pk})
+        return False
+    return claimed and not called
+
+
 def retry_delay(attempt: int, retry_after: float | None = None) -> float:
     """Exponential backoff with jitter: base * 2^(attempt-1), capped, of which a random half is kept
     ("equal jitter", so workers retrying together spread out). A provider's Retry-After is a minimum."""
@@ -122,6 +166,8 @@ def message_deliver(message_id: int, *, pair_reserved: bool = False) -> Message:
         return _back_to_queue(message, slot.wait)
     if slot.wait > 0:
         time.sleep(slot.wait)
+    if not call_begins(message.pk, attempt.number):
+        return _back_to_queue(message, 1.0)
     outcome = provider_call(backend_for(message.provider), request)
     if outcome.result is None:
         return call_failed(message, attempt, outcome)
@@ -279,6 +325,7 @@ def attempts_start(messages: list[Message]) -> list[SendAttempt]:
         message.hold_reason = ""
         message.updated_at = message.enqueued_at = now
     bulk_update_rows(messages, ["status", "attempts", "hold_reason", "updated_at", "enqueued_at"])
+    calls_claimed(messages)
     correlation_id = get_correlation_id()
     return [SendAttempt(message=message, number=message.attempts, started_at=now, correlation_id=correlation_id)
             for message in messages]
@@ -483,8 +530,20 @@ def _interrupted(message: Message) -> Message:
         remaining = (began + in_flight_window() - timezone.now()).total_seconds()
         message_check_later(message, countdown=min(remaining + 1, BROKER_COUNTDOWN_MAX_SECONDS))
         return message
+    if _never_called(message):
+        return _requeue_uncalled(message)
     logger.warning("send interrupted; outcome unknown", extra={"message_id": message.pk})
     return _outcome_unknown(message, None, "the worker stopped during the provider call")
+
+
+def _requeue_uncalled(message: Message) -> Message:
+    """The worker died after claiming the message and before its call: the provider never saw it, so it is
+    queued again, the attempt not counted."""
+    logger.warning("send interrupted before its call; queued again", extra={"message_id": message.pk})
+    message.status, message.attempts = MessageStatus.QUEUED, message.attempts - 1
+    message.save(update_fields=["attempts"])
+    message_schedule(message, delay=0, reason="its worker stopped before calling the provider")
+    return message
 
 
 # --- from a message row to the provider's request -------------------------------------------------

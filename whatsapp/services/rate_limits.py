@@ -21,6 +21,7 @@ import redis
 from django.conf import settings
 
 KEY_PREFIX = "wa:limit:"
+MARK_PREFIX = "wa:mark:"
 
 # KEYS[1]: the limiter's key. ARGV: slot spacing and the longest wait a caller accepts, in microseconds; how
 # many consecutive slots it asks for; and the least wait (microseconds: the time it needs before its first
@@ -96,6 +97,13 @@ class Limiter:
         """One slot of each (key, interval), as `reserve` would take them one by one."""
         return [self.reserve(key, interval, max_wait) for key, interval in keys]
 
+    def marks_set(self, keys: list[str], ttl_seconds: int) -> None:
+        """Remember these keys for `ttl_seconds` (what the sender knows about its calls, beside the database)."""
+        raise NotImplementedError
+
+    def marks_get(self, keys: list[str]) -> list[bool]:
+        raise NotImplementedError
+
 
 class RedisLimiter(Limiter):
     def __init__(self, client: redis.Redis):
@@ -120,6 +128,15 @@ class RedisLimiter(Limiter):
                                         int(lead * 1_000_000)])
         return SlotRun(int(taken), int(wait) / 1_000_000, interval)
 
+    def marks_set(self, keys: list[str], ttl_seconds: int) -> None:
+        pipeline = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipeline.set(MARK_PREFIX + key, b"1", ex=ttl_seconds)
+        pipeline.execute()
+
+    def marks_get(self, keys: list[str]) -> list[bool]:
+        return [value is not None for value in self.client.mget([MARK_PREFIX + key for key in keys])] if keys else []
+
 
 class LocalLimiter(Limiter):
     """The same algorithm in process memory, for a single-worker installation without Redis."""
@@ -127,6 +144,8 @@ class LocalLimiter(Limiter):
     def __init__(self):
         self.lock = threading.Lock()
         self.next_free: dict[str, float] = {}
+        # In process memory: a process that died takes its marks along (its sends are then outcomes unknown).
+        self.marks: dict[str, float] = {}
 
     def free_in(self, key: str) -> float:
         with self.lock:
@@ -144,6 +163,16 @@ class LocalLimiter(Limiter):
                 count = min(count, int((max_wait - wait) / interval) + 1)
             self.next_free[key] = next_free + count * interval
             return SlotRun(count, wait, interval)
+
+    def marks_set(self, keys: list[str], ttl_seconds: int) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self.marks = {key: until for key, until in self.marks.items() if until > now}
+            self.marks.update(dict.fromkeys(keys, now + ttl_seconds))
+
+    def marks_get(self, keys: list[str]) -> list[bool]:
+        with self.lock:
+            return [self.marks.get(key, 0.0) > time.monotonic() for key in keys]
 
 
 @lru_cache(maxsize=1)

@@ -50,6 +50,7 @@ from whatsapp.services import rate_limits
 from whatsapp.services.delivery import (
     CallOutcome,
     attempts_start,
+    call_begins,
     call_failed,
     interrupted_sends_settle,
     messages_admit_slots,
@@ -324,6 +325,8 @@ class _Sender:
         if wait > 0:
             time.sleep(wait)
         if self.cancelled or time.monotonic() - item.at > settings.SEND_RATE_HEADROOM * LATE_SHARE_OF_HEADROOM:
+            return None
+        if not call_begins(item.message.pk, item.attempt.number):
             return None
         return provider_call(self.backend, item.request)
 

@@ -18,6 +18,7 @@ from tests.fakes import meta_accepted, meta_error
 from whatsapp.models import Message, Provider, SendAttempt
 from whatsapp.providers.events import TemplateStatus
 from whatsapp.services import rate_limits, send_rules
+from whatsapp.services.delivery import attempts_start, call_begins, message_deliver
 from whatsapp.services.outbound import SendRequest, message_send, message_send_text, messages_hold_while_paused
 from whatsapp.services.send_batches import provider_send_due
 
@@ -183,3 +184,20 @@ def test_a_hold_for_a_pause_that_ended_meanwhile_holds_nothing(meta, fake_meta):
     assert messages_hold_while_paused(seen_paused) == 0
     assert Message.objects.get(pk=message.pk).hold_reason == ""
     assert provider_send_due(meta.pk) == 1
+
+
+def test_a_send_whose_worker_died_before_its_call_goes_again_and_one_during_it_does_not(meta, fake_meta):
+    before, during = (message_send_text(provider=meta, contact=customer(meta, phone), text=text)
+                      for phone, text in (("+16505551234", "before"), ("+16505551235", "during")))
+    # Claimed by a worker (marked `sending`), which then died: one before its call, one after starting it.
+    attempts_start([Message.objects.get(pk=before.pk), Message.objects.get(pk=during.pk)])
+    assert call_begins(during.pk, 1)
+    long_ago = timezone.now() - timezone.timedelta(minutes=10)
+    Message.objects.filter(pk__in=[before.pk, during.pk]).update(updated_at=long_ago)
+
+    assert message_deliver(before.pk).status == "queued"
+    assert message_deliver(during.pk).status == "dead_letter"
+    provider_send_due(meta.pk)
+    assert [json.loads(request.body)["text"]["body"] for request in fake_meta.hits(fake_meta.send_path)] == ["before"]
+    before.refresh_from_db()
+    assert (before.status, before.attempts) == ("sent", 1)
