@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 from ai import api as ai_api
 from analytics.api.views import FIGURES, figure_view
 from assistant.api import views as assistant_views
+from campaigns.api import views as campaigns_views
 from contacts.api import gdpr
 from contacts.api import views as contacts_views
 from core.api.keys import ApiKeyViewSet
@@ -34,6 +35,10 @@ router.register("content-requests", assistant_views.ContentRequestViewSet)
 router.register("reminders", assistant_views.ReminderViewSet)
 router.register("assistant-preferences", assistant_views.AssistantProfileViewSet)
 router.register("assistant-turns", assistant_views.TurnViewSet)
+router.register("segments", campaigns_views.SegmentViewSet)
+router.register("audiences", campaigns_views.AudienceImportViewSet)
+router.register("campaigns", campaigns_views.CampaignViewSet)
+router.register("marketing-suppressions", campaigns_views.SuppressionViewSet)
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
 
 urlpatterns = [

@@ -710,3 +710,6 @@ CAMPAIGN_FREQUENCY_CAP_DAYS = env.int("CAMPAIGN_FREQUENCY_CAP_DAYS", default=7)
 CAMPAIGN_SUPPRESSION_HOURS = env.int("CAMPAIGN_SUPPRESSION_HOURS", default=48)
 # A reply within this long of a campaign message counts for that campaign.
 CAMPAIGN_REPLY_ATTRIBUTION_HOURS = env.int("CAMPAIGN_REPLY_ATTRIBUTION_HOURS", default=72)
+# The largest CSV list imported at once.
+CAMPAIGN_IMPORT_MAX_BYTES = env.int("CAMPAIGN_IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
+CAMPAIGN_IMPORT_MAX_ROWS = env.int("CAMPAIGN_IMPORT_MAX_ROWS", default=200_000)

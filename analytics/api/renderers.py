@@ -1,20 +1,9 @@
 import csv
 import io
-from typing import Any
 
 from rest_framework.renderers import BaseRenderer
 
-# A cell a spreadsheet would read as a formula (https://owasp.org/www-community/attacks/CSV_Injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        try:
-            float(value)
-        except ValueError:
-            return "'" + value
-    return "" if value is None else value
+from core.spreadsheet import safe_cell
 
 
 class CsvRenderer(BaseRenderer):
@@ -32,5 +21,5 @@ class CsvRenderer(BaseRenderer):
             writer = csv.writer(out)
             writer.writerow(columns)
             for row in rows:
-                writer.writerow([_cell(row.get(column)) for column in columns])
+                writer.writerow([safe_cell(row.get(column)) for column in columns])
         return out.getvalue().encode(self.charset)

@@ -97,3 +97,14 @@ def marketing_suppress(contact_id: int, provider_id: int, error_code: str) -> Ma
                                                "until": suppression.until.isoformat()})
     return suppression
 
+
+
+def conversion_record(campaign_id: int, contact_id: int) -> CampaignRecipient | None:
+    """A conversion the business reports itself (an order, a sign-up): it counts for the person's latest record
+    in the campaign. None when the person was not in it."""
+    recipient = (CampaignRecipient.objects.filter(campaign_id=campaign_id, contact_id=contact_id)
+                 .order_by("-run").first())
+    if recipient is not None and recipient.converted_at is None:
+        recipient.converted_at = timezone.now()
+        recipient.save(update_fields=["converted_at"])
+    return recipient

@@ -7,6 +7,7 @@ chance (a two-proportion z-test with a confidence interval for the difference).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,9 @@ from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRecipient
+from campaigns.selectors import contacts_phones
 from contacts.models import Contact
+from core.spreadsheet import safe_cell
 from whatsapp.models import Message
 from whatsapp.providers.events import MessageStatus
 
@@ -186,3 +189,30 @@ def campaign_report(campaign: Campaign, *, refresh: bool = True) -> dict[str, An
                         for comparison in compare(results, metric)],
         "generated_at": timezone.now().isoformat(),
     }
+
+
+CSV_COLUMNS = ("contact_id", "name", "phone", "variant", "status", "skip_reason", "time_zone", "due_at", "queued_at",
+               "sent_at", "delivered_at", "read_at", "replied_at", "converted_at", "opted_out_at", "failed_at",
+               "error_code", "sms_fallback", "sms_fallback_reason", "sms_cost")
+
+
+def recipients_csv_rows(campaign: Campaign, *, chunk: int = 2000) -> Iterator[list[str]]:
+    """The campaign's recipients as CSV rows (a header first), read a chunk at a time."""
+    yield list(CSV_COLUMNS)
+    recipients = (CampaignRecipient.objects.filter(campaign=campaign).order_by("pk")
+                  .values_list("pk", "contact_id", "contact__profile_name", "variant__name", "status", "skip_reason",
+                               "time_zone", "due_at", "queued_at", "sent_at", "delivered_at", "read_at", "replied_at",
+                               "converted_at", "opted_out_at", "failed_at", "error_code", "fallback_status",
+                               "fallback_reason", "fallback_cost"))
+    last = 0
+    while True:
+        rows = list(recipients.filter(pk__gt=last)[:chunk])
+        if not rows:
+            return
+        last = rows[-1][0]
+        phones = contacts_phones([row[1] for row in rows])
+        for _pk, contact_id, name, variant, *rest in rows:
+            group = "holdout" if rest[0] == Status.HELD_OUT else (variant or "")
+            yield [str(contact_id), safe_cell(name), phones.get(contact_id, ""), group,
+                   *(safe_cell(value) for value in rest)]
+
