@@ -196,6 +196,7 @@ class CampaignRecipient(models.Model):
 
     class FallbackStatus(models.TextChoices):
         NONE = "", "—"
+        SENDING = "sending", "SMS being sent (or outcome unknown)"
         SENT = "sent", "SMS sent"
         DELIVERED = "delivered", "SMS delivered"
         FAILED = "failed", "SMS failed"

@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from campaigns.services.dispatch import campaign_dispatch
+from campaigns.services.fallback import sms_fallback_send
 from campaigns.services.jobs import campaigns_results_refresh, campaigns_tick
 
 
@@ -20,3 +21,8 @@ def campaigns_tick_task() -> int:
 @shared_task
 def campaigns_results_refresh_task() -> int:
     return campaigns_results_refresh()
+
+
+@shared_task
+def sms_fallback_task(recipient_id: int, reason: str) -> str:
+    return sms_fallback_send(recipient_id, reason)

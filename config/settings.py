@@ -710,6 +710,12 @@ CAMPAIGN_FREQUENCY_CAP_DAYS = env.int("CAMPAIGN_FREQUENCY_CAP_DAYS", default=7)
 CAMPAIGN_SUPPRESSION_HOURS = env.int("CAMPAIGN_SUPPRESSION_HOURS", default=48)
 # A reply within this long of a campaign message counts for that campaign.
 CAMPAIGN_REPLY_ATTRIBUTION_HOURS = env.int("CAMPAIGN_REPLY_ATTRIBUTION_HOURS", default=72)
+# What a message costs, for the campaign results (US dollars; rates differ by country and change quarterly: set
+# your own). WhatsApp charges per delivered template by category (service messages are billed too since
+# October 2026); an SMS per segment, carrier fees included.
+CAMPAIGN_WHATSAPP_PRICES = env.json("CAMPAIGN_WHATSAPP_PRICES", default={
+    "marketing": 0.025, "utility": 0.0034, "authentication": 0.0034, "service": 0.0034})
+CAMPAIGN_SMS_SEGMENT_PRICE = env.float("CAMPAIGN_SMS_SEGMENT_PRICE", default=0.0113)
 # The largest CSV list imported at once.
 CAMPAIGN_IMPORT_MAX_BYTES = env.int("CAMPAIGN_IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
 CAMPAIGN_IMPORT_MAX_ROWS = env.int("CAMPAIGN_IMPORT_MAX_ROWS", default=200_000)

@@ -9,6 +9,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRecipient
+from campaigns.services.fallback import overdue_fallbacks
 from campaigns.services.launch import CampaignInvalid, campaign_launch, dispatch_wake
 from campaigns.services.results import campaign_refresh
 
@@ -20,7 +21,8 @@ RESULTS_FOLLOW_DAYS = 7
 
 def campaigns_tick() -> int:
     """Wake the dispatcher of every running campaign with a recipient due (a wake lost with a worker or the
-    broker), and start the recurring campaigns' runs that are due. Returns how many were woken or started."""
+    broker), send the SMS fallbacks whose WhatsApp deadline passed, and start the recurring campaigns' runs that
+    are due. Returns how many were woken, sent or started."""
     now = timezone.now()
     due = CampaignRecipient.objects.filter(campaign=OuterRef("pk"), status=CampaignRecipient.Status.PENDING,
                                            due_at__lte=now)
@@ -29,6 +31,7 @@ def campaigns_tick() -> int:
     for campaign_id in running.values_list("pk", flat=True):
         dispatch_wake.now(campaign_id)
         woken += 1
+    woken += overdue_fallbacks()
     for campaign in Campaign.objects.filter(status=Campaign.Status.SCHEDULED, next_run_at__lte=now):
         try:
             campaign_launch(campaign)

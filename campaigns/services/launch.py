@@ -55,8 +55,11 @@ def campaign_problems(campaign: Campaign) -> list[str]:
                         f"(now {sum(variant.split_percent for variant in variants)})")
     for variant in variants:
         problems += [f"variant {variant.name}: {problem}" for problem in variant_problems(campaign, variant)]
-    if campaign.sms_fallback_provider_id and not campaign.sms_fallback_text.strip():
-        problems.append("an SMS fallback needs its text")
+    if campaign.sms_fallback_provider_id:
+        if not campaign.sms_fallback_text.strip():
+            problems.append("an SMS fallback needs its text")
+        if not backend_for(campaign.sms_fallback_provider).sends_sms:
+            problems.append(f"{campaign.sms_fallback_provider} cannot send SMS (choose a Twilio provider)")
     if not window_of(campaign).days:
         problems.append("tick at least one send day")
     return problems

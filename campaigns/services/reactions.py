@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from campaigns.models import CampaignRecipient, MarketingSuppression
+from campaigns.services.fallback import NOT_ON_WHATSAPP, fallback_enqueue
 from contacts.models import ConsentKeyword
 from whatsapp.models import Message
 from whatsapp.providers import backend_for
@@ -69,14 +70,17 @@ def send_failure_reaction(message: Message, error_code: str = "") -> None:
     if message.purpose != Message.Purpose.CAMPAIGN:
         return
     code = error_code or message.error_code
-    recipient = CampaignRecipient.objects.filter(message=message).first()
+    recipient = CampaignRecipient.objects.filter(message=message).select_related("campaign").first()
     if recipient is None:
         return
     now = timezone.now()
     recipient.status, recipient.failed_at, recipient.error_code = Status.FAILED, recipient.failed_at or now, code[:32]
     recipient.save(update_fields=["status", "failed_at", "error_code"])
-    if code in backend_for(message.provider).marketing_cap_error_codes:
+    backend = backend_for(message.provider)
+    if code in backend.marketing_cap_error_codes:
         marketing_suppress(recipient.contact_id, message.provider_id, code)
+    if code in backend.not_on_whatsapp_error_codes and recipient.campaign.sms_fallback_provider_id:
+        fallback_enqueue(recipient.pk, NOT_ON_WHATSAPP)
 
 
 def marketing_suppress(contact_id: int, provider_id: int, error_code: str) -> MarketingSuppression:

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.conf import settings
+from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRecipient
@@ -175,6 +176,19 @@ def compare(results: list[VariantResult], metric: str) -> list[Comparison]:
     return comparisons
 
 
+def campaign_costs(campaign: Campaign) -> dict[str, float]:
+    """What the campaign cost so far: WhatsApp per delivered message at its category's price, SMS per segment."""
+    prices = settings.CAMPAIGN_WHATSAPP_PRICES
+    whatsapp = 0.0
+    for variant in campaign.variants.select_related("template"):
+        category = variant.template.category if variant.template_id else "service"
+        delivered = CampaignRecipient.objects.filter(campaign=campaign, variant=variant,
+                                                     delivered_at__isnull=False).count()
+        whatsapp += delivered * float(prices.get(category, prices.get("service", 0)))
+    sms = CampaignRecipient.objects.filter(campaign=campaign).aggregate(total=Sum("fallback_cost"))["total"]
+    return {"whatsapp": round(whatsapp, 4), "sms": round(float(sms or 0), 4)}
+
+
 def campaign_report(campaign: Campaign, *, refresh: bool = True) -> dict[str, Any]:
     """Everything the admin page, the API and the CSV show."""
     if refresh:
@@ -183,6 +197,7 @@ def campaign_report(campaign: Campaign, *, refresh: bool = True) -> dict[str, An
     return {
         "campaign": campaign.pk, "status": campaign.status, "run": campaign.runs,
         "counts": campaign_counts(campaign),
+        "costs": campaign_costs(campaign),
         "variants": [{"name": result.name, **result.counts} for result in results],
         "comparisons": [comparison.__dict__ | {"significant": comparison.significant}
                         for metric in ("read", "replied", "converted")

@@ -21,10 +21,13 @@ from campaigns.services.launch import campaign_launch
 from campaigns.services.results import campaign_report
 from contacts.models import Contact, ContactIdentity
 from tests.campaigns.conftest import LOS_ANGELES, NEW_YORK, SAO_PAULO, campaign_for
-from tests.conftest import start_worker, stop_worker, wait_until
+from tests.conftest import event_id, start_worker, stop_worker, wait_until
+from tests.fakes import form_of, twilio_message_created
+from tests.signing import META_PHONE_NUMBER_ID, META_WABA_ID, TWILIO_ACCOUNT_SID, make_twilio, post_meta
 from whatsapp.models import Message, Provider
 from whatsapp.providers.events import IdentityKind
 from whatsapp.services.outbound import messages_requeue_due
+from whatsapp.services.webhooks import webhook_event_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker_env")]
 
@@ -114,3 +117,61 @@ def test_a_worker_killed_mid_campaign_leaves_no_duplicate_and_no_gap(meta, templ
     assert [phone for phone, times in received.items() if times > 1] == [], "a duplicate"
     assert CampaignRecipient.objects.filter(campaign=campaign, message__isnull=True).count() == 0
     assert Message.objects.filter(purpose="campaign").count() == len(phones)
+
+
+def meta_status(message: Message, status: str, error_code: int | None = None) -> bytes:
+    report = {"id": message.provider_message_id, "status": status, "recipient_id": "12125550000",
+              "timestamp": str(int(timezone.now().timestamp()))}
+    if error_code:
+        report["errors"] = [{"code": error_code, "title": "Message undeliverable",
+                             "message": "Message undeliverable", "error_data": {"details": "not on WhatsApp"}}]
+    return json.dumps({"object": "whatsapp_business_account", "entry": [{"id": META_WABA_ID, "changes": [{
+        "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": META_PHONE_NUMBER_ID},
+            "statuses": [report]}}]}]}).encode()
+
+
+def test_sms_fallback_for_not_on_whatsapp_and_not_delivered_in_time_never_twice(meta, template, fake_meta,
+                                                                               campaign_env, tmp_path, client):
+    twilio = make_twilio(sms_from="+14155550000")
+    sms_path = f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json"
+    fake_meta.routes[sms_path] = twilio_message_created
+    not_on_whatsapp, slow, delivered = crowd(NEW_YORK, 3)
+    campaign = campaign_for(meta, template=template, sms_fallback_provider=twilio, sms_fallback_after_minutes=5,
+                            sms_fallback_text="Spring sale: 20% off today, {contact.first_name|friend}.")
+    campaign_launch(campaign)
+    env = {**campaign_env, "TWILIO_API_BASE_URL": fake_meta.url}
+    worker = start_worker(env, tmp_path / "worker.log", "fallback")
+    try:
+        wait_until(lambda: sum(numbers_at_the_fake(fake_meta).values()) == 3, 30, message="the WhatsApp sends")
+        sent = {ContactIdentity.objects.get(contact__conversations__messages=message).value: message
+                for message in Message.objects.filter(purpose="campaign")}
+        webhook_event_process(event_id(post_meta(client, meta, meta_status(sent[not_on_whatsapp], "failed",
+                                                                               131026))))
+        webhook_event_process(event_id(post_meta(client, meta, meta_status(sent[delivered], "delivered"))))
+        wait_until(lambda: fake_meta.hits(sms_path), 30, message="the SMS for the number not on WhatsApp")
+
+        # Five minutes on, nothing delivered for `slow`: the beat job's run falls back for it alone.
+        CampaignRecipient.objects.filter(campaign=campaign).update(queued_at=timezone.now() - timedelta(minutes=6))
+        campaigns_tick()
+        wait_until(lambda: len(fake_meta.hits(sms_path)) == 2, 30, message="the SMS for the late delivery")
+        # Triggers again: a second failure report, later beat runs. Nothing more is sent.
+        webhook_event_process(event_id(post_meta(client, meta, meta_status(sent[not_on_whatsapp], "failed",
+                                                                               131026))))
+        campaigns_tick()
+        campaigns_tick()
+        time.sleep(2)
+    finally:
+        stop_worker(worker)
+    texts = {form_of(request)["To"][0]: form_of(request)["Body"][0] for request in fake_meta.hits(sms_path)}
+    assert len(fake_meta.hits(sms_path)) == 2
+    assert texts == {not_on_whatsapp: "Spring sale: 20% off today, Person.",
+                     slow: "Spring sale: 20% off today, Person."}
+    assert all(form_of(request)["From"] == ["+14155550000"] for request in fake_meta.hits(sms_path))
+    recipients = {phone: CampaignRecipient.objects.get(campaign=campaign, contact__identities__value=phone)
+                  for phone in (not_on_whatsapp, slow, delivered)}
+    assert [(recipients[phone].fallback_status, recipients[phone].fallback_reason) for phone in recipients] == [
+        ("sent", "not_on_whatsapp"), ("sent", "not_delivered_in_time"), ("", "")]
+    report = campaign_report(campaign)
+    assert report["costs"]["sms"] == pytest.approx(0.0226) and report["counts"]["sms"] == 2

@@ -314,6 +314,8 @@ class ProviderBackend:
     #: Send error codes meaning the number cannot get WhatsApp messages (not on WhatsApp, inactive): where the
     #: business allows it, the message may go by SMS instead.
     not_on_whatsapp_error_codes: ClassVar[frozenset[str]] = frozenset()
+    #: Whether `send_sms` can send a plain SMS (a campaign's fallback for people WhatsApp cannot reach).
+    sends_sms: ClassVar[bool] = False
     #: Whether templates are created here and submitted to this provider, only imported from it, or neither.
     template_management: ClassVar[str] = TemplateManagement.NONE
     #: Whether the provider's business account id names a WhatsApp business account whose templates every
@@ -386,6 +388,10 @@ class ProviderBackend:
     def send(self, message: OutboundMessage) -> SendResult:
         """Hand one message to the provider. Raises ProviderError (retryable or not)."""
         raise NotImplementedError
+
+    def send_sms(self, to_phone: str, text: str) -> SendResult:
+        """Send a plain SMS (providers with `sends_sms`). Raises ProviderError."""
+        raise ProviderError(f"{self.label} cannot send SMS", code="sms_unsupported", title="No SMS")
 
     def check_connection(self) -> ConnectionCheck:
         raise NotImplementedError

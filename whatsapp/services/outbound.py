@@ -34,7 +34,15 @@ from templates_app.models import MessageTemplate
 from templates_app.parameters import template_render
 from whatsapp import hooks
 from whatsapp.models import Media, Message, Provider, Session
-from whatsapp.providers.events import MEDIA_TYPES, Identity, IdentityKind, MessageStatus, MessageType
+from whatsapp.providers import backend_for
+from whatsapp.providers.events import (
+    MEDIA_TYPES,
+    Identity,
+    IdentityKind,
+    MessageStatus,
+    MessageType,
+    SendResult,
+)
 from whatsapp.services import send_rules
 from whatsapp.services.archive import media_store
 from whatsapp.services.inbound import conversation_get_or_create, conversations_for_contacts
@@ -453,3 +461,18 @@ def message_status_history(message: Message) -> list[dict[str, Any]]:
                         "error_code": message.error_code})
     return sorted(history, key=lambda item: item["at"])
 
+
+
+# --- SMS ----------------------------------------------------------------------------------------------
+
+def sms_send(provider: Provider, to_phone: str, text: str) -> SendResult:
+    """A plain SMS through a provider that sends them (a campaign's fallback). Not a conversation message: it
+    is recorded by the caller. Raises SendRefused when the provider cannot, ProviderError when the call fails."""
+    backend = backend_for(provider)
+    if not backend.sends_sms:
+        raise SendRefused("sms_unsupported", f"{provider.get_kind_display()} cannot send SMS")
+    if not provider.is_active:
+        raise SendRefused("provider_inactive", f"provider {provider.name} is inactive")
+    result = backend.send_sms(to_phone, text)
+    logger.info("sms sent", extra={"provider_id": provider.pk, "provider_message_id": result.provider_message_id})
+    return result

@@ -130,7 +130,11 @@ class TwilioBackend(ProviderBackend):
         ProviderOption("account_sid", "Account SID (AC...)", target="business_account_id", required=True),
         ProviderOption(AUTH_TOKEN, "Auth token", target="credentials", required=True, secret=True),
         ProviderOption("phone_number", "The WhatsApp sender number (E.164)", target="phone_number", required=True),
+        ProviderOption("sms_from", "Sender of SMS fallbacks: an SMS-capable number (E.164) or a Messaging Service "
+                                   "SID (MG...); empty: the WhatsApp sender number", target="config"),
     )
+    # Plain SMS through the same account: a campaign's fallback for people WhatsApp cannot reach.
+    sends_sms = True
 
     def check_body(self, request: WebhookRequest) -> None:
         # Read as the parser reads it, so a MessageSid of "%00" (nothing once cleaned) is refused here.
@@ -201,6 +205,13 @@ class TwilioBackend(ProviderBackend):
         if message.message_type == MessageType.INTERACTIVE:
             return self._send_interactive(message, addressed)
         return self._create_message({**addressed, **message_arguments(message)})
+
+    def send_sms(self, to_phone: str, text: str) -> SendResult:
+        # The same Messages resource without the whatsapp: channel prefix is an SMS; a Messaging Service SID
+        # lets Twilio pick the sender from its pool. https://www.twilio.com/docs/messaging/api/message-resource
+        sender = self.config_value("sms_from") or self.provider.phone_number
+        origin = {"messaging_service_sid": sender} if sender.startswith("MG") else {"from_": sender}
+        return self._create_message({**origin, "to": to_phone, "body": text})
 
     def _create_message(self, arguments: dict[str, Any]) -> SendResult:
         created, raw = self._sdk_call("the message", lambda client: client.messages.create(**arguments))
