@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
-from campaigns.models import Campaign, CampaignRecipient
+from campaigns.models import Campaign, CampaignRecipient, MarketingSuppression
 from campaigns.selectors import contacts_phones
 from contacts.models import Contact
 from core.spreadsheet import safe_cell
@@ -231,3 +231,15 @@ def recipients_csv_rows(campaign: Campaign, *, chunk: int = 2000) -> Iterator[li
             yield [str(contact_id), safe_cell(name), phones.get(contact_id, ""), group,
                    *(safe_cell(value) for value in rest)]
 
+
+
+def user_sections(user) -> list[tuple[str, Iterator[dict[str, Any]]]]:
+    """Receiver of contacts.hooks.user_export_sections: the campaigns the user's contacts were sent, with what
+    happened (their data export)."""
+    rows = (CampaignRecipient.objects.filter(contact__user_mapping__user=user).order_by("pk")
+            .values("id", "campaign__name", "run", "variant__name", "status", "skip_reason", "due_at", "queued_at",
+                    "sent_at", "delivered_at", "read_at", "replied_at", "converted_at", "opted_out_at",
+                    "fallback_status", "fallback_sent_at"))
+    suppressions = (MarketingSuppression.objects.filter(contact__user_mapping__user=user).order_by("pk")
+                    .values("id", "provider__name", "until", "error_code", "strikes", "created_at"))
+    return [("campaign_messages", rows.iterator()), ("marketing_suppressions", suppressions.iterator())]

@@ -6,6 +6,7 @@ skipped and why, pause/resume/cancel, replies and WhatsApp's marketing cap, and 
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import override_settings
 from django.utils import timezone
 
@@ -15,10 +16,10 @@ from campaigns.services.content import ContentMissing, RecipientFacts, fill
 from campaigns.services.control import campaign_cancel, campaign_pause, campaign_resume, campaign_send_winner
 from campaigns.services.launch import CampaignInvalid, campaign_launch
 from campaigns.services.reactions import reply_attribute, send_failure_reaction
-from campaigns.services.results import campaign_report, compare, two_proportion_test, variant_results
+from campaigns.services.results import campaign_report, compare, two_proportion_test, user_sections, variant_results
 from campaigns.services.scheduling import SendWindow, next_send_time, phone_time_zone
 from campaigns.services.segments import SegmentInvalid, segment_contacts, segment_validate
-from contacts.models import Contact
+from contacts.models import Contact, ContactUserMapping
 from tests.campaigns.conftest import (
     LOS_ANGELES,
     NEW_YORK,
@@ -311,3 +312,17 @@ def test_a_campaign_with_problems_says_them_all(meta):
     with pytest.raises(CampaignInvalid) as refused:
         campaign_launch(campaign)
     assert "choose an audience" in str(refused.value) and "add at least one variant" in str(refused.value)
+
+
+def test_a_users_export_holds_the_campaigns_their_contact_got(meta, template, settings):
+    settings.CAMPAIGN_BACKLOG_SECONDS = 100
+    ana = person(meta, "+12125550001", "Ana")
+    user = get_user_model().objects.create_user("ana")
+    ContactUserMapping.objects.create(contact=ana, user=user)
+    campaign = campaign_for(meta, template=template)
+    campaign_launch(campaign)
+    dispatch_all(campaign)
+    sections = {name: list(rows) for name, rows in user_sections(user)}
+    assert [(row["campaign__name"], row["status"]) for row in sections["campaign_messages"]] == [
+        ("Spring sale", "queued")]
+    assert sections["marketing_suppressions"] == []

@@ -38,6 +38,9 @@ from assistant.models import (
     Task,
     Turn,
 )
+from campaigns.models import Campaign, CampaignRecipient, MarketingSuppression
+from campaigns.services.audiences import audience_import
+from campaigns.services.launch import campaign_launch
 from contacts.models import ConsentEvent, ConsentKeyword, Contact, DataExport, UserProfile, VerificationChallenge
 from core.api_tokens import api_token_create
 from monitoring.models import AlertIncident, AlertKind, AlertRule
@@ -79,6 +82,8 @@ NOT_PAGES = {
     "templates_app_messagetemplate_withdraw", "templates_app_messagetemplate_approve",
     "templates_app_messagetemplate_resubmit",
     "ai_airequest_suggest", "ai_airequest_summarise", "ai_airequest_panel", "assistant_conversation_resume",
+    "campaigns_campaign_launch", "campaigns_campaign_pause", "campaigns_campaign_resume", "campaigns_campaign_cancel",
+    "campaigns_campaign_send_winner", "campaigns_campaign_progress", "campaigns_campaign_csv",
 }
 MODEL_PAGE_SUFFIXES = ("_changelist", "_add", "_change", "_delete", "_history")
 # Browsers ask for /favicon.ico by themselves; no page links to it, and its 404 is no page's error.
@@ -189,6 +194,7 @@ def demo_data(live_server, settings):
     ai_rows(provider, conversation, user)
     schedule_rows()
     sign_in_rows()
+    campaign_rows(provider, user)
     return provider, conversation.contact
 
 
@@ -258,6 +264,17 @@ def people_rows(provider: Provider, conversation: Conversation, user) -> None:
     Reminder.objects.create(owner=user, task=task, text="Review the spring menu", due_at=now + timedelta(days=1))
     ContentRequest.objects.create(owner=user, brief="A post about the spring opening hours")
     Turn.objects.create(message=conversation.messages.filter(direction="inbound").earliest("pk"), owner=user)
+
+
+def campaign_rows(provider: Provider, user) -> None:
+    """The demo campaign launched (its page then shows its progress and results), a list and a suppression."""
+    campaign = Campaign.objects.get(name="Shipping update")
+    campaign_launch(campaign, actor=user)
+    audience_import(name="Spring list", provider=provider, actor=user,
+                    data=b"phone,name,opt_in,coupon\n+15551230001,Ana,web form,SPRING-1\n")
+    MarketingSuppression.objects.create(contact=CampaignRecipient.objects.filter(campaign=campaign).first().contact,
+                                        provider=provider, until=timezone.now() + timedelta(days=2),
+                                        error_code="marketing_cap")
 
 
 def sign_in_rows() -> None:

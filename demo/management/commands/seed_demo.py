@@ -5,8 +5,10 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from campaigns.services.editing import campaign_write, segment_write
 from contacts.models import Contact
 from contacts.services.mapping import contact_map_to_user
+from templates_app.models import MessageTemplate
 from templates_app.services.provider_submission import template_submit
 from templates_app.services.workflow import template_approve, template_create, template_submit_for_review
 from whatsapp.models import Conversation, Label, Provider, SavedReply
@@ -56,6 +58,7 @@ class Command(BaseCommand):
             self._templates(provider, reviewer=get_user_model().objects.get(username=username))
             self._inbox_vocabulary(provider)
             self._assistant_user(provider, get_user_model().objects.get(username=username))
+            self._campaign(provider, get_user_model().objects.get(username=username))
         self.stdout.write(f"Demo login: {username} / {password}")
         self.stdout.write(f"Sandbox webhook: {provider_webhook_url(provider)}")
 
@@ -98,6 +101,17 @@ class Command(BaseCommand):
                 Conversation.objects.get(provider=provider, contact__identities__value=phone).labels.add(label)
         for title, text in DEMO_SAVED_REPLIES:
             SavedReply.objects.get_or_create(title=title, defaults={"text": text})
+
+    def _campaign(self, provider: Provider, admin) -> None:
+        """A draft campaign to everyone who wrote to the demo number, with the approved template: launch it from
+        its page and watch the sandbox phone get it."""
+        segment = segment_write(None, {"name": "Everyone who wrote", "filters": {"providers": [provider.pk]},
+                                       "description": "Contacts with a conversation on the demo number"}, actor=admin)
+        template = MessageTemplate.objects.get(provider=provider, name="order_shipped")
+        campaign_write(None, {"name": "Shipping update", "provider": provider, "segment": segment,
+                              "conversion_keyword": "THANKS"},
+                       [{"name": "A", "split_percent": 100, "template": template,
+                         "variables": {"body": {"1": "{contact.first_name|there}", "2": "#SPRING"}}}], actor=admin)
 
     def _templates(self, provider: Provider, *, reviewer) -> None:
         author, created = get_user_model().objects.get_or_create(username="demo-author",

@@ -68,9 +68,9 @@ def _stored_media(message: Message, data: bytes, *, mime_type: str, filename: st
     return media
 
 
-# What the assistant adds (empty here: this user never used it).
+# What the assistant and campaigns add (empty here: this user never used the one nor got the other).
 ASSISTANT_SECTIONS = ["projects", "goals", "tasks", "notes", "content_requests", "reminders",
-                      "assistant_preferences", "assistant_turns"]
+                      "assistant_preferences", "assistant_turns", "campaign_messages", "marketing_suppressions"]
 
 
 def _zip(data: bytes) -> tuple[zipfile.ZipFile, dict]:
