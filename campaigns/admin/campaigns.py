@@ -74,14 +74,23 @@ class CampaignForm(forms.ModelForm):
         return data
 
 
+class VariantForm(forms.ModelForm):
+    class Meta:
+        model = CampaignVariant
+        fields = ["name", "split_percent", "template", "variables", "text"]
+        widgets = {"name": forms.TextInput(attrs={"size": 6}),
+                   "split_percent": forms.NumberInput(attrs={"style": "width: 4.5em"}),
+                   "variables": forms.Textarea(attrs={"rows": 3, "cols": 34}),
+                   "text": forms.Textarea(attrs={"rows": 3, "cols": 26})}
+
+
 class VariantInline(admin.TabularInline):
     model = CampaignVariant
+    form = VariantForm
     extra = 0
     min_num = 1
     fields = ["name", "split_percent", "template", "variables", "text"]
     autocomplete_fields = ["template"]
-    formfield_overrides = {CampaignVariant._meta.get_field("variables").__class__: {
-        "widget": forms.Textarea(attrs={"rows": 2, "cols": 40})}}
 
     def has_change_permission(self, request, obj=None):
         return (obj is None or obj.status == Campaign.Status.DRAFT) and super().has_change_permission(request, obj)
