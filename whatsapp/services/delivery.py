@@ -21,6 +21,7 @@ echoes our reference in biz_opaque_callback_data, Chatwoot its echo_id) settles 
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import time
@@ -84,48 +85,60 @@ def in_flight_window() -> timedelta:
     return timedelta(seconds=settings.PROVIDER_HTTP_TIMEOUT_SECONDS * 2 + 5)
 
 
-# Marks of claimed and started calls outlive any settling of an interrupted send.
-CALL_MARK_TTL_SECONDS = 2 * 24 * 3600
+# Marks of claimed and started calls: they outlive any settling of an interrupted send (its sweep runs every few
+# seconds); a mark that expired first leaves the send an outcome unknown, as without marks.
+CALL_MARK_TTL_SECONDS = 24 * 3600
 
 
-def _claim_mark(message_id: int, attempt: int) -> str:
-    return f"claimed:{message_id}:{attempt}"
+class CallStart(enum.Enum):
+    GO = "go"
+    # Someone settled the message as never called and queued it again: this worker must not call.
+    REVOKED = "revoked"
+    # The mark could not be written: no call now (it would be taken for one never made).
+    UNMARKED = "unmarked"
 
 
-def _call_mark(message_id: int, attempt: int) -> str:
-    return f"called:{message_id}:{attempt}"
+def _claim_token(message: Message) -> str:
+    """One claim of a message: its id, attempt and the moment it was marked `sending` (attempts_start sets
+    updated_at), unique even where ids are reused (a database restored, a test database made again)."""
+    return f"{message.pk}:{message.attempts}:{int(message.updated_at.timestamp() * 1_000_000)}"
 
 
 def calls_claimed(messages: list[Message]) -> None:
     """Remember that these messages' current attempts were claimed. With call_begins, it tells a send whose
     worker died before its call (sent again: the provider never saw it) from one that died during the call
     (outcome unknown)."""
-    rate_limits.limiter().marks_set([_claim_mark(message.pk, message.attempts) for message in messages],
+    rate_limits.limiter().marks_set([f"claimed:{_claim_token(message)}" for message in messages],
                                     CALL_MARK_TTL_SECONDS)
 
 
-def call_begins(message_id: int, attempt: int) -> bool:
-    """Mark the attempt's call as started, just before it is made. False (and no call may be made) when the
-    mark cannot be written: the send would then be taken for one that never reached the provider."""
+def call_begins(message: Message) -> CallStart:
+    """Mark the attempt's call as started, just before it is made, unless the attempt was settled as never called
+    meanwhile (the same key, set first by whichever comes first: never both)."""
     try:
-        rate_limits.limiter().marks_set([_call_mark(message_id, attempt)], CALL_MARK_TTL_SECONDS)
+        first = rate_limits.limiter().mark_first(f"called:{_claim_token(message)}", CALL_MARK_TTL_SECONDS)
     except Exception:
         logger.warning("a call could not be marked as started; it waits", exc_info=True,
-                       extra={"message_id": message_id})
-        return False
-    return True
+                       extra={"message_id": message.pk})
+        return CallStart.UNMARKED
+    if not first:
+        logger.warning("a claimed call was settled as never made meanwhile; not made",
+                       extra={"message_id": message.pk, "attempt": message.attempts})
+        return CallStart.REVOKED
+    return CallStart.GO
 
 
 def _never_called(message: Message) -> bool:
-    """Whether the message's current attempt was claimed and its call certainly never started (both marks
-    readable: a lost store says nothing, and the send stays an outcome unknown)."""
+    """Whether the message's current attempt was claimed and its call never started, and if so, fence it: the
+    call mark is taken here, so a worker still alive (only slow) finds it taken and does not call. A lost store
+    says nothing, and the send stays an outcome unknown."""
     try:
-        claimed, called = rate_limits.limiter().marks_get([_claim_mark(message.pk, message.attempts),
-                                                           _call_mark(message.pk, message.attempts)])
+        limiter, token = rate_limits.limiter(), _claim_token(message)
+        return limiter.marks_get([f"claimed:{token}"])[0] and limiter.mark_first(f"called:{token}",
+                                                                                 CALL_MARK_TTL_SECONDS)
     except Exception:
         logger.warning("call marks unreadable", exc_info=True, extra={"message_id": message.pk})
         return False
-    return claimed and not called
 
 
 def retry_delay(attempt: int, retry_after: float | None = None) -> float:
@@ -166,7 +179,10 @@ def message_deliver(message_id: int, *, pair_reserved: bool = False) -> Message:
         return _back_to_queue(message, slot.wait)
     if slot.wait > 0:
         time.sleep(slot.wait)
-    if not call_begins(message.pk, attempt.number):
+    started = call_begins(message)
+    if started is CallStart.REVOKED:
+        return message
+    if started is CallStart.UNMARKED:
         return _back_to_queue(message, 1.0)
     outcome = provider_call(backend_for(message.provider), request)
     if outcome.result is None:
@@ -281,8 +297,11 @@ def _number_slot(provider) -> rate_limits.Reservation:
 def _back_to_queue(message: Message, wait: float) -> Message:
     """The number is saturated beyond what a worker waits for in-process: give the attempt back (it was
     never logged)."""
+    attempt = message.attempts
     with transaction.atomic():
         message = Message.objects.select_for_update().get(pk=message.pk)
+        if message.status != MessageStatus.SENDING or message.attempts != attempt:
+            return message  # settled meanwhile (queued again, claimed by another sender)
         message.status = MessageStatus.QUEUED
         message.attempts -= 1
         message.save(update_fields=["attempts"])
@@ -537,11 +556,10 @@ def _interrupted(message: Message) -> Message:
 
 
 def _requeue_uncalled(message: Message) -> Message:
-    """The worker died after claiming the message and before its call: the provider never saw it, so it is
-    queued again, the attempt not counted."""
+    """The worker died (or stalled) after claiming the message and before its call: the provider never saw it, so
+    it is queued again. The attempt stays counted: its number is fenced (call_begins refuses it)."""
     logger.warning("send interrupted before its call; queued again", extra={"message_id": message.pk})
-    message.status, message.attempts = MessageStatus.QUEUED, message.attempts - 1
-    message.save(update_fields=["attempts"])
+    message.status = MessageStatus.QUEUED
     message_schedule(message, delay=0, reason="its worker stopped before calling the provider")
     return message
 

@@ -104,6 +104,10 @@ class Limiter:
     def marks_get(self, keys: list[str]) -> list[bool]:
         raise NotImplementedError
 
+    def mark_first(self, key: str, ttl_seconds: int) -> bool:
+        """Set the key unless it is set (atomically): True for the caller that set it."""
+        raise NotImplementedError
+
 
 class RedisLimiter(Limiter):
     def __init__(self, client: redis.Redis):
@@ -137,6 +141,9 @@ class RedisLimiter(Limiter):
     def marks_get(self, keys: list[str]) -> list[bool]:
         return [value is not None for value in self.client.mget([MARK_PREFIX + key for key in keys])] if keys else []
 
+    def mark_first(self, key: str, ttl_seconds: int) -> bool:
+        return bool(self.client.set(MARK_PREFIX + key, b"1", ex=ttl_seconds, nx=True))
+
 
 class LocalLimiter(Limiter):
     """The same algorithm in process memory, for a single-worker installation without Redis."""
@@ -145,7 +152,9 @@ class LocalLimiter(Limiter):
         self.lock = threading.Lock()
         self.next_free: dict[str, float] = {}
         # In process memory: a process that died takes its marks along (its sends are then outcomes unknown).
+        # Expired marks are swept when the dict has doubled since the last sweep.
         self.marks: dict[str, float] = {}
+        self.sweep_at = 10_000
 
     def free_in(self, key: str) -> float:
         with self.lock:
@@ -166,13 +175,27 @@ class LocalLimiter(Limiter):
 
     def marks_set(self, keys: list[str], ttl_seconds: int) -> None:
         with self.lock:
-            now = time.monotonic()
-            self.marks = {key: until for key, until in self.marks.items() if until > now}
-            self.marks.update(dict.fromkeys(keys, now + ttl_seconds))
+            self._sweep()
+            self.marks.update(dict.fromkeys(keys, time.monotonic() + ttl_seconds))
 
     def marks_get(self, keys: list[str]) -> list[bool]:
         with self.lock:
             return [self.marks.get(key, 0.0) > time.monotonic() for key in keys]
+
+    def mark_first(self, key: str, ttl_seconds: int) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            if self.marks.get(key, 0.0) > now:
+                return False
+            self._sweep()
+            self.marks[key] = now + ttl_seconds
+            return True
+
+    def _sweep(self) -> None:
+        if len(self.marks) >= self.sweep_at:
+            now = time.monotonic()
+            self.marks = {key: until for key, until in self.marks.items() if until > now}
+            self.sweep_at = max(10_000, 2 * len(self.marks))
 
 
 @lru_cache(maxsize=1)

@@ -31,16 +31,18 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import operator
 import os
 import queue
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import reduce
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from whatsapp.models import Message, Provider, SendAttempt
@@ -49,6 +51,7 @@ from whatsapp.providers.events import MessageStatus, OutboundMessage
 from whatsapp.services import rate_limits
 from whatsapp.services.delivery import (
     CallOutcome,
+    CallStart,
     attempts_start,
     call_begins,
     call_failed,
@@ -90,6 +93,9 @@ STALE_CALL_SECONDS = 10.0
 # A call thread waiting for its slot gets the interpreter within this long of it, however busy the claiming
 # thread is (Python's default, 5 ms, would be most of a slot's tolerance).
 THREAD_SWITCH_SECONDS = 0.0005
+
+# A call whose attempt was settled as never made (and queued again) before it could start: dropped.
+REVOKED = CallOutcome(unexpected="revoked")
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 
@@ -326,7 +332,10 @@ class _Sender:
             time.sleep(wait)
         if self.cancelled or time.monotonic() - item.at > settings.SEND_RATE_HEADROOM * LATE_SHARE_OF_HEADROOM:
             return None
-        if not call_begins(item.message.pk, item.attempt.number):
+        started = call_begins(item.message)
+        if started is CallStart.REVOKED:
+            return REVOKED
+        if started is CallStart.UNMARKED:
             return None
         return provider_call(self.backend, item.request)
 
@@ -361,6 +370,8 @@ class _Sender:
             return
 
     def _finish(self, item: _Slotted, outcome: CallOutcome | None) -> None:
+        if outcome is REVOKED:
+            return  # queued again by whoever settled it: no longer this sender's
         if outcome is None:
             self.late.append(item)
             return
@@ -425,6 +436,10 @@ def _give_back(messages: list[Message]) -> None:
     """Messages marked `sending` that got no slot after all: queued again, due now, the attempt not counted
     (it was never made, nor logged). Each keeps the recipient's slot it took (pair rate): asking again would
     make it wait for its own."""
-    Message.objects.filter(pk__in=[message.pk for message in messages], status=MessageStatus.SENDING).update(
+    if not messages:
+        return
+    # Only the attempts this sender claimed: a message settled meanwhile may be another sender's claim now.
+    claimed = reduce(operator.or_, (Q(pk=message.pk, attempts=message.attempts) for message in messages))
+    Message.objects.filter(claimed, status=MessageStatus.SENDING).update(
         status=MessageStatus.QUEUED, attempts=F("attempts") - 1, next_attempt_at=timezone.now(),
         hold_reason=HOLD_PAIR_PACING, updated_at=timezone.now())

@@ -17,8 +17,8 @@ from tests.conftest import customer
 from tests.fakes import meta_accepted, meta_error
 from whatsapp.models import Message, Provider, SendAttempt
 from whatsapp.providers.events import TemplateStatus
-from whatsapp.services import rate_limits, send_rules
-from whatsapp.services.delivery import attempts_start, call_begins, message_deliver
+from whatsapp.services import delivery, rate_limits, send_rules
+from whatsapp.services.delivery import CallStart, attempts_start, call_begins, message_deliver
 from whatsapp.services.outbound import SendRequest, message_send, message_send_text, messages_hold_while_paused
 from whatsapp.services.send_batches import provider_send_due
 
@@ -186,18 +186,23 @@ def test_a_hold_for_a_pause_that_ended_meanwhile_holds_nothing(meta, fake_meta):
     assert provider_send_due(meta.pk) == 1
 
 
-def test_a_send_whose_worker_died_before_its_call_goes_again_and_one_during_it_does_not(meta, fake_meta):
+def test_a_send_whose_worker_died_before_its_call_goes_again_and_one_during_it_does_not(meta, fake_meta, settings,
+                                                                                      monkeypatch):
     before, during = (message_send_text(provider=meta, contact=customer(meta, phone), text=text)
                       for phone, text in (("+16505551234", "before"), ("+16505551235", "during")))
     # Claimed by a worker (marked `sending`), which then died: one before its call, one after starting it.
-    attempts_start([Message.objects.get(pk=before.pk), Message.objects.get(pk=during.pk)])
-    assert call_begins(during.pk, 1)
-    long_ago = timezone.now() - timezone.timedelta(minutes=10)
-    Message.objects.filter(pk__in=[before.pk, during.pk]).update(updated_at=long_ago)
+    claimed = [Message.objects.get(pk=before.pk), Message.objects.get(pk=during.pk)]
+    attempts_start(claimed)
+    assert call_begins(claimed[1]) is CallStart.GO
+    # Time passes (the claim is as old as it was: only the clock moves on).
+    settings.SEND_STALE_AFTER_SECONDS = 0
+    monkeypatch.setattr(delivery, "in_flight_window", lambda: timezone.timedelta(seconds=-1))
 
     assert message_deliver(before.pk).status == "queued"
     assert message_deliver(during.pk).status == "dead_letter"
+    # The dead worker's attempt is fenced: were it only slow, it would find its call refused.
+    assert call_begins(claimed[0]) is CallStart.REVOKED
     provider_send_due(meta.pk)
     assert [json.loads(request.body)["text"]["body"] for request in fake_meta.hits(fake_meta.send_path)] == ["before"]
     before.refresh_from_db()
-    assert (before.status, before.attempts) == ("sent", 1)
+    assert (before.status, before.attempts) == ("sent", 2)
