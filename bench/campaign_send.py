@@ -126,9 +126,10 @@ def baseline_build(campaign, count: int) -> float:
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (campaign_id, run, contact_id, status, skip_reason, time_zone, due_at, "  # noqa: S608
-            "\"values\", created_at, error_code, fallback_status, fallback_reason, fallback_sid, fallback_error) "
-            "SELECT %s, 1, id, 'pending', '', 'UTC', now(), '{}'::jsonb, now(), '', '', '', '', '' "
+            f"INSERT INTO {table} (campaign_id, run, contact_id, \"group\", status, skip_reason, time_zone, "  # noqa: S608
+            "due_at, \"values\", created_at, error_code, fallback_status, fallback_reason, fallback_sid, "
+            "fallback_error) SELECT %s, 1, id, 'test', 'pending', '', 'UTC', now(), '{}'::jsonb, now(), '', '', '', "
+            "'', '' "
             "FROM contacts_contact ORDER BY id LIMIT %s", [scratch.pk, count])
     seconds = time.perf_counter() - started
     with transaction.atomic():

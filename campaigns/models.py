@@ -194,8 +194,14 @@ class CampaignRecipient(models.Model):
         HELD_OUT = "held_out", "Held out (control group)"
         CANCELLED = "cancelled", "Cancelled"
 
+    class Group(models.TextChoices):
+        TEST = "test", "Test (the variants)"
+        REST = "rest", "Rest (the winner)"
+        HOLDOUT = "holdout", "Holdout"
+
     class FallbackStatus(models.TextChoices):
         NONE = "", "—"
+        SKIPPED = "skipped", "No SMS (see why)"
         SENDING = "sending", "SMS being sent (or outcome unknown)"
         SENT = "sent", "SMS sent"
         DELIVERED = "delivered", "SMS delivered"
@@ -205,6 +211,8 @@ class CampaignRecipient(models.Model):
     run = models.PositiveIntegerField(default=1)
     contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="+")
     variant = models.ForeignKey(CampaignVariant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    group = models.CharField(max_length=8, choices=Group.choices, default=Group.TEST,
+                             help_text="A/B group: the test (compared), the rest (the winner, later), the holdout.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     skip_reason = models.CharField(max_length=255, blank=True)
     time_zone = models.CharField(max_length=64, blank=True)

@@ -13,6 +13,7 @@ import io
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
 from django.http import HttpResponseRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -25,11 +26,11 @@ from campaigns.services.content import ContentMissing, RecipientFacts, variant_m
 from campaigns.services.control import campaign_cancel, campaign_pause, campaign_resume, campaign_send_winner
 from campaigns.services.editing import campaign_write
 from campaigns.services.launch import CampaignInvalid, campaign_launch, campaign_problems
-from campaigns.services.results import campaign_report, recipients_csv_rows
+from campaigns.services.results import HOLDOUT, campaign_report, recipients_csv_rows
 from campaigns.services.scheduling import zone_named
 from campaigns.services.segments import segment_contacts
 from contacts.models import Contact
-from core.admin.base import ADMIN_CSS
+from core.admin.base import ADMIN_CSS, as_row_id
 
 CONTROL = "campaigns.control_campaign"
 PREVIEW_PEOPLE = 5
@@ -125,7 +126,9 @@ class CampaignAdmin(admin.ModelAdmin):
         js = ["campaigns/campaign_progress.js"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("provider", "segment", "audience")
+        return (super().get_queryset(request).select_related("provider", "segment", "audience")
+                .annotate(recipients_count=Count("recipients"),
+                          sent_count=Count("recipients", filter=Q(recipients__sent_at__isnull=False))))
 
     def has_change_permission(self, request, obj=None):
         # A launched campaign is read: its buttons change it, through the services.
@@ -149,8 +152,7 @@ class CampaignAdmin(admin.ModelAdmin):
     def progress(self, obj):
         if obj.status == Campaign.Status.DRAFT:
             return "—"
-        recipients = CampaignRecipient.objects.filter(campaign=obj)
-        return f"{recipients.filter(sent_at__isnull=False).count()} / {recipients.count()}"
+        return f"{obj.sent_count} / {obj.recipients_count}"
 
     # --- saving drafts through the service (audited) -----------------------------------------------------
 
@@ -173,7 +175,7 @@ class CampaignAdmin(admin.ModelAdmin):
         counts = report["counts"]
         variants = report["variants"]
         for row in variants:
-            base = row["sent"] if row["name"] != "holdout" else row["recipients"]
+            base = row["sent"] if row["name"] != HOLDOUT else row["eligible"]
             row["rates"] = {metric: (row[metric] / base * 100 if base else None)
                             for metric in ("delivered", "read", "replied", "converted", "opted_out")}
         comparisons = [{**c, "rates": f"{c['rate_b'] * 100:.1f}% vs {c['rate_a'] * 100:.1f}%",
@@ -227,7 +229,8 @@ class CampaignAdmin(admin.ModelAdmin):
         if not request.user.has_perm(CONTROL):
             raise PermissionDenied
         campaign = get_object_or_404(Campaign, pk=campaign_id)
-        variant = CampaignVariant.objects.filter(campaign=campaign, pk=request.POST.get("variant") or 0).first()
+        chosen = as_row_id(request.POST.get("variant")) or 0
+        variant = CampaignVariant.objects.filter(campaign=campaign, pk=chosen).first()
         if variant is None:
             self.message_user(request, "Choose one of the campaign's variants.", messages.ERROR)
         else:

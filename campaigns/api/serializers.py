@@ -84,6 +84,12 @@ class CampaignSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("between 1 and 100")
         return value
 
+    def validate_variants(self, value):
+        names = [variant.get("name", "A") for variant in value]
+        if len(set(names)) != len(names):
+            raise serializers.ValidationError("each variant needs a name of its own (A, B, ...)")
+        return value
+
 
 class RecipientSerializer(serializers.ModelSerializer):
     contact_name = serializers.CharField(source="contact.profile_name", read_only=True)

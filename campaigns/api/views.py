@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 
+from django.conf import settings
 from django.db import transaction
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -49,6 +50,11 @@ class SegmentViewSet(ReadableErrors, viewsets.ModelViewSet):
     def perform_update(self, serializer):
         serializer.instance = segment_write(serializer.instance, serializer.validated_data, actor=self.request.user)
 
+    def perform_destroy(self, instance):
+        if instance.campaigns.exists():
+            raise Conflict("campaigns use this segment; it stays while they do", code="segment_in_use")
+        instance.delete()
+
     @extend_schema(summary="How many contacts match the segment now", responses={200: dict, 404: REFUSAL})
     @action(detail=True, methods=["get"])
     def count(self, request, pk=None):
@@ -62,6 +68,12 @@ class AudienceImportViewSet(ReadableErrors, mixins.CreateModelMixin, mixins.List
     queryset = AudienceImport.objects.order_by("-created_at", "-pk")
     serializer_class = serializers.AudienceImportSerializer
 
+    def get_permissions(self):
+        # An import opts people in with its proof: it needs the right to change contacts too.
+        if self.action == "create":
+            return [requires("campaigns.add_audienceimport", "contacts.change_contact")()]
+        return super().get_permissions()
+
     @extend_schema(
         summary="Import a CSV list (multipart)",
         description="201 with the import when every row is good. 400 `import_refused` when any row is bad: "
@@ -73,6 +85,10 @@ class AudienceImportViewSet(ReadableErrors, mixins.CreateModelMixin, mixins.List
     def create(self, request, *args, **kwargs):
         form = validated(serializers.AudienceUploadSerializer, request.data)
         upload = form["file"]
+        if upload.size > settings.CAMPAIGN_IMPORT_MAX_BYTES:
+            return Response({"code": "invalid_file", "detail": f"the file is {upload.size} bytes; the limit is "
+                                                               f"{settings.CAMPAIGN_IMPORT_MAX_BYTES}"},
+                            status=status.HTTP_400_BAD_REQUEST)
         try:
             audience = audience_import(name=form["name"], provider=form["provider"], data=upload.read(),
                                        file_name=upload.name, require_opt_in=form["require_opt_in"],
@@ -162,8 +178,9 @@ class CampaignViewSet(ReadableErrors, viewsets.ModelViewSet):
                    request=serializers.WinnerSerializer, responses={200: dict, 400: REFUSAL, 409: REFUSAL})
     @action(detail=True, methods=["post"], url_path="send-winner")
     def send_winner(self, request, pk=None):
+        campaign = self.get_object()
         chosen = validated(serializers.WinnerSerializer, request.data)["variant"]
-        variant = CampaignVariant.objects.filter(pk=chosen, campaign_id=pk).first()
+        variant = CampaignVariant.objects.filter(pk=chosen, campaign=campaign).first()
         if variant is None:
             raise exceptions.ValidationError({"variant": [f"variant {chosen} is not one of this campaign's"]})
         return self._act(campaign_send_winner, variant=variant)

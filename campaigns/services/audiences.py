@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from campaigns.models import AudienceImport, AudienceMember
@@ -123,27 +123,68 @@ def audience_import(*, name: str, provider: Provider, data: bytes, file_name: st
     ImportRefused when the file cannot be read at all."""
     header, rows = _read(data)
     parsed, errors = _parse(header, rows, require_opt_in=require_opt_in)
+    errors += _same_person_twice(parsed)
+    errors.sort(key=lambda error: error["line"])
     user = actor if getattr(actor, "is_authenticated", False) else None
     columns = [column for column in header if column not in KNOWN_COLUMNS and column not in PHONE_COLUMNS]
+    fields = {"name": name[:100], "provider": provider, "file_name": file_name[:255], "columns": columns,
+              "rows_total": len(rows), "created_by": user}
+    if not errors and parsed:
+        try:
+            with transaction.atomic():
+                audience = AudienceImport.objects.create(status=AudienceImport.Status.IMPORTED, **fields)
+                audience.rows_imported = _members_create(audience, parsed, user)
+                audience.save(update_fields=["rows_imported"])
+                _audited(audience, actor, len(rows))
+            return audience
+        except IntegrityError:
+            # Someone else added one of these numbers (a message, another import) while this one ran.
+            errors = [{"line": 1, "reason": "some of these numbers were added elsewhere while importing; nothing "
+                                            "was imported: import the file again"}]
     with transaction.atomic():
         audience = AudienceImport.objects.create(
-            name=name[:100], provider=provider, file_name=file_name[:255], columns=columns, rows_total=len(rows),
-            status=AudienceImport.Status.REFUSED if errors or not parsed else AudienceImport.Status.IMPORTED,
-            errors=errors or ([] if parsed else [{"line": 1, "reason": "the file has no rows"}]), created_by=user)
-        if audience.status == AudienceImport.Status.IMPORTED:
-            audience.rows_imported = _members_create(audience, parsed, user)
-            audience.save(update_fields=["rows_imported"])
-        audit_record(action="campaigns.audience_import", obj=audience, actor=actor,
-                     after={"status": audience.status, "rows": len(rows), "imported": audience.rows_imported,
-                            "refused_rows": len(errors)})
+            status=AudienceImport.Status.REFUSED,
+            errors=errors or [{"line": 1, "reason": "the file has no rows"}], **fields)
+        _audited(audience, actor, len(rows))
     return audience
+
+
+def _audited(audience: AudienceImport, actor: Any, rows: int) -> None:
+    audit_record(action="campaigns.audience_import", obj=audience, actor=actor,
+                 after={"status": audience.status, "rows": rows, "imported": audience.rows_imported,
+                        "refused_rows": len(audience.errors)})
+
+
+def _same_person_twice(rows: list[_Row]) -> list[dict[str, Any]]:
+    """Rows whose numbers belong to one contact already (a person with two numbers): one record each, so the
+    second is refused like a repeated number."""
+    owner: dict[str, int] = {}
+    phones = [row.phone for row in rows]
+    for start in range(0, len(phones), 10_000):
+        owner.update(ContactIdentity.objects.filter(kind=IdentityKind.PHONE, scope="",
+                                                    value__in=phones[start:start + 10_000])
+                     .values_list("value", "contact_id"))
+    first_line: dict[int, int] = {}
+    errors = []
+    for row in rows:
+        contact_id = owner.get(row.phone)
+        if contact_id is None:
+            continue
+        if contact_id in first_line:
+            errors.append({"line": row.line, "reason": f"the same person as line {first_line[contact_id]} "
+                                                       "(one contact has both numbers)"})
+        else:
+            first_line[contact_id] = row.line
+    return errors
 
 
 def _members_create(audience: AudienceImport, rows: list[_Row], actor) -> int:
     contacts = _contacts_for(rows)
     now = timezone.now()
     opting_in = [contacts[row.phone] for row in rows if row.opt_in]
-    to_opt_in = {contact.pk: contact for contact in opting_in if contact.consent == Contact.Consent.UNKNOWN}
+    # Locked and read again: a "stop" that arrived while the file was read is never overwritten.
+    to_opt_in = list(Contact.objects.select_for_update().filter(
+        pk__in=[contact.pk for contact in opting_in], consent=Contact.Consent.UNKNOWN).values_list("pk", flat=True))
     proof = {contacts[row.phone].pk: row.opt_in for row in rows if row.opt_in}
     if to_opt_in:
         Contact.objects.filter(pk__in=to_opt_in).update(consent=Contact.Consent.OPTED_IN, consent_changed_at=now,

@@ -89,8 +89,9 @@ def campaign_send_winner(campaign: Campaign, variant: CampaignVariant, *, actor:
         raise CampaignInvalid(f"the winner was already sent ({campaign.winner.name})")
     if campaign.status not in (Campaign.Status.RUNNING, Campaign.Status.PAUSED):
         raise CampaignInvalid(f"the campaign is {campaign.get_status_display().lower()}")
-    waiting = list(CampaignRecipient.objects.filter(campaign=campaign, run=campaign.runs, variant__isnull=True,
-                                                    status=CampaignRecipient.Status.PENDING, due_at__isnull=True))
+    waiting = list(CampaignRecipient.objects.filter(campaign=campaign, run=campaign.runs,
+                                                    group=CampaignRecipient.Group.REST, variant__isnull=True,
+                                                    status=CampaignRecipient.Status.PENDING))
     now, window, due = timezone.now(), window_of(campaign), {}
     for recipient in waiting:
         if recipient.time_zone not in due:

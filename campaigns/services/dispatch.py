@@ -32,7 +32,7 @@ from campaigns.services.scheduling import next_send_time, window_of
 from contacts.models import Contact
 from core.bulk import bulk_update_rows
 from templates_app.models import MessageTemplate
-from whatsapp.models import Message, Session
+from whatsapp.models import CircuitState, Message, Session
 from whatsapp.providers import backend_for
 from whatsapp.providers.events import Identity, MessageStatus, MessageType
 from whatsapp.services.delivery import number_rate
@@ -77,6 +77,11 @@ def campaign_dispatch(campaign_id: int) -> Dispatched | None:
         if campaign is None or campaign.status != Campaign.Status.RUNNING:
             return None
         result = Dispatched()
+        provider = campaign.provider
+        if provider.is_paused or not provider.is_active or provider.circuit_state == CircuitState.OPEN:
+            # Anything queued now would only be held: look again later.
+            dispatch_wake.later(campaign.pk, countdown=IDLE_LOOK_SECONDS)
+            return result
         room = _backlog_room(campaign)
         if room > 0:
             now = timezone.now()
@@ -111,6 +116,11 @@ def _plan_next(campaign: Campaign, result: Dispatched, room: int) -> None:
         return
     if pending.exists():
         return  # the rest waits for a winner to be chosen
+    if Message.objects.filter(campaign_recipient__campaign=campaign,
+                              status__in=[MessageStatus.QUEUED, MessageStatus.SENDING]).exists():
+        # Messages still with the sender (a backoff, a hold): a pause or a cancel can still take them back.
+        dispatch_wake.later(campaign.pk, countdown=IDLE_LOOK_SECONDS)
+        return
     campaign_run_finish(campaign)
     result.finished = True
 

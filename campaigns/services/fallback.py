@@ -27,7 +27,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, CampaignRecipient
 from campaigns.selectors import contacts_phones
 from campaigns.services.content import ContentMissing, RecipientFacts, fill
-from contacts.models import ConsentSource, Contact
+from contacts.models import ConsentEvent, ConsentSource, Contact
 from core.queueing import publish_on_commit, task_named
 from whatsapp.models import Message
 from whatsapp.providers.base import ProviderError
@@ -41,6 +41,7 @@ Fallback = CampaignRecipient.FallbackStatus
 NOT_ON_WHATSAPP = "not_on_whatsapp"
 NOT_DELIVERED = "not_delivered_in_time"
 DELIVERED = (MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.PLAYED)
+PENDING = (MessageStatus.QUEUED, MessageStatus.SENDING)
 # GSM-7 fits 160 characters in one SMS (153 a part when split); anything else is UCS-2: 70 (67).
 GSM7 = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
            "abcdefghijklmnopqrstuvwxyzäöñüà^{}\\[~]|€")
@@ -60,7 +61,8 @@ def fallback_enqueue(recipient_id: int, reason: str) -> None:
 
 
 def _claim(recipient_id: int, reason: str) -> tuple[CampaignRecipient | None, str]:
-    """Claim the recipient's one fallback, or say why not."""
+    """Claim the recipient's one fallback, or say why not. A lasting "not" is written down (fallback skipped, with
+    the reason), so the beat job does not ask again; a passing one (the WhatsApp message still on its way) is not."""
     recipient = (CampaignRecipient.objects.select_for_update(of=("self",)).select_related("campaign", "contact")
                  .filter(pk=recipient_id).first())
     if recipient is None:
@@ -68,20 +70,37 @@ def _claim(recipient_id: int, reason: str) -> tuple[CampaignRecipient | None, st
     campaign = recipient.campaign
     if recipient.fallback_status:
         return None, "already fallen back"
-    if not campaign.sms_fallback_provider_id or campaign.status == Campaign.Status.CANCELLED:
-        return None, "no fallback for this campaign"
     # Locked: a delivery report for it waits until the claim is committed, and a delivered one stops it.
     message = Message.objects.select_for_update().filter(pk=recipient.message_id).first()
-    if message is not None and (message.status in DELIVERED or message.delivered_at):
-        return None, "delivered on WhatsApp"
-    contact = recipient.contact
-    # An opt-out the contact asked for covers SMS too; one WhatsApp's own error caused (not on WhatsApp) does not.
-    if contact.consent == Contact.Consent.OPTED_OUT and contact.consent_source != ConsentSource.PROVIDER_ERROR:
-        return None, "opted out"
+    if message is not None and message.status in PENDING:
+        # Still queued or being sent (the provider paused, a backlog): WhatsApp may yet deliver it.
+        return None, "the WhatsApp message has not gone out yet"
+    lasting = _lasting_refusal(campaign, message, recipient.contact, reason)
+    if lasting:
+        recipient.fallback_status, recipient.fallback_error = Fallback.SKIPPED, lasting[:255]
+        recipient.save(update_fields=["fallback_status", "fallback_error"])
+        return None, lasting
     recipient.fallback_status, recipient.fallback_reason = Fallback.SENDING, reason
     recipient.fallback_sent_at = timezone.now()
     recipient.save(update_fields=["fallback_status", "fallback_reason", "fallback_sent_at"])
     return recipient, ""
+
+
+def _lasting_refusal(campaign: Campaign, message: Message | None, contact: Contact, reason: str) -> str:
+    if not campaign.sms_fallback_provider_id or campaign.status == Campaign.Status.CANCELLED:
+        return "no SMS fallback for this campaign"
+    if message is None:
+        return "its WhatsApp message is gone"
+    if message.status in DELIVERED or message.delivered_at:
+        return "delivered on WhatsApp"
+    if contact.consent == Contact.Consent.OPTED_OUT:
+        # Only the opt-out WhatsApp's "not on WhatsApp" answer to this very message caused leaves SMS open: the
+        # person never asked for it, WhatsApp just cannot reach them. One they asked for, or a block, covers SMS.
+        caused_here = (reason == NOT_ON_WHATSAPP and contact.consent_source == ConsentSource.PROVIDER_ERROR
+                       and ConsentEvent.objects.filter(contact=contact, message=message).exists())
+        if not caused_here:
+            return "opted out"
+    return ""
 
 
 def sms_fallback_send(recipient_id: int, reason: str) -> str:
@@ -124,7 +143,8 @@ def overdue_fallbacks() -> int:
         overdue = (CampaignRecipient.objects
                    .filter(campaign=campaign, fallback_status="", message__isnull=False, queued_at__lt=deadline,
                            delivered_at__isnull=True, read_at__isnull=True)
-                   .exclude(message__status__in=DELIVERED).values_list("pk", flat=True)[:OVERDUE_BATCH - count])
+                   .exclude(message__status__in=(*DELIVERED, *PENDING))
+                   .values_list("pk", flat=True)[:OVERDUE_BATCH - count])
         for recipient_id in overdue:
             fallback_enqueue(recipient_id, NOT_DELIVERED)
             count += 1

@@ -120,20 +120,22 @@ def _best_hours(contact_ids: list[int]) -> dict[int, int]:
 
 
 def _variant_for(campaign: Campaign, variants: list[CampaignVariant], contact_id: int) -> tuple[str, Any]:
-    """("held_out" | "test" | "rest", variant): a stable draw per campaign and person."""
+    """(group, variant): a stable draw per campaign and person. The holdout comes first, then the test group's
+    variants by their splits; the rest waits for the winner (None until one is chosen)."""
+    Group = CampaignRecipient.Group
     bucket = zlib.crc32(f"{campaign.pk}:{contact_id}".encode()) % BUCKETS
     holdout = campaign.holdout_percent * BUCKETS // 100
     if bucket < holdout:
-        return "held_out", None
+        return Group.HOLDOUT, None
     share = (bucket - holdout) / (BUCKETS - holdout)
     if share >= campaign.test_percent / 100:
-        return "rest", campaign.winner
+        return Group.REST, campaign.winner
     position = share / (campaign.test_percent / 100) * 100
     for variant in variants:
         position -= variant.split_percent
         if position < 0:
-            return "test", variant
-    return "test", variants[-1]
+            return Group.TEST, variant
+    return Group.TEST, variants[-1]
 
 
 @transaction.atomic
@@ -176,12 +178,14 @@ def recipients_build(campaign: Campaign, *, run: int, start: datetime) -> int:
                                    campaign.default_time_zone)
         group, variant = _variant_for(campaign, variants, candidate.contact_id)
         status, reason, due = CampaignRecipient.Status.PENDING, "", None
-        if group == "held_out":
-            status = CampaignRecipient.Status.HELD_OUT
-        elif candidate.consent == Contact.Consent.OPTED_OUT:
+        # Who could not be sent anything is skipped in whatever group the draw put them: the holdout is then
+        # drawn from the same people as the variants, and compares with them.
+        if candidate.consent == Contact.Consent.OPTED_OUT:
             status, reason = CampaignRecipient.Status.SKIPPED, SKIP_OPTED_OUT
         elif candidate.contact_id not in addressable:
             status, reason = CampaignRecipient.Status.SKIPPED, SKIP_NO_ADDRESS
+        elif group == CampaignRecipient.Group.HOLDOUT:
+            status = CampaignRecipient.Status.HELD_OUT
         elif variant is not None:
             key = (zone, _local_hour(best_hours.get(candidate.contact_id), zone, start))
             if key not in due_cache:
@@ -189,7 +193,7 @@ def recipients_build(campaign: Campaign, *, run: int, start: datetime) -> int:
             due = due_cache[key]
             if due is None:
                 status, reason = CampaignRecipient.Status.SKIPPED, SKIP_NO_WINDOW
-        rows.append((candidate.contact_id, variant.pk if variant else None, status, reason, zone, due,
+        rows.append((candidate.contact_id, variant.pk if variant else None, group, status, reason, zone, due,
                      candidate.values))
     _insert_recipients(campaign, run, rows)
     return len(rows)
@@ -207,21 +211,20 @@ def _insert_recipients(campaign: Campaign, run: int, rows: list[tuple]) -> None:
     now = timezone.now()
     if connection.vendor != "postgresql":
         CampaignRecipient.objects.bulk_create([CampaignRecipient(
-            campaign=campaign, run=run, contact_id=contact_id, variant_id=variant_id, status=status,
+            campaign=campaign, run=run, contact_id=contact_id, variant_id=variant_id, group=group, status=status,
             skip_reason=reason, time_zone=zone, due_at=due, values=values)
-            for contact_id, variant_id, status, reason, zone, due, values in rows], batch_size=1000)
+            for contact_id, variant_id, group, status, reason, zone, due, values in rows], batch_size=1000)
         return
     table = CampaignRecipient._meta.db_table
     # Only the table name is formatted in; every value is a parameter.
-    sql = (f"INSERT INTO {table} (campaign_id, run, contact_id, variant_id, status, skip_reason, time_zone, "  # noqa: S608
-           "due_at, \"values\", created_at, error_code, fallback_status, fallback_reason, fallback_sid, "
-           "fallback_error) SELECT %s, %s, c, v, s, r, z, d, j::jsonb, %s, '', '', '', '', '' "
-           "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[], "
-           "%s::text[]) AS t(c, v, s, r, z, d, j)")
+    sql = (f"INSERT INTO {table} (campaign_id, run, contact_id, variant_id, \"group\", status, skip_reason, "  # noqa: S608
+           "time_zone, due_at, \"values\", created_at, error_code, fallback_status, fallback_reason, fallback_sid, "
+           "fallback_error) SELECT %s, %s, c, v, g, s, r, z, d, j::jsonb, %s, '', '', '', '', '' "
+           "FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
+           "%s::timestamptz[], %s::text[]) AS t(c, v, g, s, r, z, d, j)")
     with connection.cursor() as cursor:
         for begin in range(0, len(rows), 5000):
             chunk = rows[begin:begin + 5000]
             columns = list(zip(*chunk, strict=True))
-            cursor.execute(sql, [campaign.pk, run, now, list(columns[0]), list(columns[1]), list(columns[2]),
-                                 list(columns[3]), list(columns[4]), list(columns[5]),
-                                 [json.dumps(values) for values in columns[6]]])
+            cursor.execute(sql, [campaign.pk, run, now, *(list(column) for column in columns[:7]),
+                                 [json.dumps(values) for values in columns[7]]])

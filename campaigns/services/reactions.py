@@ -13,6 +13,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from campaigns.models import CampaignRecipient, MarketingSuppression
@@ -20,36 +21,49 @@ from campaigns.services.fallback import NOT_ON_WHATSAPP, fallback_enqueue
 from contacts.models import ConsentKeyword
 from whatsapp.models import Message
 from whatsapp.providers import backend_for
+from whatsapp.providers.events import MessageStatus
 
 logger = logging.getLogger(__name__)
 
 Status = CampaignRecipient.Status
 # A reply does not turn these back into "replied".
-SETTLED = (Status.FAILED, Status.OPTED_OUT, Status.SKIPPED, Status.CANCELLED)
+SETTLED = (Status.FAILED, Status.OPTED_OUT, Status.SKIPPED, Status.CANCELLED, Status.HELD_OUT)
+# A campaign message a reply can answer: it reached the provider.
+WENT_OUT = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.PLAYED)
 
 
 def reply_attribute(message: Message) -> None:
-    """Receiver of inbound_message_saved: a reply to a recent campaign message."""
-    since = timezone.now() - timedelta(hours=settings.CAMPAIGN_REPLY_ATTRIBUTION_HOURS)
+    """Receiver of inbound_message_saved: a reply to a recent campaign message the person got (its message went
+    out), or, for someone in a campaign's holdout, a reply within as long of the campaign's launch (what people do
+    anyway: the baseline)."""
+    now = timezone.now()
+    since = now - timedelta(hours=settings.CAMPAIGN_REPLY_ATTRIBUTION_HOURS)
+    contact_id, provider_id = message.conversation.contact_id, message.provider_id
     recipient = (CampaignRecipient.objects
-                 .filter(contact_id=message.conversation.contact_id, queued_at__gte=since,
-                         campaign__provider_id=message.provider_id)
+                 .filter(contact_id=contact_id, queued_at__gte=since, campaign__provider_id=provider_id,
+                         message__status__in=WENT_OUT)
                  .select_related("campaign", "message").order_by("-queued_at").first())
     if recipient is None:
+        recipient = (CampaignRecipient.objects
+                     .filter(contact_id=contact_id, group=CampaignRecipient.Group.HOLDOUT, status=Status.HELD_OUT,
+                             campaign__provider_id=provider_id, campaign__launched_at__gte=since)
+                     .select_related("campaign").order_by("-campaign__launched_at").first())
+    if recipient is None:
         return
-    now = timezone.now()
     fields = []
     if recipient.replied_at is None:
         recipient.replied_at = now
+        fields.append("replied_at")
         sent = recipient.message
-        # Writing back means they got it and saw it, whatever receipts are still on their way.
-        recipient.sent_at = recipient.sent_at or (sent.sent_at if sent else None) or now
-        recipient.delivered_at = recipient.delivered_at or (sent.delivered_at if sent else None) or now
-        recipient.read_at = recipient.read_at or (sent.read_at if sent else None) or now
-        fields += ["replied_at", "sent_at", "delivered_at", "read_at"]
-        if recipient.status not in SETTLED:
-            recipient.status = Status.REPLIED
-            fields.append("status")
+        if sent is not None:
+            # Writing back means they got it and saw it, whatever receipts are still on their way.
+            recipient.sent_at = recipient.sent_at or sent.sent_at or now
+            recipient.delivered_at = recipient.delivered_at or sent.delivered_at or now
+            recipient.read_at = recipient.read_at or sent.read_at or now
+            fields += ["sent_at", "delivered_at", "read_at"]
+            if recipient.status not in SETTLED:
+                recipient.status = Status.REPLIED
+                fields.append("status")
     keyword = recipient.campaign.conversion_keyword
     if keyword and recipient.converted_at is None and _mentions(message.text, keyword):
         recipient.converted_at = now
@@ -78,29 +92,32 @@ def send_failure_reaction(message: Message, error_code: str = "") -> None:
     recipient.save(update_fields=["status", "failed_at", "error_code"])
     backend = backend_for(message.provider)
     if code in backend.marketing_cap_error_codes:
-        marketing_suppress(recipient.contact_id, message.provider_id, code)
+        marketing_suppress(recipient.contact_id, message.provider_id, code, queued_at=message.queued_at)
     if code in backend.not_on_whatsapp_error_codes and recipient.campaign.sms_fallback_provider_id:
         fallback_enqueue(recipient.pk, NOT_ON_WHATSAPP)
 
 
-def marketing_suppress(contact_id: int, provider_id: int, error_code: str) -> MarketingSuppression:
-    """Leave the person out of marketing for CAMPAIGN_SUPPRESSION_HOURS, doubled for each hold in a row."""
+def marketing_suppress(contact_id: int, provider_id: int, error_code: str, *, queued_at=None) -> MarketingSuppression:
+    """Leave the person out of marketing for CAMPAIGN_SUPPRESSION_HOURS, doubled for each hold in a row. A hold of
+    a message queued before the person was last suppressed is the same episode (messages already on their way):
+    it adds no strike."""
     now = timezone.now()
     hours = settings.CAMPAIGN_SUPPRESSION_HOURS
-    suppression, created = MarketingSuppression.objects.get_or_create(
-        contact_id=contact_id, provider_id=provider_id,
-        defaults={"until": now + timedelta(hours=hours), "error_code": error_code[:32]})
-    if not created:
-        # A hold soon after the last one ended: the cap is still on, so wait longer.
-        strikes = suppression.strikes + 1 if suppression.until > now - timedelta(hours=hours) else 1
-        MarketingSuppression.objects.filter(pk=suppression.pk).update(
-            strikes=strikes, until=now + timedelta(hours=hours * 2 ** min(strikes - 1, 4)),
-            error_code=error_code[:32], updated_at=now)
-        suppression.refresh_from_db()
+    with transaction.atomic():
+        suppression, created = MarketingSuppression.objects.select_for_update().get_or_create(
+            contact_id=contact_id, provider_id=provider_id,
+            defaults={"until": now + timedelta(hours=hours), "error_code": error_code[:32]})
+        same_episode = queued_at is not None and queued_at <= suppression.updated_at
+        if not created and not same_episode:
+            # A hold soon after the last one ended: the cap is still on, so wait longer.
+            recent = suppression.until > now - timedelta(hours=hours)
+            suppression.strikes = suppression.strikes + 1 if recent else 1
+            suppression.until = now + timedelta(hours=hours * 2 ** min(suppression.strikes - 1, 4))
+            suppression.error_code = error_code[:32]
+            suppression.save(update_fields=["strikes", "until", "error_code", "updated_at"])
     logger.info("marketing suppressed", extra={"contact_id": contact_id, "provider_id": provider_id,
                                                "until": suppression.until.isoformat()})
     return suppression
-
 
 
 def conversion_record(campaign_id: int, contact_id: int) -> CampaignRecipient | None:

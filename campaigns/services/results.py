@@ -12,17 +12,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRecipient, MarketingSuppression
 from campaigns.selectors import contacts_phones
-from contacts.models import Contact
+from contacts.models import ConsentSource, Contact
 from core.spreadsheet import safe_cell
 from whatsapp.models import Message
 from whatsapp.providers.events import MessageStatus
 
 Status = CampaignRecipient.Status
+Group = CampaignRecipient.Group
+Fallback = CampaignRecipient.FallbackStatus
 # Statuses a message can still move a recipient out of.
 IN_FLIGHT = (Status.QUEUED, Status.SENT, Status.DELIVERED)
 MESSAGE_TO_RECIPIENT = {
@@ -30,6 +33,7 @@ MESSAGE_TO_RECIPIENT = {
     MessageStatus.DELIVERED: Status.DELIVERED, MessageStatus.READ: Status.READ, MessageStatus.PLAYED: Status.READ,
     MessageStatus.FAILED: Status.FAILED, MessageStatus.DEAD_LETTER: Status.FAILED,
 }
+REFRESH_SECONDS = 3
 METRICS = ("sent", "delivered", "read", "replied", "converted", "opted_out", "failed")
 
 
@@ -49,18 +53,22 @@ def campaign_refresh(campaign: Campaign) -> int:
             by_status.setdefault(new, []).append(pk)
     for status, ids in by_status.items():
         for start in range(0, len(ids), 5000):
-            changed += CampaignRecipient.objects.filter(pk__in=ids[start:start + 5000]).update(
+            # Still in flight: a reply or a failure recorded meanwhile is not overwritten.
+            changed += CampaignRecipient.objects.filter(pk__in=ids[start:start + 5000],
+                                                        status__in=IN_FLIGHT).update(
                 status=status,
                 sent_at=Subquery(messages.values("sent_at")),
                 delivered_at=Subquery(messages.values("delivered_at")),
                 read_at=Subquery(messages.values("read_at")),
                 failed_at=Subquery(messages.values("failed_at")),
                 error_code=Subquery(messages.values("error_code")))
-    # Opting out after the campaign's message counts against it.
+    # Opting out after the campaign's message counts against it; an opt-out the provider's own error made (not
+    # on WhatsApp, blocked) is the message failing, not the person answering it.
     contacts = Contact.objects.filter(pk=OuterRef("contact_id"))
     changed += (CampaignRecipient.objects
                 .filter(campaign=campaign, queued_at__isnull=False, opted_out_at__isnull=True,
                         contact__consent=Contact.Consent.OPTED_OUT, contact__consent_changed_at__gte=F("queued_at"))
+                .exclude(contact__consent_source=ConsentSource.PROVIDER_ERROR).exclude(status=Status.FAILED)
                 .update(opted_out_at=Subquery(contacts.values("consent_changed_at")), status=Status.OPTED_OUT))
     return changed
 
@@ -70,6 +78,7 @@ class VariantResult:
     name: str
     recipients: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    compared: bool = True
 
     def rate(self, metric: str) -> float:
         base = self.counts.get("sent", 0)
@@ -90,7 +99,9 @@ def _counted(queryset) -> dict[str, int]:
         converted=Count("pk", filter=Q(converted_at__isnull=False)),
         opted_out=Count("pk", filter=Q(opted_out_at__isnull=False)),
         failed=Count("pk", filter=Q(status=Status.FAILED)),
-        sms=Count("pk", filter=~Q(fallback_status="")),
+        sms=Count("pk", filter=Q(fallback_status__in=[Fallback.SENT, Fallback.DELIVERED, Fallback.SENDING])),
+        # Those the message was meant for: not skipped (opted out, unreachable) nor cancelled before it went.
+        eligible=Count("pk", filter=~Q(status__in=[Status.SKIPPED, Status.CANCELLED])),
     )
 
 
@@ -98,16 +109,24 @@ def campaign_counts(campaign: Campaign) -> dict[str, int]:
     return _counted(CampaignRecipient.objects.filter(campaign=campaign))
 
 
+HOLDOUT = "holdout"
+
+
 def variant_results(campaign: Campaign) -> list[VariantResult]:
+    """The test group's variants, then the holdout (sent nothing: what it "converts" is what people do anyway),
+    then the rest that got the winner. Only the first two are compared: the rest was sent later, on purpose."""
+    recipients = CampaignRecipient.objects.filter(campaign=campaign)
     results = []
     for variant in campaign.variants.order_by("name"):
-        counts = _counted(CampaignRecipient.objects.filter(campaign=campaign, variant=variant))
+        counts = _counted(recipients.filter(group=Group.TEST, variant=variant))
         results.append(VariantResult(variant.name, counts["recipients"], counts))
-    holdout = _counted(CampaignRecipient.objects.filter(campaign=campaign, status=Status.HELD_OUT))
+    holdout = _counted(recipients.filter(group=Group.HOLDOUT))
     if holdout["recipients"]:
-        # The holdout gets nothing: what it "converts" is what people do anyway (a reply with the keyword
-        # counts for the campaign they would have got).
-        results.append(VariantResult("holdout", holdout["recipients"], holdout))
+        results.append(VariantResult(HOLDOUT, holdout["recipients"], holdout))
+    rest = _counted(recipients.filter(group=Group.REST, variant__isnull=False))
+    if rest["recipients"]:
+        results.append(VariantResult(f"{campaign.winner.name if campaign.winner else '?'} to the rest",
+                                     rest["recipients"], rest, compared=False))
     return results
 
 
@@ -157,15 +176,16 @@ def _normal_quantile(p: float) -> float:
 
 
 def compare(results: list[VariantResult], metric: str) -> list[Comparison]:
-    """Each variant (and the holdout) against the first variant, on `metric` per message sent (per recipient
-    for the holdout, which is sent nothing)."""
+    """Each variant of the test group (and the holdout) against the first variant, on `metric` per person the
+    message was meant for (not skipped): the holdout, sent nothing, is counted the same way, so it compares like
+    with like."""
+    results = [result for result in results if result.compared]
     if len(results) < 2:
         return []
     base = results[0]
 
     def totals(result: VariantResult) -> tuple[int, int]:
-        total = result.counts["recipients"] if result.name == "holdout" else result.counts["sent"]
-        return result.counts.get(metric, 0), total
+        return result.counts.get(metric, 0), result.counts["eligible"]
 
     comparisons = []
     for other in results[1:]:
@@ -191,7 +211,9 @@ def campaign_costs(campaign: Campaign) -> dict[str, float]:
 
 def campaign_report(campaign: Campaign, *, refresh: bool = True) -> dict[str, Any]:
     """Everything the admin page, the API and the CSV show."""
-    if refresh:
+    # Receipts are copied at most every REFRESH_SECONDS per campaign (a page polling it, several people looking):
+    # the beat job copies them anyway.
+    if refresh and cache.add(f"campaign-refresh:{campaign.pk}", True, REFRESH_SECONDS):
         campaign_refresh(campaign)
     results = variant_results(campaign)
     return {

@@ -32,8 +32,12 @@ def zone_named(name: str) -> ZoneInfo | None:
         return None
 
 
-@lru_cache(maxsize=65536)
-def _zone_of_prefix(prefix: str, number: str) -> str:
+# Zones by number prefix, for this process (a number's prefix names its zone, whatever digits follow).
+_prefix_zones: dict[str, str] = {}
+PREFIX_CACHE_MAX = 65_536
+
+
+def _zone_of_number(number: str) -> str:
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
@@ -54,7 +58,13 @@ def phone_time_zone(e164: str) -> str:
     """The IANA zone of a phone number's region, or "" when it names none (or several that disagree)."""
     if not e164.startswith("+"):
         return ""
-    return _zone_of_prefix(e164[:ZONE_PREFIX_CHARS], e164)
+    prefix = e164[:ZONE_PREFIX_CHARS]
+    zone = _prefix_zones.get(prefix)
+    if zone is None:
+        if len(_prefix_zones) >= PREFIX_CACHE_MAX:
+            _prefix_zones.clear()
+        zone = _prefix_zones[prefix] = _zone_of_number(e164)
+    return zone
 
 
 def recipient_time_zone(profile_zone: str, phone: str, default_zone: str) -> str:
@@ -77,14 +87,16 @@ class SendWindow:
         return self.start is not None and self.end is not None and self.start != self.end
 
     def allows(self, local: datetime) -> bool:
-        if local.weekday() not in self.days:
-            return False
         if not self.limits_hours:
-            return True
+            return local.weekday() in self.days
         clock = local.time().replace(tzinfo=None)
         if self.start < self.end:
-            return self.start <= clock < self.end
-        return clock >= self.start or clock < self.end
+            return local.weekday() in self.days and self.start <= clock < self.end
+        # Crossing midnight: the hours after midnight belong to the evening before (Friday 22:00-02:00 runs into
+        # Saturday morning; Sunday's opening is not Monday's small hours).
+        if clock >= self.start:
+            return local.weekday() in self.days
+        return clock < self.end and (local.weekday() - 1) % 7 in self.days
 
 
 def window_of(campaign) -> SendWindow:

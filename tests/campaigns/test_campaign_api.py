@@ -140,3 +140,19 @@ def test_launching_needs_the_control_permission(meta):
     created = writer.post("/api/v1/campaigns/", campaign_payload(meta), format="json")
     assert created.status_code == 201
     refused(writer.post(f"/api/v1/campaigns/{created.json()['id']}/launch/"), 403, "permission_denied")
+
+
+def test_two_rows_of_one_person_and_two_variants_of_one_name_are_refused(api_client, meta):
+    ana = person(meta, "+12125550101", "Ana")
+    ContactIdentity.objects.create(contact=ana, kind="phone", value="+12125550102")
+    body = refused(upload(api_client, meta, "phone,opt_in\n+12125550101,web\n+12125550102,web\n"), 400,
+                   "import_refused")
+    assert body["rows"] == [{"line": 3, "reason": "the same person as line 2 (one contact has both numbers)"}]
+
+    payload = campaign_payload(meta)
+    payload["variants"] = [{**payload["variants"][0], "split_percent": 50}] * 2
+    assert "a name of its own" in refused(api_client.post("/api/v1/campaigns/", payload, format="json"), 400,
+                                          "invalid_request")["detail"]
+    segment = api_client.post("/api/v1/segments/", {"name": "All", "filters": {}}, format="json").json()["id"]
+    api_client.post("/api/v1/campaigns/", {**campaign_payload(meta), "segment": segment}, format="json")
+    refused(api_client.delete(f"/api/v1/segments/{segment}/"), 409, "segment_in_use")

@@ -142,7 +142,13 @@ def test_dispatch_queues_due_people_with_their_own_values_in_the_bulk_lane(meta,
     assert (message.lane, message.status, message.message_type) == ("bulk", "queued", MessageType.TEMPLATE)
     assert message.template_variables == {"body": {"1": "Ana", "2": "20%"}}
     campaign.refresh_from_db()
-    assert campaign.status == Campaign.Status.COMPLETED  # nothing left to dispatch; the sender has the rest
+    # Nothing left to dispatch, but the messages are still queued (no sender runs here): a pause could take them
+    # back, so the campaign is not over yet.
+    assert campaign.status == Campaign.Status.RUNNING
+    Message.objects.filter(purpose="campaign").update(status="sent")
+    dispatching.campaign_dispatch(campaign.pk)
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.COMPLETED
 
 
 def test_the_backlog_never_exceeds_its_seconds_of_the_number_rate(meta, template, settings):
@@ -241,12 +247,22 @@ def test_marketing_cap_suppresses_and_a_reply_counts_with_its_keyword(meta, temp
     send_failure_reaction(capped)
     suppression = MarketingSuppression.objects.get(contact=bob)
     assert timedelta(hours=47) < suppression.until - timezone.now() <= timedelta(hours=48)
-    send_failure_reaction(capped)  # held again: the wait doubles
+    send_failure_reaction(capped)  # the same message reported again: the same episode
+    suppression.refresh_from_db()
+    assert suppression.strikes == 1
+    # A later message held too: the cap is still on, and the wait doubles.
+    Message.objects.filter(pk=capped.pk).update(queued_at=timezone.now() + timedelta(seconds=1))
+    capped.refresh_from_db()
+    send_failure_reaction(capped)
     suppression.refresh_from_db()
     assert suppression.strikes == 2 and suppression.until - timezone.now() > timedelta(hours=95)
 
     reply = Message.objects.create(provider=meta, conversation=conversation_get_or_create(provider=meta, contact=ana),
                                    direction="inbound", status="received", text="yes please!")
+    reply_attribute(reply)
+    assert recipients(campaign).get(contact=ana).replied_at is None  # its message had not gone out yet
+    Message.objects.filter(conversation__contact=ana, purpose="campaign").update(status="sent",
+                                                                              sent_at=timezone.now())
     reply_attribute(reply)
     recipient = recipients(campaign).get(contact=ana)
     assert recipient.status == Status.REPLIED and recipient.converted_at and recipient.read_at
@@ -326,3 +342,34 @@ def test_a_users_export_holds_the_campaigns_their_contact_got(meta, template, se
     assert [(row["campaign__name"], row["status"]) for row in sections["campaign_messages"]] == [
         ("Spring sale", "queued")]
     assert sections["marketing_suppressions"] == []
+
+
+def test_a_window_crossing_midnight_belongs_to_the_evening_it_starts():
+    weekdays_evenings = SendWindow(time(22), time(2), frozenset(range(5)))  # Mon-Fri 22:00 to 02:00
+    saturday_1am = datetime(2026, 12, 5, 1, tzinfo=UTC)   # Friday evening's window
+    monday_1am = datetime(2026, 12, 7, 1, tzinfo=UTC)     # Sunday evening: closed
+    assert weekdays_evenings.allows(saturday_1am) and not weekdays_evenings.allows(monday_1am)
+    assert next_send_time(monday_1am, "UTC", weekdays_evenings) == datetime(2026, 12, 7, 22, tzinfo=UTC)
+
+
+def test_the_holdout_is_drawn_from_people_who_can_be_sent_to_and_its_replies_count(meta, template, settings):
+    settings.CAMPAIGN_BACKLOG_SECONDS = 1000
+    people(meta, NEW_YORK, 200)
+    Contact.objects.filter(pk__in=Contact.objects.order_by("pk").values("pk")[:50]).update(
+        consent=Contact.Consent.OPTED_OUT)
+    campaign = campaign_for(meta, template=template, holdout_percent=30, conversion_keyword="YES")
+    campaign_launch(campaign)
+    held = recipients(campaign, group="holdout")
+    assert held.exists() and not held.filter(contact__consent=Contact.Consent.OPTED_OUT).exclude(
+        status=Status.SKIPPED).exists()
+    one = held.filter(status=Status.HELD_OUT).first()
+    Campaign.objects.filter(pk=campaign.pk).update(launched_at=timezone.now())
+    reply = Message.objects.create(provider=meta, conversation=conversation_get_or_create(provider=meta,
+                                                                                          contact=one.contact),
+                                   direction="inbound", status="received", text="yes")
+    reply_attribute(reply)
+    one.refresh_from_db()
+    assert one.converted_at and one.replied_at and one.status == Status.HELD_OUT
+    holdout = next(row for row in variant_results(campaign) if row.name == "holdout")
+    assert holdout.counts["converted"] == 1 and holdout.counts["eligible"] == held.filter(
+        status=Status.HELD_OUT).count()
