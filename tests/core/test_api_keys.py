@@ -18,7 +18,10 @@ from tests.conftest import audit_actions, refused, user_with_perms
 pytestmark = pytest.mark.django_db
 
 # Operations that need a scope other than what their HTTP method implies.
-SEND_OPERATIONS = {("POST", "/api/v1/messages/"), ("POST", "/api/v1/contacts/{id}/verify/")}
+SEND_OPERATIONS = {("POST", "/api/v1/messages/"), ("POST", "/api/v1/contacts/{id}/verify/"),
+                   # A campaign's launch, resume and winner send messages to its audience.
+                   ("POST", "/api/v1/campaigns/{id}/launch/"), ("POST", "/api/v1/campaigns/{id}/resume/"),
+                   ("POST", "/api/v1/campaigns/{id}/send-winner/")}
 READ_POSTS = {("POST", "/api/v1/templates/preview/")}
 ANY_SCOPE_OPERATIONS = {("POST", "/api/v1/api-keys/rotate/")}
 
