@@ -27,7 +27,13 @@ from django.utils import timezone
 from campaigns.models import Campaign, CampaignRecipient, CampaignVariant, MarketingSuppression
 from campaigns.selectors import contacts_identity_rows, contacts_phones
 from campaigns.services.content import ContentMissing, RecipientFacts, variant_message
-from campaigns.services.launch import SKIP_NO_ADDRESS, SKIP_NO_WINDOW, SKIP_OPTED_OUT, dispatch_wake
+from campaigns.services.launch import (
+    SKIP_NO_ADDRESS,
+    SKIP_NO_WINDOW,
+    SKIP_OPTED_OUT,
+    dispatch_later,
+    dispatch_look_begins,
+)
 from campaigns.services.scheduling import next_send_time, window_of
 from contacts.models import Contact
 from core.bulk import bulk_update_rows
@@ -71,6 +77,7 @@ def is_marketing(variant: CampaignVariant | None) -> bool:
 def campaign_dispatch(campaign_id: int) -> Dispatched | None:
     """Queue what is due of one running campaign (the task's body). None when it is not running, or another
     dispatcher has it."""
+    dispatch_look_begins(campaign_id)
     with transaction.atomic():
         campaign = (Campaign.objects.select_for_update(skip_locked=True, of=("self",)).select_related("provider")
                     .filter(pk=campaign_id).first())
@@ -80,7 +87,7 @@ def campaign_dispatch(campaign_id: int) -> Dispatched | None:
         provider = campaign.provider
         if provider.is_paused or not provider.is_active or provider.circuit_state == CircuitState.OPEN:
             # Anything queued now would only be held: look again later.
-            dispatch_wake.later(campaign.pk, countdown=IDLE_LOOK_SECONDS)
+            dispatch_later(campaign.pk, countdown=IDLE_LOOK_SECONDS)
             return result
         room = _backlog_room(campaign)
         if room > 0:
@@ -105,13 +112,13 @@ def _backlog_room(campaign: Campaign) -> int:
 def _plan_next(campaign: Campaign, result: Dispatched, room: int) -> None:
     """Wake again soon while there is work; finish the run when nothing is pending."""
     if result.queued or result.rescheduled or room <= 0:
-        dispatch_wake.later(campaign.pk, countdown=settings.CAMPAIGN_DISPATCH_INTERVAL_SECONDS)
+        dispatch_later(campaign.pk, countdown=settings.CAMPAIGN_DISPATCH_INTERVAL_SECONDS)
         return
     pending = CampaignRecipient.objects.filter(campaign=campaign, status=CampaignRecipient.Status.PENDING)
     next_due = pending.filter(due_at__isnull=False).aggregate(at=Min("due_at"))["at"]
     if next_due is not None:
         wait = (next_due - timezone.now()).total_seconds()
-        dispatch_wake.later(campaign.pk, countdown=min(max(wait, settings.CAMPAIGN_DISPATCH_INTERVAL_SECONDS),
+        dispatch_later(campaign.pk, countdown=min(max(wait, settings.CAMPAIGN_DISPATCH_INTERVAL_SECONDS),
                                                        IDLE_LOOK_SECONDS))
         return
     if pending.exists():
@@ -119,7 +126,7 @@ def _plan_next(campaign: Campaign, result: Dispatched, room: int) -> None:
     if Message.objects.filter(campaign_recipient__campaign=campaign,
                               status__in=[MessageStatus.QUEUED, MessageStatus.SENDING]).exists():
         # Messages still with the sender (a backoff, a hold): a pause or a cancel can still take them back.
-        dispatch_wake.later(campaign.pk, countdown=IDLE_LOOK_SECONDS)
+        dispatch_later(campaign.pk, countdown=IDLE_LOOK_SECONDS)
         return
     campaign_run_finish(campaign)
     result.finished = True

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRecipient
 from campaigns.services.fallback import overdue_fallbacks
-from campaigns.services.launch import CampaignInvalid, campaign_launch, dispatch_wake
+from campaigns.services.launch import CampaignInvalid, campaign_launch, dispatch_later
 from campaigns.services.results import campaign_refresh
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def campaigns_tick() -> int:
     woken = 0
     running = Campaign.objects.filter(Exists(due), status=Campaign.Status.RUNNING)
     for campaign_id in running.values_list("pk", flat=True):
-        dispatch_wake.now(campaign_id)
+        dispatch_later(campaign_id, countdown=0)
         woken += 1
     woken += overdue_fallbacks()
     for campaign in Campaign.objects.filter(status=Campaign.Status.SCHEDULED, next_run_at__lte=now):

@@ -7,12 +7,15 @@ dispatcher (dispatch.py) sends what is due, so a crash at any point resumes wher
 from __future__ import annotations
 
 import json
+import math
+import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Count, F, Func, IntegerField
 from django.utils import timezone
@@ -29,6 +32,33 @@ from whatsapp.providers import backend_for
 from whatsapp.providers.events import Identity, TemplateStatus
 
 dispatch_wake = Wake("campaigns.tasks.campaign_dispatch_task", interval=0.5, delay=0.5)
+
+
+# A look scheduled this long ago may still be running (and will schedule the next one itself).
+LOOK_GRACE_SECONDS = 5.0
+
+
+def _next_look_key(campaign_id: int) -> str:
+    return f"campaign-next-look:{campaign_id}"
+
+
+def dispatch_later(campaign_id: int, *, countdown: float) -> None:
+    """The campaign's next look, unless one is already scheduled no later: one chain of looks per campaign (a second
+    one, started by the beat job or a button, dies at its next turn instead of doubling the work)."""
+    now = time.time()
+    due = now + countdown
+    scheduled = cache.get(_next_look_key(campaign_id))
+    if scheduled is not None and now - LOOK_GRACE_SECONDS <= scheduled <= due:
+        return
+    cache.set(_next_look_key(campaign_id), due, timeout=math.ceil(countdown + LOOK_GRACE_SECONDS) + 1)
+    dispatch_wake.later(campaign_id, countdown=countdown)
+
+
+def dispatch_look_begins(campaign_id: int) -> None:
+    """A look runs: the one scheduled for now is no longer ahead (its run schedules the next)."""
+    scheduled = cache.get(_next_look_key(campaign_id))
+    if scheduled is not None and scheduled <= time.time() + 0.5:
+        cache.delete(_next_look_key(campaign_id))
 BUCKETS = 10_000
 RECURRENCE_STEP = {Campaign.Recurrence.DAILY: timedelta(days=1), Campaign.Recurrence.WEEKLY: timedelta(days=7)}
 SKIP_OPTED_OUT = "opted out"
