@@ -3,6 +3,7 @@ Campaign rules without workers: schedules in people's own zones and hours, what 
 skipped and why, pause/resume/cancel, replies and WhatsApp's marketing cap, and the A/B statistics.
 """
 
+import json
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -29,9 +30,12 @@ from tests.campaigns.conftest import (
     people,
     person,
 )
+from tests.conftest import event_id
+from tests.signing import META_PHONE_NUMBER_ID, META_WABA_ID, post_meta
 from whatsapp.models import Message
 from whatsapp.providers.events import MessageStatus, MessageType
 from whatsapp.services.inbound import conversation_get_or_create
+from whatsapp.services.webhooks import webhook_event_process
 
 pytestmark = pytest.mark.django_db
 
@@ -373,3 +377,44 @@ def test_the_holdout_is_drawn_from_people_who_can_be_sent_to_and_its_replies_cou
     holdout = next(row for row in variant_results(campaign) if row.name == "holdout")
     assert holdout.counts["converted"] == 1 and holdout.counts["eligible"] == held.filter(
         status=Status.HELD_OUT).count()
+
+
+def test_at_their_best_hour_each_person_gets_it_when_they_read_most(meta, template, settings):
+    ana = person(meta, "+12125550001", "Ana")
+    conversation = conversation_get_or_create(provider=meta, contact=ana)
+    for day in (1, 2, 3):  # three reads at 19:xx New York time (00:xx UTC), one at 10:xx
+        Message.objects.create(provider=meta, conversation=conversation, direction="outbound", status="read",
+                               read_at=datetime(2026, 11, day, 0, 20, tzinfo=UTC))
+    Message.objects.create(provider=meta, conversation=conversation, direction="outbound", status="read",
+                           read_at=datetime(2026, 11, 4, 15, 0, tzinfo=UTC))
+    campaign = campaign_for(meta, template=template, at_best_hour=True, send_window_start=time(9),
+                            send_window_end=time(21), start_at=datetime(2026, 12, 7, 14, tzinfo=UTC))
+    campaign_launch(campaign)
+    assert recipients(campaign).get(contact=ana).due_at == datetime(2026, 12, 8, 0, tzinfo=UTC)  # 19:00 local
+
+
+def test_a_marketing_hold_reported_by_webhook_suppresses_the_person_for_the_next_campaign(meta, template, client,
+                                                                                        settings):
+    settings.CAMPAIGN_BACKLOG_SECONDS = 100
+    ana = person(meta, "+12125550001", "Ana")
+    campaign = campaign_for(meta, template=template)
+    campaign_launch(campaign)
+    dispatch_all(campaign)
+    sent = Message.objects.get(conversation__contact=ana, purpose="campaign")
+    Message.objects.filter(pk=sent.pk).update(status="sent", provider_message_id="wamid.capped-1")
+    status = {"object": "whatsapp_business_account", "entry": [{"id": META_WABA_ID, "changes": [{
+        "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": META_PHONE_NUMBER_ID},
+            "statuses": [{"id": "wamid.capped-1", "status": "failed", "recipient_id": "12125550001",
+                          "timestamp": str(int(timezone.now().timestamp())),
+                          "errors": [{"code": 131049, "title": "This message was not delivered to maintain "
+                                                                "healthy ecosystem engagement."}]}]}}]}]}
+    webhook_event_process(event_id(post_meta(client, meta, json.dumps(status).encode())))
+    assert recipients(campaign).get(contact=ana).status == Status.FAILED
+    assert MarketingSuppression.objects.filter(contact=ana, provider=meta, error_code="131049").exists()
+    Contact.objects.filter(pk=ana.pk).update(consent=Contact.Consent.UNKNOWN)  # not an opt-out either way
+    later = campaign_for(meta, template=template, name="Later")
+    campaign_launch(later)
+    dispatch_all(later)
+    assert "per-person cap" in recipients(later).get(contact=ana).skip_reason

@@ -16,6 +16,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignRecipient
+from campaigns.services.control import campaign_cancel, campaign_pause, campaign_resume
 from campaigns.services.jobs import campaigns_tick
 from campaigns.services.launch import campaign_launch
 from campaigns.services.results import campaign_report
@@ -175,3 +176,38 @@ def test_sms_fallback_for_not_on_whatsapp_and_not_delivered_in_time_never_twice(
         ("sent", "not_on_whatsapp"), ("sent", "not_delivered_in_time"), ("", "")]
     report = campaign_report(campaign)
     assert report["costs"]["sms"] == pytest.approx(0.0226) and report["counts"]["sms"] == 2
+
+
+def test_pause_stops_the_sends_resume_finishes_them_once_and_cancel_leaves_the_rest(meta, template, fake_meta,
+                                                                                    campaign_env, tmp_path):
+    Provider.objects.filter(pk=meta.pk).update(rate_limit_per_second=10)
+    phones = crowd(NEW_YORK, 60)
+    campaign = campaign_for(meta, template=template)
+    campaign_launch(campaign)
+    worker = start_worker({**campaign_env, "CAMPAIGN_BACKLOG_SECONDS": "1"}, tmp_path / "worker.log", "pause")
+    try:
+        wait_until(lambda: sum(numbers_at_the_fake(fake_meta).values()) >= 10, 30, message="the first sends")
+        campaign_pause(campaign)
+        time.sleep(0.5)  # calls the sender had already started
+        at_pause = sum(numbers_at_the_fake(fake_meta).values())
+        time.sleep(2)
+        assert sum(numbers_at_the_fake(fake_meta).values()) == at_pause < len(phones)
+
+        campaign_resume(campaign)
+        wait_until(lambda: sum(numbers_at_the_fake(fake_meta).values()) >= len(phones), 30,
+                   message="the rest after the resume")
+        time.sleep(0.5)
+        received = numbers_at_the_fake(fake_meta)
+        assert set(received) == set(phones) and set(received.values()) == {1}
+
+        second = campaign_for(meta, template=template, name="Second", filters={"consent": ["unknown"]})
+        campaign_launch(second)
+        wait_until(lambda: sum(numbers_at_the_fake(fake_meta).values()) >= len(phones) + 10, 30,
+                   message="the second campaign under way")
+        cancelled = campaign_cancel(second)
+        time.sleep(2)
+    finally:
+        stop_worker(worker)
+    sent_second = sum(numbers_at_the_fake(fake_meta).values()) - len(phones)
+    assert cancelled > 0 and sent_second + cancelled == len(phones)
+    assert CampaignRecipient.objects.filter(campaign=second, status="cancelled").count() == cancelled
