@@ -7,9 +7,6 @@ through the campaign services, which check what is allowed and write the audit e
 
 from __future__ import annotations
 
-import csv
-import io
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -31,6 +28,7 @@ from campaigns.services.scheduling import zone_named
 from campaigns.services.segments import segment_contacts
 from contacts.models import Contact
 from core.admin.base import ADMIN_CSS, as_row_id
+from core.spreadsheet import csv_lines
 
 CONTROL = "campaigns.control_campaign"
 PREVIEW_PEOPLE = 5
@@ -254,17 +252,8 @@ class CampaignAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         campaign = get_object_or_404(Campaign, pk=campaign_id)
-
-        def lines():
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            for row in recipients_csv_rows(campaign):
-                writer.writerow(row)
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-
-        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(csv_lines(recipients_csv_rows(campaign)),
+                                         content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-recipients.csv"'
         return response
 

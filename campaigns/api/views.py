@@ -6,9 +6,6 @@ conversions reported by the business's own systems.
 
 from __future__ import annotations
 
-import csv
-import io
-
 from django.conf import settings
 from django.db import transaction
 from django.http import StreamingHttpResponse
@@ -29,6 +26,7 @@ from campaigns.services.segments import segment_count
 from core.api.errors import REFUSAL, Conflict, ReadableErrors, validated
 from core.api.permissions import requires
 from core.models import ApiScope
+from core.spreadsheet import csv_lines
 
 CONTROL = "campaigns.control_campaign"
 
@@ -223,16 +221,7 @@ class CampaignViewSet(ReadableErrors, viewsets.ModelViewSet):
 
 
 def _csv_response(campaign: Campaign) -> StreamingHttpResponse:
-    def lines():
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        for row in recipients_csv_rows(campaign):
-            writer.writerow(row)
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(csv_lines(recipients_csv_rows(campaign)), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-recipients.csv"'
     return response
 

@@ -89,7 +89,7 @@ def campaign_dispatch(campaign_id: int) -> Dispatched | None:
             # Anything queued now would only be held: look again later.
             dispatch_later(campaign.pk, countdown=IDLE_LOOK_SECONDS)
             return result
-        room = _backlog_room(campaign)
+        room, queued = _backlog(campaign)
         if room > 0:
             now = timezone.now()
             rows = list(CampaignRecipient.objects.filter(campaign=campaign, status=CampaignRecipient.Status.PENDING,
@@ -97,16 +97,18 @@ def campaign_dispatch(campaign_id: int) -> Dispatched | None:
                         .select_related("variant__template").order_by("due_at", "pk")
                         [:min(room, settings.CAMPAIGN_DISPATCH_BATCH)])
             if rows:
-                _dispatch(campaign, rows, result)
+                # A backlog still queued has a sender at work on it: topping it up needs no wake.
+                _dispatch(campaign, rows, result, wake_sender=queued == 0)
         _plan_next(campaign, result, room)
     return result
 
 
-def _backlog_room(campaign: Campaign) -> int:
+def _backlog(campaign: Campaign) -> tuple[int, int]:
+    """(room, queued): how many more messages the number's bulk backlog takes, and how many it holds."""
     wanted = int(number_rate(campaign.provider) * settings.CAMPAIGN_BACKLOG_SECONDS) + 1
     queued = Message.objects.filter(provider_id=campaign.provider_id, status=MessageStatus.QUEUED,
                                     lane=Message.Lane.BULK).count()
-    return wanted - queued
+    return wanted - queued, queued
 
 
 def _plan_next(campaign: Campaign, result: Dispatched, room: int) -> None:
@@ -140,7 +142,7 @@ def campaign_run_finish(campaign: Campaign) -> None:
     logger.info("campaign run finished", extra={"campaign_id": campaign.pk, "run": campaign.runs})
 
 
-def _dispatch(campaign: Campaign, rows: list[CampaignRecipient], result: Dispatched) -> None:
+def _dispatch(campaign: Campaign, rows: list[CampaignRecipient], result: Dispatched, *, wake_sender: bool) -> None:
     now = timezone.now()
     contact_ids = [row.contact_id for row in rows]
     contacts = {contact.pk: contact for contact in Contact.objects.filter(pk__in=contact_ids).only(
@@ -183,7 +185,7 @@ def _dispatch(campaign: Campaign, rows: list[CampaignRecipient], result: Dispatc
                                       template=row.variant.template if content.message_type == MessageType.TEMPLATE
                                       else None, template_variables=content.template_variables)))
     messages = messages_queue_bulk(campaign.provider, [send for _row, send in sending],
-                                   purpose=Message.Purpose.CAMPAIGN)
+                                   purpose=Message.Purpose.CAMPAIGN, wake=wake_sender)
     for (row, _send), message in zip(sending, messages, strict=True):
         row.message, row.status, row.queued_at = message, CampaignRecipient.Status.QUEUED, now
     result.queued = len(messages)

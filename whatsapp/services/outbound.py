@@ -249,11 +249,16 @@ class BulkSend:
     content: dict[str, Any] = field(default_factory=dict)
 
 
-def messages_queue_bulk(provider: Provider, sends: list[BulkSend], *, purpose: str, actor: Any = None) -> list[Message]:
+def messages_queue_bulk(provider: Provider, sends: list[BulkSend], *, purpose: str, actor: Any = None,
+                        wake: bool = True) -> list[Message]:
     """
     Queue many messages in the bulk lane in a few statements (conversations made where missing, one insert for
     the messages) and wake the sender on commit. Replies to open conversations still go first: the sender
     claims the reply lane before the bulk lane. Returns the messages, in the order of `sends`.
+
+    `wake=False`: the caller knows a sender is at work on the number's queue (it tops up a backlog that is not
+    empty); a sender woken for every top-up would only contend with it. Should that sender be gone, the requeue
+    job wakes one for the overdue messages.
     """
     if not sends:
         return []
@@ -275,7 +280,8 @@ def messages_queue_bulk(provider: Provider, sends: list[BulkSend], *, purpose: s
             status=MessageStatus.QUEUED, queued_at=now, next_attempt_at=now, enqueued_at=now,
             lane=Message.Lane.BULK, purpose=purpose, created_by=user))
     bulk_insert_rows(messages)
-    send_wake.soon(provider.pk)
+    if wake:
+        send_wake.soon(provider.pk)
     return messages
 
 
