@@ -15,6 +15,7 @@ from campaigns.models import Campaign, CampaignRecipient, CampaignVariant, Marke
 from campaigns.services import dispatch as dispatching
 from campaigns.services.content import ContentMissing, RecipientFacts, fill
 from campaigns.services.control import campaign_cancel, campaign_pause, campaign_resume, campaign_send_winner
+from campaigns.services.jobs import campaigns_tick
 from campaigns.services.launch import CampaignInvalid, campaign_launch
 from campaigns.services.reactions import reply_attribute, send_failure_reaction
 from campaigns.services.results import campaign_report, compare, two_proportion_test, user_sections, variant_results
@@ -418,3 +419,25 @@ def test_a_marketing_hold_reported_by_webhook_suppresses_the_person_for_the_next
     campaign_launch(later)
     dispatch_all(later)
     assert "per-person cap" in recipients(later).get(contact=ana).skip_reason
+
+
+def test_a_daily_campaign_runs_again_with_records_of_its_own(meta, template, settings):
+    settings.CAMPAIGN_BACKLOG_SECONDS = 100
+    ana = person(meta, "+12125550001", "Ana")
+    campaign = campaign_for(meta, template=template, recurrence=Campaign.Recurrence.DAILY,
+                            name="Daily tip", variants=[("A", 100, {"body": {"1": "{contact.first_name}",
+                                                                              "2": "5%"}})])
+    campaign_launch(campaign)
+    dispatch_all(campaign)
+    Message.objects.filter(purpose="campaign").update(status="sent", sent_at=timezone.now())
+    dispatching.campaign_dispatch(campaign.pk)
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SCHEDULED and campaign.runs == 1
+    assert timedelta(hours=23) < campaign.next_run_at - timezone.now() <= timedelta(days=1)
+
+    Campaign.objects.filter(pk=campaign.pk).update(next_run_at=timezone.now() - timedelta(seconds=1))
+    settings.CAMPAIGN_FREQUENCY_CAP = 0
+    assert campaigns_tick() >= 1
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.RUNNING and campaign.runs == 2
+    assert list(recipients(campaign, contact=ana).order_by("run").values_list("run", flat=True)) == [1, 2]
