@@ -67,6 +67,8 @@ def test_500_people_in_three_zones_get_it_only_inside_their_business_hours(meta,
     try:
         wait_until(lambda: sum(numbers_at_the_fake(fake_meta).values()) >= len(open_now), 60,
                    message="everyone inside their hours to be sent the campaign")
+        wait_until(lambda: Message.objects.filter(purpose="campaign", status="sent").count() >= len(open_now), 30,
+                   message="the sends to be recorded")
         time.sleep(1)  # anything wrongly sent would arrive now
     finally:
         stop_worker(worker)
@@ -146,6 +148,10 @@ def test_sms_fallback_for_not_on_whatsapp_and_not_delivered_in_time_never_twice(
     worker = start_worker(env, tmp_path / "worker.log", "fallback")
     try:
         wait_until(lambda: sum(numbers_at_the_fake(fake_meta).values()) == 3, 30, message="the WhatsApp sends")
+        # The reports below name the provider's ids: wait until the sender has recorded them (just after the
+        # provider's answers).
+        wait_until(lambda: Message.objects.filter(purpose="campaign", status="sent").count() == 3, 30,
+                   message="the sends to be recorded")
         sent = {ContactIdentity.objects.get(contact__conversations__messages=message).value: message
                 for message in Message.objects.filter(purpose="campaign")}
         webhook_event_process(event_id(post_meta(client, meta, meta_status(sent[not_on_whatsapp], "failed",
