@@ -204,7 +204,6 @@ class CampaignRecipient(models.Model):
         SKIPPED = "skipped", "No SMS (see why)"
         SENDING = "sending", "SMS being sent (or outcome unknown)"
         SENT = "sent", "SMS sent"
-        DELIVERED = "delivered", "SMS delivered"
         FAILED = "failed", "SMS failed"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")

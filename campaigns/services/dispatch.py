@@ -42,7 +42,7 @@ from whatsapp.models import CircuitState, Message, Session
 from whatsapp.providers import backend_for
 from whatsapp.providers.events import Identity, MessageStatus, MessageType
 from whatsapp.services.delivery import number_rate
-from whatsapp.services.outbound import BulkSend, messages_queue_bulk
+from whatsapp.services.outbound import PENDING_STATUSES, BulkSend, messages_queue_bulk
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,6 @@ class Dispatched:
     queued: int = 0
     skipped: int = 0
     rescheduled: int = 0
-    finished: bool = False
 
 
 def is_marketing(variant: CampaignVariant | None) -> bool:
@@ -125,13 +124,11 @@ def _plan_next(campaign: Campaign, result: Dispatched, room: int) -> None:
         return
     if pending.exists():
         return  # the rest waits for a winner to be chosen
-    if Message.objects.filter(campaign_recipient__campaign=campaign,
-                              status__in=[MessageStatus.QUEUED, MessageStatus.SENDING]).exists():
+    if Message.objects.filter(campaign_recipient__campaign=campaign, status__in=PENDING_STATUSES).exists():
         # Messages still with the sender (a backoff, a hold): a pause or a cancel can still take them back.
         dispatch_later(campaign.pk, countdown=IDLE_LOOK_SECONDS)
         return
     campaign_run_finish(campaign)
-    result.finished = True
 
 
 def campaign_run_finish(campaign: Campaign) -> None:

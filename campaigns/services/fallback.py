@@ -32,7 +32,7 @@ from core.queueing import publish_on_commit, task_named
 from whatsapp.models import Message
 from whatsapp.providers.base import ProviderError
 from whatsapp.providers.events import MessageStatus
-from whatsapp.services.outbound import sms_send
+from whatsapp.services.outbound import PENDING_STATUSES, sms_send
 from whatsapp.services.send_rules import SendRefused
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,6 @@ Fallback = CampaignRecipient.FallbackStatus
 NOT_ON_WHATSAPP = "not_on_whatsapp"
 NOT_DELIVERED = "not_delivered_in_time"
 DELIVERED = (MessageStatus.DELIVERED, MessageStatus.READ, MessageStatus.PLAYED)
-PENDING = (MessageStatus.QUEUED, MessageStatus.SENDING)
 # GSM-7 fits 160 characters in one SMS (153 a part when split); anything else is UCS-2: 70 (67).
 GSM7 = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
            "abcdefghijklmnopqrstuvwxyzäöñüà^{}\\[~]|€")
@@ -72,7 +71,7 @@ def _claim(recipient_id: int, reason: str) -> tuple[CampaignRecipient | None, st
         return None, "already fallen back"
     # Locked: a delivery report for it waits until the claim is committed, and a delivered one stops it.
     message = Message.objects.select_for_update().filter(pk=recipient.message_id).first()
-    if message is not None and message.status in PENDING:
+    if message is not None and message.status in PENDING_STATUSES:
         # Still queued or being sent (the provider paused, a backlog): WhatsApp may yet deliver it.
         return None, "the WhatsApp message has not gone out yet"
     lasting = _lasting_refusal(campaign, message, recipient.contact, reason)
@@ -143,7 +142,7 @@ def overdue_fallbacks() -> int:
         overdue = (CampaignRecipient.objects
                    .filter(campaign=campaign, fallback_status="", message__isnull=False, queued_at__lt=deadline,
                            delivered_at__isnull=True, read_at__isnull=True)
-                   .exclude(message__status__in=(*DELIVERED, *PENDING))
+                   .exclude(message__status__in=(*DELIVERED, *PENDING_STATUSES))
                    .values_list("pk", flat=True)[:OVERDUE_BATCH - count])
         for recipient_id in overdue:
             fallback_enqueue(recipient_id, NOT_DELIVERED)

@@ -19,7 +19,6 @@ from django.utils import timezone
 from campaigns.models import Campaign, CampaignRecipient, MarketingSuppression
 from campaigns.selectors import contacts_phones
 from contacts.models import ConsentSource, Contact
-from core.spreadsheet import safe_cell
 from whatsapp.models import Message
 from whatsapp.providers.events import MessageStatus
 
@@ -34,7 +33,6 @@ MESSAGE_TO_RECIPIENT = {
     MessageStatus.FAILED: Status.FAILED, MessageStatus.DEAD_LETTER: Status.FAILED,
 }
 REFRESH_SECONDS = 3
-METRICS = ("sent", "delivered", "read", "replied", "converted", "opted_out", "failed")
 
 
 def campaign_refresh(campaign: Campaign) -> int:
@@ -99,7 +97,7 @@ def _counted(queryset) -> dict[str, int]:
         converted=Count("pk", filter=Q(converted_at__isnull=False)),
         opted_out=Count("pk", filter=Q(opted_out_at__isnull=False)),
         failed=Count("pk", filter=Q(status=Status.FAILED)),
-        sms=Count("pk", filter=Q(fallback_status__in=[Fallback.SENT, Fallback.DELIVERED, Fallback.SENDING])),
+        sms=Count("pk", filter=Q(fallback_status__in=[Fallback.SENT, Fallback.SENDING])),
         # Those the message was meant for: not skipped (opted out, unreachable) nor cancelled before it went.
         eligible=Count("pk", filter=~Q(status__in=[Status.SKIPPED, Status.CANCELLED])),
     )
@@ -234,7 +232,8 @@ CSV_COLUMNS = ("contact_id", "name", "phone", "variant", "status", "skip_reason"
 
 
 def recipients_csv_rows(campaign: Campaign, *, chunk: int = 2000) -> Iterator[list[str]]:
-    """The campaign's recipients as CSV rows (a header first), read a chunk at a time."""
+    """The campaign's recipients as CSV rows (a header first), read a chunk at a time; core.spreadsheet.csv_lines
+    makes them safe cells."""
     yield list(CSV_COLUMNS)
     recipients = (CampaignRecipient.objects.filter(campaign=campaign).order_by("pk")
                   .values_list("pk", "contact_id", "contact__profile_name", "variant__name", "status", "skip_reason",
@@ -250,8 +249,7 @@ def recipients_csv_rows(campaign: Campaign, *, chunk: int = 2000) -> Iterator[li
         phones = contacts_phones([row[1] for row in rows])
         for _pk, contact_id, name, variant, *rest in rows:
             group = "holdout" if rest[0] == Status.HELD_OUT else (variant or "")
-            yield [str(contact_id), safe_cell(name), phones.get(contact_id, ""), group,
-                   *(safe_cell(value) for value in rest)]
+            yield [contact_id, name, phones.get(contact_id, ""), group, *rest]
 
 
 
