@@ -14,8 +14,10 @@ from rest_framework.views import APIView
 from ai.models import AiCall, AiRequest, ConversationSummary, IntentCategory, MessageInsight, ReplySuggestion
 from ai.selectors import latest_request
 from ai.services.requests import AiUnavailable, ai_request_create
+from core.access import scoped
 from core.api.errors import ReadableErrors, refuse
 from core.api.permissions import requires
+from core.api.scoping import TeamScoped
 from whatsapp.models import Conversation
 
 
@@ -91,7 +93,7 @@ class _ConversationAiView(ReadableErrors, APIView):
         return super().get_permissions()
 
     def _conversation(self, pk: int) -> Conversation:
-        return get_object_or_404(Conversation.objects.select_related("provider"), pk=pk)
+        return get_object_or_404(scoped(Conversation.objects.select_related("provider"), self.request.user), pk=pk)
 
     def _results(self, conversation: Conversation, request: AiRequest | None) -> dict:
         raise NotImplementedError
@@ -145,7 +147,7 @@ class ConversationSummariesView(_ConversationAiView):
         return super().post(request, pk)
 
 
-class MessageInsightViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
+class MessageInsightViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
     queryset = MessageInsight.objects.order_by("-message_id")
     serializer_class = MessageInsightSerializer
     lookup_field = "message"
@@ -154,7 +156,7 @@ class MessageInsightViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
                         "message__conversation": ["exact"]}
 
 
-class IntentViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
+class IntentViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
     """The taxonomy, read-only here: it is edited in the admin, where every change is audited."""
 
     queryset = IntentCategory.objects.order_by("position", "name")
@@ -162,7 +164,7 @@ class IntentViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
     filterset_fields = ["is_active"]
 
 
-class AiCallViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
+class AiCallViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
     queryset = AiCall.objects.order_by("-created_at", "-id")
     serializer_class = AiCallSerializer
     filterset_fields = {"feature": ["exact"], "status": ["exact"], "provider": ["exact"],

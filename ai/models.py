@@ -9,6 +9,8 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from core.access import ProviderPath
+
 
 class Feature(models.TextChoices):
     TRANSCRIPTION = "transcription", "Transcription"
@@ -28,6 +30,8 @@ class StepStatus(models.TextChoices):
 
 class ProviderAiSettings(models.Model):
     """Which AI features a provider's conversations get, for how many contacts, and at what daily cost."""
+    team_scope = ProviderPath("provider")
+
 
     provider = models.OneToOneField("whatsapp.Provider", on_delete=models.CASCADE, related_name="ai_settings")
     transcription_enabled = models.BooleanField(default=True, help_text="Write out voice notes and audio files.")
@@ -88,6 +92,8 @@ class IntentCategory(models.Model):
 
 class AiCall(models.Model):
     """One call to the AI API (or one call not made: skipped with the reason): the ledger of usage and cost."""
+    team_scope = ProviderPath("provider")
+
 
     class Status(models.TextChoices):
         OK = "ok", "OK"
@@ -127,6 +133,8 @@ class AiCall(models.Model):
 class MessageInsight(models.Model):
     """What the AI made of one inbound message. The headline values are copied onto the message (transcript,
     intent, sentiment, language) for the conversation views and filters."""
+    team_scope = ProviderPath("message__provider")
+
 
     message = models.OneToOneField("whatsapp.Message", on_delete=models.CASCADE, related_name="insight")
     transcription_status = models.CharField(max_length=8, choices=StepStatus.choices, blank=True)
@@ -161,6 +169,8 @@ class MessageInsight(models.Model):
 class AiRequest(models.Model):
     """Suggestions or a summary someone asked for: made by a worker, so the page or API client that asked
     polls this row instead of holding a web process while the model thinks."""
+    team_scope = ProviderPath("conversation__provider")
+
 
     class Kind(models.TextChoices):
         SUGGESTIONS = "suggestions", "Reply suggestions"
@@ -188,6 +198,8 @@ class AiRequest(models.Model):
 
 class ReplySuggestion(models.Model):
     """A reply an operator may use: free text inside the 24-hour window, an approved template outside it."""
+    team_scope = ProviderPath("conversation__provider")
+
 
     conversation = models.ForeignKey("whatsapp.Conversation", on_delete=models.CASCADE,
                                      related_name="reply_suggestions")
@@ -210,6 +222,8 @@ class ReplySuggestion(models.Model):
 
 
 class ConversationSummary(models.Model):
+    team_scope = ProviderPath("conversation__provider")
+
     class Trigger(models.TextChoices):
         MANUAL = "manual", "Asked for in the admin"
         API = "api", "Asked for by API"

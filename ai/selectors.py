@@ -29,6 +29,7 @@ from ai.models import (
     StepStatus,
 )
 from ai.pricing import is_priced
+from core.access import scoped
 from whatsapp.models import Conversation, Message, Provider
 
 USAGE_DAYS = 30
@@ -84,12 +85,12 @@ class UsageReport:
     unpriced_models: list[str]  # models used in the period that have no price: their calls count as free
 
 
-def ai_usage(*, days: int = USAGE_DAYS, provider_id: int | None = None) -> UsageReport:
+def ai_usage(*, days: int = USAGE_DAYS, provider_id: int | None = None, user=None) -> UsageReport:
     """The AI ledger of the last `days` days (today included) by day and feature, in one aggregate query.
     Days are those of the daily budget (AI_BUDGET_TIME_ZONE), so a day's cost is what its budget saw."""
     time_zone = ZoneInfo(settings.AI_BUDGET_TIME_ZONE)
     start = budget_day_start() - timedelta(days=days - 1)
-    calls = AiCall.objects.filter(created_at__gte=start)
+    calls = scoped(AiCall.objects.filter(created_at__gte=start), user)  # the calls of `user`'s teams
     if provider_id is not None:
         calls = calls.filter(provider_id=provider_id)
     grouped = (
@@ -124,9 +125,9 @@ def intent_names() -> list[str]:
     return list(IntentCategory.objects.order_by("-is_active", "position", "name").values_list("name", flat=True))
 
 
-def provider_choices() -> list[tuple[int, str]]:
-    """(id, name) of every provider, without reading their encrypted credentials."""
-    return list(Provider.objects.order_by("name").values_list("pk", "name"))
+def provider_choices(user=None) -> list[tuple[int, str]]:
+    """(id, name) of every provider `user` may see, without reading their encrypted credentials."""
+    return list(scoped(Provider.objects.order_by("name"), user).values_list("pk", "name"))
 
 
 def providers_without_ai_settings() -> list[tuple[int, str]]:

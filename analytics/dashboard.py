@@ -57,9 +57,9 @@ def _duration(seconds: int | None) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def _attention_tiles() -> list[dict[str, Any]]:
+def _attention_tiles(filters: selectors.Filters) -> list[dict[str, Any]]:
     tiles = []
-    for item in selectors.attention():
+    for item in selectors.attention(provider_ids=filters.provider_ids):
         name, query = ATTENTION_LINKS[item.key]
         is_age = item.key == "oldest_queued_seconds"
         tiles.append({"key": item.key, "label": item.label, "link": _link(name, query),
@@ -109,17 +109,17 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
     params = {key: request.GET.get(key, "") for key in ("since", "until", "grain", "provider")}
     problem = ""
     try:
-        filters = selectors.filters_from(params)
+        filters = selectors.filters_from(params, user=request.user)
     except selectors.FilterError as error:
         problem = str(error)
-        filters = selectors.filters_from({})
+        filters = selectors.filters_from({}, user=request.user)
     with read_snapshot(work_mem=READ_WORK_MEM):
         figures = selectors.Figures(filters)
         summary, templates, errors = figures.summary(), figures.templates(), figures.errors()
         charts = {"grain": filters.grain, "series": figures.series(), "funnel": figures.funnel(),
                   "errors": errors[:8], "intents": figures.intents()[:12], "sentiments": figures.sentiments(),
                   "templates": templates[:8]}
-        attention = _attention_tiles()
+        attention = _attention_tiles(filters)
     query = urlencode({"since": filters.start.isoformat(), "until": filters.end.isoformat(),
                        "grain": filters.grain, **({"provider": filters.provider_id} if filters.provider_id else {})})
     local_end = (filters.end - timedelta(seconds=1)).astimezone(filters.tz)
@@ -129,7 +129,7 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
             "filters": filters,
             "since_value": filters.start.astimezone(filters.tz).date().isoformat(),
             "until_value": local_end.date().isoformat(),
-            "providers": list(selectors.provider_choices()),
+            "providers": list(selectors.provider_choices(request.user)),
             "grains": selectors.GRAINS,
             "presets": _presets(request, filters),
             "attention": attention,

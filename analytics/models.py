@@ -14,6 +14,8 @@ total cost), `intent:<name>`, `sentiment:<label>`; per template and day: `sent`,
 
 from django.db import models
 
+from core.access import ProviderPath
+
 # Ids are kept as plain columns (no foreign-key constraint): the counts outlive what they count, and the
 # triggers that write them should not pay for constraint checks.
 _LOOSE = {"null": True, "blank": True, "on_delete": models.DO_NOTHING, "db_constraint": False, "db_index": False,
@@ -37,6 +39,8 @@ class CountDelta(models.Model):
 
 
 class HourlyCount(models.Model):
+    team_scope = ProviderPath("provider")
+
     provider = models.ForeignKey("whatsapp.Provider", **_LOOSE)
     hour = models.DateTimeField(help_text="Start of the hour, UTC.")
     metric = models.CharField(max_length=80)
@@ -59,6 +63,8 @@ class HourlyCount(models.Model):
 class TemplateDailyCount(models.Model):
     """What became of the messages sent with a template, by the UTC day they were queued (a cohort: the
     read rate of Monday's sends stays Monday's, however late the reads come)."""
+    team_scope = ProviderPath("provider")
+
 
     template = models.ForeignKey("templates_app.MessageTemplate", **_LOOSE)
     provider = models.ForeignKey("whatsapp.Provider", **_LOOSE)
@@ -81,6 +87,8 @@ class TemplateDailyCount(models.Model):
 class ContactHour(models.Model):
     """One row per customer who wrote in an hour (a conversation is one customer on one provider): how
     distinct customers are counted exactly, per hour and over any range."""
+    team_scope = ProviderPath("provider")
+
 
     provider = models.ForeignKey("whatsapp.Provider", **_LOOSE)
     hour = models.DateTimeField()

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from analytics.models import ContactHour, CountDelta, HourlyCount, TemplateDailyCount
 from contacts.services.mapping import unmapped_contacts
+from core.access import narrowed, scoped, visible_provider_ids
 from templates_app.models import MessageTemplate
 from templates_app.selectors import awaiting_review
 from whatsapp.models import CircuitState, Message, MessageStatus, Provider, WebhookEvent
@@ -43,6 +44,8 @@ class Filters:
     grain: str
     provider_id: int | None
     tz: ZoneInfo
+    # The providers the reader may see (their teams'), None for all: every figure is narrowed to them.
+    provider_ids: frozenset[int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"since": self.start.isoformat(), "until": self.end.isoformat(), "grain": self.grain,
@@ -59,14 +62,15 @@ def _parse_time(value: str, name: str, tz: ZoneInfo) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
 
 
-def filters_from(params: dict[str, str], *, now: datetime | None = None) -> Filters:
+def filters_from(params: dict[str, str], *, now: datetime | None = None, user=None) -> Filters:
+    """The filters of a request, for `user` (None: everything)."""
     try:
-        return _filters_from(params, now=now)
+        return _filters_from(params, now=now, user=user)
     except OverflowError as error:
         raise FilterError("since and until must be dates between the years 1900 and 9000") from error
 
 
-def _filters_from(params: dict[str, str], *, now: datetime | None = None) -> Filters:
+def _filters_from(params: dict[str, str], *, now: datetime | None = None, user=None) -> Filters:
     """Read ?since=&until=&grain=&provider= (in the platform's time zone; `until` as a date is the last day
     included, as a time the exclusive end). Defaults: the last 7 days by day. Raises FilterError with a
     readable reason."""
@@ -97,9 +101,10 @@ def _filters_from(params: dict[str, str], *, now: datetime | None = None) -> Fil
             provider_id = int(params["provider"])
         except ValueError as error:
             raise FilterError(f"provider must be a provider id, not {params['provider']!r}") from error
-        if not Provider.objects.filter(pk=provider_id).exists():
+        if not scoped(Provider.objects.filter(pk=provider_id), user).exists():
             raise FilterError(f"there is no provider {provider_id}")
-    return Filters(start=start, end=end, grain=grain, provider_id=provider_id, tz=tz)
+    return Filters(start=start, end=end, grain=grain, provider_id=provider_id, tz=tz,
+                   provider_ids=visible_provider_ids(user))
 
 
 def _floor(moment: datetime, grain: str, tz: ZoneInfo) -> datetime:
@@ -128,6 +133,8 @@ def buckets(filters: Filters) -> list[datetime]:
 
 
 def _provider_scoped(queryset, filters: Filters, field: str = "provider_id"):
+    if filters.provider_ids is not None:
+        queryset = queryset.filter(**{f"{field}__in": sorted(filters.provider_ids)})
     return queryset.filter(**{field: filters.provider_id}) if filters.provider_id else queryset
 
 
@@ -296,24 +303,28 @@ class Attention:
     detail: str = ""
 
 
-def attention(*, now: datetime | None = None) -> list[Attention]:
-    """The counts that ask for someone to act: each is 0 (or None) when all is well."""
+def attention(*, now: datetime | None = None, provider_ids: frozenset[int] | None = None) -> list[Attention]:
+    """The counts that ask for someone to act, of these providers (None: all): each is 0 (or None) when all is
+    well."""
     now = now or timezone.now()
-    oldest = Message.objects.filter(direction=Message.Direction.OUTBOUND, status=MessageStatus.QUEUED,
-                                    hold_reason="").aggregate(at=Min("queued_at"))["at"]
+    messages = narrowed(Message.objects.all(), provider_ids)
+    oldest = messages.filter(direction=Message.Direction.OUTBOUND, status=MessageStatus.QUEUED,
+                             hold_reason="").aggregate(at=Min("queued_at"))["at"]
     oldest_seconds = int((now - oldest).total_seconds()) if oldest else None
-    failed_events = WebhookEvent.objects.filter(status=WebhookEvent.Status.FAILED, next_attempt_at__isnull=True)
+    failed_events = narrowed(WebhookEvent.objects.all(), provider_ids).filter(status=WebhookEvent.Status.FAILED,
+                                                                       next_attempt_at__isnull=True)
     return [
-        Attention("unmapped_contacts", "Unmapped contacts", unmapped_contacts().count()),
-        Attention("templates_awaiting_review", "Templates awaiting review", awaiting_review().count()),
-        Attention("dead_letters", "Dead letters", Message.objects.filter(status=MessageStatus.DEAD_LETTER).count()),
+        Attention("unmapped_contacts", "Unmapped contacts", narrowed(unmapped_contacts(), provider_ids).count()),
+        Attention("templates_awaiting_review", "Templates awaiting review",
+                  narrowed(awaiting_review(), provider_ids).count()),
+        Attention("dead_letters", "Dead letters", messages.filter(status=MessageStatus.DEAD_LETTER).count()),
         Attention("failed_inbox_events", "Inbox events given up", failed_events.count()),
         Attention("open_circuits", "Providers with an open circuit",
-                  Provider.objects.filter(~Q(circuit_state=CircuitState.CLOSED)).count()),
+                  narrowed(Provider.objects.all(), provider_ids).filter(~Q(circuit_state=CircuitState.CLOSED)).count()),
         Attention("oldest_queued_seconds", "Oldest queued message", oldest_seconds,
                   detail="waiting" if oldest_seconds is not None else "none queued"),
     ]
 
 
-def provider_choices() -> Iterable[tuple[int, str]]:
-    return Provider.objects.order_by("name").values_list("pk", "name")
+def provider_choices(user=None) -> Iterable[tuple[int, str]]:
+    return scoped(Provider.objects.order_by("name"), user).values_list("pk", "name")

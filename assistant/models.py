@@ -12,6 +12,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from core.access import ProviderPath
+
 
 class Owned(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
@@ -194,6 +196,8 @@ class Preset(models.TextChoices):
 
 class AssistantPolicy(models.Model):
     """How much the assistant says on one provider's conversations (see assistant.policy for the rules)."""
+    team_scope = ProviderPath("provider")
+
 
     provider = models.OneToOneField("whatsapp.Provider", on_delete=models.CASCADE, related_name="assistant_policy")
     enabled = models.BooleanField(default=True, help_text="Act on mapped users' messages on this number.")

@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from core.access import ProviderPath
+
 
 class Segment(models.Model):
     """A saved audience: filters over contacts, evaluated again each time a campaign launches."""
@@ -32,6 +34,8 @@ class Segment(models.Model):
 
 class AudienceImport(models.Model):
     """A CSV list of people: imported whole or not at all, bad rows reported by line."""
+    team_scope = ProviderPath("provider")
+
 
     class Status(models.TextChoices):
         IMPORTED = "imported", "Imported"
@@ -73,6 +77,8 @@ class AudienceMember(models.Model):
 
 
 class Campaign(models.Model):
+    team_scope = ProviderPath("provider")
+
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
         SCHEDULED = "scheduled", "Scheduled"
@@ -142,6 +148,8 @@ class Campaign(models.Model):
 
 class CampaignVariant(models.Model):
     """What is sent: an approved template with values per recipient, or free text (open windows only)."""
+    team_scope = ProviderPath("campaign__provider")
+
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="variants")
     name = models.CharField(max_length=40, default="A")
@@ -164,6 +172,8 @@ class CampaignVariant(models.Model):
 
 class MarketingSuppression(models.Model):
     """A person WhatsApp held marketing back from (its per-person cap): left out of campaigns until `until`."""
+    team_scope = ProviderPath("provider")
+
 
     contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="+")
     provider = models.ForeignKey("whatsapp.Provider", on_delete=models.CASCADE, related_name="+")
@@ -181,6 +191,8 @@ class MarketingSuppression(models.Model):
 
 
 class CampaignRecipient(models.Model):
+    team_scope = ProviderPath("campaign__provider")
+
     class Status(models.TextChoices):
         PENDING = "pending", "Waiting for its time"
         SKIPPED = "skipped", "Skipped"

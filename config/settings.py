@@ -421,6 +421,12 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expire_seconds": WORKER_HEARTBEAT_INTERVAL_SECONDS, "priority": 0},
     },
     # Campaigns: wakes lost with a worker, recurring runs; and receipts copied into campaign results.
+    # Snoozed conversations whose time came reopen; Chatwoot is told states it missed.
+    "conversations-lifecycle": {
+        "task": "whatsapp.tasks.conversations_lifecycle_task",
+        "schedule": 60.0,
+        "options": {"expire_seconds": 60},
+    },
     "campaigns-tick": {
         "task": "campaigns.tasks.campaigns_tick_task",
         "schedule": 15.0,
@@ -649,6 +655,17 @@ SPECTACULAR_SETTINGS = {
 # --- The operators' inbox (docs/inbox.md) ---
 # How often an open conversation page asks for new messages and ticks, in seconds.
 INBOX_POLL_SECONDS = env.float("INBOX_POLL_SECONDS", default=3.0)
+
+# --- Conversation lifecycle and satisfaction surveys (docs/teams.md) ---
+# A resolved conversation asks its customer at most once per this many days.
+CSAT_SURVEY_PERIOD_DAYS = env.int("CSAT_SURVEY_PERIOD_DAYS", default=7)
+# How long after the question an answer still counts, and a comment after the rating.
+CSAT_ANSWER_HOURS = env.int("CSAT_ANSWER_HOURS", default=24)
+CSAT_COMMENT_MINUTES = env.int("CSAT_COMMENT_MINUTES", default=15)
+CSAT_QUESTION = env.str("CSAT_QUESTION", default="How satisfied are you with the help you got today?")
+CSAT_THANKS = env.str("CSAT_THANKS", default="Thank you! If you like, tell us in a message what we could do better.")
+# An approved template (by name) that asks the question when the 24-hour window has closed; empty: no survey then.
+CSAT_TEMPLATE_NAME = env.str("CSAT_TEMPLATE_NAME", default="")
 # A 24-hour window counts as closing (the inbox's "window closing" filter, the amber marker) this long
 # before it ends.
 INBOX_WINDOW_CLOSING_MINUTES = env.int("INBOX_WINDOW_CLOSING_MINUTES", default=120)

@@ -4,6 +4,7 @@ import unicodedata
 from django.conf import settings
 from django.db import models
 
+from core.access import ProviderPath
 from whatsapp.providers.events import IdentityKind
 
 
@@ -16,6 +17,8 @@ class ConsentSource(models.TextChoices):
 
 
 class Contact(models.Model):
+    team_scope = ProviderPath("conversations__provider", many=True)
+
     class Consent(models.TextChoices):
         UNKNOWN = "unknown", "Unknown"
         OPTED_IN = "opted_in", "Opted in"
@@ -51,6 +54,8 @@ class Contact(models.Model):
 
 class ContactIdentity(models.Model):
     """How a provider names a person. A phone number is only one kind among several."""
+    team_scope = ProviderPath("contact__conversations__provider", many=True)
+
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="identities")
     kind = models.CharField(max_length=24, choices=IdentityKind.choices)
@@ -71,6 +76,8 @@ class ContactIdentity(models.Model):
 
 
 class ContactUserMapping(models.Model):
+    team_scope = ProviderPath("contact__conversations__provider", many=True)
+
     class Method(models.TextChoices):
         AUTO = "auto", "Auto rule"
         MANUAL = "manual", "Manual"
@@ -106,6 +113,8 @@ class UserProfile(models.Model):
 
 class ConsentEvent(models.Model):
     """One change of a contact's consent, with where it came from: the consent history."""
+    team_scope = ProviderPath("contact__conversations__provider", many=True)
+
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consent_events")
     state = models.CharField(max_length=10, choices=Contact.Consent.choices)
@@ -163,6 +172,8 @@ class ConsentKeyword(models.Model):
 
 class VerificationChallenge(models.Model):
     """A one-time code sent to a contact on WhatsApp; their reply with it proves the contact is the user."""
+    team_scope = ProviderPath("provider")
+
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="verification_challenges")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")

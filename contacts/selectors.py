@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
 from contacts.models import Contact, ContactUserMapping
+from core.access import scoped
 
 
 def oldest_first_with_identities(contacts: QuerySet[Contact]) -> QuerySet[Contact]:
@@ -23,9 +24,9 @@ def contacts_by_pk_oldest_first(pks: Iterable[int]) -> QuerySet[Contact]:
     return oldest_first_with_identities(Contact.objects.filter(pk__in=list(pks)))
 
 
-def contacts_to_map(pks: Iterable[int]) -> list[Contact]:
-    """These contacts, newest first, with their mapping's user and their identities."""
-    return list(Contact.objects.filter(pk__in=list(pks)).select_related("user_mapping__user")
+def contacts_to_map(pks: Iterable[int], *, user=None) -> list[Contact]:
+    """These contacts (those `user` may see), newest first, with their mapping's user and their identities."""
+    return list(scoped(Contact.objects.filter(pk__in=list(pks)), user).select_related("user_mapping__user")
                 .prefetch_related("identities").order_by("-created_at", "-id"))
 
 

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
 
+from core.access import ProviderPath
 from core.fields import EncryptedJSONField
 from whatsapp.providers.safe_fetch import address_problem
 
@@ -76,6 +77,8 @@ def webhook_url_problem(url: str) -> str:
 
 class AlertRule(models.Model):
     """A condition over the platform's own rows, evaluated every minute: while it holds, one incident is open."""
+    team_scope = ProviderPath("provider", shared_when_empty=True)
+
 
     name = models.CharField(max_length=100, unique=True,
                             help_text="Shown on the public /health/ page while an incident is open: no secrets or "

@@ -1,10 +1,13 @@
 from django.conf import settings
 from django.db import models
 
+from core.access import ProviderPath
 from whatsapp.providers.events import TemplateStatus
 
 
 class MessageTemplate(models.Model):
+    team_scope = ProviderPath("provider")
+
     class Category(models.TextChoices):
         MARKETING = "marketing", "Marketing"
         UTILITY = "utility", "Utility"

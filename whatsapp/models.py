@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
 
+from core.access import ProviderPath
 from core.fields import EncryptedJSONField
 from core.models import ApiToken, AuditLog  # noqa: F401  (registered under this app's label)
 from whatsapp.providers import kind_choices
@@ -23,6 +24,8 @@ class UnknownContactPolicy(models.TextChoices):
 
 
 class Provider(models.Model):
+    team_scope = ProviderPath("pk")
+
     class VerificationStatus(models.TextChoices):
         UNVERIFIED = "unverified", "Not verified"
         VERIFIED = "verified", "Verified"
@@ -78,6 +81,27 @@ class Provider(models.Model):
         return f"{self.name} ({self.get_kind_display()})"
 
 
+class Team(models.Model):
+    """People who answer some of the numbers: members see and act on those numbers' conversations,
+    contacts, messages, templates and figures, and nobody else's (core.access)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="teams")
+    providers = models.ManyToManyField(Provider, blank=True, related_name="teams",
+                                       help_text="The numbers this team answers.")
+    csat_survey = models.BooleanField(
+        default=False, help_text="Ask the customer how satisfied they were when a conversation is resolved.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("see_all_teams", "Can see every team's conversations and figures")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class LabelColour(models.TextChoices):
     """A fixed palette (value: the CSS colour): every label stays readable on its chip."""
 
@@ -112,6 +136,8 @@ class Label(models.Model):
 class SavedReply(models.Model):
     """A canned answer the team shares: picked on the conversation page and sent as a text."""
 
+    team_scope = ProviderPath("provider", shared_when_empty=True)
+
     title = models.CharField(max_length=80, unique=True, help_text="What operators pick it by.")
     text = models.TextField(max_length=4096)
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.CASCADE,
@@ -130,6 +156,14 @@ class SavedReply(models.Model):
 
 
 class Conversation(models.Model):
+    team_scope = ProviderPath("provider")
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        PENDING = "pending", "Pending (waiting on the customer)"
+        SNOOZED = "snoozed", "Snoozed"
+        RESOLVED = "resolved", "Resolved"
+
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="conversations")
     contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="conversations")
     context = models.JSONField(default=dict, blank=True,
@@ -146,6 +180,16 @@ class Conversation(models.Model):
         null=True, blank=True, help_text="The customer's first message that no person has answered yet.")
     last_reply_at = models.DateTimeField(null=True, blank=True, help_text="When a person last wrote in it.")
     labels = models.ManyToManyField(Label, blank=True, related_name="conversations")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    status_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                          related_name="+", help_text="Empty when the customer, the provider or "
+                                                                      "the platform changed it.")
+    status_source = models.CharField(max_length=10, blank=True,
+                                     help_text="Who changed the state last: operator, customer, provider or system.")
+    opened_at = models.DateTimeField(null=True, blank=True,
+                                     help_text="When the current round began (the conversation opened or reopened).")
+    snoozed_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -160,14 +204,57 @@ class Conversation(models.Model):
             models.Index(fields=["awaiting_reply_since", "-last_message_at", "-id"],
                          name="conversation_inbox_order_idx"),
             models.Index(fields=["assignee", "awaiting_reply_since"], name="conversation_assignee_idx"),
+            models.Index(fields=["status", "snoozed_until"], name="conversation_status_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.contact} via {self.provider.name}"
 
 
+class Resolution(models.Model):
+    """One time a conversation was resolved: how long the round took, who resolved it, and what the customer
+    answered to the satisfaction survey, if one went out."""
+
+    team_scope = ProviderPath("provider")
+
+    class Survey(models.TextChoices):
+        NOT_ASKED = "not_asked", "Not asked"
+        ASKED = "asked", "Asked"
+        ANSWERED = "answered", "Answered"
+        SKIPPED = "skipped", "Skipped"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="resolutions")
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="+")
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+", help_text="Empty when resolved in the provider's inbox.")
+    opened_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField()
+    first_response_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="From the round's first customer message to the first person's answer.")
+    resolution_seconds = models.PositiveIntegerField(null=True, blank=True,
+                                                     help_text="From the round's opening to its resolution.")
+    survey = models.CharField(max_length=10, choices=Survey.choices, default=Survey.NOT_ASKED)
+    survey_note = models.CharField(max_length=200, blank=True, help_text="Why no survey went out.")
+    survey_message = models.OneToOneField("Message", null=True, blank=True, on_delete=models.SET_NULL,
+                                          related_name="survey_of")
+    rating = models.PositiveSmallIntegerField(null=True, blank=True, help_text="1 (very poor) to 5 (excellent).")
+    comment = models.TextField(blank=True, max_length=2000)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(rating__gte=1, rating__lte=5) | Q(rating__isnull=True),
+                                              name="resolution_rating_1_to_5")]
+        indexes = [models.Index(fields=["resolved_at"], name="resolution_time_idx"),
+                   models.Index(fields=["conversation", "-resolved_at"], name="resolution_conversation_idx")]
+
+    def __str__(self) -> str:
+        return f"Resolution {self.pk} of conversation {self.conversation_id}"
+
+
 class Session(models.Model):
     """One 24-hour customer-service window: opened by an inbound message, extended by each later one."""
+    team_scope = ProviderPath("conversation__provider")
+
 
     class State(models.TextChoices):
         OPEN = "open", "Open"
@@ -194,6 +281,8 @@ class Session(models.Model):
 
 
 class Message(models.Model):
+    team_scope = ProviderPath("provider")
+
     class Direction(models.TextChoices):
         INBOUND = "inbound", "Inbound"
         OUTBOUND = "outbound", "Outbound"
@@ -216,6 +305,7 @@ class Message(models.Model):
         ASSISTANT = "assistant", "Assistant reply"
         NOTIFICATION = "notification", "Reminder or summary"
         CAMPAIGN = "campaign", "Campaign"
+        SURVEY = "survey", "Satisfaction survey"
 
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="messages")
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
@@ -310,6 +400,8 @@ class DeadLetter(Message):
 
 class SendAttempt(models.Model):
     """One provider call for an outbound message, written with its outcome: the send log."""
+    team_scope = ProviderPath("message__provider")
+
 
     class Outcome(models.TextChoices):
         SENT = "sent", "Accepted by the provider"
@@ -341,6 +433,8 @@ class SendAttempt(models.Model):
 
 class MessageStatusEvent(models.Model):
     """Every status report as received, so late or out-of-order reports are kept."""
+    team_scope = ProviderPath("provider")
+
 
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="status_events")
     message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE,
@@ -394,6 +488,8 @@ class Archivable(models.Model):
 
 
 class Media(Archivable):
+    team_scope = ProviderPath("message__provider")
+
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
         FETCHED = "fetched", "Fetched"
@@ -436,6 +532,8 @@ class Media(Archivable):
 
 class WebhookEvent(Archivable):
     """The inbox: every webhook request, stored raw before it is acknowledged."""
+    team_scope = ProviderPath("provider")
+
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

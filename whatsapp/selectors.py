@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from contacts.models import Contact, ContactIdentity, ContactUserMapping
 from core.queries import count_subquery
-from whatsapp.models import Conversation, Label, Media, Message, Session
+from whatsapp.models import Conversation, Label, Media, Message, Session, Team
 from whatsapp.providers.events import MessageType
 
 # How much earlier than its target a reaction may have been stored (webhooks processed out of order).
@@ -32,6 +32,24 @@ CHAT_REACTION_FIELDS = ["id", "direction", "text", "content", "reply_to_id", "cr
 MEDIA_FILE_FIELDS = ["archive_path", "mime_type", "filename", "state", "pending_content"]
 # The intents the conversation list offers as filters are those of the inbound messages of this period.
 INTENT_CHOICES_PERIOD = timedelta(days=90)
+
+
+# --- teams ----------------------------------------------------------------------------------------
+
+SEE_ALL_TEAMS = "whatsapp.see_all_teams"
+
+
+def team_provider_ids(user) -> frozenset[int] | None:
+    """The providers whose rows `user` may see (core.access asks, once per request), or None for all:
+    superusers, holders of "see all", and everyone while no team exists (a business that never set teams
+    up works as one team). A user in no team then sees no provider."""
+    if user.is_superuser or user.has_perm(SEE_ALL_TEAMS):
+        return None
+    ids = frozenset(Team.providers.through.objects.filter(team__members=user)
+                    .values_list("provider_id", flat=True))
+    if not ids and not Team.objects.exists():
+        return None
+    return ids
 
 
 # --- conversations --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import httpx
 from celery import shared_task
 
+from whatsapp.providers.base import ProviderError
 from whatsapp.sandbox_phone import report_status
 from whatsapp.services.archive import media_archive
 from whatsapp.services.archive_bundles import (
@@ -13,6 +14,7 @@ from whatsapp.services.archive_bundles import (
 )
 from whatsapp.services.archive_jobs import archives_requeue_due, storage_deletion_run
 from whatsapp.services.delivery import message_deliver
+from whatsapp.services.lifecycle import lifecycle_tick, status_push
 from whatsapp.services.media import media_download, media_requeue_due
 from whatsapp.services.outbound import messages_requeue_due
 from whatsapp.services.providers import provider_simulated_webhook_post
@@ -59,6 +61,21 @@ def requeue_due_media_downloads_task() -> int:
 @shared_task
 def close_expired_sessions_task() -> int:
     return sessions_close_expired()
+
+
+@shared_task(bind=True, max_retries=6)
+def conversation_status_push_task(self, conversation_id: int) -> str:
+    try:
+        return status_push(conversation_id)
+    except ProviderError as error:
+        if not error.retryable:
+            raise
+        raise self.retry(countdown=min(300, 5 * 2 ** self.request.retries)) from error
+
+
+@shared_task
+def conversations_lifecycle_task() -> dict:
+    return lifecycle_tick()
 
 
 @shared_task(bind=True)

@@ -48,7 +48,7 @@ class AiCallAdmin(ReadOnlyModelAdmin):
             raise PermissionDenied
         chosen = request.GET.get("provider", "")
         provider_id = int(chosen) if chosen.isdigit() else None
-        report = ai_usage(provider_id=provider_id)
+        report = ai_usage(provider_id=provider_id, user=request.user)
         time_zone = ZoneInfo(report.time_zone)
         ledger = reverse("admin:ai_aicall_changelist")
 
@@ -68,7 +68,7 @@ class AiCallAdmin(ReadOnlyModelAdmin):
             previous_day = row.day
         context = {
             **self.admin_site.each_context(request), "title": "AI usage and cost", "opts": self.model._meta,
-            "report": report, "rows": rows, "providers": provider_choices(), "provider_id": provider_id,
+            "report": report, "rows": rows, "providers": provider_choices(request.user), "provider_id": provider_id,
             "unpriced": set(report.unpriced_models),
         }
         return TemplateResponse(request, "admin/ai/aicall/usage.html", context)

@@ -16,6 +16,7 @@ from ai.admin.common import ASK_PERMISSION, may_see_conversations, when
 from ai.admin.panel import panel_body
 from ai.models import AiRequest, ReplySuggestion
 from ai.services.requests import AiUnavailable, ai_request_create
+from core.access import scoped
 from core.admin.base import ReadOnlyModelAdmin, ReadOnlyTabularInline
 from whatsapp.models import Conversation
 
@@ -60,7 +61,8 @@ class AiRequestAdmin(ReadOnlyModelAdmin):
     def _ask(self, request, conversation_id, kind):
         if not request.user.has_perm(ASK_PERMISSION):
             raise PermissionDenied
-        conversation = get_object_or_404(Conversation.objects.select_related("provider"), pk=conversation_id)
+        conversation = get_object_or_404(scoped(Conversation.objects.select_related("provider"), request.user),
+                                         pk=conversation_id)
         try:
             ai_request_create(conversation, kind, trigger="manual", actor=request.user)
         except AiUnavailable as unavailable:
@@ -73,7 +75,8 @@ class AiRequestAdmin(ReadOnlyModelAdmin):
         """The AI panel's content, which the conversation page polls while a request is being made."""
         if not may_see_conversations(request.user):
             raise PermissionDenied
-        conversation = get_object_or_404(Conversation.objects.select_related("provider"), pk=conversation_id)
+        conversation = get_object_or_404(scoped(Conversation.objects.select_related("provider"), request.user),
+                                         pk=conversation_id)
         return HttpResponse(panel_body(request, conversation))  # admin_view marks it never cached
 
     @admin.display(description="Asked", ordering="created_at")

@@ -32,7 +32,7 @@ FIGURES = {
     "sentiments": (Figures.sentiments, "Customers' messages by sentiment."),
     "message-types": (Figures.message_types, "Messages received and sent by type."),
     "attention": (lambda f: [{"figure": item.key, "label": item.label, "value": item.value}
-                             for item in selectors.attention()],
+                             for item in selectors.attention(provider_ids=f.filters.provider_ids)],
                   "What needs a person now (the range does not apply): unmapped contacts, templates awaiting "
                   "review, dead letters, inbox events given up, open circuits, the oldest queued message's wait "
                   "in seconds."),
@@ -63,7 +63,7 @@ class FigureView(ReadableErrors, APIView):
 
     def get(self, request):
         try:
-            filters = selectors.filters_from(request.query_params)
+            filters = selectors.filters_from(request.query_params, user=request.user)
         except selectors.FilterError as problem:
             return refuse(400, "invalid_filter", str(problem))
         with read_snapshot(work_mem=READ_WORK_MEM):

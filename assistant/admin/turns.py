@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from assistant.admin.common import OwnedReadOnlyAdmin, message_link, when
 from assistant.models import Turn
 from assistant.services.handoff import resume
+from core.access import scoped
 from whatsapp.models import Conversation
 
 # Handing a conversation back to the assistant is part of handling the conversation.
@@ -39,7 +40,7 @@ class ConversationFilter(admin.SimpleListFilter):
             return []
         if not value.isdigit():
             raise IncorrectLookupParameters(f"conversation must be a conversation id, not {value!r}")
-        conversation = Conversation.objects.select_related("contact", "provider").defer(
+        conversation = scoped(Conversation.objects.select_related("contact", "provider"), request.user).defer(
             "provider__credentials").filter(pk=int(value)).first()
         return [(value, str(conversation) if conversation else f"#{value}")]
 
@@ -106,7 +107,7 @@ class TurnAdmin(OwnedReadOnlyAdmin):
         """The panel's "Resume assistant": the assistant answers on this conversation again from now."""
         if not request.user.has_perm(RESUME_PERMISSION):
             raise PermissionDenied
-        conversation = get_object_or_404(Conversation, pk=conversation_id)
+        conversation = get_object_or_404(scoped(Conversation.objects.all(), request.user), pk=conversation_id)
         if resume(conversation, actor=request.user):
             self.message_user(request, "The assistant is back on this conversation.")
         else:

@@ -18,6 +18,7 @@ from assistant.models import AssistantProfile, ContentRequest, Goal, Note, Proje
 from assistant.selectors import profile_for, sees_everyone, visible_to
 from assistant.services.items import content_request_saved, item_audit, snapshot
 from core.api.errors import REFUSAL, ReadableErrors
+from core.api.scoping import TeamScoped
 
 SCOPE = ("Only the caller's own items, unless they are a superuser or hold assistant.see_everyones_items "
          "(then everyone's; `owner` narrows to one user).")
@@ -44,7 +45,7 @@ def _owned_schema(noun: str, plural: str, serializer, *, list_help: str = ""):
     )
 
 
-class OwnedViewSet(ReadableErrors, viewsets.ModelViewSet):
+class OwnedViewSet(TeamScoped, ReadableErrors, viewsets.ModelViewSet):
     """CRUD of one kind of owned item, limited to what the caller may see (assistant.selectors.visible_to)."""
 
     ordering_fields = ["created_at", "updated_at"]
@@ -151,7 +152,7 @@ class ReminderViewSet(OwnedViewSet):
     retrieve=extend_schema(summary="One user's assistant preferences",
                            responses={200: serializers.AssistantProfileSerializer, 404: REFUSAL}),
 )
-class AssistantProfileViewSet(ReadableErrors, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class AssistantProfileViewSet(TeamScoped, ReadableErrors, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                               viewsets.GenericViewSet):
     queryset = AssistantProfile.objects.select_related("user").order_by("pk")
     serializer_class = serializers.AssistantProfileSerializer
@@ -188,7 +189,7 @@ class AssistantProfileViewSet(ReadableErrors, mixins.ListModelMixin, mixins.Retr
                        responses={200: serializers.TurnSerializer(many=True), 400: REFUSAL}),
     retrieve=extend_schema(summary="One turn", responses={200: serializers.TurnSerializer, 404: REFUSAL}),
 )
-class TurnViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
+class TurnViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
     queryset = Turn.objects.select_related("owner", "message").order_by("-created_at", "-pk")
     serializer_class = serializers.TurnSerializer
     filterset_class = filters.TurnFilter

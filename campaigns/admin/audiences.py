@@ -16,7 +16,7 @@ from campaigns.models import AudienceImport, Segment
 from campaigns.services.audiences import ImportRefused, audience_import
 from campaigns.services.editing import segment_write
 from campaigns.services.segments import FILTERS, SegmentInvalid, segment_count, segment_validate
-from core.admin.base import ADMIN_CSS, ReadOnlyModelAdmin
+from core.admin.base import ADMIN_CSS, ReadOnlyModelAdmin, ScopedModelAdmin
 from whatsapp.models import Provider
 
 FIRST_ROWS = 20
@@ -39,7 +39,7 @@ class SegmentForm(forms.ModelForm):
 
 
 @admin.register(Segment)
-class SegmentAdmin(admin.ModelAdmin):
+class SegmentAdmin(ScopedModelAdmin):
     form = SegmentForm
     list_display = ["name", "description", "filters_text", "updated_at"]
     search_fields = ["name", "description"]

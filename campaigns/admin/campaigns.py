@@ -27,7 +27,7 @@ from campaigns.services.results import HOLDOUT, campaign_report, recipients_csv_
 from campaigns.services.scheduling import zone_named
 from campaigns.services.segments import segment_contacts
 from contacts.models import Contact
-from core.admin.base import ADMIN_CSS, as_row_id
+from core.admin.base import ADMIN_CSS, ScopedModelAdmin, as_row_id
 from core.spreadsheet import csv_lines
 
 CONTROL = "campaigns.control_campaign"
@@ -98,7 +98,7 @@ class VariantInline(admin.TabularInline):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(ScopedModelAdmin):
     form = CampaignForm
     inlines = [VariantInline]
     list_display = ["name", "status_label", "provider", "audience_name", "progress", "launched_at"]
@@ -213,7 +213,7 @@ class CampaignAdmin(admin.ModelAdmin):
         def view(request, campaign_id):
             if not request.user.has_perm(CONTROL):
                 raise PermissionDenied
-            campaign = get_object_or_404(Campaign, pk=campaign_id)
+            campaign = get_object_or_404(self.get_queryset(request), pk=campaign_id)
             try:
                 outcome = service(campaign, actor=request.user)
                 self.message_user(request, done.format(outcome), messages.SUCCESS)
@@ -226,7 +226,7 @@ class CampaignAdmin(admin.ModelAdmin):
     def send_winner_view(self, request, campaign_id):
         if not request.user.has_perm(CONTROL):
             raise PermissionDenied
-        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        campaign = get_object_or_404(self.get_queryset(request), pk=campaign_id)
         chosen = as_row_id(request.POST.get("variant")) or 0
         variant = CampaignVariant.objects.filter(campaign=campaign, pk=chosen).first()
         if variant is None:
@@ -243,7 +243,7 @@ class CampaignAdmin(admin.ModelAdmin):
     def progress_view(self, request, campaign_id):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        campaign = get_object_or_404(self.get_queryset(request), pk=campaign_id)
         report = campaign_report(campaign)
         return JsonResponse({"status": campaign.status, "status_label": campaign.get_status_display(),
                              "counts": report["counts"], "bar": _bar(report["counts"])})
@@ -251,7 +251,7 @@ class CampaignAdmin(admin.ModelAdmin):
     def csv_view(self, request, campaign_id):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        campaign = get_object_or_404(Campaign, pk=campaign_id)
+        campaign = get_object_or_404(self.get_queryset(request), pk=campaign_id)
         response = StreamingHttpResponse(csv_lines(recipients_csv_rows(campaign)),
                                          content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-recipients.csv"'

@@ -25,6 +25,7 @@ from campaigns.services.results import campaign_report, recipients_csv_rows
 from campaigns.services.segments import segment_count
 from core.api.errors import REFUSAL, Conflict, ReadableErrors, validated
 from core.api.permissions import requires
+from core.api.scoping import TeamScoped
 from core.models import ApiScope
 from core.spreadsheet import csv_lines
 
@@ -35,7 +36,7 @@ def _conflict(exc: CampaignInvalid) -> Conflict:
     return Conflict(str(exc), code="campaign_refused")
 
 
-class SegmentViewSet(ReadableErrors, viewsets.ModelViewSet):
+class SegmentViewSet(TeamScoped, ReadableErrors, viewsets.ModelViewSet):
     """Saved audiences: filters over contacts, evaluated again when a campaign launches."""
 
     queryset = Segment.objects.order_by("name", "pk")
@@ -59,7 +60,8 @@ class SegmentViewSet(ReadableErrors, viewsets.ModelViewSet):
         return Response({"segment": self.get_object().pk, "matches": segment_count(self.get_object().filters)})
 
 
-class AudienceImportViewSet(ReadableErrors, mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+class AudienceImportViewSet(TeamScoped, ReadableErrors, mixins.CreateModelMixin, mixins.ListModelMixin,
+                            mixins.RetrieveModelMixin,
                             viewsets.GenericViewSet):
     """Lists of people imported from CSV, whole or not at all."""
 
@@ -81,7 +83,7 @@ class AudienceImportViewSet(ReadableErrors, mixins.CreateModelMixin, mixins.List
         request={"multipart/form-data": serializers.AudienceUploadSerializer},
         responses={201: serializers.AudienceImportSerializer, 400: REFUSAL})
     def create(self, request, *args, **kwargs):
-        form = validated(serializers.AudienceUploadSerializer, request.data)
+        form = validated(serializers.AudienceUploadSerializer, request.data, user=request.user)
         upload = form["file"]
         if upload.size > settings.CAMPAIGN_IMPORT_MAX_BYTES:
             return Response({"code": "invalid_file", "detail": f"the file is {upload.size} bytes; the limit is "
@@ -100,7 +102,7 @@ class AudienceImportViewSet(ReadableErrors, mixins.CreateModelMixin, mixins.List
         return Response(self.get_serializer(audience).data, status=status.HTTP_201_CREATED)
 
 
-class CampaignViewSet(ReadableErrors, viewsets.ModelViewSet):
+class CampaignViewSet(TeamScoped, ReadableErrors, viewsets.ModelViewSet):
     """Campaigns: drafts are written here; launching and the rest are actions."""
 
     queryset = Campaign.objects.prefetch_related("variants").order_by("-created_at", "-pk")
@@ -177,7 +179,7 @@ class CampaignViewSet(ReadableErrors, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], url_path="send-winner")
     def send_winner(self, request, pk=None):
         campaign = self.get_object()
-        chosen = validated(serializers.WinnerSerializer, request.data)["variant"]
+        chosen = validated(serializers.WinnerSerializer, request.data, user=request.user)["variant"]
         variant = CampaignVariant.objects.filter(pk=chosen, campaign=campaign).first()
         if variant is None:
             raise exceptions.ValidationError({"variant": [f"variant {chosen} is not one of this campaign's"]})
@@ -213,7 +215,7 @@ class CampaignViewSet(ReadableErrors, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def conversions(self, request, pk=None):
         campaign = self.get_object()
-        contact = validated(serializers.ConversionSerializer, request.data)["contact"]
+        contact = validated(serializers.ConversionSerializer, request.data, user=request.user)["contact"]
         recipient = conversion_record(campaign.pk, contact)
         if recipient is None:
             raise exceptions.NotFound(f"contact {contact} is not a recipient of this campaign")
@@ -226,7 +228,7 @@ def _csv_response(campaign: Campaign) -> StreamingHttpResponse:
     return response
 
 
-class SuppressionViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
+class SuppressionViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
     """People WhatsApp held marketing back from, left out of campaigns until `until`."""
 
     queryset = MarketingSuppression.objects.order_by("-updated_at", "-pk")

@@ -30,7 +30,7 @@ from contacts.services.mapping import (
     user_label,
 )
 from contacts.services.queue import queue_page_details, with_queue_columns
-from core.admin.base import AuditedModelAdmin
+from core.admin.base import AuditedModelAdmin, ScopedModelAdmin
 from whatsapp.admin.filters import ProviderNameFilter
 from whatsapp.models import Message
 
@@ -125,7 +125,7 @@ def _ids_from(raw: str) -> list[int]:
 
 
 @admin.register(UnmappedContact)
-class UnmappedContactAdmin(ContactPermissions, admin.ModelAdmin):
+class UnmappedContactAdmin(ContactPermissions, ScopedModelAdmin):
     list_display = ["name", "map_link", "identities_list", "providers", "message_total", "last_message_preview",
                     "suggested_users", "created_at"]
     list_display_links = None
@@ -240,7 +240,7 @@ class UnmappedContactAdmin(ContactPermissions, admin.ModelAdmin):
         if not self.has_change_permission(request):
             raise PermissionDenied
         ids = [contact_id] if contact_id else _ids_from(request.GET.get("ids", ""))
-        contacts = contacts_to_map(ids)
+        contacts = contacts_to_map(ids, user=request.user)
         if not contacts:
             self.message_user(request, "None of those contacts exists any more.", messages.WARNING)
             return redirect("admin:contacts_unmappedcontact_changelist")

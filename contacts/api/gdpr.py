@@ -30,6 +30,7 @@ from contacts.services.export import (
 from core.api.errors import REFUSAL, ReadableErrors, refuse, validated
 from core.api.filters import ApiFilterSet
 from core.api.permissions import requires
+from core.api.scoping import TeamScoped
 from core.storage import ObjectNotFound, StorageError
 
 EXPORT_CREATE = "contacts.add_dataexport"
@@ -94,7 +95,7 @@ def _exports():
     retrieve=extend_schema(summary="One data export",
                            responses={200: DataExportSerializer, 403: REFUSAL, 404: REFUSAL}),
 )
-class DataExportViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
+class DataExportViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
     queryset = _exports()
     serializer_class = DataExportSerializer
     filterset_class = DataExportFilter
@@ -145,7 +146,7 @@ def _not_ready(export: DataExport) -> Response:
     return refuse(409, "export_not_ready", f"export {export.pk} is still being built; try again shortly")
 
 
-class UserDataViewSet(ReadableErrors, viewsets.GenericViewSet):
+class UserDataViewSet(TeamScoped, ReadableErrors, viewsets.GenericViewSet):
     """Only the GDPR actions on a user (the users themselves are managed in the admin)."""
     bulk_actions = ("exports", "erase")
 
@@ -182,7 +183,7 @@ class UserDataViewSet(ReadableErrors, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"], permission_classes=[requires(ERASE)])
     def erase(self, request, pk=None):
         user = self.get_object()
-        form = validated(EraseRequestSerializer, request.data)
+        form = validated(EraseRequestSerializer, request.data, user=request.user)
         if form["confirm"] != user.get_username():
             return refuse(400, "confirmation_mismatch",
                             f'"confirm" must be exactly the username of user {user.pk}; nothing was erased')

@@ -21,6 +21,7 @@ from contacts.services.queue import queue_page_details, with_queue_columns
 from contacts.services.verification import VerificationRefused, verification_start
 from core.api.errors import REFUSAL, ReadableErrors, refuse, validated
 from core.api.permissions import requires
+from core.api.scoping import TeamScoped
 from whatsapp.services.send_rules import SendRefused
 
 
@@ -36,7 +37,7 @@ def _contacts():
     retrieve=extend_schema(summary="One contact: identities, mapping, consent",
                            responses={200: serializers.ContactSerializer, 404: REFUSAL}),
 )
-class ContactViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
+class ContactViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
     action_scopes = {"verify": "send"}  # sends the contact a code
     queryset = _contacts()
     serializer_class = serializers.ContactSerializer
@@ -55,7 +56,7 @@ class ContactViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], permission_classes=[requires("contacts.change_contact")])
     def consent(self, request, pk=None):
         contact = self.get_object()
-        form = validated(serializers.ConsentChangeSerializer, request.data)
+        form = validated(serializers.ConsentChangeSerializer, request.data, user=request.user)
         consent_set(contact=contact, state=form["state"], source=ConsentSource.API, detail=form["note"],
                     actor=request.user)
         return Response(_contact_shown(contact))
@@ -85,7 +86,7 @@ class ContactViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
             permission_classes=[requires("contacts.change_contactusermapping", "whatsapp.add_message")])
     def verify(self, request, pk=None):
         contact = self.get_object()
-        form = validated(serializers.VerificationStartSerializer, request.data)
+        form = validated(serializers.VerificationStartSerializer, request.data, user=request.user)
         try:
             challenge = verification_start(contact=contact, user=form.get("user"), actor=request.user)
         except VerificationRefused as refusal:
@@ -150,7 +151,7 @@ def _contact_shown(contact: Contact) -> dict:
     destroy=extend_schema(summary="Remove a mapping: the contact goes back to the unmapped queue",
                           description="Audited.", responses={204: None, 403: REFUSAL, 404: REFUSAL}),
 )
-class ContactUserMappingViewSet(ReadableErrors, mixins.CreateModelMixin, mixins.DestroyModelMixin,
+class ContactUserMappingViewSet(TeamScoped, ReadableErrors, mixins.CreateModelMixin, mixins.DestroyModelMixin,
                                 viewsets.ReadOnlyModelViewSet):
     queryset = ContactUserMapping.objects.select_related("contact", "user").order_by("-created_at", "-id")
     serializer_class = serializers.ContactUserMappingSerializer
@@ -159,7 +160,7 @@ class ContactUserMappingViewSet(ReadableErrors, mixins.CreateModelMixin, mixins.
     ordering_fields = ["created_at", "verified_at"]
 
     def create(self, request, *args, **kwargs):
-        form = validated(serializers.ContactUserMappingCreateSerializer, request.data)
+        form = validated(serializers.ContactUserMappingCreateSerializer, request.data, user=request.user)
         existing = ContactUserMapping.objects.filter(contact=form["contact"], user=form["user"]).first()
         if existing is not None:
             # Already so: nothing to change or audit (PATCH changes the notify preference).
@@ -174,7 +175,7 @@ class ContactUserMappingViewSet(ReadableErrors, mixins.CreateModelMixin, mixins.
 
     def partial_update(self, request, *args, **kwargs):
         mapping = self.get_object()
-        form = validated(serializers.ContactUserMappingUpdateSerializer, request.data)
+        form = validated(serializers.ContactUserMappingUpdateSerializer, request.data, user=request.user)
         mapping_notify_set(mapping=mapping, notify_on_ready=form["notify_on_ready"], actor=request.user)
         return Response(self._shown(mapping))
 

@@ -6,6 +6,7 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
+from core.access import can_see, scoped
 from core.audit import audit_record, audit_snapshot
 from core.dates import when
 
@@ -39,7 +40,42 @@ def pretty_json(value) -> str:
                        json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
-class ReadOnlyTabularInline(admin.TabularInline):
+class TeamScoped:
+    """Every admin's rows go through core.access: the list, search, autocomplete, actions, the change and
+    delete pages (Django finds the object through get_queryset), and the choices of related fields."""
+
+    def get_queryset(self, request):
+        return scoped(super().get_queryset(request), request.user)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        return _scoped_choices(field, request)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        field = super().formfield_for_manytomany(db_field, request, **kwargs)
+        return _scoped_choices(field, request)
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) and (obj is None or can_see(request.user, obj))
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and (obj is None or can_see(request.user, obj))
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and (obj is None or can_see(request.user, obj))
+
+
+def _scoped_choices(field, request):
+    if field is not None and getattr(field, "queryset", None) is not None:
+        field.queryset = scoped(field.queryset, request.user)
+    return field
+
+
+class ScopedModelAdmin(TeamScoped, admin.ModelAdmin):
+    """The base of every admin of this platform (a ModelAdmin narrowed to the user's teams)."""
+
+
+class ReadOnlyTabularInline(TeamScoped, admin.TabularInline):
     """A history shown on its parent's page (reports, notices, suggestions): every field shown, none edited."""
 
     extra = 0
@@ -55,7 +91,7 @@ class ReadOnlyTabularInline(admin.TabularInline):
         return False
 
 
-class ReadOnlyModelAdmin(admin.ModelAdmin):
+class ReadOnlyModelAdmin(ScopedModelAdmin):
     """Rows the system writes (inbox, statuses, sessions, rollups): people look, they do not edit."""
 
     def has_add_permission(self, request, obj=None):
@@ -65,7 +101,7 @@ class ReadOnlyModelAdmin(admin.ModelAdmin):
         return False
 
 
-class AuditedModelAdmin(admin.ModelAdmin):
+class AuditedModelAdmin(ScopedModelAdmin):
     def save_model(self, request, obj, form, change):
         # Snapshot the stored row before it changes, for the audit entry's "before".
         if change and obj.pk:

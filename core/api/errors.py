@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from core.api.parsers import printable
+from core.api.scoping import related_fields_scope
 
 
 class RefusalSerializer(serializers.Serializer):
@@ -87,8 +88,11 @@ def refuse(status: int, code: str, detail: str) -> Response:
     return Response({"code": code, "detail": detail}, status=status)
 
 
-def validated(serializer_class, data) -> dict:
-    """The validated fields, or a 400 listing what is wrong (raised, answered by api_exception_handler)."""
+def validated(serializer_class, data, *, user=None) -> dict:
+    """The validated fields, or a 400 listing what is wrong (raised, answered by api_exception_handler). With
+    `user`, rows named in `data` are looked for among those the user may see (core.access)."""
     form = serializer_class(data=data)
+    if user is not None:
+        related_fields_scope(form, user)
     form.is_valid(raise_exception=True)
     return form.validated_data

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from core.api.errors import REFUSAL, ReadableErrors, refuse
 from core.api.permissions import Authenticated
+from core.api.scoping import TeamScoped
 from core.api.throttling import ANY_SCOPE
 from core.api_tokens import api_token_rotate
 from core.models import ApiToken
@@ -37,7 +38,7 @@ class RotatedKeySerializer(ApiKeySerializer):
                                    "keys themselves."),
     retrieve=extend_schema(summary="One of the caller's API keys"),
 )
-class ApiKeyViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
+class ApiKeyViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
     serializer_class = ApiKeySerializer
     queryset = ApiToken.objects.all()  # narrowed to the caller's own in get_queryset
     permission_classes = [Authenticated]

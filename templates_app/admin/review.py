@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
+from core.admin.base import ScopedModelAdmin
 from templates_app.admin.common import TemplateMedia, body_text, refusal_text, when, who
 from templates_app.forms import RejectForm
 from templates_app.models import MessageTemplate, TemplateAwaitingReview
@@ -27,7 +28,7 @@ from whatsapp.admin.filters import ProviderNameFilter
 
 
 @admin.register(TemplateAwaitingReview)
-class TemplateAwaitingReviewAdmin(TemplateMedia, admin.ModelAdmin):
+class TemplateAwaitingReviewAdmin(TemplateMedia, ScopedModelAdmin):
     """The templates in internal review, oldest submission first, with approve and reject on each row."""
 
     list_display_links = None

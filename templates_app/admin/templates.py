@@ -22,6 +22,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
+from core.admin.base import ScopedModelAdmin
 from templates_app.admin.common import TemplateMedia, percent, refusal_text, safe_next, status_badge, when
 from templates_app.admin.panels import (
     audit_action,
@@ -61,7 +62,7 @@ AUDIT_ROWS_SHOWN = 200
 
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(TemplateMedia, admin.ModelAdmin):
+class MessageTemplateAdmin(TemplateMedia, ScopedModelAdmin):
     form = TemplateForm
     # Narrow enough for a 1400 px window beside the menu and the filters: what a template is and where it
     # stands first, then how it does; language, version and number sit under the name.
@@ -313,7 +314,7 @@ class MessageTemplateAdmin(TemplateMedia, admin.ModelAdmin):
         ]
 
     def _template(self, request, template_id: int, *, author: bool = False) -> MessageTemplate:
-        template = get_object_or_404(MessageTemplate.objects.select_related("provider"), pk=template_id)
+        template = get_object_or_404(self.get_queryset(request).select_related("provider"), pk=template_id)
         allowed = self.may_author(request) if author else self.has_view_or_change_permission(request)
         if not allowed:
             raise PermissionDenied

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from core.api.errors import REFUSAL, Conflict, ReadableErrors, validated
 from core.api.parsers import printable
 from core.api.permissions import requires
+from core.api.scoping import TeamScoped
 from templates_app.api import serializers
 from templates_app.api.filters import MessageTemplateFilter
 from templates_app.models import MessageTemplate
@@ -136,7 +137,7 @@ TEMPLATE_REFUSALS = {400: REFUSAL, 403: REFUSAL, 404: REFUSAL, 409: REFUSAL}
                     "templates_app.delete_messagetemplate.",
         responses={204: None, 403: REFUSAL, 404: REFUSAL, 409: REFUSAL}),
 )
-class MessageTemplateViewSet(ReadableErrors, viewsets.ModelViewSet):
+class MessageTemplateViewSet(TeamScoped, ReadableErrors, viewsets.ModelViewSet):
     action_scopes = {"preview": "read"}  # a POST that changes nothing
     bulk_actions = ("sync",)
     queryset = _templates()
@@ -192,7 +193,7 @@ class MessageTemplateViewSet(ReadableErrors, viewsets.ModelViewSet):
         request=None, responses={200: serializers.MessageTemplateSerializer, 403: REFUSAL, 404: REFUSAL, 409: REFUSAL})
     @action(detail=True, methods=["post"], permission_classes=[requires(REVIEW_PERMISSION)])
     def approve(self, request, pk=None):
-        seen = validated(serializers.TemplateReviewSerializer, request.data).get("review_version")
+        seen = validated(serializers.TemplateReviewSerializer, request.data, user=request.user).get("review_version")
         return self._shown(template_approve(self.get_object(), reviewer=request.user, seen=seen))
 
     @extend_schema(
@@ -205,7 +206,7 @@ class MessageTemplateViewSet(ReadableErrors, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], permission_classes=[requires(REVIEW_PERMISSION)])
     def reject(self, request, pk=None):
         template = self.get_object()
-        form = validated(serializers.TemplateRejectSerializer, request.data)
+        form = validated(serializers.TemplateRejectSerializer, request.data, user=request.user)
         return self._shown(template_reject(template, reviewer=request.user, reason=form["reason"],
                                            seen=form.get("review_version")))
 
@@ -223,7 +224,7 @@ class MessageTemplateViewSet(ReadableErrors, viewsets.ModelViewSet):
                    409: serializers.TemplateSyncRefusalSerializer, 502: serializers.TemplateSyncRefusalSerializer})
     @action(detail=False, methods=["post"], permission_classes=[requires(TEMPLATE_CHANGE)], filter_backends=[])
     def sync(self, request):
-        form = validated(serializers.TemplateSyncRequestSerializer, request.data)
+        form = validated(serializers.TemplateSyncRequestSerializer, request.data, user=request.user)
         provider = form.get("provider")
         if provider is None:
             return Response({"reports": [report.as_dict() for report in templates_sync_all(actor=request.user)]})
@@ -255,7 +256,8 @@ class MessageTemplateViewSet(ReadableErrors, viewsets.ModelViewSet):
     @action(detail=True, methods=["get"], filter_backends=[])
     def diff(self, request, pk=None):
         template = self.get_object()
-        against = validated(serializers.TemplateDiffQuerySerializer, request.query_params).get("against")
+        against = validated(serializers.TemplateDiffQuerySerializer, request.query_params,
+                            user=request.user).get("against")
         others = versions_of(template)
         other = (others.filter(version=against) if against is not None
                  else others.filter(version__lt=template.version)).first()
@@ -278,7 +280,7 @@ class MessageTemplateViewSet(ReadableErrors, viewsets.ModelViewSet):
         responses={200: serializers.TemplatePreviewResponseSerializer, 400: REFUSAL, 403: REFUSAL})
     @action(detail=False, methods=["post"], permission_classes=[requires(TEMPLATE_VIEW)], filter_backends=[])
     def preview(self, request):
-        form = validated(serializers.TemplatePreviewRequestSerializer, request.data)
+        form = validated(serializers.TemplatePreviewRequestSerializer, request.data, user=request.user)
         examples = form.get("examples", {})
         optional = ("name", "language", "category", "parameter_format")
         errors = template_errors(**{name: form.get(name, "") for name in optional}, components=form["components"],

@@ -19,4 +19,5 @@ from whatsapp.admin import (  # noqa: F401  (each module registers its pages wit
     providers,
     sessions,
     storage,
+    teams,
 )

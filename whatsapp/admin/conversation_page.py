@@ -43,6 +43,7 @@ from whatsapp.services.conversations import (
     conversation_change_labels,
     conversation_set_labels,
 )
+from whatsapp.services.lifecycle import StatusRefused, conversation_set_status, snooze_time
 from whatsapp.services.outbound import message_send
 from whatsapp.services.send_rules import SendRefused
 from whatsapp.services.sessions import session_current
@@ -105,6 +106,7 @@ class ConversationPageMixin:
                 view("transcript", self.transcript_view, "transcript/"),
                 view("assign", self.assign_view, "assign/"),
                 view("labels", self.labels_view, "labels/"),
+                view("status", self.status_view, "status/"),
                 view("media", self.media_view, "media/<int:media_id>/"),
                 *super().get_urls()]
 
@@ -148,6 +150,7 @@ class ConversationPageMixin:
             "extension_panels": conversation_panels_html(request, conversation), "panel_form_id": PANEL_FORM_ID,
             "labels": list(conversation.labels.all()), "all_labels": list(Label.objects.all()) if may_change else [],
             "assignable": self._assignable(conversation) if may_change else [],
+            "last_resolution": conversation.resolutions.order_by("-resolved_at").first(),
             "poll_ms": int(settings.INBOX_POLL_SECONDS * 1000),
             "has_history": self.has_view_permission(request, conversation),
         }
@@ -188,6 +191,7 @@ class ConversationPageMixin:
         if not (self.has_view_or_change_permission(request)
                 and (request.user.has_perm("whatsapp.view_media") or request.user.has_perm("whatsapp.change_media"))):
             raise PermissionDenied
+        self._visible(request, conversation_id)
         media = get_object_or_404(media_of_conversation(conversation_id), pk=media_id)
         if media.state != Media.State.FETCHED:
             raise Http404("This file has not been downloaded.")
@@ -295,6 +299,22 @@ class ConversationPageMixin:
             messages.error(request, str(refusal))
             return self._back(conversation)
         self._done(request, changed, f"Assigned to {assignee.get_username()}." if assignee else "Unassigned.")
+        return self._back(conversation)
+
+    def status_view(self, request, conversation_id):
+        """Resolve, mark pending, snooze until a time, or reopen (audited; pushed to Chatwoot)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        conversation = self._changeable(request, conversation_id)
+        status = request.POST.get("status", "")
+        try:
+            snoozing = status == Conversation.Status.SNOOZED
+            until = snooze_time(request.POST.get("snoozed_until", "")) if snoozing else None
+            changed = conversation_set_status(conversation, status, actor=request.user, snoozed_until=until)
+        except StatusRefused as refusal:
+            messages.error(request, f"Not changed: {refusal}.")
+            return self._back(conversation)
+        self._done(request, changed, f"The conversation is {conversation.get_status_display().lower()}.")
         return self._back(conversation)
 
     def labels_view(self, request, conversation_id):

@@ -38,6 +38,7 @@ from whatsapp.selectors import (
     with_latest_insight,
 )
 from whatsapp.services.conversations import assignable_users, conversation_assign, conversation_set_labels
+from whatsapp.services.lifecycle import conversations_set_status
 
 
 def window_closing() -> timedelta:
@@ -193,7 +194,7 @@ def _label_action(label: Label):
 class ConversationAdmin(ConversationPageMixin, AuditedModelAdmin):
     list_display = ["contact_column", "last_message", "waiting", "handling", "latest_insight"]
     list_display_links = ["contact_column"]
-    list_filter = [AssignedFilter, WaitingFilter, ProviderNameFilter, LabelFilter, LatestIntentFilter,
+    list_filter = ["status", AssignedFilter, WaitingFilter, ProviderNameFilter, LabelFilter, LatestIntentFilter,
                    LatestSentimentFilter, MappedUserFilter]
     search_fields = ["contact__profile_name", "contact__identities__value", "external_conversation_id",
                      "contact__user_mapping__user__username"]
@@ -202,7 +203,7 @@ class ConversationAdmin(ConversationPageMixin, AuditedModelAdmin):
     list_per_page = 50
     # The full count is a second COUNT(*) over every conversation on each filtered page: not worth it.
     show_full_result_count = False
-    actions = ["assign_to_me", "unassign"]
+    actions = ["resolve", "mark_pending", "reopen", "assign_to_me", "unassign"]
     fields = ["provider", "contact", "assignee"]
     change_list_template = "admin/whatsapp/conversation/change_list.html"
 
@@ -224,6 +225,21 @@ class ConversationAdmin(ConversationPageMixin, AuditedModelAdmin):
                 function, name, description = _label_action(label)
                 actions[name] = (function, name, description)
         return actions
+
+    @admin.action(description="Resolve", permissions=["change"])
+    def resolve(self, request, queryset):
+        changed = conversations_set_status(queryset, Conversation.Status.RESOLVED, actor=request.user)
+        self.message_user(request, f"{changed} conversation(s) resolved.", messages.SUCCESS)
+
+    @admin.action(description="Mark pending (waiting on the customer)", permissions=["change"])
+    def mark_pending(self, request, queryset):
+        changed = conversations_set_status(queryset, Conversation.Status.PENDING, actor=request.user)
+        self.message_user(request, f"{changed} conversation(s) marked pending.", messages.SUCCESS)
+
+    @admin.action(description="Reopen", permissions=["change"])
+    def reopen(self, request, queryset):
+        changed = conversations_set_status(queryset, Conversation.Status.OPEN, actor=request.user)
+        self.message_user(request, f"{changed} conversation(s) reopened.", messages.SUCCESS)
 
     @admin.action(description="Assign to me", permissions=["change"])
     def assign_to_me(self, request, queryset):
@@ -296,6 +312,9 @@ class ConversationAdmin(ConversationPageMixin, AuditedModelAdmin):
     def handling(self, obj):
         who = (format_html("<strong>{}</strong>", obj.assignee.get_username()) if obj.assignee_id
                else format_html('<span class="wa-quiet">{}</span>', "Unassigned"))
+        if obj.status != Conversation.Status.OPEN:
+            who = format_html('<span class="wa-status wa-status-{}">{}</span> {}', obj.status,
+                              obj.get_status_display().split(" (")[0], who)
         labels = label_chips(obj.labels.all())
         return format_html("{}<br>{}", who, labels) if labels else who
 

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from core.access import scoped
 from core.admin.base import as_row_id
 from whatsapp.models import Provider
 
@@ -18,7 +19,8 @@ class ProviderNameFilter(admin.SimpleListFilter):
     provider_field = "provider_id"
 
     def lookups(self, request, model_admin):
-        return [(str(pk), name) for pk, name in Provider.objects.order_by("name").values_list("pk", "name")]
+        providers = scoped(Provider.objects.order_by("name"), request.user)
+        return [(str(pk), name) for pk, name in providers.values_list("pk", "name")]
 
     def queryset(self, request, queryset):
         if as_row_id(self.value()) is not None:

@@ -2,12 +2,12 @@
 policy): the provider is chosen when the row is made, among the providers that have none yet, and fixed
 after that."""
 
-from django.contrib import admin
 
+from core.admin.base import ScopedModelAdmin
 from whatsapp.models import Provider
 
 
-class OnePerProviderAdmin(admin.ModelAdmin):
+class OnePerProviderAdmin(ScopedModelAdmin):
     #: The related name from Provider to the row (e.g. "ai_settings"): providers without one are offered.
     provider_related_name = ""
 

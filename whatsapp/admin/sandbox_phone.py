@@ -28,6 +28,7 @@ from django.views.decorators.http import require_POST
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from contacts.phones import phone_parse_e164
+from core.access import scoped
 from whatsapp.admin.chat import STATUS_MARKS
 from whatsapp.admin.extensions import conversation_panels
 from whatsapp.admin.forms import SandboxPhoneSendForm, SandboxPhoneStartForm, SandboxPhoneTapForm
@@ -55,7 +56,7 @@ def may_use_phone(request, provider: Provider) -> bool:
 
 
 def _phone_provider(request, provider_id: int) -> Provider:
-    provider = get_object_or_404(Provider, pk=provider_id)
+    provider = get_object_or_404(scoped(Provider.objects.all(), request.user), pk=provider_id)
     if not may_use_phone(request, provider):
         raise PermissionDenied
     if not backend_for(provider).can_simulate_inbound:

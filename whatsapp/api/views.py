@@ -19,6 +19,7 @@ from core.api.errors import REFUSAL, ReadableErrors, refuse, validated
 from core.api.filters import ApiFilterBackend
 from core.api.parsers import DepthSafeJSONParser, printable
 from core.api.permissions import requires
+from core.api.scoping import TeamScoped, related_fields_scope
 from core.audit import audit_record, audit_snapshot
 from core.models import ApiScope
 from whatsapp.api import serializers
@@ -42,7 +43,7 @@ from whatsapp.services.outbound import (
 from whatsapp.services.send_rules import SendRefused
 
 
-class ProviderViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
+class ProviderViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
     queryset = Provider.objects.all()
     serializer_class = serializers.ProviderSerializer
     filterset_fields = ["kind", "is_active", "is_paused"]
@@ -72,7 +73,7 @@ LABEL_METHODS_HELP = ("PUT sets exactly these labels, POST adds them, DELETE rem
         ]),
     retrieve=extend_schema(summary="One conversation"),
 )
-class ConversationViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
+class ConversationViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
     queryset = (Conversation.objects.select_related("contact", "assignee")
                 .prefetch_related(Prefetch("sessions", queryset=Session.objects.filter(state="open")), "labels")
                 .order_by("-last_message_at", "-id"))
@@ -99,7 +100,7 @@ class ConversationViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"], permission_classes=[requires(CHANGE_CONVERSATION)], filter_backends=[])
     def assign(self, request, pk=None):
         conversation = self.get_object()
-        wanted = validated(serializers.AssignSerializer, request.data)["assignee"]
+        wanted = validated(serializers.AssignSerializer, request.data, user=request.user)["assignee"]
         if wanted == "me":
             assignee = request.user
         elif wanted is None:
@@ -124,7 +125,7 @@ class ConversationViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
             filter_backends=[])
     def labels(self, request, pk=None):
         conversation = self.get_object()
-        names = validated(serializers.LabelNamesSerializer, request.data)["labels"]
+        names = validated(serializers.LabelNamesSerializer, request.data, user=request.user)["labels"]
         given, unknown = labels_named(names)
         if unknown:
             return Response({"code": "unknown_labels", "detail": f"No label is named {', '.join(map(repr, unknown))}; "
@@ -140,7 +141,7 @@ class ConversationViewSet(ReadableErrors, viewsets.ReadOnlyModelViewSet):
         return self._answer(conversation)
 
 
-class AuditedModelViewSet(ReadableErrors, viewsets.ModelViewSet):
+class AuditedModelViewSet(TeamScoped, ReadableErrors, viewsets.ModelViewSet):
     """Create, change and delete, each with its audit entry `<model>.create|change|delete` (stored together or not
     at all). A name or title taken by a request at the same moment is refused like one taken before (400)."""
 
@@ -229,7 +230,7 @@ class SavedReplyViewSet(AuditedModelViewSet):
 IDEMPOTENCY_KEY_MAX = 100
 
 
-class MessageViewSet(ReadableErrors, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class MessageViewSet(TeamScoped, ReadableErrors, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     action_scopes = {"create": "send"}  # an API key needs the send scope to message a contact
     queryset = Message.objects.select_related("conversation__contact").prefetch_related(
         Prefetch("status_events", queryset=MessageStatusEvent.objects.order_by("occurred_at", "id")), "media",
@@ -255,6 +256,7 @@ class MessageViewSet(ReadableErrors, mixins.CreateModelMixin, viewsets.ReadOnlyM
         if len(key) > IDEMPOTENCY_KEY_MAX:
             return refuse(400, "invalid_idempotency_key", f"Idempotency-Key is longer than {IDEMPOTENCY_KEY_MAX}")
         form = serializers.SendMessageSerializer(data=request.data)
+        related_fields_scope(form, request.user)
         if not form.is_valid():
             errors = printable(form.errors)
             if "to" in errors:

@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import environ
@@ -316,6 +316,9 @@ class ProviderBackend:
     not_on_whatsapp_error_codes: ClassVar[frozenset[str]] = frozenset()
     #: Whether `send_sms` can send a plain SMS (a campaign's fallback for people WhatsApp cannot reach).
     sends_sms: ClassVar[bool] = False
+    #: Whether the provider's own inbox keeps a conversation state (open, pending, snoozed, resolved) that ours
+    #: follows and is pushed to (conversation_state_push).
+    keeps_conversation_state: ClassVar[bool] = False
     #: Whether templates are created here and submitted to this provider, only imported from it, or neither.
     template_management: ClassVar[str] = TemplateManagement.NONE
     #: Whether the provider's business account id names a WhatsApp business account whose templates every
@@ -392,6 +395,12 @@ class ProviderBackend:
     def send_sms(self, to_phone: str, text: str) -> SendResult:
         """Send a plain SMS (providers with `sends_sms`). Raises ProviderError."""
         raise ProviderError(f"{self.label} cannot send SMS", code="sms_unsupported", title="No SMS")
+
+    def conversation_state_push(self, conversation_ref: str, state: str, snoozed_until: datetime | None) -> None:
+        """Set the state of the provider's own conversation (providers that keep_conversation_state). Raises
+        ProviderError."""
+        raise ProviderError(f"{self.label} keeps no conversation state", code="state_unsupported",
+                            title="No conversation state")
 
     def check_connection(self) -> ConnectionCheck:
         raise NotImplementedError

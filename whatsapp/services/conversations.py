@@ -1,7 +1,7 @@
 """
-What operators do to a conversation besides writing in it: assign it to a staff user (or take it back)
-and put labels on it. Each change is audited with its before and after; the admin page and the API
-both come here.
+Finding or making a contact's conversation with a number, and what operators do to a conversation besides
+writing in it: assign it to a staff user (or take it back) and put labels on it. Each change is audited
+with its before and after; the admin page and the API both come here.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models.functions import Lower
 
+from contacts.models import Contact
 from core.audit import audit_record
-from whatsapp.models import Conversation, Label
+from whatsapp.models import Conversation, Label, Provider
 
 
 class AssignmentRefused(ValueError):
@@ -100,3 +101,48 @@ def labels_named(names: Iterable[str]) -> tuple[list[Label], list[str]]:
              Label.objects.annotate(lower_name=Lower("name")).filter(lower_name__in=[n.lower() for n in wanted])}
     return ([found[name.lower()] for name in wanted if name.lower() in found],
             [name for name in wanted if name.lower() not in found])
+
+
+def conversation_get_or_create(*, provider: Provider, contact: Contact, external_id: str = "",
+                               lock: bool = False) -> Conversation:
+    """
+    The conversation of this contact with this provider. With `lock`, the row stays locked until the
+    transaction ends (the caller is about to open or extend its session).
+    """
+    rows = Conversation.objects.filter(provider=provider, contact=contact)
+    # NO KEY: lockers take turns, while rows that merely point at the conversation (messages, AI calls, the
+    # assistant's state) can still be written meanwhile.
+    conversation = (rows.select_for_update(no_key=True) if lock else rows).first()
+    if conversation is None:
+        try:
+            with transaction.atomic():
+                conversation = Conversation.objects.create(provider=provider, contact=contact)
+        except IntegrityError:
+            conversation = (rows.select_for_update(no_key=True) if lock else rows).get()
+    external_id = external_id[:64]
+    if external_id and conversation.external_conversation_id != external_id:
+        # The provider's own thread id (Chatwoot's conversation), needed to reply in that thread.
+        conversation.external_conversation_id = external_id
+        conversation.save(update_fields=["external_conversation_id"])
+    return conversation
+
+
+def conversations_for_contacts(provider: Provider, contact_ids: Iterable[int], *,
+                               lock: bool = True) -> dict[int, Conversation]:
+    """Each contact's conversation with this provider (by contact id), made where missing. With `lock`,
+    locked (NO KEY, in id order, as conversation_get_or_create locks one) until the transaction ends."""
+    wanted = set(contact_ids)
+
+    def found_rows() -> dict[int, Conversation]:
+        rows = Conversation.objects.filter(provider=provider, contact_id__in=wanted).order_by("pk")
+        if lock:
+            rows = rows.select_for_update(no_key=True)
+        return {conversation.contact_id: conversation for conversation in rows}
+
+    found = found_rows()
+    if missing := wanted - found.keys():
+        # Another transaction may make the same conversation meanwhile: the unique constraint keeps one.
+        Conversation.objects.bulk_create([Conversation(provider=provider, contact_id=contact_id)
+                                          for contact_id in sorted(missing)], ignore_conflicts=True)
+        found = found_rows()
+    return found

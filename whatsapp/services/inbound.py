@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, connection, models, transaction
+from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -32,6 +32,8 @@ from whatsapp.providers.events import (
     TemplateStatusUpdate,
     UnhandledEvent,
 )
+from whatsapp.services.conversations import conversation_get_or_create
+from whatsapp.services.lifecycle import customer_wrote, provider_state_apply
 from whatsapp.services.responses import awaiting_reply_note, reply_record, reply_wait
 from whatsapp.services.sessions import session_current, session_open_or_extend
 
@@ -117,51 +119,6 @@ def update_problem(event: NormalizedEvent) -> str:
         # Each of these is about a person, found by an identity: with none, there is no one to apply it to.
         return "names no one (no identity to find the contact by)"
     return ""
-
-
-def conversation_get_or_create(*, provider: Provider, contact: Contact, external_id: str = "",
-                               lock: bool = False) -> Conversation:
-    """
-    The conversation of this contact with this provider. With `lock`, the row stays locked until the
-    transaction ends (the caller is about to open or extend its session).
-    """
-    rows = Conversation.objects.filter(provider=provider, contact=contact)
-    # NO KEY: lockers take turns, while rows that merely point at the conversation (messages, AI calls, the
-    # assistant's state) can still be written meanwhile.
-    conversation = (rows.select_for_update(no_key=True) if lock else rows).first()
-    if conversation is None:
-        try:
-            with transaction.atomic():
-                conversation = Conversation.objects.create(provider=provider, contact=contact)
-        except IntegrityError:
-            conversation = (rows.select_for_update(no_key=True) if lock else rows).get()
-    external_id = external_id[:64]
-    if external_id and conversation.external_conversation_id != external_id:
-        # The provider's own thread id (Chatwoot's conversation), needed to reply in that thread.
-        conversation.external_conversation_id = external_id
-        conversation.save(update_fields=["external_conversation_id"])
-    return conversation
-
-
-def conversations_for_contacts(provider: Provider, contact_ids: Iterable[int], *,
-                               lock: bool = True) -> dict[int, Conversation]:
-    """Each contact's conversation with this provider (by contact id), made where missing. With `lock`,
-    locked (NO KEY, in id order, as conversation_get_or_create locks one) until the transaction ends."""
-    wanted = set(contact_ids)
-
-    def found_rows() -> dict[int, Conversation]:
-        rows = Conversation.objects.filter(provider=provider, contact_id__in=wanted).order_by("pk")
-        if lock:
-            rows = rows.select_for_update(no_key=True)
-        return {conversation.contact_id: conversation for conversation in rows}
-
-    found = found_rows()
-    if missing := wanted - found.keys():
-        # Another transaction may make the same conversation meanwhile: the unique constraint keeps one.
-        Conversation.objects.bulk_create([Conversation(provider=provider, contact_id=contact_id)
-                                          for contact_id in sorted(missing)], ignore_conflicts=True)
-        found = found_rows()
-    return found
 
 
 def _contact_and_conversation(*, provider: Provider, identities: Iterable[Identity], profile_name: str,
@@ -265,6 +222,7 @@ def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple
         received_at=event.timestamp,
     )
     _media_create(provider=provider, message=message, refs=event.media)
+    customer_wrote(conversation, message, at=event.timestamp)
     changed = awaiting_reply_note(conversation, at=event.timestamp)
     if conversation.last_message_at is None or event.timestamp > conversation.last_message_at:
         conversation.last_message_at = event.timestamp
@@ -447,9 +405,8 @@ def conversation_update_apply(*, provider: Provider, event: ConversationUpdate) 
     conversation = _contact_and_conversation(provider=provider, identities=event.identities,
                                              profile_name=event.profile_name, seen_at=None,
                                              conversation_ref=event.conversation_ref)
-    if event.state and conversation.external_state != event.state[:20]:
-        conversation.external_state = event.state[:20]
-        conversation.save(update_fields=["external_state"])
+    if event.state:
+        provider_state_apply(conversation, event.state[:20])
     return conversation
 
 

@@ -25,12 +25,13 @@ from whatsapp import hooks
 from whatsapp.models import Conversation, Message, Provider, Session
 from whatsapp.providers import backend_for
 from whatsapp.providers.events import InboundMessage, MessageStatus, MessageType
+from whatsapp.services.conversations import conversations_for_contacts
 from whatsapp.services.inbound import (
-    conversations_for_contacts,
     inbound_message_apply,
     message_lock_key,
     quoted_content,
 )
+from whatsapp.services.lifecycle import customer_wrote, needs_customer_check
 from whatsapp.services.responses import awaiting_reply_note
 from whatsapp.services.sessions import session_window
 
@@ -102,6 +103,9 @@ def _apply_new(provider: Provider, items: list[_Pending]) -> None:
     _sessions(together)
     _messages_create(provider, together)
     _conversations_waiting(together)
+    for item in together:
+        if needs_customer_check(item.conversation, item.message.message_type):
+            customer_wrote(item.conversation, item.message, at=item.event.timestamp)
     for item in together:
         with correlation(item.correlation_id):
             hooks.inbound_message_saved.fire(message=item.message)
@@ -185,6 +189,9 @@ def _conversations_waiting(items: list[_Pending]) -> None:
         if conversation.last_message_at is None or at > conversation.last_message_at:
             conversation.last_message_at = at
             fields.add("last_message_at")
+        if conversation.opened_at is None and conversation.status == Conversation.Status.OPEN:
+            conversation.opened_at = at  # the round begins with this customer message
+            fields.add("opened_at")
         if fields:
             changed.setdefault(conversation.pk, (conversation, set()))[1].update(fields)
     if changed:

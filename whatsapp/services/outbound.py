@@ -45,7 +45,7 @@ from whatsapp.providers.events import (
 )
 from whatsapp.services import send_rules
 from whatsapp.services.archive import media_store
-from whatsapp.services.inbound import conversation_get_or_create, conversations_for_contacts
+from whatsapp.services.conversations import conversation_get_or_create, conversations_for_contacts
 from whatsapp.services.responses import reply_record, reply_wait
 from whatsapp.services.send_rules import SendRefused
 from whatsapp.services.sessions import session_current

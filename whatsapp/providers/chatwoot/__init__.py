@@ -19,6 +19,7 @@ bodies); this module is the backend, which makes the calls.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
@@ -103,6 +104,8 @@ class ChatwootBackend(ProviderBackend):
     # Chatwoot queues sends without pacing them, and WhatsApp behind it still enforces its pair rate
     # (about one message every 6 s to one user).
     pair_interval_seconds = 6.0
+    # A Chatwoot conversation is open, pending, snoozed or resolved; ours follows it both ways.
+    keeps_conversation_state = True
     # The inbox's templates are made in Meta's WhatsApp Manager and synced by Chatwoot: imported for reference.
     template_management = TemplateManagement.IMPORT
     # Templates live in each inbox (synced there from its own WABA), not in the Chatwoot account.
@@ -228,6 +231,16 @@ class ChatwootBackend(ProviderBackend):
                                 "may have been accepted, so it is not sent again", code="bad_response",
                                 title="No message id", http_status=response.status_code, raw=payload)
         return SendResult(provider_message_id=as_text(payload["id"]), raw=payload)
+
+    def conversation_state_push(self, conversation_ref: str, state: str, snoozed_until: datetime | None) -> None:
+        # https://developers.chatwoot.com/api-reference/conversations/toggle-status: open, pending, snoozed or
+        # resolved; snoozed_until in Unix seconds (without it, until the contact writes).
+        body: dict[str, Any] = {"status": state}
+        if state == "snoozed" and snoozed_until is not None:
+            body["snoozed_until"] = int(snoozed_until.timestamp())
+        with http_client() as client:
+            self.rest_call(client, "POST", self._api_url(f"conversations/{conversation_ref}/toggle_status"),
+                           action="the conversation's status", json=body)
 
     def check_connection(self) -> ConnectionCheck:
         try:

@@ -1,0 +1,31 @@
+"""The API's side of core.access: every viewset's rows, and the rows a request may name in its body (a
+provider, a contact, a template to send with), narrowed to the caller's teams. A token acts as its owner,
+so it carries the owner's scope."""
+
+from rest_framework import serializers
+
+from core.access import scoped
+
+
+class TeamScoped:
+    """Put first among a viewset's bases: list, retrieve, every action that uses get_object or
+    get_queryset, search and filters all start from the scoped queryset."""
+
+    def get_queryset(self):
+        return scoped(super().get_queryset(), self.request.user)
+
+    def get_serializer(self, *args, **kwargs):
+        serializer = super().get_serializer(*args, **kwargs)
+        if self.request is not None and self.request.method not in ("GET", "HEAD", "OPTIONS"):
+            related_fields_scope(serializer, self.request.user)
+        return serializer
+
+
+def related_fields_scope(serializer, user) -> None:
+    """Narrow what the serializer's related fields accept to the rows `user` may see: naming another team's
+    row reads as naming one that does not exist."""
+    form = getattr(serializer, "child", serializer)
+    for field in getattr(form, "fields", {}).values():
+        relation = field.child_relation if isinstance(field, serializers.ManyRelatedField) else field
+        if isinstance(relation, serializers.RelatedField) and relation.queryset is not None:
+            relation.queryset = scoped(relation.queryset, user)
