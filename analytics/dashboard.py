@@ -31,7 +31,7 @@ PRESETS = (("Last 24 hours", 1, "hour"), ("Last 7 days", 7, "day"), ("Last 30 da
            ("Last 90 days", 90, "week"))
 DOWNLOADS = (("series", "Series"), ("summary", "Totals"), ("errors", "Errors"), ("templates", "Templates"),
              ("intents", "Intents"), ("sentiments", "Sentiment"), ("message-types", "Message types"),
-             ("attention", "Needs a person"))
+             ("satisfaction", "Satisfaction"), ("attention", "Needs a person"))
 
 
 def can_see_dashboard(user) -> bool:
@@ -89,6 +89,33 @@ def _summary_tiles(figures: dict[str, Any]) -> list[dict[str, str]]:
     ]
 
 
+def _satisfaction(filters: selectors.Filters) -> dict[str, Any]:
+    """The range's resolutions and satisfaction: tiles over all of them, and rows by team and by operator."""
+    rows = selectors.satisfaction(filters, "all")
+    total = rows[0] if rows else {"resolved": 0, "answered": 0, "surveys_sent": 0, "csat": None,
+                                  "response_rate": None, "resolution_avg_seconds": None, "rating_avg": None}
+    resolution = total["resolution_avg_seconds"]
+    tiles = [
+        {"label": "CSAT", "value": _percent(total["csat"]),
+         "detail": f"{total['answered']:,} rated, average {total['rating_avg'] or '–'} of 5"},
+        {"label": "Surveys answered", "value": _percent(total["response_rate"]),
+         "detail": f"{total['answered']:,} of {total['surveys_sent']:,} sent"},
+        {"label": "Resolved", "value": f"{total['resolved']:,}", "detail": "conversations"},
+        {"label": "Resolution time", "value": _duration(round(resolution) if resolution is not None else None),
+         "detail": "average"},
+    ]
+    by_team, by_operator = selectors.satisfaction(filters, "team"), selectors.satisfaction(filters, "operator")
+    for row in [*by_team, *by_operator]:
+        row.update(first_response=_duration(_whole(row["first_response_avg_seconds"])),
+                   resolution=_duration(_whole(row["resolution_avg_seconds"])), csat_text=_percent(row["csat"]))
+    return {"tiles": tiles, "by_team": by_team, "by_operator": by_operator,
+            "tables": [("By team", by_team), ("By operator", by_operator)]}
+
+
+def _whole(seconds: float | None) -> int | None:
+    return round(seconds) if seconds is not None else None
+
+
 def _presets(request: HttpRequest, filters: selectors.Filters) -> list[dict[str, Any]]:
     provider = {"provider": filters.provider_id} if filters.provider_id else {}
     now = timezone.now().astimezone(filters.tz)
@@ -120,6 +147,7 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
                   "errors": errors[:8], "intents": figures.intents()[:12], "sentiments": figures.sentiments(),
                   "templates": templates[:8]}
         attention = _attention_tiles(filters)
+        satisfaction = _satisfaction(filters)
     query = urlencode({"since": filters.start.isoformat(), "until": filters.end.isoformat(),
                        "grain": filters.grain, **({"provider": filters.provider_id} if filters.provider_id else {})})
     local_end = (filters.end - timedelta(seconds=1)).astimezone(filters.tz)
@@ -139,5 +167,6 @@ def dashboard_context(request: HttpRequest) -> dict[str, Any]:
             "downloads": [{"label": label, "href": reverse(f"analytics-{name}") + "?" + query + "&format=csv"}
                           for name, label in DOWNLOADS],
             "charts": charts,
+            "satisfaction": satisfaction,
         },
     }

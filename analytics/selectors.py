@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Avg, Count, F, Min, Q, Sum, Value
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
@@ -23,7 +23,7 @@ from contacts.services.mapping import unmapped_contacts
 from core.access import narrowed, scoped, visible_provider_ids
 from templates_app.models import MessageTemplate
 from templates_app.selectors import awaiting_review
-from whatsapp.models import CircuitState, Message, MessageStatus, Provider, WebhookEvent
+from whatsapp.models import CircuitState, Message, MessageStatus, Provider, Resolution, WebhookEvent
 
 GRAINS = ("hour", "day", "week")
 # The most buckets one answer may hold: a month by the hour, about three years by the day.
@@ -46,6 +46,8 @@ class Filters:
     tz: ZoneInfo
     # The providers the reader may see (their teams'), None for all: every figure is narrowed to them.
     provider_ids: frozenset[int] | None = None
+    # How the satisfaction figure groups its rows.
+    by: str = "week"
 
     def as_dict(self) -> dict[str, Any]:
         return {"since": self.start.isoformat(), "until": self.end.isoformat(), "grain": self.grain,
@@ -103,8 +105,11 @@ def _filters_from(params: dict[str, str], *, now: datetime | None = None, user=N
             raise FilterError(f"provider must be a provider id, not {params['provider']!r}") from error
         if not scoped(Provider.objects.filter(pk=provider_id), user).exists():
             raise FilterError(f"there is no provider {provider_id}")
+    by = params.get("by") or "week"
+    if by not in SATISFACTION_GROUPS:
+        raise FilterError(f"by must be one of {', '.join(SATISFACTION_GROUPS)}, not {by!r}")
     return Filters(start=start, end=end, grain=grain, provider_id=provider_id, tz=tz,
-                   provider_ids=visible_provider_ids(user))
+                   provider_ids=visible_provider_ids(user), by=by)
 
 
 def _floor(moment: datetime, grain: str, tz: ZoneInfo) -> datetime:
@@ -291,6 +296,58 @@ def _templates(filters: Filters) -> list[dict[str, Any]]:
             "opt_out_rate": _ratio(counts["opted_out"], counts["delivered"]),
         })
     return sorted(rows, key=lambda row: (-row["sent"], row["name"]))
+
+
+# --- satisfaction and resolution times ------------------------------------------------------------
+
+SATISFACTION_GROUPS = ("week", "team", "provider", "operator", "all")
+# The value and the name each group's rows are keyed by (a resolution counts in every team of its number).
+_GROUP_FIELDS = {"team": ("provider__teams__id", "provider__teams__name"),
+                 "provider": ("provider_id", "provider__name"),
+                 "operator": ("resolved_by_id", "resolved_by__username")}
+
+
+def satisfaction(filters: Filters, by: str | None = None) -> list[dict[str, Any]]:
+    """Resolutions in the range by week, team, number or the operator who resolved them (or all together): how
+    many, their
+    average first response and resolution times, the surveys sent and answered, the average rating and CSAT
+    (the share of answers rating 4 or 5)."""
+    by = by or filters.by
+    rows = _provider_scoped(Resolution.objects.filter(resolved_at__gte=filters.start, resolved_at__lt=filters.end),
+                            filters)
+    if by == "week":
+        rows = rows.annotate(key=Trunc("resolved_at", "week", tzinfo=filters.tz), name=Value(""))
+    elif by == "all":
+        rows = rows.annotate(key=Value("all"), name=Value("All"))
+    else:
+        key, name = _GROUP_FIELDS[by]
+        rows = rows.annotate(key=F(key), name=F(name))
+    answered = Q(survey=Resolution.Survey.ANSWERED)
+    grouped = (rows.values("key", "name").annotate(
+        resolved=Count("id"), first_response_avg=Avg("first_response_seconds"),
+        resolution_avg=Avg("resolution_seconds"),
+        surveys_sent=Count("id", filter=Q(survey__in=[Resolution.Survey.ASKED, Resolution.Survey.ANSWERED])),
+        answered=Count("id", filter=answered), rating_avg=Avg("rating", filter=answered),
+        satisfied=Count("id", filter=answered & Q(rating__gte=4))).order_by("key"))
+    result = []
+    for row in grouped:
+        key = row["key"].isoformat() if isinstance(row["key"], datetime) else row["key"]
+        label = row["name"] or (key if by == "week" else {"team": "(no team)", "operator": "(in the provider's "
+                                                          "inbox)"}.get(by, "(none)"))
+        result.append({
+            by: key, "name": label, "resolved": row["resolved"],
+            "first_response_avg_seconds": _rounded(row["first_response_avg"]),
+            "resolution_avg_seconds": _rounded(row["resolution_avg"]),
+            "surveys_sent": row["surveys_sent"], "answered": row["answered"],
+            "response_rate": _ratio(row["answered"], row["surveys_sent"]),
+            "rating_avg": round(float(row["rating_avg"]), 2) if row["rating_avg"] is not None else None,
+            "csat": _ratio(row["satisfied"], row["answered"]),
+        })
+    return result
+
+
+def _rounded(value) -> float | None:
+    return round(float(value), 1) if value is not None else None
 
 
 # --- what needs a person now (not by range) -------------------------------------------------------

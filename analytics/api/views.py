@@ -31,6 +31,10 @@ FIGURES = {
     "intents": (Figures.intents, "Customers' messages by the intent the AI gave them."),
     "sentiments": (Figures.sentiments, "Customers' messages by sentiment."),
     "message-types": (Figures.message_types, "Messages received and sent by type."),
+    "satisfaction": (lambda f: selectors.satisfaction(f.filters),
+                     "Resolved conversations by week, team, provider or operator (by=): how many, the average "
+                     "first response and resolution times in seconds, satisfaction surveys sent and answered, the "
+                     "average rating (1-5) and CSAT, the share of answers rating 4 or 5."),
     "attention": (lambda f: [{"figure": item.key, "label": item.label, "value": item.value}
                              for item in selectors.attention(provider_ids=f.filters.provider_ids)],
                   "What needs a person now (the range does not apply): unmapped contacts, templates awaiting "
@@ -52,6 +56,8 @@ PARAMETERS = [
     OpenApiParameter("grain", str, enum=list(selectors.GRAINS),
                      description="Bucket size; default: hour for two days or less, else day."),
     OpenApiParameter("provider", int, description="One provider's figures; default: all."),
+    OpenApiParameter("by", str, enum=list(selectors.SATISFACTION_GROUPS),
+                     description="satisfaction only: group its rows by week (default), team, provider or operator."),
     OpenApiParameter("format", str, enum=["json", "csv"], description="csv: the rows as a CSV download."),
 ]
 

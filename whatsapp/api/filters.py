@@ -127,7 +127,7 @@ class ConversationFilter(ApiFilterSet):
 
     class Meta:
         model = Conversation
-        fields = {"provider": ["exact"], "contact": ["exact"], "assignee": ["isnull"],
+        fields = {"provider": ["exact"], "contact": ["exact"], "assignee": ["isnull"], "status": ["exact"],
                   "contact__user_mapping__user": ["exact"], "last_message_at": ["gte", "lte"]}
 
     def filter_needs_reply(self, queryset, name, value):

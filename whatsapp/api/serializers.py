@@ -15,8 +15,10 @@ from whatsapp.models import (
     Message,
     MessageStatusEvent,
     Provider,
+    Resolution,
     SavedReply,
     SendAttempt,
+    Team,
 )
 from whatsapp.services.outbound import message_status_history
 from whatsapp.services.providers import provider_webhook_url
@@ -64,6 +66,7 @@ class ConversationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Conversation
         fields = ["id", "provider", "contact", "contact_name", "assignee", "assignee_username", "labels",
+                  "status", "status_changed_at", "status_changed_by", "status_source", "snoozed_until", "opened_at",
                   "needs_reply", "awaiting_reply_since", "last_reply_at", "last_message", "external_conversation_id",
                   "external_state", "last_message_at", "session_open_until", "ai_summary", "created_at"]
 
@@ -331,3 +334,36 @@ class SendMessageSerializer(serializers.Serializer):
             raise serializers.ValidationError({"template_name": "no approved template by this name and language for "
                                                                 "this provider"})
         return template
+
+
+class StatusChangeSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Conversation.Status.choices)
+    snoozed_until = serializers.DateTimeField(required=False, allow_null=True,
+                                              help_text="With status snoozed: when it opens again (in the future).")
+
+
+class BulkStatusSerializer(StatusChangeSerializer):
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), min_length=1,
+                                max_length=500, help_text="The conversations to change (up to 500).")
+
+
+class ResolutionSerializer(serializers.ModelSerializer):
+    resolved_by_username = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Resolution
+        fields = ["id", "conversation", "provider", "resolved_by", "resolved_by_username", "opened_at", "resolved_at",
+                  "first_response_seconds", "resolution_seconds", "survey", "survey_note", "survey_message",
+                  "rating", "comment", "answered_at"]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_resolved_by_username(self, resolution: Resolution) -> str | None:
+        return resolution.resolved_by.get_username() if resolution.resolved_by_id else None
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    members = serializers.SlugRelatedField(slug_field="username", many=True, read_only=True)
+
+    class Meta:
+        model = Team
+        fields = ["id", "name", "description", "members", "providers", "csat_survey", "created_at"]

@@ -15,6 +15,7 @@ from rest_framework.filters import SearchFilter
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from core.access import sees_everything
 from core.api.errors import REFUSAL, ReadableErrors, refuse, validated
 from core.api.filters import ApiFilterBackend
 from core.api.parsers import DepthSafeJSONParser, printable
@@ -24,7 +25,17 @@ from core.audit import audit_record, audit_snapshot
 from core.models import ApiScope
 from whatsapp.api import serializers
 from whatsapp.api.filters import WAITING, ConversationFilter, InboxOrderingFilter, MessageFilter, SavedReplyFilter
-from whatsapp.models import Conversation, Label, Message, MessageStatusEvent, Provider, SavedReply, Session
+from whatsapp.models import (
+    Conversation,
+    Label,
+    Message,
+    MessageStatusEvent,
+    Provider,
+    Resolution,
+    SavedReply,
+    Session,
+    Team,
+)
 from whatsapp.selectors import with_inbox_columns
 from whatsapp.services.conversations import (
     AssignmentRefused,
@@ -33,6 +44,7 @@ from whatsapp.services.conversations import (
     conversation_set_labels,
     labels_named,
 )
+from whatsapp.services.lifecycle import StatusRefused, conversation_set_status, conversations_set_status
 from whatsapp.services.outbound import (
     IdempotencyConflict,
     MediaInput,
@@ -83,7 +95,8 @@ class ConversationViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelView
     search_fields = ["contact__profile_name", "contact__identities__value"]
     ordering_fields = ["last_message_at", "created_at", "awaiting_reply_since", WAITING]
     # Changes to a conversation are "manage" for an API key (the default of a request that is not a read).
-    action_scopes = {"assign": ApiScope.MANAGE, "labels": ApiScope.MANAGE}
+    action_scopes = {"assign": ApiScope.MANAGE, "labels": ApiScope.MANAGE, "status": ApiScope.MANAGE,
+                     "bulk_status": ApiScope.MANAGE}
 
     def get_queryset(self):
         return with_inbox_columns(super().get_queryset())
@@ -114,6 +127,47 @@ class ConversationViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelView
         except AssignmentRefused as refusal:
             return refuse(400, "not_assignable", str(refusal))
         return self._answer(conversation)
+
+    @extend_schema(
+        summary="Resolve, reopen, mark pending or snooze a conversation",
+        description='`{"status": "resolved"}`, `"open"`, `"pending"` (waiting on the customer), or `"snoozed"` with '
+                    '`snoozed_until` (a time in the future). Audited; a Chatwoot conversation is set there too; '
+                    "resolving may send the customer a satisfaction survey. Needs whatsapp.change_conversation.",
+        request=serializers.StatusChangeSerializer,
+        responses={200: serializers.ConversationSerializer, 400: REFUSAL, 403: REFUSAL, 404: REFUSAL})
+    @action(detail=True, methods=["post"], permission_classes=[requires(CHANGE_CONVERSATION)], filter_backends=[])
+    def status(self, request, pk=None):
+        conversation = self.get_object()
+        form = validated(serializers.StatusChangeSerializer, request.data, user=request.user)
+        try:
+            conversation_set_status(conversation, form["status"], actor=request.user,
+                                    snoozed_until=form.get("snoozed_until"))
+        except StatusRefused as refusal:
+            return refuse(400, "invalid_status", str(refusal))
+        return self._answer(conversation)
+
+    @extend_schema(
+        summary="Change the state of many conversations at once (bulk resolve)",
+        description='`{"ids": [...], "status": "resolved"}`: each conversation the caller may see is changed and '
+                    "audited on its own; ids the caller cannot see are refused (404) and nothing changes.",
+        request=serializers.BulkStatusSerializer,
+        responses={200: OpenApiTypes.OBJECT, 400: REFUSAL, 403: REFUSAL, 404: REFUSAL})
+    @action(detail=False, methods=["post"], url_path="bulk-status", permission_classes=[requires(CHANGE_CONVERSATION)],
+            filter_backends=[])
+    def bulk_status(self, request):
+        form = validated(serializers.BulkStatusSerializer, request.data, user=request.user)
+        wanted = set(form["ids"])
+        conversations = list(self.get_queryset().filter(pk__in=wanted).order_by("pk"))
+        if missing := sorted(wanted - {conversation.pk for conversation in conversations}):
+            return refuse(404, "not_found", f"No conversation you can see has the id(s) {missing[:20]}; "
+                                            "nothing was changed.")
+        try:
+            with transaction.atomic():
+                changed = conversations_set_status(conversations, form["status"], actor=request.user,
+                                                   snoozed_until=form.get("snoozed_until"))
+        except StatusRefused as refusal:
+            return refuse(400, "invalid_status", str(refusal))
+        return Response({"status": form["status"], "changed": changed, "unchanged": len(conversations) - changed})
 
     @extend_schema(methods=["PUT"], summary="Set a conversation's labels")
     @extend_schema(methods=["POST"], summary="Add labels to a conversation")
@@ -298,3 +352,27 @@ def _fingerprint(data: dict, media: MediaInput | None) -> str:
     if media is not None and media.data is not None:
         fields["file"] = hashlib.sha256(media.data).hexdigest()
     return request_fingerprint(fields)
+
+
+@extend_schema_view(list=extend_schema(summary="Resolutions (with satisfaction answers)"),
+                    retrieve=extend_schema(summary="One resolution"))
+class ResolutionViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
+    """Each time a conversation was resolved: first response and resolution times, the survey and its answer."""
+
+    queryset = Resolution.objects.select_related("resolved_by").order_by("-resolved_at", "-id")
+    serializer_class = serializers.ResolutionSerializer
+    filterset_fields = {"provider": ["exact"], "conversation": ["exact"], "resolved_by": ["exact"],
+                        "survey": ["exact"], "rating": ["exact", "gte", "lte"], "resolved_at": ["gte", "lt"]}
+    ordering_fields = ["resolved_at", "rating", "resolution_seconds", "first_response_seconds"]
+
+
+class TeamViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
+    """The teams (their members and numbers): all of them for those who see every team, else the caller's."""
+
+    queryset = Team.objects.prefetch_related("members", "providers").order_by("name", "pk")
+    serializer_class = serializers.TeamSerializer
+    search_fields = ["name", "description"]
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        return queryset if sees_everything(self.request.user) else queryset.filter(members=self.request.user)

@@ -11,14 +11,17 @@ from contacts.services.mapping import contact_map_to_user
 from templates_app.models import MessageTemplate
 from templates_app.services.provider_submission import template_submit
 from templates_app.services.workflow import template_approve, template_create, template_submit_for_review
-from whatsapp.models import Conversation, Label, Provider, SavedReply
+from whatsapp.models import Conversation, Label, Provider, SavedReply, Team
 from whatsapp.providers import backend_for
 from whatsapp.providers.base import WebhookRequest
+from whatsapp.services.lifecycle import conversation_set_status
 from whatsapp.services.outbound import message_send_text
 from whatsapp.services.providers import provider_create, provider_webhook_url
 from whatsapp.services.webhooks import webhook_event_process, webhook_event_record
 
 DEMO_PROVIDER = "Sandbox demo"
+DEMO_SALES_PROVIDER = "Sandbox sales"
+DEMO_OPERATOR = "support"
 DEMO_CHATS = [
     ("+15551230001", "Ana Souza", ["Hi! Is my order #1042 on its way?", "Thanks, and can I change the address?"]),
     ("+15551230002", "Ben Okafor", ["Hello, I'd like to book a table for Friday."]),
@@ -59,6 +62,7 @@ class Command(BaseCommand):
             self._inbox_vocabulary(provider)
             self._assistant_user(provider, get_user_model().objects.get(username=username))
             self._campaign(provider, get_user_model().objects.get(username=username))
+            self._teams(provider, get_user_model().objects.get(username=username), password)
         self.stdout.write(f"Demo login: {username} / {password}")
         self.stdout.write(f"Sandbox webhook: {provider_webhook_url(provider)}")
 
@@ -101,6 +105,25 @@ class Command(BaseCommand):
                 Conversation.objects.get(provider=provider, contact__identities__value=phone).labels.add(label)
         for title, text in DEMO_SAVED_REPLIES:
             SavedReply.objects.get_or_create(title=title, defaults={"text": text})
+
+    def _teams(self, provider: Provider, admin, password: str) -> None:
+        """Two teams: Support answers the demo number (and asks for a rating on resolving), Sales a second
+        sandbox number. The operator "support" (same password) sees Support's conversations only. Ben's
+        booking is resolved and rated 5 from the sandbox phone."""
+        sales_number = provider_create(kind="sandbox", name=DEMO_SALES_PROVIDER, options={})
+        self._inbound(sales_number, "+15551230003", "Dana Ruiz", "Hi, do you offer group discounts?")
+        operator = get_user_model().objects.create_user(DEMO_OPERATOR, f"{DEMO_OPERATOR}@example.com", password,
+                                                        is_staff=True)
+        operator.groups.add(*Group.objects.filter(name="Operator"))
+        support = Team.objects.create(name="Support", description="Answers the demo number", csat_survey=True)
+        support.members.add(admin, operator)
+        support.providers.add(provider)
+        sales = Team.objects.create(name="Sales", description="Answers the sales number")
+        sales.members.add(admin)
+        sales.providers.add(sales_number)
+        booking = Conversation.objects.get(provider=provider, contact__identities__value="+15551230002")
+        conversation_set_status(booking, Conversation.Status.RESOLVED, actor=admin)
+        self._inbound(provider, "+15551230002", "Ben Okafor", "5")
 
     def _campaign(self, provider: Provider, admin) -> None:
         """A draft campaign to everyone who wrote to the demo number, with the approved template: launch it from
