@@ -30,6 +30,7 @@ from contacts.services.mapping import (
     user_label,
 )
 from contacts.services.queue import queue_page_details, with_queue_columns
+from core.access import scoped
 from core.admin.base import AuditedModelAdmin, ScopedModelAdmin
 from whatsapp.admin.filters import ProviderNameFilter
 from whatsapp.models import Message
@@ -138,7 +139,7 @@ class UnmappedContactAdmin(ContactPermissions, ScopedModelAdmin):
     show_full_result_count = False
 
     def get_queryset(self, request):
-        return unmapped_contacts()
+        return scoped(unmapped_contacts(), request.user)
 
     def get_changelist(self, request, **kwargs):
         return UnmappedChangeList

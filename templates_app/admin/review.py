@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
+from core.access import scoped
 from core.admin.base import ScopedModelAdmin
 from templates_app.admin.common import TemplateMedia, body_text, refusal_text, when, who
 from templates_app.forms import RejectForm
@@ -40,7 +41,7 @@ class TemplateAwaitingReviewAdmin(TemplateMedia, ScopedModelAdmin):
     show_full_result_count = False
 
     def get_queryset(self, request):
-        return awaiting_review()
+        return scoped(awaiting_review(), request.user)
 
     # Whoever may see templates sees the queue; only reviewers act on it (the groups grant permissions on
     # MessageTemplate, none on this proxy).
