@@ -649,12 +649,17 @@ SPECTACULAR_SETTINGS = {
         "TemplateStatusEnum": "whatsapp.providers.events.TemplateStatus",
         "ProviderVerificationStatusEnum": "whatsapp.models.Provider.VerificationStatus",
         "AiStepStatusEnum": "ai.models.StepStatus",
+        "ConversationStatusEnum": "whatsapp.models.Conversation.Status",
     },
 }
 
 # --- The operators' inbox (docs/inbox.md) ---
 # How often an open conversation page asks for new messages and ticks, in seconds.
 INBOX_POLL_SECONDS = env.float("INBOX_POLL_SECONDS", default=3.0)
+
+# A 24-hour window counts as closing (the inbox's "window closing" filter, the amber marker) this long
+# before it ends.
+INBOX_WINDOW_CLOSING_MINUTES = env.int("INBOX_WINDOW_CLOSING_MINUTES", default=120)
 
 # --- Conversation lifecycle and satisfaction surveys (docs/teams.md) ---
 # A resolved conversation asks its customer at most once per this many days.
@@ -666,9 +671,6 @@ CSAT_QUESTION = env.str("CSAT_QUESTION", default="How satisfied are you with the
 CSAT_THANKS = env.str("CSAT_THANKS", default="Thank you! If you like, tell us in a message what we could do better.")
 # An approved template (by name) that asks the question when the 24-hour window has closed; empty: no survey then.
 CSAT_TEMPLATE_NAME = env.str("CSAT_TEMPLATE_NAME", default="")
-# A 24-hour window counts as closing (the inbox's "window closing" filter, the amber marker) this long
-# before it ends.
-INBOX_WINDOW_CLOSING_MINUTES = env.int("INBOX_WINDOW_CLOSING_MINUTES", default=120)
 
 # --- Email: alert notices (docs/operations.md#alerts) ---
 # One URL: smtp+tls://user:password@host:587 (STARTTLS), smtp+ssl://user:password@host:465 (TLS from the start),

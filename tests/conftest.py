@@ -465,9 +465,10 @@ def default_group(name: str):
             for model, actions in by_model.items():
                 group.permissions.add(*Permission.objects.filter(
                     content_type__app_label=app_label, codename__in=[f"{action}_{model}" for action in actions]))
-        inbox = importlib.import_module("whatsapp.migrations.0017_inbox_group_permissions").GROUP_PERMISSIONS
-        group.permissions.add(*Permission.objects.filter(content_type__app_label="whatsapp",
-                                                         codename__in=inbox.get(name, [])))
+        for migration in ("0017_inbox_group_permissions", "0026_team_group_permissions"):
+            more = importlib.import_module(f"whatsapp.migrations.{migration}").GROUP_PERMISSIONS
+            group.permissions.add(*Permission.objects.filter(content_type__app_label="whatsapp",
+                                                             codename__in=more.get(name, [])))
     return group
 
 

@@ -315,7 +315,7 @@ def _contacts(contact_ids: list[int]) -> Iterator[dict[str, Any]]:
 
 def _conversations(contact_ids: list[int]) -> Iterator[dict[str, Any]]:
     conversations = (Conversation.objects.filter(contact_id__in=contact_ids).select_related("provider")
-                     .prefetch_related("sessions").order_by("pk"))
+                     .prefetch_related("sessions", "resolutions").order_by("pk"))
     for conversation in conversations:
         provider = conversation.provider
         yield {
@@ -325,6 +325,9 @@ def _conversations(contact_ids: list[int]) -> Iterator[dict[str, Any]]:
                          "business_phone_number": provider.phone_number},
             "external_conversation_id": conversation.external_conversation_id,
             "external_state": conversation.external_state,
+            "status": conversation.status,
+            "status_changed_at": conversation.status_changed_at,
+            "snoozed_until": conversation.snoozed_until,
             "created_at": conversation.created_at,
             "last_message_at": conversation.last_message_at,
             "ai_summary": conversation.ai_summary,
@@ -333,6 +336,11 @@ def _conversations(contact_ids: list[int]) -> Iterator[dict[str, Any]]:
                           "last_inbound_at": session.last_inbound_at, "expires_at": session.expires_at,
                           "closed_at": session.closed_at}
                          for session in sorted(conversation.sessions.all(), key=lambda session: session.opened_at)],
+            # What the person answered to satisfaction surveys, and when each round was resolved.
+            "resolutions": [{"resolved_at": resolution.resolved_at, "survey": resolution.survey,
+                             "rating": resolution.rating, "comment": resolution.comment,
+                             "answered_at": resolution.answered_at}
+                            for resolution in sorted(conversation.resolutions.all(), key=lambda r: r.resolved_at)],
         }
 
 

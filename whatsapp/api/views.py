@@ -375,4 +375,6 @@ class TeamViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         queryset = super().get_queryset()
-        return queryset if sees_everything(self.request.user) else queryset.filter(members=self.request.user)
+        if self._describing() or sees_everything(self.request.user):
+            return queryset
+        return queryset.filter(members=self.request.user)

@@ -108,7 +108,7 @@ class Command(BaseCommand):
 
     def _teams(self, provider: Provider, admin, password: str) -> None:
         """Two teams: Support answers the demo number (and asks for a rating on resolving), Sales a second
-        sandbox number. The operator "support" (same password) sees Support's conversations only. Ben's
+        sandbox number. The operator "support" (same password) and the template author see Support's number only. Ben's
         booking is resolved and rated 5 from the sandbox phone."""
         sales_number = provider_create(kind="sandbox", name=DEMO_SALES_PROVIDER, options={})
         self._inbound(sales_number, "+15551230003", "Dana Ruiz", "Hi, do you offer group discounts?")
@@ -116,7 +116,7 @@ class Command(BaseCommand):
                                                         is_staff=True)
         operator.groups.add(*Group.objects.filter(name="Operator"))
         support = Team.objects.create(name="Support", description="Answers the demo number", csat_survey=True)
-        support.members.add(admin, operator)
+        support.members.add(admin, operator, *get_user_model().objects.filter(username="demo-author"))
         support.providers.add(provider)
         sales = Team.objects.create(name="Sales", description="Answers the sales number")
         sales.members.add(admin)
