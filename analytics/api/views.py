@@ -32,9 +32,7 @@ FIGURES = {
     "sentiments": (Figures.sentiments, "Customers' messages by sentiment."),
     "message-types": (Figures.message_types, "Messages received and sent by type."),
     "satisfaction": (lambda f: selectors.satisfaction(f.filters),
-                     "Resolved conversations by week, team, provider or operator (by=): how many, the average "
-                     "first response and resolution times in seconds, satisfaction surveys sent and answered, the "
-                     "average rating (1-5) and CSAT, the share of answers rating 4 or 5."),
+                     "Resolutions by week, team, provider or operator (by=): times, ratings and CSAT."),
     "attention": (lambda f: [{"figure": item.key, "label": item.label, "value": item.value}
                              for item in selectors.attention(provider_ids=f.filters.provider_ids)],
                   "What needs a person now (the range does not apply): unmapped contacts, templates awaiting "

@@ -7,9 +7,10 @@ from rest_framework import serializers
 from core.access import scoped
 
 
+# Put first among a viewset's bases: list, retrieve, every action that uses get_object or get_queryset,
+# search and filters all start from the scoped queryset. (No docstring: the API schema would show it as the
+# description of every viewset that has none of its own.)
 class TeamScoped:
-    """Put first among a viewset's bases: list, retrieve, every action that uses get_object or
-    get_queryset, search and filters all start from the scoped queryset."""
 
     def get_queryset(self):
         queryset = super().get_queryset()

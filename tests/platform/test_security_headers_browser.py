@@ -329,7 +329,17 @@ def test_every_page_runs_under_the_policy_without_a_console_error(browser, live_
 
     browser.get(live_server.url + "/api/docs/")
     # Swagger UI draws the operations tag by tag: wait until more than the first few are there.
-    wait.until(lambda driver: len(driver.find_elements(By.CSS_SELECTOR, "#swagger-ui .opblock")) > 10)
+    wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#swagger-ui .opblock")))
+    # Swagger UI draws the operations near the viewport only: scroll down the page and count them all.
+    drawn: set[str] = set()
+    for _ in range(40):
+        drawn |= {element.get_attribute("id") for element in browser.find_elements(By.CSS_SELECTOR,
+                                                                                      "#swagger-ui .opblock")}
+        if browser.execute_script("window.scrollBy(0, window.innerHeight * 0.8);"
+                                  "return window.innerHeight + window.scrollY >= document.body.scrollHeight;"):
+            break
+    assert len(drawn) > 10, drawn
+    browser.execute_script("window.scrollTo(0, 0)")
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SHOTS / "api_docs.png"))
     problems += console_problems(browser, "/api/docs/")
