@@ -222,13 +222,13 @@ def inbound_message_apply(*, provider: Provider, event: InboundMessage) -> tuple
         received_at=event.timestamp,
     )
     _media_create(provider=provider, message=message, refs=event.media)
-    customer_wrote(conversation, message, at=event.timestamp)
     changed = awaiting_reply_note(conversation, at=event.timestamp)
     if conversation.last_message_at is None or event.timestamp > conversation.last_message_at:
         conversation.last_message_at = event.timestamp
         changed.append("last_message_at")
     if changed:
         conversation.save(update_fields=changed)
+    customer_wrote(conversation, message, at=event.timestamp)
     hooks.inbound_message_saved.fire(message=message)
     return message, True
 

@@ -88,6 +88,9 @@ def conversation_set_status(conversation: Conversation, status: str, *, actor: A
     if reopened or locked.opened_at is None:
         locked.opened_at = now if reopened else _round_start(locked)
     fields = ["status", "snoozed_until", "status_changed_at", "status_changed_by", "status_source", "opened_at"]
+    if status == Status.RESOLVED:
+        locked.awaiting_reply_since = None  # nothing waits for a reply in a resolved conversation
+        fields.append("awaiting_reply_since")
     if source == Source.PROVIDER:
         locked.external_state = status
         fields.append("external_state")
@@ -147,9 +150,13 @@ def customer_wrote(conversation: Conversation, message: Message, *, at: datetime
             conversation.opened_at = at
         if message.message_type not in TAPS:  # only a tap can answer a survey in an open conversation
             return
-    if survey_answer_take(message) or conversation.status == Status.OPEN:
+    if survey_answer_take(message):
+        if conversation.awaiting_reply_since == at:  # the answer alone made it wait: nobody needs to reply
+            Conversation.objects.filter(pk=conversation.pk).update(awaiting_reply_since=None)
+            conversation.awaiting_reply_since = None
         return
-    conversation_set_status(conversation, Status.OPEN, source=Source.CUSTOMER, at=at)
+    if conversation.status != Status.OPEN:
+        conversation_set_status(conversation, Status.OPEN, source=Source.CUSTOMER, at=at)
 
 
 def needs_customer_check(conversation: Conversation, message_type: str) -> bool:

@@ -33,6 +33,8 @@ def test_resolved_by_an_operator_and_reopened_by_the_customer(say, api_client, s
     assert (response.json()["status"], response.json()["status_changed_by"]) == ("resolved", superuser.pk)
     resolution = Resolution.objects.get()
     assert resolution.resolved_by == superuser and resolution.resolution_seconds >= 0
+    conversation.refresh_from_db()
+    assert conversation.awaiting_reply_since is None  # a resolved conversation waits for no reply
     assert resolution.survey == "not_asked"  # no team asks for a survey
     entry = AuditLog.objects.get(action="conversation.status")
     assert (entry.before["status"], entry.after["status"], entry.after["source"]) == ("open", "resolved", "operator")

@@ -61,7 +61,7 @@ def test_a_tap_rates_a_comment_follows_and_the_conversation_stays_resolved(say, 
     resolution.refresh_from_db()
     conversation.refresh_from_db()
     assert (resolution.survey, resolution.rating, resolution.comment) == ("answered", 4, "")
-    assert conversation.status == "resolved"
+    assert conversation.status == "resolved" and conversation.awaiting_reply_since is None  # nobody needs to reply
     thanks = Message.objects.filter(purpose="survey", message_type="text").get()
     assert thanks.text.startswith("Thank you!")
 
