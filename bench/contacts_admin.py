@@ -105,9 +105,9 @@ def fill(contacts: int, messages: int) -> dict[str, float]:
             SELECT id, '+1666' || lpad(id::text, 7, '0') FROM auth_user WHERE username LIKE 'user%'"""),
         ("contacts", f"""
             INSERT INTO contacts_contact (profile_name, consent, consent_source, language, time_zone,
-                                          is_ignored, created_at, last_seen_at)
+                                          is_ignored, attributes, created_at, last_seen_at)
             SELECT 'Customer ' || g, CASE WHEN g % 50 = 0 THEN 'opted_out' ELSE 'unknown' END, '', '', '',
-                   g % 97 = 0, now() - (({contacts} - g) || ' minutes')::interval,
+                   g % 97 = 0, '{{}}', now() - (({contacts} - g) || ' minutes')::interval,
                    now() - (({contacts} - g) || ' minutes')::interval
             FROM generate_series(1, {contacts}) g"""),  # noqa: S608 - only integers of our own are interpolated
         ("phone identities", """
@@ -126,9 +126,9 @@ def fill(contacts: int, messages: int) -> dict[str, float]:
             WHERE c.id % 2 = 0"""),  # noqa: S608 - only integers of our own are interpolated
         ("conversations", f"""
             INSERT INTO whatsapp_conversation (provider_id, contact_id, context, ai_summary,
-                                               external_conversation_id, external_state, created_at,
-                                               last_message_at)
-            SELECT CASE WHEN id % 7 = 0 THEN {other.pk} ELSE {provider.pk} END, id, '{{}}', '', '', '',
+                                               external_conversation_id, external_state, status, status_source,
+                                               created_at, last_message_at)
+            SELECT CASE WHEN id % 7 = 0 THEN {other.pk} ELSE {provider.pk} END, id, '{{}}', '', '', '', 'open', '',
                    created_at, created_at
             FROM contacts_contact"""),  # noqa: S608 - only integers of our own are interpolated
         ("messages", _messages_insert(
