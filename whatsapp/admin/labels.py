@@ -5,6 +5,7 @@ from django.db.models import Count
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from core.access import related_rows_of
 from core.admin.base import AuditedModelAdmin
 from whatsapp.admin.filters import ProviderNameFilter
 from whatsapp.models import Label, SavedReply
@@ -17,7 +18,9 @@ class LabelAdmin(AuditedModelAdmin):
     fields = ["name", "colour", "description"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(conversation_total=Count("conversations"))
+        # Only the conversations of the user's numbers are counted.
+        mine = related_rows_of(request.user, "conversations__provider")
+        return super().get_queryset(request).annotate(conversation_total=Count("conversations", filter=mine))
 
     @admin.display(description="Label", ordering="name")
     def chip(self, obj):

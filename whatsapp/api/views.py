@@ -5,7 +5,7 @@ import hashlib
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Prefetch, Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
@@ -15,7 +15,7 @@ from rest_framework.filters import SearchFilter
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from core.access import sees_everything
+from core.access import related_rows_of, sees_everything
 from core.api.errors import REFUSAL, ReadableErrors, refuse, validated
 from core.api.filters import ApiFilterBackend
 from core.api.parsers import DepthSafeJSONParser, printable
@@ -245,12 +245,17 @@ class AuditedModelViewSet(TeamScoped, ReadableErrors, viewsets.ModelViewSet):
                           responses={204: None, 403: REFUSAL, 404: REFUSAL}),
 )
 class LabelViewSet(AuditedModelViewSet):
-    queryset = Label.objects.annotate(conversation_count=Count("conversations")).order_by("name", "pk")
+    queryset = Label.objects.order_by("name", "pk")
     serializer_class = serializers.LabelSerializer
     filterset_fields = ["colour"]
     search_fields = ["name", "description"]
     ordering_fields = ["name", "created_at", "conversation_count"]
     unique_field = "name"
+
+    def get_queryset(self):
+        # Only the conversations of the caller's numbers are counted.
+        mine = Q() if self._describing() else related_rows_of(self.request.user, "conversations__provider")
+        return super().get_queryset().annotate(conversation_count=Count("conversations", filter=mine))
 
 
 @extend_schema_view(

@@ -20,7 +20,7 @@ from contacts.models import Contact
 from core.access import scope_of
 from tests.campaigns.conftest import approved_template, campaign_for
 from tests.conftest import token_client
-from whatsapp.models import Conversation, Message, Provider, Team
+from whatsapp.models import Conversation, Label, Message, Provider, Team
 from whatsapp.providers.events import MessageStatus
 from whatsapp.services.lifecycle import conversation_set_status
 from whatsapp.services.providers import provider_create
@@ -281,3 +281,15 @@ def test_every_scoped_api_list_returns_only_rows_of_the_users_numbers(world, who
         checked.append(prefix)
     assert {"conversations", "contacts", "messages", "templates", "providers", "resolutions", "campaigns",
             "audiences", "marketing-suppressions", "message-insights", "ai-calls"} <= set(checked)
+
+
+def test_label_counts_count_only_the_users_conversations(world):
+    numbers, users = world
+    label = Label.objects.create(name="vip")
+    for key in ("A", "B"):
+        Conversation.objects.filter(provider=numbers[key]).first().labels.add(label)
+    for who, expected in (("op_a", 1), ("op_b", 1), ("root", 2)):
+        (row,) = token_client(users[who]).get("/api/v1/labels/").json()["results"]
+        assert row["conversation_count"] == expected, who
+        listed = client_of(users[who]).get("/admin/whatsapp/label/").context["cl"].result_list
+        assert [item.conversation_total for item in listed] == [expected], who
