@@ -129,7 +129,9 @@ def _rows(client, url: str) -> int:
     response = client.get(url)
     if url.startswith("/api/"):
         return len(response.json()["results"])
-    return response.content.decode().count('name="_selected_action"')  # one checkbox per row listed
+    html = response.content.decode()
+    table = html[html.find('id="result_list"'):]
+    return max(0, table[:table.find("</table>")].count("<tr") - 1)  # the rows, without the header's
 
 
 if __name__ == "__main__":

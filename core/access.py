@@ -23,6 +23,7 @@ from django.db.models import Model, Q, QuerySet
 # app that owns teams; until then (and for the system) everything is visible.
 _resolver: Callable[[Any], frozenset[int] | None] | None = None
 _CACHE_ATTR = "_team_provider_ids"
+_SEEN_ATTR = "_team_rows_seen"
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,9 @@ def visible_provider_ids(user) -> frozenset[int] | None:
 
 def forget(user) -> None:
     """Drop the cached answer (after the user's teams changed within the same request)."""
-    if user is not None and hasattr(user, _CACHE_ATTR):
-        delattr(user, _CACHE_ATTR)
+    for name in (_CACHE_ATTR, _SEEN_ATTR):
+        if user is not None and hasattr(user, name):
+            delattr(user, name)
 
 
 def scope_of(model: type[Model]) -> ProviderPath | None:
@@ -105,10 +107,14 @@ def related_rows_of(user, path: str) -> Q:
 
 
 def can_see(user, obj: Model) -> bool:
-    """Whether `user` may see this one row."""
+    """Whether `user` may see this one row (asked once per row and request: pages check it several times)."""
     if scope_of(type(obj)) is None or visible_provider_ids(user) is None:
         return True
-    return scoped(type(obj)._base_manager.filter(pk=obj.pk), user).exists()
+    seen = user.__dict__.setdefault(_SEEN_ATTR, {})
+    key = (obj._meta.label, obj.pk)
+    if key not in seen:
+        seen[key] = scoped(type(obj)._base_manager.filter(pk=obj.pk), user).exists()
+    return seen[key]
 
 
 def sees_everything(user) -> bool:

@@ -30,7 +30,7 @@ from contacts.services.mapping import (
     user_label,
 )
 from contacts.services.queue import queue_page_details, with_queue_columns
-from core.access import scoped
+from core.access import can_see, scoped
 from core.admin.base import AuditedModelAdmin, ScopedModelAdmin
 from whatsapp.admin.filters import ProviderNameFilter
 from whatsapp.models import Message
@@ -66,12 +66,12 @@ class UnmappedChangeList(ChangeList):
     """
 
     def get_queryset(self, request, exclude_parameters=None):
-        return with_queue_columns(super().get_queryset(request, exclude_parameters))
+        return with_queue_columns(super().get_queryset(request, exclude_parameters), user=request.user)
 
     def get_results(self, request):
         super().get_results(request)
         self.result_list = list(self.result_list)
-        queue_page_details(self.result_list)
+        queue_page_details(self.result_list, user=request.user)
 
 
 class ContactPermissions:
@@ -79,17 +79,22 @@ class ContactPermissions:
     groups grant permissions on Contact, not on this proxy)."""
 
     def has_view_permission(self, request, obj=None):
-        return (request.user.has_perm("contacts.view_contact") or request.user.has_perm("contacts.change_contact")
-                or super().has_view_permission(request, obj))
+        allowed = request.user.has_perm("contacts.view_contact") or request.user.has_perm("contacts.change_contact")
+        return (allowed or super().has_view_permission(request, obj)) and _visible(request, obj)
 
     def has_change_permission(self, request, obj=None):
-        return request.user.has_perm("contacts.change_contact") or super().has_change_permission(request, obj)
+        allowed = request.user.has_perm("contacts.change_contact")
+        return (allowed or super().has_change_permission(request, obj)) and _visible(request, obj)
 
     def has_add_permission(self, request, obj=None):
         return False  # contacts come from messages
 
     def has_delete_permission(self, request, obj=None):
         return False  # "Ignore" takes a contact out of the queue; deleting is done on the contact's page
+
+
+def _visible(request, obj) -> bool:
+    return obj is None or can_see(request.user, obj)
 
 
 class MappingUserLookup(AutocompleteJsonView):

@@ -19,6 +19,7 @@ from contacts.services.mapping import (
 )
 from contacts.services.queue import queue_page_details, with_queue_columns
 from contacts.services.verification import VerificationRefused, verification_start
+from core.access import scoped
 from core.api.errors import REFUSAL, ReadableErrors, refuse, validated
 from core.api.permissions import requires
 from core.api.scoping import TeamScoped
@@ -122,8 +123,9 @@ class ContactViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
     )
     @action(detail=False, methods=["get"])
     def unmapped(self, request):
-        page = self.paginate_queryset(self.filter_queryset(with_queue_columns(unmapped_contacts())))
-        queue_page_details(page)
+        queue = scoped(unmapped_contacts(), request.user)
+        page = self.paginate_queryset(self.filter_queryset(with_queue_columns(queue, user=request.user)))
+        queue_page_details(page, user=request.user)
         return self.get_paginated_response(serializers.UnmappedContactSerializer(page, many=True).data)
 
 

@@ -11,6 +11,7 @@ from django.contrib import admin
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.utils.html import format_html
 
+from core.access import can_see
 from core.admin.base import ADMIN_CSS, AuditedModelAdmin, ReadOnlyModelAdmin, clipped, pretty_json, time_with_seconds
 from core.admin.changes import values_table
 from whatsapp.admin.extensions import message_actions
@@ -58,8 +59,8 @@ class MessageViewPermission:
     (the default groups grant permissions on Message, not on these models)."""
 
     def has_view_permission(self, request, obj=None):
-        return (request.user.has_perm("whatsapp.view_message") or request.user.has_perm("whatsapp.change_message")
-                or super().has_view_permission(request, obj))
+        allowed = request.user.has_perm("whatsapp.view_message") or request.user.has_perm("whatsapp.change_message")
+        return (allowed or super().has_view_permission(request, obj)) and (obj is None or can_see(request.user, obj))
 
 
 class SendAttemptInline(MessageViewPermission, admin.TabularInline):

@@ -171,6 +171,8 @@ class ConversationUpdate:
     profile_name: str = ""
     routed_to: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    # When the provider last changed the conversation: a report older than our own last change is stale.
+    changed_at: datetime | None = None
 
 
 @dataclass(frozen=True)

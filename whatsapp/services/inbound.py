@@ -406,7 +406,7 @@ def conversation_update_apply(*, provider: Provider, event: ConversationUpdate) 
                                              profile_name=event.profile_name, seen_at=None,
                                              conversation_ref=event.conversation_ref)
     if event.state:
-        provider_state_apply(conversation, event.state[:20])
+        provider_state_apply(conversation, event.state[:20], changed_at=event.changed_at)
     return conversation
 
 

@@ -17,11 +17,12 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.audit import audit_record
+from core.locks import lock_key
 from core.queueing import publish_on_commit, task_named
 from whatsapp.models import Conversation, Message, Resolution
 from whatsapp.providers import backend_class_for, backend_for, registered_kinds
 from whatsapp.providers.events import MessageType
-from whatsapp.services.satisfaction import survey_answer_take, survey_offer
+from whatsapp.services.satisfaction import survey_answer_take, survey_just_answered, survey_offer
 
 Status = Conversation.Status
 # The messages that are a tap on a button or list row (a survey's answer).
@@ -73,13 +74,16 @@ def snooze_time(text: str) -> datetime:
 @transaction.atomic
 def conversation_set_status(conversation: Conversation, status: str, *, actor: Any = None,
                             source: str = Source.OPERATOR, snoozed_until: datetime | None = None,
-                            at: datetime | None = None) -> bool:
-    """Move the conversation to `status`. Returns whether anything changed. Raises StatusRefused."""
+                            at: datetime | None = None, only_if=None) -> bool:
+    """Move the conversation to `status`. Returns whether anything changed. Raises StatusRefused. `only_if`:
+    a test of the row as it is once locked (someone may have changed it since the caller looked)."""
     now = at or timezone.now()
     if source != Source.PROVIDER:
         status_check(status, snoozed_until, now=now)
     locked = Conversation.objects.select_for_update(no_key=True).select_related("provider").get(pk=conversation.pk)
     if locked.status == status and locked.snoozed_until == snoozed_until:
+        return False
+    if only_if is not None and not only_if(locked):
         return False
     before = _snapshot(locked)
     reopened = locked.status == Status.RESOLVED and status != Status.RESOLVED
@@ -101,11 +105,18 @@ def conversation_set_status(conversation: Conversation, status: str, *, actor: A
                  after={**_snapshot(locked), "source": source, "by": _who(actor)})
     if status == Status.RESOLVED:
         survey_offer(_resolution_record(locked, actor=actor, at=now))
-    if source not in (Source.PROVIDER, Source.CUSTOMER) and _syncs(locked):
-        conversation_id = locked.pk
-        publish_on_commit(lambda: task_named("whatsapp.tasks.conversation_status_push_task").delay(conversation_id),
-                          what=f"state of conversation {conversation_id} to its provider")
+    if source not in (Source.PROVIDER, Source.CUSTOMER):
+        _push_later(locked)
     return True
+
+
+def _push_later(conversation: Conversation) -> None:
+    """Tell the provider the conversation's state once the transaction commits (providers that keep one)."""
+    if not _syncs(conversation):
+        return
+    conversation_id = conversation.pk
+    publish_on_commit(lambda: task_named("whatsapp.tasks.conversation_status_push_task").delay(conversation_id),
+                      what=f"state of conversation {conversation_id} to its provider")
 
 
 def conversations_set_status(conversations: Iterable[Conversation], status: str, *, actor: Any,
@@ -164,13 +175,22 @@ def needs_customer_check(conversation: Conversation, message_type: str) -> bool:
     return conversation.status != Status.OPEN or message_type in TAPS
 
 
-def provider_state_apply(conversation: Conversation, state: str) -> bool:
-    """The provider's inbox changed the conversation's state (Chatwoot: open, pending, snoozed, resolved)."""
+def provider_state_apply(conversation: Conversation, state: str, *, changed_at: datetime | None = None) -> bool:
+    """The provider's inbox changed the conversation's state (Chatwoot: open, pending, snoozed, resolved). A
+    report older than our own last change is stale (webhooks arrive late and out of order) and left alone."""
     if state not in Status.values:
+        return False
+    if changed_at is not None and conversation.status_changed_at is not None and (
+            changed_at < conversation.status_changed_at):
         return False
     Conversation.objects.filter(pk=conversation.pk).exclude(external_state=state).update(external_state=state)
     conversation.external_state = state
     if state == conversation.status:
+        return False
+    if state == Status.OPEN and conversation.status == Status.RESOLVED and survey_just_answered(conversation):
+        # Chatwoot reopens on any incoming message, the survey's answer included: ours stays resolved, and
+        # the provider is told so again.
+        _push_later(conversation)
         return False
     # The provider keeps its own snooze time (or none: until the customer writes); ours only wakes on a message.
     return conversation_set_status(conversation, state, source=Source.PROVIDER)
@@ -183,14 +203,19 @@ def _syncs(conversation: Conversation) -> bool:
 def status_push(conversation_id: int) -> str:
     """Tell the provider the conversation's state (the task's body). The push is idempotent, and a state the
     provider already has is not sent again."""
-    conversation = Conversation.objects.select_related("provider").filter(pk=conversation_id).first()
-    if conversation is None or not _syncs(conversation):
-        return "nothing to push"
-    if conversation.external_state == conversation.status:
-        return "already there"
-    status, until = conversation.status, conversation.snoozed_until
-    backend_for(conversation.provider).conversation_state_push(conversation.external_conversation_id, status, until)
-    Conversation.objects.filter(pk=conversation.pk, status=status).update(external_state=status)
+    with transaction.atomic():
+        # One push of a conversation at a time: two pushes crossing on the wire could leave the older state
+        # at the provider while we record the newer one as confirmed.
+        lock_key("conversation-state-push", conversation_id)
+        conversation = Conversation.objects.select_related("provider").filter(pk=conversation_id).first()
+        if conversation is None or not _syncs(conversation):
+            return "nothing to push"
+        if conversation.external_state == conversation.status:
+            return "already there"
+        status, until = conversation.status, conversation.snoozed_until
+        backend_for(conversation.provider).conversation_state_push(conversation.external_conversation_id, status,
+                                                                   until)
+        Conversation.objects.filter(pk=conversation.pk, status=status).update(external_state=status)
     return f"pushed {status}"
 
 
@@ -201,7 +226,8 @@ def lifecycle_tick(*, now: datetime | None = None, limit: int = 500) -> dict[str
     woken = 0
     due = Conversation.objects.filter(status=Status.SNOOZED, snoozed_until__lte=now).order_by("snoozed_until")
     for conversation in due[:limit]:
-        woken += conversation_set_status(conversation, Status.OPEN, source=Source.SYSTEM, at=now)
+        woken += conversation_set_status(conversation, Status.OPEN, source=Source.SYSTEM, at=now, only_if=lambda row: (
+            row.status == Status.SNOOZED and row.snoozed_until is not None and row.snoozed_until <= now))
     kinds = [kind for kind in registered_kinds() if backend_class_for(kind).keeps_conversation_state]
     missed = (Conversation.objects.filter(~Q(status=F("external_state")), provider__kind__in=kinds,
                                           status_changed_at__lt=now - PUSH_GRACE,

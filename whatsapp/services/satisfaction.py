@@ -26,8 +26,11 @@ from whatsapp.services.sessions import session_current
 Survey = Resolution.Survey
 RATINGS = ((5, "Excellent"), (4, "Good"), (3, "Okay"), (2, "Poor"), (1, "Very poor"))
 CHOICE_PREFIX = "csat:"
-# A numbered answer: the digit alone, or the digit and then a comment ("4 - quick, thanks").
-NUMBERED = re.compile(r"^\s*([1-5])\s*(?:$|[.,:;!)/-]\s*|\s+(?=\S))(.*)$", re.S)
+# An answer's echo from the provider's inbox (Chatwoot reopens on it) arrives within this long.
+JUST_ANSWERED = timedelta(minutes=5)
+# A numbered answer: the digit alone, or the digit, a mark and a comment ("4 - quick, thanks"). "2 of my 3
+# items broke" is no answer: without the mark, a number opening a sentence is the sentence's.
+NUMBERED = re.compile(r"^\s*([1-5])\s*(?:$|[.,:;!)/-]\s*)(.*)$", re.S)
 DIGIT_ALONE = re.compile(r"^\s*([1-5])\s*[.!]?\s*$")
 
 
@@ -87,13 +90,9 @@ def rating_of(message: Message, question: Message) -> tuple[int | None, str]:
     """The rating (and a comment written with it) this message gives, if it answers the question. A tap on
     one of the choices; a number, with or without a comment, when the question was numbered text or a
     template; the number alone always."""
-    content = message.content or {}
     if message.message_type == MessageType.INTERACTIVE_REPLY:
-        choice = str(content.get("id", ""))
-        if choice.startswith(CHOICE_PREFIX) and choice[len(CHOICE_PREFIX):] in {"1", "2", "3", "4", "5"}:
-            return int(choice[len(CHOICE_PREFIX):]), ""
-        found = DIGIT_ALONE.match(str(content.get("title", ""))[:1])
-        return (int(found.group(1)), "") if found else (None, "")
+        # A tap counts when it is on one of the survey's own choices (a menu of another message is not).
+        return (tapped_rating(message), "")
     text = (message.text or "").strip()
     if message.message_type == MessageType.BUTTON:  # a template's quick-reply button
         found = NUMBERED.match(text)
@@ -107,6 +106,20 @@ def rating_of(message: Message, question: Message) -> tuple[int | None, str]:
     return None, ""
 
 
+def tapped_rating(message: Message) -> int | None:
+    """The rating of a tap on one of the survey's choices (by its id: "csat:4"), or None."""
+    choice = str((message.content or {}).get("id", ""))
+    value = choice[len(CHOICE_PREFIX):] if choice.startswith(CHOICE_PREFIX) else ""
+    return int(value) if value in {"1", "2", "3", "4", "5"} else None
+
+
+def survey_just_answered(conversation: Conversation) -> bool:
+    """Whether the customer answered the survey a moment ago (their answer may still echo back from the
+    provider's inbox as a reopening)."""
+    return Resolution.objects.filter(conversation=conversation, survey=Survey.ANSWERED,
+                                     answered_at__gte=timezone.now() - JUST_ANSWERED).exists()
+
+
 def survey_answer_take(message: Message) -> bool:
     """Whether this customer message answers the conversation's survey (its rating, or the comment that
     follows it); it is then stored on the resolution, and the conversation stays as it is."""
@@ -116,8 +129,13 @@ def survey_answer_take(message: Message) -> bool:
                           survey_message__isnull=False).order_by("-resolved_at").first())
     if resolution is None:
         return False
+    resolved = message.conversation.status == Conversation.Status.RESOLVED
     if resolution.survey == Survey.ASKED:
         if resolution.survey_message.created_at < now - timedelta(hours=settings.CSAT_ANSWER_HOURS):
+            return False
+        # Once the conversation is open again, a "2" answers the operator, not the survey; a tap on a rating
+        # is still unmistakable.
+        if not resolved and tapped_rating(message) is None:
             return False
         rating, comment = rating_of(message, resolution.survey_message)
         if rating is None:
@@ -127,7 +145,8 @@ def survey_answer_take(message: Message) -> bool:
         if settings.CSAT_THANKS and not comment:
             _thank(message)
         return True
-    wants_comment = (message.conversation.status == Conversation.Status.RESOLVED and not resolution.comment
+    # The thank-you invites a comment; without it, what follows a rating is a message like any other.
+    wants_comment = (resolved and bool(settings.CSAT_THANKS) and not resolution.comment
                      and resolution.answered_at is not None
                      and resolution.answered_at >= now - timedelta(minutes=settings.CSAT_COMMENT_MINUTES))
     if wants_comment and message.message_type == MessageType.TEXT and message.text.strip():

@@ -142,6 +142,11 @@ def test_chatwoot_state_follows_both_ways(client, fake, superuser, django_captur
     conversation.refresh_from_db()
     assert conversation.external_state == "open"
 
+    # A late report of Chatwoot's older "resolved" (before our reopening) changes nothing.
+    deliver(client, provider, fixture_bytes("chatwoot", "conversation_status_changed.json"))
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.external_state) == ("open", "open")
+
     # Snoozed here: Chatwoot gets the wake-up time in Unix seconds; a refused push is retried by beat.
     until = timezone.now() + timedelta(hours=3)
     fake.routes[toggle] = [Reply(500, b"down")]
@@ -163,3 +168,23 @@ def test_chatwoot_state_follows_both_ways(client, fake, superuser, django_captur
     conversation.refresh_from_db()
     assert (conversation.status, conversation.status_source) == ("open", "customer")
     assert len(fake.hits(toggle)) == hits
+
+
+def test_chatwoot_reopening_on_a_survey_answer_is_undone(client, fake, superuser, django_capture_on_commit_callbacks,
+                                                        settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    provider = make_chatwoot(base_url=fake.url)
+    toggle = "/api/v1/accounts/3/conversations/55/toggle_status"
+    fake.routes[toggle] = [Reply.json({"payload": {"success": True}})]
+    deliver(client, provider, fixture_bytes("chatwoot", "conversation_created.json"))
+    conversation = Conversation.objects.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        conversation_set_status(conversation, "resolved", actor=superuser)
+    Resolution.objects.update(survey="answered", rating=5, answered_at=timezone.now())
+    reopened = json.loads(fixture_bytes("chatwoot", "conversation_status_changed.json"))
+    reopened.update(status="open", updated_at=timezone.now().timestamp() + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver(client, provider, json.dumps(reopened).encode())
+    conversation.refresh_from_db()
+    assert conversation.status == "resolved"
+    assert [json_of(hit)["status"] for hit in fake.hits(toggle)] == ["resolved", "resolved"]

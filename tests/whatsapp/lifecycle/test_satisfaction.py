@@ -118,6 +118,12 @@ def test_a_closed_window_needs_the_template(say, surveyed, settings, sandbox_pro
     conversation_set_status(conversation, "open")
     asked = resolve(conversation)
     assert asked.survey == "asked" and asked.survey_message.message_type == "template"
+    say(PHONE, "2 of my 3 items are broken")  # a sentence, not an answer: it reopens the conversation
+    asked.refresh_from_db()
+    conversation.refresh_from_db()
+    assert (asked.rating, conversation.status) == (None, "open")
+    conversation_set_status(conversation, "resolved")
+    Resolution.objects.exclude(pk=asked.pk).delete()
     say(PHONE, "3 - slow but fine")
     asked.refresh_from_db()
     assert (asked.rating, asked.comment) == (3, "slow but fine")
@@ -150,3 +156,31 @@ def test_csat_in_the_api_and_the_dashboard(say, surveyed, tap, superuser, api_cl
     assert api_client.get("/api/v1/analytics/satisfaction/?by=planet").status_code == 400
     page = admin_client_logged.get("/admin/").content.decode()
     assert "Resolutions and satisfaction" in page and "66.7 %" in page and "By operator" in page
+
+
+def test_a_tap_on_another_menu_or_a_number_in_an_open_conversation_is_no_rating(say, surveyed, tap, settings):
+    say(PHONE, "Hi")
+    conversation = Conversation.objects.get()
+    resolution = resolve(conversation)
+    tap("menu:2", "2 Opening hours")  # a row of some other list: reopens, no rating
+    conversation.refresh_from_db()
+    resolution.refresh_from_db()
+    assert (conversation.status, resolution.rating) == ("open", None)
+    say(PHONE, "4")  # answers the operator now that it is open again
+    resolution.refresh_from_db()
+    assert resolution.rating is None
+    tap("csat:4", "4 Good")  # the survey's own choice still counts
+    resolution.refresh_from_db()
+    assert resolution.rating == 4
+
+    settings.CSAT_THANKS = ""  # no thank-you, no invitation: the next text is a message like any other
+    Resolution.objects.all().delete()
+    conversation_set_status(conversation, "resolved")
+    Resolution.objects.update(resolved_at=timezone.now() - timedelta(days=30))
+    say(PHONE, "Hello again")
+    resolution = resolve(conversation)
+    tap("csat:5", "5 Excellent")
+    say(PHONE, "What about my refund?")
+    resolution.refresh_from_db()
+    conversation.refresh_from_db()
+    assert (resolution.rating, resolution.comment, conversation.status) == (5, "", "open")

@@ -220,6 +220,11 @@ def test_every_api_list_counts_only_the_users_rows(world, who):
         assert response.json()["count"] == EXPECTED[who][key], (who, path)
     dead = api.get("/api/v1/messages/?status=dead_letter").json()["count"]
     assert dead == EXPECTED[who]["dead_letters"]
+    # The unmapped queue (nobody is mapped here): the caller's contacts, with only their numbers' messages.
+    queue = api.get("/api/v1/contacts/unmapped/").json()
+    assert queue["count"] == EXPECTED[who]["contacts"]
+    both = next(row for row in queue["results"] if row["profile_name"] == "Both")
+    assert both["message_count"] == (2 if EXPECTED[who]["providers"] == 2 else 1)
 
 
 def test_the_api_treats_another_teams_rows_as_missing(world):

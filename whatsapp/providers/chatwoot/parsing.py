@@ -197,4 +197,5 @@ def _parse_conversation(conversation: dict, scope: Scope) -> NormalizedEvent:
                               conversation_ref=as_text(conversation.get("id")),
                               state=as_text(conversation.get("status")),
                               profile_name=as_text(sender.get("name")),
-                              routed_to=as_text(conversation.get("inbox_id")), raw=conversation)
+                              routed_to=as_text(conversation.get("inbox_id")), raw=conversation,
+                              changed_at=_time(conversation.get("updated_at"), None))
