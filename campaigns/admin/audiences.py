@@ -16,7 +16,9 @@ from campaigns.models import AudienceImport, Segment
 from campaigns.services.audiences import ImportRefused, audience_import
 from campaigns.services.editing import segment_write
 from campaigns.services.segments import FILTERS, SegmentInvalid, segment_count, segment_validate
+from core.access import scoped
 from core.admin.base import ADMIN_CSS, ReadOnlyModelAdmin, ScopedModelAdmin
+from whatsapp.admin.filters import ProviderNameFilter
 from whatsapp.models import Provider
 
 FIRST_ROWS = 20
@@ -74,7 +76,7 @@ class ImportForm(forms.Form):
 @admin.register(AudienceImport)
 class AudienceImportAdmin(ReadOnlyModelAdmin):
     list_display = ["name", "status", "provider", "rows_total", "rows_imported", "refused_rows", "created_at"]
-    list_filter = ["status", "provider"]
+    list_filter = ["status", ProviderNameFilter]
     search_fields = ["name", "file_name"]
     fields = ["name", "status", "provider", "file_name", "columns", "rows_total", "rows_imported", "refused",
               "first_rows", "created_by", "created_at"]
@@ -120,6 +122,7 @@ class AudienceImportAdmin(ReadOnlyModelAdmin):
         if not self.has_add_permission(request):
             return HttpResponseRedirect(reverse("admin:campaigns_audienceimport_changelist"))
         form = ImportForm(request.POST or None, request.FILES or None)
+        form.fields["provider"].queryset = scoped(form.fields["provider"].queryset, request.user)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:

@@ -27,8 +27,10 @@ from campaigns.services.results import HOLDOUT, campaign_report, recipients_csv_
 from campaigns.services.scheduling import zone_named
 from campaigns.services.segments import segment_contacts
 from contacts.models import Contact
+from core.access import scoped
 from core.admin.base import ADMIN_CSS, ScopedModelAdmin, as_row_id
 from core.spreadsheet import csv_lines
+from whatsapp.admin.filters import ProviderNameFilter
 
 CONTROL = "campaigns.control_campaign"
 PREVIEW_PEOPLE = 5
@@ -102,7 +104,7 @@ class CampaignAdmin(ScopedModelAdmin):
     form = CampaignForm
     inlines = [VariantInline]
     list_display = ["name", "status_label", "provider", "audience_name", "progress", "launched_at"]
-    list_filter = ["status", "provider"]
+    list_filter = ["status", ProviderNameFilter]
     search_fields = ["name"]
     actions = ["pause_selected", "resume_selected", "cancel_selected"]
     change_form_template = "admin/campaigns/campaign/change_form.html"
@@ -183,7 +185,7 @@ class CampaignAdmin(ScopedModelAdmin):
             "campaign": campaign, "report": report, "counts": counts, "bar": _bar(counts), "variants": variants,
             "comparisons": comparisons, "problems": campaign_problems(campaign)
             if campaign.status == Campaign.Status.DRAFT else [],
-            "previews": _previews(campaign),
+            "previews": _previews(campaign, request.user),
             "can_control": request.user.has_perm(CONTROL),
             "variant_choices": list(campaign.variants.order_by("name")),
             "progress_url": reverse("admin:campaigns_campaign_progress", args=[campaign.pk]),
@@ -299,16 +301,17 @@ def _bar(counts: dict) -> list[dict]:
              "percent": round(max(parts.get(key, 0), 0) / total * 100, 2)} for key, label in BAR_PARTS]
 
 
-def _previews(campaign: Campaign) -> list[dict]:
+def _previews(campaign: Campaign, user) -> list[dict]:
     """What the first few people get, rendered from their own values (recipients once launched; the audience's
-    first people before)."""
+    first people before, of those `user` may see)."""
     people = []
     if campaign.status == Campaign.Status.DRAFT:
         if campaign.audience_id:
             people = [(member.contact, member.values) for member in
                       campaign.audience.members.select_related("contact").order_by("line")[:PREVIEW_PEOPLE]]
         elif campaign.segment_id:
-            people = [(contact, {}) for contact in segment_contacts(campaign.segment.filters)[:PREVIEW_PEOPLE]]
+            matching = scoped(segment_contacts(campaign.segment.filters), user)
+            people = [(contact, {}) for contact in matching[:PREVIEW_PEOPLE]]
         variants = list(campaign.variants.select_related("template").order_by("name"))
         pairs = [(contact, values, variants[index % len(variants)] if variants else None)
                  for index, (contact, values) in enumerate(people)]

@@ -6,13 +6,14 @@ from django.utils.html import format_html
 
 from campaigns.models import CampaignRecipient, MarketingSuppression
 from core.admin.base import ADMIN_CSS, ReadOnlyModelAdmin
+from whatsapp.admin.filters import ProviderNameFilter
 
 
 @admin.register(CampaignRecipient)
 class CampaignRecipientAdmin(ReadOnlyModelAdmin):
     list_display = ["contact", "campaign", "variant", "status", "skip_reason", "due_at", "sent_at", "read_at",
                     "replied_at", "message_link"]
-    list_filter = ["status", "campaign", "fallback_status"]
+    list_filter = ["status", ("campaign", admin.RelatedOnlyFieldListFilter), "fallback_status"]
     search_fields = ["contact__profile_name", "contact__identities__value", "skip_reason"]
     list_select_related = ["contact", "campaign", "variant"]
     show_full_result_count = False
@@ -34,6 +35,6 @@ class CampaignRecipientAdmin(ReadOnlyModelAdmin):
 @admin.register(MarketingSuppression)
 class MarketingSuppressionAdmin(ReadOnlyModelAdmin):
     list_display = ["contact", "provider", "until", "error_code", "strikes", "updated_at"]
-    list_filter = ["provider", "error_code"]
+    list_filter = [ProviderNameFilter, "error_code"]
     search_fields = ["contact__profile_name", "contact__identities__value"]
     list_select_related = ["contact", "provider"]

@@ -57,7 +57,8 @@ class SegmentViewSet(TeamScoped, ReadableErrors, viewsets.ModelViewSet):
     @extend_schema(summary="How many contacts match the segment now", responses={200: dict, 404: REFUSAL})
     @action(detail=True, methods=["get"])
     def count(self, request, pk=None):
-        return Response({"segment": self.get_object().pk, "matches": segment_count(self.get_object().filters)})
+        segment = self.get_object()
+        return Response({"segment": segment.pk, "matches": segment_count(segment.filters, user=request.user)})
 
 
 class AudienceImportViewSet(TeamScoped, ReadableErrors, mixins.CreateModelMixin, mixins.ListModelMixin,

@@ -25,6 +25,7 @@ from campaigns.selectors import contacts_identity_rows, contacts_phones
 from campaigns.services.scheduling import next_send_time, recipient_time_zone, window_of, zone_named
 from campaigns.services.segments import segment_contacts
 from contacts.models import Contact
+from core.access import scoped
 from core.audit import audit_record
 from core.queueing import Wake
 from whatsapp.models import Message
@@ -123,7 +124,8 @@ def _audience(campaign: Campaign) -> list[_Candidate]:
         rows = (AudienceMember.objects.filter(audience_id=campaign.audience_id).order_by("line")
                 .values_list("contact_id", "contact__consent", "contact__time_zone", "values"))
         return [_Candidate(*row) for row in rows]
-    rows = (segment_contacts(campaign.segment.filters).order_by("pk")
+    # A segment reaches the contacts the campaign's author may see (their teams' numbers), not everyone's.
+    rows = (scoped(segment_contacts(campaign.segment.filters), campaign.created_by).order_by("pk")
             .values_list("pk", "consent", "time_zone"))
     return [_Candidate(*row, {}) for row in rows]
 

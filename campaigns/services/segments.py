@@ -21,6 +21,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from contacts.models import Contact, ContactIdentity, ContactUserMapping
+from core.access import scoped
 from whatsapp.models import Message
 from whatsapp.providers.events import IdentityKind
 
@@ -133,5 +134,6 @@ def _in_countries(countries: list[str]) -> Exists:
     return Exists(ContactIdentity.objects.filter(match, contact=OuterRef("pk"), kind=IdentityKind.PHONE))
 
 
-def segment_count(filters: dict[str, Any]) -> int:
-    return segment_contacts(filters).count()
+def segment_count(filters: dict[str, Any], *, user=None) -> int:
+    """How many contacts match now, of those `user` may see (None: all)."""
+    return scoped(segment_contacts(filters), user).count()

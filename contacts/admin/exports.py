@@ -11,6 +11,7 @@ from django.utils.html import format_html
 
 from contacts.models import DataExport
 from contacts.services.export import DOWNLOAD_BLOCK, ExportNotReady, data_export_downloadable, data_export_open
+from core.access import sees_everything
 from core.admin.base import ReadOnlyModelAdmin, pretty_json
 from core.audit import audit_record
 from core.storage import ObjectNotFound, StorageError
@@ -18,6 +19,16 @@ from core.storage import ObjectNotFound, StorageError
 
 @admin.register(DataExport)
 class DataExportAdmin(ReadOnlyModelAdmin):
+    # An export holds a person's messages on every number: only for those who see every team.
+    def has_module_permission(self, request):
+        return sees_everything(request.user) and super().has_module_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return sees_everything(request.user) and super().has_view_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return sees_everything(request.user) and super().has_delete_permission(request, obj)
+
     """GDPR exports: zips built by a worker and kept in the archive storage until they expire. Requested
     from the user list's "Export WhatsApp data" action."""
 

@@ -29,8 +29,8 @@ from contacts.services.export import (
 )
 from core.api.errors import REFUSAL, ReadableErrors, refuse, validated
 from core.api.filters import ApiFilterSet
-from core.api.permissions import requires
-from core.api.scoping import TeamScoped
+from core.api.permissions import ModelPermissionsWithView, requires
+from core.api.scoping import SeesAllTeams, TeamScoped
 from core.storage import ObjectNotFound, StorageError
 
 EXPORT_CREATE = "contacts.add_dataexport"
@@ -97,6 +97,8 @@ def _exports():
 )
 class DataExportViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
     queryset = _exports()
+    # An export holds a person's messages on every number: only for those who see every team.
+    permission_classes = [ModelPermissionsWithView, SeesAllTeams]
     serializer_class = DataExportSerializer
     filterset_class = DataExportFilter
     search_fields = ["user__username"]
@@ -162,7 +164,7 @@ class UserDataViewSet(TeamScoped, ReadableErrors, viewsets.GenericViewSet):
                     "export, whose `download_url` serves the zip once ready, for DATA_EXPORT_RETENTION_DAYS. "
                     "Audited. Needs contacts.add_dataexport.",
         request=None, responses={202: DataExportSerializer, 403: REFUSAL, 404: REFUSAL})
-    @action(detail=True, methods=["post"], permission_classes=[requires(EXPORT_CREATE)])
+    @action(detail=True, methods=["post"], permission_classes=[requires(EXPORT_CREATE), SeesAllTeams])
     def exports(self, request, pk=None):
         user = self.get_object()
         export = data_export_request(user=user, actor=request.user)
@@ -180,7 +182,7 @@ class UserDataViewSet(TeamScoped, ReadableErrors, viewsets.GenericViewSet):
                     "contacts.erase_user_data.",
         request=EraseRequestSerializer,
         responses={200: ErasureReportSerializer, 400: REFUSAL, 403: REFUSAL, 404: REFUSAL})
-    @action(detail=True, methods=["post"], permission_classes=[requires(ERASE)])
+    @action(detail=True, methods=["post"], permission_classes=[requires(ERASE), SeesAllTeams])
     def erase(self, request, pk=None):
         user = self.get_object()
         form = validated(EraseRequestSerializer, request.data, user=request.user)

@@ -2,9 +2,9 @@
 provider, a contact, a template to send with), narrowed to the caller's teams. A token acts as its owner,
 so it carries the owner's scope."""
 
-from rest_framework import serializers
+from rest_framework import permissions, serializers
 
-from core.access import scoped
+from core.access import scoped, sees_everything
 
 
 # Put first among a viewset's bases: list, retrieve, every action that uses get_object or get_queryset,
@@ -28,10 +28,24 @@ class TeamScoped:
 
 
 def related_fields_scope(serializer, user) -> None:
-    """Narrow what the serializer's related fields accept to the rows `user` may see: naming another team's
-    row reads as naming one that does not exist."""
+    """Narrow what the serializer's related fields accept to the rows `user` may see, nested serializers
+    included (a campaign's variants name templates): naming another team's row reads as naming one that
+    does not exist."""
     form = getattr(serializer, "child", serializer)
     for field in getattr(form, "fields", {}).values():
+        if isinstance(field, serializers.BaseSerializer):
+            related_fields_scope(field, user)
+            continue
         relation = field.child_relation if isinstance(field, serializers.ManyRelatedField) else field
         if isinstance(relation, serializers.RelatedField) and relation.queryset is not None:
             relation.queryset = scoped(relation.queryset, user)
+
+
+class SeesAllTeams(permissions.BasePermission):
+    """For what spans every number at once (a person's GDPR export or erasure): only those who see every
+    team's rows."""
+
+    message = "Only users who see every team's conversations may do this."
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated and sees_everything(request.user))

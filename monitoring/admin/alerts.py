@@ -10,6 +10,7 @@ from core.admin.base import AuditedModelAdmin, ReadOnlyModelAdmin, ReadOnlyTabul
 from core.dates import when
 from monitoring.alerts import alerts_evaluate
 from monitoring.models import AlertIncident, AlertNotification, AlertRule
+from whatsapp.admin.filters import ProviderNameFilter
 from whatsapp.services.providers import mask_secret
 
 
@@ -57,7 +58,7 @@ class AlertRuleAdmin(AuditedModelAdmin):
     form = AlertRuleForm
     list_display = ["name", "kind", "provider", "threshold", "window_minutes", "for_minutes", "enabled", "state",
                     "last_figure", "last_evaluated_at"]
-    list_filter = ["enabled", "kind", "provider"]
+    list_filter = ["enabled", "kind", ProviderNameFilter]
     search_fields = ["name", "error_code"]
     readonly_fields = ["stored_secret", "state", "holding_since", "last_evaluated_at", "last_figure", "created_at",
                        "updated_at"]

@@ -157,7 +157,7 @@ class ConversationPageMixin:
 
     @staticmethod
     def _assignable(conversation: Conversation) -> list:
-        users = list(assignable_users()[:ASSIGNEE_CHOICES])
+        users = list(assignable_users(conversation.provider_id)[:ASSIGNEE_CHOICES])
         # The current assignee is always a choice, so that pressing Assign never unassigns by accident.
         if conversation.assignee is not None and conversation.assignee not in users:
             users.append(conversation.assignee)

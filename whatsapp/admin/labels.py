@@ -5,7 +5,7 @@ from django.db.models import Count
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from core.access import related_rows_of
+from core.access import related_rows_of, sees_everything
 from core.admin.base import AuditedModelAdmin
 from whatsapp.admin.filters import ProviderNameFilter
 from whatsapp.models import Label, SavedReply
@@ -47,6 +47,24 @@ class SavedReplyAdmin(AuditedModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+    # A reply offered on every number is every team's: only those who see every team write one.
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self._may_write(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and self._may_write(request, obj)
+
+    @staticmethod
+    def _may_write(request, obj) -> bool:
+        return obj is None or obj.provider_id is not None or sees_everything(request.user)
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if not sees_everything(request.user):
+            form.base_fields["provider"].required = True
+            form.base_fields["provider"].help_text = "Offered on this number's conversations only."
+        return form
 
     @admin.display(description="Text")
     def short_text(self, obj):

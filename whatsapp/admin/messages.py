@@ -15,6 +15,7 @@ from core.access import can_see
 from core.admin.base import ADMIN_CSS, AuditedModelAdmin, ReadOnlyModelAdmin, clipped, pretty_json, time_with_seconds
 from core.admin.changes import values_table
 from whatsapp.admin.extensions import message_actions
+from whatsapp.admin.filters import ProviderNameFilter
 from whatsapp.models import DeadLetter, Media, Message, MessageStatusEvent, SendAttempt
 from whatsapp.providers.events import MessageStatus, MessageType
 from whatsapp.services.outbound import message_discard, message_retry
@@ -174,7 +175,7 @@ class MessageAdmin(AuditedModelAdmin):
     # Messages are written by the inbound and send pipelines; admins read them (and may delete them).
     # The columns that say what a message is, in a 1400 px window; the rest is on its page.
     list_display = ["id", "created_at", contact, kind, short_text, "status"]
-    list_filter = ["direction", "status", "lane", "message_type", "provider", "processing_status"]
+    list_filter = ["direction", "status", "lane", "message_type", ProviderNameFilter, "processing_status"]
     search_fields = ["text", "provider_message_id", "conversation__contact__profile_name"]
     raw_id_fields = ["conversation", "session", "reply_to", "template", "created_by"]
     readonly_fields = ["content_summary", "template_variables_summary", "pretty_content", "reply_wait",
@@ -249,7 +250,7 @@ class DeadLetterAdmin(MessageViewPermission, ReadOnlyModelAdmin):
     """Outbound messages whose retries ran out or whose outcome is unknown: a person retries or discards."""
 
     list_display = ["id", "dead_lettered_at", contact, short_text, "error", "attempts"]
-    list_filter = ["provider", "error_code"]
+    list_filter = [ProviderNameFilter, "error_code"]
     search_fields = ["text", "conversation__contact__profile_name", "provider_message_id"]
     list_select_related = ["provider", "conversation__contact"]
     ordering = ["-dead_lettered_at", "-pk"]
@@ -336,7 +337,7 @@ class StatusEventOutcomeFilter(admin.SimpleListFilter):
 @admin.register(MessageStatusEvent)
 class MessageStatusEventAdmin(ReadOnlyModelAdmin):
     list_display = ["occurred", "status_column", "result", "message_column"]
-    list_filter = ["status", StatusEventOutcomeFilter, "provider"]
+    list_filter = ["status", StatusEventOutcomeFilter, ProviderNameFilter]
     list_select_related = ["provider", "message"]
     search_fields = ["provider_message_id"]
     fieldsets = [

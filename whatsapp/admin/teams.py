@@ -1,7 +1,7 @@
 """Teams (who answers which numbers) and the resolutions of conversations with their satisfaction answers."""
 
 from django.contrib import admin
-from django.db.models import Count
+from django.db.models import Count, Prefetch
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -9,7 +9,7 @@ from core.access import sees_everything
 from core.admin.base import ADMIN_CSS, AuditedModelAdmin, ReadOnlyModelAdmin, clipped
 from core.dates import when
 from whatsapp.admin.filters import ProviderNameFilter
-from whatsapp.models import Resolution, Team
+from whatsapp.models import Provider, Resolution, Team
 
 
 def _duration(seconds: int | None) -> str:
@@ -31,7 +31,7 @@ class TeamAdmin(AuditedModelAdmin):
 
     def get_queryset(self, request):
         queryset = (super().get_queryset(request).annotate(member_total=Count("members", distinct=True))
-                    .prefetch_related("providers"))
+                    .prefetch_related(Prefetch("providers", Provider.objects.only("pk", "name"))))
         # Someone who does not see every team sees the teams they are in.
         return queryset if sees_everything(request.user) else queryset.filter(members=request.user)
 
@@ -53,7 +53,7 @@ class TeamAdmin(AuditedModelAdmin):
 class ResolutionAdmin(ReadOnlyModelAdmin):
     list_display = ["resolved", "conversation_link", "resolved_by", "first_response", "resolution_time",
                     "survey", "stars", "short_comment"]
-    list_filter = ["survey", "rating", ProviderNameFilter, "resolved_by"]
+    list_filter = ["survey", "rating", ProviderNameFilter, ("resolved_by", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["comment", "conversation__contact__profile_name", "resolved_by__username"]
     date_hierarchy = "resolved_at"
     list_select_related = ["conversation__contact", "conversation__provider", "resolved_by"]

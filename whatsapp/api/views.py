@@ -10,7 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.filters import SearchFilter
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -285,6 +285,25 @@ class SavedReplyViewSet(AuditedModelViewSet):
     def created_extra(self) -> dict:
         return {"created_by": self.request.user}
 
+    # A reply offered on every number is every team's: only those who see every team write one.
+    def perform_create(self, serializer):
+        self._check_shared(serializer.validated_data.get("provider"))
+        super().perform_create(serializer)
+
+    def perform_update(self, serializer):
+        self._check_shared(serializer.instance.provider)
+        self._check_shared(serializer.validated_data.get("provider", serializer.instance.provider))
+        super().perform_update(serializer)
+
+    def perform_destroy(self, instance):
+        self._check_shared(instance.provider)
+        super().perform_destroy(instance)
+
+    def _check_shared(self, provider) -> None:
+        if provider is None and not sees_everything(self.request.user):
+            raise PermissionDenied("A saved reply for every number is shared by every team: only users who see "
+                                   "every team may write one. Choose one of your numbers.")
+
 
 IDEMPOTENCY_KEY_MAX = 100
 
@@ -374,7 +393,8 @@ class ResolutionViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSe
 class TeamViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelViewSet):
     """The teams (their members and numbers): all of them for those who see every team, else the caller's."""
 
-    queryset = Team.objects.prefetch_related("members", "providers").order_by("name", "pk")
+    queryset = Team.objects.prefetch_related("members", Prefetch("providers", Provider.objects.only("pk"))).order_by(
+        "name", "pk")
     serializer_class = serializers.TeamSerializer
     search_fields = ["name", "description"]
 

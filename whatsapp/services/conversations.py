@@ -11,21 +11,29 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.db.models.functions import Lower
 
 from contacts.models import Contact
 from core.audit import audit_record
-from whatsapp.models import Conversation, Label, Provider
+from whatsapp.models import Conversation, Label, Provider, Team
+
+SEE_ALL = "see_all_teams"
 
 
 class AssignmentRefused(ValueError):
     """The user cannot take conversations (inactive, or not staff)."""
 
 
-def assignable_users():
-    """The users a conversation can be assigned to: active staff, by username."""
+def assignable_users(provider_id: int | None = None):
+    """The users a conversation can be assigned to: active staff, by username. With a provider, once teams
+    exist, those who can see its conversations: its teams' members, superusers and holders of "see all"."""
     user_model = get_user_model()
-    return user_model.objects.filter(is_active=True, is_staff=True).order_by(user_model.USERNAME_FIELD)
+    users = user_model.objects.filter(is_active=True, is_staff=True).order_by(user_model.USERNAME_FIELD)
+    if provider_id is None or not Team.objects.exists():
+        return users
+    sees_all = Q(is_superuser=True) | Q(user_permissions__codename=SEE_ALL) | Q(groups__permissions__codename=SEE_ALL)
+    return users.filter(pk__in=user_model.objects.filter(sees_all | Q(teams__providers=provider_id)).values("pk"))
 
 
 def _who(user) -> str:
@@ -41,8 +49,9 @@ def conversation_assign(conversation: Conversation, assignee: Any, *, actor: Any
     """Assign the conversation to `assignee` (None: unassign). Returns whether anything changed. With
     `expected` (a user id, or None for nobody) it is refused when someone else changed the assignment since
     the caller looked."""
-    if assignee is not None and not assignable_users().filter(pk=assignee.pk).exists():
-        raise AssignmentRefused(f"{_who(assignee)} is not an active staff user and cannot take conversations.")
+    if assignee is not None and not assignable_users(conversation.provider_id).filter(pk=assignee.pk).exists():
+        raise AssignmentRefused(f"{_who(assignee)} is not an active staff user of a team of this number and "
+                                "cannot take its conversations.")
     # of=self: the assignee is joined (nullable, an outer join), and PostgreSQL locks no outer join's nullable side.
     locked = (Conversation.objects.select_for_update(no_key=True, of=("self",)).select_related("assignee")
               .get(pk=conversation.pk))

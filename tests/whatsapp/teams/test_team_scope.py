@@ -298,3 +298,37 @@ def test_label_counts_count_only_the_users_conversations(world):
         assert row["conversation_count"] == expected, who
         listed = client_of(users[who]).get("/admin/whatsapp/label/").context["cl"].result_list
         assert [item.conversation_total for item in listed] == [expected], who
+
+
+def test_assignees_shared_replies_segments_and_gdpr_follow_the_teams(world):
+    numbers, users = world
+    op_a = users["op_a"]
+    op_a.user_permissions.add(*Permission.objects.filter(codename__in=[
+        "add_savedreply", "change_savedreply", "delete_savedreply", "view_dataexport"]))
+    api = token_client(op_a)
+    ours = Conversation.objects.filter(provider=numbers["A"]).first()
+    refused = api.post(f"/api/v1/conversations/{ours.pk}/assign/", {"assignee": users["op_b"].pk}, format="json")
+    assert refused.status_code == 400 and "team of this number" in refused.json()["detail"]
+    for assignee in (op_a, users["op_both"], users["seer"], users["root"]):
+        response = api.post(f"/api/v1/conversations/{ours.pk}/assign/", {"assignee": assignee.pk}, format="json")
+        assert response.status_code == 200, assignee.username
+
+    shared = api.post("/api/v1/saved-replies/", {"title": "Hours", "text": "9 to 5"}, format="json")
+    assert shared.status_code == 403 and "every team" in shared.json()["detail"]
+    own = api.post("/api/v1/saved-replies/", {"title": "Hours A", "text": "9 to 5", "provider": numbers["A"].pk},
+                   format="json")
+    assert own.status_code == 201
+    root_reply = token_client(users["root"]).post("/api/v1/saved-replies/", {"title": "Everyone", "text": "Hi"},
+                                                  format="json").json()
+    assert api.patch(f"/api/v1/saved-replies/{root_reply['id']}/", {"text": "changed"},
+                     format="json").status_code == 403
+    assert api.delete(f"/api/v1/saved-replies/{root_reply['id']}/").status_code == 403
+
+    segment = token_client(users["root"]).post("/api/v1/segments/", {"name": "Everyone", "filters": {}},
+                                               format="json").json()
+    counts = {who: token_client(users[who]).get(f"/api/v1/segments/{segment['id']}/count/").json()["matches"]
+              for who in ("op_a", "op_b", "root")}
+    assert counts == {"op_a": 3, "op_b": 2, "root": 4}
+
+    assert api.get("/api/v1/exports/").status_code == 403  # a person's data spans every number
+    assert token_client(users["root"]).get("/api/v1/exports/").status_code == 200
