@@ -15,6 +15,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.access import scoped
 from core.audit import audit_record
 from core.locks import lock_key, try_session_lock
 from templates_app.models import MessageTemplate
@@ -231,9 +232,10 @@ def _submission_lost(template: MessageTemplate) -> None:
 
 def templates_sync_all(*, actor: object = None) -> list[SyncReport]:
     """One sync per business account among the active providers that have templates (the beat job, or
-    a user's "sync everything")."""
+    a user's "sync everything", over the numbers they may see)."""
     reports, accounts = [], set()
-    for provider in Provider.objects.filter(is_active=True).order_by("pk"):
+    # A user's "sync everything" covers the numbers of their teams (the beat job, with no actor, all of them).
+    for provider in scoped(Provider.objects.filter(is_active=True), actor).order_by("pk"):
         if backend_class_for(provider.kind).template_management == TemplateManagement.NONE:
             continue
         account = template_account(provider)
