@@ -1,6 +1,7 @@
 """Teams (who answers which numbers) and the resolutions of conversations with their satisfaction answers."""
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Prefetch
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -34,6 +35,11 @@ class TeamAdmin(AuditedModelAdmin):
                     .prefetch_related(Prefetch("providers", Provider.objects.only("pk", "name"))))
         # Someone who does not see every team sees the teams they are in.
         return queryset if sees_everything(request.user) else queryset.filter(members=request.user)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "members":  # people who answer conversations: active staff
+            kwargs["queryset"] = get_user_model().objects.filter(is_active=True, is_staff=True).order_by("username")
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def get_search_results(self, request, queryset, search_term):
         results, _ = super().get_search_results(request, queryset, search_term)
@@ -77,11 +83,11 @@ class ResolutionAdmin(ReadOnlyModelAdmin):
                            reverse("admin:whatsapp_conversation_change", args=[obj.conversation_id]),
                            obj.conversation.contact, obj.conversation.provider.name)
 
-    @admin.display(description="First response", ordering="first_response_seconds")
+    @admin.display(description="First reply", ordering="first_response_seconds")
     def first_response(self, obj):
         return _duration(obj.first_response_seconds)
 
-    @admin.display(description="Resolution time", ordering="resolution_seconds")
+    @admin.display(description="Took", ordering="resolution_seconds")
     def resolution_time(self, obj):
         return _duration(obj.resolution_seconds)
 
