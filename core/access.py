@@ -54,13 +54,6 @@ def visible_provider_ids(user) -> frozenset[int] | None:
     return getattr(user, _CACHE_ATTR)
 
 
-def forget(user) -> None:
-    """Drop the cached answer (after the user's teams changed within the same request)."""
-    for name in (_CACHE_ATTR, _SEEN_ATTR):
-        if user is not None and hasattr(user, name):
-            delattr(user, name)
-
-
 def scope_of(model: type[Model]) -> ProviderPath | None:
     return getattr(model, "team_scope", None)
 

@@ -37,6 +37,7 @@ INTENT_CHOICES_PERIOD = timedelta(days=90)
 # --- teams ----------------------------------------------------------------------------------------
 
 SEE_ALL_TEAMS = "whatsapp.see_all_teams"
+SEE_ALL_TEAMS_CODENAME = SEE_ALL_TEAMS.split(".")[1]
 
 
 def team_provider_ids(user) -> frozenset[int] | None:

@@ -228,18 +228,19 @@ class ConversationAdmin(ConversationPageMixin, AuditedModelAdmin):
 
     @admin.action(description="Resolve", permissions=["change"])
     def resolve(self, request, queryset):
-        changed = conversations_set_status(queryset, Conversation.Status.RESOLVED, actor=request.user)
-        self.message_user(request, f"{changed} conversation(s) resolved.", messages.SUCCESS)
+        self._set_status(request, queryset, Conversation.Status.RESOLVED, "resolved")
 
     @admin.action(description="Mark pending (waiting on the customer)", permissions=["change"])
     def mark_pending(self, request, queryset):
-        changed = conversations_set_status(queryset, Conversation.Status.PENDING, actor=request.user)
-        self.message_user(request, f"{changed} conversation(s) marked pending.", messages.SUCCESS)
+        self._set_status(request, queryset, Conversation.Status.PENDING, "marked pending")
 
     @admin.action(description="Reopen", permissions=["change"])
     def reopen(self, request, queryset):
-        changed = conversations_set_status(queryset, Conversation.Status.OPEN, actor=request.user)
-        self.message_user(request, f"{changed} conversation(s) reopened.", messages.SUCCESS)
+        self._set_status(request, queryset, Conversation.Status.OPEN, "reopened")
+
+    def _set_status(self, request, queryset, status: str, done: str) -> None:
+        changed = conversations_set_status(queryset, status, actor=request.user)
+        self.message_user(request, f"{changed} conversation(s) {done}.", messages.SUCCESS)
 
     @admin.action(description="Assign to me", permissions=["change"])
     def assign_to_me(self, request, queryset):

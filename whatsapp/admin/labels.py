@@ -9,6 +9,7 @@ from core.access import related_rows_of, sees_everything
 from core.admin.base import AuditedModelAdmin
 from whatsapp.admin.filters import ProviderNameFilter
 from whatsapp.models import Label, SavedReply
+from whatsapp.services.conversations import saved_reply_writable
 
 
 @admin.register(Label)
@@ -57,7 +58,7 @@ class SavedReplyAdmin(AuditedModelAdmin):
 
     @staticmethod
     def _may_write(request, obj) -> bool:
-        return obj is None or obj.provider_id is not None or sees_everything(request.user)
+        return obj is None or saved_reply_writable(request.user, obj.provider_id)
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)

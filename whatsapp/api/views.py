@@ -43,6 +43,7 @@ from whatsapp.services.conversations import (
     conversation_change_labels,
     conversation_set_labels,
     labels_named,
+    saved_reply_writable,
 )
 from whatsapp.services.lifecycle import StatusRefused, conversation_set_status, conversations_set_status
 from whatsapp.services.outbound import (
@@ -162,9 +163,8 @@ class ConversationViewSet(TeamScoped, ReadableErrors, viewsets.ReadOnlyModelView
             return refuse(404, "not_found", f"No conversation you can see has the id(s) {missing[:20]}; "
                                             "nothing was changed.")
         try:
-            with transaction.atomic():
-                changed = conversations_set_status(conversations, form["status"], actor=request.user,
-                                                   snoozed_until=form.get("snoozed_until"))
+            changed = conversations_set_status(conversations, form["status"], actor=request.user,
+                                               snoozed_until=form.get("snoozed_until"))
         except StatusRefused as refusal:
             return refuse(400, "invalid_status", str(refusal))
         return Response({"status": form["status"], "changed": changed, "unchanged": len(conversations) - changed})
@@ -300,7 +300,7 @@ class SavedReplyViewSet(AuditedModelViewSet):
         super().perform_destroy(instance)
 
     def _check_shared(self, provider) -> None:
-        if provider is None and not sees_everything(self.request.user):
+        if not saved_reply_writable(self.request.user, provider.pk if provider else None):
             raise PermissionDenied("A saved reply for every number is shared by every team: only users who see "
                                    "every team may write one. Choose one of your numbers.")
 

@@ -15,10 +15,10 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 
 from contacts.models import Contact
+from core.access import sees_everything
 from core.audit import audit_record
 from whatsapp.models import Conversation, Label, Provider, Team
-
-SEE_ALL = "see_all_teams"
+from whatsapp.selectors import SEE_ALL_TEAMS_CODENAME
 
 
 class AssignmentRefused(ValueError):
@@ -32,8 +32,15 @@ def assignable_users(provider_id: int | None = None):
     users = user_model.objects.filter(is_active=True, is_staff=True).order_by(user_model.USERNAME_FIELD)
     if provider_id is None or not Team.objects.exists():
         return users
-    sees_all = Q(is_superuser=True) | Q(user_permissions__codename=SEE_ALL) | Q(groups__permissions__codename=SEE_ALL)
+    sees_all = (Q(is_superuser=True) | Q(user_permissions__codename=SEE_ALL_TEAMS_CODENAME)
+                | Q(groups__permissions__codename=SEE_ALL_TEAMS_CODENAME))
     return users.filter(pk__in=user_model.objects.filter(sees_all | Q(teams__providers=provider_id)).values("pk"))
+
+
+def saved_reply_writable(user, provider_id: int | None) -> bool:
+    """A reply offered on every number (no provider) is every team's: only those who see every team write
+    one; a reply for one number is written by whoever may see that number."""
+    return provider_id is not None or sees_everything(user)
 
 
 def _who(user) -> str:

@@ -119,10 +119,11 @@ def _push_later(conversation: Conversation) -> None:
                       what=f"state of conversation {conversation_id} to its provider")
 
 
+@transaction.atomic
 def conversations_set_status(conversations: Iterable[Conversation], status: str, *, actor: Any,
                              snoozed_until: datetime | None = None) -> int:
-    """The same change on many conversations (bulk resolve); each is its own change, audited. Returns how many
-    changed."""
+    """The same change on many conversations (bulk resolve), all or none; each is audited on its own. Returns
+    how many changed."""
     status_check(status, snoozed_until, now=timezone.now())
     return sum(conversation_set_status(conversation, status, actor=actor, snoozed_until=snoozed_until)
                for conversation in conversations)
