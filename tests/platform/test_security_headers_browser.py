@@ -333,8 +333,9 @@ def test_every_page_runs_under_the_policy_without_a_console_error(browser, live_
     # Swagger UI draws the operations near the viewport only: scroll down the page and count them all.
     drawn: set[str] = set()
     for _ in range(40):
-        drawn |= {element.get_attribute("id") for element in browser.find_elements(By.CSS_SELECTOR,
-                                                                                      "#swagger-ui .opblock")}
+        # Read in one script: Swagger UI replaces elements while the page scrolls (no stale references).
+        drawn |= set(browser.execute_script(
+            "return Array.from(document.querySelectorAll('#swagger-ui .opblock'), element => element.id);"))
         if browser.execute_script("window.scrollBy(0, window.innerHeight * 0.8);"
                                   "return window.innerHeight + window.scrollY >= document.body.scrollHeight;"):
             break
